@@ -1,0 +1,118 @@
+"""The ``kittenfs`` command: run the processes, and put, get, list and inspect values."""
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .config import GiB, ConfigError, MasterConfig, WorkerConfig
+
+DEFAULT_URL = "http://127.0.0.1:3000"
+
+
+def _master(args: argparse.Namespace) -> int:
+    from .master.app import run
+    run(MasterConfig(data=Path(args.data), port=args.port, host=args.host,
+                     replicas=args.replicas, max_value_bytes=args.max_value_bytes,
+                     down_after=args.down_after, verbose=args.verbose))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from .worker.app import run
+    run(WorkerConfig(master=args.master, data=Path(args.data), port=args.port, host=args.host,
+                     advertise=args.advertise, inline_max=args.inline_max,
+                     verify_max=args.verify_max, verbose=args.verbose))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from .cluster import run_local_cluster
+    return run_local_cluster(Path(args.data), args.port, args.workers, args.replicas, args.verbose)
+
+
+def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from . import commands
+        handler: Callable[[argparse.Namespace], int] = getattr(commands, name)
+        return handler(args)
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="kittenfs", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    master = sub.add_parser("master", help="run the master (the index)")
+    master.add_argument("--port", type=int, default=3000, help="port (0 picks a free one)")
+    master.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    master.add_argument("--data", required=True, help="directory of the index")
+    master.add_argument("--replicas", type=int, default=3, help="copies of each value")
+    master.add_argument("--max-value-bytes", type=int, default=5 * GiB,
+                        help="largest value accepted (default 5 GiB)")
+    master.add_argument("--down-after", type=float, default=5.0,
+                        help="seconds without heartbeat before a worker is down")
+    master.add_argument("--verbose", action="store_true", help="log every request")
+    master.set_defaults(run=_master)
+
+    worker = sub.add_parser("worker", help="run a worker (stores values)")
+    worker.add_argument("--master", required=True, help="master URL, e.g. http://127.0.0.1:3000")
+    worker.add_argument("--port", type=int, default=3001, help="port (0 picks a free one)")
+    worker.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    worker.add_argument("--data", required=True, help="directory of the blobs")
+    worker.add_argument("--advertise", help="URL the master and clients use to reach this worker")
+    worker.add_argument("--inline-max", type=int, default=64 * 1024,
+                        help="values up to this size live in LevelDB")
+    worker.add_argument("--verify-max", type=int, default=4 * 1024 * 1024,
+                        help="file values up to this size are MD5-checked on every read")
+    worker.add_argument("--verbose", action="store_true", help="log every request")
+    worker.set_defaults(run=_worker)
+
+    up = sub.add_parser("up", help="run a local cluster: one master and N workers")
+    up.add_argument("--workers", type=int, default=3, help="number of workers")
+    up.add_argument("--replicas", type=int, default=3, help="copies of each value")
+    up.add_argument("--port", type=int, default=3000, help="master port; workers use the next")
+    up.add_argument("--data", default="./kittenfs-data", help="directory for all data")
+    up.add_argument("--verbose", action="store_true", help="log every request")
+    up.set_defaults(run=_up)
+
+    url_help = f"master URL (default $KITTENFS_URL or {DEFAULT_URL})"
+    default_url = os.environ.get("KITTENFS_URL", DEFAULT_URL)
+
+    def client(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--url", default=default_url, help=url_help)
+        command.set_defaults(run=_client_command(name.replace("-", "_")))
+        return command
+
+    put = client("put", "store a file (or stdin) as the value of KEY")
+    put.add_argument("key")
+    put.add_argument("file", nargs="?", default="-", help="file to store, or - for stdin")
+    get = client("get", "print the value of KEY, or write it to a file")
+    get.add_argument("key")
+    get.add_argument("-o", "--output", help="write to this file instead of stdout")
+    rm = client("rm", "delete KEY")
+    rm.add_argument("key")
+    ls = client("ls", "list keys under PREFIX")
+    ls.add_argument("prefix", nargs="?", default="/")
+    client("status", "show the cluster's workers")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Configuration: one typed object per process; each CLI flag maps to one field.
+
+A bad value fails at start with a message naming the flag, the value and what is allowed.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+GiB = 1024**3
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message says which and why."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _check_port(port: int) -> None:
+    _require(0 <= port <= 65535, f"--port {port}: must be between 0 and 65535 (0 picks a free one)")
+
+
+@dataclass(frozen=True)
+class MasterConfig:
+    """Settings of a master process."""
+
+    #: Directory of the master's LevelDB index (created if missing).
+    data: Path
+    #: Port to listen on; 0 picks a free one (the "listening on" log line tells which).
+    port: int = 3000
+    #: Address to listen on.
+    host: str = "127.0.0.1"
+    #: Copies of each value; capped at the number of registered workers.
+    replicas: int = 3
+    #: Largest value accepted, in bytes; a larger body gets 413.
+    max_value_bytes: int = 5 * GiB
+    #: Seconds without a heartbeat after which a worker counts as down.
+    down_after: float = 5.0
+    #: Log one line per request.
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        _check_port(self.port)
+        _require(self.replicas >= 1, f"--replicas {self.replicas}: must be at least 1")
+        _require(self.max_value_bytes >= 0, "--max-value-bytes: must not be negative")
+        _require(self.down_after > 0, "--down-after: must be positive")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Settings of a worker process."""
+
+    #: URL of the master, e.g. http://127.0.0.1:3000.
+    master: str
+    #: Directory of the worker's blobs and LevelDB (created if missing).
+    data: Path
+    #: Port to listen on; 0 picks a free one.
+    port: int = 3001
+    #: Address to listen on.
+    host: str = "127.0.0.1"
+    #: URL by which the master and clients reach this worker; default http://HOST:PORT.
+    advertise: str | None = None
+    #: Values up to this many bytes are kept in LevelDB, larger ones in files.
+    inline_max: int = 64 * 1024
+    #: File-backed values up to this many bytes have their MD5 checked on every full read.
+    verify_max: int = 4 * 1024 * 1024
+    #: Seconds between heartbeats to the master.
+    heartbeat_interval: float = 1.0
+    #: Log one line per request.
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        _check_port(self.port)
+        _require(self.master.startswith(("http://", "https://")),
+                 f"--master {self.master!r}: must be a URL such as http://127.0.0.1:3000")
+        _require(self.advertise is None or self.advertise.startswith(("http://", "https://")),
+                 f"--advertise {self.advertise!r}: must be a URL such as http://10.0.0.5:3001")
+        _require(self.inline_max >= 0, "--inline-max: must not be negative")
+        _require(self.heartbeat_interval > 0, "--heartbeat-interval: must be positive")

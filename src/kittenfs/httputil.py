@@ -1,0 +1,93 @@
+"""HTTP helpers shared by the master and the workers: JSON errors and byte ranges."""
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+log = logging.getLogger("kittenfs.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, error: str, detail: str = "", **headers: str) -> web.Response:
+    """Return the JSON body every 4xx/5xx carries: ``{"error": ..., "detail": ...}``."""
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+class HTTPProblem(Exception):
+    """Raised by request logic to end a request with a JSON error response."""
+
+    def __init__(self, status: int, error: str, detail: str = "", **headers: str) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
+
+    def response(self) -> web.Response:
+        """Return the JSON error response this problem stands for."""
+        return error_response(self.status, self.error, self.detail, **self.headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error response; an unexpected one is logged once."""
+    try:
+        return await handler(request)
+    except HTTPProblem as problem:
+        return problem.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+    except Exception as exc:  # noqa: BLE001 - the last line of defence must catch everything
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def parse_range(header: str, size: int) -> tuple[int, int]:
+    """Return the inclusive byte span ``(first, last)`` a single-range header asks of ``size`` bytes.
+
+    Raise HTTPProblem 416 when the header is malformed, asks for several ranges, or cannot
+    be satisfied; the 416 carries ``Content-Range: bytes */size`` as RFC 9110 asks.
+    """
+    unsatisfiable = {"Content-Range": f"bytes */{size}"}
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        raise HTTPProblem(416, "bad_range", f"only one 'bytes=' range is supported: {header!r}",
+                          **unsatisfiable)
+    first_text, dash, last_text = spec.strip().partition("-")
+    if not dash or not _digits(first_text + last_text):
+        raise HTTPProblem(416, "bad_range", f"malformed range {header!r}", **unsatisfiable)
+    if not first_text:
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            raise HTTPProblem(416, "range_not_satisfiable", f"{header!r} of {size} bytes",
+                              **unsatisfiable)
+        return max(0, size - suffix), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if first > last or first >= size:
+        raise HTTPProblem(416, "range_not_satisfiable", f"{header!r} of {size} bytes",
+                          **unsatisfiable)
+    return first, min(last, size - 1)
+
+
+def head_response(status: int, headers: dict[str, str], length: int) -> web.Response:
+    """Return a bodiless response (for HEAD) that still announces the value's length."""
+    return web.Response(status=status, headers={**headers, "Content-Length": str(length)})
+
+
+def _digits(text: str) -> bool:
+    return bool(text) and text.isascii() and text.isdigit()
+
+
+def etag(md5: str) -> str:
+    """Return the ETag of a value with this MD5 hex digest."""
+    return f'"{md5}"'
+
+
+def etag_matches(if_none_match: str | None, md5: str) -> bool:
+    """Return True if an If-None-Match header matches a value with this MD5 (so 304 applies)."""
+    if not if_none_match:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag(md5) in tags

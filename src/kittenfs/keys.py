@@ -1,0 +1,45 @@
+"""Keys: how a request path becomes a key.
+
+A key is the full URL path of a request, leading "/" included, percent-decoded and
+valid UTF-8, at most ``MAX_KEY_BYTES`` bytes once encoded.  Keys are compared and
+listed in the byte order of their UTF-8 encoding.
+"""
+
+from urllib.parse import unquote_to_bytes
+
+#: Longest key accepted, in bytes of its UTF-8 encoding.
+MAX_KEY_BYTES = 1024
+
+
+class InvalidKey(ValueError):
+    """The path does not name a valid key; the message says why."""
+
+
+def key_from_raw_path(raw_path: str) -> str:
+    """Return the key named by a raw (still percent-encoded) request path.
+
+    Raise InvalidKey when the decoded bytes are not UTF-8, are empty, or are too long.
+    The query string, if any, is not part of the key.
+    """
+    path = raw_path.split("?", 1)[0]
+    return decode_key(unquote_to_bytes(path))
+
+
+def decode_key(raw: bytes) -> str:
+    """Return ``raw`` as a key, or raise InvalidKey."""
+    if len(raw) > MAX_KEY_BYTES:
+        raise InvalidKey(f"key is {len(raw)} bytes; the limit is {MAX_KEY_BYTES}")
+    try:
+        key = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidKey(f"key is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not key.startswith("/"):
+        raise InvalidKey("key must start with '/'")
+    if "\x00" in key:
+        raise InvalidKey("key must not contain NUL")
+    return key
+
+
+def encode_key(key: str) -> bytes:
+    """Return the byte form of a key, as stored and ordered in the index."""
+    return key.encode("utf-8")

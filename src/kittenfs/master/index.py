@@ -1,0 +1,130 @@
+"""The master's index: the only code on the master that touches LevelDB.
+
+Key spaces (docs/format.md), each ordered by the bytes after its prefix:
+
+- ``k:<key>``   live value        -> IndexRecord
+- ``u:<key>``   unlinked value    -> IndexRecord (hidden from GET and listing, bytes kept)
+- ``p:<blob>``  write in progress -> IndexRecord (replicas may hold a partial or durable copy)
+- ``d:<blob>``  garbage           -> IndexRecord (replicas still to be told to delete it)
+- ``w:<index>`` registered worker -> WorkerInfo
+- ``c:id``      this master's id
+
+A key's state is the space its record is in.  Every change is one synced batch, so a crash
+leaves each key either as it was or as it became, and a ``p:`` record found at start is a
+write that never committed: it becomes garbage.
+"""
+
+from collections.abc import Iterator
+from enum import Enum
+
+from ..keys import encode_key
+from ..ldb import SyncedDB
+from ..records import IndexRecord, WorkerInfo, decode, encode
+from ..placement import blob_id
+
+
+class Space(bytes, Enum):
+    """The key spaces of the index."""
+
+    LIVE = b"k:"
+    UNLINKED = b"u:"
+    PENDING = b"p:"
+    GARBAGE = b"d:"
+
+
+def _key(space: Space, key: str) -> bytes:
+    return space.value + encode_key(key)
+
+
+def _blob_key(space: Space, record: IndexRecord) -> bytes:
+    return space.value + blob_id(record.key, record.version).encode("ascii")
+
+
+class Index:
+    """Durable state of the master: keys, writes in flight, garbage and workers."""
+
+    def __init__(self, path: str) -> None:
+        self.db = SyncedDB(path)
+
+    def get(self, space: Space, key: str) -> IndexRecord | None:
+        """Return the record of ``key`` in a key-named space (LIVE or UNLINKED), or None."""
+        raw = self.db.get(_key(space, key))
+        return None if raw is None else decode(IndexRecord, raw)
+
+    async def begin_write(self, pending: IndexRecord) -> None:
+        """Record a write as in flight before any replica receives a byte."""
+        await self.db.write({_blob_key(Space.PENDING, pending): encode(pending)})
+
+    async def commit_write(self, record: IndexRecord, replaced: list[IndexRecord]) -> None:
+        """Make ``record`` the key's live value; the versions it replaces become garbage."""
+        puts = {_key(Space.LIVE, record.key): encode(record)}
+        puts.update({_blob_key(Space.GARBAGE, old): encode(old) for old in replaced})
+        deletes = [_blob_key(Space.PENDING, record), _key(Space.UNLINKED, record.key)]
+        await self.db.write(puts, deletes)
+
+    async def abandon_write(self, pending: IndexRecord) -> None:
+        """Turn a failed write's pending record into garbage, for replicas not yet cleaned."""
+        await self.db.write({_blob_key(Space.GARBAGE, pending): encode(pending)},
+                            [_blob_key(Space.PENDING, pending)])
+
+    async def unlink(self, record: IndexRecord) -> None:
+        """Hide a live value from reads and listing, keeping its bytes."""
+        await self.db.write({_key(Space.UNLINKED, record.key): encode(record)},
+                            [_key(Space.LIVE, record.key)])
+
+    async def remove(self, record: IndexRecord) -> None:
+        """Remove a live or unlinked value from the index; its replicas become garbage."""
+        await self.db.write({_blob_key(Space.GARBAGE, record): encode(record)},
+                            [_key(Space.LIVE, record.key), _key(Space.UNLINKED, record.key)])
+
+    async def forget(self, space: Space, record: IndexRecord) -> None:
+        """Drop a pending or garbage record whose replicas have all been cleaned."""
+        await self.db.write(deletes=[_blob_key(space, record)])
+
+    async def pending_to_garbage(self) -> int:
+        """At start, turn every write that was in flight at a crash into garbage."""
+        pending = list(self.records(Space.PENDING))
+        for record in pending:
+            await self.abandon_write(record)
+        return len(pending)
+
+    def records(self, space: Space, prefix: str = "", start: str = "") -> Iterator[IndexRecord]:
+        """Yield the records of a space in key order, from ``start`` on, under ``prefix``."""
+        low = space.value + encode_key(start)
+        for _, raw in self.db.scan(space.value + encode_key(prefix), low):
+            yield decode(IndexRecord, raw)
+
+    def keys(self, space: Space, prefix: str, start: str, limit: int) -> tuple[list[str], str]:
+        """Return up to ``limit`` keys of a space under ``prefix`` from ``start`` on, and the next.
+
+        ``next`` is the first key of the following page, or "" on the last page.
+        """
+        strip = len(space.value)
+        found: list[str] = []
+        low = space.value + encode_key(start)
+        with self.db.scan(space.value + encode_key(prefix), low, include_value=False) as iterator:
+            for raw in iterator:
+                found.append(raw[strip:].decode("utf-8"))
+                if len(found) > limit:
+                    return found[:limit], found[limit]
+        return found, ""
+
+    def workers(self) -> list[WorkerInfo]:
+        """Return every registered worker, by index."""
+        return [decode(WorkerInfo, raw) for _, raw in self.db.scan(b"w:")]
+
+    async def save_worker(self, info: WorkerInfo) -> None:
+        """Persist a worker's registration."""
+        await self.db.write({b"w:%08d" % info.index: encode(info)})
+
+    async def identity(self, new_id: str) -> str:
+        """Return this master's id, storing ``new_id`` the first time."""
+        stored = self.db.get(b"c:id")
+        if stored is not None:
+            return stored.decode("ascii")
+        await self.db.write({b"c:id": new_id.encode("ascii")})
+        return new_id
+
+    async def close(self) -> None:
+        """Close the database after queued writes."""
+        await self.db.close()

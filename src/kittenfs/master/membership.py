@@ -1,0 +1,157 @@
+"""Membership: which workers exist, which are up, and which hold a key.
+
+Workers register once (the master assigns the next index: 0, 1, 2, ...) and then send a
+heartbeat every second.  A worker whose last heartbeat is older than ``down_after`` seconds
+is down; it is up again with its next heartbeat.  Registrations are durable in the index;
+liveness is kept in memory only, and at start every known worker is given one grace period.
+"""
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..httputil import HTTPProblem
+from ..placement import rank
+from ..records import WorkerInfo
+from .index import Index
+
+log = logging.getLogger("kittenfs.master")
+
+
+@dataclass
+class WorkerState:
+    """What the master knows of one worker right now."""
+
+    info: WorkerInfo
+    last_seen: float
+    last_heartbeat: float | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    was_up: bool = True
+
+    def is_up(self, now: float, down_after: float) -> bool:
+        """Return True if the worker was heard from within ``down_after`` seconds."""
+        return now - self.last_seen < down_after
+
+
+class NotEnoughWorkers(HTTPProblem):
+    """Fewer workers are up than the replicas a write needs."""
+
+    def __init__(self, needed: int, up: int) -> None:
+        super().__init__(503, "not_enough_workers",
+                         f"{needed} replicas are needed and {up} workers are up")
+
+
+class Membership:
+    """The registered workers of one master."""
+
+    def __init__(self, index: Index, replicas: int, down_after: float = 5.0) -> None:
+        self.index = index
+        self.replicas = replicas
+        self.down_after = down_after
+        now = time.monotonic()
+        self.workers = {info.index: WorkerState(info, now) for info in index.workers()}
+        self._by_id = {state.info.id: state for state in self.workers.values()}
+
+    def replica_count(self) -> int:
+        """Return how many replicas a write makes: the setting, capped at the worker count."""
+        return min(self.replicas, len(self.workers))
+
+    async def register(self, worker_id: str, url: str, wanted: int | None) -> WorkerInfo:
+        """Register a worker (or recognise it again) and return its durable info.
+
+        A worker that kept an index from an earlier registration gets it back, unless another
+        worker holds it now (409).
+        """
+        state = self._by_id.get(worker_id)
+        if state is not None and state.info.url == url:
+            self._seen(state)
+            return state.info
+        if state is not None:
+            index = state.info.index
+        elif wanted is not None and wanted not in self.workers:
+            index = wanted
+        elif wanted is not None:
+            raise HTTPProblem(409, "index_taken",
+                              f"worker index {wanted} belongs to another worker")
+        else:
+            index = max(self.workers, default=-1) + 1
+        info = WorkerInfo(worker_id, index, url, state.info.registered_ms if state else
+                          int(time.time() * 1000))
+        await self.index.save_worker(info)
+        fresh = WorkerState(info, time.monotonic())
+        self.workers[index] = self._by_id[worker_id] = fresh
+        log.info("worker %d registered at %s (id %s)", index, url, worker_id)
+        return info
+
+    def heartbeat(self, worker_id: str, stats: dict[str, Any]) -> bool:
+        """Record a heartbeat; return False if the worker is unknown and must register."""
+        state = self._by_id.get(worker_id)
+        if state is None:
+            return False
+        state.stats = stats
+        state.last_heartbeat = time.time()
+        self._seen(state)
+        return True
+
+    def _seen(self, state: WorkerState) -> None:
+        state.last_seen = time.monotonic()
+        if not state.was_up:
+            state.was_up = True
+            log.info("worker %d is up again", state.info.index)
+
+    def check_liveness(self) -> None:
+        """Log each worker that has just gone down; called about once a second."""
+        now = time.monotonic()
+        for state in self.workers.values():
+            if state.was_up and not state.is_up(now, self.down_after):
+                state.was_up = False
+                log.warning("worker %d at %s is down: no heartbeat for %.0f s",
+                            state.info.index, state.info.url, now - state.last_seen)
+
+    def is_up(self, index: int) -> bool:
+        """Return True if worker ``index`` is registered and up."""
+        state = self.workers.get(index)
+        return state is not None and state.is_up(time.monotonic(), self.down_after)
+
+    def url(self, index: int) -> str:
+        """Return the URL of worker ``index``."""
+        return self.workers[index].info.url
+
+    def choose_replicas(self, key: str) -> list[int]:
+        """Return the workers that will hold a new value of ``key``.
+
+        They are the first ``replica_count()`` workers in the key's rendezvous order that are
+        up: a down worker is passed over for the next one.  Raise NotEnoughWorkers if too few
+        are up.
+        """
+        needed = self.replica_count()
+        order = (self._by_id[wid].info.index for wid in rank(key, self._by_id))
+        up = [index for index in order if self.is_up(index)]
+        if needed == 0 or len(up) < needed:
+            raise NotEnoughWorkers(max(needed, 1), len(up))
+        return up[:needed]
+
+    def live_replicas(self, replicas: tuple[int, ...]) -> list[int]:
+        """Return the replicas among ``replicas`` that are up, in a random order."""
+        alive = [index for index in replicas if self.is_up(index)]
+        random.shuffle(alive)
+        return alive
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Return each worker's index, URL, state and last reported stats, for /_cluster."""
+        now = time.monotonic()
+        return [
+            {
+                "index": state.info.index,
+                "id": state.info.id,
+                "url": state.info.url,
+                "state": "up" if state.is_up(now, self.down_after) else "down",
+                "last_heartbeat": state.last_heartbeat,
+                "bytes_used": state.stats.get("bytes_used"),
+                "free_bytes": state.stats.get("free_bytes"),
+                "key_count": state.stats.get("key_count"),
+            }
+            for _, state in sorted(self.workers.items())
+        ]

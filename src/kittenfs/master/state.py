@@ -1,0 +1,41 @@
+"""The master's state: everything its handlers share, built at start and closed at stop."""
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import aiohttp
+
+from ..config import MasterConfig
+from .index import Index
+from .membership import Membership
+from .write_path import Store
+
+
+@dataclass
+class MasterState:
+    """One master's index, membership, store and worker session."""
+
+    config: MasterConfig
+    index: Index
+    membership: Membership
+    store: Store
+    session: aiohttp.ClientSession
+    master_id: str
+    started: float
+    url: str = ""
+
+    @classmethod
+    async def open(cls, config: MasterConfig, session: aiohttp.ClientSession) -> "MasterState":
+        """Open the index under ``config.data`` and recover from any crash."""
+        config.data.mkdir(parents=True, exist_ok=True)
+        index = Index(str(config.data / "index"))
+        master_id = await index.identity(f"m-{uuid.uuid4().hex[:12]}")
+        membership = Membership(index, config.replicas, config.down_after)
+        store = Store(index, membership, session, config.max_value_bytes)
+        await store.recover()
+        return cls(config, index, membership, store, session, master_id, time.time())
+
+    async def close(self) -> None:
+        """Close the index after queued writes."""
+        await self.index.close()

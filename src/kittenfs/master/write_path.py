@@ -1,0 +1,242 @@
+"""The write path: PUT, DELETE, UNLINK and clear, ordered so a crash never shows half a write.
+
+PUT, for one key at a time (writes to a key are serialized by a per-key lock):
+
+1. choose replicas: the first R workers in the key's rendezvous order that are up;
+2. record the write as pending (synced), naming a fresh version of the key;
+3. stream the body once, to every replica in parallel; each makes it durable and answers
+   with its size and MD5, which must equal what the master counted;
+4. commit: one synced batch makes the new version live and turns the version it replaces
+   into garbage; only then is the client answered;
+5. garbage is deleted from the replicas in the background, and retried until it is gone.
+
+If any replica fails, the write fails (503) and its copies become garbage: nothing is
+visible.  A pending record found at start is a write cut off by a crash; it becomes garbage.
+"""
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from ..httputil import HTTPProblem
+from ..placement import blob_id, new_version
+from ..records import IndexRecord
+from . import replica_io
+from .fanout import FanOut
+from .index import Index, Space
+from .membership import Membership
+
+log = logging.getLogger("kittenfs.master")
+
+#: Seconds between background passes over the garbage records.
+REAP_INTERVAL = 2.0
+
+
+class KeyLocks:
+    """One asyncio lock per key in use; a lock is dropped when nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What a PUT did: whether it created the key, and the record now live."""
+
+    created: bool
+    record: IndexRecord
+
+
+class Store:
+    """The master's operations on keys."""
+
+    def __init__(self, index: Index, membership: Membership, session: aiohttp.ClientSession,
+                 max_value_bytes: int) -> None:
+        self.index = index
+        self.membership = membership
+        self.session = session
+        self.max_value_bytes = max_value_bytes
+        self.locks = KeyLocks()
+        self._reap_wakeup = asyncio.Event()
+
+    async def put(self, key: str, body: AsyncIterator[bytes], size: int | None,
+                  create_only: bool = False) -> PutResult:
+        """Store ``body`` as the value of ``key`` on every replica, then make it live.
+
+        Raise HTTPProblem: 412 if ``create_only`` and the key exists, 413 if the body is over
+        the limit, 503 if too few workers are up or a replica fails.
+        """
+        if size is not None and size > self.max_value_bytes:
+            raise _too_large(self.max_value_bytes)
+        async with self.locks.hold(key):
+            live = self.index.get(Space.LIVE, key)
+            if create_only and live is not None:
+                raise HTTPProblem(412, "key_exists", f"{key!r} exists and If-None-Match is *")
+            now = int(time.time() * 1000)
+            pending = IndexRecord(key, new_version(), -1, "", tuple(
+                self.membership.choose_replicas(key)), now, now)
+            await self.index.begin_write(pending)
+            try:
+                written_size, md5 = await self._replicate(pending, body, size)
+            except BaseException:
+                await asyncio.shield(self._abandon(pending))
+                raise
+            record = IndexRecord(key, pending.version, written_size, md5, pending.replicas,
+                                 live.created_ms if live else now, now)
+            replaced = [old for old in (live, self.index.get(Space.UNLINKED, key)) if old]
+            await self.index.commit_write(record, replaced)
+        if replaced:
+            self._reap_wakeup.set()
+        return PutResult(live is None, record)
+
+    async def _replicate(self, pending: IndexRecord, body: AsyncIterator[bytes],
+                         size: int | None) -> tuple[int, str]:
+        """Copy ``body`` to the pending write's replicas; return the size and MD5 they hold."""
+        fan = FanOut(len(pending.replicas))
+        blob = blob_id(pending.key, pending.version)
+        uploads = [
+            asyncio.create_task(replica_io.upload(
+                self.session, self.membership.url(index), blob, pending.key, pending.version,
+                aiter(branch), size))
+            for index, branch in zip(pending.replicas, fan.branches)
+        ]
+        for task, branch in zip(uploads, fan.branches):
+            task.add_done_callback(lambda _, branch=branch: branch.stop())
+        digest = hashlib.md5(usedforsecurity=False)
+        total = 0
+        try:
+            async for chunk in body:
+                total += len(chunk)
+                if total > self.max_value_bytes:
+                    raise _too_large(self.max_value_bytes)
+                digest.update(chunk)
+                await fan.send(chunk)
+                if any(task.done() for task in uploads):
+                    fan.abort()  # a replica gave up early: the write fails, stop the others
+                    break
+            else:
+                await fan.close()
+        except BaseException:
+            fan.abort()
+            await asyncio.gather(*uploads, return_exceptions=True)
+            raise
+        results = await asyncio.gather(*uploads, return_exceptions=True)
+        failures = [str(result) for result in results if isinstance(result, BaseException)]
+        if failures:
+            fan.abort()
+            raise HTTPProblem(503, "replica_failed", "; ".join(failures))
+        if size is not None and total != size:
+            raise HTTPProblem(400, "short_body", f"Content-Length was {size}, got {total} bytes")
+        expected = (total, digest.hexdigest())
+        for index, result in zip(pending.replicas, results):
+            if result != expected:
+                raise HTTPProblem(503, "replica_mismatch",
+                                  f"worker {index} stored {result}, master sent {expected}")
+        return expected
+
+    async def _abandon(self, pending: IndexRecord) -> None:
+        """Clean up after a failed write: its copies go, and its pending record with them."""
+        await self.index.abandon_write(pending)
+        await self._delete_replicas(Space.GARBAGE, pending)
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` (live or unlinked) from the index, then from its replicas.
+
+        Replicas that cannot be reached keep a garbage record, retried in the background.
+        Raise HTTPProblem 404 if the key is absent.
+        """
+        async with self.locks.hold(key):
+            record = self.index.get(Space.LIVE, key) or self.index.get(Space.UNLINKED, key)
+            if record is None:
+                raise HTTPProblem(404, "not_found", f"no key {key!r}")
+            await self.index.remove(record)
+        await self._delete_replicas(Space.GARBAGE, record)
+
+    async def unlink(self, key: str) -> None:
+        """Hide ``key`` from reads and listing, keeping its bytes; 404 if it is not live."""
+        async with self.locks.hold(key):
+            record = self.index.get(Space.LIVE, key)
+            if record is None:
+                raise HTTPProblem(404, "not_found", f"no live key {key!r}")
+            await self.index.unlink(record)
+
+    async def clear(self) -> int:
+        """Delete every key, live or unlinked; return how many were deleted."""
+        deleted = 0
+        for space in (Space.LIVE, Space.UNLINKED):
+            start = ""
+            while True:
+                keys, start = self.index.keys(space, "", start, 1000)
+                for key in keys:
+                    try:
+                        await self.delete(key)
+                        deleted += 1
+                    except HTTPProblem:
+                        pass  # deleted meanwhile by someone else
+                if not start:
+                    break
+        return deleted
+
+    async def _delete_replicas(self, space: Space, record: IndexRecord) -> bool:
+        """Delete a version's blob on each replica; forget the record once all are gone."""
+        blob = blob_id(record.key, record.version)
+        reachable = [index for index in record.replicas if self.membership.is_up(index)]
+        if len(reachable) < len(record.replicas):
+            return False
+        results = await asyncio.gather(*(
+            replica_io.delete(self.session, self.membership.url(index), blob)
+            for index in reachable), return_exceptions=True)
+        if any(isinstance(result, BaseException) for result in results):
+            return False
+        await self.index.forget(space, record)
+        return True
+
+    async def recover(self) -> None:
+        """At start: every write a crash cut off becomes garbage (it was never acknowledged)."""
+        count = await self.index.pending_to_garbage()
+        if count:
+            log.info("recovered %d interrupted writes; their copies will be removed", count)
+
+    async def reap_forever(self) -> None:
+        """Delete garbage from replicas, retrying records whose replicas were unreachable."""
+        while True:
+            try:
+                await self.reap_once()
+            except Exception:  # noqa: BLE001 - the reaper must outlive any one failure
+                log.exception("garbage pass failed; will retry")
+            try:
+                await asyncio.wait_for(self._reap_wakeup.wait(), REAP_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
+            self._reap_wakeup.clear()
+
+    async def reap_once(self) -> int:
+        """Run one pass over the garbage records; return how many were cleaned."""
+        cleaned = 0
+        for record in list(self.index.records(Space.GARBAGE)):
+            cleaned += await self._delete_replicas(Space.GARBAGE, record)
+        return cleaned
+
+
+def _too_large(limit: int) -> HTTPProblem:
+    return HTTPProblem(413, "value_too_large", f"values are limited to {limit} bytes")

@@ -1,0 +1,57 @@
+"""Running an aiohttp application as a kittenFS process: logging, listening and stopping."""
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .httputil import json_errors
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log one line per start, stop and error (and per request when ``verbose``) to stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not verbose:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def new_app() -> web.Application:
+    """Return an application whose every error response is JSON."""
+    return web.Application(middlewares=[json_errors], client_max_size=16 * 1024 * 1024)
+
+
+async def serve(app: web.Application, host: str, port: int, name: str,
+                on_listening: Callable[[str], Awaitable[None]] | None = None) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, then shut down cleanly.
+
+    Logs ``<name> listening on <url>`` once bound; ``on_listening`` gets that URL, which
+    tells the real port when ``port`` is 0.
+    """
+    log = logging.getLogger(f"kittenfs.{name}")
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=web.AccessLogger)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    bound = runner.addresses[0]
+    url = f"http://{_url_host(host)}:{bound[1]}"
+    log.info("%s listening on %s", name, url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if on_listening is not None:
+            await on_listening(url)
+        await stop.wait()
+    finally:
+        log.info("%s stopping", name)
+        await runner.cleanup()
+        log.info("%s stopped", name)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,62 @@
+"""The worker process: its blob store, its link to the master, and the HTTP server."""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from ..config import WorkerConfig
+from ..server import new_app, serve, setup_logging
+from .blobstore import BlobStore
+from .handlers import dispatch
+from .heartbeat import MasterLink
+from .identity import Identity
+
+log = logging.getLogger("kittenfs.worker")
+
+
+def build_app(config: WorkerConfig, store: BlobStore, identity: Identity) -> web.Application:
+    """Return a worker's application over an open blob store."""
+    app = new_app()
+    app["store"] = store
+
+    def describe() -> dict[str, Any]:
+        return {"id": identity.id, "index": identity.index, "key_count": store.key_count,
+                "bytes_used": store.bytes_used}
+
+    app["describe"] = describe
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app
+
+
+def run(config: WorkerConfig) -> None:
+    """Run a worker until SIGINT or SIGTERM."""
+    setup_logging(config.verbose)
+    asyncio.run(_main(config))
+
+
+async def _main(config: WorkerConfig) -> None:
+    config.data.mkdir(parents=True, exist_ok=True)
+    identity = Identity.load(config.data)
+    store = BlobStore(config.data, config.inline_max, config.verify_max)
+    app = build_app(config, store, identity)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def listening(url: str) -> None:
+        advertised = (config.advertise or url).rstrip("/")
+        link = MasterLink(config.master, advertised, identity, store, config.data,
+                          config.heartbeat_interval)
+        tasks.append(asyncio.create_task(link.run()))
+        log.info("worker id %s (index %s): %d blobs, %d bytes in %s", identity.id, identity.index,
+                 store.key_count, store.bytes_used, config.data)
+
+    try:
+        await serve(app, config.host, config.port, "worker", listening)
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await store.close()

@@ -1,0 +1,254 @@
+"""Blob store: how a worker keeps values on its own disk.
+
+Layout under the worker's data directory (docs/format.md):
+
+- ``index/``  LevelDB: ``m:<blob>`` -> BlobMeta, and ``v:<blob>`` -> the bytes of inline blobs;
+- ``blobs/ab/cd/<blob>``  one file per large blob: a BlobHeader, then the value;
+- ``tmp/``  uploads in progress, removed at start.
+
+A blob is one version of one key; its id begins with the hash of the key, so its location
+follows from the key.  Values up to ``inline_max`` bytes live in LevelDB (a synced batch is
+faster there than a file, fsync and rename); larger ones are streamed to a temp file, fsynced,
+renamed into place and their directory fsynced.  ``put`` returns only once the blob is durable.
+"""
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..ldb import SyncedDB
+from ..placement import blob_relpath
+from ..records import MAX_HEADER_LENGTH, BlobHeader, BlobMeta, RecordError, decode, encode
+
+log = logging.getLogger("kittenfs.worker")
+
+#: Values up to this many bytes are stored inline in LevelDB (measured: docs/format.md).
+DEFAULT_INLINE_MAX = 64 * 1024
+#: File-backed values up to this size have their MD5 checked on every full read.
+DEFAULT_VERIFY_MAX = 4 * 1024 * 1024
+
+
+class CorruptBlob(Exception):
+    """A stored blob does not match its recorded size or checksum; never serve it."""
+
+
+class SizeMismatch(Exception):
+    """An upload carried more or fewer bytes than it announced."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlobFile:
+    """Where a file-backed blob's value lies: ``size`` bytes at ``offset`` in ``path``."""
+
+    path: Path
+    offset: int
+    size: int
+
+
+def _meta_key(blob: str) -> bytes:
+    return b"m:" + blob.encode("ascii")
+
+
+def _value_key(blob: str) -> bytes:
+    return b"v:" + blob.encode("ascii")
+
+
+class BlobStore:
+    """The blobs of one worker: LevelDB for metadata and small values, files for large ones."""
+
+    def __init__(self, root: Path, inline_max: int = DEFAULT_INLINE_MAX,
+                 verify_max: int = DEFAULT_VERIFY_MAX) -> None:
+        self.root = root
+        self.inline_max = inline_max
+        self.verify_max = verify_max
+        self.blobs_dir = root / "blobs"
+        self.tmp_dir = root / "tmp"
+        for folder in (self.blobs_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._clear_tmp()
+        self.db = SyncedDB(str(root / "index"))
+        self.key_count, self.bytes_used = self._count()
+
+    def _clear_tmp(self) -> None:
+        """Remove uploads a crash left behind: no write was acknowledged for them."""
+        for leftover in self.tmp_dir.iterdir():
+            leftover.unlink(missing_ok=True)
+
+    def _count(self) -> tuple[int, int]:
+        count = used = 0
+        for meta in self.iter_meta():
+            count, used = count + 1, used + meta.size
+        return count, used
+
+    def iter_meta(self) -> Iterator[BlobMeta]:
+        """Yield the metadata of every blob held, in blob-id order."""
+        for meta, _ in self.iter_meta_from(""):
+            yield meta
+
+    def iter_meta_from(self, start: str) -> Iterator[tuple[BlobMeta, str]]:
+        """Yield (metadata, blob id) of the blobs held from id ``start`` on, in id order."""
+        for raw_key, raw in self.db.scan(b"m:", _meta_key(start)):
+            yield decode(BlobMeta, raw), raw_key[2:].decode("ascii")
+
+    def free_bytes(self) -> int:
+        """Return the bytes free on the disk that holds the blobs."""
+        return shutil.disk_usage(self.root).free
+
+    def meta(self, blob: str) -> BlobMeta | None:
+        """Return the metadata of a blob, or None if this worker does not hold it."""
+        raw = self.db.get(_meta_key(blob))
+        return None if raw is None else decode(BlobMeta, raw)
+
+    def path(self, blob: str) -> Path:
+        """Return where a file-backed blob lives."""
+        return self.blobs_dir / blob_relpath(blob)
+
+    async def put(self, blob: str, key: str, version: str, chunks: AsyncIterator[bytes],
+                  expected_size: int | None = None) -> BlobMeta:
+        """Store the bytes of ``chunks`` as a blob and return its metadata once durable.
+
+        Raise SizeMismatch unless exactly ``expected_size`` bytes arrive (when it is given).
+        On any failure nothing is kept.
+        """
+        digest = hashlib.md5(usedforsecurity=False)
+        buffer = bytearray()
+        spill: _Spill | None = None
+        size = 0
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if expected_size is not None and size > expected_size:
+                    raise SizeMismatch(f"more than the announced {expected_size} bytes")
+                digest.update(chunk)
+                if spill is None and size <= self.inline_max:
+                    buffer += chunk
+                    continue
+                if spill is None:
+                    spill = _Spill(self.tmp_dir / blob, BlobHeader.length(key))
+                    spill.write(buffer)
+                    buffer.clear()
+                spill.write(chunk)
+            if expected_size is not None and size != expected_size:
+                raise SizeMismatch(f"{size} bytes arrived, {expected_size} were announced")
+            meta = BlobMeta(key, version, size, digest.hexdigest(), spill is None,
+                            int(time.time() * 1000))
+            if spill is not None:
+                await spill.finish(BlobHeader(key, version, size, meta.md5), self.path(blob))
+                spill = None
+        finally:
+            if spill is not None:
+                spill.discard()
+        puts = {_meta_key(blob): encode(meta)}
+        if meta.inline:
+            puts[_value_key(blob)] = bytes(buffer)
+        old = self.meta(blob)
+        await self.db.write(puts)
+        self._account(old, -1)
+        self._account(meta, +1)
+        return meta
+
+    def _account(self, meta: BlobMeta | None, sign: int) -> None:
+        if meta is not None:
+            self.key_count += sign
+            self.bytes_used += sign * meta.size
+
+    def read_inline(self, blob: str, meta: BlobMeta) -> bytes:
+        """Return an inline blob's bytes, checked against its MD5; raise CorruptBlob if bad."""
+        value = self.db.get(_value_key(blob))
+        if value is None or len(value) != meta.size:
+            raise CorruptBlob(f"inline blob {blob} is missing or has the wrong size")
+        if hashlib.md5(value, usedforsecurity=False).hexdigest() != meta.md5:
+            raise CorruptBlob(f"inline blob {blob} fails its MD5 check")
+        return value
+
+    def locate_file(self, blob: str, meta: BlobMeta, verify: bool) -> BlobFile:
+        """Return where a file-backed blob's value lies, after checking its header and size.
+
+        With ``verify`` (and a value up to ``verify_max`` bytes) its MD5 is checked too.
+        Raise CorruptBlob if anything does not match the metadata.
+        """
+        path = self.path(blob)
+        try:
+            with path.open("rb") as handle:
+                header = BlobHeader.unpack(handle.read(MAX_HEADER_LENGTH))
+                offset = BlobHeader.length(header.key)
+                actual = os.fstat(handle.fileno()).st_size - offset
+                if (header.key, header.size, header.md5) != (meta.key, meta.size, meta.md5):
+                    raise CorruptBlob(f"blob {blob}: header does not match its metadata")
+                if actual != meta.size:
+                    raise CorruptBlob(f"blob {blob}: {actual} bytes on disk, {meta.size} expected")
+                if verify and meta.size <= self.verify_max:
+                    handle.seek(offset)
+                    if hashlib.file_digest(handle, "md5").hexdigest() != meta.md5:
+                        raise CorruptBlob(f"blob {blob} fails its MD5 check")
+        except (OSError, RecordError) as exc:
+            raise CorruptBlob(f"blob {blob}: {exc}") from None
+        return BlobFile(path, offset, meta.size)
+
+    async def delete(self, blob: str) -> bool:
+        """Remove a blob (metadata, inline bytes and file); return whether it was held.
+
+        The metadata goes first, so a crash can leave at most an unreferenced file.
+        """
+        meta = self.meta(blob)
+        await self.db.write(deletes=(_meta_key(blob), _value_key(blob)))
+        self._account(meta, -1)
+        path = self.path(blob)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return meta is not None
+        await asyncio.to_thread(_fsync_dir, path.parent)
+        return True
+
+    async def close(self) -> None:
+        """Flush pending writes and close the index."""
+        await self.db.close()
+
+
+class _Spill:
+    """A temp file that receives a large upload and becomes a blob file once durable."""
+
+    def __init__(self, path: Path, header_length: int) -> None:
+        self.tmp = path.with_name(f"{path.name}.{os.urandom(4).hex()}")
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.lseek(self.fd, header_length, os.SEEK_SET)
+
+    def write(self, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    async def finish(self, header: BlobHeader, final: Path) -> None:
+        os.pwrite(self.fd, header.pack(), 0)
+        await asyncio.to_thread(self._persist, final)
+
+    def _persist(self, final: Path) -> None:
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        if not final.parent.is_dir():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(final.parent.parent)
+            _fsync_dir(final.parent.parent.parent)
+        os.replace(self.tmp, final)
+        _fsync_dir(final.parent)
+
+    def discard(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,150 @@
+"""HTTP handlers of a worker: the blob API the master and redirected clients use.
+
+``/blob/<id>`` is immutable: one id names one version of one key, so a GET of it may be
+cached forever.  Reads check what they can before serving (docs/architecture.md): the MD5 of
+inline values always, and the header, size and (up to ``verify_max``) MD5 of file values.
+"""
+
+import asyncio
+import errno
+import logging
+from collections.abc import AsyncIterator
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from ..httputil import HTTPProblem, etag, etag_matches, head_response, parse_range
+from ..placement import blob_id, is_blob_id
+from ..records import BlobMeta
+from .blobstore import BlobFile, BlobStore, CorruptBlob, SizeMismatch
+
+log = logging.getLogger("kittenfs.worker")
+
+#: Chunk size for reading upload bodies.
+READ_CHUNK = 256 * 1024
+
+
+def _store(request: web.Request) -> BlobStore:
+    store: BlobStore = request.app["store"]
+    return store
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Route every request of a worker."""
+    path = request.path
+    if path == "/health":
+        return web.json_response({"status": "ok", "role": "worker", **request.app["describe"]()})
+    if path == "/blobs" and request.method == "GET":
+        return list_blobs(request)
+    if not path.startswith("/blob/"):
+        raise HTTPProblem(404, "no_such_route", f"{path} is not a worker route")
+    blob = path[len("/blob/"):]
+    if not is_blob_id(blob):
+        raise HTTPProblem(400, "bad_blob_id", f"{blob!r} is not a blob id")
+    if request.method in ("GET", "HEAD"):
+        return await get_blob(request, blob)
+    if request.method == "PUT":
+        return await put_blob(request, blob)
+    if request.method == "DELETE":
+        if not await _store(request).delete(blob):
+            raise HTTPProblem(404, "not_found", f"no blob {blob}")
+        return web.Response(status=204)
+    raise HTTPProblem(405, "method_not_allowed", "blobs accept GET, HEAD, PUT, DELETE",
+                      Allow="GET, HEAD, PUT, DELETE")
+
+
+async def put_blob(request: web.Request, blob: str) -> web.Response:
+    """PUT /blob/<id> with X-Kfs-Key and X-Kfs-Version: 201 {size, md5} once durable."""
+    key = unquote(request.headers.get("X-Kfs-Key", ""), errors="strict")
+    version = request.headers.get("X-Kfs-Version", "")
+    if blob_id(key, version) != blob:
+        raise HTTPProblem(400, "bad_blob_id", "the id does not match X-Kfs-Key and X-Kfs-Version")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async for chunk in request.content.iter_chunked(READ_CHUNK):
+            yield chunk
+
+    try:
+        meta = await _store(request).put(blob, key, version, chunks(), request.content_length)
+    except SizeMismatch as exc:
+        raise HTTPProblem(400, "size_mismatch", str(exc)) from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.error("disk full storing %s: %s", blob, exc)
+            raise HTTPProblem(507, "disk_full", str(exc)) from None
+        raise
+    return web.json_response({"size": meta.size, "md5": meta.md5}, status=201)
+
+
+async def get_blob(request: web.Request, blob: str) -> web.StreamResponse:
+    """GET/HEAD /blob/<id>: the value, a single byte range of it (206), or 304."""
+    store = _store(request)
+    meta = store.meta(blob)
+    if meta is None:
+        raise HTTPProblem(404, "not_found", f"no blob {blob}")
+    headers = {"ETag": etag(meta.md5), "Content-Md5": meta.md5, "Accept-Ranges": "bytes",
+               "Cache-Control": "public, max-age=31536000, immutable",
+               "Content-Type": "application/octet-stream"}
+    if etag_matches(request.headers.get("If-None-Match"), meta.md5):
+        return web.Response(status=304, headers=headers)
+    first, last, status = 0, meta.size - 1, 200
+    if "Range" in request.headers:
+        first, last = parse_range(request.headers["Range"], meta.size)
+        status = 206
+        headers["Content-Range"] = f"bytes {first}-{last}/{meta.size}"
+    try:
+        if meta.inline:
+            value = store.read_inline(blob, meta)
+            return _bytes_response(request, status, headers, value[first:last + 1])
+        where = store.locate_file(blob, meta, verify=status == 200 and request.method == "GET")
+    except CorruptBlob as exc:
+        log.error("corrupt blob %s (key %r): %s", blob, meta.key, exc)
+        raise HTTPProblem(500, "corrupt", str(exc)) from None
+    return await _send_file(request, status, headers, where, first, last - first + 1)
+
+
+def _bytes_response(request: web.Request, status: int, headers: dict[str, str],
+                    body: bytes) -> web.Response:
+    if request.method == "HEAD":
+        return head_response(status, headers, len(body))
+    return web.Response(status=status, headers=headers, body=body)
+
+
+async def _send_file(request: web.Request, status: int, headers: dict[str, str],
+                     where: BlobFile, start: int, count: int) -> web.StreamResponse:
+    """Send ``count`` bytes of a blob file from ``start`` with sendfile(2)."""
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = count
+    with where.path.open("rb") as handle:
+        await response.prepare(request)
+        if request.method != "HEAD" and count:
+            transport = request.transport
+            if transport is None:
+                raise ConnectionResetError("client went away")
+            loop = asyncio.get_running_loop()
+            await loop.sendfile(transport, handle, where.offset + start, count)
+    await response.write_eof()
+    return response
+
+
+def list_blobs(request: web.Request) -> web.Response:
+    """GET /blobs?start=&limit=: the blobs held, in id order, a page at a time."""
+    store = _store(request)
+    start = request.query.get("start", "")
+    if not start.isascii():
+        raise HTTPProblem(400, "bad_parameter", "start must be a blob id")
+    text = request.query.get("limit", "1000")
+    if not text.isdigit() or not 1 <= int(text) <= 10000:
+        raise HTTPProblem(400, "bad_parameter", "limit must be 1..10000")
+    limit = int(text)
+    blobs: list[dict[str, object]] = []
+    for meta, blob in store.iter_meta_from(start):
+        if len(blobs) == limit:
+            return web.json_response({"blobs": blobs, "next": blob})
+        blobs.append(_describe(blob, meta))
+    return web.json_response({"blobs": blobs, "next": ""})
+
+
+def _describe(blob: str, meta: BlobMeta) -> dict[str, object]:
+    return {"blob": blob, "key": meta.key, "version": meta.version, "size": meta.size,
+            "md5": meta.md5, "inline": meta.inline}

@@ -1,0 +1,83 @@
+"""The worker's link to the master: register once, then a heartbeat every second.
+
+A heartbeat answered 404 means the master does not know this worker (its index was lost):
+the worker registers again, asking for the index it kept.  Losing and finding the master is
+logged once each, not once per beat.
+"""
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import aiohttp
+
+from .blobstore import BlobStore
+from .identity import Identity
+
+log = logging.getLogger("kittenfs.worker")
+
+
+class MasterLink:
+    """Keeps one worker registered with its master."""
+
+    def __init__(self, master: str, url: str, identity: Identity, store: BlobStore,
+                 data_dir: Any, interval: float) -> None:
+        self.master = master.rstrip("/")
+        self.url = url
+        self.identity = identity
+        self.store = store
+        self.data_dir = data_dir
+        self.interval = interval
+        self.registered = False
+        self.connected: bool | None = None
+
+    def stats(self) -> dict[str, int]:
+        """Return what the heartbeat reports: bytes used, free disk and key count."""
+        return {"bytes_used": self.store.bytes_used, "free_bytes": self.store.free_bytes(),
+                "key_count": self.store.key_count}
+
+    async def run(self) -> None:
+        """Register and beat until cancelled."""
+        timeout = aiohttp.ClientTimeout(total=max(2.0, self.interval * 2))
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                try:
+                    if not self.registered:
+                        await self._register(session)
+                    await self._beat(session)
+                    self._connected(True, "")
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    self._connected(False, f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(self.interval)
+
+    def _connected(self, now: bool, why: str) -> None:
+        if now and self.connected is not True:
+            log.info("worker %s: connected to master %s", self.identity.index, self.master)
+        elif not now and self.connected is not False:
+            log.warning("worker %s: cannot reach master %s (%s); retrying",
+                        self.identity.index, self.master, why)
+        self.connected = now
+
+    async def _register(self, session: aiohttp.ClientSession) -> None:
+        body = {"id": self.identity.id, "url": self.url, "index": self.identity.index}
+        async with session.post(f"{self.master}/_workers/register", json=body) as resp:
+            if resp.status == 409:
+                log.error("master refused registration: %s; stopping", await resp.text())
+                signal.raise_signal(signal.SIGTERM)
+                return
+            resp.raise_for_status()
+            index = (await resp.json())["index"]
+        if index != self.identity.index:
+            self.identity.index = index
+            await asyncio.to_thread(self.identity.save, self.data_dir)
+        self.registered = True
+        log.info("worker %d registered with master %s as %s", index, self.master, self.url)
+
+    async def _beat(self, session: aiohttp.ClientSession) -> None:
+        body = {"id": self.identity.id, "stats": self.stats()}
+        async with session.post(f"{self.master}/_workers/heartbeat", json=body) as resp:
+            if resp.status == 404:
+                self.registered = False
+                return
+            resp.raise_for_status()

@@ -1,0 +1,46 @@
+"""A worker's identity: a unique id and the index the master assigned, kept in its data dir.
+
+Stored as ``worker.json`` (written to a temp file, fsynced and renamed), so a restarted worker
+comes back as the same worker with the same index.
+"""
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+FILENAME = "worker.json"
+
+
+@dataclass
+class Identity:
+    """Who this worker is; ``index`` is None until the master has assigned one."""
+
+    id: str
+    index: int | None = None
+
+    @classmethod
+    def load(cls, data: Path) -> "Identity":
+        """Return the identity kept in ``data``, creating a fresh one the first time."""
+        path = data / FILENAME
+        if not path.exists():
+            identity = cls(f"w-{uuid.uuid4().hex[:12]}")
+            identity.save(data)
+            return identity
+        stored = json.loads(path.read_text())
+        return cls(str(stored["id"]), stored.get("index"))
+
+    def save(self, data: Path) -> None:
+        """Write the identity durably."""
+        tmp = data / f"{FILENAME}.tmp"
+        with tmp.open("w") as handle:
+            json.dump({"id": self.id, "index": self.index}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, data / FILENAME)
+        fd = os.open(data, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

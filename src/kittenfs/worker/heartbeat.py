@@ -53,11 +53,14 @@ class MasterLink:
 
     def _connected(self, now: bool, why: str) -> None:
         if now and self.connected is not True:
-            log.info("worker %s: connected to master %s", self.identity.index, self.master)
+            log.info("worker %s: connected to master %s", self._name(), self.master)
         elif not now and self.connected is not False:
             log.warning("worker %s: cannot reach master %s (%s); retrying",
-                        self.identity.index, self.master, why)
+                        self._name(), self.master, why)
         self.connected = now
+
+    def _name(self) -> str:
+        return self.identity.id if self.identity.index is None else str(self.identity.index)
 
     async def _register(self, session: aiohttp.ClientSession) -> None:
         body = {"id": self.identity.id, "url": self.url, "index": self.identity.index}

@@ -1,0 +1,145 @@
+"""Client subcommands of the CLI: put, get, rm, ls and status.
+
+Errors print one line to stderr and exit 1 (2 for bad usage); large transfers show a
+progress bar when stderr is a terminal.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TimeRemainingColumn,
+                           TransferSpeedColumn)
+from rich.table import Table
+
+from .client import CHUNK, Client
+from .errors import KittenError
+
+#: Transfers at least this large show a progress bar.
+PROGRESS_FROM = 8 * 1024 * 1024
+
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> int:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return 1
+
+
+def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except KittenError as exc:
+            return _fail(str(exc))
+        except OSError as exc:
+            return _fail(f"{exc.filename or ''} {exc.strerror or exc}".strip())
+    run.__doc__ = command.__doc__
+    return run
+
+
+@contextmanager
+def _progress(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
+    """Yield a callback that advances a progress bar (shown only for big transfers on a TTY)."""
+    if total is None or total < PROGRESS_FROM or not err.is_terminal:
+        yield lambda _: None
+        return
+    columns = ("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+class _Counting:
+    """A binary file wrapper that reports each read to a callback."""
+
+    def __init__(self, handle: IO[bytes], advance: Callable[[int], None]) -> None:
+        self.handle, self.advance = handle, advance
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.advance(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
+@_guarded
+def put(args: argparse.Namespace) -> int:
+    """kittenfs put KEY [FILE|-]"""
+    with Client(args.url) as client:
+        if args.file == "-":
+            md5 = client.put(args.key, sys.stdin.buffer)
+        else:
+            path = Path(args.file)
+            with path.open("rb") as handle, _progress(path.stat().st_size, "put") as advance:
+                md5 = client.put(args.key, _Counting(handle, advance))  # type: ignore[arg-type]
+    print(md5)
+    return 0
+
+
+@_guarded
+def get(args: argparse.Namespace) -> int:
+    """kittenfs get KEY [-o FILE]"""
+    with Client(args.url) as client, client.open(args.key) as reader:
+        out = open(args.output, "wb") if args.output else sys.stdout.buffer
+        try:
+            with _progress(reader.size, "get") as advance:
+                while chunk := reader.read(CHUNK):
+                    out.write(chunk)
+                    advance(len(chunk))
+        finally:
+            if args.output:
+                out.close()
+    return 0
+
+
+@_guarded
+def rm(args: argparse.Namespace) -> int:
+    """kittenfs rm KEY"""
+    with Client(args.url) as client:
+        client.delete(args.key)
+    return 0
+
+
+@_guarded
+def ls(args: argparse.Namespace) -> int:
+    """kittenfs ls [PREFIX]"""
+    with Client(args.url) as client:
+        for key in client.list(args.prefix):
+            print(key)
+    return 0
+
+
+@_guarded
+def status(args: argparse.Namespace) -> int:
+    """kittenfs status"""
+    with Client(args.url) as client:
+        cluster = client.cluster()
+    table = Table(title=f"kittenFS {args.url}: master {cluster['master']['id']}, "
+                        f"{cluster['replicas']} replicas")
+    for column in ("index", "url", "state", "keys", "used", "free"):
+        table.add_column(column, justify="right" if column in ("keys", "used", "free") else "left")
+    for worker in cluster["workers"]:
+        state = "[green]up[/green]" if worker["state"] == "up" else "[red]down[/red]"
+        table.add_row(str(worker["index"]), worker["url"], state, str(worker["key_count"]),
+                      _size(worker["bytes_used"]), _size(worker["free_bytes"]))
+    Console().print(table)
+    return 0
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "?"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)

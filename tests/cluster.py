@@ -1,0 +1,177 @@
+"""A real kittenFS cluster for tests: master and worker processes on 127.0.0.1.
+
+Every process is started with ``python -m kittenfs`` on port 0 (the kernel picks a free one;
+the process logs the URL it bound), with its own temp data directory and log file.  Every
+process started is killed by PID at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+@dataclass
+class Proc:
+    """One kittenFS process: how to start it, and the running instance."""
+
+    name: str
+    args: list[str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    port: int = 0
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the process (on its earlier port if it had one) and wait for its URL."""
+        args = list(self.args)
+        if self.port:
+            args[args.index("--port") + 1] = str(self.port)
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen([sys.executable, "-m", "kittenfs", *args],
+                                          stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_bytes()[offset:].decode(errors="replace")
+            match = LISTENING.search(text)
+            if match:
+                self.url = match.group(1)
+                self.port = int(self.url.rsplit(":", 1)[1])
+                return
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start:\n{text}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not start within {timeout} s:\n{self.log.read_text()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (kill -9 by default) and, unless it pauses the process, reap it."""
+        if self.alive():
+            assert self.popen is not None
+            os.kill(self.popen.pid, sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                self.popen.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Stop cleanly with SIGTERM; kill -9 if that takes too long."""
+        if not self.alive():
+            return
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGCONT)
+        self.popen.terminate()
+        try:
+            self.popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def rss_peak_kib(self) -> int:
+        """Return the process's peak resident set size (VmHWM) in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmHWM")
+
+
+@dataclass
+class Cluster:
+    """A master and ``workers`` workers, each with a temp data directory under ``root``."""
+
+    root: Path
+    workers: int = 3
+    replicas: int = 3
+    master_args: list[str] = field(default_factory=list)
+    worker_args: list[str] = field(default_factory=list)
+    master: Proc = field(init=False)
+    nodes: list[Proc] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.master = Proc("master", ["master", "--port", "0", "--data", str(self.root / "master"),
+                                      "--replicas", str(self.replicas), "--down-after", "2",
+                                      *self.master_args], self.root / "master.log")
+
+    @property
+    def url(self) -> str:
+        return self.master.url
+
+    def start(self) -> Cluster:
+        """Start the master, then the workers, and wait until the master sees all of them up."""
+        self.master.start()
+        for i in range(self.workers):
+            self.add_worker()
+        self.wait_workers_up(self.workers)
+        return self
+
+    def add_worker(self) -> Proc:
+        """Start one more worker with a fresh data directory."""
+        i = len(self.nodes)
+        node = Proc(f"worker-{i}", ["worker", "--master", self.url, "--port", "0",
+                                    "--data", str(self.root / f"worker-{i}"), *self.worker_args],
+                    self.root / f"worker-{i}.log")
+        node.start()
+        self.nodes.append(node)
+        return node
+
+    def cluster_info(self) -> dict:
+        return httpx.get(f"{self.url}/_cluster", timeout=5).json()
+
+    def wait_workers_up(self, count: int, timeout: float = 20.0) -> None:
+        """Wait until the master reports ``count`` workers up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                info = self.cluster_info()
+                if sum(w["state"] == "up" for w in info["workers"]) == count:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{count} workers not up within {timeout} s: {self.cluster_info()}")
+
+    def wait_worker_state(self, index: int, state: str, timeout: float = 20.0) -> None:
+        """Wait until the master reports worker ``index`` in ``state`` ("up" or "down")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = {w["index"]: w for w in self.cluster_info()["workers"]}
+            if workers.get(index, {}).get("state") == state:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"worker {index} not {state} within {timeout} s")
+
+    def worker_blobs(self, node: Proc) -> list[dict]:
+        """Return every blob a worker holds, following pages of GET /blobs."""
+        blobs: list[dict] = []
+        start = ""
+        while True:
+            page = httpx.get(f"{node.url}/blobs", params={"start": start}, timeout=10).json()
+            blobs += page["blobs"]
+            if not page["next"]:
+                return blobs
+            start = page["next"]
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in [self.master, *self.nodes] if p.popen is not None]
+
+    def stop(self) -> None:
+        """Stop every process this cluster started."""
+        for proc in [*self.nodes, self.master]:
+            proc.stop()

@@ -42,7 +42,7 @@ def _key(raw_path: str) -> str:
 
 def _not_found() -> web.Response:
     """The 404 of a missing key: empty body, so Content-Length is 0 as clients expect."""
-    return web.Response(status=404, headers={"X-Kfs-Error": "not_found"})
+    return head_response(404, {"X-Kfs-Error": "not_found"}, 0)
 
 
 def _value_headers(record: IndexRecord) -> dict[str, str]:

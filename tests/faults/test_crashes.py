@@ -1,0 +1,184 @@
+"""Faults with real processes: kill -9 of workers and of the master, cut uploads, races."""
+
+import hashlib
+import os
+import signal
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1):
+    """Return the first truthy value of ``predicate()``; fail if none within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def blob_counts(cluster) -> list[int]:
+    return [len(cluster.worker_blobs(node)) for node in cluster.nodes]
+
+
+def test_worker_kill9_and_restart_keeps_index_and_data(cluster):
+    http = httpx.Client(base_url=cluster.url, follow_redirects=True, timeout=30)
+    values = {f"/w/{i}": os.urandom(100 + i * 5000) for i in range(20)}
+    for key, value in values.items():
+        assert http.put(key, content=value).status_code == 201
+    victim = cluster.nodes[1]
+    before = {w["url"]: w["index"] for w in cluster.cluster_info()["workers"]}
+    victim.kill(signal.SIGKILL)
+    index = before[victim.url]
+    cluster.wait_worker_state(index, "down")
+    for key, value in values.items():  # reads go to the live replicas
+        assert http.get(key).content == value
+    put = http.put("/w/while-down", content=b"x")  # 3 replicas needed, 2 up: refused cleanly
+    assert put.status_code == 503 and put.json()["error"] == "not_enough_workers"
+    assert http.head("/w/while-down").status_code == 404
+    victim.start()
+    cluster.wait_worker_state(index, "up")
+    after = {w["url"]: w["index"] for w in cluster.cluster_info()["workers"]}
+    assert after[victim.url] == index and len(after) == 3
+    assert len(cluster.worker_blobs(victim)) == len(values)
+    for key, value in values.items():
+        location = http.get(key, follow_redirects=False).headers["location"]
+        blob = location.rsplit("/", 1)[1]
+        assert httpx.get(f"{victim.url}/blob/{blob}").content == value
+    assert http.put("/w/after", content=b"y").status_code == 201
+
+
+def test_master_kill9_during_writes_loses_no_acknowledged_write(cluster):
+    acked: dict[str, bytes] = {}
+    attempted: dict[str, bytes] = {}
+    stop = threading.Event()
+
+    def writer(worker: int) -> None:
+        with httpx.Client(base_url=cluster.url, timeout=10) as http:
+            for i in range(100_000):
+                if stop.is_set():
+                    return
+                key, value = f"/m/{worker}/{i}", os.urandom(64 + (i % 7) * 30_000)
+                attempted[key] = value
+                try:
+                    if http.put(key, content=value).status_code == 201:
+                        acked[key] = value
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: len(acked) >= 40, timeout=30)
+        cluster.master.kill(signal.SIGKILL)
+        killed_at = len(acked)
+        time.sleep(0.3)
+        cluster.master.start()
+        wait_until(lambda: len(acked) >= killed_at + 20, timeout=30)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    http = httpx.Client(base_url=cluster.url, follow_redirects=True, timeout=30)
+    for key, value in acked.items():
+        response = http.get(key)
+        assert response.status_code == 200, key
+        assert response.content == value, key
+    listed = set(http.get("/?list&limit=10000").json()["keys"])
+    assert set(acked) <= listed
+    for key in listed - set(acked):  # committed just before the crash, never acknowledged
+        assert http.get(key).content == attempted[key]
+    assert http.get("/?unlinked").json()["keys"] == []
+    # Copies of writes the crash cut off are removed: each worker ends with one blob per key.
+    wait_until(lambda: blob_counts(cluster) == [len(listed)] * 3, timeout=20)
+
+
+def test_client_disconnect_mid_upload_stores_nothing(cluster):
+    host, port = urlsplit(cluster.url).hostname, urlsplit(cluster.url).port
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(b"PUT /cut HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n")
+        sock.sendall(os.urandom(2 * 1024 * 1024))
+        time.sleep(0.3)
+    http = httpx.Client(base_url=cluster.url)
+    wait_until(lambda: blob_counts(cluster) == [0, 0, 0])
+    assert http.head("/cut").status_code == 404
+    assert http.get("/?list").json() == {"keys": [], "next": ""}
+    for node in range(3):
+        assert list((cluster.root / f"worker-{node}" / "tmp").iterdir()) == []
+    assert http.put("/cut", content=b"whole").status_code == 201  # the key is not stuck
+
+
+def test_worker_killed_mid_upload_fails_the_write_cleanly(cluster):
+    http = httpx.Client(base_url=cluster.url, timeout=60)
+    http.put("/big", content=b"old value")
+    victim = cluster.nodes[2]
+
+    def body():
+        for i in range(64):
+            if i == 8:
+                victim.kill(signal.SIGKILL)
+            yield os.urandom(256 * 1024)
+
+    response = http.put("/big", content=body())
+    assert response.status_code == 503
+    assert response.json()["error"] in ("replica_failed", "not_enough_workers")
+    assert http.get("/big", follow_redirects=True).content == b"old value"
+    victim.start()
+    cluster.wait_workers_up(3)
+    wait_until(lambda: blob_counts(cluster) == [1, 1, 1])
+
+
+def test_concurrent_writers_to_one_key_serialize(cluster):
+    values = [os.urandom(1000 + n) for n in range(24)]
+    statuses: list[int] = []
+
+    def write(value: bytes) -> None:
+        with httpx.Client(base_url=cluster.url, timeout=30) as http:
+            statuses.append(http.put("/race", content=value).status_code)
+
+    threads = [threading.Thread(target=write, args=(v,)) for v in values]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201] + [204] * (len(values) - 1)
+    http = httpx.Client(base_url=cluster.url, follow_redirects=True)
+    final = http.get("/race").content
+    assert final in values
+    md5 = hashlib.md5(final).hexdigest()
+    for node in cluster.nodes:  # every replica holds the final version and nothing else
+        wait_until(lambda node=node: [b["md5"] for b in cluster.worker_blobs(node)] == [md5])
+
+
+def test_large_value_streams_with_bounded_master_memory(cluster):
+    size = 192 * 1024 * 1024
+    chunk = os.urandom(1024 * 1024)
+    digest = hashlib.md5()
+
+    def body():
+        for _ in range(size // len(chunk)):
+            digest.update(chunk)
+            yield chunk
+
+    with httpx.Client(base_url=cluster.url, timeout=120) as http:
+        response = http.put("/huge", content=body(), headers={"Content-Length": str(size)})
+        assert response.status_code == 201
+        assert response.headers["etag"] == f'"{digest.hexdigest()}"'
+        assert http.head("/huge").headers["content-length"] == str(size)
+        received = hashlib.md5()
+        total = 0
+        with http.stream("GET", "/huge", params={"direct": ""}) as stream:
+            for part in stream.iter_raw(1024 * 1024):
+                received.update(part)
+                total += len(part)
+        assert total == size and received.hexdigest() == digest.hexdigest()
+    peak_mib = cluster.master.rss_peak_kib() / 1024
+    print(f"master peak RSS {peak_mib:.1f} MiB")
+    assert peak_mib < 96, f"master peak RSS {peak_mib:.0f} MiB for a {size >> 20} MiB value"

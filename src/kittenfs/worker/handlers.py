@@ -55,7 +55,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 async def put_blob(request: web.Request, blob: str) -> web.Response:
     """PUT /blob/<id> with X-Kfs-Key and X-Kfs-Version: 201 {size, md5} once durable."""
-    key = unquote(request.headers.get("X-Kfs-Key", ""), errors="strict")
+    try:
+        key = unquote(request.headers.get("X-Kfs-Key", ""), errors="strict")
+    except UnicodeDecodeError:
+        raise HTTPProblem(400, "bad_key", "X-Kfs-Key is not percent-encoded UTF-8") from None
     version = request.headers.get("X-Kfs-Version", "")
     if blob_id(key, version) != blob:
         raise HTTPProblem(400, "bad_blob_id", "the id does not match X-Kfs-Key and X-Kfs-Version")

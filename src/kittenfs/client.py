@@ -117,8 +117,15 @@ class Client:
         return response.headers["etag"].strip('"')
 
     def get(self, key: str) -> bytes:
-        """Return the value of ``key``; raise KeyNotFound or CorruptValue."""
-        response = self._request("GET", key)
+        """Return the value of ``key``; raise KeyNotFound or CorruptValue.
+
+        If the worker the master redirects to fails, the value is fetched once more through
+        the master (``?direct``), which tries each live replica in turn.
+        """
+        try:
+            response = self._request("GET", key)
+        except ServerError:
+            response = self._request("GET", key, params={"direct": ""})
         _check_md5(key, response.content, response.headers.get("content-md5"))
         return response.content
 

@@ -77,7 +77,8 @@ def head_response(status: int, headers: dict[str, str], length: int) -> web.Resp
 
 
 def _digits(text: str) -> bool:
-    return bool(text) and text.isascii() and text.isdigit()
+    """Return True for a plain decimal number short enough to be a byte offset."""
+    return 0 < len(text) <= 40 and text.isascii() and text.isdigit()
 
 
 def etag(md5: str) -> str:

@@ -119,7 +119,10 @@ class BlobHeader:
         key = raw[_HEADER.size : _HEADER.size + key_len]
         if len(key) != key_len:
             raise RecordError("blob file header is truncated")
-        return cls(key.decode("utf-8"), version.decode("ascii"), size, digest.hex())
+        try:
+            return cls(key.decode("utf-8"), version.decode("ascii"), size, digest.hex())
+        except UnicodeDecodeError as exc:
+            raise RecordError(f"blob file header is garbled: {exc}") from None
 
 
 #: Bytes to read to be sure of holding any blob file's whole header.

@@ -19,12 +19,12 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
 
 from ..httputil import HTTPProblem
+from ..locks import KeyLocks
 from ..placement import blob_id, new_version
 from ..records import IndexRecord
 from . import replica_io
@@ -36,27 +36,6 @@ log = logging.getLogger("kittenfs.master")
 
 #: Seconds between background passes over the garbage records.
 REAP_INTERVAL = 2.0
-
-
-class KeyLocks:
-    """One asyncio lock per key in use; a lock is dropped when nobody holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 @dataclass(frozen=True, slots=True)

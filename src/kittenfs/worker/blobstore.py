@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ldb import SyncedDB
+from ..locks import KeyLocks
 from ..placement import blob_relpath
 from ..records import MAX_HEADER_LENGTH, BlobHeader, BlobMeta, RecordError, decode, encode
 
@@ -73,6 +74,7 @@ class BlobStore:
             folder.mkdir(parents=True, exist_ok=True)
         self._clear_tmp()
         self.db = SyncedDB(str(root / "index"))
+        self._locks = KeyLocks()  # one blob's commit and count update at a time
         self.key_count, self.bytes_used = self._count()
 
     def _clear_tmp(self) -> None:
@@ -147,10 +149,11 @@ class BlobStore:
         puts = {_meta_key(blob): encode(meta)}
         if meta.inline:
             puts[_value_key(blob)] = bytes(buffer)
-        old = self.meta(blob)
-        await self.db.write(puts)
-        self._account(old, -1)
-        self._account(meta, +1)
+        async with self._locks.hold(blob):
+            old = self.meta(blob)
+            await self.db.write(puts)
+            self._account(old, -1)
+            self._account(meta, +1)
         return meta
 
     def _account(self, meta: BlobMeta | None, sign: int) -> None:
@@ -196,9 +199,10 @@ class BlobStore:
 
         The metadata goes first, so a crash can leave at most an unreferenced file.
         """
-        meta = self.meta(blob)
-        await self.db.write(deletes=(_meta_key(blob), _value_key(blob)))
-        self._account(meta, -1)
+        async with self._locks.hold(blob):
+            meta = self.meta(blob)
+            await self.db.write(deletes=(_meta_key(blob), _value_key(blob)))
+            self._account(meta, -1)
         path = self.path(blob)
         try:
             path.unlink()
@@ -227,12 +231,14 @@ class _Spill:
 
     async def finish(self, header: BlobHeader, final: Path) -> None:
         os.pwrite(self.fd, header.pack(), 0)
-        await asyncio.to_thread(self._persist, final)
+        fd, self.fd = self.fd, -1  # from here on the thread owns the descriptor
+        await asyncio.to_thread(self._persist, fd, final)
 
-    def _persist(self, final: Path) -> None:
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
+    def _persist(self, fd: int, final: Path) -> None:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         if not final.parent.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True)
             _fsync_dir(final.parent.parent)

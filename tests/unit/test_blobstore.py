@@ -1,0 +1,610 @@
+"""BlobStore: a worker's blobs on a real LevelDB and a real directory (tmp_path)."""
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from kittenfs.placement import blob_id, blob_relpath, new_version
+from kittenfs.records import BlobHeader, BlobMeta
+from kittenfs.worker.blobstore import (
+    DEFAULT_INLINE_MAX,
+    BlobStore,
+    CorruptBlob,
+    SizeMismatch,
+)
+
+T = TypeVar("T")
+
+INLINE_MAX = 1000
+
+
+async def chunked(data: bytes, size: int = 333) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+        await asyncio.sleep(0)
+
+
+async def failing(data: bytes, fail_after: int, size: int = 333) -> AsyncIterator[bytes]:
+    sent = 0
+    for start in range(0, len(data), size):
+        if sent >= fail_after:
+            raise ConnectionResetError("client went away")
+        chunk = data[start:start + size]
+        sent += len(chunk)
+        yield chunk
+
+
+def new_blob(key: str) -> tuple[str, str]:
+    version = new_version()
+    return blob_id(key, version), version
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def value(size: int, seed: int = 0) -> bytes:
+    return bytes((i * 7 + seed) % 251 for i in range(size))
+
+
+def run(tmp_path: Path, body: Callable[[BlobStore], Awaitable[T]], **kwargs: int) -> T:
+    """Open a store in tmp_path, run ``body`` with it, and close it."""
+    async def main() -> T:
+        store = BlobStore(tmp_path, **({"inline_max": INLINE_MAX} | kwargs))
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+    return asyncio.run(main())
+
+
+def assert_nothing_kept(store: BlobStore, blob: str) -> None:
+    assert store.meta(blob) is None
+    assert store.db.get(b"v:" + blob.encode()) is None
+    assert files_under(store.tmp_dir) == []
+    assert files_under(store.blobs_dir) == []
+    assert store.key_count == 0 and store.bytes_used == 0
+    assert list(store.iter_meta()) == []
+
+
+# --- storing ------------------------------------------------------------------------------
+
+
+def test_small_value_is_inline(tmp_path: Path) -> None:
+    data = b"hello"
+    blob, version = new_blob("/small")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/small", version, chunked(data, 2), expected_size=5)
+        assert meta.inline is True
+        assert (meta.key, meta.version, meta.size) == ("/small", version, 5)
+        assert meta.md5 == hashlib.md5(data).hexdigest() == "5d41402abc4b2a76b9719d911017c592"
+        assert store.meta(blob) == meta
+        assert store.read_inline(blob, meta) == data
+        assert files_under(store.blobs_dir) == []
+        assert files_under(store.tmp_dir) == []
+        assert not store.path(blob).exists()
+
+    run(tmp_path, body)
+
+
+def test_empty_value_is_inline(tmp_path: Path) -> None:
+    blob, version = new_blob("/empty")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/empty", version, chunked(b""), expected_size=0)
+        assert meta.inline and meta.size == 0
+        assert meta.md5 == "d41d8cd98f00b204e9800998ecf8427e"
+        assert store.read_inline(blob, meta) == b""
+        assert store.key_count == 1 and store.bytes_used == 0
+
+    run(tmp_path, body)
+
+
+def test_inline_boundary(tmp_path: Path) -> None:
+    at, at_version = new_blob("/at")
+    over, over_version = new_blob("/over")
+
+    async def body(store: BlobStore) -> None:
+        # Chunks of 7 so the boundary falls in the middle of a chunk.
+        meta_at = await store.put(at, "/at", at_version, chunked(value(INLINE_MAX), 7))
+        meta_over = await store.put(over, "/over", over_version,
+                                    chunked(value(INLINE_MAX + 1), 7))
+        assert meta_at.inline and not store.path(at).exists()
+        assert store.read_inline(at, meta_at) == value(INLINE_MAX)
+        assert not meta_over.inline and store.path(over).is_file()
+        where = store.locate_file(over, meta_over, verify=True)
+        with where.path.open("rb") as handle:
+            handle.seek(where.offset)
+            assert handle.read() == value(INLINE_MAX + 1)
+
+    run(tmp_path, body)
+
+
+def test_default_inline_max(tmp_path: Path) -> None:
+    assert DEFAULT_INLINE_MAX == 64 * 1024
+    small, small_version = new_blob("/a")
+    large, large_version = new_blob("/b")
+
+    async def body(store: BlobStore) -> None:
+        assert store.inline_max == DEFAULT_INLINE_MAX
+        assert (await store.put(small, "/a", small_version,
+                                chunked(bytes(DEFAULT_INLINE_MAX), 8192))).inline
+        assert not (await store.put(large, "/b", large_version,
+                                    chunked(bytes(DEFAULT_INLINE_MAX + 1), 8192))).inline
+
+    async def main() -> None:
+        store = BlobStore(tmp_path)
+        try:
+            await body(store)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_large_value_is_a_file(tmp_path: Path) -> None:
+    key = "/kätzchen/big"
+    data = value(5000)
+    blob, version = new_blob(key)
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, key, version, chunked(data), expected_size=len(data))
+        assert meta.inline is False
+        assert (meta.key, meta.version, meta.size) == (key, version, len(data))
+        assert meta.md5 == hashlib.md5(data).hexdigest()
+        assert store.meta(blob) == meta
+        # No inline copy in LevelDB.
+        assert store.db.get(b"v:" + blob.encode()) is None
+
+        path = tmp_path / "blobs" / blob[0:2] / blob[2:4] / blob
+        assert path == store.path(blob) == store.blobs_dir / blob_relpath(blob)
+        assert files_under(store.blobs_dir) == [path]
+        assert files_under(store.tmp_dir) == []
+
+        raw = path.read_bytes()
+        assert BlobHeader.unpack(raw) == BlobHeader(key, version, len(data), meta.md5)
+        offset = BlobHeader.length(key)
+        assert len(raw) == offset + len(data)
+        assert raw[offset:] == data
+
+        where = store.locate_file(blob, meta, verify=True)
+        assert (where.path, where.offset, where.size) == (path, offset, len(data))
+        with where.path.open("rb") as handle:
+            handle.seek(where.offset)
+            assert handle.read(where.size) == data
+        assert store.locate_file(blob, meta, verify=False) == where
+
+    run(tmp_path, body)
+
+
+def test_one_big_chunk(tmp_path: Path) -> None:
+    data = value(3000)
+    blob, version = new_blob("/one")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/one", version, chunked(data, len(data)))
+        assert not meta.inline and meta.md5 == hashlib.md5(data).hexdigest()
+        where = store.locate_file(blob, meta, verify=True)
+        assert store.path(blob).read_bytes()[where.offset:] == data
+
+    run(tmp_path, body)
+
+
+def test_values_survive_reopen(tmp_path: Path) -> None:
+    small, small_version = new_blob("/s")
+    large, large_version = new_blob("/l")
+
+    async def write(store: BlobStore) -> tuple[BlobMeta, BlobMeta]:
+        return (await store.put(small, "/s", small_version, chunked(b"tiny")),
+                await store.put(large, "/l", large_version, chunked(value(4000))))
+
+    async def read(store: BlobStore) -> None:
+        assert store.meta(small) == meta_small
+        assert store.meta(large) == meta_large
+        assert store.read_inline(small, meta_small) == b"tiny"
+        where = store.locate_file(large, meta_large, verify=True)
+        assert store.path(large).read_bytes()[where.offset:] == value(4000)
+
+    meta_small, meta_large = run(tmp_path, write)
+    run(tmp_path, read)
+
+
+# --- failed uploads keep nothing ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    (10, 9),  # inline: too many bytes
+    (10, 11),  # inline: too few bytes
+    (5000, 4999),  # file: too many bytes
+    (5000, 5001),  # file: too few bytes
+    (5000, 10),  # file-sized upload announced as inline-sized
+    (10, 5000),  # inline-sized upload announced as file-sized
+    (5000, 0),
+    (0, 1),
+])
+def test_size_mismatch_keeps_nothing(tmp_path: Path, size: int, expected: int) -> None:
+    blob, version = new_blob("/mismatch")
+
+    async def body(store: BlobStore) -> None:
+        with pytest.raises(SizeMismatch):
+            await store.put(blob, "/mismatch", version, chunked(value(size)),
+                            expected_size=expected)
+        assert_nothing_kept(store, blob)
+
+    run(tmp_path, body)
+
+
+def test_size_mismatch_stops_reading_at_the_excess(tmp_path: Path) -> None:
+    blob, version = new_blob("/stop")
+    pulled = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        # Bounded, so a regression fails instead of filling the disk.
+        nonlocal pulled
+        for _ in range(1000):
+            pulled += 1
+            yield b"x" * 100
+
+    async def body(store: BlobStore) -> None:
+        with pytest.raises(SizeMismatch):
+            await store.put(blob, "/stop", version, endless(), expected_size=2000)
+        assert pulled == 21  # the first chunk past 2000 bytes ends the upload
+        assert_nothing_kept(store, blob)
+
+    run(tmp_path, body)
+
+
+@pytest.mark.parametrize("fail_after", [0, 333, 999, 1332, 3996])
+def test_failing_stream_keeps_nothing(tmp_path: Path, fail_after: int) -> None:
+    blob, version = new_blob("/cut")
+
+    async def body(store: BlobStore) -> None:
+        with pytest.raises(ConnectionResetError):
+            await store.put(blob, "/cut", version, failing(value(5000), fail_after))
+        assert_nothing_kept(store, blob)
+
+    run(tmp_path, body)
+
+
+def test_failed_upload_leaves_earlier_blobs_alone(tmp_path: Path) -> None:
+    good, good_version = new_blob("/good")
+    bad, bad_version = new_blob("/bad")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(good, "/good", good_version, chunked(value(3000)))
+        with pytest.raises(ConnectionResetError):
+            await store.put(bad, "/bad", bad_version, failing(value(3000), 2000))
+        assert store.meta(bad) is None
+        assert files_under(store.tmp_dir) == []
+        assert files_under(store.blobs_dir) == [store.path(good)]
+        assert (store.key_count, store.bytes_used) == (1, 3000)
+        store.locate_file(good, meta, verify=True)
+
+    run(tmp_path, body)
+
+
+# --- corruption ---------------------------------------------------------------------------
+
+
+def test_flipped_byte_in_file_fails_verification(tmp_path: Path) -> None:
+    blob, version = new_blob("/flip")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/flip", version, chunked(value(5000)))
+        where = store.locate_file(blob, meta, verify=True)
+        with store.path(blob).open("r+b") as handle:
+            handle.seek(where.offset + 2500)
+            byte = handle.read(1)
+            handle.seek(where.offset + 2500)
+            handle.write(bytes((byte[0] ^ 0x01,)))
+        with pytest.raises(CorruptBlob):
+            store.locate_file(blob, meta, verify=True)
+        # Without verify only the header and size are checked (ranges, HEAD, huge values).
+        assert store.locate_file(blob, meta, verify=False) == where
+
+    run(tmp_path, body)
+
+
+def test_values_over_verify_max_are_not_hashed(tmp_path: Path) -> None:
+    blob, version = new_blob("/huge")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/huge", version, chunked(value(5000)))
+        path = store.path(blob)
+        raw = bytearray(path.read_bytes())
+        raw[-1] ^= 0xFF
+        path.write_bytes(raw)
+        where = store.locate_file(blob, meta, verify=True)  # too big to hash every read
+        assert where.size == 5000
+
+    run(tmp_path, body, verify_max=4999)
+
+
+@pytest.mark.parametrize("verify", [False, True])
+@pytest.mark.parametrize("change", ["truncate", "extend", "remove", "empty", "header"])
+def test_damaged_file_is_corrupt_even_without_verify(
+        tmp_path: Path, verify: bool, change: str) -> None:
+    blob, version = new_blob("/damaged")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/damaged", version, chunked(value(5000)))
+        path = store.path(blob)
+        raw = path.read_bytes()
+        if change == "truncate":
+            path.write_bytes(raw[:-1])
+        elif change == "extend":
+            path.write_bytes(raw + b"\x00")
+        elif change == "remove":
+            path.unlink()
+        elif change == "empty":
+            path.write_bytes(b"")
+        else:
+            path.write_bytes(b"XXXX" + raw[4:])
+        with pytest.raises(CorruptBlob):
+            store.locate_file(blob, meta, verify=verify)
+
+    run(tmp_path, body)
+
+
+def test_header_that_does_not_match_meta_is_corrupt(tmp_path: Path) -> None:
+    blob, version = new_blob("/mine")
+    other, other_version = new_blob("/theirs")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/mine", version, chunked(value(5000)))
+        theirs = await store.put(other, "/theirs", other_version, chunked(value(5000, 1)))
+        # Another blob's file in this blob's place.
+        os.replace(store.path(other), store.path(blob))
+        with pytest.raises(CorruptBlob):
+            store.locate_file(blob, meta, verify=False)
+        assert theirs.size == meta.size
+
+    run(tmp_path, body)
+
+
+def test_corrupt_key_bytes_in_header_are_corrupt(tmp_path: Path) -> None:
+    blob, version = new_blob("/k")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/k", version, chunked(value(5000)))
+        path = store.path(blob)
+        raw = bytearray(path.read_bytes())
+        raw[BlobHeader.length("/k") - 1] = 0xFF  # the "k" of the key
+        path.write_bytes(raw)
+        with pytest.raises(CorruptBlob):
+            store.locate_file(blob, meta, verify=False)
+
+    run(tmp_path, body)
+
+
+def test_overwritten_inline_value_is_corrupt(tmp_path: Path) -> None:
+    blob, version = new_blob("/inline")
+    data = value(300)
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/inline", version, chunked(data))
+        assert meta.inline
+        store.db.db.put(b"v:" + blob.encode(), b"x" * meta.size)  # same size, other bytes
+        with pytest.raises(CorruptBlob):
+            store.read_inline(blob, meta)
+        store.db.db.put(b"v:" + blob.encode(), data[:-1])  # wrong size
+        with pytest.raises(CorruptBlob):
+            store.read_inline(blob, meta)
+        store.db.db.delete(b"v:" + blob.encode())  # missing
+        with pytest.raises(CorruptBlob):
+            store.read_inline(blob, meta)
+        store.db.db.put(b"v:" + blob.encode(), data)  # restored
+        assert store.read_inline(blob, meta) == data
+
+    run(tmp_path, body)
+
+
+# --- deleting -----------------------------------------------------------------------------
+
+
+def test_delete_file_blob(tmp_path: Path) -> None:
+    blob, version = new_blob("/del")
+
+    async def body(store: BlobStore) -> None:
+        await store.put(blob, "/del", version, chunked(value(5000)))
+        path = store.path(blob)
+        assert path.is_file()
+        assert await store.delete(blob) is True
+        assert store.meta(blob) is None
+        assert not path.exists()
+        assert (store.key_count, store.bytes_used) == (0, 0)
+        assert await store.delete(blob) is False
+        assert (store.key_count, store.bytes_used) == (0, 0)
+
+    run(tmp_path, body)
+
+
+def test_delete_inline_blob(tmp_path: Path) -> None:
+    blob, version = new_blob("/del-inline")
+
+    async def body(store: BlobStore) -> None:
+        await store.put(blob, "/del-inline", version, chunked(b"abc"))
+        assert await store.delete(blob) is True
+        assert store.meta(blob) is None
+        assert store.db.get(b"v:" + blob.encode()) is None
+        assert (store.key_count, store.bytes_used) == (0, 0)
+        assert await store.delete(blob) is False
+
+    run(tmp_path, body)
+
+
+def test_delete_unknown_blob(tmp_path: Path) -> None:
+    blob, _ = new_blob("/never")
+
+    async def body(store: BlobStore) -> None:
+        assert await store.delete(blob) is False
+        assert (store.key_count, store.bytes_used) == (0, 0)
+
+    run(tmp_path, body)
+
+
+def test_delete_is_durable(tmp_path: Path) -> None:
+    keep, keep_version = new_blob("/keep")
+    drop, drop_version = new_blob("/drop")
+
+    async def write(store: BlobStore) -> None:
+        await store.put(keep, "/keep", keep_version, chunked(value(2000)))
+        await store.put(drop, "/drop", drop_version, chunked(value(2000)))
+        assert await store.delete(drop)
+
+    async def check(store: BlobStore) -> None:
+        assert store.meta(drop) is None and store.meta(keep) is not None
+        assert files_under(store.blobs_dir) == [store.path(keep)]
+        assert (store.key_count, store.bytes_used) == (1, 2000)
+
+    run(tmp_path, write)
+    run(tmp_path, check)
+
+
+# --- start-up -----------------------------------------------------------------------------
+
+
+def test_leftover_tmp_files_are_removed_on_open(tmp_path: Path) -> None:
+    blob, version = new_blob("/kept")
+
+    async def write(store: BlobStore) -> None:
+        await store.put(blob, "/kept", version, chunked(value(3000)))
+
+    run(tmp_path, write)
+    tmp = tmp_path / "tmp"
+    (tmp / f"{blob}.deadbeef").write_bytes(b"half an upload")
+    (tmp / "junk").write_bytes(b"")
+
+    async def check(store: BlobStore) -> None:
+        assert files_under(store.tmp_dir) == []
+        # Stored blobs are untouched.
+        assert files_under(store.blobs_dir) == [store.path(blob)]
+        meta = store.meta(blob)
+        assert meta is not None
+        store.locate_file(blob, meta, verify=True)
+
+    run(tmp_path, check)
+
+
+def test_open_creates_layout(tmp_path: Path) -> None:
+    root = tmp_path / "fresh" / "worker"
+
+    async def main() -> None:
+        store = BlobStore(root)
+        await store.close()
+
+    asyncio.run(main())
+    assert (root / "blobs").is_dir() and (root / "tmp").is_dir() and (root / "index").is_dir()
+
+
+# --- accounting ---------------------------------------------------------------------------
+
+
+def test_counts_track_puts_and_deletes_and_survive_reopen(tmp_path: Path) -> None:
+    blobs = {f"/n{i}": new_blob(f"/n{i}") for i in range(4)}
+    sizes = {"/n0": 10, "/n1": 3000, "/n2": 0, "/n3": 1500}
+
+    async def write(store: BlobStore) -> None:
+        assert (store.key_count, store.bytes_used) == (0, 0)
+        total = 0
+        for count, (key, (blob, version)) in enumerate(blobs.items(), 1):
+            await store.put(blob, key, version, chunked(value(sizes[key])))
+            total += sizes[key]
+            assert (store.key_count, store.bytes_used) == (count, total)
+        # Storing the same blob again replaces it: no double count.
+        blob, version = blobs["/n1"]
+        await store.put(blob, "/n1", version, chunked(value(sizes["/n1"])))
+        assert (store.key_count, store.bytes_used) == (4, 4510)
+        assert await store.delete(blobs["/n3"][0])
+        assert (store.key_count, store.bytes_used) == (3, 3010)
+        # A failed put changes nothing.
+        extra, extra_version = new_blob("/x")
+        with pytest.raises(SizeMismatch):
+            await store.put(extra, "/x", extra_version, chunked(b"abc"), expected_size=4)
+        assert (store.key_count, store.bytes_used) == (3, 3010)
+
+    async def reopen(store: BlobStore) -> None:
+        assert (store.key_count, store.bytes_used) == (3, 3010)
+
+    run(tmp_path, write)
+    run(tmp_path, reopen)
+
+
+def test_counts_are_recomputed_from_the_index(tmp_path: Path) -> None:
+    blob, version = new_blob("/r")
+
+    async def write(store: BlobStore) -> None:
+        await store.put(blob, "/r", version, chunked(value(2000)))
+        store.key_count, store.bytes_used = 99, 99  # in-memory values are not persisted
+
+    async def reopen(store: BlobStore) -> None:
+        assert (store.key_count, store.bytes_used) == (1, 2000)
+
+    run(tmp_path, write)
+    run(tmp_path, reopen)
+
+
+def test_concurrent_deletes_count_once(tmp_path: Path) -> None:
+    blob, version = new_blob("/twice")
+
+    async def body(store: BlobStore) -> None:
+        await store.put(blob, "/twice", version, chunked(value(10)))
+        await asyncio.gather(store.delete(blob), store.delete(blob))
+        assert (store.key_count, store.bytes_used) == (0, 0)
+
+    run(tmp_path, body)
+
+
+def test_concurrent_puts_of_one_blob_count_once(tmp_path: Path) -> None:
+    blob, version = new_blob("/twice")
+
+    async def body(store: BlobStore) -> None:
+        await asyncio.gather(store.put(blob, "/twice", version, chunked(value(10))),
+                             store.put(blob, "/twice", version, chunked(value(10))))
+        assert (store.key_count, store.bytes_used) == (1, 10)
+
+    run(tmp_path, body)
+
+
+# --- listing ------------------------------------------------------------------------------
+
+
+def test_iter_meta_from_is_in_blob_id_order(tmp_path: Path) -> None:
+    keys = [f"/list/{i}" for i in range(8)]
+    made = {key: new_blob(key) for key in keys}
+
+    async def body(store: BlobStore) -> None:
+        for i, key in reversed(list(enumerate(keys))):  # stored out of order
+            blob, version = made[key]
+            # Inline and file-backed blobs alike.
+            await store.put(blob, key, version, chunked(value(5 if i % 2 else 1500)))
+        ids = sorted(blob for blob, _ in made.values())
+        listed = list(store.iter_meta_from(""))
+        assert [blob for _, blob in listed] == ids
+        for meta, blob in listed:
+            assert meta == store.meta(blob)
+            assert blob == blob_id(meta.key, meta.version)
+        assert [m.key for m in store.iter_meta()] == [m.key for m, _ in listed]
+        # From an existing id: that id and those after it.
+        assert [blob for _, blob in store.iter_meta_from(ids[3])] == ids[3:]
+        # From between two ids: the ones after.
+        assert [blob for _, blob in store.iter_meta_from(ids[3] + "0")] == ids[4:]
+        assert [blob for _, blob in store.iter_meta_from(ids[-1])] == ids[-1:]
+        assert list(store.iter_meta_from("g")) == []  # past every hex id
+        # Inline bytes ("v:" entries) are never listed as metadata.
+        assert len(listed) == len(keys)
+
+    run(tmp_path, body)
+
+
+def test_free_bytes(tmp_path: Path) -> None:
+    async def body(store: BlobStore) -> None:
+        assert store.free_bytes() > 0
+
+    run(tmp_path, body)

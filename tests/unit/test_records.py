@@ -1,0 +1,226 @@
+"""Records: LevelDB value encoding and the blob file header.
+
+GOLDEN: the byte literals below were produced once by the current code.  They are the on-disk
+format (docs/format.md): a change here makes every existing index and blob file unreadable,
+which orphans every stored blob.  Change the format only with a new format byte and a migration.
+"""
+
+import dataclasses
+import json
+
+import pytest
+
+from kittenfs.records import (
+    BLOB_FORMAT,
+    BLOB_MAGIC,
+    FORMAT,
+    MAX_HEADER_LENGTH,
+    BlobHeader,
+    BlobMeta,
+    IndexRecord,
+    RecordError,
+    WorkerInfo,
+    decode,
+    encode,
+)
+
+VERSION = "17979cfe3d85cd1501020304"
+MD5_HELLO = "5d41402abc4b2a76b9719d911017c592"  # md5(b"hello")
+
+INDEX = IndexRecord("/cats/tom.jpg", VERSION, 5, MD5_HELLO, (0, 2, 1),
+                    1700000000123, 1700000000456)
+PENDING = IndexRecord("/ñ/猫 🐱", VERSION, -1, "", (), 1, 1)
+WORKER = WorkerInfo("w-deadbeef0001", 2, "http://127.0.0.1:7002", 1700000000000)
+META_INLINE = BlobMeta("/ñ", VERSION, 5, MD5_HELLO, True, 1700000000123)
+META_FILE = BlobMeta("/big", VERSION, 10**12, MD5_HELLO, False, 0)
+
+
+# --- LevelDB records ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("record", [INDEX, PENDING, WORKER, META_INLINE, META_FILE],
+                         ids=["index", "pending", "worker", "meta-inline", "meta-file"])
+def test_round_trip(record: object) -> None:
+    raw = encode(record)
+    assert raw[0] == FORMAT == 1
+    back = decode(type(record), raw)
+    assert back == record
+    assert type(back) is type(record)
+
+
+def test_index_record_replicas_decode_as_tuple() -> None:
+    back = decode(IndexRecord, encode(INDEX))
+    assert isinstance(back.replicas, tuple)
+    assert back.replicas == (0, 2, 1)  # order is preference order: kept
+    hash(back)  # frozen dataclass with a tuple stays hashable
+
+
+def test_blob_meta_inline_is_a_bool() -> None:
+    assert decode(BlobMeta, encode(META_INLINE)).inline is True
+    assert decode(BlobMeta, encode(META_FILE)).inline is False
+
+
+def test_index_record_golden_bytes() -> None:
+    # GOLDEN: a change here makes every master index unreadable.
+    assert encode(INDEX) == (
+        b'\x01{"key":"/cats/tom.jpg","version":"17979cfe3d85cd1501020304","size":5,'
+        b'"md5":"5d41402abc4b2a76b9719d911017c592","replicas":[0,2,1],'
+        b'"created_ms":1700000000123,"modified_ms":1700000000456}'
+    )
+
+
+def test_worker_info_and_blob_meta_golden_bytes() -> None:
+    # GOLDEN: a change here makes every master and worker index unreadable.
+    assert encode(WORKER) == (
+        b'\x01{"id":"w-deadbeef0001","index":2,"url":"http://127.0.0.1:7002",'
+        b'"registered_ms":1700000000000}'
+    )
+    # Non-ASCII is stored as raw UTF-8, not \u escapes.
+    assert encode(META_INLINE) == (
+        b'\x01{"key":"/\xc3\xb1","version":"17979cfe3d85cd1501020304","size":5,'
+        b'"md5":"5d41402abc4b2a76b9719d911017c592","inline":true,"created_ms":1700000000123}'
+    )
+
+
+@pytest.mark.parametrize("raw", [
+    b"",
+    b"\x00" + encode(INDEX)[1:],  # wrong format byte
+    b"\x02" + encode(INDEX)[1:],  # a future format
+    b"{" + encode(INDEX)[1:],  # no format byte at all (bare JSON)
+])
+def test_decode_rejects_unknown_format(raw: bytes) -> None:
+    with pytest.raises(RecordError):
+        decode(IndexRecord, raw)
+
+
+@pytest.mark.parametrize("body", [
+    b"",  # format byte only
+    b"{",  # truncated JSON
+    b"not json",
+    b'{"key":"/k"',  # truncated record
+    b"\xff\xfe",  # not UTF-8
+    b"null",
+    b"5",
+    b'"a string"',
+    b"[1, 2, 3]",
+    b'["replicas"]',
+], ids=["empty", "brace", "text", "truncated", "not-utf8", "null", "number", "string",
+        "list", "list-replicas"])
+def test_decode_rejects_bad_json(body: bytes) -> None:
+    with pytest.raises(RecordError):
+        decode(IndexRecord, bytes((FORMAT,)) + body)
+
+
+def test_decode_rejects_missing_and_extra_fields() -> None:
+    fields = dataclasses.asdict(WORKER)
+    missing = dict(fields)
+    del missing["url"]
+    extra = dict(fields, colour="tabby")
+    for bad in (missing, extra):
+        raw = encode(WORKER)[:1] + json.dumps(bad).encode()
+        with pytest.raises(RecordError):
+            decode(WorkerInfo, raw)
+
+
+def test_decode_rejects_a_record_of_another_type() -> None:
+    with pytest.raises(RecordError):
+        decode(WorkerInfo, encode(INDEX))
+    with pytest.raises(RecordError):
+        decode(IndexRecord, encode(META_INLINE))
+    with pytest.raises(RecordError):
+        decode(BlobMeta, encode(WORKER))
+
+
+def test_decode_rejects_non_list_replicas() -> None:
+    raw = encode(INDEX).replace(b'"replicas":[0,2,1]', b'"replicas":5')
+    with pytest.raises(RecordError):
+        decode(IndexRecord, raw)
+
+
+def test_record_error_is_a_value_error() -> None:
+    assert issubclass(RecordError, ValueError)
+
+
+# --- blob file header ---------------------------------------------------------------------
+
+HEADER = BlobHeader("/cats/tom.jpg", VERSION, 5, MD5_HELLO)
+FIXED = 56  # magic 4, format 1, flags 1, key length 2, size 8, md5 16, version 24
+
+
+def test_blob_header_golden_bytes() -> None:
+    # GOLDEN: a change here makes every blob file on every worker unreadable.
+    assert HEADER.pack() == (
+        b"KFSB"  # magic
+        b"\x01"  # format
+        b"\x00"  # flags
+        b"\x00\x0d"  # key length 13, big-endian
+        b"\x00\x00\x00\x00\x00\x00\x00\x05"  # size 5, big-endian
+        b"]A@*\xbcK*v\xb9q\x9d\x91\x10\x17\xc5\x92"  # md5 digest, raw
+        b"17979cfe3d85cd1501020304"  # version, ASCII
+        b"/cats/tom.jpg"  # key, UTF-8
+    )
+    assert BLOB_MAGIC == b"KFSB" and BLOB_FORMAT == 1
+
+
+@pytest.mark.parametrize("header", [
+    HEADER,
+    BlobHeader("/kätzchen/猫/🐱", VERSION, 0, "d41d8cd98f00b204e9800998ecf8427e"),
+    BlobHeader("/" + "é" * 511, VERSION, 2**64 - 1, "ff" * 16),  # 1023-byte key, max size
+    BlobHeader("/", "0" * 24, 1, "00" * 16),
+])
+def test_blob_header_round_trip(header: BlobHeader) -> None:
+    packed = header.pack()
+    assert len(packed) == BlobHeader.length(header.key)
+    assert BlobHeader.unpack(packed) == header
+    # Data after the header is ignored by unpack.
+    assert BlobHeader.unpack(packed + b"value bytes follow") == header
+
+
+def test_blob_header_length() -> None:
+    assert BlobHeader.length("/cats/tom.jpg") == FIXED + 13
+    assert BlobHeader.length("/kätzchen") == FIXED + len("/kätzchen".encode()) == FIXED + 10
+    assert BlobHeader.length("/🐱") == FIXED + 5
+    assert MAX_HEADER_LENGTH == FIXED + 1024
+
+
+def test_blob_header_non_ascii_key_length_is_in_bytes() -> None:
+    header = BlobHeader("/kätzchen", VERSION, 5, MD5_HELLO)
+    packed = header.pack()
+    assert packed[6:8] == (10).to_bytes(2, "big")
+    assert packed[FIXED:] == "/kätzchen".encode()
+
+
+@pytest.mark.parametrize("magic", [b"KFSA", b"kfsb", b"\x00\x00\x00\x00", b"PK\x03\x04"])
+def test_blob_header_bad_magic(magic: bytes) -> None:
+    with pytest.raises(RecordError):
+        BlobHeader.unpack(magic + HEADER.pack()[4:])
+
+
+def test_blob_header_bad_format() -> None:
+    packed = bytearray(HEADER.pack())
+    packed[4] = 2
+    with pytest.raises(RecordError):
+        BlobHeader.unpack(bytes(packed))
+
+
+@pytest.mark.parametrize("cut", [0, 1, 4, FIXED - 1, FIXED, FIXED + 12])
+def test_blob_header_truncated(cut: int) -> None:
+    packed = HEADER.pack()
+    assert len(packed) == FIXED + 13
+    with pytest.raises(RecordError):
+        BlobHeader.unpack(packed[:cut])
+
+
+def test_blob_header_key_length_beyond_data() -> None:
+    packed = bytearray(HEADER.pack())
+    packed[6:8] = (14).to_bytes(2, "big")  # claims one more key byte than is there
+    with pytest.raises(RecordError):
+        BlobHeader.unpack(bytes(packed))
+
+
+@pytest.mark.parametrize("where", ["key", "version"])
+def test_blob_header_corrupt_text_raises_record_error(where: str) -> None:
+    packed = bytearray(HEADER.pack())
+    packed[FIXED + 1 if where == "key" else FIXED - 24] = 0xFF
+    with pytest.raises(RecordError):
+        BlobHeader.unpack(bytes(packed))

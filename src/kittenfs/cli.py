@@ -15,7 +15,8 @@ def _master(args: argparse.Namespace) -> int:
     from .master.app import run
     run(MasterConfig(data=Path(args.data), port=args.port, host=args.host,
                      replicas=args.replicas, max_value_bytes=args.max_value_bytes,
-                     down_after=args.down_after, verbose=args.verbose))
+                     down_after=args.down_after, replica_timeout=args.replica_timeout,
+                     verbose=args.verbose))
     return 0
 
 
@@ -23,7 +24,8 @@ def _worker(args: argparse.Namespace) -> int:
     from .worker.app import run
     run(WorkerConfig(master=args.master, data=Path(args.data), port=args.port, host=args.host,
                      advertise=args.advertise, inline_max=args.inline_max,
-                     verify_max=args.verify_max, verbose=args.verbose))
+                     verify_max=args.verify_max, heartbeat_interval=args.heartbeat_interval,
+                     verbose=args.verbose))
     return 0
 
 
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest value accepted (default 5 GiB)")
     master.add_argument("--down-after", type=float, default=5.0,
                         help="seconds without heartbeat before a worker is down")
+    master.add_argument("--replica-timeout", type=float, default=30.0,
+                        help="seconds a replica may stall before a write fails")
     master.add_argument("--verbose", action="store_true", help="log every request")
     master.set_defaults(run=_master)
 
@@ -67,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="values up to this size live in LevelDB")
     worker.add_argument("--verify-max", type=int, default=4 * 1024 * 1024,
                         help="file values up to this size are MD5-checked on every read")
+    worker.add_argument("--heartbeat-interval", type=float, default=1.0,
+                        help="seconds between heartbeats to the master")
     worker.add_argument("--verbose", action="store_true", help="log every request")
     worker.set_defaults(run=_worker)
 

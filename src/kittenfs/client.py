@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from .keys import is_reserved
 from .errors import CorruptValue, KeyNotFound, KittenError, ServerError, error_for_status
 
 #: Bytes per chunk when streaming values.
@@ -35,10 +36,17 @@ class ValueInfo:
 
 
 def key_path(key: str) -> str:
-    """Return the URL path of a key (a leading "/" is added if missing)."""
+    """Return the URL path of a key (a leading "/" is added if missing).
+
+    Keys named like a master route (``/health``, ``/_x``, ``/put/x``...) get their first
+    character percent-encoded, so they address the key and not the route.
+    """
     if not key.startswith("/"):
         key = "/" + key
-    return quote(key, safe="/")
+    path = quote(key, safe="/")
+    if is_reserved(path):
+        path = f"/%{ord(path[1]):02X}{path[2:]}"
+    return path
 
 
 def _raise_for(response: httpx.Response, key: str) -> None:

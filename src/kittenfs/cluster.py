@@ -63,27 +63,23 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
         return 2
     master = f"http://127.0.0.1:{port}"
     extra = ["--verbose"] if verbose else []
-    children = [_spawn("master", "--port", str(port), "--data", str(data / "master"),
-                       "--replicas", str(replicas), *extra)]
-    urls = [master]
-    try:
-        _wait_healthy(urls, master, 0, children)  # workers register in order: index i is worker-i
-    except RuntimeError as exc:
-        _stop(children)
-        print(f"kittenfs up: {exc}", file=sys.stderr)
-        return 1
-    for i in range(workers):
-        worker_port = port + 1 + i
-        children.append(_spawn("worker", "--master", master, "--port", str(worker_port),
-                               "--data", str(data / f"worker-{i}"), *extra))
-        urls.append(f"http://127.0.0.1:{worker_port}")
+    children: list[subprocess.Popen[bytes]] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        _wait_healthy(urls, master, workers, children)
+        children.append(_spawn("master", "--port", str(port), "--data", str(data / "master"),
+                               "--replicas", str(replicas), *extra))
+        urls = [master]
+        _wait_healthy(urls, master, 0, children)
+        for i in range(workers):  # one at a time, so that worker-i registers as index i
+            worker_port = port + 1 + i
+            children.append(_spawn("worker", "--master", master, "--port", str(worker_port),
+                                   "--data", str(data / f"worker-{i}"), *extra))
+            urls.append(f"http://127.0.0.1:{worker_port}")
+            _wait_healthy(urls, master, i + 1, children)
         print(f"kittenFS is up: master {master}, {workers} workers, data in {data}", flush=True)
         print(f"  try: curl -X PUT -d 'hello' {master}/hello && curl -L {master}/hello",
               flush=True)

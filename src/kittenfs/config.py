@@ -38,11 +38,14 @@ class MasterConfig:
     max_value_bytes: int = 5 * GiB
     #: Seconds without a heartbeat after which a worker counts as down.
     down_after: float = 5.0
+    #: Seconds a replica may take no data, or not answer, before the write fails (503).
+    replica_timeout: float = 30.0
     #: Log one line per request.
     verbose: bool = False
 
     def __post_init__(self) -> None:
         _check_port(self.port)
+        _require(self.replica_timeout > 0, "--replica-timeout: must be positive")
         _require(self.replicas >= 1, f"--replicas {self.replicas}: must be at least 1")
         _require(self.max_value_bytes >= 0, "--max-value-bytes: must not be negative")
         _require(self.down_after > 0, "--down-after: must be positive")
@@ -78,4 +81,5 @@ class WorkerConfig:
         _require(self.advertise is None or self.advertise.startswith(("http://", "https://")),
                  f"--advertise {self.advertise!r}: must be a URL such as http://10.0.0.5:3001")
         _require(self.inline_max >= 0, "--inline-max: must not be negative")
+        _require(self.verify_max >= 0, "--verify-max: must not be negative")
         _require(self.heartbeat_interval > 0, "--heartbeat-interval: must be positive")

@@ -3,6 +3,8 @@
 import logging
 from collections.abc import Awaitable, Callable
 
+import aiohttp
+import aiohttp.http
 from aiohttp import web
 
 log = logging.getLogger("kittenfs.http")
@@ -27,6 +29,10 @@ class HTTPProblem(Exception):
         return error_response(self.status, self.error, self.detail, **self.headers)
 
 
+class ResponseAborted(Exception):
+    """A response failed after its headers were sent: the connection is cut, not answered."""
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a JSON error response; an unexpected one is logged once."""
@@ -34,6 +40,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except HTTPProblem as problem:
         return problem.response()
+    except ResponseAborted as exc:
+        log.warning("%s %s cut off: %s", request.method, request.path, exc)
+        if request.transport is not None:
+            request.transport.close()
+        raise
+    except (ConnectionResetError, aiohttp.ClientPayloadError, aiohttp.http.HttpProcessingError
+            ) as exc:
+        log.info("%s %s: the client went away (%s)", request.method, request.path, exc)
+        return error_response(400, "incomplete_request", str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

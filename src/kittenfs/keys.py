@@ -9,6 +9,10 @@ from urllib.parse import unquote_to_bytes
 
 #: Longest key accepted, in bytes of its UTF-8 encoding.
 MAX_KEY_BYTES = 1024
+#: Paths the master answers itself, matched on the raw (still encoded) path.
+RESERVED_PATHS = frozenset({"/health", "/_cluster", "/gets", "/clear"})
+#: Path prefixes the master answers itself: admin routes and the seed's routes.
+RESERVED_PREFIXES = ("/_", "/put/", "/get/", "/delete/")
 
 
 class InvalidKey(ValueError):
@@ -43,3 +47,12 @@ def decode_key(raw: bytes) -> str:
 def encode_key(key: str) -> bytes:
     """Return the byte form of a key, as stored and ordered in the index."""
     return key.encode("utf-8")
+
+
+def is_reserved(path: str) -> bool:
+    """Return True if the master routes this raw path itself rather than as a key.
+
+    A key with such a name is still reachable: percent-encode its first character
+    (``/%5Fx`` is the key ``/_x``), as the Python client does.
+    """
+    return path in RESERVED_PATHS or path.startswith(RESERVED_PREFIXES)

@@ -1,8 +1,9 @@
 """Placement: which workers hold a key, and where a blob lives on a worker's disk.
 
-Everything here is pure and pinned by golden tests (tests/unit/test_placement.py):
-changing any of it silently orphans every stored value, so a change needs a
-migration, not an edit.
+Everything here is pure and pinned by golden tests (tests/unit/test_placement.py).
+Changing the key hash or the blob path orphans every stored blob file; changing ``rank``
+moves where new writes go (records keep their replica lists).  Either needs a migration,
+not an edit.
 """
 
 import hashlib

@@ -1,9 +1,11 @@
 """Records: the byte formats kittenFS writes to LevelDB and to blob files.
 
-Every LevelDB value starts with a format byte (``FORMAT``) followed by compact JSON, so a
-future format can be told apart and migrated.  Blob files start with a fixed binary header
-(``BlobHeader``) that repeats the key, size and MD5, so a worker's files alone are enough to
-rebuild every index.  docs/format.md describes both; golden tests pin them.
+Every record kept in LevelDB starts with a format byte (``FORMAT``) followed by compact JSON,
+so a future format can be told apart and migrated (inline values and the master's id are raw
+bytes).  Blob files start with a fixed binary header (``BlobHeader``) that repeats the key,
+version, size and MD5, and inline values sit beside a BlobMeta that holds the same, so what a
+worker holds names its keys and the master's index can be rebuilt from the workers.
+docs/format.md describes both; golden tests pin them.
 """
 
 import dataclasses

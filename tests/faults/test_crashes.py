@@ -182,3 +182,44 @@ def test_large_value_streams_with_bounded_master_memory(cluster):
     peak_mib = cluster.master.rss_peak_kib() / 1024
     print(f"master peak RSS {peak_mib:.1f} MiB")
     assert peak_mib < 96, f"master peak RSS {peak_mib:.0f} MiB for a {size >> 20} MiB value"
+
+
+def test_direct_read_cut_mid_stream_is_an_error_not_a_wrong_200(cluster):
+    size = 48 * 1024 * 1024
+    with httpx.Client(base_url=cluster.url, timeout=60) as http:
+        assert http.put("/cutread", content=os.urandom(size)).status_code == 201
+        with pytest.raises(httpx.HTTPError):
+            with http.stream("GET", "/cutread", params={"direct": ""}) as stream:
+                assert stream.status_code == 200
+                received = 0
+                for part in stream.iter_raw(256 * 1024):
+                    received += len(part)
+                    if received >= 4 * 1024 * 1024 and cluster.nodes[0].alive():
+                        for node in cluster.nodes:  # whichever replica serves, it dies now
+                            node.kill(signal.SIGKILL)
+                        time.sleep(0.5)
+        assert received < size
+
+
+def test_a_stalled_worker_fails_the_write_instead_of_hanging(make_cluster):
+    cluster = make_cluster(master_args=["--replica-timeout", "2"])
+    http = httpx.Client(base_url=cluster.url, timeout=60)
+    assert http.put("/stall", content=b"before").status_code == 201
+    victim = cluster.nodes[0]
+
+    def body():
+        for i in range(200):
+            if i == 4:
+                victim.kill(signal.SIGSTOP)
+            yield os.urandom(256 * 1024)
+
+    started = time.monotonic()
+    try:
+        response = http.put("/stall", content=body())
+    finally:
+        victim.kill(signal.SIGCONT)
+    assert response.status_code == 503
+    assert response.json()["error"] in ("replica_stalled", "replica_failed")
+    assert time.monotonic() - started < 20
+    assert http.get("/stall", follow_redirects=True).content == b"before"
+    wait_until(lambda: blob_counts(cluster) == [1, 1, 1], timeout=20)

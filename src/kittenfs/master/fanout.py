@@ -2,7 +2,8 @@
 
 Each consumer reads from its own small queue; the producer waits when any live consumer's
 queue is full, so memory stays under ``consumers x depth x chunk size`` however large the
-value.  A consumer that stops (its upload failed) is skipped from then on, never waited for.
+value.  A consumer that stops (its upload failed) is skipped from then on, never waited for,
+and one that takes no chunk for ``stall_timeout`` seconds fails the whole copy (Stalled).
 """
 
 import asyncio
@@ -15,6 +16,10 @@ _EOF = object()
 _ABORT = object()
 
 
+class Stalled(Exception):
+    """A consumer took no data for too long (a hung worker): the copy cannot finish."""
+
+
 class StreamAborted(Exception):
     """The producer gave up (for example the client disconnected); the copy is incomplete."""
 
@@ -22,9 +27,10 @@ class StreamAborted(Exception):
 class Branch:
     """One consumer's view of the stream: iterate it to receive the chunks."""
 
-    def __init__(self) -> None:
+    def __init__(self, stall_timeout: float) -> None:
         self.queue: asyncio.Queue[object] = asyncio.Queue(QUEUE_DEPTH)
         self.stopped = False
+        self.stall_timeout = stall_timeout
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
@@ -43,8 +49,15 @@ class Branch:
             self.queue.get_nowait()
 
     async def send(self, item: object) -> None:
-        if not self.stopped:
-            await self.queue.put(item)
+        if self.stopped:
+            return
+        if not self.queue.full():
+            self.queue.put_nowait(item)
+            return
+        try:
+            await asyncio.wait_for(self.queue.put(item), self.stall_timeout)
+        except asyncio.TimeoutError:
+            raise Stalled(f"a replica took no data for {self.stall_timeout:.0f} s") from None
 
     def abort(self) -> None:
         """Make the consumer's iteration fail, without waiting for queue space."""
@@ -58,8 +71,8 @@ class Branch:
 class FanOut:
     """Copies chunks to ``n`` branches."""
 
-    def __init__(self, n: int) -> None:
-        self.branches = [Branch() for _ in range(n)]
+    def __init__(self, n: int, stall_timeout: float = 30.0) -> None:
+        self.branches = [Branch(stall_timeout) for _ in range(n)]
 
     async def send(self, chunk: bytes) -> None:
         """Give ``chunk`` to every live branch, waiting while any live branch is full."""

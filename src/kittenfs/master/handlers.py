@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..httputil import HTTPProblem, etag, etag_matches, head_response
+from ..httputil import HTTPProblem, ResponseAborted, etag, etag_matches, head_response
 from ..keys import MAX_KEY_BYTES, InvalidKey, key_from_raw_path
 from ..placement import blob_id
 from ..records import IndexRecord
@@ -114,10 +114,14 @@ async def get_value(request: web.Request, key: str, direct: bool = False) -> web
     replicas = state.membership.live_replicas(record.replicas)
     if not replicas:
         raise HTTPProblem(503, "no_live_replica", f"every replica of {key!r} is down")
-    if direct or "direct" in request.query or request.headers.get("X-Kfs-Direct"):
+    if direct or "direct" in request.query or _truthy(request.headers.get("X-Kfs-Direct")):
         return await _proxy(request, record, replicas)
     url = replica_io.blob_url(state.membership.url(random.choice(replicas)), _blob(record))
     return web.Response(status=302, headers={**headers, "Location": url})
+
+
+def _truthy(header: str | None) -> bool:
+    return header is not None and header.strip().lower() in ("1", "true", "yes")
 
 
 def _blob(record: IndexRecord) -> str:
@@ -138,8 +142,9 @@ async def _proxy(request: web.Request, record: IndexRecord,
         try:
             async with state.session.get(url, headers=forward) as upstream:
                 if upstream.status == 416:
-                    return web.Response(status=416, body=await upstream.read(),
-                                        headers={"Content-Type": "application/json"})
+                    return web.Response(status=416, body=await upstream.read(), headers={
+                        "Content-Type": "application/json",
+                        "Content-Range": upstream.headers.get("Content-Range", "")})
                 if upstream.status not in (200, 206):
                     failures.append(f"worker {index}: {upstream.status}")
                     continue
@@ -147,8 +152,11 @@ async def _proxy(request: web.Request, record: IndexRecord,
                     **_value_headers(record),
                     **{h: upstream.headers[h] for h in _PASSED_HEADERS if h in upstream.headers}})
                 await response.prepare(request)
-                async for chunk in upstream.content.iter_chunked(READ_CHUNK):
-                    await response.write(chunk)
+                try:
+                    async for chunk in upstream.content.iter_chunked(READ_CHUNK):
+                        await response.write(chunk)
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise ResponseAborted(f"worker {index} failed mid-stream: {exc}") from None
                 await response.write_eof()
                 return response
         except (aiohttp.ClientError, OSError) as exc:

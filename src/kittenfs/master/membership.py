@@ -6,6 +6,7 @@ is down; it is up again with its next heartbeat.  Registrations are durable in t
 liveness is kept in memory only, and at start every known worker is given one grace period.
 """
 
+import asyncio
 import logging
 import random
 import time
@@ -53,6 +54,7 @@ class Membership:
         now = time.monotonic()
         self.workers = {info.index: WorkerState(info, now) for info in index.workers()}
         self._by_id = {state.info.id: state for state in self.workers.values()}
+        self._registering = asyncio.Lock()  # one registration at a time: indices stay unique
 
     def replica_count(self) -> int:
         """Return how many replicas a write makes: the setting, capped at the worker count."""
@@ -64,6 +66,10 @@ class Membership:
         A worker that kept an index from an earlier registration gets it back, unless another
         worker holds it now (409).
         """
+        async with self._registering:
+            return await self._register(worker_id, url, wanted)
+
+    async def _register(self, worker_id: str, url: str, wanted: int | None) -> WorkerInfo:
         state = self._by_id.get(worker_id)
         if state is not None and state.info.url == url:
             self._seen(state)

@@ -12,17 +12,18 @@ import aiohttp
 
 #: Seconds to wait for a worker to accept a connection.
 CONNECT_TIMEOUT = 5.0
-#: Seconds without progress on a worker connection before it counts as failed.
-READ_TIMEOUT = 60.0
 
 
 class ReplicaError(Exception):
     """A worker failed an operation on a blob; the message names the worker and the cause."""
 
 
-def new_session() -> aiohttp.ClientSession:
-    """Return the master's pooled session to the workers."""
-    timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT)
+def new_session(read_timeout: float) -> aiohttp.ClientSession:
+    """Return the master's pooled session to the workers.
+
+    ``read_timeout`` bounds each wait for a worker's answer (not the whole transfer).
+    """
+    timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=read_timeout)
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
     return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
 

@@ -32,7 +32,7 @@ class MasterState:
         index = Index(str(config.data / "index"))
         master_id = await index.identity(f"m-{uuid.uuid4().hex[:12]}")
         membership = Membership(index, config.replicas, config.down_after)
-        store = Store(index, membership, session, config.max_value_bytes)
+        store = Store(index, membership, session, config.max_value_bytes, config.replica_timeout)
         await store.recover()
         return cls(config, index, membership, store, session, master_id, time.time())
 

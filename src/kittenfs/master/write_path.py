@@ -28,7 +28,7 @@ from ..locks import KeyLocks
 from ..placement import blob_id, new_version
 from ..records import IndexRecord
 from . import replica_io
-from .fanout import FanOut
+from .fanout import FanOut, Stalled
 from .index import Index, Space
 from .membership import Membership
 
@@ -50,11 +50,12 @@ class Store:
     """The master's operations on keys."""
 
     def __init__(self, index: Index, membership: Membership, session: aiohttp.ClientSession,
-                 max_value_bytes: int) -> None:
+                 max_value_bytes: int, replica_timeout: float = 30.0) -> None:
         self.index = index
         self.membership = membership
         self.session = session
         self.max_value_bytes = max_value_bytes
+        self.replica_timeout = replica_timeout
         self.locks = KeyLocks()
         self._reap_wakeup = asyncio.Event()
 
@@ -83,7 +84,15 @@ class Store:
             record = IndexRecord(key, pending.version, written_size, md5, pending.replicas,
                                  live.created_ms if live else now, now)
             replaced = [old for old in (live, self.index.get(Space.UNLINKED, key)) if old]
-            await self.index.commit_write(record, replaced)
+            # Shielded: once started, the commit lands even if the client goes away.
+            commit = asyncio.ensure_future(self.index.commit_write(record, replaced))
+            try:
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.shield(self._abandon(pending))  # the batch did not land
+                raise
         if replaced:
             self._reap_wakeup.set()
         return PutResult(live is None, record)
@@ -91,7 +100,7 @@ class Store:
     async def _replicate(self, pending: IndexRecord, body: AsyncIterator[bytes],
                          size: int | None) -> tuple[int, str]:
         """Copy ``body`` to the pending write's replicas; return the size and MD5 they hold."""
-        fan = FanOut(len(pending.replicas))
+        fan = FanOut(len(pending.replicas), self.replica_timeout)
         blob = blob_id(pending.key, pending.version)
         uploads = [
             asyncio.create_task(replica_io.upload(
@@ -115,9 +124,11 @@ class Store:
                     break
             else:
                 await fan.close()
-        except BaseException:
+        except BaseException as exc:
             fan.abort()
-            await asyncio.gather(*uploads, return_exceptions=True)
+            await _finish(uploads, self.replica_timeout)
+            if isinstance(exc, Stalled):
+                raise HTTPProblem(503, "replica_stalled", str(exc)) from None
             raise
         results = await asyncio.gather(*uploads, return_exceptions=True)
         failures = [str(result) for result in results if isinstance(result, BaseException)]
@@ -215,6 +226,14 @@ class Store:
         for record in list(self.index.records(Space.GARBAGE)):
             cleaned += await self._delete_replicas(Space.GARBAGE, record)
         return cleaned
+
+
+async def _finish(tasks: list[asyncio.Task[tuple[int, str]]], timeout: float) -> None:
+    """Wait for aborted uploads to end; cancel those stuck on a hung worker."""
+    _, stuck = await asyncio.wait(tasks, timeout=timeout)
+    for task in stuck:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _too_large(limit: int) -> HTTPProblem:

@@ -182,7 +182,8 @@ class BlobStore:
                 header = BlobHeader.unpack(handle.read(MAX_HEADER_LENGTH))
                 offset = BlobHeader.length(header.key)
                 actual = os.fstat(handle.fileno()).st_size - offset
-                if (header.key, header.size, header.md5) != (meta.key, meta.size, meta.md5):
+                if (header.key, header.version, header.size, header.md5) != (
+                        meta.key, meta.version, meta.size, meta.md5):
                     raise CorruptBlob(f"blob {blob}: header does not match its metadata")
                 if actual != meta.size:
                     raise CorruptBlob(f"blob {blob}: {actual} bytes on disk, {meta.size} expected")

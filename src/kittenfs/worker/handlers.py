@@ -137,7 +137,7 @@ def list_blobs(request: web.Request) -> web.Response:
     if not start.isascii():
         raise HTTPProblem(400, "bad_parameter", "start must be a blob id")
     text = request.query.get("limit", "1000")
-    if not text.isdigit() or not 1 <= int(text) <= 10000:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 10000:
         raise HTTPProblem(400, "bad_parameter", "limit must be 1..10000")
     limit = int(text)
     blobs: list[dict[str, object]] = []

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import GiB, ConfigError, MasterConfig, WorkerConfig
+from .config import ConfigError, GiB, MasterConfig, WorkerConfig
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 

@@ -11,13 +11,13 @@ import os
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, Self
 from urllib.parse import quote
 
 import httpx
 
-from .keys import is_reserved
 from .errors import CorruptValue, KeyNotFound, KittenError, ServerError, error_for_status
+from .keys import is_reserved
 
 #: Bytes per chunk when streaming values.
 CHUNK = 1024 * 1024
@@ -95,7 +95,7 @@ class Client:
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=True)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -273,7 +273,7 @@ class AsyncClient:
         self.url = url.rstrip("/")
         self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout, follow_redirects=True)
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -7,13 +7,18 @@ progress bar when stderr is a terminal.
 import argparse
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from .client import CHUNK, Client
@@ -79,7 +84,7 @@ def put(args: argparse.Namespace) -> int:
         else:
             path = Path(args.file)
             with path.open("rb") as handle, _progress(path.stat().st_size, "put") as advance:
-                md5 = client.put(args.key, _Counting(handle, advance))  # type: ignore[arg-type]
+                md5 = client.put(args.key, _Counting(handle, advance))
     print(md5)
     return 0
 
@@ -88,15 +93,11 @@ def put(args: argparse.Namespace) -> int:
 def get(args: argparse.Namespace) -> int:
     """kittenfs get KEY [-o FILE]"""
     with Client(args.url) as client, client.open(args.key) as reader:
-        out = open(args.output, "wb") if args.output else sys.stdout.buffer
-        try:
-            with _progress(reader.size, "get") as advance:
-                while chunk := reader.read(CHUNK):
-                    out.write(chunk)
-                    advance(len(chunk))
-        finally:
-            if args.output:
-                out.close()
+        target = open(args.output, "wb") if args.output else nullcontext(sys.stdout.buffer)  # noqa: SIM115
+        with target as out, _progress(reader.size, "get") as advance:
+            while chunk := reader.read(CHUNK):
+                out.write(chunk)
+                advance(len(chunk))
     return 0
 
 

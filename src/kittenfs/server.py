@@ -30,7 +30,7 @@ async def serve(app: web.Application, host: str, port: int, name: str,
     tells the real port when ``port`` is 0.
     """
     log = logging.getLogger(f"kittenfs.{name}")
-    runner = web.AppRunner(app, handle_signals=False, access_log_class=web.AccessLogger)
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()

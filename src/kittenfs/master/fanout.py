@@ -48,6 +48,10 @@ class Branch:
         while not self.queue.empty():
             self.queue.get_nowait()
 
+    def on_consumer_done(self, _: object) -> None:
+        """Stop this branch when its consumer task ends (a done-callback)."""
+        self.stop()
+
     async def send(self, item: object) -> None:
         if self.stopped:
             return
@@ -56,7 +60,7 @@ class Branch:
             return
         try:
             await asyncio.wait_for(self.queue.put(item), self.stall_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Stalled(f"a replica took no data for {self.stall_timeout:.0f} s") from None
 
     def abort(self) -> None:

@@ -63,13 +63,13 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             raise HTTPProblem(405, "method_not_allowed", f"{raw} accepts {', '.join(methods)}",
                               Allow=", ".join(methods))
         return await handler(request)
-    for prefix, methods, handler in _SEED_PREFIXES:
+    for prefix, seed_methods, seed_handler in _SEED_PREFIXES:
         if raw.startswith(prefix):
-            if method not in methods:
+            if method not in seed_methods:
                 raise HTTPProblem(405, "method_not_allowed",
-                                  f"{prefix}<key> accepts {', '.join(methods)}",
-                                  Allow=", ".join(methods))
-            return await handler(request, _key(raw[len(prefix) - 1:]))
+                                  f"{prefix}<key> accepts {', '.join(seed_methods)}",
+                                  Allow=", ".join(seed_methods))
+            return await seed_handler(request, _key(raw[len(prefix) - 1:]))
     if raw.startswith("/_"):
         raise HTTPProblem(404, "no_such_route",
                           f"paths under /_ are reserved; store such keys via /put{raw}")

@@ -19,8 +19,8 @@ from enum import Enum
 
 from ..keys import encode_key
 from ..ldb import SyncedDB
-from ..records import IndexRecord, WorkerInfo, decode, encode
 from ..placement import blob_id
+from ..records import IndexRecord, WorkerInfo, decode, encode
 
 
 class Space(bytes, Enum):

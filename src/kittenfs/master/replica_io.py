@@ -4,7 +4,6 @@ One pooled aiohttp session per master process, with keep-alive connections to ev
 The worker's blob API is documented in docs/api.md ("Worker API").
 """
 
-import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -46,7 +45,7 @@ async def upload(session: aiohttp.ClientSession, worker_url: str, blob: str, key
                 raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
             result = await resp.json()
             return int(result["size"]), str(result["md5"])
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}") from None
 
 
@@ -56,5 +55,5 @@ async def delete(session: aiohttp.ClientSession, worker_url: str, blob: str) -> 
         async with session.delete(blob_url(worker_url, blob)) as resp:
             if resp.status not in (204, 404):
                 raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}") from None

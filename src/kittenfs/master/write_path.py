@@ -109,7 +109,7 @@ class Store:
             for index, branch in zip(pending.replicas, fan.branches)
         ]
         for task, branch in zip(uploads, fan.branches):
-            task.add_done_callback(lambda _, branch=branch: branch.stop())
+            task.add_done_callback(branch.on_consumer_done)
         digest = hashlib.md5(usedforsecurity=False)
         total = 0
         try:
@@ -212,11 +212,11 @@ class Store:
         while True:
             try:
                 await self.reap_once()
-            except Exception:  # noqa: BLE001 - the reaper must outlive any one failure
+            except Exception:
                 log.exception("garbage pass failed; will retry")
             try:
                 await asyncio.wait_for(self._reap_wakeup.wait(), REAP_INTERVAL)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._reap_wakeup.clear()
 

@@ -161,6 +161,8 @@ async def _proxy(request: web.Request, record: IndexRecord,
                 return response
         except (aiohttp.ClientError, OSError) as exc:
             failures.append(f"worker {index}: {exc}")
+            if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
+                state.membership.suspect(index, str(exc))
     raise HTTPProblem(502, "no_replica_served", "; ".join(failures))
 
 

@@ -107,6 +107,14 @@ class Membership:
             state.was_up = True
             log.info("worker %d is up again", state.info.index)
 
+    def suspect(self, index: int, why: str) -> None:
+        """Count a worker as down until its next heartbeat: talking to it just failed."""
+        state = self.workers.get(index)
+        if state is not None and state.is_up(time.monotonic(), self.down_after):
+            state.last_seen = float("-inf")
+            state.was_up = False
+            log.warning("worker %d is unreachable (%s); down until its next heartbeat", index, why)
+
     def check_liveness(self) -> None:
         """Log each worker that has just gone down; called about once a second."""
         now = time.monotonic()

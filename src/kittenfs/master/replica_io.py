@@ -14,7 +14,19 @@ CONNECT_TIMEOUT = 5.0
 
 
 class ReplicaError(Exception):
-    """A worker failed an operation on a blob; the message names the worker and the cause."""
+    """A worker failed an operation on a blob; the message names the worker and the cause.
+
+    ``unreachable`` is True when the worker could not be talked to at all (refused, reset,
+    timed out), as opposed to answering with an error.
+    """
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def _unreachable(worker_url: str, exc: BaseException) -> ReplicaError:
+    return ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}", unreachable=True)
 
 
 def new_session(read_timeout: float) -> aiohttp.ClientSession:

@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -131,6 +131,7 @@ class Store:
                 raise HTTPProblem(503, "replica_stalled", str(exc)) from None
             raise
         results = await asyncio.gather(*uploads, return_exceptions=True)
+        self._suspect_unreachable(pending.replicas, results)
         failures = [str(result) for result in results if isinstance(result, BaseException)]
         if failures:
             fan.abort()
@@ -143,6 +144,11 @@ class Store:
                 raise HTTPProblem(503, "replica_mismatch",
                                   f"worker {index} stored {result}, master sent {expected}")
         return expected
+
+    def _suspect_unreachable(self, replicas: tuple[int, ...], results: Sequence[object]) -> None:
+        for index, result in zip(replicas, results):
+            if isinstance(result, replica_io.ReplicaError) and result.unreachable:
+                self.membership.suspect(index, str(result))
 
     async def _abandon(self, pending: IndexRecord) -> None:
         """Clean up after a failed write: its copies go, and its pending record with them."""

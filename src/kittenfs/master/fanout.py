@@ -30,6 +30,7 @@ class Branch:
     def __init__(self, stall_timeout: float) -> None:
         self.queue: asyncio.Queue[object] = asyncio.Queue(QUEUE_DEPTH)
         self.stopped = False
+        self.aborted = False  # the producer cut this consumer off: its failure is ours
         self.stall_timeout = stall_timeout
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -67,6 +68,7 @@ class Branch:
         """Make the consumer's iteration fail, without waiting for queue space."""
         if self.stopped:
             return
+        self.aborted = True
         while self.queue.full():
             self.queue.get_nowait()
         self.queue.put_nowait(_ABORT)

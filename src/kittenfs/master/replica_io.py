@@ -57,7 +57,9 @@ async def upload(session: aiohttp.ClientSession, worker_url: str, blob: str, key
                 raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
             result = await resp.json()
             return int(result["size"]), str(result["md5"])
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
+        raise _unreachable(worker_url, exc) from None
+    except aiohttp.ClientError as exc:
         raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}") from None
 
 
@@ -67,5 +69,7 @@ async def delete(session: aiohttp.ClientSession, worker_url: str, blob: str) -> 
         async with session.delete(blob_url(worker_url, blob)) as resp:
             if resp.status not in (204, 404):
                 raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
+        raise _unreachable(worker_url, exc) from None
+    except aiohttp.ClientError as exc:
         raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}") from None

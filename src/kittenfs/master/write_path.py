@@ -120,7 +120,12 @@ class Store:
                 digest.update(chunk)
                 await fan.send(chunk)
                 if any(task.done() for task in uploads):
-                    fan.abort()  # a replica gave up early: the write fails, stop the others
+                    # A replica gave up early: the write fails.  Its branch is stopped now (its
+                    # done-callback may not have run yet) so only the others count as aborted.
+                    for task, branch in zip(uploads, fan.branches):
+                        if task.done():
+                            branch.stop()
+                    fan.abort()
                     break
             else:
                 await fan.close()
@@ -131,7 +136,7 @@ class Store:
                 raise HTTPProblem(503, "replica_stalled", str(exc)) from None
             raise
         results = await asyncio.gather(*uploads, return_exceptions=True)
-        self._suspect_unreachable(pending.replicas, results)
+        self._suspect_unreachable(pending.replicas, results, fan)
         failures = [str(result) for result in results if isinstance(result, BaseException)]
         if failures:
             fan.abort()
@@ -145,9 +150,12 @@ class Store:
                                   f"worker {index} stored {result}, master sent {expected}")
         return expected
 
-    def _suspect_unreachable(self, replicas: tuple[int, ...], results: Sequence[object]) -> None:
-        for index, result in zip(replicas, results):
-            if isinstance(result, replica_io.ReplicaError) and result.unreachable:
+    def _suspect_unreachable(self, replicas: tuple[int, ...], results: Sequence[object],
+                             fan: FanOut) -> None:
+        """Mark down the workers whose upload failed on its own for want of a connection."""
+        for index, result, branch in zip(replicas, results, fan.branches):
+            if (isinstance(result, replica_io.ReplicaError) and result.unreachable
+                    and not branch.aborted):
                 self.membership.suspect(index, str(result))
 
     async def _abandon(self, pending: IndexRecord) -> None:

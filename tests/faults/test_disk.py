@@ -1,0 +1,87 @@
+"""Disk faults with real processes: corrupted blob files, and a worker whose disk is full."""
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+import kittenfs
+
+from cluster import Cluster
+
+
+def blob_file(cluster: Cluster, worker: int, blob: str) -> Path:
+    return cluster.root / f"worker-{worker}" / "blobs" / blob[0:2] / blob[2:4] / blob
+
+
+def test_a_corrupt_replica_is_never_served_and_reads_fall_back(cluster):
+    value = os.urandom(300_000)  # file-backed, and small enough to be MD5-checked on read
+    http = httpx.Client(base_url=cluster.url, timeout=30)
+    assert http.put("/bad", content=value).status_code == 201
+    blob = http.get("/bad").headers["location"].rsplit("/", 1)[1]
+    path = blob_file(cluster, 0, blob)
+    data = bytearray(path.read_bytes())
+    data[-1000] ^= 0xFF
+    path.write_bytes(bytes(data))
+    bad = httpx.get(f"{cluster.nodes[0].url}/blob/{blob}")
+    assert bad.status_code == 500 and bad.json()["error"] == "corrupt"
+    assert "corrupt blob" in (cluster.root / "worker-0.log").read_text()
+    for _ in range(10):  # direct reads skip the corrupt replica, whichever is tried first
+        response = http.get("/bad", params={"direct": ""})
+        assert response.status_code == 200 and response.content == value
+    with kittenfs.Client(cluster.url) as client:
+        for _ in range(10):
+            assert client.get("/bad") == value
+
+
+def test_a_truncated_replica_is_reported_corrupt_even_for_ranges(cluster):
+    value = os.urandom(6 * 1024 * 1024)  # above the worker's full-MD5 limit
+    http = httpx.Client(base_url=cluster.url, timeout=30)
+    http.put("/short", content=value)
+    blob = http.get("/short").headers["location"].rsplit("/", 1)[1]
+    path = blob_file(cluster, 1, blob)
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size - 10)
+    response = httpx.get(f"{cluster.nodes[1].url}/blob/{blob}", headers={"Range": "bytes=0-9"})
+    assert response.status_code == 500 and response.json()["error"] == "corrupt"
+    whole = http.get("/short", params={"direct": ""})
+    assert hashlib.md5(whole.content).hexdigest() == hashlib.md5(value).hexdigest()
+
+
+@pytest.fixture
+def small_disk_cluster(tmp_path):
+    """A cluster whose worker-2 keeps its data on an 8 MiB tmpfs (needs root to mount)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root")
+    cluster = Cluster(tmp_path / "c")
+    disk = cluster.root / "worker-2"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_fails_the_write_cleanly_and_keeps_what_is_stored(small_disk_cluster):
+    cluster = small_disk_cluster
+    http = httpx.Client(base_url=cluster.url, timeout=60, follow_redirects=True)
+    kept = os.urandom(1024 * 1024)
+    assert http.put("/kept", content=kept).status_code == 201
+    response = http.put("/toobig", content=os.urandom(16 * 1024 * 1024))
+    assert response.status_code == 503
+    assert response.json()["error"] == "replica_failed"
+    assert "507" in response.json()["detail"]
+    assert "disk full" in (cluster.root / "worker-2.log").read_text()
+    assert http.head("/toobig").status_code == 404
+    assert http.get("/kept").content == kept
+    assert list((cluster.root / "worker-2" / "tmp").iterdir()) == []
+    assert http.put("/after", content=b"small again").status_code == 201
+    assert http.get("/after").content == b"small again"

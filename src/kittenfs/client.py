@@ -39,11 +39,15 @@ def key_path(key: str) -> str:
     """Return the URL path of a key (a leading "/" is added if missing).
 
     Keys named like a master route (``/health``, ``/_x``, ``/put/x``...) get their first
-    character percent-encoded, so they address the key and not the route.
+    character percent-encoded, so they address the key and not the route; so do ``.`` and
+    ``..`` segments and a leading ``//``, which URL normalisation would otherwise rewrite.
     """
     if not key.startswith("/"):
         key = "/" + key
-    path = quote(key, safe="/")
+    segments = quote(key, safe="/").split("/")
+    path = "/".join(s.replace(".", "%2E") if s in (".", "..") else s for s in segments)
+    if path.startswith("//"):
+        path = "/%2F" + path[2:]
     if is_reserved(path):
         path = f"/%{ord(path[1]):02X}{path[2:]}"
     return path
@@ -185,7 +189,10 @@ class Client:
 
     def cluster(self) -> dict[str, Any]:
         """Return the master's /_cluster description."""
-        response = self.http.get("/_cluster")
+        try:
+            response = self.http.get("/_cluster")
+        except httpx.HTTPError as exc:
+            raise ServerError(f"GET /_cluster: {type(exc).__name__}: {exc}") from exc
         _raise_for(response, "/_cluster")
         result: dict[str, Any] = response.json()
         return result
@@ -324,9 +331,11 @@ class AsyncClient:
         """Hide ``key`` from reads and listing."""
         await self._request("UNLINK", key)
 
-    async def list(self, prefix: str = "/", page_size: int = 1000) -> AsyncIterator[str]:
+    async def list(self, prefix: str = "/", page_size: int = 1000, unlinked: bool = False
+                   ) -> AsyncIterator[str]:
         """Yield every key under ``prefix`` in byte order, following pages."""
-        params: dict[str, str | int] = {"list": "", "limit": page_size}
+        params: dict[str, str | int] = {"unlinked" if unlinked else "list": "",
+                                        "limit": page_size}
         while True:
             page = (await self._request("GET", prefix, params=params)).json()
             for key in page["keys"]:

@@ -61,6 +61,10 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
     if workers < 1:
         print("kittenfs up: --workers must be at least 1", file=sys.stderr)
         return 2
+    if not 0 < port <= 65535 - workers:
+        print(f"kittenfs up: --port {port}: the master and its {workers} workers need ports "
+              f"{port}..{port + workers}, all between 1 and 65535", file=sys.stderr)
+        return 2
     master = f"http://127.0.0.1:{port}"
     extra = ["--verbose"] if verbose else []
     children: list[subprocess.Popen[bytes]] = []

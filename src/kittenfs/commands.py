@@ -27,7 +27,7 @@ from .errors import KittenError
 #: Transfers at least this large show a progress bar.
 PROGRESS_FROM = 8 * 1024 * 1024
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> int:

@@ -1,0 +1,279 @@
+"""The ``kittenfs`` command line (``python -m kittenfs``) against a real cluster."""
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+from cluster import Cluster
+
+from kittenfs import Client
+
+
+def kfs(*args: str, url: str | None = None, stdin: bytes | None = None,
+        env: dict[str, str] | None = None, timeout: float = 60,
+        cwd: object = None) -> subprocess.CompletedProcess:
+    """Run ``python -m kittenfs ARGS`` (with --url when given) and return the finished process."""
+    command = [sys.executable, "-m", "kittenfs", *args]
+    if url is not None:
+        command += ["--url", url]
+    run_env = {k: v for k, v in os.environ.items() if k not in ("KITTENFS_URL", "COLUMNS")}
+    run_env.update(env or {})
+    return subprocess.run(command, check=False, input=stdin if stdin is not None else b"",
+                          capture_output=True, env=run_env, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One cluster for the tests that only use keys of their own (distinct prefixes)."""
+    cluster = Cluster(tmp_path_factory.mktemp("cli-shared"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_put_file_prints_md5_and_get_prints_bytes(shared, tmp_path):
+    data = os.urandom(200_000)
+    path = tmp_path / "in.bin"
+    path.write_bytes(data)
+    put = kfs("put", "/cli/file", str(path), url=shared.url)
+    assert put.returncode == 0, put.stderr
+    assert put.stdout.decode().strip() == md5(data)
+    get = kfs("get", "/cli/file", url=shared.url)
+    assert get.returncode == 0, get.stderr
+    assert get.stdout == data
+    with Client(shared.url) as client:
+        assert client.get("/cli/file") == data
+
+
+def test_put_reads_stdin(shared):
+    data = b"from stdin\n" * 1000 + bytes(range(256))
+    put = kfs("put", "/cli/stdin", "-", url=shared.url, stdin=data)
+    assert put.returncode == 0, put.stderr
+    assert put.stdout.decode().strip() == md5(data)
+    # FILE defaults to stdin.
+    put = kfs("put", "/cli/stdin2", url=shared.url, stdin=b"default")
+    assert put.returncode == 0, put.stderr
+    with Client(shared.url) as client:
+        assert client.get("/cli/stdin") == data
+        assert client.get("/cli/stdin2") == b"default"
+
+
+def test_put_reads_stdin_redirected_from_a_file(shared, tmp_path):
+    data = os.urandom(100_000)
+    path = tmp_path / "redirected.bin"
+    path.write_bytes(data)
+    env = {k: v for k, v in os.environ.items() if k != "KITTENFS_URL"}
+    with path.open("rb") as handle:
+        put = subprocess.run([sys.executable, "-m", "kittenfs", "put", "/cli/redir", "-",
+                              "--url", shared.url], check=False, stdin=handle,
+                             capture_output=True, env=env, timeout=60)
+    assert put.returncode == 0, put.stderr
+    assert put.stdout.decode().strip() == md5(data)
+    with Client(shared.url) as client:
+        assert client.get("/cli/redir") == data
+
+
+def test_get_to_file(shared, tmp_path):
+    data = os.urandom(10 * 1024 * 1024)
+    with Client(shared.url) as client:
+        client.put("/cli/big", data)
+    out = tmp_path / "out.bin"
+    get = kfs("get", "/cli/big", "-o", str(out), url=shared.url)
+    assert get.returncode == 0, get.stderr
+    assert get.stdout == b""
+    assert out.read_bytes() == data
+    get = kfs("get", "/cli/big", "--output", str(tmp_path / "out2.bin"), url=shared.url)
+    assert get.returncode == 0, get.stderr
+    assert (tmp_path / "out2.bin").read_bytes() == data
+
+
+def test_get_of_a_corrupt_value_fails(cluster, tmp_path):
+    data = os.urandom(5 * 1024 * 1024)  # over the workers' own 4 MiB check
+    with Client(cluster.url) as client:
+        client.put("/cli/corrupt", data)
+    files = [p for i in range(len(cluster.nodes))
+             for p in (cluster.root / f"worker-{i}" / "blobs").rglob("*") if p.is_file()]
+    assert len(files) == 3
+    for path in files:
+        with path.open("r+b") as handle:
+            handle.seek(-10, os.SEEK_END)
+            byte = handle.read(1)[0]
+            handle.seek(-10, os.SEEK_END)
+            handle.write(bytes([byte ^ 1]))
+    get = kfs("get", "/cli/corrupt", url=cluster.url)
+    assert get.returncode == 1
+    assert b"error:" in get.stderr and b"MD5" in get.stderr.replace(b"\n", b"")
+    get = kfs("get", "/cli/corrupt", "-o", str(tmp_path / "out.bin"), url=cluster.url)
+    assert get.returncode == 1
+    assert b"error:" in get.stderr
+
+
+def test_get_missing_fails(shared, tmp_path):
+    get = kfs("get", "/cli/none", url=shared.url)
+    assert get.returncode == 1
+    assert get.stdout == b""
+    assert b"error:" in get.stderr
+
+
+def test_rm(shared):
+    with Client(shared.url) as client:
+        client.put("/cli/rm", b"x")
+        rm = kfs("rm", "/cli/rm", url=shared.url)
+        assert rm.returncode == 0, rm.stderr
+        assert not client.exists("/cli/rm")
+    rm = kfs("rm", "/cli/rm", url=shared.url)
+    assert rm.returncode == 1
+    assert b"error:" in rm.stderr
+    assert b"/cli/rm" in rm.stderr
+
+
+def test_ls_lists_keys_in_order(shared):
+    keys = ["/ls/b", "/ls/a", "/ls/c d", "/ls/ü", "/ls/a/nested", "/ls/Z"]
+    with Client(shared.url) as client:
+        for key in keys:
+            client.put(key, b"v")
+        client.put("/elsewhere", b"v")
+    ls = kfs("ls", "/ls/", url=shared.url)
+    assert ls.returncode == 0, ls.stderr
+    expected = sorted(keys, key=lambda k: k.encode())
+    assert ls.stdout.decode("utf-8").splitlines() == expected
+    ls = kfs("ls", url=shared.url)  # PREFIX defaults to "/"
+    assert ls.returncode == 0, ls.stderr
+    listed = ls.stdout.decode("utf-8").splitlines()
+    assert listed == sorted(listed, key=lambda k: k.encode())
+    assert [key for key in listed if key.startswith("/ls/")] == expected
+    assert "/elsewhere" in listed
+    ls = kfs("ls", "/nothing/", url=shared.url)
+    assert ls.returncode == 0
+    assert ls.stdout == b""
+
+
+def test_status_shows_every_worker_up(shared):
+    status = kfs("status", url=shared.url)
+    assert status.returncode == 0, status.stderr
+    text = status.stdout.decode()
+    for node in shared.nodes:
+        assert node.url in text, text
+    assert text.count(" up ") >= len(shared.nodes), text
+    assert "down" not in text
+
+
+def test_status_shows_a_killed_worker_down(cluster):
+    cluster.nodes[2].kill()
+    cluster.wait_worker_state(2, "down")
+    text = kfs("status", url=cluster.url).stdout.decode()
+    assert "down" in text
+    assert text.count(" up ") == 2, text
+
+
+def test_kittenfs_url_environment_variable(shared):
+    env = {"KITTENFS_URL": shared.url}
+    put = kfs("put", "/cli/env", "-", stdin=b"via env", env=env)
+    assert put.returncode == 0, put.stderr
+    get = kfs("get", "/cli/env", env=env)
+    assert get.returncode == 0, get.stderr
+    assert get.stdout == b"via env"
+    assert kfs("ls", "/cli/env", env=env).stdout.decode().splitlines() == ["/cli/env"]
+    status = kfs("status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert shared.nodes[0].url in status.stdout.decode()
+    # --url wins over the environment.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    get = kfs("get", "/cli/env", url=closed, env=env)
+    assert get.returncode == 1
+    assert b"error:" in get.stderr
+
+
+def test_unreachable_master_is_a_one_line_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for args in (["ls"], ["get", "/x"], ["rm", "/x"], ["put", "/x", "-"]):
+        result = kfs(*args, url=closed)
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr.decode().startswith("error:"), (args, result.stderr)
+        assert b"Traceback" not in result.stderr
+
+
+def test_status_with_unreachable_master_is_a_one_line_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    result = kfs("status", url=closed)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.decode().startswith("error:"), result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+def test_put_of_a_missing_file_is_an_error(shared, tmp_path):
+    put = kfs("put", "/cli/x", "absent.bin", url=shared.url, cwd=tmp_path)
+    assert put.returncode == 1
+    assert b"error:" in put.stderr
+    assert b"absent.bin" in put.stderr
+    assert b"Traceback" not in put.stderr
+    with Client(shared.url) as client:
+        assert not client.exists("/cli/x")
+
+
+def test_error_message_is_one_line_even_when_long(shared):
+    key = "/cli/" + "long-key-" * 20
+    rm = kfs("rm", key, url=shared.url)
+    assert rm.returncode == 1
+    lines = rm.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error:") and key in lines[0]
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["master"], "--data"),
+    (["master", "--data", "X", "--port", "70000"], "--port"),
+    (["master", "--data", "X", "--port", "-1"], "--port"),
+    (["master", "--data", "X", "--port", "abc"], "--port"),
+    (["master", "--data", "X", "--replicas", "0"], "--replicas"),
+    (["master", "--data", "X", "--down-after", "0"], "--down-after"),
+    (["worker", "--data", "X"], "--master"),
+    (["worker", "--master", "http://127.0.0.1:1"], "--data"),
+    (["worker", "--master", "127.0.0.1:3000", "--data", "X"], "--master"),
+    (["worker", "--master", "http://127.0.0.1:1", "--data", "X", "--port", "99999"], "--port"),
+    (["up", "--workers", "0"], "--workers"),
+    (["get"], "key"),
+    ([], "COMMAND"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_usage_exits_2_naming_the_flag(tmp_path, args, flag):
+    args = [str(tmp_path / "data") if a == "X" else a for a in args]
+    result = kfs(*args, timeout=30)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert flag in result.stderr.decode(), result.stderr
+    assert b"Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists() or args[0] == "up"
+
+
+def test_up_with_a_bad_port_exits_2(tmp_path):
+    result = kfs("up", "--port", "70000", "--data", str(tmp_path / "data"), timeout=60)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.decode().strip().splitlines()
+    assert lines and "--port" in lines[-1], result.stderr
+
+
+def test_help_exits_0():
+    result = kfs("--help")
+    assert result.returncode == 0
+    for command in ("master", "worker", "up", "put", "get", "rm", "ls", "status"):
+        assert command in result.stdout.decode()
+
+
+def test_cli_and_http_agree(shared):
+    assert httpx.put(f"{shared.url}/cli/http", content=b"from http").status_code == 201
+    assert kfs("get", "/cli/http", url=shared.url).stdout == b"from http"

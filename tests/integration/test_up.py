@@ -1,0 +1,340 @@
+"""``kittenfs up``: a whole local cluster as child processes, started, stopped and restarted."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+UP_LINE = "kittenFS is up"
+
+
+def _port_free(port: int, reuse: bool = False) -> bool:
+    """Return True if ``port`` can be bound (with ``reuse``, as a server would: TIME_WAIT is ok)."""
+    with socket.socket() as sock:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_run(count: int) -> int:
+    """Return a port P such that P .. P+count-1 are all free on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port + count - 1 <= 65535 and all(_port_free(port + i) for i in range(count)):
+            return port
+    raise RuntimeError(f"no run of {count} free ports found")
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """Return (state, parent pid) of a process, or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def children_of(pid: int) -> list[int]:
+    """Return the PIDs of the live processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None and stat[1] == pid and stat[0] != "Z":
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def is_kittenfs(pid: int) -> bool:
+    try:
+        return b"kittenfs" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def kill_leftovers(pids: list[int]) -> None:
+    """kill -9 each recorded kittenfs process still alive (checked by PID and command line)."""
+    for pid in pids:
+        if alive(pid) and is_kittenfs(pid):
+            try:
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class Up:
+    """One run of ``kittenfs up``, its output files and the PIDs it had as children."""
+
+    def __init__(self, data: Path, port: int, workers: int, logs: Path) -> None:
+        self.data, self.port, self.workers = data, port, workers
+        self.out = logs.with_suffix(".out")
+        self.err = logs.with_suffix(".err")
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "kittenfs", "up", "--workers", str(workers),
+                 "--port", str(port), "--data", str(data)],
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        self.children: list[int] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def logs(self) -> str:
+        return f"stdout:\n{self.output()}\nstderr:\n{self.err.read_text(errors='replace')}"
+
+    def wait_up(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while UP_LINE not in self.output():
+            self.note_children()
+            if self.popen.poll() is not None:
+                raise AssertionError(f"up exited with {self.popen.returncode}:\n{self.logs()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {UP_LINE!r} within {timeout} s:\n{self.logs()}")
+            time.sleep(0.1)
+        self.note_children()
+
+    def note_children(self) -> list[int]:
+        for pid in children_of(self.popen.pid):
+            if pid not in self.children:
+                self.children.append(pid)
+        return self.children
+
+    def stop(self, sig: int, timeout: float = 20.0) -> int:
+        """Send ``sig`` to ``up`` only; return its exit status once it has exited."""
+        self.note_children()
+        os.kill(self.popen.pid, sig)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"up did not exit within {timeout} s of {sig!r}:\n"
+                                 f"{self.logs()}") from None
+
+    def wait_children_gone(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while left := [pid for pid in self.children if alive(pid)]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"children {left} still alive:\n{self.logs()}")
+            time.sleep(0.1)
+
+    def cleanup(self) -> None:
+        if self.popen.poll() is None:
+            self.note_children()
+            self.popen.kill()
+            self.popen.wait(10)
+        kill_leftovers(self.children)
+
+
+@contextmanager
+def running_up(tmp_path: Path, data: Path, port: int, workers: int, name: str):
+    up = Up(data, port, workers, tmp_path / name)
+    try:
+        yield up
+    finally:
+        up.cleanup()
+
+
+def _workers(url: str) -> list[dict]:
+    return httpx.get(f"{url}/_cluster", timeout=5).json()["workers"]
+
+
+def test_up_serves_stops_and_restarts_with_the_same_data(tmp_path):
+    data = tmp_path / "data"
+    port = free_port_run(3)
+
+    with running_up(tmp_path, data, port, 2, "first") as up:
+        up.wait_up()
+        assert up.url in up.output()
+        response = httpx.put(f"{up.url}/persist/me", content=b"still here", timeout=30)
+        assert response.status_code == 201, response.text
+        got = httpx.get(f"{up.url}/persist/me", follow_redirects=True, timeout=30)
+        assert got.status_code == 200 and got.content == b"still here"
+
+        workers = _workers(up.url)
+        assert [w["index"] for w in workers] == [0, 1]
+        assert all(w["state"] == "up" for w in workers)
+        first_urls = {w["index"]: w["url"] for w in workers}
+        assert set(first_urls.values()) == {f"http://127.0.0.1:{port + 1}",
+                                            f"http://127.0.0.1:{port + 2}"}
+        assert sorted(p.name for p in data.iterdir()) == ["master", "worker-0", "worker-1"]
+
+        children = up.note_children()
+        assert len(children) == 3, children  # the master and two workers
+        assert all(is_kittenfs(pid) for pid in children)
+
+        assert up.stop(signal.SIGTERM) == 0, up.logs()
+        up.wait_children_gone()
+        assert "stopped" in up.output()
+        assert "Traceback" not in up.logs()
+
+    for i in range(3):
+        assert _port_free(port + i, reuse=True), f"port {port + i} still listened on"
+
+    with running_up(tmp_path, data, port, 2, "second") as up:
+        up.wait_up()
+        got = httpx.get(f"{up.url}/persist/me", follow_redirects=True, timeout=30)
+        assert got.status_code == 200 and got.content == b"still here"
+        assert httpx.get(f"{up.url}/persist/me", params={"direct": ""}).content == b"still here"
+        workers = _workers(up.url)
+        assert {w["index"]: w["url"] for w in workers} == first_urls
+        assert all(w["state"] == "up" for w in workers)
+        assert httpx.get(f"{up.url}/persist/", params={"list": ""}).json()["keys"] == ["/persist/me"]
+        children = up.note_children()
+        assert len(children) == 3, children
+
+        assert up.stop(signal.SIGINT) == 0, up.logs()
+        up.wait_children_gone()
+        assert "Traceback" not in up.logs()
+
+
+def test_up_survives_ctrl_c_delivered_to_every_process(tmp_path):
+    """A terminal's Ctrl-C reaches `up` and its children at once; `up` still exits cleanly."""
+    data = tmp_path / "data"
+    port = free_port_run(2)
+    with running_up(tmp_path, data, port, 1, "ctrlc") as up:
+        up.wait_up()
+        children = up.note_children()
+        assert len(children) == 2
+        for pid in [up.popen.pid, *children]:
+            os.kill(pid, signal.SIGINT)
+        assert up.popen.wait(20) == 0, up.logs()
+        up.wait_children_gone()
+        assert "Traceback" not in up.logs()
+
+
+def test_sigterm_during_start_up_stops_the_children(tmp_path):
+    """(Found as a bug: `up` installed its SIGTERM handler only after start-up, so SIGTERM
+    during start-up killed `up` and orphaned the master.)"""
+    data = tmp_path / "data"
+    port = free_port_run(2)
+    with running_up(tmp_path, data, port, 1, "early") as up:
+        # Hold the master in start-up: freeze it as soon as it exists, so `up` is still
+        # waiting for it to answer /health when SIGTERM arrives.
+        deadline = time.monotonic() + 10
+        while not up.note_children():
+            assert time.monotonic() < deadline, up.logs()
+            time.sleep(0.005)
+        master = up.children[0]
+        os.kill(master, signal.SIGSTOP)
+        try:
+            time.sleep(0.5)
+            assert UP_LINE not in up.output()
+            os.kill(up.popen.pid, signal.SIGTERM)
+            time.sleep(0.3)
+        finally:
+            if alive(master):
+                os.kill(master, signal.SIGCONT)  # let it act on the SIGTERM `up` sent it
+        status = up.popen.wait(20)
+        up.wait_children_gone(timeout=15)
+        assert status == 0, up.logs()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_worker_i_gets_index_i_even_if_it_starts_slowly(tmp_path):
+    """worker-i (port P+1+i) must register as index i, even when worker-0 is slow to start.
+
+    (Found as a bug: `up` spawned every worker at once, so they raced to register.)
+    """
+    data = tmp_path / "data"
+    port = free_port_run(3)
+    with running_up(tmp_path, data, port, 2, "order") as up:
+        deadline = time.monotonic() + 20
+        worker0 = None
+        while worker0 is None:
+            assert time.monotonic() < deadline and up.popen.poll() is None, up.logs()
+            worker0 = next((pid for pid in up.note_children()
+                            if str(data / "worker-0") in _cmdline(pid)), None)
+            time.sleep(0.005)
+        os.kill(worker0, signal.SIGSTOP)  # long enough for a worker-1 started meanwhile to register
+        try:
+            time.sleep(2.0)
+        finally:
+            os.kill(worker0, signal.SIGCONT)
+        up.wait_up()
+        urls = {w["index"]: w["url"] for w in _workers(up.url)}
+        assert urls == {0: f"http://127.0.0.1:{port + 1}", 1: f"http://127.0.0.1:{port + 2}"}
+
+
+def _register_at_once(url: str, bodies: list[dict]) -> list[dict]:
+    """POST every registration to the master before reading any answer; return the answers."""
+    port = int(url.rsplit(":", 1)[1])
+    connections = []
+    try:
+        for body in bodies:
+            raw = json.dumps(body).encode()
+            connections.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            request = (b"POST /_workers/register HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       b"Content-Type: application/json\r\nConnection: close\r\n"
+                       b"Content-Length: %d\r\n\r\n" % len(raw)) + raw
+            connections[-1].sendall(request)
+        answers = []
+        for sock in connections:
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            head, _, payload = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head
+            answers.append(json.loads(payload))
+        return answers
+    finally:
+        for sock in connections:
+            sock.close()
+
+
+def _fake_worker(i: int) -> dict:
+    # Nothing listens on these URLs; registering does not contact them.
+    return {"id": f"w-fake{i:08x}", "url": f"http://127.0.0.1:{9 + i}", "index": None}
+
+
+def test_registrations_one_after_another_get_distinct_indices(make_cluster):
+    cluster = make_cluster(workers=0)
+    answers = [_register_at_once(cluster.url, [_fake_worker(i)])[0] for i in range(3)]
+    assert [a["index"] for a in answers] == [0, 1, 2]
+    # Registering again with the same id and URL keeps the index.
+    assert _register_at_once(cluster.url, [_fake_worker(1)])[0]["index"] == 1
+    assert [w["index"] for w in _workers(cluster.url)] == [0, 1, 2]
+
+
+def test_workers_registering_at_once_get_distinct_indices(make_cluster):
+    """(Found as a bug: Membership.register chose max(index)+1 before awaiting its fsync, so
+    workers registering at once all got index 0.)"""
+    cluster = make_cluster(workers=0)
+    answers = _register_at_once(cluster.url, [_fake_worker(i) for i in range(6)])
+    assert sorted(a["index"] for a in answers) == list(range(6))
+    assert [w["index"] for w in _workers(cluster.url)] == list(range(6))
+
+
+def test_up_rejects_zero_workers(tmp_path):
+    command = [sys.executable, "-m", "kittenfs", "up", "--workers", "0", "--data", str(tmp_path)]
+    result = subprocess.run(command, check=False, capture_output=True, timeout=30)
+    assert result.returncode == 2
+    assert b"--workers" in result.stderr

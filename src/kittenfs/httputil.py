@@ -44,7 +44,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         log.warning("%s %s cut off: %s", request.method, request.path, exc)
         if request.transport is not None:
             request.transport.close()
-        raise
+        raise ConnectionResetError(str(exc)) from None  # aiohttp drops the connection quietly
     except (ConnectionResetError, aiohttp.ClientPayloadError, aiohttp.http.HttpProcessingError
             ) as exc:
         log.info("%s %s: the client went away (%s)", request.method, request.path, exc)

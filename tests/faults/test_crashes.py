@@ -223,3 +223,27 @@ def test_a_stalled_worker_fails_the_write_instead_of_hanging(make_cluster):
     assert time.monotonic() - started < 20
     assert http.get("/stall", follow_redirects=True).content == b"before"
     wait_until(lambda: blob_counts(cluster) == [1, 1, 1], timeout=20)
+
+
+def test_a_worker_paused_after_the_whole_body_fails_the_write(make_cluster):
+    cluster = make_cluster(master_args=["--replica-timeout", "60"])
+    http = httpx.Client(base_url=cluster.url, timeout=60)
+    victim = cluster.nodes[1]
+    sent = []
+
+    def body():
+        for i in range(12):
+            yield os.urandom(256 * 1024)
+            sent.append(i)
+        victim.kill(signal.SIGSTOP)  # the master holds the whole body; the worker stops
+
+    started = time.monotonic()
+    try:
+        response = http.put("/paused", content=body())
+    finally:
+        victim.kill(signal.SIGCONT)
+    assert response.status_code == 503, response.text
+    assert time.monotonic() - started < 20  # down_after (2 s) ends it, not the 60 s timeout
+    assert http.head("/paused").status_code == 404
+    cluster.wait_workers_up(3)
+    wait_until(lambda: blob_counts(cluster) == [0, 0, 0], timeout=20)

@@ -52,12 +52,12 @@ def test_key_hash_golden(key: str, expected: str) -> None:
       "w-0a1b2c3d4e5f"]),
 ])
 def test_rank_golden(key: str, nodes: list[str], expected: list[str]) -> None:
-    # GOLDEN: a change here moves every key to other workers, orphaning every stored blob.
+    # GOLDEN: a change here sends new writes of every key to other workers than its copies.
     assert rank(key, nodes) == expected
 
 
 def test_new_version_golden() -> None:
-    # GOLDEN: a change here breaks version ordering and orphans every stored blob.
+    # GOLDEN: a change here breaks version ordering (later writes must get larger ids).
     assert new_version(1_700_000_000_123_456_789, b"\x01\x02\x03\x04") == "17979cfe3d85cd1501020304"
     assert new_version(0, b"\x00\x00\x00\x00") == "000000000000000000000000"
     assert new_version(2**64 - 1, b"\xff\xff\xff\xff") == "ffffffffffffffffffffffff"

@@ -89,6 +89,7 @@ class Store:
             try:
                 await asyncio.shield(commit)
             except asyncio.CancelledError:
+                await asyncio.wait([commit])  # keep the key locked until the commit has landed
                 raise
             except Exception:
                 await asyncio.shield(self._abandon(pending))  # the batch did not land
@@ -135,7 +136,7 @@ class Store:
             if isinstance(exc, Stalled):
                 raise HTTPProblem(503, "replica_stalled", str(exc)) from None
             raise
-        results = await asyncio.gather(*uploads, return_exceptions=True)
+        results = await self._await_uploads(uploads, pending.replicas)
         self._suspect_unreachable(pending.replicas, results, fan)
         failures = [str(result) for result in results if isinstance(result, BaseException)]
         if failures:
@@ -149,6 +150,25 @@ class Store:
                 raise HTTPProblem(503, "replica_mismatch",
                                   f"worker {index} stored {result}, master sent {expected}")
         return expected
+
+    async def _await_uploads(self, uploads: list[asyncio.Task[tuple[int, str]]],
+                             replicas: tuple[int, ...]) -> list[object]:
+        """Wait for every upload to answer; cancel those whose worker went down meanwhile.
+
+        A worker that stops heartbeating (dead, paused, cut off) cannot be waited for: its
+        upload may be stuck sending the last bytes, where no socket timeout applies.
+        """
+        pending: set[asyncio.Task[tuple[int, str]]] = set(uploads)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+            for index, task in zip(replicas, uploads):
+                if task in pending and not self.membership.is_up(index):
+                    task.cancel()
+        results: list[object] = list(await asyncio.gather(*uploads, return_exceptions=True))
+        for i, (index, result) in enumerate(zip(replicas, results)):
+            if isinstance(result, asyncio.CancelledError):
+                results[i] = replica_io.ReplicaError(f"worker {index} stopped answering")
+        return results
 
     def _suspect_unreachable(self, replicas: tuple[int, ...], results: Sequence[object],
                              fan: FanOut) -> None:

@@ -8,6 +8,7 @@ first, and every other path is a key.  docs/api.md is the contract.
 import random
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -151,15 +152,17 @@ async def _proxy(request: web.Request, record: IndexRecord,
                 response = web.StreamResponse(status=upstream.status, headers={
                     **_value_headers(record),
                     **{h: upstream.headers[h] for h in _PASSED_HEADERS if h in upstream.headers}})
-                await response.prepare(request)
-                try:
+                try:  # from here on a failure (worker's or client's) can only cut the response
+                    await response.prepare(request)
                     async for chunk in upstream.content.iter_chunked(READ_CHUNK):
                         await response.write(chunk)
+                    await response.write_eof()
                 except (aiohttp.ClientError, OSError) as exc:
-                    raise ResponseAborted(f"worker {index} failed mid-stream: {exc}") from None
-                await response.write_eof()
+                    raise ResponseAborted(f"stream from worker {index} cut: {exc}") from None
                 return response
         except (aiohttp.ClientError, OSError) as exc:
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError("the client went away") from None
             failures.append(f"worker {index}: {exc}")
             if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
                 state.membership.suspect(index, str(exc))
@@ -217,11 +220,26 @@ async def register(request: web.Request) -> web.Response:
     """POST /_workers/register {id, url, index?}: the worker's index."""
     body = await _json(request)
     worker_id, url, wanted = body.get("id"), body.get("url"), body.get("index")
-    if not isinstance(worker_id, str) or not isinstance(url, str) or not (
-            wanted is None or isinstance(wanted, int)):
-        raise HTTPProblem(400, "bad_registration", "need {id: str, url: str, index: int|null}")
+    valid_index = wanted is None or (type(wanted) is int and wanted >= 0)
+    if not isinstance(worker_id, str) or not worker_id or not valid_index:
+        raise HTTPProblem(400, "bad_registration", "need {id: str, url: str, index: int >= 0|null}")
+    if not isinstance(url, str) or not _is_base_url(url):
+        raise HTTPProblem(400, "bad_registration", f"url {url!r} is not http(s)://host:port")
     info = await _state(request).membership.register(worker_id, url, wanted)
     return web.json_response({"index": info.index, "master_id": _state(request).master_id})
+
+
+def _is_base_url(url: str) -> bool:
+    """Return True for a plain ``http(s)://host:port`` URL, safe to put in a Location header."""
+    if not url.isascii() or any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname) and port is not None
+            and parts.path in ("", "/") and not parts.query and not parts.fragment)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -256,6 +274,13 @@ async def clear(request: web.Request) -> web.Response:
 
 async def seed_put(request: web.Request, key: str) -> web.Response:
     """PUT /put/<key> with form field ``value`` or an uploaded file in field ``file``."""
+    try:
+        return await _seed_form(request, key)
+    except ValueError as exc:  # aiohttp's form parsers report malformed forms as ValueError
+        raise HTTPProblem(400, "bad_form", f"the form cannot be parsed: {exc}") from None
+
+
+async def _seed_form(request: web.Request, key: str) -> web.Response:
     content_type = request.content_type
     if content_type == "multipart/form-data":
         reader = await request.multipart()

@@ -120,9 +120,10 @@ class Store:
                     raise _too_large(self.max_value_bytes)
                 digest.update(chunk)
                 await fan.send(chunk)
-                if any(task.done() for task in uploads):
-                    # A replica gave up early: the write fails.  Its branch is stopped now (its
+                if any(_failed(task) for task in uploads):
+                    # A replica gave up: the write fails.  Its branch is stopped now (its
                     # done-callback may not have run yet) so only the others count as aborted.
+                    # (A replica that finished early with every byte is fine: checked below.)
                     for task, branch in zip(uploads, fan.branches):
                         if task.done():
                             branch.stop()
@@ -260,6 +261,10 @@ class Store:
         for record in list(self.index.records(Space.GARBAGE)):
             cleaned += await self._delete_replicas(Space.GARBAGE, record)
         return cleaned
+
+
+def _failed(task: asyncio.Task[tuple[int, str]]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)
 
 
 async def _finish(tasks: list[asyncio.Task[tuple[int, str]]], timeout: float) -> None:

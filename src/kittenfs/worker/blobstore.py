@@ -75,6 +75,7 @@ class BlobStore:
         self._clear_tmp()
         self.db = SyncedDB(str(root / "index"))
         self._locks = KeyLocks()  # one blob's commit and count update at a time
+        self._durable_dirs: set[Path] = set()  # blobs/ab/cd dirs whose entries are fsynced
         self.key_count, self.bytes_used = self._count()
 
     def _clear_tmp(self) -> None:
@@ -141,7 +142,8 @@ class BlobStore:
             meta = BlobMeta(key, version, size, digest.hexdigest(), spill is None,
                             int(time.time() * 1000))
             if spill is not None:
-                await spill.finish(BlobHeader(key, version, size, meta.md5), self.path(blob))
+                await spill.finish(BlobHeader(key, version, size, meta.md5), self.path(blob),
+                                   self._durable_dirs)
                 spill = None
         finally:
             if spill is not None:
@@ -230,20 +232,23 @@ class _Spill:
         while view:
             view = view[os.write(self.fd, view):]
 
-    async def finish(self, header: BlobHeader, final: Path) -> None:
+    async def finish(self, header: BlobHeader, final: Path, durable_dirs: set[Path]) -> None:
         os.pwrite(self.fd, header.pack(), 0)
         fd, self.fd = self.fd, -1  # from here on the thread owns the descriptor
-        await asyncio.to_thread(self._persist, fd, final)
+        await asyncio.to_thread(self._persist, fd, final, durable_dirs)
 
-    def _persist(self, fd: int, final: Path) -> None:
+    def _persist(self, fd: int, final: Path, durable_dirs: set[Path]) -> None:
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if not final.parent.is_dir():
+        if final.parent not in durable_dirs:
+            # Every writer fsyncs the parents until one has finished doing so: a writer that
+            # merely sees the directory exist cannot know its entry is durable yet.
             final.parent.mkdir(parents=True, exist_ok=True)
             _fsync_dir(final.parent.parent)
             _fsync_dir(final.parent.parent.parent)
+            durable_dirs.add(final.parent)
         os.replace(self.tmp, final)
         _fsync_dir(final.parent)
 

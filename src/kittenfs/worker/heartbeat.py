@@ -47,7 +47,7 @@ class MasterLink:
                         await self._register(session)
                     await self._beat(session)
                     self._connected(True, "")
-                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
                     self._connected(False, f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(self.interval)
 

@@ -1,4 +1,7 @@
-"""Fixtures: ``cluster`` is a running master with three workers, torn down by PID."""
+"""Fixtures: ``cluster`` (and ``shared``, one per module) run a master and three workers.
+
+Every process they start is stopped by PID at teardown.
+"""
 
 import sys
 from collections.abc import Iterator
@@ -23,6 +26,16 @@ def make_cluster(tmp_path: Path) -> Iterator[type[Cluster]]:
 
     yield make  # type: ignore[misc]
     for cluster in started:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster per test module, for tests that only touch keys of their own."""
+    cluster = Cluster(tmp_path_factory.mktemp("shared"))
+    try:
+        yield cluster.start()
+    finally:
         cluster.stop()
 
 

@@ -8,7 +8,6 @@ import sys
 
 import httpx
 import pytest
-from cluster import Cluster
 
 from kittenfs import Client
 
@@ -25,15 +24,6 @@ def kfs(*args: str, url: str | None = None, stdin: bytes | None = None,
     return subprocess.run(command, check=False, input=stdin if stdin is not None else b"",
                           capture_output=True, env=run_env, timeout=timeout, cwd=cwd)
 
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    """One cluster for the tests that only use keys of their own (distinct prefixes)."""
-    cluster = Cluster(tmp_path_factory.mktemp("cli-shared"))
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
 
 
 def md5(data: bytes) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster import Cluster
 
 import kittenfs
 from kittenfs import (
@@ -29,15 +28,6 @@ from kittenfs.client import key_path
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    """One cluster for the tests that only use keys of their own (distinct prefixes)."""
-    cluster = Cluster(tmp_path_factory.mktemp("client-shared"))
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

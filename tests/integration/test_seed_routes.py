@@ -7,20 +7,10 @@ import time
 
 import httpx
 import pytest
-from cluster import Cluster
 
 CLUSTER_KEYS = {"master", "replicas", "workers"}
 WORKER_KEYS = {"index", "url", "state", "last_heartbeat", "bytes_used", "free_bytes", "key_count"}
 
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    """One cluster for the tests that only add keys under their own namespace."""
-    cluster = Cluster(tmp_path_factory.mktemp("seed-shared"))
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

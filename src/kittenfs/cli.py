@@ -34,6 +34,11 @@ def _up(args: argparse.Namespace) -> int:
     return run_local_cluster(Path(args.data), args.port, args.workers, args.replicas, args.verbose)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.suite import run_benchmark
+    return run_benchmark(args)
+
+
 def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from . import commands
@@ -83,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data", default="./kittenfs-data", help="directory for all data")
     up.add_argument("--verbose", action="store_true", help="log every request")
     up.set_defaults(run=_up)
+
+    bench = sub.add_parser("bench", help="benchmark kittenFS against nginx and the disk")
+    from .bench.suite import add_arguments
+    add_arguments(bench)
+    bench.set_defaults(run=_bench)
 
     url_help = f"master URL (default $KITTENFS_URL or {DEFAULT_URL})"
     default_url = os.environ.get("KITTENFS_URL", DEFAULT_URL)

@@ -1,8 +1,8 @@
-"""``kittenfs up``: a whole local cluster, one master and N workers, as child processes.
+"""A whole local cluster, one master and N workers, as child processes (``kittenfs up``).
 
 Each process gets its own directory under the data directory (``master/``, ``worker-0/``,
-...), so running ``up`` again with the same ``--data`` finds every worker and value again.
-Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after a grace period).
+...), so starting again with the same data directory finds every worker and value again.
+The benchmark starts the same cluster, with its output sent to log files.
 """
 
 import signal
@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 import httpx
 
@@ -20,40 +21,71 @@ START_TIMEOUT = 30.0
 STOP_GRACE = 10.0
 
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "kittenfs", *args])
+class LocalCluster:
+    """A master on ``port`` and ``workers`` workers on the ports after it, on 127.0.0.1."""
 
+    def __init__(self, data: Path, port: int, workers: int, replicas: int,
+                 extra: tuple[str, ...] = (), log: IO[bytes] | None = None) -> None:
+        self.data, self.port, self.workers, self.replicas = data, port, workers, replicas
+        self.extra, self.log = extra, log
+        self.url = f"http://127.0.0.1:{port}"
+        self.urls: list[str] = []
+        self.children: list[subprocess.Popen[bytes]] = []
 
-def _wait_healthy(urls: list[str], master: str, workers: int,
-                  children: list[subprocess.Popen[bytes]]) -> None:
-    """Wait until every process answers /health and the master sees every worker up."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children):
-            raise RuntimeError("a process exited during start-up; see its log above")
-        try:
-            for url in urls:
-                httpx.get(f"{url}/health", timeout=1.0).raise_for_status()
-            cluster = httpx.get(f"{master}/_cluster", timeout=1.0).json()
-            if sum(w["state"] == "up" for w in cluster["workers"]) >= workers:
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the cluster was not healthy within {START_TIMEOUT:.0f} s")
+    def start(self) -> None:
+        """Start the master, then the workers one at a time (so worker-i gets index i)."""
+        self._spawn(self.url, "master", "--port", str(self.port), "--data",
+                    str(self.data / "master"), "--replicas", str(self.replicas))
+        self._wait_healthy(0)
+        for i in range(self.workers):
+            port = self.port + 1 + i
+            self._spawn(f"http://127.0.0.1:{port}", "worker", "--master", self.url, "--port",
+                        str(port), "--data", str(self.data / f"worker-{i}"))
+            self._wait_healthy(i + 1)
 
+    def _spawn(self, url: str, *args: str) -> None:
+        self.children.append(subprocess.Popen([sys.executable, "-m", "kittenfs", *args,
+                                               *self.extra], stdout=self.log, stderr=self.log))
+        self.urls.append(url)
 
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
-    for child in children:
-        try:
-            child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    def _wait_healthy(self, workers: int) -> None:
+        """Wait until every process answers /health and the master sees ``workers`` up."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if any(child.poll() is not None for child in self.children):
+                raise RuntimeError("a process exited during start-up; see its log")
+            try:
+                for url in self.urls:
+                    httpx.get(f"{url}/health", timeout=1.0).raise_for_status()
+                cluster = httpx.get(f"{self.url}/_cluster", timeout=1.0).json()
+                if sum(w["state"] == "up" for w in cluster["workers"]) >= workers:
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the cluster was not healthy within {START_TIMEOUT:.0f} s")
+
+    def running(self) -> bool:
+        """Return True while every child runs."""
+        return all(child.poll() is None for child in self.children)
+
+    def pids(self) -> dict[str, int]:
+        """Return the PID of each process by role: master, worker-0, worker-1, ..."""
+        names = ["master", *(f"worker-{i}" for i in range(len(self.children) - 1))]
+        return {name: child.pid for name, child in zip(names, self.children)}
+
+    def stop(self) -> None:
+        """Stop every child: SIGTERM, then SIGKILL after STOP_GRACE seconds."""
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for child in self.children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbose: bool) -> int:
@@ -65,29 +97,19 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
         print(f"kittenfs up: --port {port}: the master and its {workers} workers need ports "
               f"{port}..{port + workers}, all between 1 and 65535", file=sys.stderr)
         return 2
-    master = f"http://127.0.0.1:{port}"
-    extra = ["--verbose"] if verbose else []
-    children: list[subprocess.Popen[bytes]] = []
+    cluster = LocalCluster(data, port, workers, replicas, ("--verbose",) if verbose else ())
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        children.append(_spawn("master", "--port", str(port), "--data", str(data / "master"),
-                               "--replicas", str(replicas), *extra))
-        urls = [master]
-        _wait_healthy(urls, master, 0, children)
-        for i in range(workers):  # one at a time, so that worker-i registers as index i
-            worker_port = port + 1 + i
-            children.append(_spawn("worker", "--master", master, "--port", str(worker_port),
-                                   "--data", str(data / f"worker-{i}"), *extra))
-            urls.append(f"http://127.0.0.1:{worker_port}")
-            _wait_healthy(urls, master, i + 1, children)
-        print(f"kittenFS is up: master {master}, {workers} workers, data in {data}", flush=True)
-        print(f"  try: curl -X PUT -d 'hello' {master}/hello && curl -L {master}/hello",
+        cluster.start()
+        print(f"kittenFS is up: master {cluster.url}, {workers} workers, data in {data}",
               flush=True)
-        while all(child.poll() is None for child in children):
+        print(f"  try: curl -X PUT -d 'hello' {cluster.url}/hello && curl -L {cluster.url}/hello",
+              flush=True)
+        while cluster.running():
             time.sleep(0.5)
         print("kittenfs up: a process exited; stopping the others", file=sys.stderr)
         return 1
@@ -98,5 +120,5 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
         return 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stop(children)
+        cluster.stop()
         print("kittenfs up: stopped", flush=True)

@@ -1,0 +1,179 @@
+"""The load generator: several processes, each an asyncio loop with one pooled aiohttp session.
+
+A phase runs one operation over a list of keys at a given concurrency.  The keys are split
+among the processes, and each process runs ``concurrency / processes`` tasks, so the
+generator's own CPU is spread over cores; its CPU seconds are reported so a saturated client
+shows up in the results.
+"""
+
+import asyncio
+import hashlib
+import itertools
+import multiprocessing
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .procstat import own_cpu_seconds
+
+#: Operations a phase can run.
+OPERATIONS = ("put", "get", "delete", "cycle", "mixed", "list")
+
+
+@dataclass
+class Phase:
+    """What one phase does: ``operation`` on ``keys`` of ``base_url`` at ``concurrency``."""
+
+    base_url: str
+    operation: str
+    keys: list[str]
+    concurrency: int
+    value_size: int = 1024
+    #: For "mixed": fraction of reads, and the Zipf exponent of the key popularity.
+    read_fraction: float = 0.9
+    zipf_s: float = 1.1
+    #: For "list": page size.
+    page: int = 1000
+
+
+@dataclass
+class PhaseResult:
+    """Latencies (seconds) and counts of one phase, merged over the generator processes."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    bytes: int = 0
+    wall: float = 0.0
+    client_cpu: float = 0.0
+    error_samples: list[str] = field(default_factory=list)
+    first: float = float("inf")
+    last: float = float("-inf")
+
+    def merge(self, other: dict[str, Any]) -> None:
+        self.first = min(self.first, other["start"])
+        self.last = max(self.last, other["end"])
+        self.wall = max(0.0, self.last - self.first)
+        self.latencies += other["latencies"]
+        self.errors += other["errors"]
+        self.bytes += other["bytes"]
+        self.client_cpu += other["cpu"]
+        self.error_samples = (self.error_samples + other["error_samples"])[:5]
+
+
+def value_for(key: str, size: int) -> bytes:
+    """Return a deterministic value for ``key``, so a reader can check the bytes it gets."""
+    seed = hashlib.md5(key.encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def run_phase(phase: Phase, processes: int) -> PhaseResult:
+    """Run ``phase`` over ``processes`` generator processes; return the merged result."""
+    processes = max(1, min(processes, phase.concurrency))
+    shares = [Phase(**{**phase.__dict__, "keys": phase.keys[i::processes],
+                       "concurrency": _share(phase.concurrency, processes, i)})
+              for i in range(processes)]
+    result = PhaseResult()  # its wall time runs from the first request to the last answer
+    if processes == 1:
+        result.merge(_run_share(shares[0]))
+    else:
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            for part in pool.map(_run_share, shares):
+                result.merge(part)
+    return result
+
+
+def _share(total: int, parts: int, i: int) -> int:
+    return total // parts + (1 if i < total % parts else 0)
+
+
+def _run_share(phase: Phase) -> dict[str, Any]:
+    return asyncio.run(_drive(phase))
+
+
+async def _drive(phase: Phase) -> dict[str, Any]:
+    cpu = own_cpu_seconds()
+    out: dict[str, Any] = {"latencies": [], "errors": 0, "bytes": 0, "error_samples": []}
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        out["start"] = time.time()
+        pending = iter(phase.keys) if phase.operation != "mixed" else None
+        rng = random.Random(len(phase.keys))
+        cumulative = list(itertools.accumulate(
+            1 / (rank + 1) ** phase.zipf_s for rank in range(len(phase.keys))))
+
+        def next_key() -> str | None:
+            if pending is not None:
+                return next(pending, None)
+            return rng.choices(phase.keys, cum_weights=cumulative)[0]
+
+        async def task(count: int | None) -> None:
+            done = 0
+            while count is None or done < count:
+                key = next_key()
+                if key is None:
+                    return
+                started = time.perf_counter()
+                try:
+                    out["bytes"] += await _operate(session, phase, key, rng)
+                    out["latencies"].append(time.perf_counter() - started)
+                except (TimeoutError, aiohttp.ClientError, OSError, AssertionError) as exc:
+                    out["errors"] += 1
+                    if len(out["error_samples"]) < 5:
+                        out["error_samples"].append(f"{type(exc).__name__}: {exc}"[:200])
+                done += 1
+
+        if phase.operation == "mixed":
+            per_task = max(1, len(phase.keys) // phase.concurrency)
+            await asyncio.gather(*(task(per_task) for _ in range(phase.concurrency)))
+        else:
+            await asyncio.gather(*(task(None) for _ in range(phase.concurrency)))
+    out["end"] = time.time()
+    out["cpu"] = own_cpu_seconds() - cpu
+    return out
+
+
+async def _operate(session: aiohttp.ClientSession, phase: Phase, key: str,
+                   rng: random.Random) -> int:
+    """Run one operation on ``key``; return the value bytes moved (AssertionError on a bad answer)."""
+    url = f"{phase.base_url}{key}"
+    operation = phase.operation
+    if operation == "mixed":
+        operation = "get" if rng.random() < phase.read_fraction else "put"
+    if operation == "put":
+        async with session.put(url, data=value_for(key, phase.value_size)) as resp:
+            assert resp.status in (200, 201, 204), f"PUT {resp.status}"
+            await resp.read()
+        return phase.value_size
+    if operation == "get":
+        async with session.get(url) as resp:
+            assert resp.status == 200, f"GET {resp.status}"
+            return len(await resp.read())
+    if operation == "delete":
+        async with session.delete(url) as resp:
+            assert resp.status == 204, f"DELETE {resp.status}"
+        return 0
+    if operation == "cycle":
+        value = value_for(key, phase.value_size)
+        async with session.put(url, data=value) as resp:
+            assert resp.status == 201, f"PUT {resp.status}"
+        async with session.get(url) as resp:
+            assert resp.status == 200 and await resp.read() == value, f"GET {resp.status}"
+        async with session.delete(url) as resp:
+            assert resp.status == 204, f"DELETE {resp.status}"
+        return 2 * phase.value_size
+    if operation == "list":
+        listed, start = 0, ""
+        while True:
+            params = {"list": "", "limit": str(phase.page), "start": start}
+            async with session.get(f"{phase.base_url}{key}", params=params) as resp:
+                assert resp.status == 200, f"LIST {resp.status}"
+                page = await resp.json()
+            listed += len(page["keys"])
+            if not page["next"]:
+                return listed
+            start = page["next"]
+    raise ValueError(f"unknown operation {operation!r}")

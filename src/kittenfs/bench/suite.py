@@ -1,0 +1,373 @@
+"""The benchmark suite: scenarios, references, ratios, and the report (table, JSON, charts)."""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .. import __version__
+from ..cluster import LocalCluster
+from . import references
+from .load import Phase, PhaseResult, run_phase
+from .procstat import cpu_seconds, peak_rss_mib
+
+MiB = 1024 * 1024
+
+#: Targets of issue 3, as (figure, comparison, threshold).
+TARGETS = {
+    "small_get_vs_nginx": 0.5,
+    "large_get_vs_nginx": 0.95,
+    "small_put_vs_nginx": 0.12,
+    "large_put_mb_s": 250.0,
+    "thrasher_cycles_s": 1500.0,
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each scenario does; --quick shrinks everything."""
+
+    small_ops: dict[int, int]
+    cycles: int
+    mixed_keys: int
+    mixed_ops: int
+    large_puts: int
+    large_gets: int
+    huge: int
+    list_keys: int
+    disk_small: int
+    disk_large: int
+
+
+FULL = Sizes({1: 1000, 16: 4000, 64: 4000}, 3000, 1000, 8000, 32, 64, 2, 100_000, 2000, 16)
+QUICK = Sizes({1: 30, 16: 160, 64: 128}, 64, 50, 200, 4, 8, 0, 1000, 50, 2)
+
+
+@dataclass
+class Run:
+    """Everything measured in one run, in the shape of the JSON report."""
+
+    meta: dict[str, Any]
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    references: dict[str, Any] = field(default_factory=dict)
+    ratios: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Return the nearest-rank percentile of already sorted values (0 if there are none)."""
+    if not sorted_values:
+        return 0.0
+    rank = min(len(sorted_values) - 1, max(0, int(fraction * len(sorted_values) + 0.5) - 1))
+    return sorted_values[rank]
+
+
+def summarize(name: str, target: str, phase: Phase, result: PhaseResult,
+              processes: dict[str, dict[str, float]], unit_bytes: bool = False) -> dict[str, Any]:
+    """Return one phase's figures: throughput, latency percentiles, errors, CPU and memory."""
+    latencies = sorted(result.latencies)
+    done = len(latencies)
+    wall = max(result.wall, 1e-9)
+    return {
+        "name": name, "target": target, "operation": phase.operation,
+        "concurrency": phase.concurrency, "value_size": phase.value_size, "count": done,
+        "ops_s": done / wall, "mb_s": result.bytes / wall / 1e6,
+        "p50_ms": percentile(latencies, 0.50) * 1e3, "p99_ms": percentile(latencies, 0.99) * 1e3,
+        "p999_ms": percentile(latencies, 0.999) * 1e3,
+        "max_ms": (latencies[-1] * 1e3) if latencies else 0.0,
+        "errors": result.errors, "error_samples": result.error_samples,
+        "wall_s": result.wall, "client_cpu_s": result.client_cpu, "processes": processes,
+        "throughput_unit": "MB/s" if unit_bytes else "ops/s",
+    }
+
+
+class Measured:
+    """Runs phases against one target, recording each process's CPU and peak RSS."""
+
+    def __init__(self, run: Run, base_url: str, target: str, pids: dict[str, int],
+                 generators: int) -> None:
+        self.run, self.base_url, self.target, self.pids = run, base_url, target, pids
+        self.generators = generators
+
+    def phase(self, name: str, operation: str, keys: list[str], concurrency: int,
+              value_size: int = 1024, record: bool = True, **extra: Any) -> dict[str, Any]:
+        phase = Phase(self.base_url, operation, keys, concurrency, value_size, **extra)
+        before = {role: cpu_seconds(pid) for role, pid in self.pids.items()}
+        result = run_phase(phase, self.generators)
+        processes = {role: {"cpu_s": cpu_seconds(pid) - before[role],
+                            "peak_rss_mib": peak_rss_mib(pid)}
+                     for role, pid in self.pids.items()}
+        figures = summarize(name, self.target, phase, result, processes,
+                            unit_bytes=value_size >= MiB)
+        if record:
+            self.run.phases.append(figures)
+        return figures
+
+
+def _keys(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}/{i:07d}" for i in range(count)]
+
+
+def bench_kittenfs(m: Measured, sizes: Sizes, cleanup: bool) -> None:
+    """The kittenFS scenarios of issue 3, each measured as its own phase."""
+    for concurrency, count in sizes.small_ops.items():
+        keys = _keys(f"/bench/small/c{concurrency}", count)
+        m.phase(f"small PUT c{concurrency}", "put", keys, concurrency)
+        m.phase(f"small GET c{concurrency}", "get", keys, concurrency)
+        m.phase(f"small DELETE c{concurrency}", "delete", keys, concurrency)
+    m.phase("thrasher cycle c16", "cycle", _keys("/bench/thrash", sizes.cycles), 16)
+    mixed = _keys("/bench/zipf", sizes.mixed_keys)
+    m.phase("zipf preload", "put", mixed, 16, record=False)
+    m.phase("mixed 90/10 zipf c16", "mixed", mixed * max(1, sizes.mixed_ops // len(mixed)), 16)
+    if cleanup:
+        m.phase("zipf cleanup", "delete", mixed, 16, record=False)
+    large = _keys("/bench/large16m", sizes.large_puts)
+    m.phase("large PUT 16MiB c4", "put", large, 4, 16 * MiB)
+    gets = (large * (sizes.large_gets // len(large) + 1))[:sizes.large_gets]
+    m.phase("large GET 16MiB c16", "get", gets, 16, 16 * MiB)
+    if cleanup:
+        m.phase("large cleanup", "delete", large, 4, record=False)
+    if sizes.huge:
+        huge = _keys("/bench/large256m", sizes.huge)
+        m.phase("large PUT 256MiB c1", "put", huge, 1, 256 * MiB)
+        m.phase("large GET 256MiB c1", "get", huge * 2, 1, 256 * MiB)
+        if cleanup:
+            m.phase("huge cleanup", "delete", huge, 1, record=False)
+    listed = _keys("/bench/list", sizes.list_keys)
+    m.phase("list preload", "put", listed, 64, 100, record=False)
+    figures = m.phase(f"list {sizes.list_keys} keys", "list", ["/bench/list/"], 1)
+    figures["keys_s"] = figures["mb_s"] * 1e6  # the list operation counts keys as its bytes
+    if cleanup:
+        m.phase("list cleanup", "delete", listed, 64, record=False)
+
+
+def bench_nginx(run: Run, sizes: Sizes, generators: int, install: bool) -> None:
+    """The HTTP ceiling: nginx serving the same 1 KiB and 16 MiB files from disk."""
+    binary, why = references.find_nginx(install)
+    if binary is None:
+        run.notes.append(f"nginx reference skipped: {why}")
+        return
+    port = free_port_block(1)
+    files = {"s1k": os.urandom(1024), "s16m": os.urandom(16 * MiB)}
+    with references.nginx(binary, files, port, workers=os.cpu_count() or 1) as pid:
+        m = Measured(run, f"http://127.0.0.1:{port}", "nginx", {"nginx": pid}, generators)
+        for concurrency, count in sizes.small_ops.items():
+            m.phase(f"static GET 1KiB c{concurrency}", "get", ["/s1k"] * count, concurrency)
+        m.phase("static GET 16MiB c16", "get", ["/s16m"] * sizes.large_gets, 16, 16 * MiB)
+
+
+def bench_disk(run: Run, sizes: Sizes, directory: str | None) -> None:
+    """The disk ceiling: the same bytes written with fsync, and read back."""
+    run.references["disk_1KiB"] = references.disk(1024, sizes.disk_small, directory)
+    run.references["disk_16MiB"] = references.disk(16 * MiB, sizes.disk_large, directory)
+
+
+def compute_ratios(run: Run) -> None:
+    """Put kittenFS's figures beside the references, as the targets of issue 3 read them."""
+    by_name = {(p["target"], p["name"]): p for p in run.phases}
+
+    def figure(target: str, name: str, key: str) -> float | None:
+        phase = by_name.get((target, name))
+        return None if phase is None else float(phase[key])
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or not b else a / b
+
+    values = {
+        "small_get_vs_nginx": ratio(figure("kittenfs", "small GET c16", "ops_s"),
+                                    figure("nginx", "static GET 1KiB c16", "ops_s")),
+        "large_get_vs_nginx": ratio(figure("kittenfs", "large GET 16MiB c16", "mb_s"),
+                                    figure("nginx", "static GET 16MiB c16", "mb_s")),
+        "small_put_vs_nginx": ratio(figure("kittenfs", "small PUT c16", "ops_s"),
+                                    figure("nginx", "static GET 1KiB c16", "ops_s")),
+        "large_put_mb_s": figure("kittenfs", "large PUT 16MiB c4", "mb_s"),
+        "thrasher_cycles_s": figure("kittenfs", "thrasher cycle c16", "ops_s"),
+    }
+    run.ratios = {name: {"value": value, "target": TARGETS[name],
+                         "met": None if value is None else value >= TARGETS[name]}
+                  for name, value in values.items()}
+
+
+def free_port_block(count: int) -> int:
+    """Return a port P such that P .. P+count-1 are all free on 127.0.0.1 right now."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+        if base + count > 65535:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no block of free ports found")
+
+
+@contextmanager
+def local_cluster(workers: int, replicas: int, keep: str | None) -> Iterator[LocalCluster]:
+    """Run a fresh local cluster in a temp dir (its logs in cluster.log there)."""
+    data = Path(tempfile.mkdtemp(prefix="kfs-bench-", dir=keep))
+    with (data / "cluster.log").open("wb") as log:
+        cluster = LocalCluster(data, free_port_block(workers + 1), workers, replicas, log=log)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
+            if keep is None:
+                shutil.rmtree(data, ignore_errors=True)
+
+
+def metadata(args: argparse.Namespace) -> dict[str, Any]:
+    """Return when, where and on what this run was made."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, check=False,
+                            text=True, cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit,
+            "kittenfs": __version__, "python": platform.python_version(),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+                       f"{memory:.0f} GiB", "quick": args.quick, "url": args.url,
+            "generator_processes": args.processes, "workers": args.workers,
+            "replicas": args.replicas}
+
+
+def print_report(run: Run, console: Console) -> None:
+    """Print the phases and the ratios as tables."""
+    table = Table(title=f"kittenFS bench {run.meta['date']} ({run.meta['commit']}, "
+                        f"{run.meta['machine']})")
+    for column in ("target", "phase", "throughput", "p50 ms", "p99 ms", "p99.9 ms", "errors",
+                   "client CPU s", "server CPU s", "peak RSS MiB"):
+        table.add_column(column, justify="left" if column in ("target", "phase") else "right")
+    for p in run.phases:
+        throughput = (f"{p['mb_s']:.0f} MB/s" if p["throughput_unit"] == "MB/s"
+                      else f"{p['ops_s']:.0f} ops/s")
+        if "keys_s" in p:
+            throughput = f"{p['keys_s']:.0f} keys/s"
+        server_cpu = sum(proc["cpu_s"] for proc in p["processes"].values())
+        peak = max((proc["peak_rss_mib"] for proc in p["processes"].values()), default=0.0)
+        table.add_row(p["target"], p["name"], throughput, f"{p['p50_ms']:.2f}",
+                      f"{p['p99_ms']:.2f}", f"{p['p999_ms']:.2f}", str(p["errors"]),
+                      f"{p['client_cpu_s']:.1f}", f"{server_cpu:.1f}", f"{peak:.0f}")
+    console.print(table)
+    ratios = Table(title="targets (ratios to the in-run references)")
+    for column in ("figure", "value", "target", "met"):
+        ratios.add_column(column)
+    for name, r in run.ratios.items():
+        value = "n/a" if r["value"] is None else f"{r['value']:.3f}"
+        met = "n/a" if r["met"] is None else ("yes" if r["met"] else "no")
+        ratios.add_row(name, value, f">= {r['target']}", met)
+    console.print(ratios)
+    for note in run.notes:
+        console.print(f"note: {note}")
+
+
+def plot(run: Run, directory: Path, console: Console) -> None:
+    """Draw throughput against concurrency, and latency percentiles, as PNG files."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        console.print("note: --plot needs matplotlib (pip install 'kittenfs[bench]')")
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for target, prefix in (("kittenfs", "small GET c"), ("kittenfs", "small PUT c"),
+                           ("nginx", "static GET 1KiB c")):
+        points = sorted((p["concurrency"], p["ops_s"]) for p in run.phases
+                        if p["target"] == target and p["name"].startswith(prefix))
+        if points:
+            axis.plot(*zip(*points), marker="o", label=f"{target}: {prefix.rstrip(' c')}")
+    axis.set(xscale="log", xlabel="concurrency", ylabel="ops/s",
+             title="1 KiB throughput against concurrency")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(directory / "throughput.png", dpi=120)
+    figure, axis = plt.subplots(figsize=(8, 0.35 * len(run.phases) + 1.5))
+    names = [f"{p['target']}: {p['name']}" for p in run.phases]
+    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
+        axis.scatter([p[key] for p in run.phases], names, label=label, s=14)
+    axis.set(xscale="log", xlabel="latency (ms)", title="latency percentiles per phase")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(directory / "latency.png", dpi=120)
+    console.print(f"charts written to {directory}/throughput.png and latency.png")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kittenfs bench", description=__doc__)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the benchmark's flags to ``parser`` (shared by ``kittenfs bench``)."""
+    parser.add_argument("--url", help="benchmark this running server instead of a local cluster")
+    parser.add_argument("--quick", action="store_true", help="a tiny run, to check it works")
+    parser.add_argument("--processes", type=int, default=2, help="load generator processes")
+    parser.add_argument("--workers", type=int, default=3, help="workers of the local cluster")
+    parser.add_argument("--replicas", type=int, default=3, help="replicas of the local cluster")
+    parser.add_argument("--json", help="write the JSON report to this file")
+    parser.add_argument("--plot", help="draw PNG charts into this directory")
+    parser.add_argument("--no-nginx", action="store_true", help="skip the nginx reference")
+    parser.add_argument("--no-install", action="store_true",
+                        help="do not apt-get install nginx when it is missing")
+    parser.add_argument("--keep", help="keep the local cluster's data under this directory")
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    """Run the suite as ``args`` ask; print the report; return the exit status."""
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    sizes = QUICK if args.quick else FULL
+    run = Run(metadata(args))
+    holder: Callable[[], Any] = (
+        (lambda: nullcontext(None)) if args.url else
+        (lambda: local_cluster(args.workers, args.replicas, args.keep)))
+    with holder() as cluster:
+        base = args.url.rstrip("/") if args.url else cluster.url
+        pids = {} if cluster is None else cluster.pids()
+        bench_kittenfs(Measured(run, base, "kittenfs", pids, args.processes), sizes,
+                       cleanup=bool(args.url))
+    if args.no_nginx:
+        run.notes.append("nginx reference skipped: --no-nginx")
+    else:
+        bench_nginx(run, sizes, args.processes, install=not args.no_install)
+    bench_disk(run, sizes, args.keep)
+    compute_ratios(run)
+    print_report(run, console)
+    report = json.dumps(run.__dict__, indent=2)
+    if args.json:
+        Path(args.json).write_text(report)
+        console.print(f"JSON written to {args.json}")
+    if args.plot:
+        plot(run, Path(args.plot), console)
+    errors = sum(p["errors"] for p in run.phases)
+    if errors:
+        console.print(f"[red]{errors} operations failed[/red]")
+    return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m kittenfs.bench``."""
+    return run_benchmark(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

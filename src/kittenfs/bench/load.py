@@ -19,6 +19,9 @@ import aiohttp
 
 from .procstat import own_cpu_seconds
 
+#: GETs of values this large are streamed and counted, not read into memory.
+STREAM_FROM = 1024 * 1024
+STREAM_CHUNK = 1024 * 1024
 #: Operations a phase can run.
 OPERATIONS = ("put", "get", "delete", "cycle", "mixed", "list")
 
@@ -151,7 +154,12 @@ async def _operate(session: aiohttp.ClientSession, phase: Phase, key: str,
     if operation == "get":
         async with session.get(url) as resp:
             assert resp.status == 200, f"GET {resp.status}"
-            return len(await resp.read())
+            if phase.value_size < STREAM_FROM:
+                return len(await resp.read())
+            received = 0  # large bodies are counted as they stream, never held whole
+            async for chunk in resp.content.iter_chunked(STREAM_CHUNK):
+                received += len(chunk)
+            return received
     if operation == "delete":
         async with session.delete(url) as resp:
             assert resp.status == 204, f"DELETE {resp.status}"

@@ -285,7 +285,7 @@ def plot(run: Run, directory: Path, console: Console) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        console.print("note: --plot needs matplotlib (pip install 'kittenfs[bench]')")
+        console.print("note: --plot needs matplotlib (pip install 'kittenfs\\[bench]')")
         return
     directory.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(7, 4))

@@ -36,6 +36,20 @@ async def produce(fan: FanOut, chunks: list[bytes]) -> None:
     await fan.close()
 
 
+class CountingProducer:
+    """Sends CHUNKS into a fan-out, counting the chunks handed over so far."""
+
+    def __init__(self, fan: FanOut, close: bool = True) -> None:
+        self.fan, self.close, self.sent = fan, close, 0
+
+    async def run(self) -> None:
+        for chunk in CHUNKS:
+            await self.fan.send(chunk)
+            self.sent += 1
+        if self.close:
+            await self.fan.close()
+
+
 def test_queue_depth() -> None:
     assert QUEUE_DEPTH == 4
 
@@ -179,18 +193,11 @@ def test_abort_with_a_blocked_producer_then_stop_releases_it() -> None:
     # consumer fail, its upload task ends, and its done-callback stop()s the branch.
     async def main() -> None:
         fan = FanOut(1)
-        sent = 0
+        producer = CountingProducer(fan)
 
-        async def producer() -> None:
-            nonlocal sent
-            for chunk in CHUNKS:
-                await fan.send(chunk)
-                sent += 1
-            await fan.close()
-
-        task = asyncio.create_task(producer())
+        task = asyncio.create_task(producer.run())
         await settle()
-        assert sent == QUEUE_DEPTH and not task.done()
+        assert producer.sent == QUEUE_DEPTH and not task.done()
         fan.abort()  # must not block although the queue is full
         got = []
         with pytest.raises(StreamAborted):
@@ -202,7 +209,7 @@ def test_abort_with_a_blocked_producer_then_stop_releases_it() -> None:
         assert len(got) < QUEUE_DEPTH
         fan.branches[0].stop()
         await task  # the producer runs to the end: a stopped branch never blocks it
-        assert sent == len(CHUNKS)
+        assert producer.sent == len(CHUNKS)
 
     run(main())
 
@@ -223,20 +230,13 @@ def test_producer_blocks_on_a_slow_consumer() -> None:
     async def main() -> None:
         fan = FanOut(2)
         fast, slow = fan.branches
-        sent = 0
-
-        async def producer() -> None:
-            nonlocal sent
-            for chunk in CHUNKS:
-                await fan.send(chunk)
-                sent += 1
-            await fan.close()
+        producer = CountingProducer(fan)
 
         fast_reader = asyncio.create_task(collect(fast))
-        task = asyncio.create_task(producer())
+        task = asyncio.create_task(producer.run())
         await settle()
         # The slow branch holds QUEUE_DEPTH chunks; the producer waits with the next one.
-        assert sent == QUEUE_DEPTH
+        assert producer.sent == QUEUE_DEPTH
         assert slow.queue.qsize() == QUEUE_DEPTH
         assert not task.done()
         # The fast consumer has everything sent so far, plus at most the chunk in flight.
@@ -246,7 +246,7 @@ def test_producer_blocks_on_a_slow_consumer() -> None:
         for step in range(1, 4):
             assert await anext(slow_iter) == CHUNKS[step - 1]
             await settle()
-            assert sent == QUEUE_DEPTH + step  # one chunk read, one more chunk sent
+            assert producer.sent == QUEUE_DEPTH + step  # one chunk read, one more chunk sent
             assert slow.queue.qsize() == QUEUE_DEPTH
 
         rest = [chunk async for chunk in slow_iter]
@@ -260,17 +260,11 @@ def test_producer_blocks_on_a_slow_consumer() -> None:
 def test_memory_bound_with_no_reader_at_all() -> None:
     async def main() -> None:
         fan = FanOut(3)
-        sent = 0
+        producer = CountingProducer(fan, close=False)
 
-        async def producer() -> None:
-            nonlocal sent
-            for chunk in CHUNKS:
-                await fan.send(chunk)
-                sent += 1
-
-        task = asyncio.create_task(producer())
+        task = asyncio.create_task(producer.run())
         await asyncio.sleep(0.05)
-        assert sent == QUEUE_DEPTH
+        assert producer.sent == QUEUE_DEPTH
         assert [branch.queue.qsize() for branch in fan.branches] == [QUEUE_DEPTH] * 3
         task.cancel()
 

@@ -77,9 +77,9 @@ class Index:
         await self.db.write({_blob_key(Space.GARBAGE, record): encode(record)},
                             [_key(Space.LIVE, record.key), _key(Space.UNLINKED, record.key)])
 
-    async def forget(self, space: Space, record: IndexRecord) -> None:
-        """Drop a pending or garbage record whose replicas have all been cleaned."""
-        await self.db.write(deletes=[_blob_key(space, record)])
+    async def forget_garbage(self, record: IndexRecord) -> None:
+        """Drop a garbage record whose replicas have all been cleaned."""
+        await self.db.write(deletes=[_blob_key(Space.GARBAGE, record)])
 
     async def pending_to_garbage(self) -> int:
         """At start, turn every write that was in flight at a crash into garbage."""

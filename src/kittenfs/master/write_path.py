@@ -182,7 +182,7 @@ class Store:
     async def _abandon(self, pending: IndexRecord) -> None:
         """Clean up after a failed write: its copies go, and its pending record with them."""
         await self.index.abandon_write(pending)
-        await self._delete_replicas(Space.GARBAGE, pending)
+        await self._delete_garbage(pending)
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` (live or unlinked) from the index, then from its replicas.
@@ -195,7 +195,7 @@ class Store:
             if record is None:
                 raise HTTPProblem(404, "not_found", f"no key {key!r}")
             await self.index.remove(record)
-        await self._delete_replicas(Space.GARBAGE, record)
+        await self._delete_garbage(record)
 
     async def unlink(self, key: str) -> None:
         """Hide ``key`` from reads and listing, keeping its bytes; 404 if it is not live."""
@@ -222,8 +222,8 @@ class Store:
                     break
         return deleted
 
-    async def _delete_replicas(self, space: Space, record: IndexRecord) -> bool:
-        """Delete a version's blob on each replica; forget the record once all are gone."""
+    async def _delete_garbage(self, record: IndexRecord) -> bool:
+        """Delete a garbage version's blob on each replica; forget it once all are gone."""
         blob = blob_id(record.key, record.version)
         reachable = [index for index in record.replicas if self.membership.is_up(index)]
         if len(reachable) < len(record.replicas):
@@ -233,7 +233,7 @@ class Store:
             for index in reachable), return_exceptions=True)
         if any(isinstance(result, BaseException) for result in results):
             return False
-        await self.index.forget(space, record)
+        await self.index.forget_garbage(record)
         return True
 
     async def recover(self) -> None:
@@ -259,7 +259,7 @@ class Store:
         """Run one pass over the garbage records; return how many were cleaned."""
         cleaned = 0
         for record in list(self.index.records(Space.GARBAGE)):
-            cleaned += await self._delete_replicas(Space.GARBAGE, record)
+            cleaned += await self._delete_garbage(record)
         return cleaned
 
 

@@ -16,6 +16,7 @@ def _master(args: argparse.Namespace) -> int:
     run(MasterConfig(data=Path(args.data), port=args.port, host=args.host,
                      replicas=args.replicas, max_value_bytes=args.max_value_bytes,
                      down_after=args.down_after, replica_timeout=args.replica_timeout,
+                     cache_bytes=args.cache_bytes, cache_value_max=args.cache_value_max,
                      verbose=args.verbose))
     return 0
 
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds without heartbeat before a worker is down")
     master.add_argument("--replica-timeout", type=float, default=30.0,
                         help="seconds a replica may stall before a write fails")
+    master.add_argument("--cache-bytes", type=int, default=0,
+                        help="bytes of hot small values the master serves itself (0: off)")
+    master.add_argument("--cache-value-max", type=int, default=64 * 1024,
+                        help="largest value the cache holds")
     master.add_argument("--verbose", action="store_true", help="log every request")
     master.set_defaults(run=_master)
 

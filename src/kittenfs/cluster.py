@@ -25,9 +25,10 @@ class LocalCluster:
     """A master on ``port`` and ``workers`` workers on the ports after it, on 127.0.0.1."""
 
     def __init__(self, data: Path, port: int, workers: int, replicas: int,
-                 extra: tuple[str, ...] = (), log: IO[bytes] | None = None) -> None:
+                 extra: tuple[str, ...] = (), log: IO[bytes] | None = None,
+                 master_extra: tuple[str, ...] = ()) -> None:
         self.data, self.port, self.workers, self.replicas = data, port, workers, replicas
-        self.extra, self.log = extra, log
+        self.extra, self.log, self.master_extra = extra, log, master_extra
         self.url = f"http://127.0.0.1:{port}"
         self.urls: list[str] = []
         self.children: list[subprocess.Popen[bytes]] = []
@@ -35,7 +36,8 @@ class LocalCluster:
     def start(self) -> None:
         """Start the master, then the workers one at a time (so worker-i gets index i)."""
         self._spawn(self.url, "master", "--port", str(self.port), "--data",
-                    str(self.data / "master"), "--replicas", str(self.replicas))
+                    str(self.data / "master"), "--replicas", str(self.replicas),
+                    *self.master_extra)
         self._wait_healthy(0)
         for i in range(self.workers):
             port = self.port + 1 + i

@@ -40,12 +40,18 @@ class MasterConfig:
     down_after: float = 5.0
     #: Seconds a replica may take no data, or not answer, before the write fails (503).
     replica_timeout: float = 30.0
+    #: Bytes of recently read small values the master keeps and serves itself; 0 turns it off.
+    cache_bytes: int = 0
+    #: Values up to this size are served through the cache (when it is on).
+    cache_value_max: int = 64 * 1024
     #: Log one line per request.
     verbose: bool = False
 
     def __post_init__(self) -> None:
         _check_port(self.port)
         _require(self.replica_timeout > 0, "--replica-timeout: must be positive")
+        _require(self.cache_bytes >= 0, "--cache-bytes: must not be negative (0 turns it off)")
+        _require(self.cache_value_max >= 0, "--cache-value-max: must not be negative")
         _require(self.replicas >= 1, f"--replicas {self.replicas}: must be at least 1")
         _require(self.max_value_bytes >= 0, "--max-value-bytes: must not be negative")
         _require(self.down_after > 0, "--down-after: must be positive")

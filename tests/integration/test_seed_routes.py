@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-CLUSTER_KEYS = {"master", "replicas", "workers"}
+CLUSTER_KEYS = {"master", "replicas", "workers", "cache"}
 WORKER_KEYS = {"index", "url", "state", "last_heartbeat", "bytes_used", "free_bytes", "key_count"}
 
 

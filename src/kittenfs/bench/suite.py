@@ -221,11 +221,13 @@ def free_port_block(count: int) -> int:
 
 
 @contextmanager
-def local_cluster(workers: int, replicas: int, keep: str | None) -> Iterator[LocalCluster]:
+def local_cluster(workers: int, replicas: int, keep: str | None,
+                  cache_bytes: int = 0) -> Iterator[LocalCluster]:
     """Run a fresh local cluster in a temp dir (its logs in cluster.log there)."""
     data = Path(tempfile.mkdtemp(prefix="kfs-bench-", dir=keep))
     with (data / "cluster.log").open("wb") as log:
-        cluster = LocalCluster(data, free_port_block(workers + 1), workers, replicas, log=log)
+        cluster = LocalCluster(data, free_port_block(workers + 1), workers, replicas, log=log,
+                               master_extra=("--cache-bytes", str(cache_bytes)))
         try:
             cluster.start()
             yield cluster
@@ -245,7 +247,7 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
                        f"{memory:.0f} GiB", "quick": args.quick, "url": args.url,
             "generator_processes": args.processes, "workers": args.workers,
-            "replicas": args.replicas}
+            "replicas": args.replicas, "cache_bytes": args.cache_bytes}
 
 
 def print_report(run: Run, console: Console) -> None:
@@ -330,6 +332,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-install", action="store_true",
                         help="do not apt-get install nginx when it is missing")
     parser.add_argument("--keep", help="keep the local cluster's data under this directory")
+    parser.add_argument("--cache-bytes", type=int, default=0,
+                        help="the local master's hot-value cache size (0: off)")
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -339,7 +343,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     run = Run(metadata(args))
     holder: Callable[[], Any] = (
         (lambda: nullcontext(None)) if args.url else
-        (lambda: local_cluster(args.workers, args.replicas, args.keep)))
+        (lambda: local_cluster(args.workers, args.replicas, args.keep, args.cache_bytes)))
     with holder() as cluster:
         base = args.url.rstrip("/") if args.url else cluster.url
         pids = {} if cluster is None else cluster.pids()

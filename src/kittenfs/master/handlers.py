@@ -5,6 +5,7 @@ Routing is by hand because a key may be any path: reserved paths (``/health``, `
 first, and every other path is a key.  docs/api.md is the contract.
 """
 
+import hashlib
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -112,6 +113,14 @@ async def get_value(request: web.Request, key: str, direct: bool = False) -> web
         return web.Response(status=304, headers=headers)
     if request.method == "HEAD":
         return head_response(200, headers, record.size)
+    cache = state.store.cache
+    if cache.holds(record.size) and "Range" not in request.headers:
+        value = cache.get(key, record.version)
+        if value is None:
+            value = await _read_small(state, record)
+            cache.put(key, record.version, value)
+        return web.Response(body=value, headers={**headers,
+                                                  "Content-Type": "application/octet-stream"})
     replicas = state.membership.live_replicas(record.replicas)
     if not replicas:
         raise HTTPProblem(503, "no_live_replica", f"every replica of {key!r} is down")
@@ -127,6 +136,36 @@ def _truthy(header: str | None) -> bool:
 
 def _blob(record: IndexRecord) -> str:
     return blob_id(record.key, record.version)
+
+
+async def _read_small(state: MasterState, record: IndexRecord) -> bytes:
+    """Read a small value whole from a live replica whose bytes match its MD5 (for the cache)."""
+    failures: list[str] = []
+    for index in state.membership.live_replicas(record.replicas):
+        url = replica_io.blob_url(state.membership.url(index), _blob(record))
+        try:
+            async with state.session.get(url) as upstream:
+                if upstream.status != 200:
+                    failures.append(f"worker {index}: {upstream.status}")
+                    continue
+                value = await upstream.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            _replica_failed(state, index, exc, failures)
+            continue
+        if hashlib.md5(value, usedforsecurity=False).hexdigest() == record.md5:
+            return value
+        failures.append(f"worker {index}: the bytes do not match the MD5")
+    if not failures:
+        raise HTTPProblem(503, "no_live_replica", f"every replica of {record.key!r} is down")
+    raise HTTPProblem(502, "no_replica_served", "; ".join(failures))
+
+
+def _replica_failed(state: MasterState, index: int, exc: BaseException,
+                    failures: list[str]) -> None:
+    """Record a replica's failure; one that could not be reached counts as down for now."""
+    failures.append(f"worker {index}: {exc}")
+    if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
+        state.membership.suspect(index, str(exc))
 
 
 _PASSED_HEADERS = ("Content-Length", "Content-Range", "Content-Type", "Accept-Ranges")
@@ -163,9 +202,7 @@ async def _proxy(request: web.Request, record: IndexRecord,
         except (aiohttp.ClientError, OSError) as exc:
             if request.transport is None or request.transport.is_closing():
                 raise ConnectionResetError("the client went away") from None
-            failures.append(f"worker {index}: {exc}")
-            if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
-                state.membership.suspect(index, str(exc))
+            _replica_failed(state, index, exc, failures)
     raise HTTPProblem(502, "no_replica_served", "; ".join(failures))
 
 
@@ -212,6 +249,7 @@ async def cluster(request: web.Request) -> web.Response:
         "master": {"id": state.master_id, "url": state.url, "started": state.started},
         "replicas": state.config.replicas,
         "workers": state.membership.describe(),
+        "cache": {"max_bytes": state.store.cache.max_bytes, **vars(state.store.cache.stats)},
     }
     return web.json_response(body)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from ..config import MasterConfig
+from .cache import ValueCache
 from .index import Index
 from .membership import Membership
 from .write_path import Store
@@ -32,7 +33,9 @@ class MasterState:
         index = Index(str(config.data / "index"))
         master_id = await index.identity(f"m-{uuid.uuid4().hex[:12]}")
         membership = Membership(index, config.replicas, config.down_after)
-        store = Store(index, membership, session, config.max_value_bytes, config.replica_timeout)
+        cache = ValueCache(config.cache_bytes, config.cache_value_max)
+        store = Store(index, membership, session, config.max_value_bytes, config.replica_timeout,
+                      cache)
         await store.recover()
         return cls(config, index, membership, store, session, master_id, time.time())
 

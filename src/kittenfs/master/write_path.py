@@ -28,6 +28,7 @@ from ..locks import KeyLocks
 from ..placement import blob_id, new_version
 from ..records import IndexRecord
 from . import replica_io
+from .cache import ValueCache
 from .fanout import FanOut, Stalled
 from .index import Index, Space
 from .membership import Membership
@@ -50,12 +51,14 @@ class Store:
     """The master's operations on keys."""
 
     def __init__(self, index: Index, membership: Membership, session: aiohttp.ClientSession,
-                 max_value_bytes: int, replica_timeout: float = 30.0) -> None:
+                 max_value_bytes: int, replica_timeout: float = 30.0,
+                 cache: ValueCache | None = None) -> None:
         self.index = index
         self.membership = membership
         self.session = session
         self.max_value_bytes = max_value_bytes
         self.replica_timeout = replica_timeout
+        self.cache = cache or ValueCache(0, 0)
         self.locks = KeyLocks()
         self._reap_wakeup = asyncio.Event()
 
@@ -94,6 +97,8 @@ class Store:
             except Exception:
                 await asyncio.shield(self._abandon(pending))  # the batch did not land
                 raise
+            finally:
+                self.cache.invalidate(key)
         if replaced:
             self._reap_wakeup.set()
         return PutResult(live is None, record)
@@ -195,6 +200,7 @@ class Store:
             if record is None:
                 raise HTTPProblem(404, "not_found", f"no key {key!r}")
             await self.index.remove(record)
+            self.cache.invalidate(key)
         await self._delete_garbage(record)
 
     async def unlink(self, key: str) -> None:
@@ -204,6 +210,7 @@ class Store:
             if record is None:
                 raise HTTPProblem(404, "not_found", f"no live key {key!r}")
             await self.index.unlink(record)
+            self.cache.invalidate(key)
 
     async def clear(self) -> int:
         """Delete every key, live or unlinked; return how many were deleted."""

@@ -32,3 +32,14 @@ def test_quick_bench_runs_and_reports_json(tmp_path):
     if not any(p["target"] == "nginx" for p in data["phases"]):
         assert any("nginx reference skipped" in note for note in data["notes"])
     assert "targets" in done.stdout
+
+
+def test_bytes_are_counted_exactly_at_any_concurrency(cluster):
+    from kittenfs.bench.load import Phase, run_phase
+
+    keys = [f"/count/{i}" for i in range(40)]
+    put = run_phase(Phase(cluster.url, "put", keys, 8, 50_000), processes=1)
+    get = run_phase(Phase(cluster.url, "get", keys, 8, 50_000), processes=1)
+    assert (put.errors, get.errors) == (0, 0)
+    assert put.bytes == get.bytes == 40 * 50_000
+    assert len(get.latencies) == 40

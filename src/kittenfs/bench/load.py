@@ -121,7 +121,8 @@ async def _drive(phase: Phase) -> dict[str, Any]:
                     return
                 started = time.perf_counter()
                 try:
-                    out["bytes"] += await _operate(session, phase, key, rng)
+                    moved = await _operate(session, phase, key, rng)
+                    out["bytes"] += moved  # not "+= await": that loses concurrent updates
                     out["latencies"].append(time.perf_counter() - started)
                 except (TimeoutError, aiohttp.ClientError, OSError, AssertionError) as exc:
                     out["errors"] += 1

@@ -53,7 +53,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
-    except Exception as exc:
+    except Exception as exc:  # the last line of defence must catch everything
         log.exception("internal error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
 

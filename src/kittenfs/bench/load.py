@@ -148,9 +148,7 @@ async def _operate(session: aiohttp.ClientSession, phase: Phase, key: str,
     if operation == "mixed":
         operation = "get" if rng.random() < phase.read_fraction else "put"
     if operation == "put":
-        async with session.put(url, data=value_for(key, phase.value_size)) as resp:
-            assert resp.status in (200, 201, 204), f"PUT {resp.status}"
-            await resp.read()
+        await _put(session, url, value_for(key, phase.value_size), (200, 201, 204))
         return phase.value_size
     if operation == "get":
         async with session.get(url) as resp:
@@ -162,17 +160,14 @@ async def _operate(session: aiohttp.ClientSession, phase: Phase, key: str,
                 received += len(chunk)
             return received
     if operation == "delete":
-        async with session.delete(url) as resp:
-            assert resp.status == 204, f"DELETE {resp.status}"
+        await _delete(session, url)
         return 0
     if operation == "cycle":
         value = value_for(key, phase.value_size)
-        async with session.put(url, data=value) as resp:
-            assert resp.status == 201, f"PUT {resp.status}"
+        await _put(session, url, value, (201,))  # fresh keys only
         async with session.get(url) as resp:
             assert resp.status == 200 and await resp.read() == value, f"GET {resp.status}"
-        async with session.delete(url) as resp:
-            assert resp.status == 204, f"DELETE {resp.status}"
+        await _delete(session, url)
         return 2 * phase.value_size
     if operation == "list":
         listed, start = 0, ""
@@ -186,3 +181,15 @@ async def _operate(session: aiohttp.ClientSession, phase: Phase, key: str,
                 return listed
             start = page["next"]
     raise ValueError(f"unknown operation {operation!r}")
+
+
+async def _put(session: aiohttp.ClientSession, url: str, value: bytes,
+               ok: tuple[int, ...]) -> None:
+    async with session.put(url, data=value) as resp:
+        assert resp.status in ok, f"PUT {resp.status}"
+        await resp.read()
+
+
+async def _delete(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.delete(url) as resp:
+        assert resp.status == 204, f"DELETE {resp.status}"

@@ -48,12 +48,15 @@ def find_nginx(install: bool) -> tuple[str | None, str]:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return None, "nginx is not installed and cannot be installed here (needs root and apt-get)"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], env=env, check=False,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
-        done = subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], env=env, check=False,
-                              capture_output=True, text=True)
+
+    def apt_get(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["apt-get", *args], env=env, check=False, capture_output=True,
+                              text=True)
+
+    done = apt_get("install", "-y", "-qq", "nginx-light")
+    if done.returncode != 0:  # the package lists may be missing or stale
+        apt_get("update", "-qq")
+        done = apt_get("install", "-y", "-qq", "nginx-light")
     if done.returncode != 0 or not os.access("/usr/sbin/nginx", os.X_OK):
         return None, f"apt-get install nginx-light failed: {done.stderr.strip()[-200:]}"
     return "/usr/sbin/nginx", ""

@@ -4,7 +4,8 @@ One pooled aiohttp session per master process, with keep-alive connections to ev
 The worker's blob API is documented in docs/api.md ("Worker API").
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import aiohttp
@@ -25,8 +26,15 @@ class ReplicaError(Exception):
         self.unreachable = unreachable
 
 
-def _unreachable(worker_url: str, exc: BaseException) -> ReplicaError:
-    return ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}", unreachable=True)
+@contextmanager
+def _talking_to(worker_url: str) -> Iterator[None]:
+    """Turn any transport failure while talking to a worker into a ReplicaError."""
+    try:
+        yield
+    except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
+        raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}", unreachable=True) from None
+    except aiohttp.ClientError as exc:
+        raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}") from None
 
 
 def new_session(read_timeout: float) -> aiohttp.ClientSession:
@@ -51,25 +59,17 @@ async def upload(session: aiohttp.ClientSession, worker_url: str, blob: str, key
                "Content-Type": "application/octet-stream"}
     if size is not None:
         headers["Content-Length"] = str(size)
-    try:
+    with _talking_to(worker_url):
         async with session.put(blob_url(worker_url, blob), data=body, headers=headers) as resp:
             if resp.status != 201:
                 raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
             result = await resp.json()
             return int(result["size"]), str(result["md5"])
-    except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
-        raise _unreachable(worker_url, exc) from None
-    except aiohttp.ClientError as exc:
-        raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}") from None
 
 
 async def delete(session: aiohttp.ClientSession, worker_url: str, blob: str) -> None:
     """Delete a blob on a worker; succeed if it is gone (or was never there)."""
-    try:
+    with _talking_to(worker_url):
         async with session.delete(blob_url(worker_url, blob)) as resp:
             if resp.status not in (204, 404):
                 raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
-    except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
-        raise _unreachable(worker_url, exc) from None
-    except aiohttp.ClientError as exc:
-        raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}") from None

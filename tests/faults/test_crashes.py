@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from kittenfs.master.write_path import REPLACED_GRACE
+
 
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1):
     """Return the first truthy value of ``predicate()``; fail if none within ``timeout``."""
@@ -154,7 +156,8 @@ def test_concurrent_writers_to_one_key_serialize(cluster):
     assert final in values
     md5 = hashlib.md5(final).hexdigest()
     for node in cluster.nodes:  # every replica holds the final version and nothing else
-        wait_until(lambda node=node: [b["md5"] for b in cluster.worker_blobs(node)] == [md5])
+        wait_until(lambda node=node: [b["md5"] for b in cluster.worker_blobs(node)] == [md5],
+                   timeout=REPLACED_GRACE + 10)  # the replaced versions wait out their grace
 
 
 def test_large_value_streams_with_bounded_master_memory(cluster):

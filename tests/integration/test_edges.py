@@ -139,3 +139,33 @@ def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster):
                 stop.clear()
                 cluster.nodes[slowest].kill(signal.SIGCONT)
     assert statuses == [201] * 6
+
+
+def test_reads_redirected_just_before_an_overwrite_still_get_bytes(cluster):
+    """A 302 to the version an overwrite replaces must still be served, never a 404 or 500."""
+    stop = threading.Event()
+    codes: list[int] = []
+    httpx.put(f"{cluster.url}/flip", content=b"v-start")
+
+    def writer() -> None:
+        with httpx.Client(base_url=cluster.url) as http:
+            for i in range(100_000):
+                if stop.is_set():
+                    return
+                http.put("/flip", content=b"v%d" % i)
+
+    def reader() -> None:
+        with httpx.Client(base_url=cluster.url, follow_redirects=True) as http:
+            while not stop.is_set():
+                codes.append(http.get("/flip").status_code)
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader)
+                                                    for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(4)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert len(codes) > 500
+    assert {code for code in codes} == {200}

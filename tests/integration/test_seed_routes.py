@@ -8,6 +8,8 @@ import time
 import httpx
 import pytest
 
+from kittenfs.master.write_path import REPLACED_GRACE
+
 CLUSTER_KEYS = {"master", "replicas", "workers", "cache"}
 WORKER_KEYS = {"index", "url", "state", "last_heartbeat", "bytes_used", "free_bytes", "key_count"}
 
@@ -309,7 +311,8 @@ def test_clear_deletes_every_key_and_every_blob(cluster):
     for name in ("a", "b", "c", "big", "gone"):
         assert httpx.get(f"{cluster.url}/get/{name}").status_code == 404
 
-    deadline = time.monotonic() + 10
+    # Versions replaced by overwrites while filling are kept for the grace period first.
+    deadline = time.monotonic() + REPLACED_GRACE + 10
     while True:
         remaining = {node.name: cluster.worker_blobs(node) for node in cluster.nodes}
         if not any(remaining.values()):

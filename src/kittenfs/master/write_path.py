@@ -8,13 +8,15 @@ PUT, for one key at a time (writes to a key are serialized by a per-key lock):
    with its size and MD5, which must equal what the master counted;
 4. commit: one synced batch makes the new version live and turns the version it replaces
    into garbage; only then is the client answered;
-5. garbage is deleted from the replicas in the background, and retried until it is gone.
+5. garbage is deleted from the replicas in the background, and retried until it is gone;
+   a replaced version is kept REPLACED_GRACE seconds first, for reads already redirected to it.
 
 If any replica fails, the write fails (503) and its copies become garbage: nothing is
 visible.  A pending record found at start is a write cut off by a crash; it becomes garbage.
 """
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -37,6 +39,9 @@ log = logging.getLogger("kittenfs.master")
 
 #: Seconds between background passes over the garbage records.
 REAP_INTERVAL = 2.0
+#: Seconds a version replaced by an overwrite stays on its replicas: reads that were
+#: redirected to it just before the overwrite can still fetch it.
+REPLACED_GRACE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,6 @@ class Store:
         self.replica_timeout = replica_timeout
         self.cache = cache or ValueCache(0, 0)
         self.locks = KeyLocks()
-        self._reap_wakeup = asyncio.Event()
 
     async def put(self, key: str, body: AsyncIterator[bytes], size: int | None,
                   create_only: bool = False) -> PutResult:
@@ -86,7 +90,9 @@ class Store:
                 raise
             record = IndexRecord(key, pending.version, written_size, md5, pending.replicas,
                                  live.created_ms if live else now, now)
-            replaced = [old for old in (live, self.index.get(Space.UNLINKED, key)) if old]
+            # Garbage is stamped with the time it was replaced: the reaper waits out the grace.
+            replaced = [dataclasses.replace(old, modified_ms=now)
+                        for old in (live, self.index.get(Space.UNLINKED, key)) if old]
             # Shielded: once started, the commit lands even if the client goes away.
             commit = asyncio.ensure_future(self.index.commit_write(record, replaced))
             try:
@@ -99,8 +105,6 @@ class Store:
                 raise
             finally:
                 self.cache.invalidate(key)
-        if replaced:
-            self._reap_wakeup.set()
         return PutResult(live is None, record)
 
     async def _replicate(self, pending: IndexRecord, body: AsyncIterator[bytes],
@@ -254,19 +258,21 @@ class Store:
         while True:
             try:
                 await self.reap_once()
-            except Exception:
+            except Exception:  # the reaper must outlive any one failure
                 log.exception("garbage pass failed; will retry")
-            try:
-                await asyncio.wait_for(self._reap_wakeup.wait(), REAP_INTERVAL)
-            except TimeoutError:
-                pass
-            self._reap_wakeup.clear()
+            await asyncio.sleep(REAP_INTERVAL)
 
     async def reap_once(self) -> int:
-        """Run one pass over the garbage records; return how many were cleaned."""
+        """Run one pass over the garbage records; return how many were cleaned.
+
+        Versions replaced less than REPLACED_GRACE seconds ago are left for a later pass;
+        the copies of failed writes (size -1: never visible, so never read) need no grace.
+        """
         cleaned = 0
+        settled = time.time() * 1000 - REPLACED_GRACE * 1000
         for record in list(self.index.records(Space.GARBAGE)):
-            cleaned += await self._delete_garbage(record)
+            if record.size < 0 or record.modified_ms <= settled:
+                cleaned += await self._delete_garbage(record)
         return cleaned
 
 

@@ -5,7 +5,9 @@ Each process gets its own directory under the data directory (``master/``, ``wor
 The benchmark starts the same cluster, with its output sent to log files.
 """
 
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +21,42 @@ import httpx
 START_TIMEOUT = 30.0
 #: Seconds a child gets to stop after SIGTERM before it is killed.
 STOP_GRACE = 10.0
+
+
+def port_free(port: int, reuse: bool = False) -> bool:
+    """Return True if ``port`` can be bound on 127.0.0.1 (with ``reuse`` as a server binds it,
+    so a port in TIME_WAIT counts as free)."""
+    with socket.socket() as sock:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_block(count: int) -> int:
+    """Return a port P such that P .. P+count-1 are all free on 127.0.0.1 right now.
+
+    The block is drawn below the kernel's ephemeral range: a port from that range that is
+    free now can be taken a moment later by any outgoing connection, and a busy machine (or
+    a parallel test suite) makes thousands of those.
+    """
+    low = _ephemeral_range()[0]
+    for _ in range(200):
+        base = random.randrange(1024, max(1025, low - count))
+        if all(port_free(port) for port in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no block of {count} free ports found")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 class LocalCluster:

@@ -12,30 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from kittenfs.cluster import free_port_block, port_free
+
 UP_LINE = "kittenFS is up"
-
-
-def _port_free(port: int, reuse: bool = False) -> bool:
-    """Return True if ``port`` can be bound (with ``reuse``, as a server would: TIME_WAIT is ok)."""
-    with socket.socket() as sock:
-        if reuse:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port_run(count: int) -> int:
-    """Return a port P such that P .. P+count-1 are all free on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port + count - 1 <= 65535 and all(_port_free(port + i) for i in range(count)):
-            return port
-    raise RuntimeError(f"no run of {count} free ports found")
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -163,7 +142,7 @@ def _workers(url: str) -> list[dict]:
 
 def test_up_serves_stops_and_restarts_with_the_same_data(tmp_path):
     data = tmp_path / "data"
-    port = free_port_run(3)
+    port = free_port_block(3)
 
     with running_up(tmp_path, data, port, 2, "first") as up:
         up.wait_up()
@@ -191,7 +170,7 @@ def test_up_serves_stops_and_restarts_with_the_same_data(tmp_path):
         assert "Traceback" not in up.logs()
 
     for i in range(3):
-        assert _port_free(port + i, reuse=True), f"port {port + i} still listened on"
+        assert port_free(port + i, reuse=True), f"port {port + i} still listened on"
 
     with running_up(tmp_path, data, port, 2, "second") as up:
         up.wait_up()
@@ -213,7 +192,7 @@ def test_up_serves_stops_and_restarts_with_the_same_data(tmp_path):
 def test_up_survives_ctrl_c_delivered_to_every_process(tmp_path):
     """A terminal's Ctrl-C reaches `up` and its children at once; `up` still exits cleanly."""
     data = tmp_path / "data"
-    port = free_port_run(2)
+    port = free_port_block(2)
     with running_up(tmp_path, data, port, 1, "ctrlc") as up:
         up.wait_up()
         children = up.note_children()
@@ -229,7 +208,7 @@ def test_sigterm_during_start_up_stops_the_children(tmp_path):
     """(Found as a bug: `up` installed its SIGTERM handler only after start-up, so SIGTERM
     during start-up killed `up` and orphaned the master.)"""
     data = tmp_path / "data"
-    port = free_port_run(2)
+    port = free_port_block(2)
     with running_up(tmp_path, data, port, 1, "early") as up:
         # Hold the master in start-up: freeze it as soon as it exists, so `up` is still
         # waiting for it to answer /health when SIGTERM arrives.
@@ -265,7 +244,7 @@ def test_worker_i_gets_index_i_even_if_it_starts_slowly(tmp_path):
     (Found as a bug: `up` spawned every worker at once, so they raced to register.)
     """
     data = tmp_path / "data"
-    port = free_port_run(3)
+    port = free_port_block(3)
     with running_up(tmp_path, data, port, 2, "order") as up:
         deadline = time.monotonic() + 20
         worker0 = None

@@ -5,7 +5,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
-from ..cluster import LocalCluster
+from ..cluster import LocalCluster, free_port_block
 from . import references
 from .load import Phase, PhaseResult, run_phase
 from .procstat import cpu_seconds, peak_rss_mib
@@ -202,24 +201,6 @@ def compute_ratios(run: Run) -> None:
                   for name, value in values.items()}
 
 
-def free_port_block(count: int) -> int:
-    """Return a port P such that P .. P+count-1 are all free on 127.0.0.1 right now."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        if base + count > 65535:
-            continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no block of free ports found")
-
-
 @contextmanager
 def local_cluster(workers: int, replicas: int, keep: str | None,
                   cache_bytes: int = 0) -> Iterator[LocalCluster]:
@@ -229,7 +210,11 @@ def local_cluster(workers: int, replicas: int, keep: str | None,
         cluster = LocalCluster(data, free_port_block(workers + 1), workers, replicas, log=log,
                                master_extra=("--cache-bytes", str(cache_bytes)))
         try:
-            cluster.start()
+            try:
+                cluster.start()
+            except RuntimeError as exc:
+                tail = (data / "cluster.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{exc}; the end of cluster.log:\n{tail}") from exc
             yield cluster
         finally:
             cluster.stop()

@@ -8,7 +8,6 @@ worker holds names its keys and the master's index can be rebuilt from the worke
 docs/format.md describes both; golden tests pin them.
 """
 
-import dataclasses
 import json
 import struct
 from dataclasses import dataclass
@@ -64,7 +63,10 @@ class BlobMeta:
 
 def encode(record: Any) -> bytes:
     """Return the stored form of a record dataclass."""
-    body = json.dumps(dataclasses.asdict(record), separators=(",", ":"), ensure_ascii=False)
+    # A shallow dict (fields are plain values and tuples): dataclasses.asdict deep-copies,
+    # which showed in profiles of the write path.
+    fields = {name: getattr(record, name) for name in record.__slots__}
+    body = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     return bytes((FORMAT,)) + body.encode("utf-8")
 
 

@@ -1,14 +1,23 @@
 """Replica I/O: how the master talks to workers about blobs.
 
 One pooled aiohttp session per master process, with keep-alive connections to every worker.
+Large values are streamed one request per replica (``upload``); small puts and all deletes
+go through a Batcher, which packs the operations bound for one worker into shared requests.
 The worker's blob API is documented in docs/api.md ("Worker API").
 """
 
+import asyncio
+import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+
+from .. import batch
 
 #: Seconds to wait for a worker to accept a connection.
 CONNECT_TIMEOUT = 5.0
@@ -67,9 +76,118 @@ async def upload(session: aiohttp.ClientSession, worker_url: str, blob: str, key
             return int(result["size"]), str(result["md5"])
 
 
-async def delete(session: aiohttp.ClientSession, worker_url: str, blob: str) -> None:
-    """Delete a blob on a worker; succeed if it is gone (or was never there)."""
-    with _talking_to(worker_url):
-        async with session.delete(blob_url(worker_url, blob)) as resp:
-            if resp.status not in (204, 404):
-                raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
+#: Batch requests on the wire to one worker at a time; operations queue behind them.
+BATCHES_IN_FLIGHT = 1
+
+
+@dataclass
+class _Lane:
+    """The operations waiting for one worker, and how many batch requests carry others."""
+
+    queue: deque[tuple[batch.Op, "asyncio.Future[dict[str, Any]]"]] = field(default_factory=deque)
+    sending: int = 0
+
+
+class Batcher:
+    """Sends small puts and deletes to workers, many to one ``POST /batch``.
+
+    An operation is sent at once when fewer than BATCHES_IN_FLIGHT batches are on the wire to
+    its worker; otherwise it waits for one of them to come back and leaves with everything
+    that queued meanwhile.  So batches grow with the load and a lone operation never waits:
+    the network's group commit, matching the worker's fsync group commit behind it.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self._lanes: dict[str, _Lane] = {}
+        self._senders: set[asyncio.Task[None]] = set()
+
+    async def put(self, worker_url: str, blob: str, key: str, version: str,
+                  value: bytes) -> tuple[int, str]:
+        """Store ``value`` as a blob on a worker; return the (size, MD5) it made durable."""
+        result = await self._submit(worker_url, batch.PutOp(blob, key, version, value))
+        if result.get("status") != 201:
+            raise _refused(worker_url, result)
+        return int(result["size"]), str(result["md5"])
+
+    async def delete(self, worker_url: str, blob: str) -> None:
+        """Delete a blob on a worker; succeed if it is gone (or was never there)."""
+        result = await self._submit(worker_url, batch.DeleteOp(blob))
+        if result.get("status") not in (204, 404):
+            raise _refused(worker_url, result)
+
+    async def _submit(self, worker_url: str, op: batch.Op) -> dict[str, Any]:
+        lane = self._lanes.setdefault(worker_url, _Lane())
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        lane.queue.append((op, done))
+        if lane.sending < BATCHES_IN_FLIGHT:
+            lane.sending += 1
+            sender = asyncio.create_task(self._drain(worker_url, lane))
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        return await done
+
+    async def _drain(self, worker_url: str, lane: _Lane) -> None:
+        """Send the lane's queue, a batch at a time, until it is empty."""
+        try:
+            while lane.queue:
+                taken = _take(lane.queue)
+                if not taken:
+                    continue
+                try:
+                    results = await self._send(worker_url, [op for op, _ in taken])
+                except BaseException as exc:
+                    failure = exc if isinstance(exc, ReplicaError) else ReplicaError(
+                        f"{worker_url}: batch failed: {type(exc).__name__}: {exc}")
+                    for _, done in taken:
+                        if not done.done():
+                            done.set_exception(failure)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, done), result in zip(taken, results):
+                    if not done.done():
+                        done.set_result(result)
+        finally:
+            lane.sending -= 1
+
+    async def _send(self, worker_url: str, ops: list[batch.Op]) -> list[dict[str, Any]]:
+        with _talking_to(worker_url):
+            async with self.session.post(f"{worker_url}/batch", data=batch.encode(ops), headers={
+                    "Content-Type": "application/octet-stream"}) as resp:
+                if resp.status != 200:
+                    raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
+                answer = await resp.json()
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(ops):
+            raise ReplicaError(f"{worker_url}: a batch answer without one result per operation")
+        return [result if isinstance(result, dict) else {} for result in results]
+
+    async def close(self) -> None:
+        """Stop the batches under way (their operations fail)."""
+        for sender in list(self._senders):
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+
+def _take(queue: deque[tuple[batch.Op, "asyncio.Future[dict[str, Any]]"]],
+          ) -> list[tuple[batch.Op, "asyncio.Future[dict[str, Any]]"]]:
+    """Pop the next batch off ``queue``, leaving out operations whose caller has gone."""
+    taken: list[tuple[batch.Op, asyncio.Future[dict[str, Any]]]] = []
+    value_bytes = 0
+    while queue and len(taken) < batch.MAX_OPS:
+        op, done = queue[0]
+        size = len(op.value) if isinstance(op, batch.PutOp) else 0
+        if taken and value_bytes + size > batch.MAX_VALUE_BYTES:
+            break
+        queue.popleft()
+        if not done.done():
+            taken.append((op, done))
+            value_bytes += size
+    return taken
+
+
+def _refused(worker_url: str, result: dict[str, Any]) -> ReplicaError:
+    return ReplicaError(f"{worker_url} answered {result.get('status')}: "
+                        f"{result.get('error', '')}: {result.get('message', '')}")

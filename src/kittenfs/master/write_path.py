@@ -37,6 +37,9 @@ from .membership import Membership
 
 log = logging.getLogger("kittenfs.master")
 
+#: Values up to this many bytes, with a Content-Length, are read whole and sent to the
+#: replicas through the batcher (larger ones stream, one request per replica).
+BATCHED_VALUE_MAX = 64 * 1024
 #: Seconds between background passes over the garbage records.
 REAP_INTERVAL = 2.0
 #: Seconds a version replaced by an overwrite stays on its replicas: reads that were
@@ -65,6 +68,7 @@ class Store:
         self.replica_timeout = replica_timeout
         self.cache = cache or ValueCache(0, 0)
         self.locks = KeyLocks()
+        self.batcher = replica_io.Batcher(session)
 
     async def put(self, key: str, body: AsyncIterator[bytes], size: int | None,
                   create_only: bool = False) -> PutResult:
@@ -75,6 +79,8 @@ class Store:
         """
         if size is not None and size > self.max_value_bytes:
             raise _too_large(self.max_value_bytes)
+        small = size is not None and size <= BATCHED_VALUE_MAX
+        value = await _read_whole(body, size) if small and size is not None else None
         async with self.locks.hold(key):
             live = self.index.get(Space.LIVE, key)
             if create_only and live is not None:
@@ -84,7 +90,10 @@ class Store:
                 self.membership.choose_replicas(key)), now, now)
             await self.index.begin_write(pending)
             try:
-                written_size, md5 = await self._replicate(pending, body, size)
+                if value is not None:
+                    written_size, md5 = await self._replicate_small(pending, value)
+                else:
+                    written_size, md5 = await self._replicate(pending, body, size)
             except BaseException:
                 await asyncio.shield(self._abandon(pending))
                 raise
@@ -147,19 +156,23 @@ class Store:
                 raise HTTPProblem(503, "replica_stalled", str(exc)) from None
             raise
         results = await self._await_uploads(uploads, pending.replicas)
-        self._suspect_unreachable(pending.replicas, results, fan)
-        failures = [str(result) for result in results if isinstance(result, BaseException)]
-        if failures:
+        self._suspect_unreachable(pending.replicas, results, [b.aborted for b in fan.branches])
+        if any(isinstance(result, BaseException) for result in results):
             fan.abort()
-            raise HTTPProblem(503, "replica_failed", "; ".join(failures))
-        if size is not None and total != size:
+        if size is not None and total != size and not _failures(results):
             raise HTTPProblem(400, "short_body", f"Content-Length was {size}, got {total} bytes")
-        expected = (total, digest.hexdigest())
-        for index, result in zip(pending.replicas, results):
-            if result != expected:
-                raise HTTPProblem(503, "replica_mismatch",
-                                  f"worker {index} stored {result}, master sent {expected}")
-        return expected
+        return _agreed(pending.replicas, results, (total, digest.hexdigest()))
+
+    async def _replicate_small(self, pending: IndexRecord, value: bytes) -> tuple[int, str]:
+        """Copy a small value to the replicas through the batcher; return its size and MD5."""
+        blob = blob_id(pending.key, pending.version)
+        puts = [asyncio.create_task(self.batcher.put(
+                    self.membership.url(index), blob, pending.key, pending.version, value))
+                for index in pending.replicas]
+        results = await self._await_uploads(puts, pending.replicas)
+        self._suspect_unreachable(pending.replicas, results, [False] * len(results))
+        return _agreed(pending.replicas, results,
+                       (len(value), hashlib.md5(value, usedforsecurity=False).hexdigest()))
 
     async def _await_uploads(self, uploads: list[asyncio.Task[tuple[int, str]]],
                              replicas: tuple[int, ...]) -> list[object]:
@@ -181,11 +194,12 @@ class Store:
         return results
 
     def _suspect_unreachable(self, replicas: tuple[int, ...], results: Sequence[object],
-                             fan: FanOut) -> None:
-        """Mark down the workers whose upload failed on its own for want of a connection."""
-        for index, result, branch in zip(replicas, results, fan.branches):
+                             aborted: Sequence[bool]) -> None:
+        """Mark down the workers whose upload failed on its own for want of a connection
+        (not because the master ``aborted`` it)."""
+        for index, result, cut in zip(replicas, results, aborted):
             if (isinstance(result, replica_io.ReplicaError) and result.unreachable
-                    and not branch.aborted):
+                    and not cut):
                 self.membership.suspect(index, str(result))
 
     async def _abandon(self, pending: IndexRecord) -> None:
@@ -240,7 +254,7 @@ class Store:
         if len(reachable) < len(record.replicas):
             return False
         results = await asyncio.gather(*(
-            replica_io.delete(self.session, self.membership.url(index), blob)
+            self.batcher.delete(self.membership.url(index), blob)
             for index in reachable), return_exceptions=True)
         if any(isinstance(result, BaseException) for result in results):
             return False
@@ -274,6 +288,31 @@ class Store:
             if record.size < 0 or record.modified_ms <= settled:
                 cleaned += await self._delete_garbage(record)
         return cleaned
+
+
+async def _read_whole(body: AsyncIterator[bytes], size: int) -> bytes:
+    """Return a small body whole; raise 400 if it ends before its Content-Length."""
+    value = b"".join([chunk async for chunk in body])
+    if len(value) != size:
+        raise HTTPProblem(400, "short_body", f"Content-Length was {size}, got {len(value)} bytes")
+    return value
+
+
+def _failures(results: Sequence[object]) -> list[str]:
+    return [str(result) for result in results if isinstance(result, BaseException)]
+
+
+def _agreed(replicas: tuple[int, ...], results: Sequence[object],
+            expected: tuple[int, str]) -> tuple[int, str]:
+    """Return ``expected`` (size, MD5) if every replica holds exactly that; else raise 503."""
+    failures = _failures(results)
+    if failures:
+        raise HTTPProblem(503, "replica_failed", "; ".join(failures))
+    for index, result in zip(replicas, results):
+        if result != expected:
+            raise HTTPProblem(503, "replica_mismatch",
+                              f"worker {index} stored {result}, master sent {expected}")
+    return expected
 
 
 def _failed(task: asyncio.Task[tuple[int, str]]) -> bool:

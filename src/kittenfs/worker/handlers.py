@@ -8,11 +8,13 @@ inline values always, and the header, size and (up to ``verify_max``) MD5 of fil
 import asyncio
 import errno
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from urllib.parse import unquote
 
 from aiohttp import web
 
+from .. import batch
 from ..httputil import HTTPProblem, etag, etag_matches, head_response, parse_range
 from ..placement import blob_id, is_blob_id
 from ..records import BlobMeta
@@ -36,6 +38,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok", "role": "worker", **request.app["describe"]()})
     if path == "/blobs" and request.method == "GET":
         return list_blobs(request)
+    if path == "/batch":
+        if request.method != "POST":
+            raise HTTPProblem(405, "method_not_allowed", "/batch accepts POST", Allow="POST")
+        return await post_batch(request)
     if not path.startswith("/blob/"):
         raise HTTPProblem(404, "no_such_route", f"{path} is not a worker route")
     blob = path[len("/blob/"):]
@@ -67,8 +73,16 @@ async def put_blob(request: web.Request, blob: str) -> web.Response:
         async for chunk in request.content.iter_chunked(READ_CHUNK):
             yield chunk
 
-    try:
+    with _storing(blob):
         meta = await _store(request).put(blob, key, version, chunks(), request.content_length)
+    return web.json_response({"size": meta.size, "md5": meta.md5}, status=201)
+
+
+@contextmanager
+def _storing(blob: str) -> Iterator[None]:
+    """Map the failures of storing a blob to their HTTP problems (a full disk is a 507)."""
+    try:
+        yield
     except SizeMismatch as exc:
         raise HTTPProblem(400, "size_mismatch", str(exc)) from None
     except OSError as exc:
@@ -76,7 +90,41 @@ async def put_blob(request: web.Request, blob: str) -> web.Response:
             log.error("disk full storing %s: %s", blob, exc)
             raise HTTPProblem(507, "disk_full", str(exc)) from None
         raise
-    return web.json_response({"size": meta.size, "md5": meta.md5}, status=201)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    """POST /batch: apply small puts and deletes together (kittenfs/batch.py has the format).
+
+    The operations run concurrently, so the blob store commits them with one fsync; each
+    gets its own result, and one failing does not fail the others.
+    """
+    if (request.content_length or 0) > batch.MAX_MANIFEST_BYTES + batch.MAX_VALUE_BYTES + 4:
+        raise HTTPProblem(413, "batch_too_large", "the batch is over the size limit")
+    try:
+        ops = batch.decode(await request.read())
+    except batch.BadBatch as exc:
+        raise HTTPProblem(400, "bad_batch", str(exc)) from None
+    results = await asyncio.gather(*(_apply(_store(request), op) for op in ops))
+    return web.json_response({"results": results})
+
+
+async def _apply(store: BlobStore, op: batch.Op) -> dict[str, object]:
+    """Apply one operation of a batch; return its result, a failure included."""
+    try:
+        with _storing(op.blob):
+            if isinstance(op, batch.DeleteOp):
+                return {"status": 204 if await store.delete(op.blob) else 404}
+            meta = await store.put(op.blob, op.key, op.version, _once(op.value), len(op.value))
+            return {"status": 201, "size": meta.size, "md5": meta.md5}
+    except HTTPProblem as problem:
+        return {"status": problem.status, "error": problem.error, "message": problem.detail}
+    except OSError as exc:
+        log.error("batch op on %s failed: %s", op.blob, exc)
+        return {"status": 500, "error": "io_error", "message": str(exc)}
+
+
+async def _once(value: bytes) -> AsyncIterator[bytes]:
+    yield value
 
 
 async def get_blob(request: web.Request, blob: str) -> web.StreamResponse:

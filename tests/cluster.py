@@ -168,6 +168,17 @@ class Cluster:
                 return blobs
             start = page["next"]
 
+    def blob_url(self, key: str, node: int = 0) -> str:
+        """Return the URL at which worker ``node`` serves the live version of ``key``.
+
+        (A GET of a small value is answered by the master itself, so it names no worker.)
+        """
+        record = httpx.head(f"{self.url}{key}", timeout=5)
+        held = [b for b in self.worker_blobs(self.nodes[node])
+                if b["key"] == key and b["md5"] == record.headers["content-md5"]]
+        assert len(held) == 1, f"worker {node} holds {held} for {key!r}"
+        return f"{self.nodes[node].url}/blob/{held[0]['blob']}"
+
     def pids(self) -> list[int]:
         return [p.pid for p in [self.master, *self.nodes] if p.popen is not None]
 

@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds without heartbeat before a worker is down")
     master.add_argument("--replica-timeout", type=float, default=30.0,
                         help="seconds a replica may stall before a write fails")
-    master.add_argument("--cache-bytes", type=int, default=0,
-                        help="bytes of hot small values the master serves itself (0: off)")
+    master.add_argument("--cache-bytes", type=int, default=MasterConfig.cache_bytes,
+                        help="bytes of hot small values the master serves itself "
+                             "(default 64 MiB; 0: off)")
     master.add_argument("--cache-value-max", type=int, default=64 * 1024,
                         help="largest value the cache holds")
     master.add_argument("--verbose", action="store_true", help="log every request")

@@ -6,6 +6,7 @@ A bad value fails at start with a message naming the flag, the value and what is
 from dataclasses import dataclass
 from pathlib import Path
 
+MiB = 1024**2
 GiB = 1024**3
 
 
@@ -40,8 +41,9 @@ class MasterConfig:
     down_after: float = 5.0
     #: Seconds a replica may take no data, or not answer, before the write fails (503).
     replica_timeout: float = 30.0
-    #: Bytes of recently read small values the master keeps and serves itself; 0 turns it off.
-    cache_bytes: int = 0
+    #: Bytes of recently read or written small values the master keeps and serves itself
+    #: (0 turns it off): a hit answers in one round trip instead of a redirect.
+    cache_bytes: int = 64 * MiB
     #: Values up to this size are served through the cache (when it is on).
     cache_value_max: int = 64 * 1024
     #: Log one line per request.

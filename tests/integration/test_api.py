@@ -43,16 +43,17 @@ def test_create_only_put(http):
 
 
 def test_get_redirects_to_a_replica_with_checksum_headers(http, cluster):
-    http.put("/r", content=b"value")
+    value = os.urandom(100_000)  # over the cache's value limit: small values come from the master
+    http.put("/r", content=value)
     response = http.get("/r")
     assert response.status_code == 302
     location = response.headers["location"]
     assert any(location.startswith(node.url + "/blob/") for node in cluster.nodes)
-    assert response.headers["etag"] == f'"{md5(b"value")}"'
-    assert response.headers["content-md5"] == md5(b"value")
+    assert response.headers["etag"] == f'"{md5(value)}"'
+    assert response.headers["content-md5"] == md5(value)
     worker = httpx.get(location)
-    assert worker.content == b"value"
-    assert worker.headers["content-md5"] == md5(b"value")
+    assert worker.content == value
+    assert worker.headers["content-md5"] == md5(value)
 
 
 @pytest.mark.parametrize("how", [{"params": {"direct": ""}}, {"headers": {"X-Kfs-Direct": "1"}}])
@@ -102,14 +103,19 @@ def test_conditional_get_answers_304_at_the_master(http):
     http.put("/cond", content=b"abc")
     tag = f'"{md5(b"abc")}"'
     assert http.get("/cond", headers={"If-None-Match": tag}).status_code == 304
-    assert http.get("/cond", headers={"If-None-Match": '"other"'}).status_code == 302
+    other = http.get("/cond", headers={"If-None-Match": '"other"'})
+    assert (other.status_code, other.content) == (200, b"abc")
+    large = os.urandom(100_000)
+    http.put("/cond-large", content=large)
+    assert http.get("/cond-large", headers={"If-None-Match": f'"{md5(large)}"'}).status_code == 304
+    assert http.get("/cond-large", headers={"If-None-Match": '"other"'}).status_code == 302
 
 
 @pytest.mark.parametrize("size", [10, 200_000])  # inline in LevelDB, and file-backed
-def test_worker_serves_single_ranges_and_conditional_gets(http, size):
+def test_worker_serves_single_ranges_and_conditional_gets(http, cluster, size):
     value = os.urandom(size)
     http.put("/range", content=value)
-    location = http.get("/range").headers["location"]
+    location = cluster.blob_url("/range")
     cases = {"bytes=2-5": value[2:6], "bytes=4-": value[4:], "bytes=-3": value[-3:],
              f"bytes=0-{size + 100}": value}
     for header, expected in cases.items():

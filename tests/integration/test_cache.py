@@ -1,5 +1,7 @@
-"""The master's hot-value cache (--cache-bytes): one round trip, invalidation, bounds."""
+"""The master's hot-value cache (--cache-bytes, on by default): one round trip, written through
+by PUTs and read through on a miss, invalidation, bounds."""
 
+import hashlib
 import signal
 import threading
 import time
@@ -27,8 +29,8 @@ def test_small_values_are_served_by_the_master_in_one_round_trip(cached):
     assert first.headers["etag"] == '"%s"' % first.headers["content-md5"]
     second = http.get("/hot")
     assert second.content == b"warm bytes"
-    stats = cache_stats(cached)
-    assert (stats["entries"], stats["bytes"], stats["hits"]) == (1, 10, 1)
+    stats = cache_stats(cached)  # written through by the PUT: both reads hit
+    assert (stats["entries"], stats["bytes"], stats["hits"]) == (1, 10, 2)
     assert http.get("/hot", headers={"If-None-Match": first.headers["etag"]}).status_code == 304
 
 
@@ -40,7 +42,31 @@ def test_large_values_and_ranges_still_redirect(cached):
     ranged = http.get("/small", headers={"Range": "bytes=2-3"})
     assert ranged.status_code == 302
     assert httpx.get(ranged.headers["location"], headers={"Range": "bytes=2-3"}).content == b"23"
-    assert cache_stats(cached)["entries"] == 0
+    assert cache_stats(cached)["entries"] == 1  # /small only
+
+
+def test_a_miss_reads_through_a_replica_once(cached):
+    http = httpx.Client(base_url=cached.url, timeout=30)
+    http.put("/cold", content=b"from a worker")
+    cached.master.stop()  # a fresh master starts with an empty cache
+    cached.master.start()
+    cached.wait_workers_up(3)
+    first = http.get("/cold")
+    assert (first.status_code, first.content, first.history) == (200, b"from a worker", [])
+    assert first.headers["content-md5"] == hashlib.md5(b"from a worker").hexdigest()
+    stats = cache_stats(cached)
+    assert (stats["misses"], stats["hits"], stats["entries"]) == (1, 0, 1)
+    assert http.get("/cold").content == b"from a worker"
+    assert cache_stats(cached)["hits"] == 1
+
+
+def test_the_cache_can_be_turned_off(make_cluster):
+    cluster = make_cluster(master_args=["--cache-bytes", "0"])
+    http = httpx.Client(base_url=cluster.url, timeout=30)
+    http.put("/k", content=b"v")
+    assert http.get("/k").status_code == 302
+    assert http.get("/k", follow_redirects=True).content == b"v"
+    assert cache_stats(cluster)["entries"] == 0
 
 
 def test_writes_deletes_and_unlinks_invalidate_before_they_answer(cached):

@@ -49,10 +49,8 @@ def test_form_value_is_stored_under_the_key_after_put(shared):
     assert body == {"key": "/A", "md5": hashlib.md5(b"happy").hexdigest(), "size": 5}
     assert response.headers["etag"] == f'"{body["md5"]}"'
 
-    redirected = _get_redirected(f"{url}/A")
-    assert redirected.status_code == 200
-    assert redirected.content == b"happy"
-    assert redirected.history and redirected.history[0].status_code == 302
+    read = _get_redirected(f"{url}/A")  # small: the master answers it from its cache
+    assert (read.status_code, read.content, read.history) == (200, b"happy", [])
 
     direct = httpx.get(f"{url}/get/A", follow_redirects=False)
     assert direct.status_code == 200

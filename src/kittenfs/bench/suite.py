@@ -20,6 +20,7 @@ from rich.table import Table
 
 from .. import __version__
 from ..cluster import LocalCluster, free_port_block
+from ..config import MasterConfig
 from . import references
 from .load import Phase, PhaseResult, run_phase
 from .procstat import cpu_seconds, peak_rss_mib
@@ -203,7 +204,7 @@ def compute_ratios(run: Run) -> None:
 
 @contextmanager
 def local_cluster(workers: int, replicas: int, keep: str | None,
-                  cache_bytes: int = 0) -> Iterator[LocalCluster]:
+                  cache_bytes: int = MasterConfig.cache_bytes) -> Iterator[LocalCluster]:
     """Run a fresh local cluster in a temp dir (its logs in cluster.log there)."""
     data = Path(tempfile.mkdtemp(prefix="kfs-bench-", dir=keep))
     with (data / "cluster.log").open("wb") as log:
@@ -317,8 +318,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-install", action="store_true",
                         help="do not apt-get install nginx when it is missing")
     parser.add_argument("--keep", help="keep the local cluster's data under this directory")
-    parser.add_argument("--cache-bytes", type=int, default=0,
-                        help="the local master's hot-value cache size (0: off)")
+    parser.add_argument("--cache-bytes", type=int, default=MasterConfig.cache_bytes,
+                        help="the local master's hot-value cache size (default 64 MiB; 0: off)")
 
 
 def run_benchmark(args: argparse.Namespace) -> int:

@@ -1,13 +1,17 @@
-"""The hot-value cache: recently read small values, kept by the master, bounded in bytes.
+"""The hot-value cache: recently read or written small values, kept by the master, bounded in bytes.
 
-Entries are tagged with the version they hold, and a read only uses an entry whose version is
-the key's live version in the index, so a value that was replaced, deleted or unlinked is never
-served from here, even if a slow read-through stores it after the change.  Writes also drop
-the key's entry before they are acknowledged, so its memory goes at once.
+An entry is a key's live index record with its value, so a hit is answered without touching
+the index.  That makes the cache authoritative, which holds because (1) every change of a
+key's live record (PUT, DELETE, UNLINK, clear) drops the key's entry after the index batch has
+landed and before it is acknowledged, and (2) a read-through stores its value only if the
+index still holds the record it read, checked with no await in between (handlers.py), so a
+slow read-through cannot bring back a version a write has just replaced.
 """
 
 from collections import OrderedDict
 from dataclasses import dataclass
+
+from ..records import IndexRecord
 
 
 @dataclass
@@ -21,34 +25,43 @@ class CacheStats:
 
 
 class ValueCache:
-    """An LRU of ``key -> (version, value)`` holding at most ``max_bytes`` bytes of values."""
+    """An LRU of ``key -> (live record, value)`` holding at most ``max_bytes`` bytes of values."""
 
     def __init__(self, max_bytes: int, max_value: int) -> None:
         self.max_bytes = max_bytes
         self.max_value = min(max_value, max_bytes)
-        self._entries: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[IndexRecord, bytes]] = OrderedDict()
         self.stats = CacheStats()
 
     def holds(self, size: int) -> bool:
         """Return True if values of ``size`` bytes are cached (so reads go through the cache)."""
         return self.max_bytes > 0 and size <= self.max_value
 
-    def get(self, key: str, version: str) -> bytes | None:
-        """Return the cached value of ``key`` if it is of ``version``, else None."""
+    def get(self, key: str) -> tuple[IndexRecord, bytes] | None:
+        """Return ``key``'s live record and value if cached, else None.
+
+        Every read looks here first, whatever its size, so only a read that then fetches a
+        cacheable value from a replica counts as a miss (``missed``).
+        """
         entry = self._entries.get(key)
-        if entry is None or entry[0] != version:
-            self.stats.misses += 1
+        if entry is None:
             return None
         self._entries.move_to_end(key)
         self.stats.hits += 1
-        return entry[1]
+        return entry
 
-    def put(self, key: str, version: str, value: bytes) -> None:
-        """Keep ``value`` as ``key``'s ``version``, evicting the least recently used entries."""
+    def missed(self) -> None:
+        """Count a read of a cacheable value that had to go to a replica."""
+        self.stats.misses += 1
+
+    def put(self, record: IndexRecord, value: bytes) -> None:
+        """Keep ``value`` as the value of ``record`` (the key's live record), evicting the
+        least recently used entries."""
         if not self.holds(len(value)):
             return
+        key = record.key
         self.invalidate(key)
-        self._entries[key] = (version, value)
+        self._entries[key] = (record, value)
         self.stats.bytes += len(value)
         while self.stats.bytes > self.max_bytes:
             _, (_, evicted) = self._entries.popitem(last=False)

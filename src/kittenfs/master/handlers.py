@@ -105,7 +105,9 @@ async def put_value(request: web.Request, key: str) -> web.Response:
 async def get_value(request: web.Request, key: str, direct: bool = False) -> web.StreamResponse:
     """GET/HEAD /<key>: redirect to a live replica, or stream it with ``?direct``."""
     state = _state(request)
-    record = state.index.get(Space.LIVE, key)
+    cache = state.store.cache
+    hit = cache.get(key)
+    record, value = hit if hit is not None else (state.index.get(Space.LIVE, key), None)
     if record is None:
         return _not_found()
     headers = _value_headers(record)
@@ -113,12 +115,12 @@ async def get_value(request: web.Request, key: str, direct: bool = False) -> web
         return web.Response(status=304, headers=headers)
     if request.method == "HEAD":
         return head_response(200, headers, record.size)
-    cache = state.store.cache
     if cache.holds(record.size) and "Range" not in request.headers:
-        value = cache.get(key, record.version)
         if value is None:
+            cache.missed()
             value = await _read_small(state, record)
-            cache.put(key, record.version, value)
+            if state.index.get(Space.LIVE, key) == record:  # not replaced meanwhile
+                cache.put(record, value)
         return web.Response(body=value, headers={**headers,
                                                   "Content-Type": "application/octet-stream"})
     replicas = state.membership.live_replicas(record.replicas)

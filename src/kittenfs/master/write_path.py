@@ -115,7 +115,7 @@ class Store:
             finally:
                 self.cache.invalidate(key)
             if value is not None:  # written through: a value just written is likely read soon
-                self.cache.put(key, record.version, value)
+                self.cache.put(record, value)
         return PutResult(live is None, record)
 
     async def _replicate(self, pending: IndexRecord, body: AsyncIterator[bytes],

@@ -16,6 +16,7 @@ def _master(args: argparse.Namespace) -> int:
     run(MasterConfig(data=Path(args.data), port=args.port, host=args.host,
                      replicas=args.replicas, max_value_bytes=args.max_value_bytes,
                      down_after=args.down_after, replica_timeout=args.replica_timeout,
+                     replaced_grace=args.replaced_grace,
                      cache_bytes=args.cache_bytes, cache_value_max=args.cache_value_max,
                      verbose=args.verbose))
     return 0
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds without heartbeat before a worker is down")
     master.add_argument("--replica-timeout", type=float, default=30.0,
                         help="seconds a replica may stall before a write fails")
+    master.add_argument("--replaced-grace", type=float, default=MasterConfig.replaced_grace,
+                        help="seconds a replaced version or moved replica is kept (default 10)")
     master.add_argument("--cache-bytes", type=int, default=MasterConfig.cache_bytes,
                         help="bytes of hot small values the master serves itself "
                              "(default 64 MiB; 0: off)")
@@ -120,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls = client("ls", "list keys under PREFIX")
     ls.add_argument("prefix", nargs="?", default="/")
     client("status", "show the cluster's workers")
+    for name, what in (("rebalance", "move every key's replicas to its preferred workers"),
+                       ("repair", "read every copy; replace missing and corrupt ones")):
+        job = client(name, what)
+        job.add_argument("--dry-run", action="store_true", help="only report what it would do")
+        job.add_argument("--rate", type=float, default=0, help="keys per second (0: no limit)")
+        job.add_argument("--bandwidth", type=float, default=0,
+                         help="MB per second copied (0: no limit)")
+        job.add_argument("--concurrency", type=int, default=4, help="keys handled at once")
     return parser
 
 

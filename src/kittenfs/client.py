@@ -189,11 +189,27 @@ class Client:
 
     def cluster(self) -> dict[str, Any]:
         """Return the master's /_cluster description."""
+        return self._admin("GET", "/_cluster")
+
+    def start_job(self, kind: str, **options: Any) -> dict[str, Any]:
+        """Start a master job ("rebalance" or "repair"); return its description."""
+        return self._admin("POST", f"/_jobs/{kind}", json=options)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """Return a job's progress."""
+        return self._admin("GET", f"/_jobs/{job_id}")
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """Cancel a running job; return its description."""
+        return self._admin("DELETE", f"/_jobs/{job_id}")
+
+    def _admin(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Call one of the master's own routes and return its JSON answer."""
         try:
-            response = self.http.get("/_cluster")
+            response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ServerError(f"GET /_cluster: {type(exc).__name__}: {exc}") from exc
-        _raise_for(response, "/_cluster")
+            raise ServerError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        _raise_for(response, path)
         result: dict[str, Any] = response.json()
         return result
 

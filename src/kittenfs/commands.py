@@ -1,4 +1,4 @@
-"""Client subcommands of the CLI: put, get, rm, ls and status.
+"""Client subcommands of the CLI: put, get, rm, ls, status, and the jobs rebalance and repair.
 
 Errors print one line to stderr and exit 1 (2 for bad usage); large transfers show a
 progress bar when stderr is a terminal.
@@ -6,6 +6,7 @@ progress bar when stderr is a terminal.
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -15,7 +16,9 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -133,6 +136,63 @@ def status(args: argparse.Namespace) -> int:
                       _size(worker["bytes_used"]), _size(worker["free_bytes"]))
     Console().print(table)
     return 0
+
+
+@_guarded
+def rebalance(args: argparse.Namespace) -> int:
+    """kittenfs rebalance [--dry-run] [--rate N] [--bandwidth MB/s]"""
+    return _run_job(args, "rebalance")
+
+
+@_guarded
+def repair(args: argparse.Namespace) -> int:
+    """kittenfs repair [--dry-run] [--rate N] [--bandwidth MB/s]"""
+    return _run_job(args, "repair")
+
+
+def _run_job(args: argparse.Namespace, kind: str) -> int:
+    """Start a job on the master, show its progress until it ends, then what it found and did.
+
+    Ctrl-C cancels the job.  Exit 0 if it finished with no errors and no lost keys.
+    """
+    options = {"dry_run": args.dry_run, "rate": args.rate,
+               "bandwidth": args.bandwidth * 1e6, "concurrency": args.concurrency}
+    with Client(args.url) as client:
+        job = client.start_job(kind, **options)
+        try:
+            job = _follow(client, job)
+        except KeyboardInterrupt:
+            client.cancel_job(job["id"])
+            raise
+    table = Table(title=f"{kind} {job['id']}: {job['state']} in {job['elapsed_s']:.1f} s, "
+                        f"{job['items_done']}/{job['items_total']} keys, "
+                        f"{_size(job['bytes_done'])} copied" + (" (dry run)" if args.dry_run else ""))
+    table.add_column("found")
+    table.add_column("keys or copies", justify="right")
+    for name, count in sorted(job["found"].items()):
+        table.add_row(name, str(count))
+    for name, count in sorted(job["fixed"].items()):
+        table.add_row(f"fixed: {name}", str(count))
+    Console().print(table)
+    for error in job["errors"][:10]:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+    healthy = not job["errors"] and not job["found"].get("lost")
+    return 0 if job["state"] == "done" and healthy else 1
+
+
+def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
+    """Poll a job until it ends, with a progress bar (keys, bytes, ETA) on a terminal."""
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[copied]}"), TimeRemainingColumn())
+    bar = Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+    with bar:
+        task = bar.add_task(job["kind"], total=job["items_total"] or None, copied="")
+        while job["state"] == "running":
+            time.sleep(0.5)
+            job = client.job(job["id"])
+            bar.update(task, completed=job["items_done"], total=job["items_total"] or None,
+                       copied=f"{_size(job['bytes_done'])} copied")
+    return job
 
 
 def _size(value: int | None) -> str:

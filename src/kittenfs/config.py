@@ -41,6 +41,8 @@ class MasterConfig:
     down_after: float = 5.0
     #: Seconds a replica may take no data, or not answer, before the write fails (503).
     replica_timeout: float = 30.0
+    #: Seconds a replaced version or a moved-away replica is kept for reads already sent to it.
+    replaced_grace: float = 10.0
     #: Bytes of recently read or written small values the master keeps and serves itself
     #: (0 turns it off): a hit answers in one round trip instead of a redirect.
     cache_bytes: int = 64 * MiB
@@ -52,6 +54,7 @@ class MasterConfig:
     def __post_init__(self) -> None:
         _check_port(self.port)
         _require(self.replica_timeout > 0, "--replica-timeout: must be positive")
+        _require(self.replaced_grace >= 0, "--replaced-grace: must not be negative")
         _require(self.cache_bytes >= 0, "--cache-bytes: must not be negative (0 turns it off)")
         _require(self.cache_value_max >= 0, "--cache-value-max: must not be negative")
         _require(self.replicas >= 1, f"--replicas {self.replicas}: must be at least 1")

@@ -1,7 +1,9 @@
 """HTTP helpers shared by the master and the workers: JSON errors and byte ranges."""
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import aiohttp.http
@@ -107,3 +109,14 @@ def etag_matches(if_none_match: str | None, md5: str) -> bool:
         return False
     tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
     return "*" in tags or etag(md5) in tags
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """Return a request body that must be a JSON object; 400 bad_json otherwise."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise HTTPProblem(400, "bad_json", "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise HTTPProblem(400, "bad_json", "the body must be a JSON object")
+    return body

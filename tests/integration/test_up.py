@@ -50,6 +50,18 @@ def is_kittenfs(pid: int) -> bool:
         return False
 
 
+def role_of(pid: int) -> str | None:
+    """Return "master", "worker" or "up" for a kittenfs process, else None."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if b"kittenfs" not in args:
+        return None
+    position = args.index(b"kittenfs") + 1
+    return args[position].decode() if position < len(args) else None
+
+
 def kill_leftovers(pids: list[int]) -> None:
     """kill -9 each recorded kittenfs process still alive (checked by PID and command line)."""
     for pid in pids:
@@ -212,11 +224,12 @@ def test_sigterm_during_start_up_stops_the_children(tmp_path):
     with running_up(tmp_path, data, port, 1, "early") as up:
         # Hold the master in start-up: freeze it as soon as it exists, so `up` is still
         # waiting for it to answer /health when SIGTERM arrives.
+        # (Found by a flake: PIDs wrap, so the first child by PID is not always the master.)
         deadline = time.monotonic() + 10
-        while not up.note_children():
+        while not (masters := [pid for pid in up.note_children() if role_of(pid) == "master"]):
             assert time.monotonic() < deadline, up.logs()
             time.sleep(0.005)
-        master = up.children[0]
+        master = masters[0]
         os.kill(master, signal.SIGSTOP)
         try:
             time.sleep(0.5)

@@ -36,6 +36,7 @@ def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await state.jobs.close()  # before the session its job uses
         await session.close()
         await state.close()
     return context

@@ -14,11 +14,18 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from ..httputil import HTTPProblem, ResponseAborted, etag, etag_matches, head_response
+from ..httputil import (
+    HTTPProblem,
+    ResponseAborted,
+    etag,
+    etag_matches,
+    head_response,
+    json_object,
+)
 from ..keys import MAX_KEY_BYTES, InvalidKey, key_from_raw_path
 from ..placement import blob_id
 from ..records import IndexRecord
-from . import replica_io
+from . import admin, replica_io
 from .index import Space
 from .state import MasterState
 
@@ -72,6 +79,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
                                   f"{prefix}<key> accepts {', '.join(seed_methods)}",
                                   Allow=", ".join(seed_methods))
             return await seed_handler(request, _key(raw[len(prefix) - 1:]))
+    if raw == "/_jobs" or raw.startswith("/_jobs/"):
+        return await admin.dispatch_jobs(request, _state(request), raw[len("/_jobs"):])
     if raw.startswith("/_"):
         raise HTTPProblem(404, "no_such_route",
                           f"paths under /_ are reserved; store such keys via /put{raw}")
@@ -294,13 +303,8 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise HTTPProblem(400, "bad_json", "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise HTTPProblem(400, "bad_json", "the body must be a JSON object")
-    return body
+    return json_object(await request.read())
+
 
 
 async def clear(request: web.Request) -> web.Response:

@@ -6,14 +6,16 @@ Key spaces (docs/format.md), each ordered by the bytes after its prefix:
 - ``u:<key>``   unlinked value    -> IndexRecord (hidden from GET and listing, bytes kept)
 - ``p:<blob>``  write in progress -> IndexRecord (replicas may hold a partial or durable copy)
 - ``d:<blob>``  garbage           -> IndexRecord (replicas still to be told to delete it)
+- ``d:<blob>@<worker>``  garbage of one replica, left by a move (rebalance, repair)
 - ``w:<index>`` registered worker -> WorkerInfo
 - ``c:id``      this master's id
 
 A key's state is the space its record is in.  Every change is one synced batch, so a crash
 leaves each key either as it was or as it became, and a ``p:`` record found at start is a
-write that never committed: it becomes garbage.
+write (or a move's copies) that never committed: it becomes garbage.
 """
 
+import dataclasses
 from collections.abc import Iterator
 from enum import Enum
 
@@ -40,6 +42,10 @@ def _blob_key(space: Space, record: IndexRecord) -> bytes:
     return space.value + blob_id(record.key, record.version).encode("ascii")
 
 
+def _replica_garbage_key(record: IndexRecord, index: int) -> bytes:
+    return _blob_key(Space.GARBAGE, record) + b"@%d" % index
+
+
 class Index:
     """Durable state of the master: keys, writes in flight, garbage and workers."""
 
@@ -61,6 +67,25 @@ class Index:
         puts.update({_blob_key(Space.GARBAGE, old): encode(old) for old in replaced})
         deletes = [_blob_key(Space.PENDING, record), _key(Space.UNLINKED, record.key)]
         await self.db.write(puts, deletes)
+
+    async def commit_move(self, space: Space, record: IndexRecord, moved: IndexRecord,
+                          dropped: tuple[int, ...]) -> None:
+        """Switch a key's record (live or unlinked) to ``moved``, the same version on other
+        replicas: the move's pending record goes, and each dropped replica gets its own
+        garbage entry."""
+        puts = {_key(space, record.key): encode(moved)}
+        for index in dropped:
+            puts[_replica_garbage_key(record, index)] = encode(
+                dataclasses.replace(record, replicas=(index,)))
+        await self.db.write(puts, [_blob_key(Space.PENDING, record)])
+
+    def garbage(self) -> list[tuple[bytes, IndexRecord]]:
+        """Return every garbage entry as (its own key, its record)."""
+        return [(raw_key, decode(IndexRecord, raw)) for raw_key, raw in self.db.scan(b"d:")]
+
+    async def forget(self, raw_key: bytes) -> None:
+        """Drop one garbage entry, by its own key, once its replicas have been cleaned."""
+        await self.db.write(deletes=[raw_key])
 
     async def abandon_write(self, pending: IndexRecord) -> None:
         """Turn a failed write's pending record into garbage, for replicas not yet cleaned."""

@@ -19,6 +19,8 @@ import aiohttp
 
 from .. import batch
 
+#: Chunk size when a value is copied from one worker to another.
+COPY_CHUNK = 256 * 1024
 #: Seconds to wait for a worker to accept a connection.
 CONNECT_TIMEOUT = 5.0
 

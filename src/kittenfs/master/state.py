@@ -9,6 +9,7 @@ import aiohttp
 from ..config import MasterConfig
 from .cache import ValueCache
 from .index import Index
+from .jobs import Jobs
 from .membership import Membership
 from .write_path import Store
 
@@ -24,6 +25,7 @@ class MasterState:
     session: aiohttp.ClientSession
     master_id: str
     started: float
+    jobs: Jobs
     url: str = ""
 
     @classmethod
@@ -35,10 +37,11 @@ class MasterState:
         membership = Membership(index, config.replicas, config.down_after)
         cache = ValueCache(config.cache_bytes, config.cache_value_max)
         store = Store(index, membership, session, config.max_value_bytes, config.replica_timeout,
-                      cache)
+                      cache, config.replaced_grace)
         await store.recover()
-        return cls(config, index, membership, store, session, master_id, time.time())
+        return cls(config, index, membership, store, session, master_id, time.time(), Jobs())
 
     async def close(self) -> None:
-        """Close the index after queued writes."""
+        """Stop the running job, then close the index after queued writes."""
+        await self.jobs.close()
         await self.index.close()

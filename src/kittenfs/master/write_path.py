@@ -42,8 +42,8 @@ log = logging.getLogger("kittenfs.master")
 BATCHED_VALUE_MAX = 64 * 1024
 #: Seconds between background passes over the garbage records.
 REAP_INTERVAL = 2.0
-#: Seconds a version replaced by an overwrite stays on its replicas: reads that were
-#: redirected to it just before the overwrite can still fetch it.
+#: Seconds a version replaced by an overwrite (or a replica dropped by a move) stays on its
+#: workers: reads that were redirected to it just before the change can still fetch it.
 REPLACED_GRACE = 10.0
 
 
@@ -60,12 +60,14 @@ class Store:
 
     def __init__(self, index: Index, membership: Membership, session: aiohttp.ClientSession,
                  max_value_bytes: int, replica_timeout: float = 30.0,
-                 cache: ValueCache | None = None) -> None:
+                 cache: ValueCache | None = None,
+                 replaced_grace: float = REPLACED_GRACE) -> None:
         self.index = index
         self.membership = membership
         self.session = session
         self.max_value_bytes = max_value_bytes
         self.replica_timeout = replica_timeout
+        self.replaced_grace = replaced_grace
         self.cache = cache or ValueCache(0, 0)
         self.locks = KeyLocks()
         self.batcher = replica_io.Batcher(session)
@@ -95,7 +97,7 @@ class Store:
                 else:
                     written_size, md5 = await self._replicate(pending, body, size)
             except BaseException:
-                await asyncio.shield(self._abandon(pending))
+                await asyncio.shield(self.abandon(pending))
                 raise
             record = IndexRecord(key, pending.version, written_size, md5, pending.replicas,
                                  live.created_ms if live else now, now)
@@ -110,7 +112,7 @@ class Store:
                 await asyncio.wait([commit])  # keep the key locked until the commit has landed
                 raise
             except Exception:
-                await asyncio.shield(self._abandon(pending))  # the batch did not land
+                await asyncio.shield(self.abandon(pending))  # the batch did not land
                 raise
             finally:
                 self.cache.invalidate(key)
@@ -204,8 +206,9 @@ class Store:
                     and not cut):
                 self.membership.suspect(index, str(result))
 
-    async def _abandon(self, pending: IndexRecord) -> None:
-        """Clean up after a failed write: its copies go, and its pending record with them."""
+    async def abandon(self, pending: IndexRecord) -> None:
+        """Clean up after a failed write or move: its copies go, and its pending record with
+        them.  The caller holds the key's lock."""
         await self.index.abandon_write(pending)
         await self._delete_garbage(pending)
 
@@ -221,7 +224,7 @@ class Store:
                 raise HTTPProblem(404, "not_found", f"no key {key!r}")
             await self.index.remove(record)
             self.cache.invalidate(key)
-        await self._delete_garbage(record)
+            await self._delete_garbage(record)
 
     async def unlink(self, key: str) -> None:
         """Hide ``key`` from reads and listing, keeping its bytes; 404 if it is not live."""
@@ -249,18 +252,32 @@ class Store:
                     break
         return deleted
 
-    async def _delete_garbage(self, record: IndexRecord) -> bool:
-        """Delete a garbage version's blob on each replica; forget it once all are gone."""
+    async def _delete_garbage(self, record: IndexRecord, entry: bytes | None = None) -> bool:
+        """Delete a garbage version's blob on each replica; forget it once all are gone.
+
+        ``entry`` is the garbage entry's own key (by default the version's ``d:<blob>``).
+        A replica that the key's live or unlinked record still names for this very version
+        (a move put it back there) is never deleted: the bytes are referenced again.  The
+        caller holds the key's lock, so no move can commit between that check and the delete.
+        """
         blob = blob_id(record.key, record.version)
-        reachable = [index for index in record.replicas if self.membership.is_up(index)]
-        if len(reachable) < len(record.replicas):
+        keep: set[int] = set()
+        for space in (Space.LIVE, Space.UNLINKED):
+            current = self.index.get(space, record.key)
+            if current is not None and current.version == record.version:
+                keep.update(current.replicas)
+        targets = [index for index in record.replicas if index not in keep]
+        if not all(self.membership.is_up(index) for index in targets):
             return False
         results = await asyncio.gather(*(
             self.batcher.delete(self.membership.url(index), blob)
-            for index in reachable), return_exceptions=True)
+            for index in targets), return_exceptions=True)
         if any(isinstance(result, BaseException) for result in results):
             return False
-        await self.index.forget_garbage(record)
+        if entry is None:
+            await self.index.forget_garbage(record)
+        else:
+            await self.index.forget(entry)
         return True
 
     async def recover(self) -> None:
@@ -281,14 +298,16 @@ class Store:
     async def reap_once(self) -> int:
         """Run one pass over the garbage records; return how many were cleaned.
 
-        Versions replaced less than REPLACED_GRACE seconds ago are left for a later pass;
+        Versions replaced less than ``replaced_grace`` seconds ago (REPLACED_GRACE unless
+        configured) are left for a later pass;
         the copies of failed writes (size -1: never visible, so never read) need no grace.
         """
         cleaned = 0
-        settled = time.time() * 1000 - REPLACED_GRACE * 1000
-        for record in list(self.index.records(Space.GARBAGE)):
+        settled = time.time() * 1000 - self.replaced_grace * 1000
+        for entry, record in self.index.garbage():
             if record.size < 0 or record.modified_ms <= settled:
-                cleaned += await self._delete_garbage(record)
+                async with self.locks.hold(record.key):
+                    cleaned += await self._delete_garbage(record, entry)
         return cleaned
 
 

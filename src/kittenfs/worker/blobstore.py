@@ -172,11 +172,25 @@ class BlobStore:
             raise CorruptBlob(f"inline blob {blob} fails its MD5 check")
         return value
 
-    def locate_file(self, blob: str, meta: BlobMeta, verify: bool) -> BlobFile:
+    def check(self, blob: str) -> BlobMeta | None:
+        """Return a blob's metadata once every byte has been checked against it; None if the
+        blob is not held.  Raise CorruptBlob if anything does not match.  (Blocking: it reads
+        the whole value; run it in a thread.)"""
+        meta = self.meta(blob)
+        if meta is None:
+            return None
+        if meta.inline:
+            self.read_inline(blob, meta)
+        else:
+            self.locate_file(blob, meta, verify=True, verify_max=meta.size)
+        return meta
+
+    def locate_file(self, blob: str, meta: BlobMeta, verify: bool,
+                    verify_max: int | None = None) -> BlobFile:
         """Return where a file-backed blob's value lies, after checking its header and size.
 
-        With ``verify`` (and a value up to ``verify_max`` bytes) its MD5 is checked too.
-        Raise CorruptBlob if anything does not match the metadata.
+        With ``verify`` (and a value up to ``verify_max`` bytes, by default the store's) its
+        MD5 is checked too.  Raise CorruptBlob if anything does not match the metadata.
         """
         path = self.path(blob)
         try:
@@ -189,7 +203,8 @@ class BlobStore:
                     raise CorruptBlob(f"blob {blob}: header does not match its metadata")
                 if actual != meta.size:
                     raise CorruptBlob(f"blob {blob}: {actual} bytes on disk, {meta.size} expected")
-                if verify and meta.size <= self.verify_max:
+                limit = self.verify_max if verify_max is None else verify_max
+                if verify and meta.size <= limit:
                     handle.seek(offset)
                     if hashlib.file_digest(handle, "md5").hexdigest() != meta.md5:
                         raise CorruptBlob(f"blob {blob} fails its MD5 check")

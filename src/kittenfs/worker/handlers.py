@@ -38,6 +38,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok", "role": "worker", **request.app["describe"]()})
     if path == "/blobs" and request.method == "GET":
         return list_blobs(request)
+    if path.startswith("/check/") and request.method == "GET":
+        return await check_blob(request, path[len("/check/"):])
     if path == "/batch":
         if request.method != "POST":
             raise HTTPProblem(405, "method_not_allowed", "/batch accepts POST", Allow="POST")
@@ -125,6 +127,25 @@ async def _apply(store: BlobStore, op: batch.Op) -> dict[str, object]:
 
 async def _once(value: bytes) -> AsyncIterator[bytes]:
     yield value
+
+
+async def check_blob(request: web.Request, blob: str) -> web.Response:
+    """GET /check/<id>: read every byte of a blob and say whether it matches its metadata.
+
+    Used by repair: 200 {"ok": true, size, md5}, 200 {"ok": false, "problem": ...} for a
+    corrupt blob (the worker holds it, but it must not be served), 404 if it is not held.
+    """
+    if not is_blob_id(blob):
+        raise HTTPProblem(400, "bad_blob_id", f"{blob!r} is not a blob id")
+    store = _store(request)
+    try:
+        meta = await asyncio.to_thread(store.check, blob)
+    except CorruptBlob as exc:
+        log.error("check of blob %s found it corrupt: %s", blob, exc)
+        return web.json_response({"blob": blob, "ok": False, "problem": str(exc)})
+    if meta is None:
+        raise HTTPProblem(404, "not_found", f"no blob {blob}")
+    return web.json_response({"blob": blob, "ok": True, "size": meta.size, "md5": meta.md5})
 
 
 async def get_blob(request: web.Request, blob: str) -> web.StreamResponse:

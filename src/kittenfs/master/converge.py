@@ -1,0 +1,237 @@
+"""Converge: bring a key's replicas to where they belong.  Rebalance and repair are this step
+run over every key; they differ only in how hard they look at the copies.
+
+For a key whose record names version v on replicas S:
+
+1. the target T is the first R workers of the key's rendezvous order that are up;
+2. the good copies G are the replicas in S that are up and hold v intact.  Rebalance asks each
+   worker for the blob's metadata (``HEAD /blob/<id>``: header, size and, for inline values,
+   MD5); repair has each worker read every byte (``GET /check/<id>``);
+3. if S is T and every copy is good, there is nothing to do.  If no copy is good, the key is
+   reported lost (or unavailable while a replica is down) and left alone;
+4. a pending record ``p:<blob>`` names the workers in T that lack a good copy, so a crash from
+   here on leaves their copies as garbage, never as unreferenced bytes;
+5. each of them gets a copy streamed from a good one; its size and MD5 must be the record's;
+6. under the key's lock, and only if the key still has the same record, the copies are
+   checked again and one synced batch switches the record to T, drops the pending record and
+   leaves a garbage entry for each replica in S outside T.  If the key was written or deleted
+   meanwhile, the copies become garbage instead: a PUT or DELETE always wins over a move;
+7. the reaper deletes the dropped replicas after REPLACED_GRACE, so reads redirected to them
+   just before the switch still finish; it never deletes a copy the live record names.
+
+Every step can be cut off and run again: the result converges.
+"""
+
+import asyncio
+import dataclasses
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ..placement import blob_id
+from ..records import IndexRecord
+from . import replica_io
+from .index import Space
+from .jobs import Job, Throttle
+from .membership import NotEnoughWorkers
+from .write_path import Store
+
+log = logging.getLogger("kittenfs.master")
+
+#: Keys looked at, at once, by one job.
+DEFAULT_CONCURRENCY = 4
+#: Keys read from the index per page while walking it.
+PAGE = 500
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What converging one key would do."""
+
+    target: tuple[int, ...]
+    good: tuple[int, ...]
+    missing: tuple[int, ...]  # up, but without the blob
+    corrupt: tuple[int, ...]  # up, holding bytes that do not match
+    down: tuple[int, ...]
+
+    @property
+    def needs(self) -> tuple[int, ...]:
+        """The target workers that must receive a copy."""
+        return tuple(index for index in self.target if index not in self.good)
+
+
+class Converger:
+    """Moves and repairs replicas, one key at a time, for rebalance and repair jobs."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.index = store.index
+        self.membership = store.membership
+        self.session = store.session
+
+    async def run(self, job: Job, deep: bool, dry_run: bool, concurrency: int,
+                  throttle: Throttle) -> None:
+        """Converge every live and unlinked key, counting what was found and fixed in ``job``."""
+        spaces = (Space.LIVE, Space.UNLINKED)
+        job.items_total = sum(1 for space in spaces for _ in self.index.records(space))
+        slots = asyncio.Semaphore(max(1, concurrency))
+        running: set[asyncio.Task[None]] = set()
+        try:
+            for space in spaces:
+                start = ""
+                while True:
+                    keys, start = self.index.keys(space, "", start, PAGE)
+                    for key in keys:
+                        await slots.acquire()
+                        task = asyncio.create_task(self._one(job, space, key, deep, dry_run,
+                                                             throttle))
+                        running.add(task)
+
+                        def finished(done: asyncio.Task[None]) -> None:
+                            running.discard(done)
+                            slots.release()
+
+                        task.add_done_callback(finished)
+                    if not start:
+                        break
+            await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _one(self, job: Job, space: Space, key: str, deep: bool, dry_run: bool,
+                   throttle: Throttle) -> None:
+        try:
+            record = self.index.get(space, key)
+            if record is not None:
+                copied = await self.converge(job, space, record, deep, dry_run)
+                job.bytes_done += copied
+                await throttle.take(1, copied)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one key's failure is reported; the job goes on
+            job.error(f"{key}: {type(exc).__name__}: {exc}")
+        finally:
+            job.items_done += 1
+
+    async def plan(self, record: IndexRecord, deep: bool) -> Plan:
+        """Look at a key's copies and work out where they should be."""
+        target = tuple(self.membership.choose_replicas(record.key))
+        up = [index for index in record.replicas if self.membership.is_up(index)]
+        states = await asyncio.gather(*(self._state(index, record, deep) for index in up))
+        by_state: dict[str, list[int]] = {"good": [], "missing": [], "corrupt": []}
+        for index, state in zip(up, states):
+            by_state[state].append(index)
+        down = tuple(index for index in record.replicas if index not in up)
+        return Plan(target, tuple(by_state["good"]), tuple(by_state["missing"]),
+                    tuple(by_state["corrupt"]), down)
+
+    async def converge(self, job: Job, space: Space, record: IndexRecord, deep: bool,
+                       dry_run: bool) -> int:
+        """Bring one key to its target replicas; return the bytes copied."""
+        try:
+            plan = await self.plan(record, deep)
+        except NotEnoughWorkers as exc:
+            job.error(f"{record.key}: {exc.detail}")
+            return 0
+        _count_found(job, record, plan)
+        if not plan.needs and set(record.replicas) == set(plan.target):
+            return 0
+        if not plan.good:
+            job.found["lost" if not plan.down else "unavailable"] += 1
+            return 0
+        if dry_run:
+            return 0
+        blob_record = dataclasses.replace(record, replicas=plan.needs, size=-1)
+        if plan.needs:
+            await self.index.begin_write(blob_record)
+        try:
+            for dest in plan.needs:
+                await self._copy(record, plan.good, dest)
+        except BaseException:
+            await asyncio.shield(self._abandon(record, blob_record))
+            raise
+        async with self.store.locks.hold(record.key):
+            if self.index.get(space, record.key) != record or not await self._all_there(
+                    record, plan.needs):
+                job.found["changed_meanwhile"] += 1
+                await self.store.abandon(blob_record)
+                return 0
+            moved = dataclasses.replace(record, replicas=plan.target)
+            dropped = tuple(i for i in record.replicas if i not in plan.target)
+            await self.index.commit_move(space, record, moved, dropped)
+            self.store.cache.invalidate(record.key)
+        job.fixed["keys"] += 1
+        job.fixed["copies"] += len(plan.needs)
+        job.fixed["dropped"] += len(dropped)
+        return record.size * len(plan.needs)
+
+    async def _abandon(self, record: IndexRecord, blob_record: IndexRecord) -> None:
+        async with self.store.locks.hold(record.key):
+            await self.store.abandon(blob_record)
+
+    async def _state(self, index: int, record: IndexRecord, deep: bool) -> str:
+        """Return "good", "missing" or "corrupt" for the copy of ``record`` on a worker."""
+        base = self.membership.url(index)
+        blob = blob_id(record.key, record.version)
+        url = f"{base}/check/{blob}" if deep else replica_io.blob_url(base, blob)
+        try:
+            async with self.session.request("GET" if deep else "HEAD", url) as resp:
+                if resp.status == 404:
+                    return "missing"
+                if resp.status == 500:
+                    return "corrupt"
+                resp.raise_for_status()
+                if deep:
+                    answer: dict[str, Any] = await resp.json()
+                    intact = answer.get("ok") and answer.get("md5") == record.md5
+                else:
+                    intact = resp.headers.get("Content-Md5") == record.md5
+                return "good" if intact else "corrupt"
+        except (aiohttp.ClientError, OSError) as exc:
+            raise replica_io.ReplicaError(f"worker {index}: {exc}") from None
+
+    async def _copy(self, record: IndexRecord, sources: tuple[int, ...], dest: int) -> None:
+        """Stream the value to ``dest`` from the first good source that serves it whole."""
+        blob = blob_id(record.key, record.version)
+        failures = []
+        for source in random.sample(sources, len(sources)):
+            url = replica_io.blob_url(self.membership.url(source), blob)
+            try:
+                async with self.session.get(url) as resp:
+                    if resp.status != 200:
+                        failures.append(f"worker {source} answered {resp.status}")
+                        continue
+                    stored = await replica_io.upload(
+                        self.session, self.membership.url(dest), blob, record.key,
+                        record.version, resp.content.iter_chunked(replica_io.COPY_CHUNK),
+                        record.size)
+            except (aiohttp.ClientError, OSError, replica_io.ReplicaError) as exc:
+                failures.append(f"worker {source} -> {dest}: {exc}")
+                continue
+            if stored == (record.size, record.md5):
+                return
+            failures.append(f"worker {dest} stored {stored} from worker {source}")
+        raise replica_io.ReplicaError(f"no copy of {record.key!r} reached worker {dest}: "
+                                      + "; ".join(failures))
+
+    async def _all_there(self, record: IndexRecord, workers: tuple[int, ...]) -> bool:
+        """Check, just before the switch, that each new copy is still in place."""
+        states = await asyncio.gather(*(self._state(index, record, False) for index in workers),
+                                      return_exceptions=True)
+        return all(state == "good" for state in states)
+
+
+def _count_found(job: Job, record: IndexRecord, plan: Plan) -> None:
+    job.found.update({name: len(found) for name, found in (
+        ("missing", plan.missing), ("corrupt", plan.corrupt), ("down", plan.down)) if found})
+    if len(plan.good) < len(plan.target):
+        job.found["under_replicated"] += 1
+    if set(record.replicas) != set(plan.target):
+        job.found["misplaced"] += 1
+    if not plan.needs and set(record.replicas) == set(plan.target):
+        job.found["ok"] += 1

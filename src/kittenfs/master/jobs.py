@@ -1,0 +1,143 @@
+"""Background jobs of the master (rebalance, repair, ...): one at a time, throttled, observable.
+
+A job walks the index key by key while clients keep reading and writing.  Each step is
+idempotent and crash-safe on its own (see converge.py), so a job that is cut off (kill -9,
+restart, cancel) is simply run again and converges.  Its progress is kept in memory and served
+as JSON at ``GET /_jobs``; the CLI polls it to draw a progress bar.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..httputil import HTTPProblem
+
+log = logging.getLogger("kittenfs.master")
+
+#: Finished jobs kept for ``GET /_jobs``.
+KEEP_FINISHED = 20
+
+
+class Throttle:
+    """Limits a job to ``items_per_s`` items and ``bytes_per_s`` bytes a second (0: no limit).
+
+    ``take`` sleeps just long enough that the totals so far never run ahead of the rates.
+    """
+
+    def __init__(self, items_per_s: float = 0.0, bytes_per_s: float = 0.0) -> None:
+        self.items_per_s, self.bytes_per_s = items_per_s, bytes_per_s
+        self.started = time.monotonic()
+        self.items = 0
+        self.bytes = 0
+
+    async def take(self, items: int = 0, nbytes: int = 0) -> None:
+        """Account for ``items`` and ``nbytes`` of work, waiting first if it is too soon."""
+        self.items += items
+        self.bytes += nbytes
+        due = max(self.items / self.items_per_s if self.items_per_s else 0.0,
+                  self.bytes / self.bytes_per_s if self.bytes_per_s else 0.0)
+        wait = self.started + due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+@dataclass
+class Job:
+    """One run of a job and its progress; ``found`` and ``fixed`` count outcomes by name."""
+
+    kind: str
+    options: dict[str, Any]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    state: str = "running"  # running, done, failed, cancelled
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    items_total: int = 0
+    items_done: int = 0
+    bytes_done: int = 0
+    found: Counter[str] = field(default_factory=Counter)
+    fixed: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def error(self, message: str) -> None:
+        """Record a problem with one item; the job goes on (the first 100 are kept)."""
+        self.found["errors"] += 1
+        if len(self.errors) < 100:
+            self.errors.append(message)
+
+    def describe(self) -> dict[str, Any]:
+        """Return the job as JSON for ``GET /_jobs``."""
+        elapsed = (self.finished or time.time()) - self.started
+        return {
+            "id": self.id, "kind": self.kind, "options": self.options, "state": self.state,
+            "started": self.started, "finished": self.finished, "elapsed_s": elapsed,
+            "items_total": self.items_total, "items_done": self.items_done,
+            "bytes_done": self.bytes_done, "found": dict(self.found), "fixed": dict(self.fixed),
+            "errors": self.errors,
+        }
+
+
+class Jobs:
+    """The master's jobs: at most one runs; the last few finished ones are remembered."""
+
+    def __init__(self) -> None:
+        self.history: list[Job] = []
+
+    def running(self) -> Job | None:
+        """Return the job that is running, if any."""
+        return next((job for job in self.history if job.state == "running"), None)
+
+    def start(self, kind: str, options: dict[str, Any],
+              body: Callable[[Job], Awaitable[None]]) -> Job:
+        """Start ``body`` as a job; raise 409 if another job is running."""
+        current = self.running()
+        if current is not None:
+            raise HTTPProblem(409, "job_running",
+                              f"{current.kind} job {current.id} is running; wait or cancel it")
+        job = Job(kind, options)
+        self.history = [*self.history[-(KEEP_FINISHED - 1):], job]
+        job.task = asyncio.create_task(self._run(job, body))
+        log.info("%s job %s started %s", kind, job.id, options)
+        return job
+
+    async def _run(self, job: Job, body: Callable[[Job], Awaitable[None]]) -> None:
+        try:
+            await body(job)
+            job.state = "done"
+        except asyncio.CancelledError:
+            job.state = "cancelled"
+        except Exception as exc:  # the job fails; the master goes on
+            log.exception("%s job %s failed", job.kind, job.id)
+            job.state = "failed"
+            job.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            job.finished = time.time()
+            log.info("%s job %s %s: %d/%d items, found %s, fixed %s", job.kind, job.id,
+                     job.state, job.items_done, job.items_total, dict(job.found),
+                     dict(job.fixed))
+
+    def get(self, job_id: str) -> Job:
+        """Return a job by id; raise 404 if it is not known."""
+        for job in self.history:
+            if job.id == job_id:
+                return job
+        raise HTTPProblem(404, "no_such_job", f"no job {job_id!r}")
+
+    async def cancel(self, job_id: str) -> Job:
+        """Stop a running job between two items; its finished items stay done."""
+        job = self.get(job_id)
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
+            await asyncio.gather(job.task, return_exceptions=True)
+        return job
+
+    async def close(self) -> None:
+        """Cancel the running job, at shutdown."""
+        current = self.running()
+        if current is not None:
+            await self.cancel(current.id)

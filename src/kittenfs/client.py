@@ -187,13 +187,22 @@ class Client:
                 return
             params["start"] = page["next"]
 
-    def cluster(self) -> dict[str, Any]:
-        """Return the master's /_cluster description."""
-        return self._admin("GET", "/_cluster")
+    def cluster(self, keys: bool = False) -> dict[str, Any]:
+        """Return the master's /_cluster description (with ``keys``, also the counts of
+        under-replicated and misplaced keys, which reads the whole index)."""
+        return self._admin("GET", "/_cluster", params={"keys": "1"} if keys else {})
 
     def start_job(self, kind: str, **options: Any) -> dict[str, Any]:
         """Start a master job ("rebalance" or "repair"); return its description."""
         return self._admin("POST", f"/_jobs/{kind}", json=options)
+
+    def drain(self, worker: int, **options: Any) -> dict[str, Any]:
+        """Start draining a worker (a "drain" job); return the job's description."""
+        return self._admin("POST", f"/_workers/{worker}/drain", json=options)
+
+    def remove_worker(self, worker: int, force: bool = False) -> None:
+        """Forget a stopped, drained worker; raise Conflict while a key still needs it."""
+        self._admin("DELETE", f"/_workers/{worker}", params={"force": "1"} if force else {})
 
     def job(self, job_id: str) -> dict[str, Any]:
         """Return a job's progress."""
@@ -210,7 +219,7 @@ class Client:
         except httpx.HTTPError as exc:
             raise ServerError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         _raise_for(response, path)
-        result: dict[str, Any] = response.json()
+        result: dict[str, Any] = response.json() if response.content else {}
         return result
 
     def mapping(self, prefix: str = "/") -> "KeyValueMapping":

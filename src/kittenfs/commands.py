@@ -125,32 +125,58 @@ def ls(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     """kittenfs status"""
     with Client(args.url) as client:
-        cluster = client.cluster()
+        cluster = client.cluster(keys=True)
+    keys = cluster["keys"]
     table = Table(title=f"kittenFS {args.url}: master {cluster['master']['id']}, "
-                        f"{cluster['replicas']} replicas")
+                        f"{cluster['replicas']} replicas",
+                  caption=f"{keys['live']} keys ({keys['unlinked']} unlinked): "
+                          f"{keys['under_replicated']} under-replicated, "
+                          f"{keys['misplaced']} misplaced")
     for column in ("index", "url", "state", "keys", "used", "free"):
         table.add_column(column, justify="right" if column in ("keys", "used", "free") else "left")
     for worker in cluster["workers"]:
         state = "[green]up[/green]" if worker["state"] == "up" else "[red]down[/red]"
+        if worker["draining"]:
+            state += " [yellow]draining[/yellow]"
         table.add_row(str(worker["index"]), worker["url"], state, str(worker["key_count"]),
                       _size(worker["bytes_used"]), _size(worker["free_bytes"]))
     Console().print(table)
+    running = cluster["jobs"]["running"]
+    if running:
+        print(f"running: {running['kind']} {running['id']}, "
+              f"{running['items_done']}/{running['items_total']} keys")
     return 0
 
 
 @_guarded
 def rebalance(args: argparse.Namespace) -> int:
     """kittenfs rebalance [--dry-run] [--rate N] [--bandwidth MB/s]"""
-    return _run_job(args, "rebalance")
+    return _run_job(args, lambda client, options: client.start_job("rebalance", **options))
 
 
 @_guarded
 def repair(args: argparse.Namespace) -> int:
     """kittenfs repair [--dry-run] [--rate N] [--bandwidth MB/s]"""
-    return _run_job(args, "repair")
+    return _run_job(args, lambda client, options: client.start_job("repair", **options))
 
 
-def _run_job(args: argparse.Namespace, kind: str) -> int:
+@_guarded
+def drain(args: argparse.Namespace) -> int:
+    """kittenfs drain WORKER"""
+    return _run_job(args, lambda client, options: client.drain(args.worker, **options))
+
+
+@_guarded
+def remove(args: argparse.Namespace) -> int:
+    """kittenfs remove WORKER [--force]"""
+    with Client(args.url) as client:
+        client.remove_worker(args.worker, args.force)
+    print(f"worker {args.worker} removed")
+    return 0
+
+
+def _run_job(args: argparse.Namespace,
+             begin: Callable[[Client, dict[str, Any]], dict[str, Any]]) -> int:
     """Start a job on the master, show its progress until it ends, then what it found and did.
 
     Ctrl-C cancels the job.  Exit 0 if it finished with no errors and no lost keys.
@@ -158,13 +184,13 @@ def _run_job(args: argparse.Namespace, kind: str) -> int:
     options = {"dry_run": args.dry_run, "rate": args.rate,
                "bandwidth": args.bandwidth * 1e6, "concurrency": args.concurrency}
     with Client(args.url) as client:
-        job = client.start_job(kind, **options)
+        job = begin(client, options)
         try:
             job = _follow(client, job)
         except KeyboardInterrupt:
             client.cancel_job(job["id"])
             raise
-    table = Table(title=f"{kind} {job['id']}: {job['state']} in {job['elapsed_s']:.1f} s, "
+    table = Table(title=f"{job['kind']} {job['id']}: {job['state']} in {job['elapsed_s']:.1f} s, "
                         f"{job['items_done']}/{job['items_total']} keys, "
                         f"{_size(job['bytes_done'])} copied" + (" (dry run)" if args.dry_run else ""))
     table.add_column("found")

@@ -40,5 +40,5 @@ def holders(cluster, values: dict[str, bytes]) -> dict[str, set[int]]:
 def preferred(cluster, key: str, replicas: int = 3) -> set[int]:
     """Return the indices of the workers rendezvous hashing prefers for ``key``."""
     workers = cluster.cluster_info()["workers"]
-    by_id = {w["id"]: w["index"] for w in workers if w["state"] == "up"}
+    by_id = {w["id"]: w["index"] for w in workers if w["state"] == "up" and not w["draining"]}
     return {by_id[worker_id] for worker_id in rank(key, by_id)[:replicas]}

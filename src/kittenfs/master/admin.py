@@ -1,10 +1,14 @@
-"""Admin routes of the master: start, watch and cancel jobs (docs/operations.md).
+"""Admin routes of the master: jobs, and draining and removing workers (docs/operations.md).
 
     POST   /_jobs/rebalance   {"dry_run": false, "rate": 0, "bandwidth": 0, "concurrency": 4}
     POST   /_jobs/repair      (the same options)
     GET    /_jobs             every job this master remembers, newest last
     GET    /_jobs/<id>        one job's progress
     DELETE /_jobs/<id>        cancel it
+    POST   /_workers/<i>/drain    stop placing replicas on worker i and move its replicas off
+                                  (a "drain" job; the same options)
+    DELETE /_workers/<i>/drain    place replicas on it again
+    DELETE /_workers/<i>?force=1  forget a stopped worker; refused while any key needs it
 """
 
 from typing import Any
@@ -13,6 +17,7 @@ from aiohttp import web
 
 from ..httputil import HTTPProblem, json_object
 from .converge import DEFAULT_CONCURRENCY, Converger
+from .index import Space
 from .jobs import Job, Throttle
 from .state import MasterState
 
@@ -43,15 +48,61 @@ async def dispatch_jobs(request: web.Request, state: MasterState, rest: str) -> 
                       Allow="GET, DELETE")
 
 
-def start(state: MasterState, kind: str, options: dict[str, Any]) -> Job:
-    """Start a rebalance or repair job with validated ``options``."""
+def start(state: MasterState, kind: str, options: dict[str, Any],
+          only_worker: int | None = None) -> Job:
+    """Start a rebalance, repair or drain job with validated ``options``."""
     converger = Converger(state.store)
 
     async def body(job: Job) -> None:
-        await converger.run(job, KINDS[kind], options["dry_run"], options["concurrency"],
-                            Throttle(options["rate"], options["bandwidth"]))
+        await converger.run(job, KINDS.get(kind, False), options["dry_run"],
+                            options["concurrency"],
+                            Throttle(options["rate"], options["bandwidth"]), only_worker)
 
     return state.jobs.start(kind, options, body)
+
+
+async def dispatch_workers(request: web.Request, state: MasterState, rest: str) -> web.Response:
+    """Route ``/_workers/<i>/drain`` and ``/_workers/<i>``; ``rest`` is the part after
+    ``/_workers/``."""
+    text, _, action = rest.partition("/")
+    if not (text.isascii() and text.isdigit()) or action not in ("", "drain"):
+        raise HTTPProblem(404, "no_such_route", f"/_workers/{rest} is not a route")
+    index = int(text)
+    if action == "drain" and request.method == "POST":
+        options = await _options(request)
+        await state.membership.set_draining(index, True)
+        job = start(state, "drain", {**options, "worker": index}, only_worker=index)
+        return web.json_response(job.describe(), status=202)
+    if action == "drain" and request.method == "DELETE":
+        await state.membership.set_draining(index, False)
+        return web.Response(status=204)
+    if not action and request.method == "DELETE":
+        await remove_worker(state, index, request.query.get("force") in ("1", "true", "yes"))
+        return web.Response(status=204)
+    allowed = "POST, DELETE" if action else "DELETE"
+    raise HTTPProblem(405, "method_not_allowed", f"/_workers/{rest} accepts {allowed}",
+                      Allow=allowed)
+
+
+async def remove_worker(state: MasterState, index: int, force: bool) -> None:
+    """Forget a stopped worker.  Refused (409) while it holds the only copy of any key, and,
+    unless ``force``, while any key still names it (drain it first)."""
+    state.membership.require_stopped(index)
+    named, only = 0, []
+    for space in (Space.LIVE, Space.UNLINKED):
+        for record in state.index.records(space):
+            if index in record.replicas:
+                named += 1
+                others = [i for i in record.replicas if i != index and i in state.membership.workers]
+                if not others:
+                    only.append(record.key)
+    if only:
+        raise HTTPProblem(409, "only_copy", f"worker {index} holds the only copy of {len(only)} "
+                          f"keys (for example {only[0]!r}); bring it back up and drain it first")
+    if named and not force:
+        raise HTTPProblem(409, "worker_in_use", f"{named} keys still have a replica on worker "
+                          f"{index}; drain it first, or remove it with force and run repair")
+    await state.membership.remove(index)
 
 
 async def _options(request: web.Request) -> dict[str, Any]:

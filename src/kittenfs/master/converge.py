@@ -73,8 +73,9 @@ class Converger:
         self.session = store.session
 
     async def run(self, job: Job, deep: bool, dry_run: bool, concurrency: int,
-                  throttle: Throttle) -> None:
-        """Converge every live and unlinked key, counting what was found and fixed in ``job``."""
+                  throttle: Throttle, only_worker: int | None = None) -> None:
+        """Converge every live and unlinked key (with ``only_worker``, only the keys with a
+        replica there), counting what was found and fixed in ``job``."""
         spaces = (Space.LIVE, Space.UNLINKED)
         job.items_total = sum(1 for space in spaces for _ in self.index.records(space))
         slots = asyncio.Semaphore(max(1, concurrency))
@@ -87,7 +88,7 @@ class Converger:
                     for key in keys:
                         await slots.acquire()
                         task = asyncio.create_task(self._one(job, space, key, deep, dry_run,
-                                                             throttle))
+                                                             throttle, only_worker))
                         running.add(task)
 
                         def finished(done: asyncio.Task[None]) -> None:
@@ -104,10 +105,10 @@ class Converger:
             await asyncio.gather(*running, return_exceptions=True)
 
     async def _one(self, job: Job, space: Space, key: str, deep: bool, dry_run: bool,
-                   throttle: Throttle) -> None:
+                   throttle: Throttle, only_worker: int | None) -> None:
         try:
             record = self.index.get(space, key)
-            if record is not None:
+            if record is not None and only_worker in (None, *record.replicas):
                 copied = await self.converge(job, space, record, deep, dry_run)
                 job.bytes_done += copied
                 await throttle.take(1, copied)

@@ -81,6 +81,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             return await seed_handler(request, _key(raw[len(prefix) - 1:]))
     if raw == "/_jobs" or raw.startswith("/_jobs/"):
         return await admin.dispatch_jobs(request, _state(request), raw[len("/_jobs"):])
+    if raw.startswith("/_workers/"):
+        return await admin.dispatch_workers(request, _state(request), raw[len("/_workers/"):])
     if raw.startswith("/_"):
         raise HTTPProblem(404, "no_such_route",
                           f"paths under /_ are reserved; store such keys via /put{raw}")
@@ -261,8 +263,27 @@ async def cluster(request: web.Request) -> web.Response:
         "replicas": state.config.replicas,
         "workers": state.membership.describe(),
         "cache": {"max_bytes": state.store.cache.max_bytes, **vars(state.store.cache.stats)},
+        "jobs": {"running": (running := state.jobs.running()) and running.describe()},
     }
+    if _truthy(request.query.get("keys")):
+        body["keys"] = key_health(state)
     return web.json_response(body)
+
+
+def key_health(state: MasterState) -> dict[str, int]:
+    """Count the keys, and those under-replicated (fewer than R replicas on up workers) or
+    misplaced (not on the workers placement prefers, e.g. written while one was down).
+    Reads the whole index: this is for ``kittenfs status``, not for every request."""
+    counts = {"live": 0, "unlinked": 0, "under_replicated": 0, "misplaced": 0}
+    wanted = state.membership.replica_count()
+    for space, name in ((Space.LIVE, "live"), (Space.UNLINKED, "unlinked")):
+        for record in state.index.records(space):
+            counts[name] += 1
+            if sum(state.membership.is_up(i) for i in record.replicas) < wanted:
+                counts["under_replicated"] += 1
+            if set(record.replicas) != state.membership.preferred(record.key):
+                counts["misplaced"] += 1
+    return counts
 
 
 async def register(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ Key spaces (docs/format.md), each ordered by the bytes after its prefix:
 - ``d:<blob>``  garbage           -> IndexRecord (replicas still to be told to delete it)
 - ``d:<blob>@<worker>``  garbage of one replica, left by a move (rebalance, repair)
 - ``w:<index>`` registered worker -> WorkerInfo
+- ``x:<index>`` worker being drained -> b"draining" (new replicas avoid it)
 - ``c:id``      this master's id
 
 A key's state is the space its record is in.  Every change is one synced batch, so a crash
@@ -141,6 +142,21 @@ class Index:
     async def save_worker(self, info: WorkerInfo) -> None:
         """Persist a worker's registration."""
         await self.db.write({b"w:%08d" % info.index: encode(info)})
+
+    def draining(self) -> set[int]:
+        """Return the indices of the workers being drained."""
+        return {int(raw_key[2:]) for raw_key in self.db.scan(b"x:", include_value=False)}
+
+    async def set_draining(self, index: int, draining: bool) -> None:
+        """Mark a worker as being drained (or not), durably."""
+        if draining:
+            await self.db.write({b"x:%08d" % index: b"draining"})
+        else:
+            await self.db.write(deletes=[b"x:%08d" % index])
+
+    async def remove_worker(self, index: int) -> None:
+        """Forget a worker: its registration and its drain mark."""
+        await self.db.write(deletes=[b"w:%08d" % index, b"x:%08d" % index])
 
     async def identity(self, new_id: str) -> str:
         """Return this master's id, storing ``new_id`` the first time."""

@@ -54,11 +54,13 @@ class Membership:
         now = time.monotonic()
         self.workers = {info.index: WorkerState(info, now) for info in index.workers()}
         self._by_id = {state.info.id: state for state in self.workers.values()}
+        self.draining = index.draining() & set(self.workers)  # new replicas avoid these
         self._registering = asyncio.Lock()  # one registration at a time: indices stay unique
 
     def replica_count(self) -> int:
-        """Return how many replicas a write makes: the setting, capped at the worker count."""
-        return min(self.replicas, len(self.workers))
+        """Return how many replicas a write makes: the setting, capped at the number of
+        workers that take new replicas (registered and not being drained)."""
+        return min(self.replicas, len(self.workers) - len(self.draining))
 
     async def register(self, worker_id: str, url: str, wanted: int | None) -> WorkerInfo:
         """Register a worker (or recognise it again) and return its durable info.
@@ -141,11 +143,53 @@ class Membership:
         are up.
         """
         needed = self.replica_count()
-        order = (self._by_id[wid].info.index for wid in rank(key, self._by_id))
-        up = [index for index in order if self.is_up(index)]
+        up = [index for index in self._order(key) if self.is_up(index)]
         if needed == 0 or len(up) < needed:
             raise NotEnoughWorkers(max(needed, 1), len(up))
         return up[:needed]
+
+    def preferred(self, key: str) -> set[int]:
+        """Return the workers that should hold ``key`` when every worker is up: a record on
+        others (written while one was down, or before workers joined) is misplaced."""
+        return set(self._order(key)[:self.replica_count()])
+
+    def _order(self, key: str) -> list[int]:
+        """Return the workers that take new replicas, in ``key``'s rendezvous order."""
+        order = (self._by_id[wid].info.index for wid in rank(key, self._by_id))
+        return [index for index in order if index not in self.draining]
+
+    async def set_draining(self, index: int, draining: bool) -> None:
+        """Start (or stop) draining a worker: new replicas avoid it, and rebalance empties it."""
+        self._require(index)
+        await self.index.set_draining(index, draining)
+        if draining:
+            self.draining.add(index)
+        else:
+            self.draining.discard(index)
+        log.info("worker %d %s", index, "is being drained" if draining else "takes replicas again")
+
+    def require_stopped(self, index: int) -> None:
+        """Raise 404 if worker ``index`` is not registered, 409 if it is up."""
+        self._require(index)
+        if self.is_up(index):
+            raise HTTPProblem(409, "worker_up", f"worker {index} is up; stop its process first")
+
+    async def remove(self, index: int) -> None:
+        """Forget a stopped worker (the caller has checked that nothing needs it)."""
+        self.require_stopped(index)
+        state = self._require(index)
+        async with self._registering:
+            await self.index.remove_worker(index)
+            del self.workers[index]
+            del self._by_id[state.info.id]
+            self.draining.discard(index)
+        log.info("worker %d (%s) removed", index, state.info.url)
+
+    def _require(self, index: int) -> WorkerState:
+        state = self.workers.get(index)
+        if state is None:
+            raise HTTPProblem(404, "unknown_worker", f"no worker {index}")
+        return state
 
     def live_replicas(self, replicas: tuple[int, ...]) -> list[int]:
         """Return the replicas among ``replicas`` that are up, in a random order."""
@@ -162,6 +206,7 @@ class Membership:
                 "id": state.info.id,
                 "url": state.info.url,
                 "state": "up" if state.is_up(now, self.down_after) else "down",
+                "draining": state.info.index in self.draining,
                 "last_heartbeat": state.last_heartbeat,
                 "bytes_used": state.stats.get("bytes_used"),
                 "free_bytes": state.stats.get("free_bytes"),

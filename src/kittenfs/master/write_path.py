@@ -266,7 +266,9 @@ class Store:
             current = self.index.get(space, record.key)
             if current is not None and current.version == record.version:
                 keep.update(current.replicas)
-        targets = [index for index in record.replicas if index not in keep]
+        # A removed worker is gone with its disk: nothing is left to delete there.
+        targets = [index for index in record.replicas
+                   if index not in keep and index in self.membership.workers]
         if not all(self.membership.is_up(index) for index in targets):
             return False
         results = await asyncio.gather(*(

@@ -125,15 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     client("status", "show the cluster's workers")
     for name, what in (("rebalance", "move every key's replicas to its preferred workers"),
                        ("repair", "read every copy; replace missing and corrupt ones"),
-                       ("drain", "move every replica off WORKER (an index)")):
+                       ("drain", "move every replica off WORKER (an index)"),
+                       ("gc", "delete bytes on workers that no index record points to")):
         job = client(name, what)
         if name == "drain":
             job.add_argument("worker", type=int)
+        if name == "gc":
+            job.add_argument("--grace", type=float, default=3600,
+                             help="only delete orphans older than this many seconds")
+            job.add_argument("--purge-unlinked", action="store_true",
+                             help="also delete every unlinked key")
         job.add_argument("--dry-run", action="store_true", help="only report what it would do")
         job.add_argument("--rate", type=float, default=0, help="keys per second (0: no limit)")
         job.add_argument("--bandwidth", type=float, default=0,
                          help="MB per second copied (0: no limit)")
-        job.add_argument("--concurrency", type=int, default=4, help="keys handled at once")
+        if name != "gc":
+            job.add_argument("--concurrency", type=int, default=4, help="keys handled at once")
     remove = client("remove", "forget a stopped, drained WORKER (an index)")
     remove.add_argument("worker", type=int)
     remove.add_argument("--force", action="store_true",

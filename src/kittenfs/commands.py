@@ -167,6 +167,12 @@ def drain(args: argparse.Namespace) -> int:
 
 
 @_guarded
+def gc(args: argparse.Namespace) -> int:
+    """kittenfs gc [--grace SECONDS] [--purge-unlinked] [--dry-run]"""
+    return _run_job(args, lambda client, options: client.start_job("gc", **options))
+
+
+@_guarded
 def remove(args: argparse.Namespace) -> int:
     """kittenfs remove WORKER [--force]"""
     with Client(args.url) as client:
@@ -181,8 +187,9 @@ def _run_job(args: argparse.Namespace,
 
     Ctrl-C cancels the job.  Exit 0 if it finished with no errors and no lost keys.
     """
-    options = {"dry_run": args.dry_run, "rate": args.rate,
-               "bandwidth": args.bandwidth * 1e6, "concurrency": args.concurrency}
+    options = {"dry_run": args.dry_run, "rate": args.rate, "bandwidth": args.bandwidth * 1e6}
+    options.update({name: getattr(args, name) for name in ("concurrency", "grace",
+                                                           "purge_unlinked") if hasattr(args, name)})
     with Client(args.url) as client:
         job = begin(client, options)
         try:

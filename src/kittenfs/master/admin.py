@@ -2,6 +2,7 @@
 
     POST   /_jobs/rebalance   {"dry_run": false, "rate": 0, "bandwidth": 0, "concurrency": 4}
     POST   /_jobs/repair      (the same options)
+    POST   /_jobs/gc          {"grace": 3600, "purge_unlinked": false, "dry_run": false, "rate": 0}
     GET    /_jobs             every job this master remembers, newest last
     GET    /_jobs/<id>        one job's progress
     DELETE /_jobs/<id>        cancel it
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from ..httputil import HTTPProblem, json_object
 from .converge import DEFAULT_CONCURRENCY, Converger
+from .gc import DEFAULT_GRACE, Collector
 from .index import Space
 from .jobs import Job, Throttle
 from .state import MasterState
@@ -34,11 +36,12 @@ async def dispatch_jobs(request: web.Request, state: MasterState, rest: str) -> 
         running = state.jobs.running()
         return web.json_response({"jobs": [job.describe() for job in state.jobs.history],
                                   "running": running.id if running else None})
-    if name in KINDS:
+    if name in (*KINDS, "gc"):
         if request.method != "POST":
             raise HTTPProblem(405, "method_not_allowed", f"/_jobs/{name} accepts POST",
                               Allow="POST")
-        job = start(state, name, await _options(request))
+        options = await _options(request, gc=name == "gc")
+        job = start_gc(state, options) if name == "gc" else start(state, name, options)
         return web.json_response(job.describe(), status=202)
     if request.method == "GET":
         return web.json_response(state.jobs.get(name).describe())
@@ -59,6 +62,17 @@ def start(state: MasterState, kind: str, options: dict[str, Any],
                             Throttle(options["rate"], options["bandwidth"]), only_worker)
 
     return state.jobs.start(kind, options, body)
+
+
+def start_gc(state: MasterState, options: dict[str, Any]) -> Job:
+    """Start a garbage collection job with validated ``options``."""
+    collector = Collector(state.store)
+
+    async def body(job: Job) -> None:
+        await collector.run(job, options["grace"], options["purge_unlinked"],
+                            options["dry_run"], Throttle(options["rate"], options["bandwidth"]))
+
+    return state.jobs.start("gc", options, body)
 
 
 async def dispatch_workers(request: web.Request, state: MasterState, rest: str) -> web.Response:
@@ -105,11 +119,13 @@ async def remove_worker(state: MasterState, index: int, force: bool) -> None:
     await state.membership.remove(index)
 
 
-async def _options(request: web.Request) -> dict[str, Any]:
+async def _options(request: web.Request, gc: bool = False) -> dict[str, Any]:
     """Parse a job's options: an optional JSON object (an empty body means the defaults)."""
     raw = await request.read()
     body = json_object(raw) if raw.strip() else {}
-    unknown = set(body) - {"dry_run", "rate", "bandwidth", "concurrency"}
+    known = {"dry_run", "rate", "bandwidth", *(("grace", "purge_unlinked") if gc else
+                                               ("concurrency",))}
+    unknown = set(body) - known
     if unknown:
         raise HTTPProblem(400, "bad_option", f"unknown options: {', '.join(sorted(unknown))}")
     options = {"dry_run": body.get("dry_run", False), "rate": body.get("rate", 0),
@@ -124,4 +140,13 @@ async def _options(request: web.Request) -> dict[str, Any]:
     concurrency = options["concurrency"]
     if type(concurrency) is not int or not 1 <= concurrency <= 64:
         raise HTTPProblem(400, "bad_option", "concurrency must be an integer 1..64")
+    if gc:
+        del options["concurrency"]
+        options["grace"] = body.get("grace", DEFAULT_GRACE)
+        options["purge_unlinked"] = body.get("purge_unlinked", False)
+        grace = options["grace"]
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+            raise HTTPProblem(400, "bad_option", "grace must be a number of seconds >= 0")
+        if not isinstance(options["purge_unlinked"], bool):
+            raise HTTPProblem(400, "bad_option", "purge_unlinked must be true or false")
     return options

@@ -80,6 +80,14 @@ class Index:
                 dataclasses.replace(record, replicas=(index,)))
         await self.db.write(puts, [_blob_key(Space.PENDING, record)])
 
+    def owned(self, blob: str) -> bool:
+        """Return True if a pending record or a garbage entry exists for ``blob``: the write
+        path or the reaper is responsible for its copies."""
+        if self.db.get(b"p:" + blob.encode("ascii")) is not None:
+            return True
+        with self.db.scan(b"d:" + blob.encode("ascii"), include_value=False) as entries:
+            return next(iter(entries), None) is not None
+
     def garbage(self) -> list[tuple[bytes, IndexRecord]]:
         """Return every garbage entry as (its own key, its record)."""
         return [(raw_key, decode(IndexRecord, raw)) for raw_key, raw in self.db.scan(b"d:")]

@@ -226,6 +226,15 @@ class Store:
             self.cache.invalidate(key)
             await self._delete_garbage(record)
 
+    async def purge_unlinked(self, key: str) -> None:
+        """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
+        async with self.locks.hold(key):
+            record = self.index.get(Space.UNLINKED, key)
+            if record is None or self.index.get(Space.LIVE, key) is not None:
+                return
+            await self.index.remove(record)
+            await self._delete_garbage(record)
+
     async def unlink(self, key: str) -> None:
         """Hide ``key`` from reads and listing, keeping its bytes; 404 if it is not live."""
         async with self.locks.hold(key):

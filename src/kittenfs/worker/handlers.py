@@ -219,4 +219,4 @@ def list_blobs(request: web.Request) -> web.Response:
 
 def _describe(blob: str, meta: BlobMeta) -> dict[str, object]:
     return {"blob": blob, "key": meta.key, "version": meta.version, "size": meta.size,
-            "md5": meta.md5, "inline": meta.inline}
+            "md5": meta.md5, "inline": meta.inline, "created_ms": meta.created_ms}

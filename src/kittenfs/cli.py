@@ -41,6 +41,20 @@ def _bench(args: argparse.Namespace) -> int:
     return run_benchmark(args)
 
 
+def _rebuild(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .rebuild import rebuild
+    try:
+        keys, stale = rebuild(Path(args.data), args.worker)
+    except (OSError, ValueError, httpx.HTTPError) as exc:
+        print(f"kittenfs rebuild: {exc}", file=sys.stderr)
+        return 1
+    print(f"rebuilt {keys} keys from {len(args.worker)} workers into {args.data}/index; "
+          f"{stale} stale copies left for the reaper. Start the master with --data {args.data}.")
+    return 0
+
+
 def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from . import commands
@@ -97,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data", default="./kittenfs-data", help="directory for all data")
     up.add_argument("--verbose", action="store_true", help="log every request")
     up.set_defaults(run=_up)
+
+    rebuild = sub.add_parser("rebuild", help="rebuild a lost master index from the workers")
+    rebuild.add_argument("--data", required=True, help="new, empty data directory for the master")
+    rebuild.add_argument("--worker", action="append", required=True, metavar="URL",
+                         help="a worker's URL; give every worker (repeat the flag)")
+    rebuild.set_defaults(run=_rebuild)
 
     bench = sub.add_parser("bench", help="benchmark kittenFS against nginx and the disk")
     from .bench.suite import add_arguments

@@ -151,6 +151,19 @@ class Index:
         """Persist a worker's registration."""
         await self.db.write({b"w:%08d" % info.index: encode(info)})
 
+    async def load(self, records: list[IndexRecord], garbage: list[IndexRecord],
+                   workers: list[WorkerInfo]) -> None:
+        """Write a rebuilt index: live records, one garbage entry per stale replica (each
+        ``garbage`` record names one worker) and the workers, in synced batches."""
+        for info in workers:
+            await self.save_worker(info)
+        for start in range(0, len(records), 1000):
+            await self.db.write({_key(Space.LIVE, r.key): encode(r)
+                                 for r in records[start:start + 1000]})
+        for start in range(0, len(garbage), 1000):
+            await self.db.write({_replica_garbage_key(g, g.replicas[0]): encode(g)
+                                 for g in garbage[start:start + 1000]})
+
     def draining(self) -> set[int]:
         """Return the indices of the workers being drained."""
         return {int(raw_key[2:]) for raw_key in self.db.scan(b"x:", include_value=False)}

@@ -1,0 +1,106 @@
+"""Rebuild a master's index from what the workers hold, for when the master's disk is lost.
+
+Every blob names its key, version, size and MD5 (docs/format.md), so the index can be
+rebuilt whole: for each key the newest version held anywhere becomes live, on every worker
+that holds it with the same size and MD5; each older version, and any copy that disagrees,
+becomes a garbage entry for the reaper.  Workers keep their ids and indices.
+
+Limits (docs/operations.md): the workers do not know which keys were unlinked (they come back
+live), and a key deleted shortly before the loss, whose copies the reaper had not removed
+yet, comes back too.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .master.index import Index
+from .records import IndexRecord, WorkerInfo
+
+#: Blobs listed per request.
+PAGE = 5000
+
+
+@dataclass
+class Found:
+    """Every copy of every version of every key, gathered from the workers."""
+
+    workers: list[WorkerInfo] = field(default_factory=list)
+    copies: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = field(default_factory=dict)
+
+    def add(self, worker: int, blob: dict[str, Any]) -> None:
+        versions = self.copies.setdefault(blob["key"], {})
+        versions.setdefault(blob["version"], []).append((worker, blob))
+
+
+def gather(worker_urls: list[str], timeout: float = 30.0) -> Found:
+    """List every blob of every worker (each must be up)."""
+    found = Found()
+    now = int(time.time() * 1000)
+    with httpx.Client(timeout=timeout) as http:
+        for url in worker_urls:
+            url = url.rstrip("/")
+            health = http.get(f"{url}/health").raise_for_status().json()
+            if health.get("role") != "worker" or health.get("index") is None:
+                raise ValueError(f"{url} is not a registered kittenFS worker: {health}")
+            found.workers.append(WorkerInfo(health["id"], health["index"], url, now))
+            start = ""
+            while True:
+                page = http.get(f"{url}/blobs", params={"start": start, "limit": PAGE})
+                body = page.raise_for_status().json()
+                for blob in body["blobs"]:
+                    found.add(health["index"], blob)
+                start = body["next"]
+                if not start:
+                    break
+    return found
+
+
+def plan(found: Found) -> tuple[list[IndexRecord], list[IndexRecord]]:
+    """Return the live records and the garbage (one record per stale copy)."""
+    live: list[IndexRecord] = []
+    garbage: list[IndexRecord] = []
+    for key, versions in sorted(found.copies.items()):
+        newest = max(versions)  # versions are time-ordered ids
+        copies = versions[newest]
+        # The copies that agree with the most common (size, md5) are the value.
+        votes: dict[tuple[int, str], int] = {}
+        for _, blob in copies:
+            votes[(blob["size"], blob["md5"])] = votes.get((blob["size"], blob["md5"]), 0) + 1
+        size, md5 = max(votes, key=lambda pair: votes[pair])
+        holders = tuple(sorted(w for w, b in copies if (b["size"], b["md5"]) == (size, md5)))
+        created = min(b["created_ms"] for _, b in copies)
+        live.append(IndexRecord(key, newest, size, md5, holders, created, created))
+        for version, stale in versions.items():
+            for worker, blob in stale:
+                if version != newest or worker not in holders:
+                    garbage.append(IndexRecord(key, version, blob["size"], blob["md5"],
+                                               (worker,), blob["created_ms"], 0))
+    return live, garbage
+
+
+def rebuild(data: Path, worker_urls: list[str]) -> tuple[int, int]:
+    """Write a new master index under ``data`` from the workers; return (keys, stale copies).
+
+    Refuses to touch an existing index.
+    """
+    if (data / "index").exists():
+        raise FileExistsError(f"{data / 'index'} exists; rebuild into an empty --data")
+    found = gather(worker_urls)
+    live, garbage = plan(found)
+    asyncio.run(_write(data, found.workers, live, garbage))
+    return len(live), len(garbage)
+
+
+async def _write(data: Path, workers: list[WorkerInfo], live: list[IndexRecord],
+                 garbage: list[IndexRecord]) -> None:
+    data.mkdir(parents=True, exist_ok=True)
+    index = Index(str(data / "index"))
+    try:
+        await index.load(live, garbage, workers)
+    finally:
+        await index.close()

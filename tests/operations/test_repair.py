@@ -6,7 +6,7 @@ import shutil
 import httpx
 from jobs import holders, run_job
 
-from kittenfs.placement import blob_id, blob_relpath
+from kittenfs.placement import blob_relpath
 
 
 def blob_file(cluster, node: int, key: str) -> str:

@@ -76,10 +76,35 @@ class Converger:
                   throttle: Throttle, only_worker: int | None = None) -> None:
         """Converge every live and unlinked key (with ``only_worker``, only the keys with a
         replica there), counting what was found and fixed in ``job``."""
+        await self._pass(job, deep, dry_run, concurrency, throttle, only_worker)
+        # A drain runs again while keys still name the worker (a write that chose it just
+        # before the drain began), as long as each pass makes progress.
+        if only_worker is None or dry_run:
+            return
+        left = self._naming(only_worker)
+        while left:
+            job.found["passed_again"] += left
+            await self._pass(job, deep, dry_run, concurrency, throttle, only_worker)
+            left, before = self._naming(only_worker), left
+            if left >= before:
+                break
+
+    def _naming(self, worker: int) -> int:
+        """Count the live and unlinked keys with a replica on ``worker``."""
+        return sum(worker in record.replicas for space in (Space.LIVE, Space.UNLINKED)
+                   for record in self.index.records(space))
+
+    async def _pass(self, job: Job, deep: bool, dry_run: bool, concurrency: int,
+                    throttle: Throttle, only_worker: int | None) -> None:
         spaces = (Space.LIVE, Space.UNLINKED)
-        job.items_total = sum(1 for space in spaces for _ in self.index.records(space))
+        job.items_total += sum(1 for space in spaces for _ in self.index.records(space))
         slots = asyncio.Semaphore(max(1, concurrency))
         running: set[asyncio.Task[None]] = set()
+
+        def finished(done: asyncio.Task[None]) -> None:
+            running.discard(done)
+            slots.release()
+
         try:
             for space in spaces:
                 start = ""
@@ -90,11 +115,6 @@ class Converger:
                         task = asyncio.create_task(self._one(job, space, key, deep, dry_run,
                                                              throttle, only_worker))
                         running.add(task)
-
-                        def finished(done: asyncio.Task[None]) -> None:
-                            running.discard(done)
-                            slots.release()
-
                         task.add_done_callback(finished)
                     if not start:
                         break

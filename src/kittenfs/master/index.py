@@ -17,6 +17,7 @@ write (or a move's copies) that never committed: it becomes garbage.
 """
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from enum import Enum
 
@@ -73,11 +74,12 @@ class Index:
                           dropped: tuple[int, ...]) -> None:
         """Switch a key's record (live or unlinked) to ``moved``, the same version on other
         replicas: the move's pending record goes, and each dropped replica gets its own
-        garbage entry."""
+        garbage entry, stamped now so the reaper gives reads already sent there their grace."""
         puts = {_key(space, record.key): encode(moved)}
+        now = int(time.time() * 1000)
         for index in dropped:
             puts[_replica_garbage_key(record, index)] = encode(
-                dataclasses.replace(record, replicas=(index,)))
+                dataclasses.replace(record, replicas=(index,), modified_ms=now))
         await self.db.write(puts, [_blob_key(Space.PENDING, record)])
 
     def owned(self, blob: str) -> bool:

@@ -10,7 +10,7 @@ from urllib.parse import unquote_to_bytes
 #: Longest key accepted, in bytes of its UTF-8 encoding.
 MAX_KEY_BYTES = 1024
 #: Paths the master answers itself, matched on the raw (still encoded) path.
-RESERVED_PATHS = frozenset({"/health", "/_cluster", "/gets", "/clear"})
+RESERVED_PATHS = frozenset({"/health", "/_cluster", "/gets", "/clear", "/metrics"})
 #: Path prefixes the master answers itself: admin routes and the seed's routes.
 RESERVED_PREFIXES = ("/_", "/put/", "/get/", "/delete/")
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .httputil import json_errors
+from .metrics import Metrics
 
 
 def setup_logging(verbose: bool) -> None:
@@ -17,9 +18,13 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def new_app() -> web.Application:
-    """Return an application whose every error response is JSON."""
-    return web.Application(middlewares=[json_errors], client_max_size=16 * 1024 * 1024)
+def new_app(metrics: Metrics) -> web.Application:
+    """Return an application whose every error response is JSON and whose every request is
+    counted in ``metrics`` (served at ``GET /metrics``)."""
+    app = web.Application(middlewares=[metrics.middleware, json_errors],
+                          client_max_size=16 * 1024 * 1024)
+    app["metrics"] = metrics
+    return app
 
 
 async def serve(app: web.Application, host: str, port: int, name: str,

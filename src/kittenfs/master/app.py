@@ -10,6 +10,7 @@ from aiohttp import web
 from ..config import MasterConfig
 from ..server import new_app, serve, setup_logging
 from .handlers import dispatch
+from .observe import master_metrics
 from .replica_io import new_session
 from .state import MasterState
 
@@ -18,7 +19,7 @@ log = logging.getLogger("kittenfs.master")
 
 def build_app(config: MasterConfig) -> web.Application:
     """Return the master's application; state opens on start-up and closes on clean-up."""
-    app = new_app()
+    app = new_app(master_metrics(lambda: app.get("state")))
     app.router.add_route("*", "/{tail:.*}", dispatch)
     app.cleanup_ctx.append(_lifecycle(config))
     return app

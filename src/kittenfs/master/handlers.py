@@ -23,6 +23,7 @@ from ..httputil import (
     json_object,
 )
 from ..keys import MAX_KEY_BYTES, InvalidKey, key_from_raw_path
+from ..metrics import Metrics
 from ..placement import blob_id
 from ..records import IndexRecord
 from . import admin, replica_io
@@ -392,8 +393,15 @@ async def seed_delete(request: web.Request, key: str) -> web.Response:
     return await delete_value(request, key)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the master's metrics in the Prometheus text format."""
+    registry: Metrics = request.app["metrics"]
+    return await registry.handle(request)
+
+
 _ROUTES = {
     "/health": (("GET", "HEAD"), health),
+    "/metrics": (("GET",), metrics),
     "/_cluster": (("GET",), cluster),
     "/gets": (("GET",), cluster),
     "/clear": (("DELETE",), clear),

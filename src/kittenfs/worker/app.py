@@ -10,7 +10,7 @@ from aiohttp import web
 from ..config import WorkerConfig
 from ..server import new_app, serve, setup_logging
 from .blobstore import BlobStore
-from .handlers import dispatch
+from .handlers import dispatch, worker_metrics
 from .heartbeat import MasterLink
 from .identity import Identity
 
@@ -19,7 +19,7 @@ log = logging.getLogger("kittenfs.worker")
 
 def build_app(config: WorkerConfig, store: BlobStore, identity: Identity) -> web.Application:
     """Return a worker's application over an open blob store."""
-    app = new_app()
+    app = new_app(worker_metrics(store))
     app["store"] = store
 
     def describe() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .. import batch
 from ..httputil import HTTPProblem, etag, etag_matches, head_response, parse_range
+from ..metrics import Metrics
 from ..placement import blob_id, is_blob_id
 from ..records import BlobMeta
 from .blobstore import BlobFile, BlobStore, CorruptBlob, SizeMismatch
@@ -31,9 +32,28 @@ def _store(request: web.Request) -> BlobStore:
     return store
 
 
+def route_of(path: str) -> str:
+    """Name a worker request's route, coarsely (never a blob id)."""
+    for prefix, route in (("/blob/", "blob"), ("/check/", "check")):
+        if path.startswith(prefix):
+            return route
+    return path[1:] if path in ("/health", "/metrics", "/blobs", "/batch") else "other"
+
+
+def worker_metrics(store: BlobStore) -> Metrics:
+    """Return a worker's metrics, with gauges of what its store holds."""
+    metrics = Metrics("worker", route_of)
+    metrics.gauge("kittenfs_blobs", "blobs held", lambda: store.key_count)
+    metrics.gauge("kittenfs_blob_bytes", "bytes of values held", lambda: store.bytes_used)
+    return metrics
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """Route every request of a worker."""
     path = request.path
+    if path == "/metrics" and request.method == "GET":
+        metrics: Metrics = request.app["metrics"]
+        return await metrics.handle(request)
     if path == "/health":
         return web.json_response({"status": "ok", "role": "worker", **request.app["describe"]()})
     if path == "/blobs" and request.method == "GET":
@@ -195,6 +215,7 @@ async def _send_file(request: web.Request, status: int, headers: dict[str, str],
                 raise ConnectionResetError("client went away")
             loop = asyncio.get_running_loop()
             await loop.sendfile(transport, handle, where.offset + start, count)
+            Metrics.sendfile_sent(response, count)
     await response.write_eof()
     return response
 

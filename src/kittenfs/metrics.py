@@ -1,0 +1,85 @@
+"""Prometheus metrics of a master or worker process, served at ``GET /metrics``.
+
+Every request is counted by route, method and status, timed, and its body bytes in and out
+are added up.  Routes are coarse names (``key``, ``blob``, ``admin``, ...), never paths, so
+the number of series stays bounded whatever the keys.  Each process adds gauges of its own
+state (``gauge``), read when Prometheus scrapes.
+"""
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+from .httputil import HTTPProblem
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Latency buckets, in seconds: loopback requests take well under a millisecond, large
+#: transfers seconds.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class Metrics:
+    """The metrics of one process; ``classify`` turns a request path into a route name."""
+
+    def __init__(self, role: str, classify: Callable[[str], str]) -> None:
+        self.classify = classify
+        self.registry = CollectorRegistry()
+        labels = ["route", "method", "status"]
+        self.requests = Counter("kittenfs_requests", f"HTTP requests served by this {role}",
+                                labels, registry=self.registry)
+        self.seconds = Histogram("kittenfs_request_seconds", "time to answer a request",
+                                 ["route"], buckets=BUCKETS, registry=self.registry)
+        self.bytes_in = Counter("kittenfs_bytes_in", "request body bytes received", ["route"],
+                                registry=self.registry)
+        self.bytes_out = Counter("kittenfs_bytes_out", "response body bytes sent", ["route"],
+                                 registry=self.registry)
+
+    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """Add a gauge whose value ``read`` gives at every scrape."""
+        Gauge(name, help_text, registry=self.registry).set_function(read)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Count and time every request (put it outside the JSON error middleware)."""
+        started = time.perf_counter()
+        route = self.classify(request.path)
+        status = 500
+        response = None
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except HTTPProblem as problem:
+            status = problem.status
+            raise
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self.requests.labels(route, request.method, str(status)).inc()
+            self.seconds.labels(route).observe(time.perf_counter() - started)
+            self.bytes_in.labels(route).inc(request.content_length or 0)
+            self.bytes_out.labels(route).inc(_sent(response))
+
+    @staticmethod
+    def sendfile_sent(response: web.StreamResponse, count: int) -> None:
+        """Note bytes sent with sendfile(2), which the response's own count misses."""
+        response[_SENDFILE] = count
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """GET /metrics: every metric in the Prometheus text format."""
+        return web.Response(body=generate_latest(self.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+_SENDFILE = "kittenfs.sendfile_bytes"
+
+
+def _sent(response: web.StreamResponse | None) -> int:
+    if response is None:
+        return 0
+    return int(response.get(_SENDFILE, 0) or response.body_length or 0)

@@ -121,11 +121,12 @@ class Cluster:
         self.wait_workers_up(self.workers)
         return self
 
-    def add_worker(self) -> Proc:
-        """Start one more worker with a fresh data directory."""
+    def add_worker(self, *extra: str) -> Proc:
+        """Start one more worker with a fresh data directory (and ``extra`` arguments)."""
         i = len(self.nodes)
         node = Proc(f"worker-{i}", ["worker", "--master", self.url, "--port", "0",
-                                    "--data", str(self.root / f"worker-{i}"), *self.worker_args],
+                                    "--data", str(self.root / f"worker-{i}"), *self.worker_args,
+                                    *extra],
                     self.root / f"worker-{i}.log")
         node.start()
         self.nodes.append(node)

@@ -27,6 +27,7 @@ def _worker(args: argparse.Namespace) -> int:
     run(WorkerConfig(master=args.master, data=Path(args.data), port=args.port, host=args.host,
                      advertise=args.advertise, inline_max=args.inline_max,
                      verify_max=args.verify_max, heartbeat_interval=args.heartbeat_interval,
+                     clone_from=args.clone_from, scrub_rate=args.scrub_rate * 1e6,
                      verbose=args.verbose))
     return 0
 
@@ -101,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file values up to this size are MD5-checked on every read")
     worker.add_argument("--heartbeat-interval", type=float, default=1.0,
                         help="seconds between heartbeats to the master")
+    worker.add_argument("--clone-from", type=int, metavar="INDEX",
+                        help="start as a copy of worker INDEX: copy its blobs over HTTP, then "
+                             "register and have the master reference the copies")
+    worker.add_argument("--scrub-rate", type=float, default=WorkerConfig.scrub_rate / 1e6,  # 4 MB/s
+                        help="MB per second the background scrub reads (0: off)")
     worker.add_argument("--verbose", action="store_true", help="log every request")
     worker.set_defaults(run=_worker)
 

@@ -82,11 +82,18 @@ class WorkerConfig:
     verify_max: int = 4 * 1024 * 1024
     #: Seconds between heartbeats to the master.
     heartbeat_interval: float = 1.0
+    #: Before its first registration, copy every blob of this worker (an index) first.
+    clone_from: int | None = None
+    #: Bytes per second the background scrub reads to check stored values; 0 turns it off.
+    scrub_rate: float = 4e6
     #: Log one line per request.
     verbose: bool = False
 
     def __post_init__(self) -> None:
         _check_port(self.port)
+        _require(self.clone_from is None or self.clone_from >= 0,
+                 "--clone-from: must be a worker index (>= 0)")
+        _require(self.scrub_rate >= 0, "--scrub-rate: must not be negative (0 turns it off)")
         _require(self.master.startswith(("http://", "https://")),
                  f"--master {self.master!r}: must be a URL such as http://127.0.0.1:3000")
         _require(self.advertise is None or self.advertise.startswith(("http://", "https://")),

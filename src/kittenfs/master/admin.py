@@ -79,7 +79,7 @@ async def dispatch_workers(request: web.Request, state: MasterState, rest: str) 
     """Route ``/_workers/<i>/drain`` and ``/_workers/<i>``; ``rest`` is the part after
     ``/_workers/``."""
     text, _, action = rest.partition("/")
-    if not (text.isascii() and text.isdigit()) or action not in ("", "drain"):
+    if not (text.isascii() and text.isdigit()) or action not in ("", "drain", "adopt"):
         raise HTTPProblem(404, "no_such_route", f"/_workers/{rest} is not a route")
     index = int(text)
     if action == "drain" and request.method == "POST":
@@ -87,15 +87,37 @@ async def dispatch_workers(request: web.Request, state: MasterState, rest: str) 
         await state.membership.set_draining(index, True)
         job = start(state, "drain", {**options, "worker": index}, only_worker=index)
         return web.json_response(job.describe(), status=202)
+    if action == "adopt" and request.method == "POST":
+        return web.json_response(await adopt(state, index))
     if action == "drain" and request.method == "DELETE":
         await state.membership.set_draining(index, False)
         return web.Response(status=204)
     if not action and request.method == "DELETE":
         await remove_worker(state, index, request.query.get("force") in ("1", "true", "yes"))
         return web.Response(status=204)
-    allowed = "POST, DELETE" if action else "DELETE"
+    allowed = {"": "DELETE", "drain": "POST, DELETE", "adopt": "POST"}[action]
     raise HTTPProblem(405, "method_not_allowed", f"/_workers/{rest} accepts {allowed}",
                       Allow=allowed)
+
+
+async def adopt(state: MasterState, index: int) -> dict[str, int]:
+    """Add worker ``index`` to the replicas of every key whose current version it holds
+    intact (listed with the record's MD5): a clone's copies become replicas."""
+    state.membership.require_up(index)
+    url = f"{state.membership.url(index)}/blobs"
+    adopted = total = 0
+    start = ""
+    while True:
+        async with state.session.get(url, params={"start": start, "limit": 1000}) as resp:
+            resp.raise_for_status()
+            page = await resp.json()
+        for blob in page["blobs"]:
+            total += 1
+            adopted += await state.store.add_replica(blob["key"], blob["version"], blob["md5"],
+                                                     index)
+        start = page["next"]
+        if not start:
+            return {"adopted": adopted, "blobs": total}
 
 
 async def remove_worker(state: MasterState, index: int, force: bool) -> None:

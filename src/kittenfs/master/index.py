@@ -82,6 +82,10 @@ class Index:
                 dataclasses.replace(record, replicas=(index,), modified_ms=now))
         await self.db.write(puts, [_blob_key(Space.PENDING, record)])
 
+    async def update(self, space: Space, record: IndexRecord) -> None:
+        """Replace a key's record in ``space`` (the caller holds the key's lock)."""
+        await self.db.write({_key(space, record.key): encode(record)})
+
     def owned(self, blob: str) -> bool:
         """Return True if a pending record or a garbage entry exists for ``blob``: the write
         path or the reaper is responsible for its copies."""

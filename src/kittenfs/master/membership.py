@@ -168,6 +168,12 @@ class Membership:
             self.draining.discard(index)
         log.info("worker %d %s", index, "is being drained" if draining else "takes replicas again")
 
+    def require_up(self, index: int) -> None:
+        """Raise 404 if worker ``index`` is not registered, 409 if it is down."""
+        self._require(index)
+        if not self.is_up(index):
+            raise HTTPProblem(409, "worker_down", f"worker {index} is down")
+
     def require_stopped(self, index: int) -> None:
         """Raise 404 if worker ``index`` is not registered, 409 if it is up."""
         self._require(index)

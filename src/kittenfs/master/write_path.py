@@ -226,6 +226,20 @@ class Store:
             self.cache.invalidate(key)
             await self._delete_garbage(record)
 
+    async def add_replica(self, key: str, version: str, md5: str, worker: int) -> bool:
+        """Add ``worker`` to the replicas of ``key`` if it is the key's current (live or
+        unlinked) ``version`` with this MD5; return whether it was added."""
+        async with self.locks.hold(key):
+            for space in (Space.LIVE, Space.UNLINKED):
+                record = self.index.get(space, key)
+                if (record is not None and record.version == version and record.md5 == md5
+                        and worker not in record.replicas):
+                    await self.index.update(space, dataclasses.replace(
+                        record, replicas=(*record.replicas, worker)))
+                    self.cache.invalidate(key)
+                    return True
+        return False
+
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
         async with self.locks.hold(key):

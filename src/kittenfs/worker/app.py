@@ -10,6 +10,7 @@ from aiohttp import web
 from ..config import WorkerConfig
 from ..server import new_app, serve, setup_logging
 from .blobstore import BlobStore
+from .clone import clone
 from .handlers import dispatch, worker_metrics
 from .heartbeat import MasterLink
 from .identity import Identity
@@ -41,13 +42,20 @@ async def _main(config: WorkerConfig) -> None:
     config.data.mkdir(parents=True, exist_ok=True)
     identity = Identity.load(config.data)
     store = BlobStore(config.data, config.inline_max, config.verify_max)
+    adopt = False
+    if config.clone_from is not None and identity.index is None:
+        await clone(config.master, config.clone_from, store)
+        adopt = True
+    elif config.clone_from is not None:
+        log.info("--clone-from ignored: this worker is registered already (index %d)",
+                 identity.index)
     app = build_app(config, store, identity)
     tasks: list[asyncio.Task[None]] = []
 
     async def listening(url: str) -> None:
         advertised = (config.advertise or url).rstrip("/")
         link = MasterLink(config.master, advertised, identity, store, config.data,
-                          config.heartbeat_interval)
+                          config.heartbeat_interval, adopt)
         tasks.append(asyncio.create_task(link.run()))
         log.info("worker id %s (index %s): %d blobs, %d bytes in %s", identity.id, identity.index,
                  store.key_count, store.bytes_used, config.data)

@@ -22,7 +22,7 @@ class MasterLink:
     """Keeps one worker registered with its master."""
 
     def __init__(self, master: str, url: str, identity: Identity, store: BlobStore,
-                 data_dir: Any, interval: float) -> None:
+                 data_dir: Any, interval: float, adopt: bool = False) -> None:
         self.master = master.rstrip("/")
         self.url = url
         self.identity = identity
@@ -31,6 +31,7 @@ class MasterLink:
         self.interval = interval
         self.registered = False
         self.connected: bool | None = None
+        self.adopt = adopt  # a fresh clone: ask the master to reference its blobs, once
 
     def stats(self) -> dict[str, int]:
         """Return what the heartbeat reports: bytes used, free disk and key count."""
@@ -46,6 +47,8 @@ class MasterLink:
                     if not self.registered:
                         await self._register(session)
                     await self._beat(session)
+                    if self.adopt and self.registered:
+                        await self._adopt(session)
                     self._connected(True, "")
                 except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
                     self._connected(False, f"{type(exc).__name__}: {exc}")
@@ -76,6 +79,16 @@ class MasterLink:
             await asyncio.to_thread(self.identity.save, self.data_dir)
         self.registered = True
         log.info("worker %d registered with master %s as %s", index, self.master, self.url)
+
+    async def _adopt(self, session: aiohttp.ClientSession) -> None:
+        """Have the master add this worker to the replicas of the blobs it cloned."""
+        url = f"{self.master}/_workers/{self.identity.index}/adopt"
+        async with session.post(url, timeout=aiohttp.ClientTimeout(total=600)) as resp:
+            resp.raise_for_status()
+            result = await resp.json()
+        self.adopt = False
+        log.info("worker %s: the master adopted %d of the %d blobs held", self._name(),
+                 result["adopted"], result["blobs"])
 
     async def _beat(self, session: aiohttp.ClientSession) -> None:
         body = {"id": self.identity.id, "stats": self.stats()}

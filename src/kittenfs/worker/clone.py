@@ -1,0 +1,88 @@
+"""Clone: a new worker starts as a copy of an existing one, streamed over HTTP.
+
+``kittenfs worker --clone-from INDEX`` asks the master where worker INDEX is, then copies
+every blob it lists (``GET /blobs``, then ``GET /blob/<id>``), each checked against the MD5
+the source lists, before this worker registers.  A blob it already holds intact is skipped,
+so a clone cut off by a crash goes on where it stopped when the worker starts again (it
+clones until its first registration).  Once registered, the worker asks the master to adopt
+what it holds (``POST /_workers/<index>/adopt``): every blob that is the current version of
+its key gets this worker added to the key's replicas.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from .blobstore import BlobStore
+
+log = logging.getLogger("kittenfs.worker")
+
+#: Blobs listed per request.
+PAGE = 1000
+#: Chunk size of copied values.
+CHUNK = 256 * 1024
+
+
+class CloneError(Exception):
+    """The source cannot be found or read; the message says why."""
+
+
+async def clone(master: str, source: int, store: BlobStore) -> tuple[int, int]:
+    """Copy every blob of worker ``source`` into ``store``; return (copied, skipped)."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        url = await _source_url(session, master.rstrip("/"), source)
+        copied = skipped = 0
+        start = ""
+        while True:
+            async with session.get(f"{url}/blobs", params={"start": start,
+                                                           "limit": PAGE}) as resp:
+                resp.raise_for_status()
+                page = await resp.json()
+            for blob in page["blobs"]:
+                held = store.meta(blob["blob"])
+                if held is not None and held.md5 == blob["md5"]:
+                    skipped += 1
+                    continue
+                copied += await _copy(session, url, blob, store)
+            start = page["next"]
+            if not start:
+                break
+    log.info("cloned worker %d (%s): %d blobs copied, %d already here", source, url,
+             copied, skipped)
+    return copied, skipped
+
+
+async def _source_url(session: aiohttp.ClientSession, master: str, source: int) -> str:
+    async with session.get(f"{master}/_cluster") as resp:
+        resp.raise_for_status()
+        workers = (await resp.json())["workers"]
+    for worker in workers:
+        if worker["index"] == source:
+            if worker["state"] != "up":
+                raise CloneError(f"worker {source} is down; it cannot be cloned now")
+            return str(worker["url"]).rstrip("/")
+    raise CloneError(f"the master has no worker {source}")
+
+
+async def _copy(session: aiohttp.ClientSession, url: str, blob: dict[str, object],
+                store: BlobStore) -> int:
+    """Copy one blob; return 1, or 0 if it went away meanwhile or arrived damaged."""
+    async with session.get(f"{url}/blob/{blob['blob']}") as resp:
+        if resp.status == 404:
+            return 0  # deleted since it was listed
+        resp.raise_for_status()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                yield chunk
+
+        meta = await store.put(str(blob["blob"]), str(blob["key"]), str(blob["version"]),
+                               chunks(), int(str(blob["size"])))
+    if meta.md5 != blob["md5"]:
+        log.error("clone: blob %s arrived with MD5 %s, %s expected; dropped", blob["blob"],
+                  meta.md5, blob["md5"])
+        await store.delete(str(blob["blob"]))
+        return 0
+    return 1

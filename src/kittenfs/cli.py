@@ -16,7 +16,7 @@ def _master(args: argparse.Namespace) -> int:
     run(MasterConfig(data=Path(args.data), port=args.port, host=args.host,
                      replicas=args.replicas, max_value_bytes=args.max_value_bytes,
                      down_after=args.down_after, replica_timeout=args.replica_timeout,
-                     replaced_grace=args.replaced_grace,
+                     replaced_grace=args.replaced_grace, auto_rebalance=args.auto_rebalance,
                      cache_bytes=args.cache_bytes, cache_value_max=args.cache_value_max,
                      verbose=args.verbose))
     return 0
@@ -27,7 +27,9 @@ def _worker(args: argparse.Namespace) -> int:
     run(WorkerConfig(master=args.master, data=Path(args.data), port=args.port, host=args.host,
                      advertise=args.advertise, inline_max=args.inline_max,
                      verify_max=args.verify_max, heartbeat_interval=args.heartbeat_interval,
-                     clone_from=args.clone_from, scrub_rate=args.scrub_rate * 1e6,
+                     clone_from=args.clone_from, clone_rate=args.clone_rate * 1e6,
+                     scrub_rate=args.scrub_rate * 1e6,
+                     scrub_interval=args.scrub_interval,
                      verbose=args.verbose))
     return 0
 
@@ -82,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds a replica may stall before a write fails")
     master.add_argument("--replaced-grace", type=float, default=MasterConfig.replaced_grace,
                         help="seconds a replaced version or moved replica is kept (default 10)")
+    master.add_argument("--auto-rebalance", type=float, default=0, metavar="SECONDS",
+                        help="rebalance on its own once the up workers have changed and stayed "
+                             "the same for SECONDS (default 0: off)")
     master.add_argument("--cache-bytes", type=int, default=MasterConfig.cache_bytes,
                         help="bytes of hot small values the master serves itself "
                              "(default 64 MiB; 0: off)")
@@ -105,8 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--clone-from", type=int, metavar="INDEX",
                         help="start as a copy of worker INDEX: copy its blobs over HTTP, then "
                              "register and have the master reference the copies")
+    worker.add_argument("--clone-rate", type=float, default=0,
+                        help="MB per second a clone copies (default 0: no limit)")
     worker.add_argument("--scrub-rate", type=float, default=WorkerConfig.scrub_rate / 1e6,  # 4 MB/s
                         help="MB per second the background scrub reads (0: off)")
+    worker.add_argument("--scrub-interval", type=float, default=WorkerConfig.scrub_interval,
+                        help="seconds between two scrub passes (default 3600)")
     worker.add_argument("--verbose", action="store_true", help="log every request")
     worker.set_defaults(run=_worker)
 

@@ -43,6 +43,9 @@ class MasterConfig:
     replica_timeout: float = 30.0
     #: Seconds a replaced version or a moved-away replica is kept for reads already sent to it.
     replaced_grace: float = 10.0
+    #: Start a rebalance on its own once the set of up workers has changed and then stayed
+    #: the same for this many seconds; 0 turns it off.
+    auto_rebalance: float = 0.0
     #: Bytes of recently read or written small values the master keeps and serves itself
     #: (0 turns it off): a hit answers in one round trip instead of a redirect.
     cache_bytes: int = 64 * MiB
@@ -55,6 +58,7 @@ class MasterConfig:
         _check_port(self.port)
         _require(self.replica_timeout > 0, "--replica-timeout: must be positive")
         _require(self.replaced_grace >= 0, "--replaced-grace: must not be negative")
+        _require(self.auto_rebalance >= 0, "--auto-rebalance: must not be negative (0: off)")
         _require(self.cache_bytes >= 0, "--cache-bytes: must not be negative (0 turns it off)")
         _require(self.cache_value_max >= 0, "--cache-value-max: must not be negative")
         _require(self.replicas >= 1, f"--replicas {self.replicas}: must be at least 1")
@@ -84,8 +88,12 @@ class WorkerConfig:
     heartbeat_interval: float = 1.0
     #: Before its first registration, copy every blob of this worker (an index) first.
     clone_from: int | None = None
+    #: Bytes per second a clone copies; 0 means no limit.
+    clone_rate: float = 0.0
     #: Bytes per second the background scrub reads to check stored values; 0 turns it off.
     scrub_rate: float = 4e6
+    #: Seconds between two scrub passes.
+    scrub_interval: float = 3600.0
     #: Log one line per request.
     verbose: bool = False
 
@@ -93,7 +101,9 @@ class WorkerConfig:
         _check_port(self.port)
         _require(self.clone_from is None or self.clone_from >= 0,
                  "--clone-from: must be a worker index (>= 0)")
+        _require(self.clone_rate >= 0, "--clone-rate: must not be negative (0: no limit)")
         _require(self.scrub_rate >= 0, "--scrub-rate: must not be negative (0 turns it off)")
+        _require(self.scrub_interval >= 0, "--scrub-interval: must not be negative")
         _require(self.master.startswith(("http://", "https://")),
                  f"--master {self.master!r}: must be a URL such as http://127.0.0.1:3000")
         _require(self.advertise is None or self.advertise.startswith(("http://", "https://")),

@@ -119,3 +119,20 @@ def test_jobs_refuse_bad_options_and_a_second_job(cluster):
     assert wait_job(cluster, first["id"])["state"] == "cancelled"
     listed = httpx.get(f"{cluster.url}/_jobs").json()
     assert listed["running"] is None and listed["jobs"][-1]["id"] == first["id"]
+
+
+def test_auto_rebalance_starts_when_the_up_workers_change(make_cluster):
+    cluster = make_cluster(master_args=[*FAST_REAP, "--auto-rebalance", "1"])
+    values = fill(cluster.url, 40, "/auto")
+    cluster.add_worker()
+    cluster.wait_workers_up(4)
+    deadline = time.monotonic() + 30
+    while True:
+        jobs = httpx.get(f"{cluster.url}/_jobs").json()["jobs"]
+        if jobs and jobs[-1]["state"] == "done":
+            break
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.2)
+    assert jobs[-1]["kind"] == "rebalance" and jobs[-1]["options"]["auto"] is True
+    assert jobs[-1]["fixed"]["keys"] > 0
+    assert wait_placed(cluster, values) == {}

@@ -3,12 +3,15 @@
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from ..config import MasterConfig
 from ..server import new_app, serve, setup_logging
+from . import admin
+from .converge import DEFAULT_CONCURRENCY
 from .handlers import dispatch
 from .observe import master_metrics
 from .replica_io import new_session
@@ -31,6 +34,7 @@ def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
         state = await MasterState.open(config, session)
         app["state"] = state
         tasks = [asyncio.create_task(state.store.reap_forever()),
+                 asyncio.create_task(state.repairs.run_forever()),
                  asyncio.create_task(_watch_liveness(state))]
         yield
         for task in tasks:
@@ -44,9 +48,23 @@ def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
 
 
 async def _watch_liveness(state: MasterState) -> None:
+    """Notice workers going down, and start a rebalance when ``--auto-rebalance`` says so."""
+    seen = changed = None
     while True:
         await asyncio.sleep(1.0)
         state.membership.check_liveness()
+        up = frozenset(i for i in state.membership.workers if state.membership.is_up(i))
+        if seen is not None and up != seen:
+            changed = time.monotonic()
+        seen = up
+        delay = state.config.auto_rebalance
+        if (delay and changed is not None and time.monotonic() - changed >= delay
+                and state.jobs.running() is None):
+            changed = None
+            log.info("the up workers changed %.0f s ago: starting a rebalance", delay)
+            admin.start(state, "rebalance", {"dry_run": False, "rate": 0, "bandwidth": 0,
+                                             "concurrency": DEFAULT_CONCURRENCY,
+                                             "auto": True})
 
 
 def run(config: MasterConfig) -> None:

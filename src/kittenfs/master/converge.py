@@ -256,3 +256,45 @@ def _count_found(job: Job, record: IndexRecord, plan: Plan) -> None:
         job.found["misplaced"] += 1
     if not plan.needs and set(record.replicas) == set(plan.target):
         job.found["ok"] += 1
+
+
+class RepairQueue:
+    """Keys reported corrupt by a worker's scrub, repaired in the background one by one.
+
+    Its counters (a Job that never ends) show in ``/_cluster`` under ``repairs``.
+    """
+
+    def __init__(self, converger: Converger) -> None:
+        self.converger = converger
+        self.keys: set[str] = set()
+        self.wakeup = asyncio.Event()
+        self.job = Job("scrub-repairs", {})
+
+    def add(self, keys: list[str]) -> None:
+        """Queue keys for a deep repair."""
+        self.keys.update(keys)
+        self.job.found["reported"] += len(keys)
+        self.wakeup.set()
+
+    async def run_forever(self) -> None:
+        """Repair queued keys as they come (a repair job running meanwhile does the same)."""
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.keys:
+                key = self.keys.pop()
+                for space in (Space.LIVE, Space.UNLINKED):
+                    record = self.converger.index.get(space, key)
+                    if record is None:
+                        continue
+                    try:
+                        await self.converger.converge(self.job, space, record, True, False)
+                    except Exception as exc:  # noqa: BLE001 - reported; the scrub finds it again
+                        self.job.error(f"{key}: {type(exc).__name__}: {exc}")
+                self.job.items_done += 1
+
+    def describe(self) -> dict[str, object]:
+        """Return the queue's length and counters, for /_cluster."""
+        return {"queued": len(self.keys), "done": self.job.items_done,
+                "found": dict(self.job.found), "fixed": dict(self.job.fixed),
+                "errors": self.job.errors[-10:]}

@@ -6,6 +6,7 @@ first, and every other path is a key.  docs/api.md is the contract.
 """
 
 import hashlib
+import logging
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +37,8 @@ READ_CHUNK = 256 * 1024
 DEFAULT_LIMIT, MAX_LIMIT = 1000, 10000
 
 KEY_METHODS = "GET, HEAD, PUT, DELETE, UNLINK"
+
+log = logging.getLogger("kittenfs.master")
 
 
 def _state(request: web.Request) -> MasterState:
@@ -265,6 +268,7 @@ async def cluster(request: web.Request) -> web.Response:
         "workers": state.membership.describe(),
         "cache": {"max_bytes": state.store.cache.max_bytes, **vars(state.store.cache.stats)},
         "jobs": {"running": (running := state.jobs.running()) and running.describe()},
+        "repairs": state.repairs.describe(),
     }
     if _truthy(request.query.get("keys")):
         body["keys"] = key_health(state)
@@ -322,6 +326,30 @@ async def heartbeat(request: web.Request) -> web.Response:
     if not _state(request).membership.heartbeat(body["id"], stats):
         raise HTTPProblem(404, "unknown_worker", "register first")
     return web.Response(status=204)
+
+
+async def corrupt(request: web.Request) -> web.Response:
+    """POST /_workers/corrupt {id, blobs: [{key, version}]}: a worker's scrub found these
+    corrupt; queue the keys whose current version they are for repair.  202."""
+    state = _state(request)
+    body = await _json(request)
+    blobs = body.get("blobs")
+    if (not isinstance(body.get("id"), str) or not isinstance(blobs, list)
+            or not all(isinstance(b, dict) and isinstance(b.get("key"), str)
+                       and isinstance(b.get("version"), str) for b in blobs)):
+        raise HTTPProblem(400, "bad_report", "need {id: str, blobs: [{key: str, version: str}]}")
+    if not state.membership.known(body["id"]):
+        raise HTTPProblem(404, "unknown_worker", "register first")
+    keys = []
+    for blob in blobs:
+        for space in (Space.LIVE, Space.UNLINKED):
+            record = state.index.get(space, blob["key"])
+            if record is not None and record.version == blob["version"]:
+                keys.append(blob["key"])
+    log.warning("worker %s reports %d corrupt blobs; %d keys queued for repair", body["id"],
+                len(blobs), len(keys))
+    state.repairs.add(keys)
+    return web.json_response({"queued": len(keys)}, status=202)
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
@@ -407,6 +435,7 @@ _ROUTES = {
     "/clear": (("DELETE",), clear),
     "/_workers/register": (("POST",), register),
     "/_workers/heartbeat": (("POST",), heartbeat),
+    "/_workers/corrupt": (("POST",), corrupt),
 }
 
 _SEED_PREFIXES = (

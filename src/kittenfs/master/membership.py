@@ -168,6 +168,10 @@ class Membership:
             self.draining.discard(index)
         log.info("worker %d %s", index, "is being drained" if draining else "takes replicas again")
 
+    def known(self, worker_id: str) -> bool:
+        """Return True if a worker with this id is registered."""
+        return worker_id in self._by_id
+
     def require_up(self, index: int) -> None:
         """Raise 404 if worker ``index`` is not registered, 409 if it is down."""
         self._require(index)

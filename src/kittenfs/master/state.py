@@ -8,6 +8,7 @@ import aiohttp
 
 from ..config import MasterConfig
 from .cache import ValueCache
+from .converge import Converger, RepairQueue
 from .index import Index
 from .jobs import Jobs
 from .membership import Membership
@@ -26,6 +27,7 @@ class MasterState:
     master_id: str
     started: float
     jobs: Jobs
+    repairs: RepairQueue
     url: str = ""
 
     @classmethod
@@ -39,7 +41,8 @@ class MasterState:
         store = Store(index, membership, session, config.max_value_bytes, config.replica_timeout,
                       cache, config.replaced_grace)
         await store.recover()
-        return cls(config, index, membership, store, session, master_id, time.time(), Jobs())
+        return cls(config, index, membership, store, session, master_id, time.time(), Jobs(),
+                   RepairQueue(Converger(store)))
 
     async def close(self) -> None:
         """Stop the running job, then close the index after queued writes."""

@@ -14,6 +14,7 @@ from .clone import clone
 from .handlers import dispatch, worker_metrics
 from .heartbeat import MasterLink
 from .identity import Identity
+from .scrub import scrub_forever
 
 log = logging.getLogger("kittenfs.worker")
 
@@ -44,7 +45,7 @@ async def _main(config: WorkerConfig) -> None:
     store = BlobStore(config.data, config.inline_max, config.verify_max)
     adopt = False
     if config.clone_from is not None and identity.index is None:
-        await clone(config.master, config.clone_from, store)
+        await clone(config.master, config.clone_from, store, config.clone_rate)
         adopt = True
     elif config.clone_from is not None:
         log.info("--clone-from ignored: this worker is registered already (index %d)",
@@ -57,6 +58,9 @@ async def _main(config: WorkerConfig) -> None:
         link = MasterLink(config.master, advertised, identity, store, config.data,
                           config.heartbeat_interval, adopt)
         tasks.append(asyncio.create_task(link.run()))
+        if config.scrub_rate > 0:
+            tasks.append(asyncio.create_task(scrub_forever(
+                store, config.scrub_rate, config.scrub_interval, link.report_corrupt)))
         log.info("worker id %s (index %s): %d blobs, %d bytes in %s", identity.id, identity.index,
                  store.key_count, store.bytes_used, config.data)
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from ..throttle import Throttle
 from .blobstore import BlobStore
 
 log = logging.getLogger("kittenfs.worker")
@@ -28,8 +29,11 @@ class CloneError(Exception):
     """The source cannot be found or read; the message says why."""
 
 
-async def clone(master: str, source: int, store: BlobStore) -> tuple[int, int]:
-    """Copy every blob of worker ``source`` into ``store``; return (copied, skipped)."""
+async def clone(master: str, source: int, store: BlobStore,
+                bytes_per_s: float = 0.0) -> tuple[int, int]:
+    """Copy every blob of worker ``source`` into ``store`` at up to ``bytes_per_s`` (0: no
+    limit); return (copied, skipped)."""
+    throttle = Throttle(bytes_per_s=bytes_per_s)
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         url = await _source_url(session, master.rstrip("/"), source)
@@ -46,6 +50,7 @@ async def clone(master: str, source: int, store: BlobStore) -> tuple[int, int]:
                     skipped += 1
                     continue
                 copied += await _copy(session, url, blob, store)
+                await throttle.take(1, int(blob["size"]))
             start = page["next"]
             if not start:
                 break

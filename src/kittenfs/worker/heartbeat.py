@@ -90,6 +90,14 @@ class MasterLink:
         log.info("worker %s: the master adopted %d of the %d blobs held", self._name(),
                  result["adopted"], result["blobs"])
 
+    async def report_corrupt(self, blobs: list[dict[str, str]]) -> None:
+        """Tell the master which blobs the scrub found corrupt, so it repairs their keys."""
+        body = {"id": self.identity.id, "blobs": blobs}
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with (aiohttp.ClientSession(timeout=timeout) as session,
+                    session.post(f"{self.master}/_workers/corrupt", json=body) as resp):
+            resp.raise_for_status()
+
     async def _beat(self, session: aiohttp.ClientSession) -> None:
         body = {"id": self.identity.id, "stats": self.stats()}
         async with session.post(f"{self.master}/_workers/heartbeat", json=body) as resp:

@@ -1,0 +1,67 @@
+"""Scrub: a worker reads back what it stores, slowly, and reports what went bad.
+
+Disks rot quietly.  In the background a worker checks every blob it holds (every byte against
+its MD5, as ``GET /check/<id>`` does) at ``--scrub-rate`` bytes per second, one pass after
+another with ``--scrub-interval`` seconds between passes.  It reports the corrupt blobs to
+the master (``POST /_workers/corrupt``), which queues their keys for repair; the worker
+itself already refuses to serve them.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..records import BlobMeta
+from .blobstore import BlobStore, CorruptBlob
+
+log = logging.getLogger("kittenfs.worker")
+
+#: Blob ids read from the index at a time.
+PAGE = 100
+
+Report = Callable[[list[dict[str, str]]], Awaitable[None]]
+
+
+async def scrub_forever(store: BlobStore, rate: float, interval: float, report: Report) -> None:
+    """Check every blob at ``rate`` bytes a second, pass after pass, reporting corrupt ones."""
+    while True:
+        checked, corrupt = await scrub_once(store, rate, report)
+        log.info("scrub pass done: %d blobs checked, %d corrupt", checked, corrupt)
+        await asyncio.sleep(interval)
+
+
+async def scrub_once(store: BlobStore, rate: float, report: Report) -> tuple[int, int]:
+    """Run one pass; return (blobs checked, corrupt blobs found)."""
+    checked = corrupt = 0
+    start = ""
+    while True:
+        page = [(meta, blob) for meta, blob in _page(store, start)]
+        for meta, blob in page[:PAGE]:
+            try:
+                await asyncio.to_thread(store.check, blob)
+            except CorruptBlob as exc:
+                corrupt += 1
+                log.error("scrub: blob %s (key %r) is corrupt: %s", blob, meta.key, exc)
+                await _report(report, [{"blob": blob, "key": meta.key, "version": meta.version}])
+            checked += 1
+            await asyncio.sleep(max(meta.size, 4096) / rate)
+        if len(page) <= PAGE:
+            return checked, corrupt
+        start = page[PAGE][1]
+
+
+def _page(store: BlobStore, start: str) -> list[tuple[BlobMeta, str]]:
+    """Return up to PAGE + 1 (metadata, id) pairs from ``start``: the extra one starts the next."""
+    found = []
+    for item in store.iter_meta_from(start):
+        found.append(item)
+        if len(found) > PAGE:
+            break
+    return found
+
+
+async def _report(report: Report, blobs: list[dict[str, str]]) -> None:
+    try:
+        await report(blobs)
+    except Exception as exc:  # noqa: BLE001 - the next pass finds it again
+        log.warning("scrub: could not report to the master: %s", exc)

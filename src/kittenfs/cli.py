@@ -54,7 +54,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         print(f"kittenfs rebuild: {exc}", file=sys.stderr)
         return 1
     print(f"rebuilt {keys} keys from {len(args.worker)} workers into {args.data}/index; "
-          f"{stale} stale copies left for the reaper. Start the master with --data {args.data}.")
+          f"{stale} copies of older versions (or that disagree) were left in place for "
+          f"`kittenfs gc`. Start the master with --data {args.data}.")
     return 0
 
 

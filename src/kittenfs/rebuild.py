@@ -2,8 +2,13 @@
 
 Every blob names its key, version, size and MD5 (docs/format.md), so the index can be
 rebuilt whole: for each key the newest version held anywhere becomes live, on every worker
-that holds it with the same size and MD5; each older version, and any copy that disagrees,
-becomes a garbage entry for the reaper.  Workers keep their ids and indices.
+that holds it with the same size and MD5.  Workers keep their ids and indices.
+
+Nothing is deleted: older versions, and copies that disagree, are left on the workers and
+reported.  The newest version may be a write that failed (its clean-up cut off by the same
+disaster), in which case the older one is the value to keep; ``kittenfs gc`` removes them
+only after its grace period.  The index is written to a temporary directory and renamed into
+place when complete, so a rebuild cut off by a crash leaves no half index for a master.
 
 Limits (docs/operations.md): the workers do not know which keys were unlinked (they come back
 live), and a key deleted shortly before the loss, whose copies the reaper had not removed
@@ -11,6 +16,8 @@ yet, comes back too.
 """
 
 import asyncio
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +67,10 @@ def gather(worker_urls: list[str], timeout: float = 30.0) -> Found:
     return found
 
 
-def plan(found: Found) -> tuple[list[IndexRecord], list[IndexRecord]]:
-    """Return the live records and the garbage (one record per stale copy)."""
+def plan(found: Found) -> tuple[list[IndexRecord], int]:
+    """Return the live records, and how many copies are of other versions or disagree."""
     live: list[IndexRecord] = []
-    garbage: list[IndexRecord] = []
+    stale = 0
     for key, versions in sorted(found.copies.items()):
         newest = max(versions)  # versions are time-ordered ids
         copies = versions[newest]
@@ -75,12 +82,8 @@ def plan(found: Found) -> tuple[list[IndexRecord], list[IndexRecord]]:
         holders = tuple(sorted(w for w, b in copies if (b["size"], b["md5"]) == (size, md5)))
         created = min(b["created_ms"] for _, b in copies)
         live.append(IndexRecord(key, newest, size, md5, holders, created, created))
-        for version, stale in versions.items():
-            for worker, blob in stale:
-                if version != newest or worker not in holders:
-                    garbage.append(IndexRecord(key, version, blob["size"], blob["md5"],
-                                               (worker,), blob["created_ms"], 0))
-    return live, garbage
+        stale += sum(len(copies) for copies in versions.values()) - len(holders)
+    return live, stale
 
 
 def rebuild(data: Path, worker_urls: list[str]) -> tuple[int, int]:
@@ -88,19 +91,22 @@ def rebuild(data: Path, worker_urls: list[str]) -> tuple[int, int]:
 
     Refuses to touch an existing index.
     """
-    if (data / "index").exists():
-        raise FileExistsError(f"{data / 'index'} exists; rebuild into an empty --data")
+    final = data / "index"
+    if final.exists():
+        raise FileExistsError(f"{final} exists; rebuild into an empty --data")
     found = gather(worker_urls)
-    live, garbage = plan(found)
-    asyncio.run(_write(data, found.workers, live, garbage))
-    return len(live), len(garbage)
-
-
-async def _write(data: Path, workers: list[WorkerInfo], live: list[IndexRecord],
-                 garbage: list[IndexRecord]) -> None:
+    live, stale = plan(found)
     data.mkdir(parents=True, exist_ok=True)
-    index = Index(str(data / "index"))
+    building = data / "index.rebuilding"
+    shutil.rmtree(building, ignore_errors=True)  # a rebuild cut off earlier
+    asyncio.run(_write(building, found.workers, live))
+    os.replace(building, final)
+    return len(live), stale
+
+
+async def _write(path: Path, workers: list[WorkerInfo], live: list[IndexRecord]) -> None:
+    index = Index(str(path))
     try:
-        await index.load(live, garbage, workers)
+        await index.load(live, workers)
     finally:
         await index.close()

@@ -54,6 +54,19 @@ def test_shrink_from_5_to_3_by_draining_under_load(make_cluster):
             assert http.get(key).content == value, key
             assert preferred(cluster, key) == {0, 1, 2}
         assert http.put("/after-shrink", content=b"x").status_code == 201
+    newcomer = cluster.add_worker()  # indices are never given twice
+    cluster.wait_workers_up(4)
+    assert {w["url"]: w["index"] for w in cluster.cluster_info()["workers"]}[newcomer.url] == 5
+
+
+def test_a_dry_run_drain_marks_nothing(make_cluster):
+    cluster = make_cluster(master_args=FAST_REAP, workers=4)
+    fill(cluster.url, 10, "/dry")
+    started = httpx.post(f"{cluster.url}/_workers/3/drain", json={"dry_run": True})
+    job = wait_job(cluster, started.json()["id"])
+    assert job["state"] == "done" and job["kind"] == "drain" and not job["fixed"]
+    assert not any(w["draining"] for w in cluster.cluster_info()["workers"])
+    assert httpx.post(f"{cluster.url}/_workers/9/drain").status_code == 404
 
 
 def test_removing_a_worker_that_is_needed_is_refused(make_cluster):

@@ -53,10 +53,13 @@ async def dispatch_jobs(request: web.Request, state: MasterState, rest: str) -> 
 
 def start(state: MasterState, kind: str, options: dict[str, Any],
           only_worker: int | None = None) -> Job:
-    """Start a rebalance, repair or drain job with validated ``options``."""
+    """Start a rebalance, repair or drain job with validated ``options``.  A drain (of
+    ``only_worker``) first marks the worker draining, unless it is a dry run."""
     converger = Converger(state.store)
 
     async def body(job: Job) -> None:
+        if only_worker is not None and not options["dry_run"]:
+            await state.membership.set_draining(only_worker, True)
         await converger.run(job, KINDS.get(kind, False), options["dry_run"],
                             options["concurrency"],
                             Throttle(options["rate"], options["bandwidth"]), only_worker)
@@ -84,7 +87,8 @@ async def dispatch_workers(request: web.Request, state: MasterState, rest: str) 
     index = int(text)
     if action == "drain" and request.method == "POST":
         options = await _options(request)
-        await state.membership.set_draining(index, True)
+        if index not in state.membership.workers:
+            raise HTTPProblem(404, "unknown_worker", f"no worker {index}")
         job = start(state, "drain", {**options, "worker": index}, only_worker=index)
         return web.json_response(job.describe(), status=202)
     if action == "adopt" and request.method == "POST":
@@ -121,16 +125,16 @@ async def adopt(state: MasterState, index: int) -> dict[str, int]:
 
 
 async def remove_worker(state: MasterState, index: int, force: bool) -> None:
-    """Forget a stopped worker.  Refused (409) while it holds the only copy of any key, and,
-    unless ``force``, while any key still names it (drain it first)."""
+    """Forget a stopped worker.  Refused (409) while it holds the only copy of any key (no
+    other replica is up), and, unless ``force``, while any key still names it (drain it)."""
     state.membership.require_stopped(index)
     named, only = 0, []
     for space in (Space.LIVE, Space.UNLINKED):
         for record in state.index.records(space):
             if index in record.replicas:
                 named += 1
-                others = [i for i in record.replicas if i != index and i in state.membership.workers]
-                if not others:
+                others = [i for i in record.replicas if i != index and state.membership.is_up(i)]
+                if not others:  # a copy on a worker that is down is no copy to count on
                     only.append(record.key)
     if only:
         raise HTTPProblem(409, "only_copy", f"worker {index} holds the only copy of {len(only)} "

@@ -9,13 +9,16 @@ For a key whose record names version v on replicas S:
    MD5); repair has each worker read every byte (``GET /check/<id>``);
 3. if S is T and every copy is good, there is nothing to do.  If no copy is good, the key is
    reported lost (or unavailable while a replica is down) and left alone;
-4. a pending record ``p:<blob>`` names the workers in T that lack a good copy, so a crash from
-   here on leaves their copies as garbage, never as unreferenced bytes;
+4. a move record ``p:<blob>@move`` names the workers in T that lack a good copy, so a crash
+   from here on leaves their copies as garbage, never as unreferenced bytes;
 5. each of them gets a copy streamed from a good one; its size and MD5 must be the record's;
-6. under the key's lock, and only if the key still has the same record, the copies are
-   checked again and one synced batch switches the record to T, drops the pending record and
+6. under the key's lock, and only if the key still has the same record, the new copies are
+   checked again, and so is every byte of the copies that stay (before any replica is
+   dropped, the kept ones must be known good, not just listed).  Then one synced batch,
+   which a cancellation cannot cut short, switches the record to T, drops the move record and
    leaves a garbage entry for each replica in S outside T.  If the key was written or deleted
-   meanwhile, the copies become garbage instead: a PUT or DELETE always wins over a move;
+   meanwhile, the copies become garbage instead: a PUT or DELETE always wins over a move.
+   One key is moved by one move at a time;
 7. the reaper deletes the dropped replicas after REPLACED_GRACE, so reads redirected to them
    just before the switch still finish; it never deletes a copy the live record names.
 
@@ -37,7 +40,7 @@ from . import replica_io
 from .index import Space
 from .jobs import Job, Throttle
 from .membership import NotEnoughWorkers
-from .write_path import Store
+from .write_path import Store, to_completion
 
 log = logging.getLogger("kittenfs.master")
 
@@ -167,33 +170,53 @@ class Converger:
             return 0
         if dry_run:
             return 0
-        blob_record = dataclasses.replace(record, replicas=plan.needs, size=-1)
+        if record.key in self.store.moving:  # a job and the repair queue met on this key
+            job.found["busy"] += 1
+            return 0
+        self.store.moving.add(record.key)
+        try:
+            return await self._move(job, space, record, plan)
+        finally:
+            self.store.moving.discard(record.key)
+
+    async def _move(self, job: Job, space: Space, record: IndexRecord, plan: Plan) -> int:
+        """Copy, check, then switch the record (steps 4 to 6 above); return the bytes copied."""
+        move = dataclasses.replace(record, replicas=plan.needs, size=-1)
         if plan.needs:
-            await self.index.begin_write(blob_record)
+            await self.index.begin_move(move)
         try:
             for dest in plan.needs:
                 await self._copy(record, plan.good, dest)
         except BaseException:
-            await asyncio.shield(self._abandon(record, blob_record))
+            await asyncio.shield(self._abandon(record, move))
             raise
+        dropped = tuple(i for i in record.replicas if i not in plan.target)
+        kept = tuple(i for i in plan.target if i not in plan.needs)
         async with self.store.locks.hold(record.key):
-            if self.index.get(space, record.key) != record or not await self._all_there(
-                    record, plan.needs):
-                job.found["changed_meanwhile"] += 1
-                await self.store.abandon(blob_record)
+            current = self.index.get(space, record.key) == record
+            if not (current and await self._all_there(record, plan.needs)
+                    and (not dropped or await self._intact(record, kept))):
+                job.found["changed_meanwhile" if not current else "not_verified"] += 1
+                await to_completion(self.store.abandon_move(move))
                 return 0
             moved = dataclasses.replace(record, replicas=plan.target)
-            dropped = tuple(i for i in record.replicas if i not in plan.target)
-            await self.index.commit_move(space, record, moved, dropped)
+            await to_completion(self.index.commit_move(space, record, moved, dropped))
             self.store.cache.invalidate(record.key)
         job.fixed["keys"] += 1
         job.fixed["copies"] += len(plan.needs)
         job.fixed["dropped"] += len(dropped)
         return record.size * len(plan.needs)
 
-    async def _abandon(self, record: IndexRecord, blob_record: IndexRecord) -> None:
+    async def _abandon(self, record: IndexRecord, move: IndexRecord) -> None:
         async with self.store.locks.hold(record.key):
-            await self.store.abandon(blob_record)
+            await self.store.abandon_move(move)
+
+    async def _intact(self, record: IndexRecord, kept: tuple[int, ...]) -> bool:
+        """Before replicas are dropped, check every byte of the copies that stay and were not
+        just written (a shallow look trusts metadata; the last good copy must not go)."""
+        states = await asyncio.gather(*(self._state(index, record, True) for index in kept),
+                                      return_exceptions=True)
+        return all(state == "good" for state in states)
 
     async def _state(self, index: int, record: IndexRecord, deep: bool) -> str:
         """Return "good", "missing" or "corrupt" for the copy of ``record`` on a worker."""

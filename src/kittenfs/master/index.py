@@ -5,11 +5,13 @@ Key spaces (docs/format.md), each ordered by the bytes after its prefix:
 - ``k:<key>``   live value        -> IndexRecord
 - ``u:<key>``   unlinked value    -> IndexRecord (hidden from GET and listing, bytes kept)
 - ``p:<blob>``  write in progress -> IndexRecord (replicas may hold a partial or durable copy)
+- ``p:<blob>@move``  a move's copies in progress -> IndexRecord naming the receiving workers
 - ``d:<blob>``  garbage           -> IndexRecord (replicas still to be told to delete it)
 - ``d:<blob>@<worker>``  garbage of one replica, left by a move (rebalance, repair)
 - ``w:<index>`` registered worker -> WorkerInfo
 - ``x:<index>`` worker being drained -> b"draining" (new replicas avoid it)
 - ``c:id``      this master's id
+- ``c:next_worker``  the next worker index to give: indices are never reused
 
 A key's state is the space its record is in.  Every change is one synced batch, so a crash
 leaves each key either as it was or as it became, and a ``p:`` record found at start is a
@@ -48,6 +50,23 @@ def _replica_garbage_key(record: IndexRecord, index: int) -> bytes:
     return _blob_key(Space.GARBAGE, record) + b"@%d" % index
 
 
+def _replica_garbage(record: IndexRecord, workers: tuple[int, ...],
+                     stamp_ms: int) -> dict[bytes, bytes]:
+    """Return one garbage entry per worker for ``record``'s version (``stamp_ms`` starts the
+    reaper's grace; a size of -1 needs none)."""
+    return {_replica_garbage_key(record, index): encode(
+        dataclasses.replace(record, replicas=(index,), modified_ms=stamp_ms))
+        for index in workers}
+
+
+#: The suffix of a move's pending key: ``p:<blob>@move``.
+_MOVE = b"@move"
+
+
+def _move_key(record: IndexRecord) -> bytes:
+    return _blob_key(Space.PENDING, record) + _MOVE
+
+
 class Index:
     """Durable state of the master: keys, writes in flight, garbage and workers."""
 
@@ -76,11 +95,24 @@ class Index:
         replicas: the move's pending record goes, and each dropped replica gets its own
         garbage entry, stamped now so the reaper gives reads already sent there their grace."""
         puts = {_key(space, record.key): encode(moved)}
-        now = int(time.time() * 1000)
-        for index in dropped:
-            puts[_replica_garbage_key(record, index)] = encode(
-                dataclasses.replace(record, replicas=(index,), modified_ms=now))
-        await self.db.write(puts, [_blob_key(Space.PENDING, record)])
+        puts.update(_replica_garbage(record, dropped, int(time.time() * 1000)))
+        await self.db.write(puts, [_move_key(record)])
+
+    async def begin_move(self, move: IndexRecord) -> None:
+        """Record a move's copies (``move.replicas``) as in flight before any is made.  A move
+        has its own pending key, so it never meets the version's own write records."""
+        await self.db.write({_move_key(move): encode(move)})
+
+    async def abandon_move(self, move: IndexRecord) -> list[tuple[bytes, IndexRecord]]:
+        """Turn a failed move's copies into one garbage entry each; return the entries."""
+        entries = _replica_garbage(move, move.replicas, 0)
+        await self.db.write(entries, [_move_key(move)])
+        return [(key, decode(IndexRecord, raw)) for key, raw in entries.items()]
+
+    def garbage_entry(self, entry: bytes) -> IndexRecord | None:
+        """Return the garbage entry stored under ``entry`` now, or None."""
+        raw = self.db.get(entry)
+        return None if raw is None else decode(IndexRecord, raw)
 
     async def update(self, space: Space, record: IndexRecord) -> None:
         """Replace a key's record in ``space`` (the caller holds the key's lock)."""
@@ -89,10 +121,11 @@ class Index:
     def owned(self, blob: str) -> bool:
         """Return True if a pending record or a garbage entry exists for ``blob``: the write
         path or the reaper is responsible for its copies."""
-        if self.db.get(b"p:" + blob.encode("ascii")) is not None:
-            return True
-        with self.db.scan(b"d:" + blob.encode("ascii"), include_value=False) as entries:
-            return next(iter(entries), None) is not None
+        for space in (b"p:", b"d:"):  # p:<blob>, p:<blob>@move, d:<blob>, d:<blob>@<worker>
+            with self.db.scan(space + blob.encode("ascii"), include_value=False) as entries:
+                if next(iter(entries), None) is not None:
+                    return True
+        return False
 
     def garbage(self) -> list[tuple[bytes, IndexRecord]]:
         """Return every garbage entry as (its own key, its record)."""
@@ -122,10 +155,13 @@ class Index:
         await self.db.write(deletes=[_blob_key(Space.GARBAGE, record)])
 
     async def pending_to_garbage(self) -> int:
-        """At start, turn every write that was in flight at a crash into garbage."""
-        pending = list(self.records(Space.PENDING))
-        for record in pending:
-            await self.abandon_write(record)
+        """At start, turn every write and move that was in flight at a crash into garbage."""
+        pending = [(raw_key, decode(IndexRecord, raw)) for raw_key, raw in self.db.scan(b"p:")]
+        for raw_key, record in pending:
+            if raw_key.endswith(_MOVE):
+                await self.abandon_move(record)
+            else:
+                await self.abandon_write(record)
         return len(pending)
 
     def records(self, space: Space, prefix: str = "", start: str = "") -> Iterator[IndexRecord]:
@@ -154,21 +190,22 @@ class Index:
         return [decode(WorkerInfo, raw) for _, raw in self.db.scan(b"w:")]
 
     async def save_worker(self, info: WorkerInfo) -> None:
-        """Persist a worker's registration."""
-        await self.db.write({b"w:%08d" % info.index: encode(info)})
+        """Persist a worker's registration, and that its index is never to be given again."""
+        await self.db.write({b"w:%08d" % info.index: encode(info),
+                             b"c:next_worker": b"%d" % max(self.next_worker(), info.index + 1)})
 
-    async def load(self, records: list[IndexRecord], garbage: list[IndexRecord],
-                   workers: list[WorkerInfo]) -> None:
-        """Write a rebuilt index: live records, one garbage entry per stale replica (each
-        ``garbage`` record names one worker) and the workers, in synced batches."""
+    def next_worker(self) -> int:
+        """Return the lowest index never given to a worker (removed ones included)."""
+        raw = self.db.get(b"c:next_worker")
+        return int(raw) if raw else max((w.index + 1 for w in self.workers()), default=0)
+
+    async def load(self, records: list[IndexRecord], workers: list[WorkerInfo]) -> None:
+        """Write a rebuilt index's live records and workers, in synced batches."""
         for info in workers:
             await self.save_worker(info)
         for start in range(0, len(records), 1000):
             await self.db.write({_key(Space.LIVE, r.key): encode(r)
                                  for r in records[start:start + 1000]})
-        for start in range(0, len(garbage), 1000):
-            await self.db.write({_replica_garbage_key(g, g.replicas[0]): encode(g)
-                                 for g in garbage[start:start + 1000]})
 
     def draining(self) -> set[int]:
         """Return the indices of the workers being drained."""

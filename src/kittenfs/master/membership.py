@@ -83,8 +83,8 @@ class Membership:
         elif wanted is not None:
             raise HTTPProblem(409, "index_taken",
                               f"worker index {wanted} belongs to another worker")
-        else:
-            index = max(self.workers, default=-1) + 1
+        else:  # never an index given before: records may still name a removed worker
+            index = max(self.index.next_worker(), max(self.workers, default=-1) + 1)
         info = WorkerInfo(worker_id, index, url, state.info.registered_ms if state else
                           int(time.time() * 1000))
         await self.index.save_worker(info)

@@ -20,8 +20,9 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 
@@ -36,6 +37,8 @@ from .index import Index, Space
 from .membership import Membership
 
 log = logging.getLogger("kittenfs.master")
+
+T = TypeVar("T")
 
 #: Values up to this many bytes, with a Content-Length, are read whole and sent to the
 #: replicas through the batcher (larger ones stream, one request per replica).
@@ -71,6 +74,7 @@ class Store:
         self.cache = cache or ValueCache(0, 0)
         self.locks = KeyLocks()
         self.batcher = replica_io.Batcher(session)
+        self.moving: set[str] = set()  # keys a move (job or repair queue) is working on
 
     async def put(self, key: str, body: AsyncIterator[bytes], size: int | None,
                   create_only: bool = False) -> PutResult:
@@ -212,6 +216,12 @@ class Store:
         await self.index.abandon_write(pending)
         await self._delete_garbage(pending)
 
+    async def abandon_move(self, move: IndexRecord) -> None:
+        """Clean up after a failed move: each copy it made goes (but never one the live
+        record names).  The caller holds the key's lock."""
+        for entry, record in await self.index.abandon_move(move):
+            await self._delete_garbage(record, entry)
+
     async def delete(self, key: str) -> None:
         """Remove ``key`` (live or unlinked) from the index, then from its replicas.
 
@@ -228,17 +238,29 @@ class Store:
 
     async def add_replica(self, key: str, version: str, md5: str, worker: int) -> bool:
         """Add ``worker`` to the replicas of ``key`` if it is the key's current (live or
-        unlinked) ``version`` with this MD5; return whether it was added."""
+        unlinked) ``version`` with this MD5, and the worker holds it right now (checked under
+        the key's lock: a listing can be stale); return whether it was added."""
         async with self.locks.hold(key):
             for space in (Space.LIVE, Space.UNLINKED):
                 record = self.index.get(space, key)
                 if (record is not None and record.version == version and record.md5 == md5
-                        and worker not in record.replicas):
-                    await self.index.update(space, dataclasses.replace(
-                        record, replicas=(*record.replicas, worker)))
+                        and worker not in record.replicas
+                        and await self._holds(worker, record)):
+                    await to_completion(self.index.update(space, dataclasses.replace(
+                        record, replicas=(*record.replicas, worker))))
                     self.cache.invalidate(key)
                     return True
         return False
+
+    async def _holds(self, worker: int, record: IndexRecord) -> bool:
+        """Return True if ``worker`` answers a HEAD of ``record``'s blob with its MD5."""
+        url = replica_io.blob_url(self.membership.url(worker), blob_id(record.key,
+                                                                       record.version))
+        try:
+            async with self.session.head(url) as resp:
+                return resp.status == 200 and resp.headers.get("Content-Md5") == record.md5
+        except (aiohttp.ClientError, OSError):
+            return False
 
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
@@ -332,7 +354,8 @@ class Store:
         for entry, record in self.index.garbage():
             if record.size < 0 or record.modified_ms <= settled:
                 async with self.locks.hold(record.key):
-                    cleaned += await self._delete_garbage(record, entry)
+                    if self.index.garbage_entry(entry) == record:  # not rewritten meanwhile
+                        cleaned += await self._delete_garbage(record, entry)
         return cleaned
 
 
@@ -342,6 +365,17 @@ async def _read_whole(body: AsyncIterator[bytes], size: int) -> bytes:
     if len(value) != size:
         raise HTTPProblem(400, "short_body", f"Content-Length was {size}, got {len(value)} bytes")
     return value
+
+
+async def to_completion(step: Awaitable[T]) -> T:
+    """Run ``step`` to its end even if the caller is cancelled meanwhile (the cancellation
+    is raised once it has ended): a step whose batch may land must not outlive its lock."""
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
 
 
 def _failures(results: Sequence[object]) -> list[str]:

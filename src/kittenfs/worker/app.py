@@ -12,7 +12,7 @@ from ..server import new_app, serve, setup_logging
 from .blobstore import BlobStore
 from .clone import clone
 from .handlers import dispatch, worker_metrics
-from .heartbeat import MasterLink
+from .heartbeat import ADOPT_MARKER, MasterLink
 from .identity import Identity
 from .scrub import scrub_forever
 
@@ -43,10 +43,9 @@ async def _main(config: WorkerConfig) -> None:
     config.data.mkdir(parents=True, exist_ok=True)
     identity = Identity.load(config.data)
     store = BlobStore(config.data, config.inline_max, config.verify_max)
-    adopt = False
     if config.clone_from is not None and identity.index is None:
         await clone(config.master, config.clone_from, store, config.clone_rate)
-        adopt = True
+        (config.data / ADOPT_MARKER).touch()
     elif config.clone_from is not None:
         log.info("--clone-from ignored: this worker is registered already (index %d)",
                  identity.index)
@@ -56,7 +55,7 @@ async def _main(config: WorkerConfig) -> None:
     async def listening(url: str) -> None:
         advertised = (config.advertise or url).rstrip("/")
         link = MasterLink(config.master, advertised, identity, store, config.data,
-                          config.heartbeat_interval, adopt)
+                          config.heartbeat_interval)
         tasks.append(asyncio.create_task(link.run()))
         if config.scrub_rate > 0:
             tasks.append(asyncio.create_task(scrub_forever(

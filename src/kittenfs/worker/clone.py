@@ -4,9 +4,11 @@
 every blob it lists (``GET /blobs``, then ``GET /blob/<id>``), each checked against the MD5
 the source lists, before this worker registers.  A blob it already holds intact is skipped,
 so a clone cut off by a crash goes on where it stopped when the worker starts again (it
-clones until its first registration).  Once registered, the worker asks the master to adopt
-what it holds (``POST /_workers/<index>/adopt``): every blob that is the current version of
-its key gets this worker added to the key's replicas.
+clones until its first registration).  A blob that cannot be copied (the source fails on it)
+is left out and logged.  Once registered, the worker asks the master to adopt what it holds
+(``POST /_workers/<index>/adopt``): every blob that is the current version of its key gets
+this worker added to the key's replicas.  Until the master has answered, a marker file
+(``adopt.pending``) makes the worker ask again after a restart.
 """
 
 import logging
@@ -15,7 +17,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from ..throttle import Throttle
-from .blobstore import BlobStore
+from .blobstore import BlobStore, SizeMismatch
 
 log = logging.getLogger("kittenfs.worker")
 
@@ -37,7 +39,7 @@ async def clone(master: str, source: int, store: BlobStore,
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         url = await _source_url(session, master.rstrip("/"), source)
-        copied = skipped = 0
+        copied = skipped = failed = 0
         start = ""
         while True:
             async with session.get(f"{url}/blobs", params={"start": start,
@@ -49,13 +51,17 @@ async def clone(master: str, source: int, store: BlobStore,
                 if held is not None and held.md5 == blob["md5"]:
                     skipped += 1
                     continue
-                copied += await _copy(session, url, blob, store)
+                try:
+                    copied += await _copy(session, url, blob, store)
+                except (aiohttp.ClientError, OSError, SizeMismatch) as exc:
+                    failed += 1  # left out: adopt skips it, and repair or rebalance fill it
+                    log.error("clone: blob %s not copied: %s", blob["blob"], exc)
                 await throttle.take(1, int(blob["size"]))
             start = page["next"]
             if not start:
                 break
-    log.info("cloned worker %d (%s): %d blobs copied, %d already here", source, url,
-             copied, skipped)
+    log.info("cloned worker %d (%s): %d blobs copied, %d already here, %d failed", source, url,
+             copied, skipped, failed)
     return copied, skipped
 
 

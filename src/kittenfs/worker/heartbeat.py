@@ -8,7 +8,7 @@ logged once each, not once per beat.
 import asyncio
 import logging
 import signal
-from typing import Any
+from pathlib import Path
 
 import aiohttp
 
@@ -17,12 +17,15 @@ from .identity import Identity
 
 log = logging.getLogger("kittenfs.worker")
 
+#: A file in the data directory while a clone's blobs wait for the master to adopt them.
+ADOPT_MARKER = "adopt.pending"
+
 
 class MasterLink:
     """Keeps one worker registered with its master."""
 
     def __init__(self, master: str, url: str, identity: Identity, store: BlobStore,
-                 data_dir: Any, interval: float, adopt: bool = False) -> None:
+                 data_dir: Path, interval: float) -> None:
         self.master = master.rstrip("/")
         self.url = url
         self.identity = identity
@@ -31,7 +34,7 @@ class MasterLink:
         self.interval = interval
         self.registered = False
         self.connected: bool | None = None
-        self.adopt = adopt  # a fresh clone: ask the master to reference its blobs, once
+        self.adopting: asyncio.Task[None] | None = None
 
     def stats(self) -> dict[str, int]:
         """Return what the heartbeat reports: bytes used, free disk and key count."""
@@ -47,8 +50,9 @@ class MasterLink:
                     if not self.registered:
                         await self._register(session)
                     await self._beat(session)
-                    if self.adopt and self.registered:
-                        await self._adopt(session)
+                    if (self.registered and self.adopting is None
+                            and (self.data_dir / ADOPT_MARKER).exists()):
+                        self.adopting = asyncio.create_task(self._adopt())
                     self._connected(True, "")
                 except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
                     self._connected(False, f"{type(exc).__name__}: {exc}")
@@ -80,15 +84,24 @@ class MasterLink:
         self.registered = True
         log.info("worker %d registered with master %s as %s", index, self.master, self.url)
 
-    async def _adopt(self, session: aiohttp.ClientSession) -> None:
-        """Have the master add this worker to the replicas of the blobs it cloned."""
+    async def _adopt(self) -> None:
+        """Have the master add this (cloned) worker to the replicas of the blobs it holds.
+
+        Runs beside the heartbeats, which must go on meanwhile; on failure the next beat
+        starts it again, and the marker file keeps it pending across restarts."""
         url = f"{self.master}/_workers/{self.identity.index}/adopt"
-        async with session.post(url, timeout=aiohttp.ClientTimeout(total=600)) as resp:
-            resp.raise_for_status()
-            result = await resp.json()
-        self.adopt = False
-        log.info("worker %s: the master adopted %d of the %d blobs held", self._name(),
-                 result["adopted"], result["blobs"])
+        try:
+            async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as s,
+                        s.post(url) as resp):
+                resp.raise_for_status()
+                result = await resp.json()
+            (self.data_dir / ADOPT_MARKER).unlink(missing_ok=True)
+            log.info("worker %s: the master adopted %d of the %d blobs held", self._name(),
+                     result["adopted"], result["blobs"])
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
+            log.warning("worker %s: adopt failed (%s); will retry", self._name(), exc)
+        finally:
+            self.adopting = None
 
     async def report_corrupt(self, blobs: list[dict[str, str]]) -> None:
         """Tell the master which blobs the scrub found corrupt, so it repairs their keys."""

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .master.index import Index
 from .records import IndexRecord, WorkerInfo
@@ -45,13 +47,22 @@ class Found:
 
 
 def gather(worker_urls: list[str], timeout: float = 30.0) -> Found:
-    """List every blob of every worker (each must be up)."""
+    """List every blob of every worker (each must be up), with a progress bar on a terminal
+    (blobs listed, their bytes, and an ETA from the workers' own blob counts)."""
     found = Found()
     now = int(time.time() * 1000)
-    with httpx.Client(timeout=timeout) as http:
-        for url in worker_urls:
+    console = Console(stderr=True)
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[size]}"), TimeRemainingColumn())
+    with (httpx.Client(timeout=timeout) as http,
+          Progress(*columns, console=console, disable=not console.is_terminal) as bar):
+        healths = [http.get(f"{u.rstrip('/')}/health").raise_for_status().json()
+                   for u in worker_urls]
+        task = bar.add_task("listing", total=sum(h.get("key_count") or 0 for h in healths),
+                            size="")
+        listed_bytes = 0
+        for url, health in zip(worker_urls, healths):
             url = url.rstrip("/")
-            health = http.get(f"{url}/health").raise_for_status().json()
             if health.get("role") != "worker" or health.get("index") is None:
                 raise ValueError(f"{url} is not a registered kittenFS worker: {health}")
             found.workers.append(WorkerInfo(health["id"], health["index"], url, now))
@@ -61,6 +72,8 @@ def gather(worker_urls: list[str], timeout: float = 30.0) -> Found:
                 body = page.raise_for_status().json()
                 for blob in body["blobs"]:
                     found.add(health["index"], blob)
+                    listed_bytes += blob["size"]
+                bar.update(task, advance=len(body["blobs"]), size=f"{listed_bytes:,} bytes")
                 start = body["next"]
                 if not start:
                     break

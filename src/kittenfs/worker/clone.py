@@ -12,6 +12,7 @@ this worker added to the key's replicas.  Until the master has answered, a marke
 """
 
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -25,6 +26,8 @@ log = logging.getLogger("kittenfs.worker")
 PAGE = 1000
 #: Chunk size of copied values.
 CHUNK = 256 * 1024
+#: Seconds between two progress lines in the log.
+PROGRESS_EVERY = 5.0
 
 
 class CloneError(Exception):
@@ -36,9 +39,10 @@ async def clone(master: str, source: int, store: BlobStore,
     """Copy every blob of worker ``source`` into ``store`` at up to ``bytes_per_s`` (0: no
     limit); return (copied, skipped)."""
     throttle = Throttle(bytes_per_s=bytes_per_s)
+    progress = _Progress()
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        url = await _source_url(session, master.rstrip("/"), source)
+        url, progress.total = await _source_url(session, master.rstrip("/"), source)
         copied = skipped = failed = 0
         start = ""
         while True:
@@ -51,6 +55,7 @@ async def clone(master: str, source: int, store: BlobStore,
                 if held is not None and held.md5 == blob["md5"]:
                     skipped += 1
                     continue
+                progress.note(int(blob["size"]))
                 try:
                     copied += await _copy(session, url, blob, store)
                 except (aiohttp.ClientError, OSError, SizeMismatch) as exc:
@@ -65,7 +70,28 @@ async def clone(master: str, source: int, store: BlobStore,
     return copied, skipped
 
 
-async def _source_url(session: aiohttp.ClientSession, master: str, source: int) -> str:
+class _Progress:
+    """Logs how far a clone is (blobs, bytes, ETA) every PROGRESS_EVERY seconds: the worker
+    does not serve HTTP yet, so its log is where an operator watches."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = self.bytes = 0
+        self.started = self.logged = time.monotonic()
+
+    def note(self, size: int) -> None:
+        self.done += 1
+        self.bytes += size
+        now = time.monotonic()
+        if now - self.logged >= PROGRESS_EVERY:
+            self.logged = now
+            left = (now - self.started) / self.done * max(0, self.total - self.done)
+            log.info("clone: %d/%d blobs, %d bytes, about %.0f s left", self.done, self.total,
+                     self.bytes, left)
+
+
+async def _source_url(session: aiohttp.ClientSession, master: str,
+                      source: int) -> tuple[str, int]:
     async with session.get(f"{master}/_cluster") as resp:
         resp.raise_for_status()
         workers = (await resp.json())["workers"]
@@ -73,7 +99,7 @@ async def _source_url(session: aiohttp.ClientSession, master: str, source: int) 
         if worker["index"] == source:
             if worker["state"] != "up":
                 raise CloneError(f"worker {source} is down; it cannot be cloned now")
-            return str(worker["url"]).rstrip("/")
+            return str(worker["url"]).rstrip("/"), int(worker["key_count"] or 0)
     raise CloneError(f"the master has no worker {source}")
 
 

@@ -59,6 +59,11 @@ def _rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nemesis(args: argparse.Namespace) -> int:
+    from .reliability.run import run_nemesis
+    return run_nemesis(args)
+
+
 def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from . import commands
@@ -133,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--worker", action="append", required=True, metavar="URL",
                          help="a worker's URL; give every worker (repeat the flag)")
     rebuild.set_defaults(run=_rebuild)
+
+    nemesis = sub.add_parser("nemesis", help="run the reliability suite: workload, faults, checker")
+    from .reliability.run import add_arguments as nemesis_arguments
+    nemesis_arguments(nemesis)
+    nemesis.set_defaults(run=_nemesis)
 
     bench = sub.add_parser("bench", help="benchmark kittenFS against nginx and the disk")
     from .bench.suite import add_arguments

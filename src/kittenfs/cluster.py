@@ -6,11 +6,15 @@ The benchmark starts the same cluster, with its output sent to log files.
 """
 
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -70,6 +74,7 @@ class LocalCluster:
         self.url = f"http://127.0.0.1:{port}"
         self.urls: list[str] = []
         self.children: list[subprocess.Popen[bytes]] = []
+        self.commands: list[list[str]] = []
 
     def start(self) -> None:
         """Start the master, then the workers one at a time (so worker-i gets index i)."""
@@ -84,9 +89,21 @@ class LocalCluster:
             self._wait_healthy(i + 1)
 
     def _spawn(self, url: str, *args: str) -> None:
-        self.children.append(subprocess.Popen([sys.executable, "-m", "kittenfs", *args,
-                                               *self.extra], stdout=self.log, stderr=self.log))
+        command = [sys.executable, "-m", "kittenfs", *args, *self.extra]
+        self.commands.append(command)
+        self.children.append(subprocess.Popen(command, stdout=self.log, stderr=self.log))
         self.urls.append(url)
+
+    def signal(self, child: int, signum: int) -> None:
+        """Send ``signum`` to child ``child`` (0 is the master, 1 + i is worker i)."""
+        if self.children[child].poll() is None:
+            self.children[child].send_signal(signum)
+
+    def restart(self, child: int) -> None:
+        """Start child ``child`` again, with the same command, once it has exited."""
+        self.children[child].wait()
+        self.children[child] = subprocess.Popen(self.commands[child], stdout=self.log,
+                                                stderr=self.log)
 
     def _wait_healthy(self, workers: int) -> None:
         """Wait until every process answers /health and the master sees ``workers`` up."""
@@ -126,6 +143,30 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+
+@contextmanager
+def local_cluster(workers: int, replicas: int, keep: str | None = None,
+                  master_extra: tuple[str, ...] = ()) -> Iterator[LocalCluster]:
+    """Run a fresh local cluster in a temp dir (under ``keep``, and kept, if given), with its
+    logs in cluster.log there: the benchmark and the reliability suite run on one."""
+    if keep is not None:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+    data = Path(tempfile.mkdtemp(prefix="kfs-", dir=keep))
+    with (data / "cluster.log").open("wb") as log:
+        cluster = LocalCluster(data, free_port_block(workers + 1), workers, replicas, log=log,
+                               master_extra=master_extra)
+        try:
+            try:
+                cluster.start()
+            except RuntimeError as exc:
+                tail = (data / "cluster.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{exc}; the end of cluster.log:\n{tail}") from exc
+            yield cluster
+        finally:
+            cluster.stop()
+            if keep is None:
+                shutil.rmtree(data, ignore_errors=True)
 
 
 def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbose: bool) -> int:

@@ -4,13 +4,11 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
-from ..cluster import LocalCluster, free_port_block
+from ..cluster import free_port_block, local_cluster
 from ..config import MasterConfig
 from . import references
 from .load import Phase, PhaseResult, run_phase
@@ -208,27 +206,6 @@ def compute_ratios(run: Run) -> None:
                   for name, value in values.items()}
 
 
-@contextmanager
-def local_cluster(workers: int, replicas: int, keep: str | None,
-                  cache_bytes: int = MasterConfig.cache_bytes) -> Iterator[LocalCluster]:
-    """Run a fresh local cluster in a temp dir (its logs in cluster.log there)."""
-    data = Path(tempfile.mkdtemp(prefix="kfs-bench-", dir=keep))
-    with (data / "cluster.log").open("wb") as log:
-        cluster = LocalCluster(data, free_port_block(workers + 1), workers, replicas, log=log,
-                               master_extra=("--cache-bytes", str(cache_bytes)))
-        try:
-            try:
-                cluster.start()
-            except RuntimeError as exc:
-                tail = (data / "cluster.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{exc}; the end of cluster.log:\n{tail}") from exc
-            yield cluster
-        finally:
-            cluster.stop()
-            if keep is None:
-                shutil.rmtree(data, ignore_errors=True)
-
-
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
     """Return when, where and on what this run was made."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, check=False,
@@ -335,7 +312,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     run = Run(metadata(args))
     holder: Callable[[], Any] = (
         (lambda: nullcontext(None)) if args.url else
-        (lambda: local_cluster(args.workers, args.replicas, args.keep, args.cache_bytes)))
+        (lambda: local_cluster(args.workers, args.replicas, args.keep,
+                               ("--cache-bytes", str(args.cache_bytes)))))
     with holder() as cluster:
         base = args.url.rstrip("/") if args.url else cluster.url
         pids = {} if cluster is None else cluster.pids()

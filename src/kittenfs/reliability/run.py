@@ -1,0 +1,153 @@
+"""``kittenfs nemesis``: run the workload against a local cluster while the nemesis injects
+faults, heal, repair, then check the history and print the figures (docs/reliability.md)."""
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from ..cluster import LocalCluster, local_cluster
+from .checker import VIOLATIONS, check
+from .history import Op
+from .nemesis import FAULTS, Nemesis
+from .workload import run_clients
+
+#: Seconds the cluster gets to be whole again (every key fully replicated) after the faults.
+REPLICATION_DEADLINE = 120.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=float, default=30, help="seconds of workload")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    parser.add_argument("--keys", type=int, default=40, help="size of the key set")
+    parser.add_argument("--workers", type=int, default=4, help="workers of the local cluster")
+    parser.add_argument("--faults", type=int, default=12, help="most faults to inject")
+    parser.add_argument("--only", choices=FAULTS, action="append",
+                        help="inject only these faults (repeatable)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
+    parser.add_argument("--json", help="write the summary to this file as well")
+    parser.add_argument("--history", help="write every operation to this file (JSON lines)")
+    parser.add_argument("--keep", help="keep the cluster's data and log under this directory")
+
+
+def run_nemesis(args: argparse.Namespace) -> int:
+    """Run the suite as ``args`` say; print the summary; exit 0 only if nothing was violated."""
+    seed = args.seed if args.seed is not None else int(time.time())
+    with local_cluster(args.workers, 3, args.keep) as cluster:
+        summary = asyncio.run(_run(cluster, args, seed))
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as out:
+            out.write(text + "\n")
+    return 0 if summary["passed"] else 1
+
+
+async def _run(cluster: LocalCluster, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    nemesis = Nemesis(cluster, rng, tuple(args.only or FAULTS))
+    started = time.monotonic()
+    history, _ = await asyncio.gather(
+        run_clients(cluster.url, args.clients, args.keys, args.duration, seed),
+        nemesis.run(args.duration, args.faults))
+    healed = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        await _wait_workers(http, cluster)
+        repair = await _repair(http, cluster.url)
+        replicated = await _replicated(http, cluster.url, healed)
+        final = await _final_reads(http, cluster.url, args.keys)
+    verdict = check(history, final)
+    if args.history:
+        await asyncio.to_thread(_write_history, args.history, [*history, *final], started)
+    faults: dict[str, int] = {}
+    for fault in nemesis.log:
+        faults[fault["fault"]] = faults.get(fault["fault"], 0) + 1
+    lost = verdict.violations["lost_writes"]
+    return {
+        "seed": seed, "duration_s": round(healed - started, 1), "clients": args.clients,
+        "keys": args.keys, "workers": args.workers, "ops": dict(sorted(verdict.ops.items())),
+        "faults": faults, "fault_log": [{**f, "at": round(f["at"] - started, 2)}
+                                        for f in nemesis.log],
+        "acknowledged_writes_lost": lost,
+        "stale_or_resurrected_reads": verdict.violations["stale_reads"]
+        + verdict.violations["resurrected"],
+        "violations": {k: verdict.violations[k] for k in VIOLATIONS},
+        "examples": verdict.examples,
+        "repair": {k: repair.get(k) for k in ("state", "found", "fixed", "errors")},
+        "seconds_to_full_replication": replicated,
+        "passed": not any(verdict.violations.values()) and replicated is not None,
+    }
+
+
+def _write_history(path: str, ops: list[Op], started: float) -> None:
+    """Write every operation as a JSON line, with times in seconds from the start."""
+    with open(path, "w") as out:
+        out.writelines(json.dumps({**op.as_dict(), "start": round(op.start - started, 4),
+                                   "end": round(op.end - started, 4)}) + "\n" for op in ops)
+
+
+async def _wait_workers(http: aiohttp.ClientSession, cluster: LocalCluster) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            async with http.get(f"{cluster.url}/_cluster") as resp:
+                workers = (await resp.json())["workers"]
+            if sum(w["state"] == "up" for w in workers) >= cluster.workers:
+                return
+        except (aiohttp.ClientError, OSError, ValueError):
+            pass
+        await asyncio.sleep(0.5)
+    raise RuntimeError("the workers did not all come back up within 60 s")
+
+
+async def _repair(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """Run a repair job to its end (waiting for any job that is running first)."""
+    while True:
+        async with http.post(f"{url}/_jobs/repair") as resp:
+            job: dict[str, Any] = await resp.json()
+            if resp.status == 202:
+                break
+        await asyncio.sleep(1)
+    while job["state"] == "running":
+        await asyncio.sleep(0.5)
+        async with http.get(f"{url}/_jobs/{job['id']}") as resp:
+            job = await resp.json()
+    return job
+
+
+async def _replicated(http: aiohttp.ClientSession, url: str, since: float) -> float | None:
+    """Return the seconds from ``since`` until no key is under-replicated or misplaced."""
+    while time.monotonic() - since < REPLICATION_DEADLINE:
+        async with http.get(f"{url}/_cluster", params={"keys": "1"}) as resp:
+            keys = (await resp.json())["keys"]
+        if keys["under_replicated"] == 0 and keys["misplaced"] == 0:
+            return round(time.monotonic() - since, 2)
+        await asyncio.sleep(0.5)
+    return None
+
+
+async def _final_reads(http: aiohttp.ClientSession, url: str, keys: int) -> list[Op]:
+    """Read every key once more (retrying failures), as the checker's final state."""
+    final = []
+    for k in range(keys):
+        key = f"/nemesis/{k}"
+        for _ in range(5):
+            start = time.monotonic()
+            async with http.get(f"{url}{key}") as resp:
+                body = await resp.read()
+                status = resp.status
+            if status in (200, 404):
+                md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() if status == 200 else ""
+                final.append(Op(-1, "get", key, md5, len(body), start, time.monotonic(), "ok",
+                                "final"))
+                break
+            await asyncio.sleep(1)
+        else:
+            print(f"final read of {key} kept failing ({status})", file=sys.stderr)
+    return final

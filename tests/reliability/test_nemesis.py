@@ -1,0 +1,23 @@
+"""The short reliability run (CI): workload, faults, repair, checker, on real processes.
+
+The soak is the same command with a longer --duration (docs/reliability.md)."""
+
+import json
+import subprocess
+import sys
+
+
+def test_the_short_nemesis_run_finds_no_violation(tmp_path):
+    report = tmp_path / "nemesis.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "kittenfs", "nemesis", "--duration", "20", "--seed", "7",
+         "--json", str(report), "--history", str(tmp_path / "history.jsonl")],
+        capture_output=True, text=True, timeout=300, check=False)
+    summary = json.loads(report.read_text()) if report.exists() else {}
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    assert summary["passed"] and summary["acknowledged_writes_lost"] == 0
+    assert summary["stale_or_resurrected_reads"] == 0
+    assert sum(summary["faults"].values()) >= 3, summary["faults"]
+    assert summary["ops"].get("put ok", 0) > 100 and summary["ops"].get("get ok", 0) > 100
+    assert summary["seconds_to_full_replication"] is not None
+    assert summary["repair"]["state"] == "done"

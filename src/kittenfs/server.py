@@ -51,6 +51,12 @@ async def serve(app: web.Application, host: str, port: int, name: str,
             await on_listening(url)
         await stop.wait()
     finally:
+        # Stopping already: a second Ctrl-C or SIGTERM (a terminal sends SIGINT to the whole
+        # process group, and `kittenfs up` adds a SIGTERM) must not reach asyncio's handler
+        # after its wakeup descriptor is closed, which prints a traceback.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
         log.info("%s stopping", name)
         await runner.cleanup()
         log.info("%s stopped", name)

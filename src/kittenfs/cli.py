@@ -27,6 +27,7 @@ def _worker(args: argparse.Namespace) -> int:
     run(WorkerConfig(master=args.master, data=Path(args.data), port=args.port, host=args.host,
                      advertise=args.advertise, inline_max=args.inline_max,
                      verify_max=args.verify_max, heartbeat_interval=args.heartbeat_interval,
+                     capacity=args.capacity_bytes,
                      clone_from=args.clone_from, clone_rate=args.clone_rate * 1e6,
                      scrub_rate=args.scrub_rate * 1e6,
                      scrub_interval=args.scrub_interval,
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file values up to this size are MD5-checked on every read")
     worker.add_argument("--heartbeat-interval", type=float, default=1.0,
                         help="seconds between heartbeats to the master")
+    worker.add_argument("--capacity-bytes", type=int, default=0,
+                        help="bytes of values this worker may hold (default 0: the disk's limit)")
     worker.add_argument("--clone-from", type=int, metavar="INDEX",
                         help="start as a copy of worker INDEX: copy its blobs over HTTP, then "
                              "register and have the master reference the copies")

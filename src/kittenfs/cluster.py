@@ -99,11 +99,12 @@ class LocalCluster:
         if self.children[child].poll() is None:
             self.children[child].send_signal(signum)
 
-    def restart(self, child: int) -> None:
-        """Start child ``child`` again, with the same command, once it has exited."""
+    def restart(self, child: int, extra: tuple[str, ...] = ()) -> None:
+        """Start child ``child`` again, with the same command (plus ``extra`` arguments this
+        time), once it has exited."""
         self.children[child].wait()
-        self.children[child] = subprocess.Popen(self.commands[child], stdout=self.log,
-                                                stderr=self.log)
+        self.children[child] = subprocess.Popen([*self.commands[child], *extra],
+                                                stdout=self.log, stderr=self.log)
 
     def _wait_healthy(self, workers: int) -> None:
         """Wait until every process answers /health and the master sees ``workers`` up."""

@@ -86,6 +86,9 @@ class WorkerConfig:
     verify_max: int = 4 * 1024 * 1024
     #: Seconds between heartbeats to the master.
     heartbeat_interval: float = 1.0
+    #: Bytes of values this worker may hold, 0 for no limit but the disk's; past it, writes
+    #: are refused as on a full disk (507).
+    capacity: int = 0
     #: Before its first registration, copy every blob of this worker (an index) first.
     clone_from: int | None = None
     #: Bytes per second a clone copies; 0 means no limit.
@@ -101,6 +104,7 @@ class WorkerConfig:
         _check_port(self.port)
         _require(self.clone_from is None or self.clone_from >= 0,
                  "--clone-from: must be a worker index (>= 0)")
+        _require(self.capacity >= 0, "--capacity-bytes: must not be negative (0: no limit)")
         _require(self.clone_rate >= 0, "--clone-rate: must not be negative (0: no limit)")
         _require(self.scrub_rate >= 0, "--scrub-rate: must not be negative (0 turns it off)")
         _require(self.scrub_interval >= 0, "--scrub-interval: must not be negative")

@@ -3,6 +3,7 @@
 import hashlib
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -85,3 +86,30 @@ def test_a_full_disk_fails_the_write_cleanly_and_keeps_what_is_stored(small_disk
     assert list((cluster.root / "worker-2" / "tmp").iterdir()) == []
     assert http.put("/after", content=b"small again").status_code == 201
     assert http.get("/after").content == b"small again"
+
+
+def test_a_worker_at_its_capacity_refuses_writes_cleanly_and_recovers(make_cluster):
+    """--capacity-bytes behaves like a full disk: 507 from the worker, 503 for the PUT,
+    nothing half-stored, earlier values intact, and room again after deletes."""
+    cluster = make_cluster(workers=3, worker_args=["--capacity-bytes", "300000"])
+    with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:
+        kept = {f"/cap/{i}": os.urandom(99_990) for i in range(3)}  # 30 bytes of room left
+        for key, value in kept.items():
+            assert http.put(key, content=value).status_code == 201
+        for size in (90_000, 100):  # a file value, and an inline one through a batch
+            refused = http.put(f"/cap/over-{size}", content=os.urandom(size))
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"] == "replica_failed"
+            assert "507" in refused.json()["detail"] or "disk_full" in refused.json()["detail"]
+            assert http.head(f"/cap/over-{size}").status_code == 404
+        for key, value in kept.items():
+            assert http.get(key).content == value
+        deadline = time.monotonic() + 10
+        while any(w["free_bytes"] != 30 for w in cluster.cluster_info()["workers"]):
+            assert time.monotonic() < deadline, cluster.cluster_info()["workers"]
+            time.sleep(0.2)
+        assert http.delete("/cap/0").status_code == 204
+        deadline = time.monotonic() + 20  # the delete reaches the workers, then room is back
+        while http.put("/cap/again", content=os.urandom(90_000)).status_code != 201:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)

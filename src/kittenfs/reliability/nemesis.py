@@ -6,7 +6,9 @@ One fault at a time, at most ``max_faults`` of them, each healed before the next
 - ``kill_master``: kill -9 the master, restart it 1-3 s later;
 - ``pause_worker``: SIGSTOP a worker, SIGCONT it 1-4 s later (it misses heartbeats);
 - ``corrupt_blob``: overwrite the end of a random blob file on a random worker;
-- ``delete_blob``: delete a random blob file on a random worker.
+- ``delete_blob``: delete a random blob file on a random worker;
+- ``fill_disk``: restart a worker with a capacity of 1 byte, so it is full (it refuses every
+  value as a full disk does, with 507) for 2-4 s, then restart it without the limit.
 
 Every fault is logged with its time, so a report can say what happened when.
 """
@@ -21,7 +23,8 @@ from typing import Any
 
 from ..cluster import LocalCluster
 
-FAULTS = ("kill_worker", "kill_master", "pause_worker", "corrupt_blob", "delete_blob")
+FAULTS = ("kill_worker", "kill_master", "pause_worker", "corrupt_blob", "delete_blob",
+          "fill_disk")
 
 
 class Nemesis:
@@ -78,6 +81,16 @@ class Nemesis:
             return {"skipped": "no blob file"}
         path.unlink(missing_ok=True)
         return {"file": path.name}
+
+    async def fill_disk(self) -> dict[str, Any]:
+        child = self._worker()
+        hold = self.rng.uniform(2, 4)
+        self.cluster.signal(child, signal.SIGTERM)
+        await asyncio.to_thread(self.cluster.restart, child, ("--capacity-bytes", "1"))
+        await asyncio.sleep(hold)
+        self.cluster.signal(child, signal.SIGTERM)
+        await asyncio.to_thread(self.cluster.restart, child)
+        return {"worker": child - 1, "seconds_full": round(hold, 2)}
 
     async def heal(self) -> None:
         """Resume paused workers and restart any process that is not running."""

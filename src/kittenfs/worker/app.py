@@ -42,7 +42,7 @@ def run(config: WorkerConfig) -> None:
 async def _main(config: WorkerConfig) -> None:
     config.data.mkdir(parents=True, exist_ok=True)
     identity = Identity.load(config.data)
-    store = BlobStore(config.data, config.inline_max, config.verify_max)
+    store = BlobStore(config.data, config.inline_max, config.verify_max, config.capacity)
     if config.clone_from is not None and identity.index is None:
         await clone(config.master, config.clone_from, store, config.clone_rate)
         (config.data / ADOPT_MARKER).touch()

@@ -13,6 +13,7 @@ renamed into place and their directory fsynced.  ``put`` returns only once the b
 """
 
 import asyncio
+import errno
 import hashlib
 import logging
 import os
@@ -64,8 +65,9 @@ class BlobStore:
     """The blobs of one worker: LevelDB for metadata and small values, files for large ones."""
 
     def __init__(self, root: Path, inline_max: int = DEFAULT_INLINE_MAX,
-                 verify_max: int = DEFAULT_VERIFY_MAX) -> None:
+                 verify_max: int = DEFAULT_VERIFY_MAX, capacity: int = 0) -> None:
         self.root = root
+        self.capacity = capacity  # bytes of values this worker may hold; 0: the disk's limit
         self.inline_max = inline_max
         self.verify_max = verify_max
         self.blobs_dir = root / "blobs"
@@ -100,8 +102,16 @@ class BlobStore:
             yield decode(BlobMeta, raw), raw_key[2:].decode("ascii")
 
     def free_bytes(self) -> int:
-        """Return the bytes free on the disk that holds the blobs."""
-        return shutil.disk_usage(self.root).free
+        """Return the bytes free for values: on the disk, and under the capacity if one is set."""
+        free = shutil.disk_usage(self.root).free
+        return min(free, max(0, self.capacity - self.bytes_used)) if self.capacity else free
+
+    def _check_room(self, size: int) -> None:
+        """Refuse a value that would take the store over its capacity, exactly as a full disk
+        does (ENOSPC), so the worker answers 507 and keeps nothing."""
+        if self.capacity and self.bytes_used + size > self.capacity:
+            raise OSError(errno.ENOSPC, f"capacity of {self.capacity} bytes reached "
+                                        f"({self.bytes_used} used)")
 
     def meta(self, blob: str) -> BlobMeta | None:
         """Return the metadata of a blob, or None if this worker does not hold it."""
@@ -128,6 +138,7 @@ class BlobStore:
                 size += len(chunk)
                 if expected_size is not None and size > expected_size:
                     raise SizeMismatch(f"more than the announced {expected_size} bytes")
+                self._check_room(size)
                 digest.update(chunk)
                 if spill is None and size <= self.inline_max:
                     buffer += chunk

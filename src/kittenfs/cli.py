@@ -1,4 +1,5 @@
-"""The ``kittenfs`` command: run the processes, and put, get, list and inspect values."""
+"""The ``kittenfs`` command: run the processes; put, get, list and inspect values; operate,
+benchmark and test the cluster."""
 
 import argparse
 import os

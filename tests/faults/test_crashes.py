@@ -25,6 +25,15 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def body_signalling(victim, sig: int, at: int, chunks: int):
+    """Yield ``chunks`` random 256 KiB chunks of an upload, sending ``sig`` to ``victim``
+    just before chunk ``at``: a fault in the middle of the stream."""
+    for i in range(chunks):
+        if i == at:
+            victim.kill(sig)
+        yield os.urandom(256 * 1024)
+
+
 def blob_counts(cluster) -> list[int]:
     return [len(cluster.worker_blobs(node)) for node in cluster.nodes]
 
@@ -120,14 +129,7 @@ def test_worker_killed_mid_upload_fails_the_write_cleanly(cluster):
     http = httpx.Client(base_url=cluster.url, timeout=60)
     http.put("/big", content=b"old value")
     victim = cluster.nodes[2]
-
-    def body():
-        for i in range(64):
-            if i == 8:
-                victim.kill(signal.SIGKILL)
-            yield os.urandom(256 * 1024)
-
-    response = http.put("/big", content=body())
+    response = http.put("/big", content=body_signalling(victim, signal.SIGKILL, 8, 64))
     assert response.status_code == 503
     assert response.json()["error"] in ("replica_failed", "not_enough_workers")
     assert http.get("/big", follow_redirects=True).content == b"old value"
@@ -208,16 +210,9 @@ def test_a_stalled_worker_fails_the_write_instead_of_hanging(make_cluster):
     http = httpx.Client(base_url=cluster.url, timeout=60)
     assert http.put("/stall", content=b"before").status_code == 201
     victim = cluster.nodes[0]
-
-    def body():
-        for i in range(200):
-            if i == 4:
-                victim.kill(signal.SIGSTOP)
-            yield os.urandom(256 * 1024)
-
     started = time.monotonic()
     try:
-        response = http.put("/stall", content=body())
+        response = http.put("/stall", content=body_signalling(victim, signal.SIGSTOP, 4, 200))
     finally:
         victim.kill(signal.SIGCONT)
     assert response.status_code == 503

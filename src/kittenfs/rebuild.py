@@ -19,6 +19,7 @@ import asyncio
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,8 @@ def plan(found: Found) -> tuple[list[IndexRecord], int]:
         newest = max(versions)  # versions are time-ordered ids
         copies = versions[newest]
         # The copies that agree with the most common (size, md5) are the value.
-        votes: dict[tuple[int, str], int] = {}
-        for _, blob in copies:
-            votes[(blob["size"], blob["md5"])] = votes.get((blob["size"], blob["md5"]), 0) + 1
-        size, md5 = max(votes, key=lambda pair: votes[pair])
+        votes = Counter((blob["size"], blob["md5"]) for _, blob in copies)
+        size, md5 = votes.most_common(1)[0][0]
         holders = tuple(sorted(w for w, b in copies if (b["size"], b["md5"]) == (size, md5)))
         created = min(b["created_ms"] for _, b in copies)
         live.append(IndexRecord(key, newest, size, md5, holders, created, created))

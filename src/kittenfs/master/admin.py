@@ -17,9 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from ..httputil import HTTPProblem, json_object
+from . import replica_io
 from .converge import DEFAULT_CONCURRENCY, Converger
 from .gc import DEFAULT_GRACE, Collector
-from .index import Space
 from .jobs import Job, Throttle
 from .state import MasterState
 
@@ -108,20 +108,12 @@ async def adopt(state: MasterState, index: int) -> dict[str, int]:
     """Add worker ``index`` to the replicas of every key whose current version it holds
     intact (listed with the record's MD5): a clone's copies become replicas."""
     state.membership.require_up(index)
-    url = f"{state.membership.url(index)}/blobs"
     adopted = total = 0
-    start = ""
-    while True:
-        async with state.session.get(url, params={"start": start, "limit": 1000}) as resp:
-            resp.raise_for_status()
-            page = await resp.json()
-        for blob in page["blobs"]:
-            total += 1
-            adopted += await state.store.add_replica(blob["key"], blob["version"], blob["md5"],
-                                                     index)
-        start = page["next"]
-        if not start:
-            return {"adopted": adopted, "blobs": total}
+    async for blob in replica_io.list_blobs(state.session, state.membership.url(index)):
+        total += 1
+        adopted += await state.store.add_replica(blob["key"], blob["version"], blob["md5"],
+                                                 index)
+    return {"adopted": adopted, "blobs": total}
 
 
 async def remove_worker(state: MasterState, index: int, force: bool) -> None:
@@ -129,13 +121,12 @@ async def remove_worker(state: MasterState, index: int, force: bool) -> None:
     other replica is up), and, unless ``force``, while any key still names it (drain it)."""
     state.membership.require_stopped(index)
     named, only = 0, []
-    for space in (Space.LIVE, Space.UNLINKED):
-        for record in state.index.records(space):
-            if index in record.replicas:
-                named += 1
-                others = [i for i in record.replicas if i != index and state.membership.is_up(i)]
-                if not others:  # a copy on a worker that is down is no copy to count on
-                    only.append(record.key)
+    for _, record in state.index.all_current():
+        if index in record.replicas:
+            named += 1
+            others = [i for i in record.replicas if i != index and state.membership.is_up(i)]
+            if not others:  # a copy on a worker that is down is no copy to count on
+                only.append(record.key)
     if only:
         raise HTTPProblem(409, "only_copy", f"worker {index} holds the only copy of {len(only)} "
                           f"keys (for example {only[0]!r}); bring it back up and drain it first")

@@ -30,14 +30,13 @@ import dataclasses
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
 from ..placement import blob_id
 from ..records import IndexRecord
 from . import replica_io
-from .index import Space
+from .index import HELD, Space
 from .jobs import Job, Throttle
 from .membership import NotEnoughWorkers
 from .write_path import Store, to_completion
@@ -94,13 +93,11 @@ class Converger:
 
     def _naming(self, worker: int) -> int:
         """Count the live and unlinked keys with a replica on ``worker``."""
-        return sum(worker in record.replicas for space in (Space.LIVE, Space.UNLINKED)
-                   for record in self.index.records(space))
+        return sum(worker in record.replicas for _, record in self.index.all_current())
 
     async def _pass(self, job: Job, deep: bool, dry_run: bool, concurrency: int,
                     throttle: Throttle, only_worker: int | None) -> None:
-        spaces = (Space.LIVE, Space.UNLINKED)
-        job.items_total += sum(1 for space in spaces for _ in self.index.records(space))
+        job.items_total += sum(1 for _ in self.index.all_current())
         slots = asyncio.Semaphore(max(1, concurrency))
         running: set[asyncio.Task[None]] = set()
 
@@ -109,7 +106,7 @@ class Converger:
             slots.release()
 
         try:
-            for space in spaces:
+            for space in HELD:
                 start = ""
                 while True:
                     keys, start = self.index.keys(space, "", start, PAGE)
@@ -220,24 +217,9 @@ class Converger:
 
     async def _state(self, index: int, record: IndexRecord, deep: bool) -> str:
         """Return "good", "missing" or "corrupt" for the copy of ``record`` on a worker."""
-        base = self.membership.url(index)
-        blob = blob_id(record.key, record.version)
-        url = f"{base}/check/{blob}" if deep else replica_io.blob_url(base, blob)
-        try:
-            async with self.session.request("GET" if deep else "HEAD", url) as resp:
-                if resp.status == 404:
-                    return "missing"
-                if resp.status == 500:
-                    return "corrupt"
-                resp.raise_for_status()
-                if deep:
-                    answer: dict[str, Any] = await resp.json()
-                    intact = answer.get("ok") and answer.get("md5") == record.md5
-                else:
-                    intact = resp.headers.get("Content-Md5") == record.md5
-                return "good" if intact else "corrupt"
-        except (aiohttp.ClientError, OSError) as exc:
-            raise replica_io.ReplicaError(f"worker {index}: {exc}") from None
+        return await replica_io.copy_state(self.session, self.membership.url(index),
+                                           blob_id(record.key, record.version), record.md5,
+                                           deep)
 
     async def _copy(self, record: IndexRecord, sources: tuple[int, ...], dest: int) -> None:
         """Stream the value to ``dest`` from the first good source that serves it whole."""
@@ -306,14 +288,12 @@ class RepairQueue:
             self.wakeup.clear()
             while self.keys:
                 key = self.keys.pop()
-                for space in (Space.LIVE, Space.UNLINKED):
-                    record = self.converger.index.get(space, key)
-                    if record is None:
-                        continue
-                    try:
-                        await self.converger.converge(self.job, space, record, True, False)
-                    except Exception as exc:  # noqa: BLE001 - reported; the scrub finds it again
-                        self.job.error(f"{key}: {type(exc).__name__}: {exc}")
+                found = self.converger.index.current(key)
+                try:
+                    if found is not None:
+                        await self.converger.converge(self.job, *found, True, False)
+                except Exception as exc:  # noqa: BLE001 - reported; the scrub finds it again
+                    self.job.error(f"{key}: {type(exc).__name__}: {exc}")
                 self.job.items_done += 1
 
     def describe(self) -> dict[str, object]:

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from ..placement import blob_id
+from . import replica_io
 from .index import Space
 from .jobs import Job, Throttle
 from .write_path import Store
@@ -49,36 +50,26 @@ class Collector:
 
     async def _collect(self, job: Job, worker: int, grace: float, dry_run: bool,
                        throttle: Throttle) -> None:
-        url = f"{self.membership.url(worker)}/blobs"
-        start = ""
-        while True:
-            async with self.store.session.get(url, params={"start": start,
-                                                           "limit": PAGE}) as resp:
-                resp.raise_for_status()
-                page = await resp.json()
-            for blob in page["blobs"]:
-                job.items_done += 1
-                if self.referenced(blob, worker):
-                    continue
-                job.found["orphans"] += 1
-                job.found["orphan_bytes"] += blob["size"]
-                if blob["created_ms"] > (time.time() - grace) * 1000:
-                    job.found["orphans_in_grace"] += 1
-                    continue
-                if not dry_run:
-                    await self._delete(job, blob, worker)
-                    await throttle.take(1, blob["size"])
-            start = page["next"]
-            if not start:
-                return
+        async for blob in replica_io.list_blobs(self.store.session,
+                                                self.membership.url(worker), PAGE):
+            job.items_done += 1
+            if self.referenced(blob, worker):
+                continue
+            job.found["orphans"] += 1
+            job.found["orphan_bytes"] += blob["size"]
+            if blob["created_ms"] > (time.time() - grace) * 1000:
+                job.found["orphans_in_grace"] += 1
+                continue
+            if not dry_run:
+                await self._delete(job, blob, worker)
+                await throttle.take(1, blob["size"])
 
     def referenced(self, blob: dict[str, Any], worker: int) -> bool:
         """Return True if any index record accounts for ``blob`` on ``worker``."""
         key, version = blob["key"], blob["version"]
-        for space in (Space.LIVE, Space.UNLINKED):
-            record = self.index.get(space, key)
-            if record is not None and record.version == version and worker in record.replicas:
-                return True
+        found = self.index.current(key)
+        if found is not None and found[1].version == version and worker in found[1].replicas:
+            return True
         return self.index.owned(blob_id(key, version))
 
     async def _delete(self, job: Job, blob: dict[str, Any], worker: int) -> None:

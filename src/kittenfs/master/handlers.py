@@ -271,24 +271,8 @@ async def cluster(request: web.Request) -> web.Response:
         "repairs": state.repairs.describe(),
     }
     if _truthy(request.query.get("keys")):
-        body["keys"] = key_health(state)
+        body["keys"] = state.key_health()
     return web.json_response(body)
-
-
-def key_health(state: MasterState) -> dict[str, int]:
-    """Count the keys, and those under-replicated (fewer than R replicas on up workers) or
-    misplaced (not on the workers placement prefers, e.g. written while one was down).
-    Reads the whole index: this is for ``kittenfs status``, not for every request."""
-    counts = {"live": 0, "unlinked": 0, "under_replicated": 0, "misplaced": 0}
-    wanted = state.membership.replica_count()
-    for space, name in ((Space.LIVE, "live"), (Space.UNLINKED, "unlinked")):
-        for record in state.index.records(space):
-            counts[name] += 1
-            if sum(state.membership.is_up(i) for i in record.replicas) < wanted:
-                counts["under_replicated"] += 1
-            if set(record.replicas) != state.membership.preferred(record.key):
-                counts["misplaced"] += 1
-    return counts
 
 
 async def register(request: web.Request) -> web.Response:
@@ -342,10 +326,9 @@ async def corrupt(request: web.Request) -> web.Response:
         raise HTTPProblem(404, "unknown_worker", "register first")
     keys = []
     for blob in blobs:
-        for space in (Space.LIVE, Space.UNLINKED):
-            record = state.index.get(space, blob["key"])
-            if record is not None and record.version == blob["version"]:
-                keys.append(blob["key"])
+        found = state.index.current(blob["key"])
+        if found is not None and found[1].version == blob["version"]:
+            keys.append(blob["key"])
     log.warning("worker %s reports %d corrupt blobs; %d keys queued for repair", body["id"],
                 len(blobs), len(keys))
     state.repairs.add(keys)

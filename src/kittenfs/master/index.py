@@ -38,6 +38,10 @@ class Space(bytes, Enum):
     GARBAGE = b"d:"
 
 
+#: The spaces whose records name a key's current bytes; a key is in at most one of them.
+HELD = (Space.LIVE, Space.UNLINKED)
+
+
 def _key(space: Space, key: str) -> bytes:
     return space.value + encode_key(key)
 
@@ -77,6 +81,20 @@ class Index:
         """Return the record of ``key`` in a key-named space (LIVE or UNLINKED), or None."""
         raw = self.db.get(_key(space, key))
         return None if raw is None else decode(IndexRecord, raw)
+
+    def current(self, key: str) -> tuple[Space, IndexRecord] | None:
+        """Return the key's live or unlinked record, with its space, or None."""
+        for space in HELD:
+            record = self.get(space, key)
+            if record is not None:
+                return space, record
+        return None
+
+    def all_current(self) -> Iterator[tuple[Space, IndexRecord]]:
+        """Yield every live, then every unlinked, record with its space."""
+        for space in HELD:
+            for record in self.records(space):
+                yield space, record
 
     async def begin_write(self, pending: IndexRecord) -> None:
         """Record a write as in flight before any replica receives a byte."""

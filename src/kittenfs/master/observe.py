@@ -68,6 +68,5 @@ class _KeyHealth:
 
     def get(self, state: MasterState) -> dict[str, int]:
         if time.monotonic() - self.at > KEY_HEALTH_TTL:
-            from .handlers import key_health
-            self.counts, self.at = key_health(state), time.monotonic()
+            self.counts, self.at = state.key_health(), time.monotonic()
         return self.counts

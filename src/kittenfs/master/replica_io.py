@@ -58,6 +58,47 @@ def new_session(read_timeout: float) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
 
 
+async def list_blobs(session: aiohttp.ClientSession, worker_url: str,
+                     page: int = 1000) -> AsyncIterator[dict[str, Any]]:
+    """Yield every blob a worker lists (``GET /blobs``), following its pages."""
+    start = ""
+    while True:
+        async with session.get(f"{worker_url}/blobs", params={"start": start,
+                                                             "limit": page}) as resp:
+            resp.raise_for_status()
+            body = await resp.json()
+        for blob in body["blobs"]:
+            yield blob
+        start = body["next"]
+        if not start:
+            return
+
+
+async def copy_state(session: aiohttp.ClientSession, worker_url: str, blob: str, md5: str,
+                     deep: bool) -> str:
+    """Return "good", "missing" or "corrupt" for a worker's copy of a blob with this MD5.
+
+    Shallow: a HEAD (the worker checks the header and size, and the MD5 of inline values).
+    ``deep``: ``GET /check/<id>``, for which the worker reads every byte.  Raise ReplicaError
+    if the worker cannot be asked.
+    """
+    url = f"{worker_url}/check/{blob}" if deep else blob_url(worker_url, blob)
+    with _talking_to(worker_url):
+        async with session.request("GET" if deep else "HEAD", url) as resp:
+            if resp.status == 404:
+                return "missing"
+            if resp.status == 500:
+                return "corrupt"
+            if resp.status != 200:
+                raise ReplicaError(f"{worker_url} answered {resp.status} for {blob}")
+            if deep:
+                answer: dict[str, Any] = await resp.json()
+                intact = answer.get("ok") and answer.get("md5") == md5
+            else:
+                intact = resp.headers.get("Content-Md5") == md5
+            return "good" if intact else "corrupt"
+
+
 def blob_url(worker_url: str, blob: str) -> str:
     """Return the URL at which a worker serves a blob."""
     return f"{worker_url}/blob/{blob}"

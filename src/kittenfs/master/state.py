@@ -9,7 +9,7 @@ import aiohttp
 from ..config import MasterConfig
 from .cache import ValueCache
 from .converge import Converger, RepairQueue
-from .index import Index
+from .index import Index, Space
 from .jobs import Jobs
 from .membership import Membership
 from .write_path import Store
@@ -43,6 +43,20 @@ class MasterState:
         await store.recover()
         return cls(config, index, membership, store, session, master_id, time.time(), Jobs(),
                    RepairQueue(Converger(store)))
+
+    def key_health(self) -> dict[str, int]:
+        """Count the keys, and those under-replicated (fewer than R replicas on up workers) or
+        misplaced (not on the workers placement prefers, e.g. written while one was down).
+        Reads the whole index: this is for ``kittenfs status`` and metrics, not every request."""
+        counts = {"live": 0, "unlinked": 0, "under_replicated": 0, "misplaced": 0}
+        wanted = self.membership.replica_count()
+        for space, record in self.index.all_current():
+            counts["live" if space is Space.LIVE else "unlinked"] += 1
+            if sum(self.membership.is_up(i) for i in record.replicas) < wanted:
+                counts["under_replicated"] += 1
+            if set(record.replicas) != self.membership.preferred(record.key):
+                counts["misplaced"] += 1
+        return counts
 
     async def close(self) -> None:
         """Stop the running job, then close the index after queued writes."""

@@ -33,7 +33,7 @@ from ..records import IndexRecord
 from . import replica_io
 from .cache import ValueCache
 from .fanout import FanOut, Stalled
-from .index import Index, Space
+from .index import HELD, Index, Space
 from .membership import Membership
 
 log = logging.getLogger("kittenfs.master")
@@ -241,26 +241,27 @@ class Store:
         unlinked) ``version`` with this MD5, and the worker holds it right now (checked under
         the key's lock: a listing can be stale); return whether it was added."""
         async with self.locks.hold(key):
-            for space in (Space.LIVE, Space.UNLINKED):
-                record = self.index.get(space, key)
-                if (record is not None and record.version == version and record.md5 == md5
-                        and worker not in record.replicas
-                        and await self._holds(worker, record)):
-                    await to_completion(self.index.update(space, dataclasses.replace(
-                        record, replicas=(*record.replicas, worker))))
-                    self.cache.invalidate(key)
-                    return True
-        return False
+            found = self.index.current(key)
+            if found is None:
+                return False
+            space, record = found
+            if (record.version != version or record.md5 != md5 or worker in record.replicas
+                    or not await self._holds(worker, record)):
+                return False
+            await to_completion(self.index.update(space, dataclasses.replace(
+                record, replicas=(*record.replicas, worker))))
+            self.cache.invalidate(key)
+            return True
 
     async def _holds(self, worker: int, record: IndexRecord) -> bool:
-        """Return True if ``worker`` answers a HEAD of ``record``'s blob with its MD5."""
-        url = replica_io.blob_url(self.membership.url(worker), blob_id(record.key,
-                                                                       record.version))
+        """Return True if ``worker`` holds ``record``'s blob with its MD5 (a HEAD)."""
         try:
-            async with self.session.head(url) as resp:
-                return resp.status == 200 and resp.headers.get("Content-Md5") == record.md5
-        except (aiohttp.ClientError, OSError):
+            state = await replica_io.copy_state(self.session, self.membership.url(worker),
+                                                blob_id(record.key, record.version),
+                                                record.md5, deep=False)
+        except replica_io.ReplicaError:
             return False
+        return state == "good"
 
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
@@ -283,7 +284,7 @@ class Store:
     async def clear(self) -> int:
         """Delete every key, live or unlinked; return how many were deleted."""
         deleted = 0
-        for space in (Space.LIVE, Space.UNLINKED):
+        for space in HELD:
             start = ""
             while True:
                 keys, start = self.index.keys(space, "", start, 1000)
@@ -306,11 +307,8 @@ class Store:
         caller holds the key's lock, so no move can commit between that check and the delete.
         """
         blob = blob_id(record.key, record.version)
-        keep: set[int] = set()
-        for space in (Space.LIVE, Space.UNLINKED):
-            current = self.index.get(space, record.key)
-            if current is not None and current.version == record.version:
-                keep.update(current.replicas)
+        found = self.index.current(record.key)
+        keep = set(found[1].replicas) if found and found[1].version == record.version else set()
         # A removed worker is gone with its disk: nothing is left to delete there.
         targets = [index for index in record.replicas
                    if index not in keep and index in self.membership.workers]

@@ -47,8 +47,11 @@ def check(history: list[Op], final: list[Op]) -> Verdict:
             writes[op.key].append(op)
         if op.kind == "put":
             by_md5[op.md5].append(op)
-    for read in [op for op in history if op.kind == "get" and op.outcome == OK] + final:
-        _judge(read, writes[read.key], by_md5, verdict, is_final=read in final)
+    for read in history:
+        if read.kind == "get" and read.outcome == OK:
+            _judge(read, writes[read.key], by_md5, verdict, is_final=False)
+    for read in final:
+        _judge(read, writes[read.key], by_md5, verdict, is_final=True)
     return verdict
 
 

@@ -32,3 +32,8 @@ def test_repair_and_rebalance_commands_report_and_fix(make_cluster):
     assert "ok" in repair.stdout and "fixed: keys" not in repair.stdout
     bad = kfs("repair", "--concurrency", "0", url=cluster.url)
     assert bad.returncode == 1 and "concurrency" in bad.stderr
+    gc = kfs("gc", "--dry-run", "--grace", "0", url=cluster.url)
+    assert gc.returncode == 0, gc.stderr
+    assert "gc" in gc.stdout and "(dry run)" in gc.stdout
+    refused = kfs("remove", "0", url=cluster.url)
+    assert refused.returncode == 1 and "worker_up" in refused.stderr

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import ConfigError, GiB, MasterConfig, WorkerConfig
+from . import limits
+from .config import WORKER_LIMITS, ConfigError, GiB, Limits, MasterConfig, WorkerConfig
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 
@@ -19,7 +20,7 @@ def _master(args: argparse.Namespace) -> int:
                      down_after=args.down_after, replica_timeout=args.replica_timeout,
                      replaced_grace=args.replaced_grace, auto_rebalance=args.auto_rebalance,
                      cache_bytes=args.cache_bytes, cache_value_max=args.cache_value_max,
-                     verbose=args.verbose))
+                     limits=limits.from_arguments(args), verbose=args.verbose))
     return 0
 
 
@@ -32,7 +33,7 @@ def _worker(args: argparse.Namespace) -> int:
                      clone_from=args.clone_from, clone_rate=args.clone_rate * 1e6,
                      scrub_rate=args.scrub_rate * 1e6,
                      scrub_interval=args.scrub_interval,
-                     verbose=args.verbose))
+                     limits=limits.from_arguments(args), verbose=args.verbose))
     return 0
 
 
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default 64 MiB; 0: off)")
     master.add_argument("--cache-value-max", type=int, default=64 * 1024,
                         help="largest value the cache holds")
+    limits.add_arguments(master, Limits())
     master.add_argument("--verbose", action="store_true", help="log every request")
     master.set_defaults(run=_master)
 
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="MB per second the background scrub reads (0: off)")
     worker.add_argument("--scrub-interval", type=float, default=WorkerConfig.scrub_interval,
                         help="seconds between two scrub passes (default 3600)")
+    limits.add_arguments(worker, WORKER_LIMITS)
     worker.add_argument("--verbose", action="store_true", help="log every request")
     worker.set_defaults(run=_worker)
 

@@ -24,6 +24,31 @@ def _check_port(port: int) -> None:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Time and concurrency limits of one process's HTTP server."""
+
+    #: Seconds from the first byte of a request head to its last; past it, 408 and close.
+    header_timeout: float = 10.0
+    #: Seconds an idle keep-alive connection stays open.
+    idle_timeout: float = 75.0
+    #: Longest gap, in seconds, between two pieces of a request body; past it, 408.
+    body_timeout: float = 30.0
+    #: Uploads (PUT or POST of a value) in progress at once; past it, 503 + Retry-After.
+    uploads: int = 1024
+    #: Uploads in progress at once from one client address; past it, 429 + Retry-After.
+    uploads_per_client: int = 256
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--header-timeout", self.header_timeout),
+                            ("--idle-timeout", self.idle_timeout),
+                            ("--body-timeout", self.body_timeout),
+                            ("--max-uploads", self.uploads),
+                            ("--max-uploads-per-client", self.uploads_per_client)):
+            _require(value > 0, f"{flag} {value:g}: must be positive")
+
+
+
+@dataclass(frozen=True)
 class MasterConfig:
     """Settings of a master process."""
 
@@ -51,6 +76,8 @@ class MasterConfig:
     cache_bytes: int = 64 * MiB
     #: Values up to this size are served through the cache (when it is on).
     cache_value_max: int = 64 * 1024
+    #: Time and concurrency limits of the HTTP server.
+    limits: Limits = Limits()
     #: Log one line per request.
     verbose: bool = False
 
@@ -64,6 +91,9 @@ class MasterConfig:
         _require(self.replicas >= 1, f"--replicas {self.replicas}: must be at least 1")
         _require(self.max_value_bytes >= 0, "--max-value-bytes: must not be negative")
         _require(self.down_after > 0, "--down-after: must be positive")
+
+
+WORKER_LIMITS = Limits(uploads_per_client=Limits.uploads)
 
 
 @dataclass(frozen=True)
@@ -97,6 +127,9 @@ class WorkerConfig:
     scrub_rate: float = 4e6
     #: Seconds between two scrub passes.
     scrub_interval: float = 3600.0
+    #: Time and concurrency limits of the HTTP server; the master is a worker's one writer,
+    #: so it may use all of the uploads.
+    limits: Limits = WORKER_LIMITS
     #: Log one line per request.
     verbose: bool = False
 

@@ -1,13 +1,17 @@
 """Running an aiohttp application as a kittenFS process: logging, listening and stopping."""
 
 import asyncio
+import contextlib
 import logging
+import resource
 import signal
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .config import Limits
 from .httputil import json_errors
+from .limits import LIMITS, Runner, upload_limit
 from .metrics import Metrics
 
 
@@ -18,13 +22,24 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def new_app(metrics: Metrics) -> web.Application:
-    """Return an application whose every error response is JSON and whose every request is
-    counted in ``metrics`` (served at ``GET /metrics``)."""
-    app = web.Application(middlewares=[metrics.middleware, json_errors],
+def new_app(metrics: Metrics, limits: Limits) -> web.Application:
+    """Return an application whose every error response is JSON, whose every request is
+    counted in ``metrics`` (served at ``GET /metrics``) and which enforces ``limits``."""
+    app = web.Application(middlewares=[metrics.middleware, json_errors, upload_limit(limits)],
                           client_max_size=16 * 1024 * 1024)
     app["metrics"] = metrics
+    app[LIMITS] = limits
     return app
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one: every connection, replica stream
+    and open blob is a descriptor, and Debian's default soft limit of 1024 is reached by a
+    few hundred concurrent uploads."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def serve(app: web.Application, host: str, port: int, name: str,
@@ -35,7 +50,8 @@ async def serve(app: web.Application, host: str, port: int, name: str,
     tells the real port when ``port`` is 0.
     """
     log = logging.getLogger(f"kittenfs.{name}")
-    runner = web.AppRunner(app, handle_signals=False)
+    raise_open_files_limit()
+    runner = Runner(app, app[LIMITS])
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()

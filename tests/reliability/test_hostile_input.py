@@ -105,8 +105,8 @@ def test_stored_values_survived_the_fuzzing(shared, stored):
 
 
 @pytest.mark.parametrize("headers, body, statuses", [
-    ({"X-Big": "a" * 20_000}, b"", (400, 431)),          # a header over aiohttp's 8190 bytes
-    ({f"X-{i}": "v" for i in range(200)}, b"", (400, 431, 404)),  # many headers
+    ({"X-Big": "a" * 20_000}, b"", (400,)),              # a header over the 8190-byte limit
+    ({f"X-{i}": "v" for i in range(200)}, b"", (400,)),   # over the 128-header limit
     ({"Content-Length": "5"}, b"", None),                # a body cut short: the client leaves
 ])
 def test_oversized_and_truncated_requests_are_refused_cleanly(shared, stored, headers, body,
@@ -125,6 +125,7 @@ def test_oversized_and_truncated_requests_are_refused_cleanly(shared, stored, he
             data += chunk
     if statuses is not None:
         assert int(data.split()[1]) in statuses, data[:200]
+        assert json.loads(data.partition(b"\r\n\r\n")[2])["error"], data[:300]
     with httpx.Client(base_url=shared.url, timeout=30, follow_redirects=True) as http:
         assert http.head("/scratch/hostile").status_code == 404  # nothing half-stored
         for key, value in stored.items():

@@ -24,6 +24,7 @@ from ..httputil import (
     json_object,
 )
 from ..keys import MAX_KEY_BYTES, InvalidKey, key_from_raw_path
+from ..limits import body_chunks, paced
 from ..metrics import Metrics
 from ..placement import blob_id
 from ..records import IndexRecord
@@ -103,16 +104,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     raise HTTPProblem(405, "method_not_allowed", f"keys accept {KEY_METHODS}", Allow=KEY_METHODS)
 
 
-async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(READ_CHUNK):
-        yield chunk
-
-
 async def put_value(request: web.Request, key: str) -> web.Response:
     """PUT /<key>: 201 if new, 204 if replaced, 412 if If-None-Match: * and it exists."""
     create_only = request.headers.get("If-None-Match", "").strip() == "*"
     result = await _state(request).store.put(
-        key, _body(request), request.content_length, create_only)
+        key, body_chunks(request, READ_CHUNK), request.content_length, create_only)
     return web.Response(status=201 if result.created else 204,
                         headers={"ETag": etag(result.record.md5)})
 
@@ -361,12 +357,12 @@ async def _seed_form(request: web.Request, key: str) -> web.Response:
     content_type = request.content_type
     if content_type == "multipart/form-data":
         reader = await request.multipart()
-        while (part := await reader.next()) is not None:
+        while (part := await paced(request, reader.next())) is not None:
             if isinstance(part, aiohttp.BodyPartReader) and part.name in ("value", "file"):
-                return await _seed_store(request, key, _part_chunks(part), None)
+                return await _seed_store(request, key, _part_chunks(request, part), None)
         raise HTTPProblem(400, "missing_field", "send a form field 'value' or a file 'file'")
     if content_type == "application/x-www-form-urlencoded":
-        form = await request.post()
+        form = await paced(request, request.post())  # a form must arrive within one timeout
         if "value" in form and isinstance(form["value"], str):
             data = form["value"].encode("utf-8")
             return await _seed_store(request, key, _one(data), len(data))
@@ -385,8 +381,9 @@ async def _seed_store(request: web.Request, key: str, chunks: AsyncIterator[byte
                              headers={"ETag": etag(result.record.md5)})
 
 
-async def _part_chunks(part: aiohttp.BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(READ_CHUNK):
+async def _part_chunks(request: web.Request,
+                       part: aiohttp.BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await paced(request, part.read_chunk(READ_CHUNK)):
         yield chunk
 
 

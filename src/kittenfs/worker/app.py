@@ -21,7 +21,7 @@ log = logging.getLogger("kittenfs.worker")
 
 def build_app(config: WorkerConfig, store: BlobStore, identity: Identity) -> web.Application:
     """Return a worker's application over an open blob store."""
-    app = new_app(worker_metrics(store))
+    app = new_app(worker_metrics(store), config.limits)
     app["store"] = store
 
     def describe() -> dict[str, Any]:

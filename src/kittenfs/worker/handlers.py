@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .. import batch
 from ..httputil import HTTPProblem, etag, etag_matches, head_response, parse_range
+from ..limits import body_chunks, read_body
 from ..metrics import Metrics
 from ..placement import blob_id, is_blob_id
 from ..records import BlobMeta
@@ -90,13 +91,9 @@ async def put_blob(request: web.Request, blob: str) -> web.Response:
     version = request.headers.get("X-Kfs-Version", "")
     if blob_id(key, version) != blob:
         raise HTTPProblem(400, "bad_blob_id", "the id does not match X-Kfs-Key and X-Kfs-Version")
-
-    async def chunks() -> AsyncIterator[bytes]:
-        async for chunk in request.content.iter_chunked(READ_CHUNK):
-            yield chunk
-
     with _storing(blob):
-        meta = await _store(request).put(blob, key, version, chunks(), request.content_length)
+        meta = await _store(request).put(blob, key, version, body_chunks(request, READ_CHUNK),
+                                         request.content_length)
     return web.json_response({"size": meta.size, "md5": meta.md5}, status=201)
 
 
@@ -123,7 +120,7 @@ async def post_batch(request: web.Request) -> web.Response:
     if (request.content_length or 0) > batch.MAX_MANIFEST_BYTES + batch.MAX_VALUE_BYTES + 4:
         raise HTTPProblem(413, "batch_too_large", "the batch is over the size limit")
     try:
-        ops = batch.decode(await request.read())
+        ops = batch.decode(await read_body(request))
     except batch.BadBatch as exc:
         raise HTTPProblem(400, "bad_batch", str(exc)) from None
     results = await asyncio.gather(*(_apply(_store(request), op) for op in ops))

@@ -1,0 +1,188 @@
+"""The enforced limits: slow heads (slowloris), idle connections, stalled bodies, concurrent
+uploads per client and overall, and the HTTP parser's rejections answered in JSON.
+
+One module-scoped cluster whose master has short timeouts and tiny upload limits; the
+uploads it holds open are closed by each test, so the next starts with free slots."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import httpx
+import pytest
+from cluster import Cluster
+
+HEADER_TIMEOUT = 1.0
+IDLE_TIMEOUT = 2.0
+BODY_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path_factory.mktemp("limits"), master_args=[
+        "--header-timeout", str(HEADER_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT),
+        "--body-timeout", str(BODY_TIMEOUT), "--max-uploads", "3",
+        "--max-uploads-per-client", "2"])
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def connect(url: str, source: str = "127.0.0.1") -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=15, source_address=(source, 0))
+
+
+def read_all(conn: socket.socket) -> bytes:
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data
+
+
+def answer(data: bytes) -> tuple[int, dict[str, str], dict]:
+    """Return the status, headers and JSON body of one raw HTTP response."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":")
+                                                               for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+@contextmanager
+def held_upload(url: str, key: str, source: str = "127.0.0.1") -> Iterator[socket.socket]:
+    """An upload whose head has arrived and whose body is still coming (a slow client)."""
+    conn = connect(url, source)
+    conn.sendall(f"PUT {key} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".encode()
+                 + b"x" * 1000)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def test_a_head_sent_a_byte_at_a_time_gets_408_and_is_closed(limited):
+    conn = connect(limited.url)
+    started = time.monotonic()
+    data = b""
+    for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+        try:
+            conn.sendall(bytes([byte]))
+        except OSError:
+            break  # the server closed the connection: read what it said
+        time.sleep(0.05)
+        if time.monotonic() - started > 8:
+            pytest.fail("the slow head was never cut off")
+    data = read_all(conn)
+    status, headers, body = answer(data)
+    assert status == 408 and body["error"] == "header_timeout", body
+    assert headers["connection"] == "close"
+    assert time.monotonic() - started < HEADER_TIMEOUT + 3
+
+
+def test_many_slow_heads_do_not_stop_other_clients(limited):
+    with ExitStack() as stack:
+        slow = [stack.enter_context(connect(limited.url)) for _ in range(200)]
+        for conn in slow:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHo")
+        with httpx.Client(base_url=limited.url, timeout=5) as http:
+            for _ in range(20):
+                assert http.get("/health").status_code == 200
+        deadline = time.monotonic() + HEADER_TIMEOUT + 5
+        for conn in slow:
+            conn.settimeout(max(0.1, deadline - time.monotonic()))
+            assert answer(read_all(conn))[0] == 408
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(limited):
+    with connect(limited.url) as never_asks, connect(limited.url) as asked_once:
+        asked_once.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert asked_once.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert never_asks.recv(1) == b""  # closed, with nothing said: it asked nothing
+        assert read_all(asked_once) == b""
+        assert IDLE_TIMEOUT - 0.5 < time.monotonic() - started < IDLE_TIMEOUT + 5
+
+
+@pytest.mark.parametrize("size", [1000, 1_000_000])  # the batched path and the streamed one
+def test_a_stalled_body_gets_408_stores_nothing_and_frees_the_key(limited, size):
+    key = f"/stalled/{size}"
+    with connect(limited.url) as conn:
+        conn.sendall(f"PUT {key} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
+                     + b"x" * (size // 2))
+        started = time.monotonic()
+        status, _, body = answer(read_one(conn))
+    assert status == 408 and body["error"] == "body_timeout", body
+    assert time.monotonic() - started < BODY_TIMEOUT + 5
+    with httpx.Client(base_url=limited.url, timeout=5, follow_redirects=True) as http:
+        assert http.head(key).status_code == 404
+        assert http.put(key, content=b"whole").status_code == 201  # the key's lock is free
+        assert http.get(key).content == b"whole"
+
+
+def test_uploads_past_the_per_client_limit_get_429(limited):
+    with held_upload(limited.url, "/held/1"), held_upload(limited.url, "/held/2"):
+        time.sleep(0.2)
+        refused = httpx.put(f"{limited.url}/held/3", content=b"v", timeout=5)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"] == "too_many_uploads_from_client"
+        assert refused.headers["Retry-After"] == "1"
+        # Reads, and uploads from another address, are not this client's uploads.
+        assert httpx.get(f"{limited.url}/health", timeout=5).status_code == 200
+        with held_upload(limited.url, "/held/4", source="127.0.0.2"):
+            time.sleep(0.2)
+            with connect(limited.url, source="127.0.0.3") as other:
+                other.sendall(b"PUT /held/5 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv")
+                status, headers, body = answer(read_one(other))
+            assert status == 503 and body["error"] == "too_many_uploads", body
+            assert headers["retry-after"] == "1"
+            # Heartbeats are not uploads: the workers stay up while every slot is taken.
+            time.sleep(2.5)
+            assert all(w["state"] == "up" for w in limited.cluster_info()["workers"])
+    time.sleep(0.5)  # the held uploads end (400, the client went away) and free their slots
+    assert httpx.put(f"{limited.url}/held/3", content=b"v", timeout=5).status_code == 201
+
+
+def read_one(conn: socket.socket) -> bytes:
+    """Read one response whose connection the server keeps open (no Connection: close)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("raw", [
+    b"NOT HTTP AT ALL\r\n\r\n",
+    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",          # request line too long
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",  # header too long
+    b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(200)) + b"\r\n",
+    b"PUT /k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    b"PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef",
+])
+def test_requests_the_parser_rejects_get_a_json_400(limited, raw):
+    for url in (limited.url, limited.nodes[0].url):
+        with connect(url) as conn:
+            conn.sendall(raw)
+            status, headers, body = answer(read_all(conn))
+        assert status == 400, body
+        assert headers["content-type"].startswith("application/json")
+        assert body["error"] == "bad_request" and body["detail"], body
+
+
+@pytest.mark.parametrize("flag", ["--header-timeout", "--idle-timeout", "--body-timeout",
+                                  "--max-uploads", "--max-uploads-per-client"])
+def test_a_limit_that_is_not_positive_is_refused_at_start(tmp_path, flag):
+    done = subprocess.run([sys.executable, "-m", "kittenfs", "master", "--data",
+                           str(tmp_path), "--port", "0", flag, "0"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2 and f"{flag} 0: must be positive" in done.stderr

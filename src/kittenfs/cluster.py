@@ -14,12 +14,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from .reliability.network import Network
 
 #: Seconds to wait for every process to answer /health.
 START_TIMEOUT = 30.0
@@ -64,35 +67,42 @@ def _ephemeral_range() -> tuple[int, int]:
 
 
 class LocalCluster:
-    """A master on ``port`` and ``workers`` workers on the ports after it, on 127.0.0.1."""
+    """A master on ``port`` and ``workers`` workers on the ports after it, on 127.0.0.1, or
+    each on a host of its own when ``network`` is given (child ``c`` on host ``c``)."""
 
     def __init__(self, data: Path, port: int, workers: int, replicas: int,
                  extra: tuple[str, ...] = (), log: IO[bytes] | None = None,
-                 master_extra: tuple[str, ...] = ()) -> None:
+                 master_extra: tuple[str, ...] = (), network: "Network | None" = None) -> None:
         self.data, self.port, self.workers, self.replicas = data, port, workers, replicas
         self.extra, self.log, self.master_extra = extra, log, master_extra
-        self.url = f"http://127.0.0.1:{port}"
+        self.network = network
+        self.url = f"http://{self.host(0)}:{port}"
         self.urls: list[str] = []
         self.children: list[subprocess.Popen[bytes]] = []
         self.commands: list[list[str]] = []
 
+    def host(self, child: int) -> str:
+        """The address child ``child`` listens on."""
+        return self.network.address(child) if self.network else "127.0.0.1"
+
     def start(self) -> None:
         """Start the master, then the workers one at a time (so worker-i gets index i)."""
-        self._spawn(self.url, "master", "--port", str(self.port), "--data",
-                    str(self.data / "master"), "--replicas", str(self.replicas),
-                    *self.master_extra)
+        self._spawn(self.port, "master", "--data", str(self.data / "master"), "--replicas",
+                    str(self.replicas), *self.master_extra)
         self._wait_healthy(0)
         for i in range(self.workers):
-            port = self.port + 1 + i
-            self._spawn(f"http://127.0.0.1:{port}", "worker", "--master", self.url, "--port",
-                        str(port), "--data", str(self.data / f"worker-{i}"))
+            self._spawn(self.port + 1 + i, "worker", "--master", self.url, "--data",
+                        str(self.data / f"worker-{i}"))
             self._wait_healthy(i + 1)
 
-    def _spawn(self, url: str, *args: str) -> None:
-        command = [sys.executable, "-m", "kittenfs", *args, *self.extra]
+    def _spawn(self, port: int, *args: str) -> None:
+        child = len(self.children)
+        prefix = self.network.prefix(child) if self.network else []
+        command = [*prefix, sys.executable, "-m", "kittenfs", *args, "--host", self.host(child),
+                   "--port", str(port), *self.extra]
         self.commands.append(command)
         self.children.append(subprocess.Popen(command, stdout=self.log, stderr=self.log))
-        self.urls.append(url)
+        self.urls.append(f"http://{self.host(child)}:{port}")
 
     def signal(self, child: int, signum: int) -> None:
         """Send ``signum`` to child ``child`` (0 is the master, 1 + i is worker i)."""
@@ -148,15 +158,23 @@ class LocalCluster:
 
 @contextmanager
 def local_cluster(workers: int, replicas: int, keep: str | None = None,
-                  master_extra: tuple[str, ...] = ()) -> Iterator[LocalCluster]:
+                  master_extra: tuple[str, ...] = (),
+                  hosts: bool = False) -> Iterator[LocalCluster]:
     """Run a fresh local cluster in a temp dir (under ``keep``, and kept, if given), with its
-    logs in cluster.log there: the benchmark and the reliability suite run on one."""
+    logs in cluster.log there: the benchmark and the reliability suite run on one.  With
+    ``hosts``, every process runs in a network namespace of its own (this needs root)."""
     if keep is not None:
         Path(keep).mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="kfs-", dir=keep))
-    with (data / "cluster.log").open("wb") as log:
-        cluster = LocalCluster(data, free_port_block(workers + 1), workers, replicas, log=log,
-                               master_extra=master_extra)
+    with (data / "cluster.log").open("wb") as log, ExitStack() as cleanup:
+        network = None
+        if hosts:
+            from .reliability.network import Network
+            network = Network(workers + 1)
+            cleanup.callback(network.teardown)
+        port = 3000 if network else free_port_block(workers + 1)  # a namespace's ports are free
+        cluster = LocalCluster(data, port, workers, replicas, log=log,
+                               master_extra=master_extra, network=network)
         try:
             try:
                 cluster.start()

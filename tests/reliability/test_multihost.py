@@ -4,88 +4,50 @@ cut links and routes and check that nothing acknowledged is lost.  They need roo
 iproute2; without them they skip, saying so.  Traffic goes only to these namespaces."""
 
 import os
-import random
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None,
-    reason="multi-host tests need root and iproute2 (ip netns) to build network namespaces")
+from kittenfs.reliability.network import Network, unavailable
+
+pytestmark = pytest.mark.skipif(unavailable() is not None,
+                                reason=f"multi-host tests: {unavailable()} (ip netns)")
 
 WORKERS = 4
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+class Hosts(Network):
+    """The namespaces, and the kittenFS processes run on them (killed by PID at teardown)."""
 
-
-@dataclass
-class Hosts:
-    """A bridge in the test's namespace and one namespace per process, with its address."""
-
-    root: Path
-    tag: str = field(default_factory=lambda: os.urandom(2).hex())
-    net: str = field(default_factory=lambda: f"10.{random.randint(100, 199)}.{random.randint(0, 250)}")
-    spaces: list[str] = field(default_factory=list)
-    procs: list[subprocess.Popen] = field(default_factory=list)
-
-    @property
-    def bridge(self) -> str:
-        return f"kb{self.tag}"
-
-    def address(self, host: int) -> str:
-        return f"{self.net}.{10 + host}"
-
-    def link(self, host: int) -> str:
-        return f"kv{self.tag}{host}"
-
-    def build(self, hosts: int) -> None:
-        ip("link", "add", self.bridge, "type", "bridge")
-        ip("addr", "add", f"{self.net}.1/24", "dev", self.bridge)
-        ip("link", "set", self.bridge, "up")
-        for host in range(hosts):
-            space = f"kfs-{self.tag}-{host}"
-            ip("netns", "add", space)
-            self.spaces.append(space)
-            ip("link", "add", self.link(host), "type", "veth", "peer", "name", f"kp{self.tag}{host}")
-            ip("link", "set", f"kp{self.tag}{host}", "netns", space)
-            ip("link", "set", self.link(host), "master", self.bridge)
-            ip("link", "set", self.link(host), "up")
-            ip("netns", "exec", space, "ip", "link", "set", "lo", "up")
-            ip("netns", "exec", space, "ip", "addr", "add", f"{self.address(host)}/24", "dev",
-               f"kp{self.tag}{host}")
-            ip("netns", "exec", space, "ip", "link", "set", f"kp{self.tag}{host}", "up")
+    def __init__(self, root: Path, hosts: int) -> None:
+        super().__init__(hosts)
+        self.root = root
+        self.procs: list[subprocess.Popen] = []
 
     def run(self, host: int, *args: str) -> None:
         log = (self.root / f"host-{host}.log").open("ab")
         self.procs.append(subprocess.Popen(
-            ["ip", "netns", "exec", self.spaces[host], sys.executable, "-m", "kittenfs", *args],
-            stdout=log, stderr=log))
+            [*self.prefix(host), sys.executable, "-m", "kittenfs", *args], stdout=log,
+            stderr=log))
 
     def teardown(self) -> None:
-        for proc in self.procs:
+        for proc in getattr(self, "procs", []):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
-        for space in self.spaces:
-            subprocess.run(["ip", "netns", "del", space], capture_output=True, check=False)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+        super().teardown()
 
 
 @pytest.fixture
 def hosts(tmp_path):
-    net = Hosts(tmp_path)
+    net = Hosts(tmp_path, 1 + WORKERS)
     try:
-        net.build(1 + WORKERS)
         master = f"http://{net.address(0)}:3000"
         net.run(0, "master", "--host", net.address(0), "--port", "3000", "--data",
                 str(tmp_path / "master"), "--down-after", "2", "--replaced-grace", "0.5")
@@ -159,12 +121,12 @@ def test_a_worker_cut_off_during_load_loses_nothing(hosts):
     try:
         time.sleep(1)
         victim = index_of(master, net.address(2))
-        ip("link", "set", net.link(2), "down")  # worker 1's cable is pulled
+        net.cut(2)  # worker 1's cable is pulled
         wait(lambda: victim not in up(master), 15)
         during = len(writer.acked)
         time.sleep(2)
         assert len(writer.acked) >= during  # writes go on, to the other workers
-        ip("link", "set", net.link(2), "up")
+        net.restore(2)
         wait(lambda: victim in up(master), 20)
         time.sleep(1)
     finally:
@@ -179,8 +141,7 @@ def test_the_master_cut_off_from_a_worker_that_clients_still_reach(hosts):
     victim_address = net.address(3)
     victim = index_of(master, victim_address)
     # Only the master loses its route to the worker; the clients (here) still reach both.
-    ip("netns", "exec", net.spaces[0], "ip", "route", "add", "blackhole",
-       f"{victim_address}/32")
+    net.blackhole(0, 3)
     try:
         wait(lambda: victim not in up(master), 15)
         assert httpx.get(f"http://{victim_address}:3001/health", timeout=5).status_code == 200
@@ -191,7 +152,6 @@ def test_the_master_cut_off_from_a_worker_that_clients_still_reach(hosts):
         writer.join()
         assert len(writer.acked) > 10  # the master writes to the workers it can reach
     finally:
-        ip("netns", "exec", net.spaces[0], "ip", "route", "del", "blackhole",
-           f"{victim_address}/32")
+        net.blackhole(0, 3, on=False)
     wait(lambda: victim in up(master), 20)
     check_all(master, writer.acked)

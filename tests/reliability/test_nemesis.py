@@ -6,6 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from kittenfs.reliability.network import unavailable
+
 
 def test_the_short_nemesis_run_finds_no_violation(tmp_path):
     report = tmp_path / "nemesis.json"
@@ -21,3 +25,26 @@ def test_the_short_nemesis_run_finds_no_violation(tmp_path):
     assert summary["ops"].get("put ok", 0) > 100 and summary["ops"].get("get ok", 0) > 100
     assert summary["seconds_to_full_replication"] is not None
     assert summary["repair"]["state"] == "done"
+
+
+@pytest.mark.skipif(unavailable() is not None, reason=f"network faults: {unavailable()}")
+def test_a_run_with_workers_cut_off_the_network_finds_no_violation(tmp_path):
+    report = tmp_path / "nemesis.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "kittenfs", "nemesis", "--duration", "20", "--seed", "3",
+         "--only", "cut_worker", "--only", "kill_master", "--json", str(report)],
+        capture_output=True, text=True, timeout=300, check=False)
+    summary = json.loads(report.read_text()) if report.exists() else {}
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    assert summary["hosts"] == "a network namespace per process"
+    assert summary["faults"].get("cut_worker", 0) >= 1, summary["faults"]
+    assert summary["passed"] and summary["acknowledged_writes_lost"] == 0
+    assert summary["ops"].get("put ok", 0) > 50
+
+
+def test_network_faults_on_loopback_are_refused_with_a_reason():
+    done = subprocess.run(
+        [sys.executable, "-m", "kittenfs", "nemesis", "--loopback", "--only", "cut_worker"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "cut_worker cannot run here: --loopback" in done.stderr

@@ -8,7 +8,10 @@ One fault at a time, at most ``max_faults`` of them, each healed before the next
 - ``corrupt_blob``: overwrite the end of a random blob file on a random worker;
 - ``delete_blob``: delete a random blob file on a random worker;
 - ``fill_disk``: restart a worker with a capacity of 1 byte, so it is full (it refuses every
-  value as a full disk does, with 507) for 2-4 s, then restart it without the limit.
+  value as a full disk does, with 507) for 2-4 s, then restart it without the limit;
+- ``cut_worker``: pull a worker's cable for 2-8 s (so sometimes it outlasts the master's
+  ``--down-after``): nothing reaches it or leaves it, and connections stall rather than fail.
+  Only when every process runs on a host of its own (network namespaces, root only).
 
 Every fault is logged with its time, so a report can say what happened when.
 """
@@ -24,7 +27,9 @@ from typing import Any
 from ..cluster import LocalCluster
 
 FAULTS = ("kill_worker", "kill_master", "pause_worker", "corrupt_blob", "delete_blob",
-          "fill_disk")
+          "fill_disk", "cut_worker")
+#: The faults that need the processes on hosts of their own.
+NETWORK_FAULTS = ("cut_worker",)
 
 
 class Nemesis:
@@ -36,6 +41,7 @@ class Nemesis:
         self.faults = faults
         self.log: list[dict[str, Any]] = []
         self.paused: set[int] = set()
+        self.cut: set[int] = set()
 
     async def run(self, duration: float, max_faults: int) -> None:
         """Inject up to ``max_faults`` faults within ``duration`` seconds, then heal all."""
@@ -92,11 +98,26 @@ class Nemesis:
         await asyncio.to_thread(self.cluster.restart, child)
         return {"worker": child - 1, "seconds_full": round(hold, 2)}
 
+    async def cut_worker(self) -> dict[str, Any]:
+        assert self.cluster.network is not None, "cut_worker needs hosts of their own"
+        child = self._worker()
+        self.cluster.network.cut(child)
+        self.cut.add(child)
+        outage = self.rng.uniform(2, 8)
+        await asyncio.sleep(outage)
+        self.cluster.network.restore(child)
+        self.cut.discard(child)
+        return {"worker": child - 1, "seconds": round(outage, 2)}
+
     async def heal(self) -> None:
-        """Resume paused workers and restart any process that is not running."""
+        """Resume paused workers, restore cut links and restart any process not running."""
         for child in list(self.paused):
             self.cluster.signal(child, signal.SIGCONT)
         self.paused.clear()
+        for child in list(self.cut):
+            assert self.cluster.network is not None
+            self.cluster.network.restore(child)
+        self.cut.clear()
         for child, process in enumerate(self.cluster.children):
             if process.poll() is not None:
                 await asyncio.to_thread(self.cluster.restart, child)

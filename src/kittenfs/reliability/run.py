@@ -8,14 +8,16 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import aiohttp
 
 from ..cluster import LocalCluster, local_cluster
+from . import network
 from .checker import VIOLATIONS, check
 from .history import Op
-from .nemesis import FAULTS, Nemesis
+from .nemesis import FAULTS, NETWORK_FAULTS, Nemesis
 from .workload import run_clients
 
 #: Seconds the cluster gets to be whole again (every key fully replicated) after the faults.
@@ -34,13 +36,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="write the summary to this file as well")
     parser.add_argument("--history", help="write every operation to this file (JSON lines)")
     parser.add_argument("--keep", help="keep the cluster's data and log under this directory")
+    parser.add_argument("--loopback", action="store_true",
+                        help="run every process on 127.0.0.1, not on hosts of their own "
+                             "(network namespaces, the default as root); no cut_worker then")
 
 
 def run_nemesis(args: argparse.Namespace) -> int:
     """Run the suite as ``args`` say; print the summary; exit 0 only if nothing was violated."""
     seed = args.seed if args.seed is not None else int(time.time())
-    with local_cluster(args.workers, 3, args.keep) as cluster:
-        summary = asyncio.run(_run(cluster, args, seed))
+    why_not = "--loopback" if args.loopback else network.unavailable()
+    faults = tuple(f for f in args.only or FAULTS if not (why_not and f in NETWORK_FAULTS))
+    if not faults:
+        print(f"kittenfs nemesis: {', '.join(args.only)} cannot run here: {why_not}",
+              file=sys.stderr)
+        return 2
+    with local_cluster(args.workers, 3, args.keep, hosts=why_not is None) as cluster:
+        summary = asyncio.run(_run(cluster, args, seed, faults))
+    summary["hosts"] = ("a network namespace per process" if why_not is None else
+                        f"all on 127.0.0.1 ({why_not}: no network faults)")
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:
@@ -49,9 +62,10 @@ def run_nemesis(args: argparse.Namespace) -> int:
     return 0 if summary["passed"] else 1
 
 
-async def _run(cluster: LocalCluster, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+async def _run(cluster: LocalCluster, args: argparse.Namespace, seed: int,
+               faults: tuple[str, ...]) -> dict[str, Any]:
     rng = random.Random(seed)
-    nemesis = Nemesis(cluster, rng, tuple(args.only or FAULTS))
+    nemesis = Nemesis(cluster, rng, faults)
     started = time.monotonic()
     history, _ = await asyncio.gather(
         run_clients(cluster.url, args.clients, args.keys, args.duration, seed),
@@ -65,14 +79,12 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace, seed: int) -> di
     verdict = check(history, final)
     if args.history:
         await asyncio.to_thread(_write_history, args.history, [*history, *final], started)
-    faults: dict[str, int] = {}
-    for fault in nemesis.log:
-        faults[fault["fault"]] = faults.get(fault["fault"], 0) + 1
+    injected = Counter(fault["fault"] for fault in nemesis.log)
     lost = verdict.violations["lost_writes"]
     return {
         "seed": seed, "duration_s": round(healed - started, 1), "clients": args.clients,
         "keys": args.keys, "workers": args.workers, "ops": dict(sorted(verdict.ops.items())),
-        "faults": faults, "fault_log": [{**f, "at": round(f["at"] - started, 2)}
+        "faults": dict(sorted(injected.items())), "fault_log": [{**f, "at": round(f["at"] - started, 2)}
                                         for f in nemesis.log],
         "acknowledged_writes_lost": lost,
         "stale_or_resurrected_reads": verdict.violations["stale_reads"]

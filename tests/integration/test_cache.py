@@ -9,6 +9,8 @@ import time
 import httpx
 import pytest
 
+from kittenfs.master.cache import ENTRY_OVERHEAD
+
 CACHE = ["--cache-bytes", "1000000", "--cache-value-max", "4096"]
 
 
@@ -30,7 +32,8 @@ def test_small_values_are_served_by_the_master_in_one_round_trip(cached):
     second = http.get("/hot")
     assert second.content == b"warm bytes"
     stats = cache_stats(cached)  # written through by the PUT: both reads hit
-    assert (stats["entries"], stats["bytes"], stats["hits"]) == (1, 10, 2)
+    # An entry costs its value, its key and the fixed overhead of its record and LRU node.
+    assert (stats["entries"], stats["bytes"], stats["hits"]) == (1, 10 + 4 + ENTRY_OVERHEAD, 2)
     assert http.get("/hot", headers={"If-None-Match": first.headers["etag"]}).status_code == 304
 
 
@@ -92,7 +95,7 @@ def test_the_cache_is_bounded_in_bytes(make_cluster):
     for i in range(10):
         assert http.get(f"/b/{i}").content == bytes([i]) * 3000
     stats = cache_stats(cluster)
-    assert stats["bytes"] <= 10000 and stats["entries"] == 3
+    assert stats["bytes"] <= 10000 and stats["entries"] == 2  # 3000 + 4 + 512 bytes each
     assert http.get("/b/9").content == bytes([9]) * 3000  # the most recent stayed
     assert cache_stats(cluster)["hits"] == 1
 

@@ -67,6 +67,11 @@ def _nemesis(args: argparse.Namespace) -> int:
     return run_nemesis(args)
 
 
+def _soak(args: argparse.Namespace) -> int:
+    from .reliability.soak import run_soak
+    return run_soak(args)
+
+
 def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from . import commands
@@ -150,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .reliability.run import add_arguments as nemesis_arguments
     nemesis_arguments(nemesis)
     nemesis.set_defaults(run=_nemesis)
+
+    soak = sub.add_parser("soak", help="the resource soak: many small keys, then large values, "
+                                       "with every process's memory sampled")
+    from .reliability.soak import add_arguments as soak_arguments
+    soak_arguments(soak)
+    soak.set_defaults(run=_soak)
 
     bench = sub.add_parser("bench", help="benchmark kittenFS against nginx and the disk")
     from .bench.suite import add_arguments

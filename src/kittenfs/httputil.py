@@ -2,7 +2,7 @@
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -58,6 +58,22 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception as exc:  # the last line of defence must catch everything
         log.exception("internal error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def range_asked(headers: Mapping[str, str]) -> str | None:
+    """Return the Range header a request asks to be honoured, or None.
+
+    RFC 9110 (14.2) has a server ignore a Range whose unit it does not know, and an empty
+    one asks for nothing: both are served whole.  A ``bytes`` range, or one too garbled to
+    have a unit, goes on to :func:`parse_range` (and may get 416).
+    """
+    header = headers.get("Range")
+    if header is None or not header.strip():
+        return None
+    unit, equals, _ = header.partition("=")
+    if equals and unit.strip() and unit.strip().lower() != "bytes":
+        return None
+    return header
 
 
 def parse_range(header: str, size: int) -> tuple[int, int]:

@@ -37,6 +37,9 @@ class Metrics:
                                 registry=self.registry)
         self.bytes_out = Counter("kittenfs_bytes_out", "response body bytes sent", ["route"],
                                  registry=self.registry)
+        #: Awaited before each scrape: gauges whose values take long to compute (a scan of
+        #: the index) refresh them here, without blocking the server, and read them after.
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """Add a gauge whose value ``read`` gives at every scrape."""
@@ -72,6 +75,8 @@ class Metrics:
 
     async def handle(self, request: web.Request) -> web.Response:
         """GET /metrics: every metric in the Prometheus text format."""
+        for refresh in self.before_scrape:
+            await refresh()
         return web.Response(body=generate_latest(self.registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 

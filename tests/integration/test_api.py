@@ -42,6 +42,14 @@ def test_create_only_put(http):
     assert http.get("/c", follow_redirects=True).content == b"x"
 
 
+def test_put_if_none_match_an_etag_is_refused_only_when_it_is_the_live_one(http):
+    tag = http.put("/c-etag", content=b"x").headers["ETag"]
+    refused = http.put("/c-etag", content=b"y", headers={"If-None-Match": f'"other", {tag}'})
+    assert_json_error(refused, 412, "key_exists")
+    assert http.put("/c-etag", content=b"z", headers={"If-None-Match": '"other"'}).status_code == 204
+    assert http.get("/c-etag", follow_redirects=True).content == b"z"
+
+
 def test_get_redirects_to_a_replica_with_checksum_headers(http, cluster):
     value = os.urandom(100_000)  # over the cache's value limit: small values come from the master
     http.put("/r", content=value)
@@ -128,8 +136,11 @@ def test_worker_serves_single_ranges_and_conditional_gets(http, cluster, size):
         else:
             first = int(header[6:].split("-")[0])
         assert response.headers["content-range"] == f"bytes {first}-{first + len(expected) - 1}/{size}"
-    for bad in ("bytes=x-1", "bytes=1-2,4-5", "items=0-1", "bytes=5-2"):
+    for bad in ("bytes=x-1", "bytes=1-2,4-5", "bytes=5-2"):
         assert_json_error(httpx.get(location, headers={"Range": bad}), 416)
+    for ignored in ("items=0-1", ""):  # an unknown unit, or none: served whole (RFC 9110)
+        whole = httpx.get(location, headers={"Range": ignored})
+        assert whole.status_code == 200 and whole.content == value
     unsatisfiable = httpx.get(location, headers={"Range": f"bytes={size}-"})
     assert_json_error(unsatisfiable, 416)
     assert unsatisfiable.headers["content-range"] == f"bytes */{size}"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from kittenfs.httputil import HTTPProblem, etag, etag_matches, parse_range
+from kittenfs.httputil import HTTPProblem, etag, etag_matches, parse_range, range_asked
 
 MD5 = "5d41402abc4b2a76b9719d911017c592"
 
@@ -90,6 +90,17 @@ def test_unsatisfiable(header: str, size: int) -> None:
 ])
 def test_unsatisfiable_is_reported_as_such(header: str, size: int) -> None:
     assert _problem(header, size).error == "range_not_satisfiable"
+
+
+@pytest.mark.parametrize("header, honoured", [
+    (None, False), ("", False), ("  ", False),  # absent or empty: nothing asked
+    ("items=0-5", False), ("Items = 0-5", False),  # an unknown unit is ignored (RFC 9110 14.2)
+    ("bytes=0-5", True), ("BYTES=0-5", True), ("bytes=x", True),  # bytes: parsed, maybe 416
+    ("0-5", True), ("=0-5", True), ("bytes 0-5", True),  # no unit: garbled, so 416
+])
+def test_which_range_headers_are_honoured(header: str | None, honoured: bool) -> None:
+    headers = {} if header is None else {"Range": header}
+    assert (range_asked(headers) is not None) is honoured
 
 
 @pytest.mark.parametrize("header", [

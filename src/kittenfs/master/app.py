@@ -23,7 +23,7 @@ log = logging.getLogger("kittenfs.master")
 def build_app(config: MasterConfig) -> web.Application:
     """Return the master's application; state opens on start-up and closes on clean-up."""
     app = new_app(master_metrics(lambda: app.get("state")), config.limits)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     app.cleanup_ctx.append(_lifecycle(config))
     return app
 

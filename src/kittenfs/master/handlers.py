@@ -9,6 +9,7 @@ import hashlib
 import logging
 import random
 from collections.abc import AsyncIterator
+from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from ..httputil import (
     etag_matches,
     head_response,
     json_object,
+    range_asked,
 )
 from ..keys import MAX_KEY_BYTES, InvalidKey, key_from_raw_path
 from ..limits import body_chunks, paced
@@ -105,10 +107,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 async def put_value(request: web.Request, key: str) -> web.Response:
-    """PUT /<key>: 201 if new, 204 if replaced, 412 if If-None-Match: * and it exists."""
-    create_only = request.headers.get("If-None-Match", "").strip() == "*"
+    """PUT /<key>: 201 if new, 204 if replaced, 412 if If-None-Match matches the live value
+    (``*`` matches any)."""
     result = await _state(request).store.put(
-        key, body_chunks(request, READ_CHUNK), request.content_length, create_only)
+        key, body_chunks(request, READ_CHUNK), request.content_length,
+        request.headers.get("If-None-Match"))
     return web.Response(status=201 if result.created else 204,
                         headers={"ETag": etag(result.record.md5)})
 
@@ -126,7 +129,7 @@ async def get_value(request: web.Request, key: str, direct: bool = False) -> web
         return web.Response(status=304, headers=headers)
     if request.method == "HEAD":
         return head_response(200, headers, record.size)
-    if cache.holds(record.size) and "Range" not in request.headers:
+    if cache.holds(record.size) and range_asked(request.headers) is None:
         if value is None:
             cache.missed()
             value = await _read_small(state, record)
@@ -188,7 +191,8 @@ async def _proxy(request: web.Request, record: IndexRecord,
                  replicas: list[int]) -> web.StreamResponse:
     """Stream a value through the master, trying the next replica if one fails before sending."""
     state = _state(request)
-    forward = {name: request.headers[name] for name in ("Range",) if name in request.headers}
+    asked = range_asked(request.headers)
+    forward = {"Range": asked} if asked is not None else {}
     failures = []
     for index in replicas:
         url = replica_io.blob_url(state.membership.url(index), _blob(record))
@@ -267,7 +271,7 @@ async def cluster(request: web.Request) -> web.Response:
         "repairs": state.repairs.describe(),
     }
     if _truthy(request.query.get("keys")):
-        body["keys"] = state.key_health()
+        body["keys"] = await state.key_health()
     return web.json_response(body)
 
 
@@ -407,8 +411,16 @@ async def metrics(request: web.Request) -> web.Response:
     return await registry.handle(request)
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """GET /_openapi.yaml: the OpenAPI description of this API (shipped in the package)."""
+    return web.Response(body=OPENAPI, content_type="application/yaml")
+
+
+OPENAPI = resources.files("kittenfs").joinpath("openapi.yaml").read_bytes()
+
 _ROUTES = {
     "/health": (("GET", "HEAD"), health),
+    "/_openapi.yaml": (("GET",), openapi),
     "/metrics": (("GET",), metrics),
     "/_cluster": (("GET",), cluster),
     "/gets": (("GET",), cluster),

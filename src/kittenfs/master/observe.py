@@ -34,6 +34,12 @@ def master_metrics(current: Callable[[], MasterState | None]) -> Metrics:
         return lambda: read(state) if (state := current()) is not None else 0.0
 
     health = _KeyHealth()
+
+    async def refresh_health() -> None:
+        if (state := current()) is not None:
+            await health.refresh(state)
+
+    metrics.before_scrape.append(refresh_health)
     metrics.gauge("kittenfs_workers", "registered workers", of(lambda s: len(s.membership.workers)))
     metrics.gauge("kittenfs_workers_up", "workers up",
                   of(lambda s: sum(map(s.membership.is_up, s.membership.workers))))
@@ -45,9 +51,9 @@ def master_metrics(current: Callable[[], MasterState | None]) -> Metrics:
                   of(lambda s: s.store.cache.stats.misses))
     metrics.gauge("kittenfs_under_replicated_keys", "keys with fewer than R replicas up "
                   f"(counted at most every {KEY_HEALTH_TTL:.0f} s)",
-                  of(lambda s: health.get(s)["under_replicated"]))
+                  of(lambda s: health.counts.get("under_replicated", 0)))
     metrics.gauge("kittenfs_misplaced_keys", "keys not on their preferred workers",
-                  of(lambda s: health.get(s)["misplaced"]))
+                  of(lambda s: health.counts.get("misplaced", 0)))
     metrics.gauge("kittenfs_job_running", "1 while a job runs",
                   of(lambda s: float(s.jobs.running() is not None)))
     metrics.gauge("kittenfs_job_items_done", "items the running (or last) job has done",
@@ -66,7 +72,6 @@ class _KeyHealth:
         self.counts: dict[str, int] = {}
         self.at = float("-inf")
 
-    def get(self, state: MasterState) -> dict[str, int]:
+    async def refresh(self, state: MasterState) -> None:
         if time.monotonic() - self.at > KEY_HEALTH_TTL:
-            self.counts, self.at = state.key_health(), time.monotonic()
-        return self.counts
+            self.counts, self.at = await state.key_health(), time.monotonic()

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from ..httputil import HTTPProblem
+from ..httputil import HTTPProblem, etag_matches
 from ..locks import KeyLocks
 from ..placement import blob_id, new_version
 from ..records import IndexRecord
@@ -77,11 +77,12 @@ class Store:
         self.moving: set[str] = set()  # keys a move (job or repair queue) is working on
 
     async def put(self, key: str, body: AsyncIterator[bytes], size: int | None,
-                  create_only: bool = False) -> PutResult:
+                  if_none_match: str | None = None) -> PutResult:
         """Store ``body`` as the value of ``key`` on every replica, then make it live.
 
-        Raise HTTPProblem: 412 if ``create_only`` and the key exists, 413 if the body is over
-        the limit, 503 if too few workers are up or a replica fails.
+        Raise HTTPProblem: 412 if ``if_none_match`` (an If-None-Match header) matches the live
+        value's ETag (``*``: the key exists), 413 if the body is over the limit, 503 if too
+        few workers are up or a replica fails.
         """
         if size is not None and size > self.max_value_bytes:
             raise _too_large(self.max_value_bytes)
@@ -89,8 +90,9 @@ class Store:
         value = await _read_whole(body, size) if small and size is not None else None
         async with self.locks.hold(key):
             live = self.index.get(Space.LIVE, key)
-            if create_only and live is not None:
-                raise HTTPProblem(412, "key_exists", f"{key!r} exists and If-None-Match is *")
+            if live is not None and etag_matches(if_none_match, live.md5):
+                raise HTTPProblem(412, "key_exists",
+                                  f"{key!r} exists and its ETag matches If-None-Match")
             now = int(time.time() * 1000)
             pending = IndexRecord(key, new_version(), -1, "", tuple(
                 self.membership.choose_replicas(key)), now, now)

@@ -29,7 +29,7 @@ def build_app(config: WorkerConfig, store: BlobStore, identity: Identity) -> web
                 "bytes_used": store.bytes_used}
 
     app["describe"] = describe
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     return app
 
 

@@ -15,7 +15,14 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .. import batch
-from ..httputil import HTTPProblem, etag, etag_matches, head_response, parse_range
+from ..httputil import (
+    HTTPProblem,
+    etag,
+    etag_matches,
+    head_response,
+    parse_range,
+    range_asked,
+)
 from ..limits import body_chunks, read_body
 from ..metrics import Metrics
 from ..placement import blob_id, is_blob_id
@@ -177,8 +184,8 @@ async def get_blob(request: web.Request, blob: str) -> web.StreamResponse:
     if etag_matches(request.headers.get("If-None-Match"), meta.md5):
         return web.Response(status=304, headers=headers)
     first, last, status = 0, meta.size - 1, 200
-    if "Range" in request.headers:
-        first, last = parse_range(request.headers["Range"], meta.size)
+    if (asked := range_asked(request.headers)) is not None:
+        first, last = parse_range(asked, meta.size)
         status = 206
         headers["Content-Range"] = f"bytes {first}-{last}/{meta.size}"
     try:

@@ -22,6 +22,8 @@ from ..cluster import LocalCluster, local_cluster
 MiB = 1024 * 1024
 #: Seconds between two samples of every process's memory.
 SAMPLE_EVERY = 1.0
+#: What the sampler reads from /proc/<pid>/status, by the name the report gives it.
+MEMORY_FIELDS = {"rss": "VmRSS", "anon": "RssAnon"}
 #: Large values rotate over this many keys, so overwrites make garbage for the reaper.
 LARGE_KEYS = 4
 
@@ -166,7 +168,9 @@ class Sampler(threading.Thread):
         self.phase = phase
 
     def _sample(self) -> None:
-        self.samples.append((self.phase, {name: _rss_mib(pid) for name, pid in self.pids.items()}))
+        self.samples.append((self.phase, {f"{name} {kind}": mib
+                                          for name, pid in self.pids.items()
+                                          for kind, mib in _memory_mib(pid).items()}))
 
     def stop(self) -> None:
         self._done.set()
@@ -176,29 +180,38 @@ class Sampler(threading.Thread):
         return {name: len(list(Path(f"/proc/{pid}/fd").iterdir()))
                 for name, pid in self.pids.items()}
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Per process: memory a tenth into, halfway through and at the end of the small
-        phase, the end of the large phase, and the peak over the whole run."""
+    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per process, resident memory (``rss``) and its anonymous part (``anon``: the heap,
+        without LevelDB's memory-mapped table files, which the kernel can drop at will): a
+        tenth into, halfway through and at the end of the small phase, at the end of the
+        large phase, and the peak over the run."""
         small = [s for phase, s in self.samples if phase == "small"] or [{}]
         large = [s for phase, s in self.samples if phase == "large"] or [{}]
-        return {name: {"small_10pct": _at(small, 0.1, name), "small_50pct": _at(small, 0.5, name),
-                       "small_end": _at(small, 1.0, name), "large_end": _at(large, 1.0, name),
-                       "peak": max((s.get(name, 0.0) for _, s in self.samples), default=0.0)}
-                for name in self.pids}
+        return {name: {kind: {
+            "small_10pct": _at(small, 0.1, f"{name} {kind}"),
+            "small_50pct": _at(small, 0.5, f"{name} {kind}"),
+            "small_end": _at(small, 1.0, f"{name} {kind}"),
+            "large_end": _at(large, 1.0, f"{name} {kind}"),
+            "peak": max((s.get(f"{name} {kind}", 0.0) for _, s in self.samples), default=0.0),
+        } for kind in MEMORY_FIELDS} for name in self.pids}
 
 
 def _at(series: list[dict[str, float]], fraction: float, name: str) -> float:
     return series[min(len(series) - 1, int(len(series) * fraction))].get(name, 0.0)
 
 
-def _rss_mib(pid: int) -> float:
+def _memory_mib(pid: int) -> dict[str, float]:
+    """The process's resident memory and its anonymous part, in MiB (0 once it is gone)."""
+    found = dict.fromkeys(MEMORY_FIELDS, 0.0)
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
+            field, _, value = line.partition(":")
+            if field in MEMORY_FIELDS.values():
+                kind = next(k for k, f in MEMORY_FIELDS.items() if f == field)
+                found[kind] = round(int(value.split()[0]) / 1024, 1)
     except OSError:
         pass
-    return 0.0
+    return found
 
 
 def _tree_bytes(root: Path) -> int:

@@ -73,6 +73,12 @@ def kill_leftovers(pids: list[int]) -> None:
                 pass
 
 
+def _default_sigint() -> None:
+    """Let ``up`` take Ctrl-C even when the suite runs as a background job of a shell without
+    job control, which starts every command with SIGINT ignored (POSIX), inherited by exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Up:
     """One run of ``kittenfs up``, its output files and the PIDs it had as children."""
 
@@ -84,7 +90,7 @@ class Up:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "kittenfs", "up", "--workers", str(workers),
                  "--port", str(port), "--data", str(data)],
-                stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
         self.children: list[int] = []
 
     @property

@@ -90,7 +90,8 @@ class Up:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "kittenfs", "up", "--workers", str(workers),
                  "--port", str(port), "--data", str(data)],
-                stdout=out, stderr=err, stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                preexec_fn=_default_sigint)  # noqa: PLW1509 - one signal() call, async-signal-safe
         self.children: list[int] = []
 
     @property

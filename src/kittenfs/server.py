@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import resource
 import signal
@@ -42,6 +43,35 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+#: Seconds between two hand-backs of the heap's free pages to the kernel.
+TRIM_EVERY = 10.0
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where there is none (musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+async def give_back_free_memory(interval: float = TRIM_EVERY) -> None:
+    """Every ``interval`` seconds, hand the heap's free pages back to the kernel.
+
+    glibc gives freed memory back on its own only from the top of the heap.  The master's
+    hot-value cache frees values all through it, so without this its resident memory grew
+    about 300 bytes per key written (a million-key soak: 168 to 450 MiB) while its live
+    Python objects stayed flat (tracemalloc); ``malloc_trim(0)`` released most of it.
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        trim(0)
+
+
 async def serve(app: web.Application, host: str, port: int, name: str,
                 on_listening: Callable[[str], Awaitable[None]] | None = None) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, then shut down cleanly.
@@ -62,11 +92,13 @@ async def serve(app: web.Application, host: str, port: int, name: str,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    trimmer = asyncio.create_task(give_back_free_memory())
     try:
         if on_listening is not None:
             await on_listening(url)
         await stop.wait()
     finally:
+        trimmer.cancel()
         # Stopping already: a second Ctrl-C or SIGTERM (a terminal sends SIGINT to the whole
         # process group, and `kittenfs up` adds a SIGTERM) must not reach asyncio's handler
         # after its wakeup descriptor is closed, which prints a traceback.

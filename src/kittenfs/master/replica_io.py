@@ -3,7 +3,8 @@
 One pooled aiohttp session per master process, with keep-alive connections to every worker.
 Large values are streamed one request per replica (``upload``); small puts and all deletes
 go through a Batcher, which packs the operations bound for one worker into shared requests.
-The worker's blob API is documented in docs/api.md ("Worker API").
+The worker's blob API is documented in docs/api.md ("Worker API"); ``list_blobs`` also
+serves a worker that clones another.
 """
 
 import asyncio

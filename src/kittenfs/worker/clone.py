@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from ..master.replica_io import list_blobs
 from ..throttle import Throttle
 from .blobstore import BlobStore, SizeMismatch
 
@@ -44,27 +45,18 @@ async def clone(master: str, source: int, store: BlobStore,
     async with aiohttp.ClientSession(timeout=timeout) as session:
         url, progress.total = await _source_url(session, master.rstrip("/"), source)
         copied = skipped = failed = 0
-        start = ""
-        while True:
-            async with session.get(f"{url}/blobs", params={"start": start,
-                                                           "limit": PAGE}) as resp:
-                resp.raise_for_status()
-                page = await resp.json()
-            for blob in page["blobs"]:
-                held = store.meta(blob["blob"])
-                if held is not None and held.md5 == blob["md5"]:
-                    skipped += 1
-                    continue
-                progress.note(int(blob["size"]))
-                try:
-                    copied += await _copy(session, url, blob, store)
-                except (aiohttp.ClientError, OSError, SizeMismatch) as exc:
-                    failed += 1  # left out: adopt skips it, and repair or rebalance fill it
-                    log.error("clone: blob %s not copied: %s", blob["blob"], exc)
-                await throttle.take(1, int(blob["size"]))
-            start = page["next"]
-            if not start:
-                break
+        async for blob in list_blobs(session, url, PAGE):
+            held = store.meta(blob["blob"])
+            if held is not None and held.md5 == blob["md5"]:
+                skipped += 1
+                continue
+            progress.note(int(blob["size"]))
+            try:
+                copied += await _copy(session, url, blob, store)
+            except (aiohttp.ClientError, OSError, SizeMismatch) as exc:
+                failed += 1  # left out: adopt skips it, and repair or rebalance fill it
+                log.error("clone: blob %s not copied: %s", blob["blob"], exc)
+            await throttle.take(1, int(blob["size"]))
     log.info("cloned worker %d (%s): %d blobs copied, %d already here, %d failed", source, url,
              copied, skipped, failed)
     return copied, skipped

@@ -7,6 +7,7 @@ process started is killed by PID at teardown.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,6 +20,15 @@ from pathlib import Path
 import httpx
 
 LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+def run_reporting(report: Path, *args: str,
+                  timeout: float = 300) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """Run ``kittenfs ARGS --json REPORT`` (nemesis, soak); return the finished process and
+    the report it wrote (empty if it wrote none)."""
+    done = subprocess.run([sys.executable, "-m", "kittenfs", *args, "--json", str(report)],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    return done, json.loads(report.read_text()) if report.exists() else {}
 
 
 @dataclass

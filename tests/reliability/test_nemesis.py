@@ -2,22 +2,18 @@
 
 The soak is the same command with a longer --duration (docs/reliability.md)."""
 
-import json
 import subprocess
 import sys
 
 import pytest
+from cluster import run_reporting
 
 from kittenfs.reliability.network import unavailable
 
 
 def test_the_short_nemesis_run_finds_no_violation(tmp_path):
-    report = tmp_path / "nemesis.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "kittenfs", "nemesis", "--duration", "20", "--seed", "7",
-         "--json", str(report), "--history", str(tmp_path / "history.jsonl")],
-        capture_output=True, text=True, timeout=300, check=False)
-    summary = json.loads(report.read_text()) if report.exists() else {}
+    done, summary = run_reporting(tmp_path / "nemesis.json", "nemesis", "--duration", "20",
+                                  "--seed", "7", "--history", str(tmp_path / "history.jsonl"))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
     assert summary["passed"] and summary["acknowledged_writes_lost"] == 0
     assert summary["stale_or_resurrected_reads"] == 0
@@ -29,12 +25,8 @@ def test_the_short_nemesis_run_finds_no_violation(tmp_path):
 
 @pytest.mark.skipif(unavailable() is not None, reason=f"network faults: {unavailable()}")
 def test_a_run_with_workers_cut_off_the_network_finds_no_violation(tmp_path):
-    report = tmp_path / "nemesis.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "kittenfs", "nemesis", "--duration", "20", "--seed", "3",
-         "--only", "cut_worker", "--only", "kill_master", "--json", str(report)],
-        capture_output=True, text=True, timeout=300, check=False)
-    summary = json.loads(report.read_text()) if report.exists() else {}
+    done, summary = run_reporting(tmp_path / "nemesis.json", "nemesis", "--duration", "20",
+                                  "--seed", "3", "--only", "cut_worker", "--only", "kill_master")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
     assert summary["hosts"] == "a network namespace per process"
     assert summary["faults"].get("cut_worker", 0) >= 1, summary["faults"]

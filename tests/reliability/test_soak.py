@@ -2,19 +2,13 @@
 master, with every process's memory sampled; the documented run is the same command with
 a million keys (docs/reliability.md)."""
 
-import json
-import subprocess
-import sys
+from cluster import run_reporting
 
 
 def test_a_small_soak_reports_memory_and_loses_nothing(tmp_path):
-    report = tmp_path / "soak.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "kittenfs", "soak", "--small-keys", "6000", "--large", "3",
-         "--large-mib", "8", "--check", "300", "--json", str(report)],
-        capture_output=True, text=True, timeout=300, check=False)
+    done, summary = run_reporting(tmp_path / "soak.json", "soak", "--small-keys", "6000",
+                                  "--large", "3", "--large-mib", "8", "--check", "300")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads(report.read_text())
     assert summary["small"]["errors"] == 0 and summary["large"]["errors"] == 0
     assert summary["check"] == {"read": 300, "wrong": 0}
     assert set(summary["memory_mib"]) == {"master", "worker-0", "worker-1", "worker-2"}

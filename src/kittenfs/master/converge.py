@@ -143,7 +143,8 @@ class Converger:
         """Look at a key's copies and work out where they should be."""
         target = tuple(self.membership.choose_replicas(record.key))
         up = [index for index in record.replicas if self.membership.is_up(index)]
-        states = await asyncio.gather(*(self._state(index, record, deep) for index in up))
+        states = await asyncio.gather(*(self.store.copy_state(index, record, deep)
+                                        for index in up))
         by_state: dict[str, list[int]] = {"good": [], "missing": [], "corrupt": []}
         for index, state in zip(up, states):
             by_state[state].append(index)
@@ -191,8 +192,10 @@ class Converger:
         kept = tuple(i for i in plan.target if i not in plan.needs)
         async with self.store.locks.hold(record.key):
             current = self.index.get(space, record.key) == record
-            if not (current and await self._all_there(record, plan.needs)
-                    and (not dropped or await self._intact(record, kept))):
+            # Each new copy still in place; before any copy is dropped, every byte of the
+            # copies that stay and were not just written (the last good copy must not go).
+            if not (current and await self._all_good(record, plan.needs, deep=False)
+                    and (not dropped or await self._all_good(record, kept, deep=True))):
                 job.found["changed_meanwhile" if not current else "not_verified"] += 1
                 await to_completion(self.store.abandon_move(move))
                 return 0
@@ -208,18 +211,12 @@ class Converger:
         async with self.store.locks.hold(record.key):
             await self.store.abandon_move(move)
 
-    async def _intact(self, record: IndexRecord, kept: tuple[int, ...]) -> bool:
-        """Before replicas are dropped, check every byte of the copies that stay and were not
-        just written (a shallow look trusts metadata; the last good copy must not go)."""
-        states = await asyncio.gather(*(self._state(index, record, True) for index in kept),
-                                      return_exceptions=True)
+    async def _all_good(self, record: IndexRecord, workers: tuple[int, ...], deep: bool) -> bool:
+        """Return True if every one of ``workers`` holds a good copy of ``record`` (``deep``:
+        every byte read and checked; otherwise its metadata)."""
+        states = await asyncio.gather(*(self.store.copy_state(index, record, deep)
+                                        for index in workers), return_exceptions=True)
         return all(state == "good" for state in states)
-
-    async def _state(self, index: int, record: IndexRecord, deep: bool) -> str:
-        """Return "good", "missing" or "corrupt" for the copy of ``record`` on a worker."""
-        return await replica_io.copy_state(self.session, self.membership.url(index),
-                                           blob_id(record.key, record.version), record.md5,
-                                           deep)
 
     async def _copy(self, record: IndexRecord, sources: tuple[int, ...], dest: int) -> None:
         """Stream the value to ``dest`` from the first good source that serves it whole."""
@@ -244,13 +241,6 @@ class Converger:
             failures.append(f"worker {dest} stored {stored} from worker {source}")
         raise replica_io.ReplicaError(f"no copy of {record.key!r} reached worker {dest}: "
                                       + "; ".join(failures))
-
-    async def _all_there(self, record: IndexRecord, workers: tuple[int, ...]) -> bool:
-        """Check, just before the switch, that each new copy is still in place."""
-        states = await asyncio.gather(*(self._state(index, record, False) for index in workers),
-                                      return_exceptions=True)
-        return all(state == "good" for state in states)
-
 
 def _count_found(job: Job, record: IndexRecord, plan: Plan) -> None:
     job.found.update({name: len(found) for name, found in (

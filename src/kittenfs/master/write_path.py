@@ -110,13 +110,10 @@ class Store:
             # Garbage is stamped with the time it was replaced: the reaper waits out the grace.
             replaced = [dataclasses.replace(old, modified_ms=now)
                         for old in (live, self.index.get(Space.UNLINKED, key)) if old]
-            # Shielded: once started, the commit lands even if the client goes away.
-            commit = asyncio.ensure_future(self.index.commit_write(record, replaced))
+            # Once started, the commit lands even if the client goes away, and the key stays
+            # locked until it has.
             try:
-                await asyncio.shield(commit)
-            except asyncio.CancelledError:
-                await asyncio.wait([commit])  # keep the key locked until the commit has landed
-                raise
+                await to_completion(self.index.commit_write(record, replaced))
             except Exception:
                 await asyncio.shield(self.abandon(pending))  # the batch did not land
                 raise
@@ -231,9 +228,10 @@ class Store:
         Raise HTTPProblem 404 if the key is absent.
         """
         async with self.locks.hold(key):
-            record = self.index.get(Space.LIVE, key) or self.index.get(Space.UNLINKED, key)
-            if record is None:
+            found = self.index.current(key)
+            if found is None:
                 raise HTTPProblem(404, "not_found", f"no key {key!r}")
+            _, record = found
             await self.index.remove(record)
             self.cache.invalidate(key)
             await self._delete_garbage(record)
@@ -258,12 +256,15 @@ class Store:
     async def _holds(self, worker: int, record: IndexRecord) -> bool:
         """Return True if ``worker`` holds ``record``'s blob with its MD5 (a HEAD)."""
         try:
-            state = await replica_io.copy_state(self.session, self.membership.url(worker),
-                                                blob_id(record.key, record.version),
-                                                record.md5, deep=False)
+            return await self.copy_state(worker, record, deep=False) == "good"
         except replica_io.ReplicaError:
             return False
-        return state == "good"
+
+    async def copy_state(self, worker: int, record: IndexRecord, deep: bool) -> str:
+        """Return "good", "missing" or "corrupt" for ``worker``'s copy of ``record``."""
+        return await replica_io.copy_state(self.session, self.membership.url(worker),
+                                           blob_id(record.key, record.version), record.md5,
+                                           deep)
 
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""

@@ -8,10 +8,10 @@ itself already refuses to serve them.
 """
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..records import BlobMeta
 from .blobstore import BlobStore, CorruptBlob
 
 log = logging.getLogger("kittenfs.worker")
@@ -35,7 +35,8 @@ async def scrub_once(store: BlobStore, rate: float, report: Report) -> tuple[int
     checked = corrupt = 0
     start = ""
     while True:
-        page = [(meta, blob) for meta, blob in _page(store, start)]
+        # PAGE + 1 items: the extra one starts the next page.
+        page = list(itertools.islice(store.iter_meta_from(start), PAGE + 1))
         for meta, blob in page[:PAGE]:
             try:
                 await asyncio.to_thread(store.check, blob)
@@ -48,16 +49,6 @@ async def scrub_once(store: BlobStore, rate: float, report: Report) -> tuple[int
         if len(page) <= PAGE:
             return checked, corrupt
         start = page[PAGE][1]
-
-
-def _page(store: BlobStore, start: str) -> list[tuple[BlobMeta, str]]:
-    """Return up to PAGE + 1 (metadata, id) pairs from ``start``: the extra one starts the next."""
-    found = []
-    for item in store.iter_meta_from(start):
-        found.append(item)
-        if len(found) > PAGE:
-            break
-    return found
 
 
 async def _report(report: Report, blobs: list[dict[str, str]]) -> None:

@@ -121,7 +121,7 @@ async def remove_worker(state: MasterState, index: int, force: bool) -> None:
     other replica is up), and, unless ``force``, while any key still names it (drain it)."""
     state.membership.require_stopped(index)
     named, only = 0, []
-    for _, record in state.index.all_current():
+    async for _, record in state.index.all_current():
         if index in record.replicas:
             named += 1
             others = [i for i in record.replicas if i != index and state.membership.is_up(i)]

@@ -83,21 +83,21 @@ class Converger:
         # before the drain began), as long as each pass makes progress.
         if only_worker is None or dry_run:
             return
-        left = self._naming(only_worker)
+        left = await self._naming(only_worker)
         while left:
             job.found["passed_again"] += left
             await self._pass(job, deep, dry_run, concurrency, throttle, only_worker)
-            left, before = self._naming(only_worker), left
+            left, before = await self._naming(only_worker), left
             if left >= before:
                 break
 
-    def _naming(self, worker: int) -> int:
+    async def _naming(self, worker: int) -> int:
         """Count the live and unlinked keys with a replica on ``worker``."""
-        return sum(worker in record.replicas for _, record in self.index.all_current())
+        return sum([worker in record.replicas async for _, record in self.index.all_current()])
 
     async def _pass(self, job: Job, deep: bool, dry_run: bool, concurrency: int,
                     throttle: Throttle, only_worker: int | None) -> None:
-        job.items_total += sum(1 for _ in self.index.all_current())
+        job.items_total += sum([1 async for _ in self.index.all_current()])
         slots = asyncio.Semaphore(max(1, concurrency))
         running: set[asyncio.Task[None]] = set()
 

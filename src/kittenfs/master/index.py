@@ -18,9 +18,10 @@ leaves each key either as it was or as it became, and a ``p:`` record found at s
 write (or a move's copies) that never committed: it becomes garbage.
 """
 
+import asyncio
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from enum import Enum
 
 from ..keys import encode_key
@@ -63,6 +64,9 @@ def _replica_garbage(record: IndexRecord, workers: tuple[int, ...],
         for index in workers}
 
 
+#: Records a whole-index scan (``all_current``) reads between two turns of the event loop.
+SCAN_BATCH = 2000
+
 #: The suffix of a move's pending key: ``p:<blob>@move``.
 _MOVE = b"@move"
 
@@ -90,10 +94,16 @@ class Index:
                 return space, record
         return None
 
-    def all_current(self) -> Iterator[tuple[Space, IndexRecord]]:
-        """Yield every live, then every unlinked, record with its space."""
+    async def all_current(self) -> AsyncIterator[tuple[Space, IndexRecord]]:
+        """Yield every live, then every unlinked, record with its space, letting the event
+        loop run every SCAN_BATCH records: a scan of 600k keys in one go once held the master
+        long enough for its workers to be marked down."""
+        n = 0
         for space in HELD:
             for record in self.records(space):
+                n += 1
+                if n % SCAN_BATCH == 0:
+                    await asyncio.sleep(0)
                 yield space, record
 
     async def begin_write(self, pending: IndexRecord) -> None:

@@ -1,6 +1,5 @@
 """The master's state: everything its handlers share, built at start and closed at stop."""
 
-import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,9 +13,6 @@ from .index import Index, Space
 from .jobs import Jobs
 from .membership import Membership
 from .write_path import Store
-
-#: Keys counted by key_health between two turns of the event loop.
-HEALTH_BATCH = 2000
 
 
 @dataclass
@@ -51,14 +47,10 @@ class MasterState:
     async def key_health(self) -> dict[str, int]:
         """Count the keys, and those under-replicated (fewer than R replicas on up workers) or
         misplaced (not on the workers placement prefers, e.g. written while one was down).
-        Reads the whole index: this is for ``kittenfs status`` and metrics, not every request;
-        it lets the server run every HEALTH_BATCH keys, so a million keys do not stall
-        heartbeats (a scan of 600k keys once held the loop long enough to mark workers down)."""
+        Reads the whole index: this is for ``kittenfs status`` and metrics, not every request."""
         counts = {"live": 0, "unlinked": 0, "under_replicated": 0, "misplaced": 0}
         wanted = self.membership.replica_count()
-        for n, (space, record) in enumerate(self.index.all_current()):
-            if n % HEALTH_BATCH == HEALTH_BATCH - 1:
-                await asyncio.sleep(0)
+        async for space, record in self.index.all_current():
             counts["live" if space is Space.LIVE else "unlinked"] += 1
             if sum(self.membership.is_up(i) for i in record.replicas) < wanted:
                 counts["under_replicated"] += 1

@@ -19,6 +19,8 @@ import json
 import struct
 from dataclasses import dataclass
 
+from .httputil import parse_json
+from .keys import InvalidKey, check_key
 from .placement import blob_id, is_blob_id
 
 #: Most operations in one batch.
@@ -75,7 +77,7 @@ def decode(body: bytes) -> list[Op]:
     if length > MAX_MANIFEST_BYTES or _LENGTH.size + length > len(body):
         raise BadBatch(f"the manifest length {length} is out of range")
     try:
-        manifest = json.loads(body[_LENGTH.size:_LENGTH.size + length])
+        manifest = parse_json(body[_LENGTH.size:_LENGTH.size + length])
         items = manifest["ops"]
     except (ValueError, TypeError, KeyError):
         raise BadBatch("the manifest is not JSON of the form {\"ops\": [...]}") from None
@@ -100,16 +102,15 @@ def _decode_op(number: int, item: object, body: bytes, offset: int) -> tuple[Op,
     if item.get("op") != "put":
         raise BadBatch(f"op {number}: op must be put or delete")
     key, version, size = item.get("key"), item.get("version"), item.get("size")
-    if not isinstance(key, str) or not isinstance(version, str) or not _names(blob, key, version):
+    if not isinstance(key, str) or not isinstance(version, str):
+        raise BadBatch(f"op {number}: key and version must be strings")
+    try:
+        check_key(key)
+    except InvalidKey as exc:
+        raise BadBatch(f"op {number}: {exc}") from None
+    if blob_id(key, version) != blob:
         raise BadBatch(f"op {number}: the blob id does not match its key and version")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(body) - offset:
         raise BadBatch(f"op {number}: size must count bytes present in the body")
     return PutOp(blob, key, version, body[offset:offset + size]), offset + size
 
-
-def _names(blob: str, key: str, version: str) -> bool:
-    """Return True if ``blob`` is the id of ``key``'s ``version`` (False for unencodable keys)."""
-    try:
-        return blob_id(key, version) == blob
-    except UnicodeEncodeError:
-        return False

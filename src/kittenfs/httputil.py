@@ -127,12 +127,26 @@ def etag_matches(if_none_match: str | None, md5: str) -> bool:
     return "*" in tags or etag(md5) in tags
 
 
+def parse_json(raw: bytes | str) -> Any:
+    """Return the JSON value of ``raw``; raise ValueError for anything that is not strict
+    JSON: bad syntax, NaN and infinities (which Python's parser accepts), and nesting too
+    deep to parse (which Python's parser reports as RecursionError)."""
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def json_object(raw: bytes) -> dict[str, Any]:
     """Return a request body that must be a JSON object; 400 bad_json otherwise."""
     try:
-        body = json.loads(raw)
-    except ValueError:
-        raise HTTPProblem(400, "bad_json", "the body is not JSON") from None
+        body = parse_json(raw)
+    except ValueError as exc:
+        raise HTTPProblem(400, "bad_json", f"the body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise HTTPProblem(400, "bad_json", "the body must be a JSON object")
     return body

@@ -44,6 +44,16 @@ def decode_key(raw: bytes) -> str:
     return key
 
 
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a valid key (as :func:`decode_key` would give), else raise
+    InvalidKey: for keys that arrive already decoded, such as those in a batch manifest."""
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKey("key is not valid UTF-8 (it holds a lone surrogate)") from None
+    return decode_key(raw)
+
+
 def encode_key(key: str) -> bytes:
     """Return the byte form of a key, as stored and ordered in the index."""
     return key.encode("utf-8")

@@ -12,6 +12,7 @@ Documented in docs/api.md ("Limits"); every limit has a flag on ``master`` and `
 import argparse
 import asyncio
 import json
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from http import HTTPStatus
@@ -33,6 +34,8 @@ HEADERS_MAX = 128
 UPLOAD_METHODS = frozenset({"PUT", "POST"})
 
 T = TypeVar("T")
+
+log = logging.getLogger("kittenfs.http")
 
 
 LIMITS = web.AppKey("limits", Limits)
@@ -192,7 +195,15 @@ class _Connection(RequestHandler):
     def handle_error(self, request: BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        super().handle_error(request, status, exc, message)  # logs; raises if too late
+        """Answer a request the server could not handle (the parser's 400s among them) in
+        JSON, logging one line for a client's error and a traceback only for our own."""
+        if status >= 500:
+            log.error("error handling a request from %s", request.remote, exc_info=exc)
+        else:
+            log.warning("%d for a request from %s: %s", status, request.remote,
+                        message or exc or HTTPStatus(status).phrase)
+        if request.writer.output_size > 0:  # part of a response is out: only a cut is left
+            raise ConnectionError("the response was already under way")
         phrase = HTTPStatus(status)
         response = web.json_response({"error": phrase.phrase.lower().replace(" ", "_"),
                                       "detail": message or phrase.description}, status=status)

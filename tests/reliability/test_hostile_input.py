@@ -8,6 +8,7 @@ import socket
 
 import httpx
 import pytest
+from rawhttp import raw_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,27 +23,6 @@ RANGES = st.one_of(st.none(), st.sampled_from(
 settings.register_profile("kfs", max_examples=150, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture])
 settings.load_profile("kfs")
-
-
-def raw_request(url: str, method: str, path: str, headers: dict[str, str],
-                body: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send exactly this request line (no client-side normalisation) and read the answer."""
-    host, port = url.removeprefix("http://").split(":")
-    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    head += f"Content-Length: {len(body)}\r\n\r\n"
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
-        conn.sendall(head.encode("latin-1") + body)
-        data = b""
-        while chunk := conn.recv(65536):
-            data += chunk
-    status_line, _, rest = data.partition(b"\r\n")
-    raw_headers, _, content = rest.partition(b"\r\n\r\n")
-    fields = {}
-    for line in raw_headers.split(b"\r\n"):
-        name, _, value = line.decode("latin-1").partition(":")
-        fields[name.strip().lower()] = value.strip()
-    return int(status_line.split()[1]), fields, content
 
 
 @pytest.fixture(scope="module")

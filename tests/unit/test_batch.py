@@ -32,9 +32,13 @@ def test_golden_encoding():
         b'xyz')
 
 
+#: Text a key may hold: any character but NUL and lone surrogates (not UTF-8).
+KEY_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                   min_size=1, max_size=40)
+
 ops_strategy = st.lists(
     st.one_of(
-        st.builds(put, st.text(min_size=1, max_size=40).map(lambda k: "/" + k),
+        st.builds(put, KEY_TEXT.map(lambda k: "/" + k),
                   st.binary(max_size=300)),
         st.builds(lambda k: batch.DeleteOp(blob_id("/" + k, VERSION)), st.text(max_size=20)),
     ), min_size=1, max_size=20)
@@ -86,10 +90,32 @@ BLOB = blob_id("/k", VERSION)
     (body({"ops": [{"op": "put", "blob": BLOB, "key": "/k", "version": VERSION,
                     "size": True}]}, b"a"), "bytes present"),
     (body({"ops": [{"op": "put", "blob": BLOB, "key": "\ud800", "version": VERSION,
-                    "size": 0}]}), "does not match"),
+                    "size": 0}]}), "not valid UTF-8"),
     (body({"ops": [{"op": "delete", "blob": BLOB}]}, b"extra"), "follow the last value"),
     (body({"ops": [{"op": "delete", "blob": BLOB}] * 513}), "1..512"),
 ])
 def test_malformed_batches_say_what_is_wrong(raw, why):
     with pytest.raises(batch.BadBatch, match=why):
         batch.decode(raw)
+
+
+@pytest.mark.parametrize("key", ["/" + "k" * 70_000, "no-slash", "/nul\x00", "/\udcff"])
+def test_a_batch_with_an_invalid_key_is_refused_whole(key):
+    """A bad key anywhere refuses the whole batch, before any operation is applied."""
+    good = put("/fine", b"ok")
+    manifest = {"ops": [{"op": "put", "blob": good.blob, "key": good.key,
+                         "version": VERSION, "size": 2},
+                        {"op": "put", "blob": blob_id("/x", VERSION), "key": key,
+                         "version": VERSION, "size": 0}]}
+    head = json.dumps(manifest).encode()
+    with pytest.raises(batch.BadBatch, match="op 1"):
+        batch.decode(struct.pack(">I", len(head)) + head + b"ok")
+
+
+def test_a_deeply_nested_manifest_is_refused():
+    with pytest.raises(batch.BadBatch):
+        batch.decode(body_of(b"[" * 100_000))
+
+
+def body_of(head: bytes) -> bytes:
+    return struct.pack(">I", len(head)) + head

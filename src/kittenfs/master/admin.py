@@ -12,6 +12,7 @@
     DELETE /_workers/<i>?force=1  forget a stopped worker; refused while any key needs it
 """
 
+import math
 from typing import Any
 
 from aiohttp import web
@@ -151,8 +152,7 @@ async def _options(request: web.Request, gc: bool = False) -> dict[str, Any]:
     if not isinstance(options["dry_run"], bool):
         raise HTTPProblem(400, "bad_option", "dry_run must be true or false")
     for name in ("rate", "bandwidth"):
-        value = options[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if not _non_negative(options[name]):
             raise HTTPProblem(400, "bad_option", f"{name} must be a number >= 0 (0: no limit)")
     concurrency = options["concurrency"]
     if type(concurrency) is not int or not 1 <= concurrency <= 64:
@@ -161,9 +161,15 @@ async def _options(request: web.Request, gc: bool = False) -> dict[str, Any]:
         del options["concurrency"]
         options["grace"] = body.get("grace", DEFAULT_GRACE)
         options["purge_unlinked"] = body.get("purge_unlinked", False)
-        grace = options["grace"]
-        if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+        if not _non_negative(options["grace"]):
             raise HTTPProblem(400, "bad_option", "grace must be a number of seconds >= 0")
         if not isinstance(options["purge_unlinked"], bool):
             raise HTTPProblem(400, "bad_option", "purge_unlinked must be true or false")
     return options
+
+
+def _non_negative(value: object) -> bool:
+    """Return True for a finite number >= 0 (not a bool, NaN or an infinity: JSON's 1e999
+    parses as one)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)

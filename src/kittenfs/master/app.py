@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..config import MasterConfig
+from ..datadir import claim
 from ..server import new_app, serve, setup_logging
 from . import admin
 from .converge import DEFAULT_CONCURRENCY
@@ -70,6 +71,7 @@ async def _watch_liveness(state: MasterState) -> None:
 def run(config: MasterConfig) -> None:
     """Run a master until SIGINT or SIGTERM."""
     setup_logging(config.verbose)
+    claim(config.data)  # before anything in it is touched
     app = build_app(config)
 
     async def listening(url: str) -> None:

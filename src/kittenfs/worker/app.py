@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config import WorkerConfig
+from ..datadir import claim
 from ..server import new_app, serve, setup_logging
 from .blobstore import BlobStore
 from .clone import clone
@@ -36,6 +37,7 @@ def build_app(config: WorkerConfig, store: BlobStore, identity: Identity) -> web
 def run(config: WorkerConfig) -> None:
     """Run a worker until SIGINT or SIGTERM."""
     setup_logging(config.verbose)
+    claim(config.data)  # before anything in it is touched
     asyncio.run(_main(config))
 
 

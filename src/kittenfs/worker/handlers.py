@@ -10,7 +10,7 @@ import errno
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
@@ -23,6 +23,7 @@ from ..httputil import (
     parse_range,
     range_asked,
 )
+from ..keys import InvalidKey, decode_key
 from ..limits import body_chunks, read_body
 from ..metrics import Metrics
 from ..placement import blob_id, is_blob_id
@@ -91,10 +92,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 async def put_blob(request: web.Request, blob: str) -> web.Response:
     """PUT /blob/<id> with X-Kfs-Key and X-Kfs-Version: 201 {size, md5} once durable."""
-    try:
-        key = unquote(request.headers.get("X-Kfs-Key", ""), errors="strict")
-    except UnicodeDecodeError:
-        raise HTTPProblem(400, "bad_key", "X-Kfs-Key is not percent-encoded UTF-8") from None
+    key = _header_key(request.headers.get("X-Kfs-Key", ""))
     version = request.headers.get("X-Kfs-Version", "")
     if blob_id(key, version) != blob:
         raise HTTPProblem(400, "bad_blob_id", "the id does not match X-Kfs-Key and X-Kfs-Version")
@@ -102,6 +100,16 @@ async def put_blob(request: web.Request, blob: str) -> web.Response:
         meta = await _store(request).put(blob, key, version, body_chunks(request, READ_CHUNK),
                                          request.content_length)
     return web.json_response({"size": meta.size, "md5": meta.md5}, status=201)
+
+
+def _header_key(header: str) -> str:
+    """Return the key an X-Kfs-Key header names (percent-encoded UTF-8); 400 otherwise."""
+    if not header.isascii():
+        raise HTTPProblem(400, "bad_key", "X-Kfs-Key must be percent-encoded ASCII")
+    try:
+        return decode_key(unquote_to_bytes(header))
+    except InvalidKey as exc:
+        raise HTTPProblem(400, "bad_key", f"X-Kfs-Key: {exc}") from None
 
 
 @contextmanager

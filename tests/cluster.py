@@ -19,6 +19,9 @@ from pathlib import Path
 
 import httpx
 
+from kittenfs.clusterauth import HttpxClusterAuth
+from kittenfs.signing import HEADER, ClusterKey
+
 LISTENING = re.compile(r"listening on (http://\S+)")
 
 
@@ -103,21 +106,42 @@ class Proc:
 
 @dataclass
 class Cluster:
-    """A master and ``workers`` workers, each with a temp data directory under ``root``."""
+    """A master and ``workers`` workers, each with a temp data directory under ``root``,
+    sharing a cluster secret (``secret=False``: none, a loopback-only cluster)."""
 
     root: Path
     workers: int = 3
     replicas: int = 3
     master_args: list[str] = field(default_factory=list)
     worker_args: list[str] = field(default_factory=list)
+    secret: bool = True
     master: Proc = field(init=False)
     nodes: list[Proc] = field(init=False, default_factory=list)
+    key: ClusterKey | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        shared: list[str] = []
+        if self.secret:
+            secret_file = self.root / "cluster.secret"
+            secret_file.write_text(os.urandom(24).hex() + "\n")
+            self.key = ClusterKey.from_text(secret_file.read_text())
+            shared = ["--cluster-secret-file", str(secret_file)]
+            self.worker_args = [*shared, *self.worker_args]
         self.master = Proc("master", ["master", "--port", "0", "--data", str(self.root / "master"),
                                       "--replicas", str(self.replicas), "--down-after", "2",
-                                      *self.master_args], self.root / "master.log")
+                                      *shared, *self.master_args], self.root / "master.log")
+
+    @property
+    def auth(self) -> HttpxClusterAuth | None:
+        """httpx auth that signs requests as a member of the cluster (for worker routes)."""
+        return HttpxClusterAuth(self.key) if self.key is not None else None
+
+    def signed(self, method: str, target: str) -> dict[str, str]:
+        """Return the header that signs a raw request as a member of the cluster."""
+        if self.key is None:
+            return {}
+        return {HEADER: self.key.sign_request(method, target, time.time())}
 
     @property
     def url(self) -> str:
@@ -173,7 +197,8 @@ class Cluster:
         blobs: list[dict] = []
         start = ""
         while True:
-            page = httpx.get(f"{node.url}/blobs", params={"start": start}, timeout=10).json()
+            page = httpx.get(f"{node.url}/blobs", params={"start": start}, timeout=10,
+                             auth=self.auth).json()
             blobs += page["blobs"]
             if not page["next"]:
                 return blobs

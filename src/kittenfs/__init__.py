@@ -5,6 +5,7 @@ The public names are the clients, their exceptions and the version.
 
 from .client import AsyncClient, Client, KeyValueMapping, ValueInfo
 from .errors import (
+    AccessDenied,
     BadRequest,
     Conflict,
     CorruptValue,
@@ -18,6 +19,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDenied",
     "AsyncClient",
     "BadRequest",
     "Client",

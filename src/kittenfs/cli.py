@@ -6,11 +6,44 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import limits
 from .config import WORKER_LIMITS, ConfigError, GiB, Limits, MasterConfig, WorkerConfig
+from .signing import BadSecret, ClusterKey
 
 DEFAULT_URL = "http://127.0.0.1:3000"
+#: The environment variable that may hold the cluster secret itself.
+SECRET_ENV = "KITTENFS_CLUSTER_SECRET"
+#: The environment variable that may hold the master's bootstrap admin token.
+ADMIN_ENV = "KITTENFS_ADMIN_TOKEN"
+#: The environment variable that holds a client's credential.
+TOKEN_ENV = "KITTENFS_TOKEN"
+
+
+def cluster_key(args: argparse.Namespace) -> ClusterKey | None:
+    """Return the cluster secret's keys from ``--cluster-secret-file`` or, without it, from
+    $KITTENFS_CLUSTER_SECRET; None if neither is given."""
+    if args.cluster_secret_file:
+        try:
+            text = Path(args.cluster_secret_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--cluster-secret-file {args.cluster_secret_file}: {exc}") from None
+        where = f"--cluster-secret-file {args.cluster_secret_file}"
+    elif os.environ.get(SECRET_ENV):
+        text, where = os.environ[SECRET_ENV], f"${SECRET_ENV}"
+    else:
+        return None
+    try:
+        return ClusterKey.from_text(text)
+    except BadSecret as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _add_cluster_secret(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster-secret-file", metavar="PATH",
+                        help=f"the cluster secret, shared by the master and its workers "
+                             f"(default ${SECRET_ENV}); one per line during a rotation")
 
 
 def _master(args: argparse.Namespace) -> int:
@@ -20,7 +53,9 @@ def _master(args: argparse.Namespace) -> int:
                      down_after=args.down_after, replica_timeout=args.replica_timeout,
                      replaced_grace=args.replaced_grace, auto_rebalance=args.auto_rebalance,
                      cache_bytes=args.cache_bytes, cache_value_max=args.cache_value_max,
-                     limits=limits.from_arguments(args), verbose=args.verbose))
+                     limits=limits.from_arguments(args), cluster_key=cluster_key(args),
+                     admin_token=args.admin_token or os.environ.get(ADMIN_ENV) or None,
+                     anonymous=args.anonymous, verbose=args.verbose))
     return 0
 
 
@@ -33,13 +68,15 @@ def _worker(args: argparse.Namespace) -> int:
                      clone_from=args.clone_from, clone_rate=args.clone_rate * 1e6,
                      scrub_rate=args.scrub_rate * 1e6,
                      scrub_interval=args.scrub_interval,
-                     limits=limits.from_arguments(args), verbose=args.verbose))
+                     limits=limits.from_arguments(args), cluster_key=cluster_key(args),
+                     public_reads=args.public_reads, verbose=args.verbose))
     return 0
 
 
 def _up(args: argparse.Namespace) -> int:
     from .cluster import run_local_cluster
-    return run_local_cluster(Path(args.data), args.port, args.workers, args.replicas, args.verbose)
+    return run_local_cluster(Path(args.data), args.port, args.workers, args.replicas, args.verbose,
+                             args.auth)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -52,7 +89,7 @@ def _rebuild(args: argparse.Namespace) -> int:
 
     from .rebuild import rebuild
     try:
-        keys, stale = rebuild(Path(args.data), args.worker)
+        keys, stale = rebuild(Path(args.data), args.worker, cluster_key(args))
     except (OSError, ValueError, httpx.HTTPError) as exc:
         print(f"kittenfs rebuild: {exc}", file=sys.stderr)
         return 1
@@ -107,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     master.add_argument("--cache-value-max", type=int, default=64 * 1024,
                         help="largest value the cache holds")
     limits.add_arguments(master, Limits())
+    _add_cluster_secret(master)
+    master.add_argument("--admin-token", metavar="TOKEN",
+                        help=f"a bootstrap admin credential (default ${ADMIN_ENV}); turns "
+                             "auth on")
+    master.add_argument("--anonymous", choices=("none", "read", "write"),
+                        help="what requests without credentials may do; turns auth on "
+                             "(default: none when there is an admin token, else anything)")
     master.add_argument("--verbose", action="store_true", help="log every request")
     master.set_defaults(run=_master)
 
@@ -118,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--advertise", help="URL the master and clients use to reach this worker")
     worker.add_argument("--inline-max", type=int, default=64 * 1024,
                         help="values up to this size live in LevelDB")
-    worker.add_argument("--verify-max", type=int, default=4 * 1024 * 1024,
-                        help="file values up to this size are MD5-checked on every read")
+    worker.add_argument("--verify-max", type=int, default=WorkerConfig.verify_max,
+                        help="bytes of a read checked before its response starts (the rest "
+                             "as it is sent; default 16 MiB)")
     worker.add_argument("--heartbeat-interval", type=float, default=1.0,
                         help="seconds between heartbeats to the master")
     worker.add_argument("--capacity-bytes", type=int, default=0,
@@ -134,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--scrub-interval", type=float, default=WorkerConfig.scrub_interval,
                         help="seconds between two scrub passes (default 3600)")
     limits.add_arguments(worker, WORKER_LIMITS)
+    _add_cluster_secret(worker)
+    worker.add_argument("--public-reads", action="store_true",
+                        help="serve blobs to anyone who knows their id, without a link "
+                             "signed by the master")
     worker.add_argument("--verbose", action="store_true", help="log every request")
     worker.set_defaults(run=_worker)
 
@@ -142,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--replicas", type=int, default=3, help="copies of each value")
     up.add_argument("--port", type=int, default=3000, help="master port; workers use the next")
     up.add_argument("--data", default="./kittenfs-data", help="directory for all data")
+    up.add_argument("--auth", action="store_true",
+                    help="turn auth on: an admin token is made in the data directory and "
+                         "printed; requests without it are refused")
     up.add_argument("--verbose", action="store_true", help="log every request")
     up.set_defaults(run=_up)
 
@@ -149,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--data", required=True, help="new, empty data directory for the master")
     rebuild.add_argument("--worker", action="append", required=True, metavar="URL",
                          help="a worker's URL; give every worker (repeat the flag)")
+    _add_cluster_secret(rebuild)
     rebuild.set_defaults(run=_rebuild)
 
     nemesis = sub.add_parser("nemesis", help="run the reliability suite: workload, faults, checker")
@@ -170,10 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     url_help = f"master URL (default $KITTENFS_URL or {DEFAULT_URL})"
     default_url = os.environ.get("KITTENFS_URL", DEFAULT_URL)
 
-    def client(name: str, help_text: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help_text)
+    def client(name: str, help_text: str, into: Any = sub,
+               handler: str | None = None) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = into.add_parser(name, help=help_text)
         command.add_argument("--url", default=default_url, help=url_help)
-        command.set_defaults(run=_client_command(name.replace("-", "_")))
+        command.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                             help=f"credential to send (default ${TOKEN_ENV})")
+        command.add_argument("--ca", metavar="PEM",
+                             help="CA certificate that signed the cluster's TLS certificates")
+        command.set_defaults(run=_client_command(handler or name.replace("-", "_")))
         return command
 
     put = client("put", "store a file (or stdin) as the value of KEY")
@@ -205,6 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
                          help="MB per second copied (0: no limit)")
         if name != "gc":
             job.add_argument("--concurrency", type=int, default=4, help="keys handled at once")
+    key = sub.add_parser("key", help="create, list and revoke credentials (admin)")
+    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    create = client("create", "create a credential; its secret is printed this once only",
+                    key_sub, "key_create")
+    create.add_argument("--role", required=True, choices=("read", "write", "admin"))
+    create.add_argument("--prefix", default="/", help="only keys under this prefix")
+    create.add_argument("--expires", metavar="DURATION",
+                        help="valid for this long: 90s, 30m, 12h, 30d, 2w (default: ever)")
+    create.add_argument("--json", action="store_true",
+                        help="print {access_key, secret_key, token, ...} as JSON")
+    listing = client("list", "list the credentials (never their secrets)", key_sub, "key_list")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    revoke = client("revoke", "revoke a credential", key_sub, "key_revoke")
+    revoke.add_argument("access_key", metavar="ID", help="its access key")
+    sign = client("sign", "print a URL that lets anyone GET (or PUT) KEY until it expires")
+    sign.add_argument("key")
+    sign.add_argument("--expires", default="1h", metavar="DURATION",
+                      help="how long it works: 90s, 30m, 12h, 7d at most (default 1h)")
+    sign.add_argument("--method", default="GET", choices=("GET", "PUT"))
     remove = client("remove", "forget a stopped, drained WORKER (an index)")
     remove.add_argument("worker", type=int)
     remove.add_argument("--force", action="store_true",

@@ -2,23 +2,31 @@
 
 Both speak the HTTP API of docs/api.md through one pooled httpx client, follow the master's
 redirects to the workers, check every whole value they read against its MD5, and raise the
-typed exceptions of ``kittenfs.errors``.
+typed exceptions of ``kittenfs.errors``.  A read whose replica fails (or whose bytes do
+not match) is made again through the master, which takes the next replica.
+
+Credentials: ``token=`` (default ``$KITTENFS_TOKEN``) is sent as ``Authorization: Bearer``
+to the master only (httpx drops it on a redirect to a worker, which takes the master's
+signed link instead); ``ca=`` names the PEM file of the CA that signed the cluster's TLS
+certificates.
 """
 
 import hashlib
 import io
 import os
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Self
-from urllib.parse import quote
 
 import httpx
 
 from .errors import CorruptValue, KeyNotFound, KittenError, ServerError, error_for_status
-from .keys import is_reserved
+from .keys import key_path
 
+#: The environment variable a client takes its token from, when none is given.
+TOKEN_ENV = "KITTENFS_TOKEN"
 #: Bytes per chunk when streaming values.
 CHUNK = 1024 * 1024
 #: Seconds to wait for a connection, and for progress on one.
@@ -27,30 +35,16 @@ TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 Value = bytes | bytearray | memoryview | BinaryIO | IO[bytes] | str | os.PathLike[str]
 
 
+#: Credentials as ``GET /_keys`` lists them.
+Credentials = list[dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class ValueInfo:
     """What HEAD tells of a value: its size and MD5."""
 
     size: int
     md5: str
-
-
-def key_path(key: str) -> str:
-    """Return the URL path of a key (a leading "/" is added if missing).
-
-    Keys named like a master route (``/health``, ``/_x``, ``/put/x``...) get their first
-    character percent-encoded, so they address the key and not the route; so do ``.`` and
-    ``..`` segments and a leading ``//``, which URL normalisation would otherwise rewrite.
-    """
-    if not key.startswith("/"):
-        key = "/" + key
-    segments = quote(key, safe="/").split("/")
-    path = "/".join(s.replace(".", "%2E") if s in (".", "..") else s for s in segments)
-    if path.startswith("//"):
-        path = "/%2F" + path[2:]
-    if is_reserved(path):
-        path = f"/%{ord(path[1]):02X}{path[2:]}"
-    return path
 
 
 def _raise_for(response: httpx.Response, key: str) -> None:
@@ -92,12 +86,21 @@ def _stream_chunks(handle: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
+def _settings(token: str | None, ca: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Return the httpx client options for a credential and a CA (both optional)."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    return {"headers": {"Authorization": f"Bearer {token}"} if token else {},
+            "verify": ssl.create_default_context(cafile=str(ca)) if ca else True}
+
+
 class Client:
     """A blocking client of one kittenFS master."""
 
-    def __init__(self, url: str = "http://127.0.0.1:3000", timeout: httpx.Timeout = TIMEOUT):
+    def __init__(self, url: str = "http://127.0.0.1:3000", timeout: httpx.Timeout = TIMEOUT,
+                 token: str | None = None, ca: str | os.PathLike[str] | None = None):
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=True)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=True,
+                                 **_settings(token, ca))
 
     def __enter__(self) -> Self:
         return self
@@ -129,30 +132,36 @@ class Client:
         return response.headers["etag"].strip('"')
 
     def get(self, key: str) -> bytes:
-        """Return the value of ``key``; raise KeyNotFound or CorruptValue.
+        """Return the value of ``key``; raise KeyNotFound, or CorruptValue if no replica
+        serves bytes that match its MD5.
 
-        If the worker the master redirects to fails, the value is fetched once more through
-        the master (``?direct``), which tries each live replica in turn.
+        If the worker the master redirects to fails, or its bytes do not match, the value is
+        fetched once more through the master (``?direct``), which tries each live replica in
+        turn, and goes on from another if one fails part way.
         """
         try:
-            response = self._request("GET", key)
-        except ServerError:
-            response = self._request("GET", key, params={"direct": ""})
-        _check_md5(key, response.content, response.headers.get("content-md5"))
-        return response.content
+            return _checked(key, self._request("GET", key))
+        except (ServerError, CorruptValue):
+            return _checked(key, self._request("GET", key, params={"direct": ""}))
 
     def open(self, key: str) -> "ValueReader":
-        """Return a file-like reader that streams the value of ``key`` (use it in ``with``)."""
-        stream = self.http.stream("GET", key_path(key))
-        try:
-            response = stream.__enter__()
-        except httpx.HTTPError as exc:
-            raise ServerError(f"GET {key}: {exc}") from exc
-        if response.status_code >= 400:
-            response.read()
-            stream.__exit__(None, None, None)
-            _raise_for(response, key)
-        return ValueReader(key, response, stream)
+        """Return a file-like reader that streams the value of ``key`` (use it in ``with``);
+        if the stream breaks, it goes on through the master from the next byte."""
+        def start(offset: int, direct: bool) -> tuple[httpx.Response, Any]:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            stream = self.http.stream("GET", key_path(key), headers=headers,
+                                      params={"direct": ""} if direct else {})
+            try:
+                response = stream.__enter__()
+            except httpx.HTTPError as exc:
+                raise ServerError(f"GET {key}: {exc}") from exc
+            if response.status_code >= 400:
+                response.read()
+                stream.__exit__(None, None, None)
+                _raise_for(response, key)
+            return response, stream
+
+        return ValueReader(key, *start(0, False), lambda offset: start(offset, True))
 
     def head(self, key: str) -> ValueInfo:
         """Return the size and MD5 of ``key``'s value; raise KeyNotFound."""
@@ -212,6 +221,33 @@ class Client:
         """Cancel a running job; return its description."""
         return self._admin("DELETE", f"/_jobs/{job_id}")
 
+    def create_key(self, role: str, prefix: str = "/",
+                   expires: float | None = None) -> dict[str, Any]:
+        """Create a credential (``role``: read, write or admin; confined to keys under
+        ``prefix``; valid for ``expires`` seconds, or for ever); return it with its
+        ``access_key``, ``secret_key`` and ``token``, which are shown this once only."""
+        body: dict[str, Any] = {"role": role, "prefix": prefix}
+        if expires is not None:
+            body["expires_s"] = expires
+        return self._admin("POST", "/_keys", json=body)
+
+    def keys(self) -> "Credentials":
+        """Return every credential (never a secret)."""
+        keys: Credentials = self._admin("GET", "/_keys")["keys"]
+        return keys
+
+    def revoke_key(self, access_key: str) -> None:
+        """Revoke a credential; raise KeyNotFound if there is none with this access key."""
+        self._admin("DELETE", f"/_keys/{access_key}")
+
+    def sign(self, key: str, method: str = "GET", expires: float = 3600) -> str:
+        """Return a URL that lets anyone do ``method`` (GET or PUT) on ``key`` for
+        ``expires`` seconds, as this client's credential may."""
+        answer = self._admin("POST", "/_sign", json={"key": key, "method": method,
+                                                     "expires_s": expires})
+        url: str = answer["url"]
+        return url
+
     def _admin(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """Call one of the master's own routes and return its JSON answer."""
         try:
@@ -227,24 +263,40 @@ class Client:
         return KeyValueMapping(self, prefix)
 
 
-def _check_md5(key: str, data: bytes, expected: str | None) -> None:
-    if expected and hashlib.md5(data, usedforsecurity=False).hexdigest() != expected:
+def _checked(key: str, response: httpx.Response) -> bytes:
+    """Return a response's body once it matches the value's MD5; raise CorruptValue if not."""
+    expected = response.headers.get("content-md5")
+    if expected and hashlib.md5(response.content, usedforsecurity=False).hexdigest() != expected:
         raise CorruptValue(f"GET {key}: the bytes do not match MD5 {expected}")
+    return response.content
+
+
+#: Times a streamed read goes on after its stream broke.
+RESUMES = 3
 
 
 class ValueReader(io.RawIOBase):
-    """A value being streamed; reading to the end checks its MD5 (CorruptValue if wrong)."""
+    """A value being streamed; reading to the end checks its MD5 (CorruptValue if wrong).
 
-    def __init__(self, key: str, response: httpx.Response, stream: Any) -> None:
+    If the stream breaks part way, ``reopen(offset)`` fetches the rest (of the same version:
+    a changed ETag ends the read with ServerError) up to RESUMES times.
+    """
+
+    def __init__(self, key: str, response: httpx.Response, stream: Any,
+                 reopen: Callable[[int], tuple[httpx.Response, Any]] | None = None) -> None:
         super().__init__()
         self.key = key
         self.size = int(response.headers.get("content-length", -1))
         self.md5 = response.headers.get("content-md5")
+        self._etag = response.headers.get("etag")
         self._stream = stream
         self._chunks = response.iter_raw(CHUNK)
         self._pending = b""
         self._digest = hashlib.md5(usedforsecurity=False)
         self._done = False
+        self._offset = 0
+        self._reopen = reopen
+        self._resumes = RESUMES
 
     def readable(self) -> bool:
         return True
@@ -254,16 +306,31 @@ class ValueReader(io.RawIOBase):
             try:
                 self._pending = next(self._chunks)
                 self._digest.update(self._pending)
+                self._offset += len(self._pending)
             except StopIteration:
                 self._done = True
                 if self.md5 and self._digest.hexdigest() != self.md5:
                     raise CorruptValue(f"GET {self.key}: the bytes do not match MD5 {self.md5}")
             except httpx.HTTPError as exc:
-                raise ServerError(f"GET {self.key}: {exc}") from exc
+                self._resume(exc)
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]
         return count
+
+    def _resume(self, exc: httpx.HTTPError) -> None:
+        """Go on from the first byte not yet read, through the master; raise ServerError if
+        that is not possible."""
+        if self._reopen is None or not self._resumes:
+            raise ServerError(f"GET {self.key}: {exc}") from exc
+        self._resumes -= 1
+        self._stream.__exit__(None, None, None)
+        response, self._stream = self._reopen(self._offset)
+        if response.headers.get("etag") != self._etag or (
+                self._offset and not response.headers.get("content-range", "").startswith(
+                    f"bytes {self._offset}-")):
+            raise ServerError(f"GET {self.key}: the value changed while it was read")
+        self._chunks = response.iter_raw(CHUNK)
 
     def close(self) -> None:
         if not self.closed:
@@ -301,9 +368,11 @@ class KeyValueMapping(MutableMapping[str, bytes]):
 class AsyncClient:
     """The asyncio twin of Client, for the same API."""
 
-    def __init__(self, url: str = "http://127.0.0.1:3000", timeout: httpx.Timeout = TIMEOUT):
+    def __init__(self, url: str = "http://127.0.0.1:3000", timeout: httpx.Timeout = TIMEOUT,
+                 token: str | None = None, ca: str | os.PathLike[str] | None = None):
         self.url = url.rstrip("/")
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout, follow_redirects=True)
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout, follow_redirects=True,
+                                      **_settings(token, ca))
 
     async def __aenter__(self) -> Self:
         return self
@@ -330,10 +399,12 @@ class AsyncClient:
         return response.headers["etag"].strip('"')
 
     async def get(self, key: str) -> bytes:
-        """Return the value of ``key``; raise KeyNotFound or CorruptValue."""
-        response = await self._request("GET", key)
-        _check_md5(key, response.content, response.headers.get("content-md5"))
-        return response.content
+        """Return the value of ``key``; raise KeyNotFound, or CorruptValue if no replica
+        serves bytes that match its MD5 (a failed read is made again through the master)."""
+        try:
+            return _checked(key, await self._request("GET", key))
+        except (ServerError, CorruptValue):
+            return _checked(key, await self._request("GET", key, params={"direct": ""}))
 
     async def head(self, key: str) -> ValueInfo:
         """Return the size and MD5 of ``key``'s value."""

@@ -5,7 +5,9 @@ Each process gets its own directory under the data directory (``master/``, ``wor
 The benchmark starts the same cluster, with its output sent to log files.
 """
 
+import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -20,6 +22,9 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 import httpx
+
+#: The environment variable through which a master gets its admin token.
+ADMIN_ENV = "KITTENFS_ADMIN_TOKEN"
 
 if TYPE_CHECKING:
     from .reliability.network import Network
@@ -66,13 +71,35 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+#: Under the data directory: the cluster secret that ``kittenfs up`` gives its processes,
+#: and the admin token of ``kittenfs up --auth``.
+SECRET_FILE = "cluster.secret"
+TOKEN_FILE = "admin.token"
+
+
+def secret_file(data: Path, name: str) -> Path:
+    """Return the path of a secret kept in ``data`` (made the first time: 32 random bytes,
+    URL-safe, readable by its owner only)."""
+    path = data / name
+    if not path.exists():
+        data.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
 class LocalCluster:
     """A master on ``port`` and ``workers`` workers on the ports after it, on 127.0.0.1, or
-    each on a host of its own when ``network`` is given (child ``c`` on host ``c``)."""
+    each on a host of its own when ``network`` is given (child ``c`` on host ``c``).
+
+    They share a cluster secret kept in ``data``; with ``auth``, the master also has an
+    admin token kept there (``token``), which this object uses for its own requests."""
 
     def __init__(self, data: Path, port: int, workers: int, replicas: int,
                  extra: tuple[str, ...] = (), log: IO[bytes] | None = None,
-                 master_extra: tuple[str, ...] = (), network: "Network | None" = None) -> None:
+                 master_extra: tuple[str, ...] = (), network: "Network | None" = None,
+                 auth: bool = False) -> None:
         self.data, self.port, self.workers, self.replicas = data, port, workers, replicas
         self.extra, self.log, self.master_extra = extra, log, master_extra
         self.network = network
@@ -80,6 +107,9 @@ class LocalCluster:
         self.urls: list[str] = []
         self.children: list[subprocess.Popen[bytes]] = []
         self.commands: list[list[str]] = []
+        self.secret = secret_file(data, SECRET_FILE)
+        self.token = secret_file(data, TOKEN_FILE).read_text().strip() if auth else None
+        self.headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def host(self, child: int) -> str:
         """The address child ``child`` listens on."""
@@ -99,9 +129,10 @@ class LocalCluster:
         child = len(self.children)
         prefix = self.network.prefix(child) if self.network else []
         command = [*prefix, sys.executable, "-m", "kittenfs", *args, "--host", self.host(child),
-                   "--port", str(port), *self.extra]
+                   "--port", str(port), "--cluster-secret-file", str(self.secret), *self.extra]
         self.commands.append(command)
-        self.children.append(subprocess.Popen(command, stdout=self.log, stderr=self.log))
+        self.children.append(subprocess.Popen(command, stdout=self.log, stderr=self.log,
+                                              env=self._environment()))
         self.urls.append(f"http://{self.host(child)}:{port}")
 
     def signal(self, child: int, signum: int) -> None:
@@ -109,12 +140,21 @@ class LocalCluster:
         if self.children[child].poll() is None:
             self.children[child].send_signal(signum)
 
+    def _environment(self) -> dict[str, str]:
+        """The children's environment: the admin token goes there, not on a command line
+        that any user of the machine can read."""
+        environment = dict(os.environ)
+        if self.token:
+            environment[ADMIN_ENV] = self.token
+        return environment
+
     def restart(self, child: int, extra: tuple[str, ...] = ()) -> None:
         """Start child ``child`` again, with the same command (plus ``extra`` arguments this
         time), once it has exited."""
         self.children[child].wait()
         self.children[child] = subprocess.Popen([*self.commands[child], *extra],
-                                                stdout=self.log, stderr=self.log)
+                                                stdout=self.log, stderr=self.log,
+                                                env=self._environment())
 
     def _wait_healthy(self, workers: int) -> None:
         """Wait until every process answers /health and the master sees ``workers`` up."""
@@ -125,7 +165,8 @@ class LocalCluster:
             try:
                 for url in self.urls:
                     httpx.get(f"{url}/health", timeout=1.0).raise_for_status()
-                cluster = httpx.get(f"{self.url}/_cluster", timeout=1.0).json()
+                cluster = httpx.get(f"{self.url}/_cluster", timeout=1.0,
+                                    headers=self.headers).json()
                 if sum(w["state"] == "up" for w in cluster["workers"]) >= workers:
                     return
             except (httpx.HTTPError, ValueError):
@@ -158,11 +199,13 @@ class LocalCluster:
 
 @contextmanager
 def local_cluster(workers: int, replicas: int, keep: str | None = None,
-                  master_extra: tuple[str, ...] = (),
-                  hosts: bool = False) -> Iterator[LocalCluster]:
+                  master_extra: tuple[str, ...] = (), hosts: bool = False,
+                  auth: bool | None = None) -> Iterator[LocalCluster]:
     """Run a fresh local cluster in a temp dir (under ``keep``, and kept, if given), with its
     logs in cluster.log there: the benchmark and the reliability suite run on one.  With
-    ``hosts``, every process runs in a network namespace of its own (this needs root)."""
+    ``hosts``, every process runs in a network namespace of its own (this needs root).
+    ``auth`` (by default: with ``hosts``, as a master off loopback must) gives the master an
+    admin token; ``cluster.headers`` carry it."""
     if keep is not None:
         Path(keep).mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="kfs-", dir=keep))
@@ -174,7 +217,8 @@ def local_cluster(workers: int, replicas: int, keep: str | None = None,
             cleanup.callback(network.teardown)
         port = 3000 if network else free_port_block(workers + 1)  # a namespace's ports are free
         cluster = LocalCluster(data, port, workers, replicas, log=log,
-                               master_extra=master_extra, network=network)
+                               master_extra=master_extra, network=network,
+                               auth=hosts if auth is None else auth)
         try:
             try:
                 cluster.start()
@@ -188,8 +232,10 @@ def local_cluster(workers: int, replicas: int, keep: str | None = None,
                 shutil.rmtree(data, ignore_errors=True)
 
 
-def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbose: bool) -> int:
-    """Run a master and ``workers`` workers until Ctrl-C or SIGTERM; return the exit status."""
+def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbose: bool,
+                      auth: bool = False) -> int:
+    """Run a master and ``workers`` workers until Ctrl-C or SIGTERM (with ``auth``: an admin
+    token, made in ``data`` and printed); return the exit status."""
     if workers < 1:
         print("kittenfs up: --workers must be at least 1", file=sys.stderr)
         return 2
@@ -197,7 +243,8 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
         print(f"kittenfs up: --port {port}: the master and its {workers} workers need ports "
               f"{port}..{port + workers}, all between 1 and 65535", file=sys.stderr)
         return 2
-    cluster = LocalCluster(data, port, workers, replicas, ("--verbose",) if verbose else ())
+    cluster = LocalCluster(data, port, workers, replicas, ("--verbose",) if verbose else (),
+                           auth=auth)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -207,8 +254,7 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
         cluster.start()
         print(f"kittenFS is up: master {cluster.url}, {workers} workers, data in {data}",
               flush=True)
-        print(f"  try: curl -X PUT -d 'hello' {cluster.url}/hello && curl -L {cluster.url}/hello",
-              flush=True)
+        _print_tour(cluster)
         while cluster.running():
             time.sleep(0.5)
         print("kittenfs up: a process exited; stopping the others", file=sys.stderr)
@@ -222,3 +268,17 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.stop()
         print("kittenfs up: stopped", flush=True)
+
+
+def _print_tour(cluster: LocalCluster) -> None:
+    """Print how to try the cluster, and how auth stands."""
+    if cluster.token is None:
+        print(f"  try: curl -X PUT -d 'hello' {cluster.url}/hello && curl -L {cluster.url}/hello")
+        print("  auth is off: anyone on this machine may read, write and administer. "
+              "Run `kittenfs up --auth` to turn it on.", flush=True)
+        return
+    print(f"  auth is on; admin token: {cluster.token}")
+    print(f"  (kept in {cluster.data / TOKEN_FILE}): export KITTENFS_TOKEN=$(cat "
+          f"{cluster.data / TOKEN_FILE})")
+    print(f"  try: curl -X PUT -H \"Authorization: Bearer $KITTENFS_TOKEN\" -d 'hello' "
+          f"{cluster.url}/hello", flush=True)

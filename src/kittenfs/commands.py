@@ -5,10 +5,12 @@ progress bar when stderr is a terminal.
 """
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .client import CHUNK, Client
+from .credentials import parse_duration
 from .errors import KittenError
 
 #: Transfers at least this large show a progress bar.
@@ -38,6 +41,11 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _client(args: argparse.Namespace) -> Client:
+    """Return a client of the master the command's flags name, with their credential."""
+    return Client(args.url, token=args.token, ca=args.ca)
+
+
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -46,6 +54,8 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             return _fail(str(exc))
         except OSError as exc:
             return _fail(f"{exc.filename or ''} {exc.strerror or exc}".strip())
+        except ValueError as exc:  # a bad duration
+            return _fail(str(exc))
     run.__doc__ = command.__doc__
     return run
 
@@ -81,7 +91,7 @@ class _Counting:
 @_guarded
 def put(args: argparse.Namespace) -> int:
     """kittenfs put KEY [FILE|-]"""
-    with Client(args.url) as client:
+    with _client(args) as client:
         if args.file == "-":
             md5 = client.put(args.key, sys.stdin.buffer)
         else:
@@ -95,7 +105,7 @@ def put(args: argparse.Namespace) -> int:
 @_guarded
 def get(args: argparse.Namespace) -> int:
     """kittenfs get KEY [-o FILE]"""
-    with Client(args.url) as client, client.open(args.key) as reader:
+    with _client(args) as client, client.open(args.key) as reader:
         target = open(args.output, "wb") if args.output else nullcontext(sys.stdout.buffer)  # noqa: SIM115
         with target as out, _progress(reader.size, "get") as advance:
             while chunk := reader.read(CHUNK):
@@ -107,7 +117,7 @@ def get(args: argparse.Namespace) -> int:
 @_guarded
 def rm(args: argparse.Namespace) -> int:
     """kittenfs rm KEY"""
-    with Client(args.url) as client:
+    with _client(args) as client:
         client.delete(args.key)
     return 0
 
@@ -115,7 +125,7 @@ def rm(args: argparse.Namespace) -> int:
 @_guarded
 def ls(args: argparse.Namespace) -> int:
     """kittenfs ls [PREFIX]"""
-    with Client(args.url) as client:
+    with _client(args) as client:
         for key in client.list(args.prefix):
             print(key)
     return 0
@@ -124,7 +134,7 @@ def ls(args: argparse.Namespace) -> int:
 @_guarded
 def status(args: argparse.Namespace) -> int:
     """kittenfs status"""
-    with Client(args.url) as client:
+    with _client(args) as client:
         cluster = client.cluster(keys=True)
     keys = cluster["keys"]
     table = Table(title=f"kittenFS {args.url}: master {cluster['master']['id']}, "
@@ -173,9 +183,68 @@ def gc(args: argparse.Namespace) -> int:
 
 
 @_guarded
+def key_create(args: argparse.Namespace) -> int:
+    """kittenfs key create --role ROLE [--prefix P] [--expires D] [--json]"""
+    expires = parse_duration(args.expires) if args.expires else None
+    with _client(args) as client:
+        created = client.create_key(args.role, args.prefix, expires)
+    if args.json:
+        print(json.dumps(created, indent=2))
+        return 0
+    print(f"access key: {created['access_key']}\nsecret key: {created['secret_key']}\n"
+          f"token:      {created['token']}\n({created['role']} on {created['prefix']}"
+          f"{_expiry(created['expires_ms'])}; the secret is not shown again)")
+    return 0
+
+
+@_guarded
+def key_list(args: argparse.Namespace) -> int:
+    """kittenfs key list [--json]"""
+    with _client(args) as client:
+        keys = client.keys()
+    if args.json:
+        print(json.dumps(keys, indent=2))
+        return 0
+    table = Table(title=f"{len(keys)} credentials")
+    for column in ("access key", "role", "prefix", "expires", "created"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(key["access_key"], key["role"], key["prefix"],
+                      _when(key["expires_ms"]) if key["expires_ms"] else "never",
+                      _when(key["created_ms"]))
+    Console().print(table)
+    return 0
+
+
+@_guarded
+def key_revoke(args: argparse.Namespace) -> int:
+    """kittenfs key revoke ID"""
+    with _client(args) as client:
+        client.revoke_key(args.access_key)
+    print(f"revoked {args.access_key}")
+    return 0
+
+
+@_guarded
+def sign(args: argparse.Namespace) -> int:
+    """kittenfs sign KEY [--expires D] [--method GET|PUT]"""
+    with _client(args) as client:
+        print(client.sign(args.key, args.method, parse_duration(args.expires)))
+    return 0
+
+
+def _expiry(expires_ms: int | None) -> str:
+    return f", expires {_when(expires_ms)}" if expires_ms else ", never expires"
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@_guarded
 def remove(args: argparse.Namespace) -> int:
     """kittenfs remove WORKER [--force]"""
-    with Client(args.url) as client:
+    with _client(args) as client:
         client.remove_worker(args.worker, args.force)
     print(f"worker {args.worker} removed")
     return 0
@@ -190,7 +259,7 @@ def _run_job(args: argparse.Namespace,
     options = {"dry_run": args.dry_run, "rate": args.rate, "bandwidth": args.bandwidth * 1e6}
     options.update({name: getattr(args, name) for name in ("concurrency", "grace",
                                                            "purge_unlinked") if hasattr(args, name)})
-    with Client(args.url) as client:
+    with _client(args) as client:
         job = begin(client, options)
         try:
             job = _follow(client, job)

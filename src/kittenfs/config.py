@@ -3,8 +3,12 @@
 A bad value fails at start with a message naming the flag, the value and what is allowed.
 """
 
+import ipaddress
+import math
 from dataclasses import dataclass
 from pathlib import Path
+
+from .signing import ClusterKey
 
 MiB = 1024**2
 GiB = 1024**3
@@ -23,6 +27,24 @@ def _check_port(port: int) -> None:
     _require(0 <= port <= 65535, f"--port {port}: must be between 0 and 65535 (0 picks a free one)")
 
 
+def is_loopback(host: str) -> bool:
+    """Return True if ``host`` names this machine only (127.0.0.0/8, ::1, localhost): a
+    process bound there is out of the network's reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_cluster_key(host: str, key: ClusterKey | None) -> None:
+    _require(key is not None or is_loopback(host),
+             f"--host {host} is reachable from the network: give the cluster a secret "
+             "(--cluster-secret-file PATH, or KITTENFS_CLUSTER_SECRET) so that only its own "
+             "master and workers can join and write; see docs/security.md")
+
+
 @dataclass(frozen=True)
 class Limits:
     """Time and concurrency limits of one process's HTTP server."""
@@ -37,14 +59,22 @@ class Limits:
     uploads: int = 1024
     #: Uploads in progress at once from one client address; past it, 429 + Retry-After.
     uploads_per_client: int = 256
+    #: Seconds a streamed response may wait for the client to take data; past it, the
+    #: connection is cut (a client that stops reading holds nothing longer).
+    send_timeout: float = 30.0
+    #: Bytes that the responses this process streams may hold at once (read buffers and
+    #: send buffers); a stream that finds no room within 10 s gets 503 + Retry-After.
+    stream_buffer: int = 64 * MiB
 
     def __post_init__(self) -> None:
         for flag, value in (("--header-timeout", self.header_timeout),
                             ("--idle-timeout", self.idle_timeout),
                             ("--body-timeout", self.body_timeout),
                             ("--max-uploads", self.uploads),
-                            ("--max-uploads-per-client", self.uploads_per_client)):
-            _require(value > 0, f"{flag} {value:g}: must be positive")
+                            ("--max-uploads-per-client", self.uploads_per_client),
+                            ("--send-timeout", self.send_timeout),
+                            ("--stream-buffer-bytes", self.stream_buffer)):
+            _require(value > 0 and math.isfinite(value), f"{flag} {value:g}: must be positive")
 
 
 
@@ -78,11 +108,31 @@ class MasterConfig:
     cache_value_max: int = 64 * 1024
     #: Time and concurrency limits of the HTTP server.
     limits: Limits = Limits()
+    #: The cluster secret: workers must sign registrations, heartbeats and reports with it,
+    #: and the master signs every call to a worker and every link it sends a client to.
+    #: None only on a loopback address (docs/security.md).
+    cluster_key: ClusterKey | None = None
+    #: A bootstrap admin credential: ``Authorization: Bearer <this token>`` may do anything.
+    #: Giving one turns auth on.
+    admin_token: str | None = None
+    #: What requests without credentials may do: "none", "read" or "write".  Giving it turns
+    #: auth on; without it (and without an admin token) anyone may do anything.
+    anonymous: str | None = None
     #: Log one line per request.
     verbose: bool = False
 
     def __post_init__(self) -> None:
         _check_port(self.port)
+        _check_cluster_key(self.host, self.cluster_key)
+        _require(self.anonymous in (None, "none", "read", "write"),
+                 f"--anonymous {self.anonymous}: must be none, read or write")
+        _require(self.admin_token is None or len(self.admin_token) >= 16,
+                 "--admin-token: must have at least 16 characters")
+        _require(is_loopback(self.host) or self.admin_token is not None
+                 or self.anonymous is not None,
+                 f"--host {self.host} is reachable from the network and auth is off: give an "
+                 "admin credential (--admin-token, or KITTENFS_ADMIN_TOKEN) or say what "
+                 "anyone may do with --anonymous none|read|write")
         _require(self.replica_timeout > 0, "--replica-timeout: must be positive")
         _require(self.replaced_grace >= 0, "--replaced-grace: must not be negative")
         _require(self.auto_rebalance >= 0, "--auto-rebalance: must not be negative (0: off)")
@@ -112,8 +162,9 @@ class WorkerConfig:
     advertise: str | None = None
     #: Values up to this many bytes are kept in LevelDB, larger ones in files.
     inline_max: int = 64 * 1024
-    #: File-backed values up to this many bytes have their MD5 checked on every full read.
-    verify_max: int = 4 * 1024 * 1024
+    #: Bytes of a read whose blocks are checked before the response starts: a damaged
+    #: block among them sends the client to another replica; a later one cuts the response.
+    verify_max: int = 16 * MiB
     #: Seconds between heartbeats to the master.
     heartbeat_interval: float = 1.0
     #: Bytes of values this worker may hold, 0 for no limit but the disk's; past it, writes
@@ -130,11 +181,18 @@ class WorkerConfig:
     #: Time and concurrency limits of the HTTP server; the master is a worker's one writer,
     #: so it may use all of the uploads.
     limits: Limits = WORKER_LIMITS
+    #: The cluster secret, the master's own: only requests signed with it may write, delete
+    #: or list, and blobs are served only on a link the master signed (or to the master).
+    #: None only on a loopback address (docs/security.md).
+    cluster_key: ClusterKey | None = None
+    #: Serve blobs to anyone who knows their id, without a link signed by the master.
+    public_reads: bool = False
     #: Log one line per request.
     verbose: bool = False
 
     def __post_init__(self) -> None:
         _check_port(self.port)
+        _check_cluster_key(self.host, self.cluster_key)
         _require(self.clone_from is None or self.clone_from >= 0,
                  "--clone-from: must be a worker index (>= 0)")
         _require(self.capacity >= 0, "--capacity-bytes: must not be negative (0: no limit)")

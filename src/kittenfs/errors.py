@@ -3,6 +3,7 @@
     KittenError
     ├── KeyNotFound        404: no such key
     ├── Conflict           412: If-None-Match: * and the key exists
+    ├── AccessDenied       401: no valid credential; 403: one that does not allow this
     ├── BadRequest         400, 405, 416: the server refused the request as malformed
     │   └── ValueTooLarge  413: the value is over the server's limit
     ├── CorruptValue       the bytes received do not match the value's MD5
@@ -33,6 +34,11 @@ class Conflict(KittenError):
     """A create-only write found the key already there."""
 
 
+class AccessDenied(KittenError):
+    """The request carried no valid credential (status 401), or one that does not allow it
+    (403): the wrong role, outside its prefix, or a link that has expired."""
+
+
 class BadRequest(KittenError):
     """The server refused the request as malformed."""
 
@@ -60,6 +66,8 @@ def error_for_status(status: int, message: str, detail: str = "") -> KittenError
         cls = KeyNotFound
     elif status == 412:
         cls = Conflict
+    elif status in (401, 403):
+        cls = AccessDenied
     elif status == 413:
         cls = ValueTooLarge
     elif status == 503:

@@ -5,7 +5,7 @@ valid UTF-8, at most ``MAX_KEY_BYTES`` bytes once encoded.  Keys are compared an
 listed in the byte order of their UTF-8 encoding.
 """
 
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 #: Longest key accepted, in bytes of its UTF-8 encoding.
 MAX_KEY_BYTES = 1024
@@ -66,3 +66,21 @@ def is_reserved(path: str) -> bool:
     (``/%5Fx`` is the key ``/_x``), as the Python client does.
     """
     return path in RESERVED_PATHS or path.startswith(RESERVED_PREFIXES)
+
+
+def key_path(key: str) -> str:
+    """Return the URL path of a key (a leading "/" is added if missing).
+
+    Keys named like a master route (``/health``, ``/_x``, ``/put/x``...) get their first
+    character percent-encoded, so they address the key and not the route; so do ``.`` and
+    ``..`` segments and a leading ``//``, which URL normalisation would otherwise rewrite.
+    """
+    if not key.startswith("/"):
+        key = "/" + key
+    segments = quote(key, safe="/").split("/")
+    path = "/".join(s.replace(".", "%2E") if s in (".", "..") else s for s in segments)
+    if path.startswith("//"):
+        path = "/%2F" + path[2:]
+    if is_reserved(path):
+        path = f"/%{ord(path[1]):02X}{path[2:]}"
+    return path

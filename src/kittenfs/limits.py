@@ -55,12 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: Limits) -> None:
                         default=defaults.uploads_per_client,
                         help="uploads in progress at once per client address "
                              "(default %(default)s)")
+    parser.add_argument("--send-timeout", type=float, default=defaults.send_timeout,
+                        help="seconds a streamed response waits for the client to take data "
+                             "before the connection is cut (default %(default)s)")
+    parser.add_argument("--stream-buffer-bytes", type=int, default=defaults.stream_buffer,
+                        help="bytes the streamed responses may hold at once "
+                             "(default %(default)s)")
 
 
 def from_arguments(args: argparse.Namespace) -> Limits:
     """Return the limits the flags of :func:`add_arguments` ask for."""
     return Limits(args.header_timeout, args.idle_timeout, args.body_timeout, args.max_uploads,
-                  args.max_uploads_per_client)
+                  args.max_uploads_per_client, args.send_timeout, args.stream_buffer_bytes)
 
 
 def upload_limit(limits: Limits) -> Any:

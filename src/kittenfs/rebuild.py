@@ -28,8 +28,10 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .clusterauth import HttpxClusterAuth
 from .master.index import Index
 from .records import IndexRecord, WorkerInfo
+from .signing import ClusterKey
 
 #: Blobs listed per request.
 PAGE = 5000
@@ -40,6 +42,7 @@ class Found:
     """Every copy of every version of every key, gathered from the workers."""
 
     workers: list[WorkerInfo] = field(default_factory=list)
+    cluster: str | None = None  # the cluster the workers belong to
     copies: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = field(default_factory=dict)
 
     def add(self, worker: int, blob: dict[str, Any]) -> None:
@@ -47,15 +50,18 @@ class Found:
         versions.setdefault(blob["version"], []).append((worker, blob))
 
 
-def gather(worker_urls: list[str], timeout: float = 30.0) -> Found:
-    """List every blob of every worker (each must be up), with a progress bar on a terminal
-    (blobs listed, their bytes, and an ETA from the workers' own blob counts)."""
+def gather(worker_urls: list[str], key: ClusterKey | None = None,
+           timeout: float = 30.0) -> Found:
+    """List every blob of every worker (each must be up, and all of one cluster), with a
+    progress bar on a terminal (blobs listed, their bytes, and an ETA from the workers' own
+    blob counts).  ``key``: the cluster secret's, which workers ask of a listing."""
     found = Found()
     now = int(time.time() * 1000)
     console = Console(stderr=True)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[size]}"), TimeRemainingColumn())
-    with (httpx.Client(timeout=timeout) as http,
+    auth = HttpxClusterAuth(key) if key is not None else None
+    with (httpx.Client(timeout=timeout, auth=auth) as http,
           Progress(*columns, console=console, disable=not console.is_terminal) as bar):
         healths = [http.get(f"{u.rstrip('/')}/health").raise_for_status().json()
                    for u in worker_urls]
@@ -66,6 +72,10 @@ def gather(worker_urls: list[str], timeout: float = 30.0) -> Found:
             url = url.rstrip("/")
             if health.get("role") != "worker" or health.get("index") is None:
                 raise ValueError(f"{url} is not a registered kittenFS worker: {health}")
+            if found.cluster not in (None, health.get("cluster")):
+                raise ValueError(f"{url} belongs to cluster {health.get('cluster')}, the "
+                                 f"workers before it to {found.cluster}")
+            found.cluster = health.get("cluster")
             found.workers.append(WorkerInfo(health["id"], health["index"], url, now))
             start = ""
             while True:
@@ -98,27 +108,30 @@ def plan(found: Found) -> tuple[list[IndexRecord], int]:
     return live, stale
 
 
-def rebuild(data: Path, worker_urls: list[str]) -> tuple[int, int]:
+def rebuild(data: Path, worker_urls: list[str],
+            key: ClusterKey | None = None) -> tuple[int, int]:
     """Write a new master index under ``data`` from the workers; return (keys, stale copies).
 
+    The index keeps the workers' cluster id, so they take the new master for theirs.
     Refuses to touch an existing index.
     """
     final = data / "index"
     if final.exists():
         raise FileExistsError(f"{final} exists; rebuild into an empty --data")
-    found = gather(worker_urls)
+    found = gather(worker_urls, key)
     live, stale = plan(found)
     data.mkdir(parents=True, exist_ok=True)
     building = data / "index.rebuilding"
     shutil.rmtree(building, ignore_errors=True)  # a rebuild cut off earlier
-    asyncio.run(_write(building, found.workers, live))
+    asyncio.run(_write(building, found.workers, live, found.cluster))
     os.replace(building, final)
     return len(live), stale
 
 
-async def _write(path: Path, workers: list[WorkerInfo], live: list[IndexRecord]) -> None:
+async def _write(path: Path, workers: list[WorkerInfo], live: list[IndexRecord],
+                 cluster: str | None) -> None:
     index = Index(str(path))
     try:
-        await index.load(live, workers)
+        await index.load(live, workers, cluster)
     finally:
         await index.close()

@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import xxhash
+
 #: Format byte that starts every LevelDB value written by this version.
 FORMAT = 1
 
@@ -85,32 +87,62 @@ def decode(cls: type[T], raw: bytes) -> T:
 
 #: Blob file header: magic, format, flags, key length, size, MD5 digest, version (ASCII).
 _HEADER = struct.Struct(">4sBBHQ16s24s")
+#: Format 2 adds the block size of the checksum table, before the key.
+_BLOCKS = struct.Struct(">I")
 BLOB_MAGIC = b"KFSB"
-BLOB_FORMAT = 1
+#: The blob file format written by this version; format 1 (no block checksums) is still read.
+BLOB_FORMAT = 2
+#: Each block of a format-2 value has its xxh3-64 digest (big-endian) in the table that
+#: follows the value.
+BLOCK_DIGEST = struct.Struct(">Q")
 
 
 @dataclass(frozen=True, slots=True)
 class BlobHeader:
-    """The self-describing header at the start of every blob file; data follows it."""
+    """The self-describing header at the start of every blob file; data follows it.
+
+    ``block_size`` is 0 for a format-1 file (its value is checked by its MD5 alone), else
+    the size of the blocks whose digests follow the value (format 2): any block can be
+    checked on its own, so a range is served checked without reading the whole value.
+    """
 
     key: str
     version: str
     size: int
     md5: str
+    block_size: int = 0
 
     def pack(self) -> bytes:
-        """Return the header bytes; their length is ``header_length(key)``."""
+        """Return the header bytes; their length is ``self.data_offset``."""
         key = self.key.encode("utf-8")
         fixed = _HEADER.pack(
-            BLOB_MAGIC, BLOB_FORMAT, 0, len(key), self.size,
+            BLOB_MAGIC, 2 if self.block_size else 1, 0, len(key), self.size,
             bytes.fromhex(self.md5), self.version.encode("ascii"),
         )
-        return fixed + key
+        blocks = _BLOCKS.pack(self.block_size) if self.block_size else b""
+        return fixed + blocks + key
 
     @staticmethod
-    def length(key: str) -> int:
-        """Return the header length of a blob file holding ``key``: where its data starts."""
-        return _HEADER.size + len(key.encode("utf-8"))
+    def length(key: str, block_size: int = 0) -> int:
+        """Return the header length of a blob file holding ``key`` (in format 2 when it has a
+        ``block_size``): where its data starts."""
+        extra = _BLOCKS.size if block_size else 0
+        return _HEADER.size + extra + len(key.encode("utf-8"))
+
+    @property
+    def data_offset(self) -> int:
+        """Where the value starts in the file."""
+        return self.length(self.key, self.block_size)
+
+    @property
+    def blocks(self) -> int:
+        """How many blocks (and digests in the table) the value has."""
+        return -(-self.size // self.block_size) if self.block_size else 0
+
+    @property
+    def file_size(self) -> int:
+        """The length of the whole file: header, value and (format 2) digest table."""
+        return self.data_offset + self.size + self.blocks * BLOCK_DIGEST.size
 
     @classmethod
     def unpack(cls, raw: bytes) -> "BlobHeader":
@@ -118,16 +150,30 @@ class BlobHeader:
         if len(raw) < _HEADER.size:
             raise RecordError("blob file is shorter than its header")
         magic, fmt, _flags, key_len, size, digest, version = _HEADER.unpack_from(raw)
-        if magic != BLOB_MAGIC or fmt != BLOB_FORMAT:
+        if magic != BLOB_MAGIC or fmt not in (1, 2):
             raise RecordError(f"not a kittenFS blob file (magic {magic!r}, format {fmt})")
-        key = raw[_HEADER.size : _HEADER.size + key_len]
+        start, block_size = _HEADER.size, 0
+        if fmt == 2:
+            if len(raw) < start + _BLOCKS.size:
+                raise RecordError("blob file header is truncated")
+            (block_size,) = _BLOCKS.unpack_from(raw, start)
+            start += _BLOCKS.size
+            if block_size == 0:
+                raise RecordError("format-2 blob file with a block size of 0")
+        key = raw[start : start + key_len]
         if len(key) != key_len:
             raise RecordError("blob file header is truncated")
         try:
-            return cls(key.decode("utf-8"), version.decode("ascii"), size, digest.hex())
+            return cls(key.decode("utf-8"), version.decode("ascii"), size, digest.hex(),
+                       block_size)
         except UnicodeDecodeError as exc:
             raise RecordError(f"blob file header is garbled: {exc}") from None
 
 
+def block_digest(block: bytes | bytearray | memoryview) -> bytes:
+    """Return the table entry of one block: its xxh3-64 digest, big-endian."""
+    return BLOCK_DIGEST.pack(xxhash.xxh3_64_intdigest(block))
+
+
 #: Bytes to read to be sure of holding any blob file's whole header.
-MAX_HEADER_LENGTH = _HEADER.size + 1024
+MAX_HEADER_LENGTH = _HEADER.size + _BLOCKS.size + 1024

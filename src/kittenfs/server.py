@@ -14,6 +14,10 @@ from .config import Limits
 from .httputil import json_errors
 from .limits import LIMITS, Runner, upload_limit
 from .metrics import Metrics
+from .streaming import ByteBudget
+
+#: The process's budget of bytes for streamed responses (streaming.py).
+BUDGET = web.AppKey("stream_budget", ByteBudget)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -30,6 +34,7 @@ def new_app(metrics: Metrics, limits: Limits) -> web.Application:
                           client_max_size=16 * 1024 * 1024)
     app["metrics"] = metrics
     app[LIMITS] = limits
+    app[BUDGET] = ByteBudget(limits.stream_buffer)
     return app
 
 

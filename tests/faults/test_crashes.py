@@ -60,7 +60,7 @@ def test_worker_kill9_and_restart_keeps_index_and_data(make_cluster):
     assert after[victim.url] == index and len(after) == 3
     assert len(cluster.worker_blobs(victim)) == len(values)
     for key, value in values.items():
-        assert httpx.get(cluster.blob_url(key, node=1)).content == value
+        assert httpx.get(cluster.blob_url(key, node=1), auth=cluster.auth).content == value
     assert http.put("/w/after", content=b"y").status_code == 201
 
 

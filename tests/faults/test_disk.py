@@ -5,29 +5,34 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from cluster import Cluster
 
 import kittenfs
-
-from cluster import Cluster
 
 
 def blob_file(cluster: Cluster, worker: int, blob: str) -> Path:
     return cluster.root / f"worker-{worker}" / "blobs" / blob[0:2] / blob[2:4] / blob
 
 
+def blob_of(location: str) -> str:
+    """Return the blob id a redirect's Location names (the path's last segment)."""
+    return urlsplit(location).path.rsplit("/", 1)[1]
+
+
 def test_a_corrupt_replica_is_never_served_and_reads_fall_back(cluster):
     value = os.urandom(300_000)  # file-backed, and small enough to be MD5-checked on read
     http = httpx.Client(base_url=cluster.url, timeout=30)
     assert http.put("/bad", content=value).status_code == 201
-    blob = http.get("/bad").headers["location"].rsplit("/", 1)[1]
+    blob = blob_of(http.get("/bad").headers["location"])
     path = blob_file(cluster, 0, blob)
     data = bytearray(path.read_bytes())
     data[-1000] ^= 0xFF
     path.write_bytes(bytes(data))
-    bad = httpx.get(f"{cluster.nodes[0].url}/blob/{blob}")
+    bad = httpx.get(f"{cluster.nodes[0].url}/blob/{blob}", auth=cluster.auth)
     assert bad.status_code == 500 and bad.json()["error"] == "corrupt"
     assert "corrupt blob" in (cluster.root / "worker-0.log").read_text()
     for _ in range(10):  # direct reads skip the corrupt replica, whichever is tried first
@@ -36,17 +41,25 @@ def test_a_corrupt_replica_is_never_served_and_reads_fall_back(cluster):
     with kittenfs.Client(cluster.url) as client:
         for _ in range(10):
             assert client.get("/bad") == value
+    for _ in range(10):  # curl -L: a redirect to the bad copy comes back and goes on
+        assert http.get("/bad", follow_redirects=True).content == value
+    # The worker reported it, and the master repaired it unasked.
+    deadline = time.monotonic() + 60
+    while not httpx.get(f"{cluster.nodes[0].url}/check/{blob}", auth=cluster.auth).json()["ok"]:
+        assert time.monotonic() < deadline, "the corrupt copy was not repaired"
+        time.sleep(0.2)
 
 
 def test_a_truncated_replica_is_reported_corrupt_even_for_ranges(cluster):
     value = os.urandom(6 * 1024 * 1024)  # above the worker's full-MD5 limit
     http = httpx.Client(base_url=cluster.url, timeout=30)
     http.put("/short", content=value)
-    blob = http.get("/short").headers["location"].rsplit("/", 1)[1]
+    blob = blob_of(http.get("/short").headers["location"])
     path = blob_file(cluster, 1, blob)
     with path.open("r+b") as handle:
         handle.truncate(path.stat().st_size - 10)
-    response = httpx.get(f"{cluster.nodes[1].url}/blob/{blob}", headers={"Range": "bytes=0-9"})
+    response = httpx.get(f"{cluster.nodes[1].url}/blob/{blob}", headers={"Range": "bytes=0-9"},
+                         auth=cluster.auth)
     assert response.status_code == 500 and response.json()["error"] == "corrupt"
     whole = http.get("/short", params={"direct": ""})
     assert hashlib.md5(whole.content).hexdigest() == hashlib.md5(value).hexdigest()

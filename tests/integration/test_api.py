@@ -137,7 +137,7 @@ def test_worker_serves_single_ranges_and_conditional_gets(http, cluster, size):
     cases = {"bytes=2-5": value[2:6], "bytes=4-": value[4:], "bytes=-3": value[-3:],
              f"bytes=0-{size + 100}": value}
     for header, expected in cases.items():
-        response = httpx.get(location, headers={"Range": header})
+        response = httpx.get(location, headers={"Range": header}, auth=cluster.auth)
         assert response.status_code == 206, header
         assert response.content == expected, header
         first = size - len(expected)
@@ -147,16 +147,17 @@ def test_worker_serves_single_ranges_and_conditional_gets(http, cluster, size):
             first = int(header[6:].split("-")[0])
         assert response.headers["content-range"] == f"bytes {first}-{first + len(expected) - 1}/{size}"
     for bad in ("bytes=x-1", "bytes=1-2,4-5", "bytes=5-2"):
-        assert_json_error(httpx.get(location, headers={"Range": bad}), 416)
+        assert_json_error(httpx.get(location, headers={"Range": bad}, auth=cluster.auth), 416)
     for ignored in ("items=0-1", ""):  # an unknown unit, or none: served whole (RFC 9110)
-        whole = httpx.get(location, headers={"Range": ignored})
+        whole = httpx.get(location, headers={"Range": ignored}, auth=cluster.auth)
         assert whole.status_code == 200 and whole.content == value
-    unsatisfiable = httpx.get(location, headers={"Range": f"bytes={size}-"})
+    unsatisfiable = httpx.get(location, headers={"Range": f"bytes={size}-"}, auth=cluster.auth)
     assert_json_error(unsatisfiable, 416)
     assert unsatisfiable.headers["content-range"] == f"bytes */{size}"
     tag = f'"{md5(value)}"'
-    assert httpx.get(location, headers={"If-None-Match": tag}).status_code == 304
-    assert httpx.get(location).content == value
+    assert httpx.get(location, headers={"If-None-Match": tag},
+                     auth=cluster.auth).status_code == 304
+    assert httpx.get(location, auth=cluster.auth).content == value
 
 
 def test_delete_removes_from_index_and_replicas(http, cluster):

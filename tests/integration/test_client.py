@@ -15,7 +15,6 @@ from kittenfs import (
     AsyncClient,
     Client,
     Conflict,
-    CorruptValue,
     KeyNotFound,
     KittenError,
     ServerError,
@@ -292,24 +291,27 @@ def _blob_files(cluster) -> list[Path]:
     return files
 
 
-def test_corrupt_replicas_raise_corrupt_value(cluster, fresh):
+def test_when_every_replica_is_corrupt_reads_fail_and_never_return_bad_bytes(cluster, fresh):
+    """Every copy damaged (a flipped byte near each file's end): each read path ends in a
+    clear 502, and no byte of a damaged block is ever sent."""
     client = fresh
-    data = os.urandom(5 * 1024 * 1024)  # over the workers' 4 MiB verify limit
+    data = os.urandom(5 * 1024 * 1024)
     client.put("/fragile", data)
     files = _blob_files(cluster)
     assert len(files) == 3, files
     for path in files:
         assert path.stat().st_size > len(data)
         with path.open("r+b") as handle:
-            handle.seek(-100, os.SEEK_END)
+            handle.seek(-1000, os.SEEK_END)
             byte = handle.read(1)
-            handle.seek(-100, os.SEEK_END)
+            handle.seek(-1000, os.SEEK_END)
             handle.write(bytes([byte[0] ^ 0xFF]))
     # HEAD still answers from the index.
     assert client.head("/fragile") == ValueInfo(len(data), md5(data))
-    with pytest.raises(CorruptValue):
+    with pytest.raises(ServerError) as failed:
         client.get("/fragile")
-    with pytest.raises(CorruptValue), client.open("/fragile") as reader:
+    assert failed.value.status == 502
+    with pytest.raises(ServerError), client.open("/fragile") as reader:
         while reader.read(1024 * 1024):
             pass
 
@@ -317,8 +319,11 @@ def test_corrupt_replicas_raise_corrupt_value(cluster, fresh):
         async with AsyncClient(cluster.url) as aclient:
             return await aclient.get("/fragile")
 
-    with pytest.raises(CorruptValue):
+    with pytest.raises(ServerError):
         asyncio.run(async_get())
+    direct = httpx.get(f"{cluster.url}/fragile", params={"direct": ""}, timeout=30)
+    assert direct.status_code == 502 and direct.json()["error"] in ("no_good_replica",
+                                                                    "no_replica_served")
 
 
 # -- mapping -------------------------------------------------------------------------------

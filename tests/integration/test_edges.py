@@ -5,11 +5,11 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from peers import worker_peers
 
 import kittenfs
 from kittenfs.placement import rank
@@ -18,25 +18,29 @@ from kittenfs.placement import rank
 def test_concurrent_registrations_get_distinct_indices(cluster):
     results: list[int] = []
 
-    def register() -> None:
-        body = {"id": f"w-{uuid.uuid4().hex[:12]}", "url": "http://127.0.0.1:9", "index": None}
-        response = httpx.post(f"{cluster.url}/_workers/register", json=body, timeout=10)
+    def register(peer: tuple[str, str]) -> None:
+        body = {"id": peer[0], "url": peer[1], "index": None}
+        response = httpx.post(f"{cluster.url}/_workers/register", json=body, timeout=30,
+                              auth=cluster.auth)
         results.append(response.json()["index"])
 
-    threads = [threading.Thread(target=register) for _ in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with worker_peers(12) as peers:
+        threads = [threading.Thread(target=register, args=(peer,)) for peer in peers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     assert sorted(results) == list(range(3, 15))
     assert [w["index"] for w in cluster.cluster_info()["workers"]] == list(range(15))
 
 
 def test_bad_registration_and_heartbeat_are_400(cluster):
-    bad = httpx.post(f"{cluster.url}/_workers/register", json={"id": 5})
+    bad = httpx.post(f"{cluster.url}/_workers/register", json={"id": 5}, auth=cluster.auth)
     assert bad.status_code == 400 and bad.json()["error"] == "bad_registration"
-    assert httpx.post(f"{cluster.url}/_workers/register", content=b"{").status_code == 400
-    unknown = httpx.post(f"{cluster.url}/_workers/heartbeat", json={"id": "w-x", "stats": {}})
+    assert httpx.post(f"{cluster.url}/_workers/register", content=b"{",
+                      auth=cluster.auth).status_code == 400
+    unknown = httpx.post(f"{cluster.url}/_workers/heartbeat", json={"id": "w-x", "stats": {}},
+                         auth=cluster.auth)
     assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_worker"
 
 
@@ -88,7 +92,7 @@ def test_malformed_seed_forms_are_400(cluster, content_type, body):
     {"id": "", "url": "http://127.0.0.1:9"},
 ])
 def test_registration_with_a_bad_url_or_index_is_refused(cluster, body):
-    response = httpx.post(f"{cluster.url}/_workers/register", json=body)
+    response = httpx.post(f"{cluster.url}/_workers/register", json=body, auth=cluster.auth)
     assert response.status_code == 400 and response.json()["error"] == "bad_registration"
     assert len(cluster.cluster_info()["workers"]) == 3
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from peers import worker_peers
 
 from kittenfs.cluster import free_port_block, port_free
 
@@ -177,7 +178,9 @@ def test_up_serves_stops_and_restarts_with_the_same_data(tmp_path):
         first_urls = {w["index"]: w["url"] for w in workers}
         assert set(first_urls.values()) == {f"http://127.0.0.1:{port + 1}",
                                             f"http://127.0.0.1:{port + 2}"}
-        assert sorted(p.name for p in data.iterdir()) == ["master", "worker-0", "worker-1"]
+        assert sorted(p.name for p in data.iterdir()) == ["cluster.secret", "master", "worker-0",
+                                                          "worker-1"]
+        assert (data / "cluster.secret").stat().st_mode & 0o777 == 0o600
 
         children = up.note_children()
         assert len(children) == 3, children  # the master and two workers
@@ -283,17 +286,19 @@ def test_worker_i_gets_index_i_even_if_it_starts_slowly(tmp_path):
         assert urls == {0: f"http://127.0.0.1:{port + 1}", 1: f"http://127.0.0.1:{port + 2}"}
 
 
-def _register_at_once(url: str, bodies: list[dict]) -> list[dict]:
+def _register_at_once(cluster, bodies: list[dict]) -> list[dict]:
     """POST every registration to the master before reading any answer; return the answers."""
-    port = int(url.rsplit(":", 1)[1])
+    port = int(cluster.url.rsplit(":", 1)[1])
+    signature = "".join(f"{k}: {v}\r\n" for k, v in
+                        cluster.signed("POST", "/_workers/register").items()).encode()
     connections = []
     try:
         for body in bodies:
             raw = json.dumps(body).encode()
             connections.append(socket.create_connection(("127.0.0.1", port), timeout=10))
             request = (b"POST /_workers/register HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                       b"Content-Type: application/json\r\nConnection: close\r\n"
-                       b"Content-Length: %d\r\n\r\n" % len(raw)) + raw
+                       b"Content-Type: application/json\r\nConnection: close\r\n" + signature
+                       + b"Content-Length: %d\r\n\r\n" % len(raw)) + raw
             connections[-1].sendall(request)
         answers = []
         for sock in connections:
@@ -309,17 +314,17 @@ def _register_at_once(url: str, bodies: list[dict]) -> list[dict]:
             sock.close()
 
 
-def _fake_worker(i: int) -> dict:
-    # Nothing listens on these URLs; registering does not contact them.
-    return {"id": f"w-fake{i:08x}", "url": f"http://127.0.0.1:{9 + i}", "index": None}
+def _registration(peer: tuple[str, str]) -> dict:
+    return {"id": peer[0], "url": peer[1], "index": None}
 
 
 def test_registrations_one_after_another_get_distinct_indices(make_cluster):
     cluster = make_cluster(workers=0)
-    answers = [_register_at_once(cluster.url, [_fake_worker(i)])[0] for i in range(3)]
-    assert [a["index"] for a in answers] == [0, 1, 2]
-    # Registering again with the same id and URL keeps the index.
-    assert _register_at_once(cluster.url, [_fake_worker(1)])[0]["index"] == 1
+    with worker_peers(3) as peers:
+        answers = [_register_at_once(cluster, [_registration(p)])[0] for p in peers]
+        assert [a["index"] for a in answers] == [0, 1, 2]
+        # Registering again with the same id and URL keeps the index.
+        assert _register_at_once(cluster, [_registration(peers[1])])[0]["index"] == 1
     assert [w["index"] for w in _workers(cluster.url)] == [0, 1, 2]
 
 
@@ -327,7 +332,8 @@ def test_workers_registering_at_once_get_distinct_indices(make_cluster):
     """(Found as a bug: Membership.register chose max(index)+1 before awaiting its fsync, so
     workers registering at once all got index 0.)"""
     cluster = make_cluster(workers=0)
-    answers = _register_at_once(cluster.url, [_fake_worker(i) for i in range(6)])
+    with worker_peers(6) as peers:
+        answers = _register_at_once(cluster, [_registration(p) for p in peers])
     assert sorted(a["index"] for a in answers) == list(range(6))
     assert [w["index"] for w in _workers(cluster.url)] == list(range(6))
 

@@ -23,7 +23,7 @@ def test_gc_refuses_bad_options(shared, body):
     ({"id": "w-not-registered", "blobs": []}, 404, "unknown_worker"),
 ])
 def test_corrupt_reports_are_checked(shared, body, status, error):
-    answer = httpx.post(f"{shared.url}/_workers/corrupt", json=body)
+    answer = httpx.post(f"{shared.url}/_workers/corrupt", json=body, auth=shared.auth)
     assert answer.status_code == status and answer.json()["error"] == error
     assert shared.cluster_info()["repairs"]["queued"] == 0
 
@@ -31,7 +31,7 @@ def test_corrupt_reports_are_checked(shared, body, status, error):
 def test_a_report_for_an_old_version_queues_nothing(shared):
     httpx.put(f"{shared.url}/report/k", content=b"v")
     worker_id = shared.cluster_info()["workers"][0]["id"]
-    answer = httpx.post(f"{shared.url}/_workers/corrupt", json={
+    answer = httpx.post(f"{shared.url}/_workers/corrupt", auth=shared.auth, json={
         "id": worker_id, "blobs": [{"key": "/report/k", "version": new_version()}]})
     assert answer.status_code == 202 and answer.json() == {"queued": 0}
 
@@ -46,7 +46,8 @@ def test_adopt_and_remove_name_a_worker_that_exists_and_is_in_the_right_state(sh
 
 @pytest.mark.parametrize("path, status", [("/check/not-a-blob", 400), ("/check/", 400)])
 def test_the_worker_check_route_refuses_bad_ids(shared, path, status):
-    answer = httpx.get(f"{shared.nodes[0].url}{path}")
+    answer = httpx.get(f"{shared.nodes[0].url}{path}", auth=shared.auth)
     assert answer.status_code == status and answer.json()["error"] == "bad_blob_id"
-    absent = httpx.get(f"{shared.nodes[0].url}/check/{blob_id('/none', new_version())}")
+    absent = httpx.get(f"{shared.nodes[0].url}/check/{blob_id('/none', new_version())}",
+                       auth=shared.auth)
     assert absent.status_code == 404 and absent.json()["error"] == "not_found"

@@ -21,7 +21,7 @@ def test_a_clone_holds_and_serves_the_same_data(make_cluster):
     cloned = {b["blob"]: b["md5"] for b in cluster.worker_blobs(copy)}
     assert cloned == original and len(cloned) == len(values)
     for blob in cloned:
-        assert httpx.get(f"{copy.url}/blob/{blob}").status_code == 200
+        assert httpx.get(f"{copy.url}/blob/{blob}", auth=cluster.auth).status_code == 200
     # The master knows: with every other worker stopped, reads are served by the clone.
     for node in cluster.nodes[:3]:
         node.stop()

@@ -9,9 +9,9 @@ from jobs import holders, run_job
 from kittenfs.placement import blob_id, new_version
 
 
-def put_blob(node_url: str, key: str, version: str, value: bytes) -> str:
+def put_blob(cluster, node_url: str, key: str, version: str, value: bytes) -> str:
     blob = blob_id(key, version)
-    answer = httpx.put(f"{node_url}/blob/{blob}", content=value,
+    answer = httpx.put(f"{node_url}/blob/{blob}", content=value, auth=cluster.auth,
                        headers={"X-Kfs-Key": key.replace("/", "%2F"), "X-Kfs-Version": version})
     assert answer.status_code == 201, answer.text
     return blob
@@ -31,9 +31,9 @@ def test_gc_removes_orphans_and_nothing_else(make_cluster):
     info = {w["index"]: w["url"] for w in cluster.cluster_info()["workers"]}
     live_blob = next(b for b in before[info[next(iter(held["/gc/3"]))]] if b["key"] == "/gc/3")
     orphans = [
-        (info[0], put_blob(info[0], "/never/written", new_version(), b"orphan one")),
-        (info[1], put_blob(info[1], "/gc/1", new_version(), os.urandom(90_000))),  # old version
-        (info[outsider], put_blob(info[outsider], "/gc/3", live_blob["version"],
+        (info[0], put_blob(cluster, info[0], "/never/written", new_version(), b"orphan one")),
+        (info[1], put_blob(cluster, info[1], "/gc/1", new_version(), os.urandom(90_000))),  # old version
+        (info[outsider], put_blob(cluster, info[outsider], "/gc/3", live_blob["version"],
                                   values["/gc/3"])),  # the live version, on a non-replica
     ]
     waiting = run_job(cluster, "gc")  # the default grace: an hour
@@ -47,7 +47,7 @@ def test_gc_removes_orphans_and_nothing_else(make_cluster):
     after = {node.url: cluster.worker_blobs(node) for node in cluster.nodes}
     assert after == before  # exactly the orphans went; every referenced blob stayed
     for url, blob in orphans:
-        assert httpx.get(f"{url}/blob/{blob}").status_code == 404
+        assert httpx.get(f"{url}/blob/{blob}", auth=cluster.auth).status_code == 404
     purge = run_job(cluster, "gc", grace=0, purge_unlinked=True)
     assert purge["fixed"]["unlinked_purged"] == 1 and "orphans" not in purge["found"]
     assert httpx.get(f"{cluster.url}/gc/unlinked", params={"unlinked": ""}).json()["keys"] == []

@@ -28,7 +28,7 @@ def test_metrics_parse_and_their_counters_move(cluster):
             assert len(http.get(f"/m/{i}").content) == 100_000
         assert http.get("/m/missing").status_code == 404
     # Redirected reads pick a replica at random; this one is worker 0's for certain.
-    assert len(httpx.get(cluster.blob_url("/m/0", node=0), timeout=30).content) == 100_000
+    assert len(httpx.get(cluster.blob_url("/m/0", node=0), timeout=30, auth=cluster.auth).content) == 100_000
     run_job(cluster, "repair")
     after = samples(cluster.url)
     worker_after = samples(cluster.nodes[0].url)

@@ -33,6 +33,7 @@ def test_rebuild_restores_every_key_with_the_same_md5(make_cluster, tmp_path):
     rebuilt_dir = tmp_path / "rebuilt"
     done = subprocess.run(
         [sys.executable, "-m", "kittenfs", "rebuild", "--data", str(rebuilt_dir),
+         "--cluster-secret-file", str(cluster.root / "cluster.secret"),
          *[arg for node in cluster.nodes for arg in ("--worker", node.url)]],
         capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -45,6 +46,7 @@ def test_rebuild_restores_every_key_with_the_same_md5(make_cluster, tmp_path):
             record.version, record.size, record.md5, set(record.replicas)), key
     again = subprocess.run(
         [sys.executable, "-m", "kittenfs", "rebuild", "--data", str(rebuilt_dir),
+         "--cluster-secret-file", str(cluster.root / "cluster.secret"),
          "--worker", cluster.nodes[0].url], capture_output=True, text=True, check=False)
     assert again.returncode == 1 and "exists" in again.stderr
     # The master's disk is lost: it starts on the rebuilt index, and every key reads back.

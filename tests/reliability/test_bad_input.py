@@ -20,7 +20,7 @@ NESTED = b"[" * 100_000
                                   "/_workers/corrupt", "/_jobs/rebalance", "/_jobs/repair",
                                   "/_jobs/gc", "/_workers/0/drain"])
 def test_deeply_nested_json_gets_400_on_every_control_route(shared, path):
-    answer = httpx.post(f"{shared.url}{path}", content=NESTED)
+    answer = httpx.post(f"{shared.url}{path}", content=NESTED, auth=shared.auth)
     assert answer.status_code == 400 and answer.json()["error"] == "bad_json", answer.text
     assert shared.cluster_info()["jobs"]["running"] is None
 
@@ -38,7 +38,7 @@ def test_job_options_refuse_nan_and_infinities(shared, body):
 def test_a_batch_manifest_nested_too_deeply_is_refused(shared):
     head = NESTED
     answer = httpx.post(f"{shared.nodes[0].url}/batch",
-                        content=len(head).to_bytes(4, "big") + head)
+                        content=len(head).to_bytes(4, "big") + head, auth=shared.auth)
     assert answer.status_code == 400 and answer.json()["error"] == "bad_batch"
 
 
@@ -47,16 +47,19 @@ def test_a_batch_with_an_oversized_key_is_refused_whole(shared):
     good = batch.PutOp(blob_id("/batch/good", version), "/batch/good", version, b"fine")
     long_key = "/" + "k" * 70_000
     bad = batch.PutOp(blob_id(long_key, version), long_key, version, b"")
-    answer = httpx.post(f"{shared.nodes[0].url}/batch", content=batch.encode([good, bad]))
+    answer = httpx.post(f"{shared.nodes[0].url}/batch", content=batch.encode([good, bad]),
+                        auth=shared.auth)
     assert answer.status_code == 400 and answer.json()["error"] == "bad_batch", answer.text
-    assert httpx.get(f"{shared.nodes[0].url}/blob/{good.blob}").status_code == 404
+    assert httpx.get(f"{shared.nodes[0].url}/blob/{good.blob}",
+                     auth=shared.auth).status_code == 404
 
 
 def test_raw_bytes_in_x_kfs_key_get_400(shared):
     version = new_version()
     status, _, content = raw_request(
         shared.nodes[0].url, "PUT", f"/blob/{blob_id('/x', version)}",
-        {"X-Kfs-Key": "\xff\xfe", "X-Kfs-Version": version}, b"data")
+        {"X-Kfs-Key": "\xff\xfe", "X-Kfs-Version": version,
+         **shared.signed("PUT", f"/blob/{blob_id('/x', version)}")}, b"data")
     assert status == 400 and b"bad_key" in content
 
 
@@ -80,7 +83,9 @@ def test_a_second_worker_on_a_data_dir_in_use_stops_before_touching_it(cluster):
     host, port = node.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as conn:
         conn.sendall((f"PUT /blob/{blob} HTTP/1.1\r\nHost: x\r\nX-Kfs-Key: %2Fin-flight\r\n"
-                      f"X-Kfs-Version: {version}\r\nContent-Length: {len(value)}\r\n\r\n"
+                      f"X-Kfs-Version: {version}\r\nContent-Length: {len(value)}\r\n"
+                      + "".join(f"{k}: {v}\r\n" for k, v in cluster.signed("PUT", f"/blob/{blob}").items())
+                      + "\r\n"
                       ).encode() + value[:200_000])
         tmp = cluster.root / "worker-0" / "tmp"
         deadline = time.monotonic() + 20
@@ -98,7 +103,7 @@ def test_a_second_worker_on_a_data_dir_in_use_stops_before_touching_it(cluster):
         conn.sendall(value[200_000:])
         answer = conn.recv(65536)
     assert answer.startswith(b"HTTP/1.1 201"), answer
-    assert httpx.get(f"{node.url}/blob/{blob}").content == value
+    assert httpx.get(f"{node.url}/blob/{blob}", auth=cluster.auth).content == value
 
 
 def test_a_second_master_on_a_data_dir_in_use_stops(cluster):

@@ -8,9 +8,9 @@ import socket
 
 import httpx
 import pytest
-from rawhttp import raw_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rawhttp import raw_request
 
 METHODS = ["GET", "HEAD", "PUT", "DELETE", "UNLINK", "POST", "PATCH", "OPTIONS", "PROPFIND"]
 SAFE_METHODS = ["GET", "HEAD", "OPTIONS", "PATCH", "PROPFIND", "POST"]
@@ -67,11 +67,16 @@ def test_random_writes_under_a_scratch_prefix_never_touch_other_keys(shared, sto
             assert got.status_code == 200 and got.content == value, key
 
 
-@given(method=st.sampled_from(METHODS), tail=st.text(max_size=80), range_header=RANGES)
-def test_random_requests_to_a_worker_are_answered_sanely(shared, method, tail, range_header):
+@given(method=st.sampled_from(METHODS), tail=st.text(max_size=80), range_header=RANGES,
+       signed=st.booleans())
+def test_random_requests_to_a_worker_are_answered_sanely(shared, method, tail, range_header,
+                                                         signed):
+    """Signed as the master signs (so the routes behind the guard are reached) or not."""
     raw = "/" + "".join(c if c.isascii() and c.isprintable() and c != " " else
                         f"%{ord(c) % 256:02x}" for c in tail)
     headers = {"Range": range_header} if range_header else {}
+    if signed:
+        headers.update(shared.signed(method, raw))
     status, fields, content = raw_request(shared.nodes[0].url, method, raw, headers, b"")
     assert_sane(status, fields, content, method)
 

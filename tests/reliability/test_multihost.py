@@ -20,6 +20,9 @@ pytestmark = pytest.mark.skipif(unavailable() is not None,
                                 reason=f"multi-host tests: {unavailable()} (ip netns)")
 
 WORKERS = 4
+#: Off loopback a master needs auth and a cluster secret: these hosts run with both.
+TOKEN = "multihost-admin-" + os.urandom(8).hex()
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class Hosts(Network):
@@ -47,14 +50,18 @@ class Hosts(Network):
 @pytest.fixture
 def hosts(tmp_path):
     net = Hosts(tmp_path, 1 + WORKERS)
+    secret = tmp_path / "cluster.secret"
+    secret.write_text(os.urandom(24).hex())
     try:
         master = f"http://{net.address(0)}:3000"
         net.run(0, "master", "--host", net.address(0), "--port", "3000", "--data",
-                str(tmp_path / "master"), "--down-after", "2", "--replaced-grace", "0.5")
+                str(tmp_path / "master"), "--down-after", "2", "--replaced-grace", "0.5",
+                "--cluster-secret-file", str(secret), "--admin-token", TOKEN)
         wait(lambda: httpx.get(f"{master}/health", timeout=1).status_code == 200, 20)
         for w in range(WORKERS):
             net.run(1 + w, "worker", "--master", master, "--host", net.address(1 + w),
-                    "--port", "3001", "--data", str(tmp_path / f"worker-{w}"))
+                    "--port", "3001", "--data", str(tmp_path / f"worker-{w}"),
+                    "--cluster-secret-file", str(secret))
             wait(lambda w=w: len(up(master)) == w + 1, 20)
         yield net, master
     finally:
@@ -74,12 +81,12 @@ def wait(condition, timeout: float) -> None:
 
 
 def up(master: str) -> list[int]:
-    workers = httpx.get(f"{master}/_cluster", timeout=5).json()["workers"]
+    workers = httpx.get(f"{master}/_cluster", timeout=5, headers=AUTH).json()["workers"]
     return [w["index"] for w in workers if w["state"] == "up"]
 
 
 def index_of(master: str, address: str) -> int:
-    workers = httpx.get(f"{master}/_cluster", timeout=5).json()["workers"]
+    workers = httpx.get(f"{master}/_cluster", timeout=5, headers=AUTH).json()["workers"]
     return next(w["index"] for w in workers if address in w["url"])
 
 
@@ -91,7 +98,7 @@ class Writer(threading.Thread):
         self.master, self.acked, self.stop = master, {}, threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.master, timeout=15) as http:
+        with httpx.Client(base_url=self.master, timeout=15, headers=AUTH) as http:
             for i in range(2000):
                 if self.stop.is_set():
                     return
@@ -104,7 +111,8 @@ class Writer(threading.Thread):
 
 
 def check_all(master: str, acked: dict[str, bytes]) -> None:
-    with httpx.Client(base_url=master, timeout=30) as http:
+    with httpx.Client(base_url=master, timeout=30, headers=AUTH) as http:
+        assert httpx.get(f"{master}/_cluster", timeout=5).status_code == 401  # auth is on
         started = http.post("/_jobs/repair").json()
         wait(lambda: http.get(f"/_jobs/{started['id']}").json()["state"] == "done", 60)
         health = http.get("/_cluster", params={"keys": "1"}).json()["keys"]

@@ -10,12 +10,15 @@ from typing import TypeVar
 import pytest
 
 from kittenfs.placement import blob_id, blob_relpath, new_version
-from kittenfs.records import BlobHeader, BlobMeta
+from kittenfs.records import BLOCK_DIGEST, BlobHeader, BlobMeta, block_digest
 from kittenfs.worker.blobstore import (
+    BLOCK_SIZE,
     DEFAULT_INLINE_MAX,
+    BlobExists,
     BlobStore,
     CorruptBlob,
     SizeMismatch,
+    read_checked,
 )
 
 T = TypeVar("T")
@@ -61,6 +64,12 @@ def run(tmp_path: Path, body: Callable[[BlobStore], Awaitable[T]], **kwargs: int
         finally:
             await store.close()
     return asyncio.run(main())
+
+
+def read_all(store: BlobStore, blob: str, meta: BlobMeta) -> bytes:
+    """Return a file blob's value as a read serves it: every block checked."""
+    where = store.locate_file(blob, meta)
+    return b"".join(read_checked(where, 0, where.size))
 
 
 def assert_nothing_kept(store: BlobStore, blob: str) -> None:
@@ -118,10 +127,7 @@ def test_inline_boundary(tmp_path: Path) -> None:
         assert meta_at.inline and not store.path(at).exists()
         assert store.read_inline(at, meta_at) == value(INLINE_MAX)
         assert not meta_over.inline and store.path(over).is_file()
-        where = store.locate_file(over, meta_over, verify=True)
-        with where.path.open("rb") as handle:
-            handle.seek(where.offset)
-            assert handle.read() == value(INLINE_MAX + 1)
+        assert read_all(store, over, meta_over) == value(INLINE_MAX + 1)
 
     run(tmp_path, body)
 
@@ -168,17 +174,18 @@ def test_large_value_is_a_file(tmp_path: Path) -> None:
         assert files_under(store.tmp_dir) == []
 
         raw = path.read_bytes()
-        assert BlobHeader.unpack(raw) == BlobHeader(key, version, len(data), meta.md5)
-        offset = BlobHeader.length(key)
-        assert len(raw) == offset + len(data)
-        assert raw[offset:] == data
+        header = BlobHeader(key, version, len(data), meta.md5, BLOCK_SIZE)
+        assert BlobHeader.unpack(raw) == header
+        offset = BlobHeader.length(key, BLOCK_SIZE)
+        # format 2: header, value, then one digest per block (here one block)
+        assert len(raw) == offset + len(data) + BLOCK_DIGEST.size
+        assert raw[offset:offset + len(data)] == data
+        assert raw[offset + len(data):] == block_digest(data)
 
-        where = store.locate_file(blob, meta, verify=True)
+        where = store.locate_file(blob, meta)
         assert (where.path, where.offset, where.size) == (path, offset, len(data))
-        with where.path.open("rb") as handle:
-            handle.seek(where.offset)
-            assert handle.read(where.size) == data
-        assert store.locate_file(blob, meta, verify=False) == where
+        assert b"".join(read_checked(where, 0, len(data))) == data
+        assert b"".join(read_checked(where, 100, 50)) == data[100:150]
 
     run(tmp_path, body)
 
@@ -190,8 +197,7 @@ def test_one_big_chunk(tmp_path: Path) -> None:
     async def body(store: BlobStore) -> None:
         meta = await store.put(blob, "/one", version, chunked(data, len(data)))
         assert not meta.inline and meta.md5 == hashlib.md5(data).hexdigest()
-        where = store.locate_file(blob, meta, verify=True)
-        assert store.path(blob).read_bytes()[where.offset:] == data
+        assert read_all(store, blob, meta) == data
 
     run(tmp_path, body)
 
@@ -208,8 +214,7 @@ def test_values_survive_reopen(tmp_path: Path) -> None:
         assert store.meta(small) == meta_small
         assert store.meta(large) == meta_large
         assert store.read_inline(small, meta_small) == b"tiny"
-        where = store.locate_file(large, meta_large, verify=True)
-        assert store.path(large).read_bytes()[where.offset:] == value(4000)
+        assert read_all(store, large, meta_large) == value(4000)
 
     meta_small, meta_large = run(tmp_path, write)
     run(tmp_path, read)
@@ -284,7 +289,7 @@ def test_failed_upload_leaves_earlier_blobs_alone(tmp_path: Path) -> None:
         assert files_under(store.tmp_dir) == []
         assert files_under(store.blobs_dir) == [store.path(good)]
         assert (store.key_count, store.bytes_used) == (1, 3000)
-        store.locate_file(good, meta, verify=True)
+        assert read_all(store, good, meta) == value(3000)
 
     run(tmp_path, body)
 
@@ -292,44 +297,114 @@ def test_failed_upload_leaves_earlier_blobs_alone(tmp_path: Path) -> None:
 # --- corruption ---------------------------------------------------------------------------
 
 
-def test_flipped_byte_in_file_fails_verification(tmp_path: Path) -> None:
+def test_flipped_byte_in_file_fails_its_block(tmp_path: Path) -> None:
     blob, version = new_blob("/flip")
 
     async def body(store: BlobStore) -> None:
         meta = await store.put(blob, "/flip", version, chunked(value(5000)))
-        where = store.locate_file(blob, meta, verify=True)
+        where = store.locate_file(blob, meta)
         with store.path(blob).open("r+b") as handle:
             handle.seek(where.offset + 2500)
             byte = handle.read(1)
             handle.seek(where.offset + 2500)
             handle.write(bytes((byte[0] ^ 0x01,)))
+        # The header and length still match: the damage shows when the block is read.
+        assert store.locate_file(blob, meta) == where
+        with pytest.raises(CorruptBlob, match="block 0"):
+            read_all(store, blob, meta)
         with pytest.raises(CorruptBlob):
-            store.locate_file(blob, meta, verify=True)
-        # Without verify only the header and size are checked (ranges, HEAD, huge values).
-        assert store.locate_file(blob, meta, verify=False) == where
+            store.check(blob)
 
     run(tmp_path, body)
 
 
-def test_values_over_verify_max_are_not_hashed(tmp_path: Path) -> None:
-    blob, version = new_blob("/huge")
+def test_only_the_blocks_a_read_covers_are_read_and_checked(tmp_path: Path) -> None:
+    """A value of 3 1/2 blocks with a flipped byte in block 2: a range in blocks 0-1 is
+    served; one that reaches block 2 yields blocks 0 and 1, then fails, never bad bytes."""
+    blob, version = new_blob("/blocks")
+    data = os.urandom(3 * BLOCK_SIZE + BLOCK_SIZE // 2)
 
     async def body(store: BlobStore) -> None:
-        meta = await store.put(blob, "/huge", version, chunked(value(5000)))
+        meta = await store.put(blob, "/blocks", version, chunked(data, 100_000))
+        where = store.locate_file(blob, meta)
+        assert where.header.blocks == 4
+        with store.path(blob).open("r+b") as handle:
+            handle.seek(where.offset + 2 * BLOCK_SIZE + 7)
+            handle.write(b"\x00" if data[2 * BLOCK_SIZE + 7] else b"\x01")
+        span = b"".join(read_checked(where, 10, 2 * BLOCK_SIZE - 10))
+        assert span == data[10:2 * BLOCK_SIZE]
+        tail = b"".join(read_checked(where, 3 * BLOCK_SIZE + 5, 100))
+        assert tail == data[3 * BLOCK_SIZE + 5:3 * BLOCK_SIZE + 105]
+        served = []
+        with pytest.raises(CorruptBlob, match="block 2"):
+            for piece in read_checked(where, 0, len(data)):
+                served.append(piece)
+        assert b"".join(served) == data[:2 * BLOCK_SIZE]
+
+    run(tmp_path, body)
+
+
+def test_a_damaged_digest_table_fails_its_block(tmp_path: Path) -> None:
+    blob, version = new_blob("/table")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/table", version, chunked(value(5000)))
         path = store.path(blob)
         raw = bytearray(path.read_bytes())
-        raw[-1] ^= 0xFF
+        raw[-1] ^= 0xFF  # the last byte of the last block's digest
         path.write_bytes(raw)
-        where = store.locate_file(blob, meta, verify=True)  # too big to hash every read
-        assert where.size == 5000
+        with pytest.raises(CorruptBlob):
+            read_all(store, blob, meta)
 
-    run(tmp_path, body, verify_max=4999)
+    run(tmp_path, body)
 
 
-@pytest.mark.parametrize("verify", [False, True])
+def test_format_1_files_are_still_read_and_checked_by_md5(tmp_path: Path) -> None:
+    """A blob file written before block digests (format 1: header, value, nothing after)."""
+    blob, version = new_blob("/old")
+    data = value(7000)
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/old", version, chunked(data))
+        header = BlobHeader("/old", version, len(data), meta.md5)  # format 1
+        store.path(blob).write_bytes(header.pack() + data)
+        where = store.locate_file(blob, meta)
+        assert where.header.block_size == 0
+        assert b"".join(read_checked(where, 0, len(data), piece=1000)) == data
+        assert b"".join(read_checked(where, 6000, 1000)) == data[6000:]
+        assert store.check(blob) == meta
+        store.path(blob).write_bytes(header.pack() + data[:-1] + b"?")
+        with pytest.raises(CorruptBlob, match="MD5"):
+            b"".join(read_checked(store.locate_file(blob, meta), 0, 10))
+
+    run(tmp_path, body)
+
+
+def test_a_blob_is_never_overwritten_with_other_bytes(tmp_path: Path) -> None:
+    """Once stored, a blob id's bytes never change: other bytes are refused (409 on the
+    wire), the same bytes again are taken (a repair replacing a damaged copy)."""
+    blob, version = new_blob("/once")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/once", version, chunked(value(5000)))
+        with pytest.raises(BlobExists):
+            await store.put(blob, "/once", version, chunked(value(5000, seed=1)))
+        with pytest.raises(BlobExists):
+            await store.put(blob, "/once", version, chunked(b"tiny"))
+        assert read_all(store, blob, meta) == value(5000)
+        assert files_under(store.tmp_dir) == []
+        path = store.path(blob)
+        path.write_bytes(path.read_bytes()[:-3])  # damaged
+        again = await store.put(blob, "/once", version, chunked(value(5000)))
+        assert (again.size, again.md5) == (meta.size, meta.md5)
+        assert read_all(store, blob, again) == value(5000)
+        assert (store.key_count, store.bytes_used) == (1, 5000)
+
+    run(tmp_path, body)
+
+
 @pytest.mark.parametrize("change", ["truncate", "extend", "remove", "empty", "header"])
-def test_damaged_file_is_corrupt_even_without_verify(
-        tmp_path: Path, verify: bool, change: str) -> None:
+def test_a_damaged_file_is_found_before_any_read(tmp_path: Path, change: str) -> None:
     blob, version = new_blob("/damaged")
 
     async def body(store: BlobStore) -> None:
@@ -347,7 +422,7 @@ def test_damaged_file_is_corrupt_even_without_verify(
         else:
             path.write_bytes(b"XXXX" + raw[4:])
         with pytest.raises(CorruptBlob):
-            store.locate_file(blob, meta, verify=verify)
+            store.locate_file(blob, meta)
 
     run(tmp_path, body)
 
@@ -362,7 +437,7 @@ def test_header_that_does_not_match_meta_is_corrupt(tmp_path: Path) -> None:
         # Another blob's file in this blob's place.
         os.replace(store.path(other), store.path(blob))
         with pytest.raises(CorruptBlob):
-            store.locate_file(blob, meta, verify=False)
+            store.locate_file(blob, meta)
         assert theirs.size == meta.size
 
     run(tmp_path, body)
@@ -375,10 +450,10 @@ def test_corrupt_key_bytes_in_header_are_corrupt(tmp_path: Path) -> None:
         meta = await store.put(blob, "/k", version, chunked(value(5000)))
         path = store.path(blob)
         raw = bytearray(path.read_bytes())
-        raw[BlobHeader.length("/k") - 1] = 0xFF  # the "k" of the key
+        raw[BlobHeader.length("/k", BLOCK_SIZE) - 1] = 0xFF  # the "k" of the key
         path.write_bytes(raw)
         with pytest.raises(CorruptBlob):
-            store.locate_file(blob, meta, verify=False)
+            store.locate_file(blob, meta)
 
     run(tmp_path, body)
 
@@ -487,7 +562,7 @@ def test_leftover_tmp_files_are_removed_on_open(tmp_path: Path) -> None:
         assert files_under(store.blobs_dir) == [store.path(blob)]
         meta = store.meta(blob)
         assert meta is not None
-        store.locate_file(blob, meta, verify=True)
+        assert read_all(store, blob, meta) == value(3000)
 
     run(tmp_path, check)
 

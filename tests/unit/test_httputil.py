@@ -190,7 +190,7 @@ def test_etag_matches(header: str) -> None:
     MD5,  # unquoted is not an entity tag
     f'"{MD5.upper()}"',  # entity tags are compared byte for byte
     f'"{MD5}x"',
-    f'"other", W/"another"',
+    '"other", W/"another"',
     "**",
     f'w/"{MD5}"',  # the weak marker is a case-sensitive "W/"
 ])

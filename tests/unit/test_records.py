@@ -20,6 +20,7 @@ from kittenfs.records import (
     IndexRecord,
     RecordError,
     WorkerInfo,
+    block_digest,
     decode,
     encode,
 )
@@ -159,7 +160,39 @@ def test_blob_header_golden_bytes() -> None:
         b"17979cfe3d85cd1501020304"  # version, ASCII
         b"/cats/tom.jpg"  # key, UTF-8
     )
-    assert BLOB_MAGIC == b"KFSB" and BLOB_FORMAT == 1
+    assert BLOB_MAGIC == b"KFSB"
+
+
+def test_blob_header_format_2_golden_bytes() -> None:
+    # GOLDEN: format 2 (written since block digests) adds the block size before the key.
+    header = BlobHeader("/cats/tom.jpg", VERSION, 5, MD5_HELLO, 262144)
+    assert header.pack() == (
+        b"KFSB"  # magic
+        b"\x02"  # format
+        b"\x00"  # flags
+        b"\x00\x0d"  # key length 13, big-endian
+        b"\x00\x00\x00\x00\x00\x00\x00\x05"  # size 5, big-endian
+        b"]A@*\xbcK*v\xb9q\x9d\x91\x10\x17\xc5\x92"  # md5 digest, raw
+        b"17979cfe3d85cd1501020304"  # version, ASCII
+        b"\x00\x04\x00\x00"  # block size 262144, big-endian
+        b"/cats/tom.jpg"  # key, UTF-8
+    )
+    assert BLOB_FORMAT == 2
+    assert (header.data_offset, header.blocks, header.file_size) == (73, 1, 73 + 5 + 8)
+    assert BlobHeader.unpack(header.pack()) == header
+
+
+def test_block_digest_golden() -> None:
+    # GOLDEN: the xxh3-64 of each block, big-endian, as stored in the table after the value.
+    assert block_digest(b"") == bytes.fromhex("2d06800538d394c2")
+    assert block_digest(b"hello") == bytes.fromhex("9555e8555c62dcfd")
+
+
+@pytest.mark.parametrize("size, blocks", [(0, 0), (1, 1), (4, 1), (5, 2), (8, 2), (9, 3)])
+def test_a_value_has_one_digest_per_started_block(size: int, blocks: int) -> None:
+    header = BlobHeader("/k", VERSION, size, MD5_HELLO, 4)
+    assert header.blocks == blocks
+    assert header.file_size == header.data_offset + size + 8 * blocks
 
 
 @pytest.mark.parametrize("header", [
@@ -180,7 +213,8 @@ def test_blob_header_length() -> None:
     assert BlobHeader.length("/cats/tom.jpg") == FIXED + 13
     assert BlobHeader.length("/kätzchen") == FIXED + len("/kätzchen".encode()) == FIXED + 10
     assert BlobHeader.length("/🐱") == FIXED + 5
-    assert MAX_HEADER_LENGTH == FIXED + 1024
+    assert BlobHeader.length("/cats/tom.jpg", 4096) == FIXED + 4 + 13
+    assert MAX_HEADER_LENGTH == FIXED + 4 + 1024
 
 
 def test_blob_header_non_ascii_key_length_is_in_bytes() -> None:
@@ -196,9 +230,17 @@ def test_blob_header_bad_magic(magic: bytes) -> None:
         BlobHeader.unpack(magic + HEADER.pack()[4:])
 
 
-def test_blob_header_bad_format() -> None:
+@pytest.mark.parametrize("fmt", [0, 3, 255])
+def test_blob_header_bad_format(fmt: int) -> None:
     packed = bytearray(HEADER.pack())
-    packed[4] = 2
+    packed[4] = fmt
+    with pytest.raises(RecordError):
+        BlobHeader.unpack(bytes(packed))
+
+
+def test_a_format_2_header_with_no_block_size_is_refused() -> None:
+    packed = bytearray(BlobHeader("/k", VERSION, 5, MD5_HELLO, 4096).pack())
+    packed[FIXED:FIXED + 4] = bytes(4)
     with pytest.raises(RecordError):
         BlobHeader.unpack(bytes(packed))
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ..httputil import HTTPProblem, json_object
 from . import replica_io
+from .access import Need
 from .converge import DEFAULT_CONCURRENCY, Converger
 from .gc import DEFAULT_GRACE, Collector
 from .jobs import Job, Throttle
@@ -28,9 +29,12 @@ from .state import MasterState
 KINDS = {"rebalance": False, "repair": True}
 
 
-async def dispatch_jobs(request: web.Request, state: MasterState, rest: str) -> web.Response:
-    """Route ``/_jobs`` and ``/_jobs/<...>``; ``rest`` is the path after ``/_jobs``."""
-    name = rest.lstrip("/")
+async def dispatch_jobs(request: web.Request, state: MasterState, rest: str,
+                        need: Need) -> web.Response:
+    """Route ``/_jobs`` and ``/_jobs/<...>`` for a caller with ``need``; ``rest`` is the path
+    after ``/_jobs/``."""
+    state.access.authorize(request, need)
+    name = rest
     if not name:
         if request.method != "GET":
             raise HTTPProblem(405, "method_not_allowed", "/_jobs accepts GET", Allow="GET")
@@ -79,12 +83,14 @@ def start_gc(state: MasterState, options: dict[str, Any]) -> Job:
     return state.jobs.start("gc", options, body)
 
 
-async def dispatch_workers(request: web.Request, state: MasterState, rest: str) -> web.Response:
-    """Route ``/_workers/<i>/drain`` and ``/_workers/<i>``; ``rest`` is the part after
-    ``/_workers/``."""
+async def dispatch_workers(request: web.Request, state: MasterState, rest: str,
+                           need: Need) -> web.Response:
+    """Route ``/_workers/<i>/drain`` and ``/_workers/<i>`` for a caller with ``need`` (a
+    worker may ask to be adopted itself); ``rest`` is the part after ``/_workers/``."""
     text, _, action = rest.partition("/")
     if not (text.isascii() and text.isdigit()) or action not in ("", "drain", "adopt"):
         raise HTTPProblem(404, "no_such_route", f"/_workers/{rest} is not a route")
+    state.access.authorize(request, Need.MEMBER_OR_ADMIN if action == "adopt" else need)
     index = int(text)
     if action == "drain" and request.method == "POST":
         options = await _options(request)

@@ -31,7 +31,7 @@ def build_app(config: MasterConfig) -> web.Application:
 
 def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
     async def context(app: web.Application) -> AsyncIterator[None]:
-        session = new_session(config.replica_timeout)
+        session = new_session(config.replica_timeout, config.cluster_key)
         state = await MasterState.open(config, session)
         app["state"] = state
         tasks = [asyncio.create_task(state.store.reap_forever()),

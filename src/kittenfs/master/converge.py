@@ -36,6 +36,7 @@ import aiohttp
 from ..placement import blob_id
 from ..records import IndexRecord
 from . import replica_io
+from .damage import Damage
 from .index import HELD, Space
 from .jobs import Job, Throttle
 from .membership import NotEnoughWorkers
@@ -254,7 +255,8 @@ def _count_found(job: Job, record: IndexRecord, plan: Plan) -> None:
 
 
 class RepairQueue:
-    """Keys reported corrupt by a worker's scrub, repaired in the background one by one.
+    """Keys with damaged replicas (reported corrupt by a worker, or found missing by a read),
+    repaired in the background one by one.
 
     Its counters (a Job that never ends) show in ``/_cluster`` under ``repairs``.
     """
@@ -264,6 +266,9 @@ class RepairQueue:
         self.keys: set[str] = set()
         self.wakeup = asyncio.Event()
         self.job = Job("scrub-repairs", {})
+        self.damage = Damage(
+            lambda worker, record: converger.store.copy_state(worker, record, deep=False),
+            self.add)
 
     def add(self, keys: list[str]) -> None:
         """Queue keys for a deep repair."""
@@ -282,6 +287,7 @@ class RepairQueue:
                 try:
                     if found is not None:
                         await self.converger.converge(self.job, *found, True, False)
+                    self.damage.repaired(key)
                 except Exception as exc:  # noqa: BLE001 - reported; the scrub finds it again
                     self.job.error(f"{key}: {type(exc).__name__}: {exc}")
                 self.job.items_done += 1

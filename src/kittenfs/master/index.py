@@ -10,7 +10,9 @@ Key spaces (docs/format.md), each ordered by the bytes after its prefix:
 - ``d:<blob>@<worker>``  garbage of one replica, left by a move (rebalance, repair)
 - ``w:<index>`` registered worker -> WorkerInfo
 - ``x:<index>`` worker being drained -> b"draining" (new replicas avoid it)
+- ``a:<access key>``  a credential -> Credential (no secret: it derives from master.key)
 - ``c:id``      this master's id
+- ``c:cluster`` the id of this master's cluster (workers bind to it)
 - ``c:next_worker``  the next worker index to give: indices are never reused
 
 A key's state is the space its record is in.  Every change is one synced batch, so a crash
@@ -24,6 +26,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from enum import Enum
 
+from ..credentials import Credential
 from ..keys import encode_key
 from ..ldb import SyncedDB
 from ..placement import blob_id
@@ -227,8 +230,11 @@ class Index:
         raw = self.db.get(b"c:next_worker")
         return int(raw) if raw else max((w.index + 1 for w in self.workers()), default=0)
 
-    async def load(self, records: list[IndexRecord], workers: list[WorkerInfo]) -> None:
-        """Write a rebuilt index's live records and workers, in synced batches."""
+    async def load(self, records: list[IndexRecord], workers: list[WorkerInfo],
+                   cluster: str | None) -> None:
+        """Write a rebuilt index's live records, workers and cluster id, in synced batches."""
+        if cluster is not None:
+            await self.cluster_id(cluster)
         for info in workers:
             await self.save_worker(info)
         for start in range(0, len(records), 1000):
@@ -250,13 +256,41 @@ class Index:
         """Forget a worker: its registration and its drain mark."""
         await self.db.write(deletes=[b"w:%08d" % index, b"x:%08d" % index])
 
+    def credential(self, access_key: str) -> Credential | None:
+        """Return the credential with this access key, or None."""
+        raw = self.db.get(b"a:" + access_key.encode("ascii", "replace"))
+        return None if raw is None else decode(Credential, raw)
+
+    def credentials(self) -> list[Credential]:
+        """Return every credential, by access key."""
+        return [decode(Credential, raw) for _, raw in self.db.scan(b"a:")]
+
+    async def save_credential(self, credential: Credential) -> None:
+        """Store a credential, durably."""
+        await self.db.write({b"a:" + credential.access_key.encode("ascii"): encode(credential)})
+
+    async def delete_credential(self, access_key: str) -> bool:
+        """Revoke a credential; return whether it existed."""
+        if self.credential(access_key) is None:
+            return False
+        await self.db.write(deletes=[b"a:" + access_key.encode("ascii")])
+        return True
+
     async def identity(self, new_id: str) -> str:
         """Return this master's id, storing ``new_id`` the first time."""
-        stored = self.db.get(b"c:id")
+        return await self._setting(b"c:id", new_id)
+
+    async def cluster_id(self, new_id: str) -> str:
+        """Return the id of this master's cluster, storing ``new_id`` the first time: workers
+        bind to it and refuse any other cluster's master (a rebuilt index keeps it)."""
+        return await self._setting(b"c:cluster", new_id)
+
+    async def _setting(self, name: bytes, first: str) -> str:
+        stored = self.db.get(name)
         if stored is not None:
             return stored.decode("ascii")
-        await self.db.write({b"c:id": new_id.encode("ascii")})
-        return new_id
+        await self.db.write({name: first.encode("ascii")})
+        return first
 
     async def close(self) -> None:
         """Close the database after queued writes."""

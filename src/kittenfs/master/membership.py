@@ -168,9 +168,15 @@ class Membership:
             self.draining.discard(index)
         log.info("worker %d %s", index, "is being drained" if draining else "takes replicas again")
 
-    def known(self, worker_id: str) -> bool:
-        """Return True if a worker with this id is registered."""
-        return worker_id in self._by_id
+    def is_at(self, worker_id: str, url: str) -> bool:
+        """Return True if the worker with this id is registered at this URL."""
+        state = self._by_id.get(worker_id)
+        return state is not None and state.info.url == url
+
+    def index_of(self, worker_id: str) -> int | None:
+        """Return the index of the worker with this id, or None if it is not registered."""
+        state = self._by_id.get(worker_id)
+        return None if state is None else state.info.index
 
     def require_up(self, index: int) -> None:
         """Raise 404 if worker ``index`` is not registered, 409 if it is down."""

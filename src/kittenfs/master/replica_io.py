@@ -19,11 +19,16 @@ from urllib.parse import quote
 import aiohttp
 
 from .. import batch
+from ..clusterauth import session_middlewares
+from ..signing import ClusterKey
 
 #: Chunk size when a value is copied from one worker to another.
 COPY_CHUNK = 256 * 1024
 #: Seconds to wait for a worker to accept a connection.
 CONNECT_TIMEOUT = 5.0
+#: Bytes of a worker's answer buffered before reading from it pauses (aiohttp buffers up to
+#: twice this): what a stream through the master holds of each replica.
+READ_BUFFER = 64 * 1024
 
 
 class ReplicaError(Exception):
@@ -49,14 +54,16 @@ def _talking_to(worker_url: str) -> Iterator[None]:
         raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}") from None
 
 
-def new_session(read_timeout: float) -> aiohttp.ClientSession:
-    """Return the master's pooled session to the workers.
+def new_session(read_timeout: float, key: ClusterKey | None) -> aiohttp.ClientSession:
+    """Return the master's pooled session to the workers, signing every request with the
+    cluster secret's ``key``.
 
     ``read_timeout`` bounds each wait for a worker's answer (not the whole transfer).
     """
     timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=read_timeout)
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
-    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False,
+                                 read_bufsize=READ_BUFFER, middlewares=session_middlewares(key))
 
 
 async def list_blobs(session: aiohttp.ClientSession, worker_url: str,

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import aiohttp
 
 from ..config import MasterConfig
+from .access import Access, load_master_key
 from .cache import ValueCache
 from .converge import Converger, RepairQueue
+from .damage import Damage
 from .index import Index, Space
 from .jobs import Jobs
 from .membership import Membership
@@ -28,7 +30,14 @@ class MasterState:
     started: float
     jobs: Jobs
     repairs: RepairQueue
+    access: Access
+    cluster_id: str
     url: str = ""
+
+    @property
+    def damage(self) -> Damage:
+        """The replicas known damaged, until the repair queue has replaced them."""
+        return self.repairs.damage
 
     @classmethod
     async def open(cls, config: MasterConfig, session: aiohttp.ClientSession) -> "MasterState":
@@ -36,23 +45,28 @@ class MasterState:
         config.data.mkdir(parents=True, exist_ok=True)
         index = Index(str(config.data / "index"))
         master_id = await index.identity(f"m-{uuid.uuid4().hex[:12]}")
+        cluster_id = await index.cluster_id(f"c-{uuid.uuid4().hex[:24]}")
+        access = Access(index, load_master_key(config.data), config.cluster_key,
+                        config.admin_token, config.anonymous)
         membership = Membership(index, config.replicas, config.down_after)
         cache = ValueCache(config.cache_bytes, config.cache_value_max)
         store = Store(index, membership, session, config.max_value_bytes, config.replica_timeout,
                       cache, config.replaced_grace)
         await store.recover()
         return cls(config, index, membership, store, session, master_id, time.time(), Jobs(),
-                   RepairQueue(Converger(store)))
+                   RepairQueue(Converger(store)), access, cluster_id)
 
     async def key_health(self) -> dict[str, int]:
-        """Count the keys, and those under-replicated (fewer than R replicas on up workers) or
+        """Count the keys, and those under-replicated (fewer than R good replicas on up workers) or
         misplaced (not on the workers placement prefers, e.g. written while one was down).
         Reads the whole index: this is for ``kittenfs status`` and metrics, not every request."""
         counts = {"live": 0, "unlinked": 0, "under_replicated": 0, "misplaced": 0}
         wanted = self.membership.replica_count()
         async for space, record in self.index.all_current():
             counts["live" if space is Space.LIVE else "unlinked"] += 1
-            if sum(self.membership.is_up(i) for i in record.replicas) < wanted:
+            damaged = self.damage.of(record)
+            if sum(self.membership.is_up(i) and i not in damaged
+                   for i in record.replicas) < wanted:
                 counts["under_replicated"] += 1
             if set(record.replicas) != self.membership.preferred(record.key):
                 counts["misplaced"] += 1
@@ -61,4 +75,5 @@ class MasterState:
     async def close(self) -> None:
         """Stop the running job, then close the index after queued writes."""
         await self.jobs.close()
+        await self.damage.close()
         await self.index.close()

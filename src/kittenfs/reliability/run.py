@@ -68,10 +68,11 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace, seed: int,
     nemesis = Nemesis(cluster, rng, faults)
     started = time.monotonic()
     history, _ = await asyncio.gather(
-        run_clients(cluster.url, args.clients, args.keys, args.duration, seed),
+        run_clients(cluster.url, args.clients, args.keys, args.duration, seed, cluster.headers),
         nemesis.run(args.duration, args.faults))
     healed = time.monotonic()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
+                                     headers=cluster.headers) as http:
         await _wait_workers(http, cluster)
         repair = await _repair(http, cluster.url)
         replicated = await _replicated(http, cluster.url, healed)

@@ -56,7 +56,8 @@ def run_soak(args: argparse.Namespace) -> int:
         finally:
             sampler.stop()
         report["memory_mib"] = sampler.summary()
-        report["open_files"] = {"start": sampler.files_at_start, "end": sampler.open_files()}
+        report["open_files"] = {"start": sampler.files_at_start,
+                                "end": sampler.open_files_settled()}
         report["index_mib"] = round(_tree_bytes(cluster.data / "master") / MiB, 1)
     text = json.dumps(report, indent=2)
     print(text)
@@ -179,6 +180,18 @@ class Sampler(threading.Thread):
     def open_files(self) -> dict[str, int]:
         return {name: len(list(Path(f"/proc/{pid}/fd").iterdir()))
                 for name, pid in self.pids.items()}
+
+    def open_files_settled(self, within: float = 15.0) -> dict[str, int]:
+        """Return the open descriptors once the client's connections, just closed, have been
+        closed by the servers too (each back within 16 of its start, or after ``within``
+        seconds): counted at once, a leak and a close still in flight look the same."""
+        deadline = time.monotonic() + within
+        while True:
+            files = self.open_files()
+            if (time.monotonic() > deadline or
+                    all(files[name] <= self.files_at_start[name] + 16 for name in files)):
+                return files
+            time.sleep(0.2)
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """Per process, resident memory (``rss``) and its anonymous part (``anon``: the heap,

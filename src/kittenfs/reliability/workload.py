@@ -29,13 +29,14 @@ def value_size(rng: random.Random) -> int:
     return rng.randint(low, high)
 
 
-async def run_clients(url: str, clients: int, keys: int, duration: float,
-                      seed: int) -> list[Op]:
-    """Run ``clients`` clients for ``duration`` seconds; return the whole history."""
+async def run_clients(url: str, clients: int, keys: int, duration: float, seed: int,
+                      headers: dict[str, str] | None = None) -> list[Op]:
+    """Run ``clients`` clients for ``duration`` seconds (sending ``headers``: a credential);
+    return the whole history."""
     history: list[Op] = []
     deadline = time.monotonic() + duration
     timeout = aiohttp.ClientTimeout(total=OP_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
         await asyncio.gather(*(
             _client(session, url, i, [f"/nemesis/{k}" for k in range(keys)], deadline,
                     random.Random(seed * 1000 + i), history)

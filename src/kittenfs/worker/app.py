@@ -12,22 +12,27 @@ from ..datadir import claim
 from ..server import new_app, serve, setup_logging
 from .blobstore import BlobStore
 from .clone import clone
-from .handlers import dispatch, worker_metrics
+from .guard import Guard
+from .handlers import GUARD, dispatch, worker_metrics
 from .heartbeat import ADOPT_MARKER, MasterLink
 from .identity import Identity
 from .scrub import scrub_forever
+from .serve import REPORT, STORE, ReportOnce
 
 log = logging.getLogger("kittenfs.worker")
 
 
-def build_app(config: WorkerConfig, store: BlobStore, identity: Identity) -> web.Application:
-    """Return a worker's application over an open blob store."""
+def build_app(config: WorkerConfig, store: BlobStore, identity: Identity,
+              link: MasterLink) -> web.Application:
+    """Return a worker's application over an open blob store and its link to the master."""
     app = new_app(worker_metrics(store), config.limits)
-    app["store"] = store
+    app[STORE] = store
+    app[GUARD] = Guard(config.cluster_key, config.public_reads)
+    app[REPORT] = ReportOnce(link.report_corrupt)
 
     def describe() -> dict[str, Any]:
-        return {"id": identity.id, "index": identity.index, "key_count": store.key_count,
-                "bytes_used": store.bytes_used}
+        return {"id": identity.id, "index": identity.index, "cluster": identity.cluster,
+                "key_count": store.key_count, "bytes_used": store.bytes_used}
 
     app["describe"] = describe
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
@@ -46,19 +51,19 @@ async def _main(config: WorkerConfig) -> None:
     identity = Identity.load(config.data)
     store = BlobStore(config.data, config.inline_max, config.verify_max, config.capacity)
     if config.clone_from is not None and identity.index is None:
-        await clone(config.master, config.clone_from, store, config.clone_rate)
+        await clone(config.master, config.clone_from, store, config.clone_rate,
+                    config.cluster_key)
         (config.data / ADOPT_MARKER).touch()
     elif config.clone_from is not None:
         log.info("--clone-from ignored: this worker is registered already (index %d)",
                  identity.index)
-    app = build_app(config, store, identity)
+    link = MasterLink(config.master, identity, store, config.data, config.heartbeat_interval,
+                      config.cluster_key)
+    app = build_app(config, store, identity, link)
     tasks: list[asyncio.Task[None]] = []
 
     async def listening(url: str) -> None:
-        advertised = (config.advertise or url).rstrip("/")
-        link = MasterLink(config.master, advertised, identity, store, config.data,
-                          config.heartbeat_interval)
-        tasks.append(asyncio.create_task(link.run()))
+        tasks.append(asyncio.create_task(link.run((config.advertise or url).rstrip("/"))))
         if config.scrub_rate > 0:
             tasks.append(asyncio.create_task(scrub_forever(
                 store, config.scrub_rate, config.scrub_interval, link.report_corrupt)))

@@ -22,18 +22,32 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+import xxhash
 
 from ..ldb import SyncedDB
 from ..locks import KeyLocks
 from ..placement import blob_relpath
-from ..records import MAX_HEADER_LENGTH, BlobHeader, BlobMeta, RecordError, decode, encode
+from ..records import (
+    BLOCK_DIGEST,
+    MAX_HEADER_LENGTH,
+    BlobHeader,
+    BlobMeta,
+    RecordError,
+    block_digest,
+    decode,
+    encode,
+)
 
 log = logging.getLogger("kittenfs.worker")
 
 #: Values up to this many bytes are stored inline in LevelDB (measured: docs/format.md).
 DEFAULT_INLINE_MAX = 64 * 1024
-#: File-backed values up to this size have their MD5 checked on every full read.
-DEFAULT_VERIFY_MAX = 4 * 1024 * 1024
+#: Bytes of a read checked before its response starts (the rest as it is sent).
+DEFAULT_VERIFY_MAX = 16 * 1024 * 1024
+#: Bytes per checksummed block of a blob file (format 2; docs/format.md says why this size).
+BLOCK_SIZE = 256 * 1024
 
 
 class CorruptBlob(Exception):
@@ -44,13 +58,25 @@ class SizeMismatch(Exception):
     """An upload carried more or fewer bytes than it announced."""
 
 
+class BlobExists(Exception):
+    """A blob of this id is held with other bytes: a blob, once stored, never changes."""
+
+
 @dataclass(frozen=True, slots=True)
 class BlobFile:
-    """Where a file-backed blob's value lies: ``size`` bytes at ``offset`` in ``path``."""
+    """A file-backed blob whose header matches its metadata: ``header.size`` bytes of value
+    at ``header.data_offset`` in ``path``."""
 
     path: Path
-    offset: int
-    size: int
+    header: BlobHeader
+
+    @property
+    def offset(self) -> int:
+        return self.header.data_offset
+
+    @property
+    def size(self) -> int:
+        return self.header.size
 
 
 def _meta_key(blob: str) -> bytes:
@@ -144,7 +170,8 @@ class BlobStore:
                     buffer += chunk
                     continue
                 if spill is None:
-                    spill = _Spill(self.tmp_dir / blob, BlobHeader.length(key))
+                    spill = _Spill(self.tmp_dir / blob, BlobHeader.length(key, BLOCK_SIZE),
+                                   BLOCK_SIZE)
                     spill.write(buffer)
                     buffer.clear()
                 spill.write(chunk)
@@ -152,21 +179,23 @@ class BlobStore:
                 raise SizeMismatch(f"{size} bytes arrived, {expected_size} were announced")
             meta = BlobMeta(key, version, size, digest.hexdigest(), spill is None,
                             int(time.time() * 1000))
-            if spill is not None:
-                await spill.finish(BlobHeader(key, version, size, meta.md5), self.path(blob),
-                                   self._durable_dirs)
-                spill = None
+            puts = {_meta_key(blob): encode(meta)}
+            if meta.inline:
+                puts[_value_key(blob)] = bytes(buffer)
+            async with self._locks.hold(blob):
+                old = self.meta(blob)
+                if old is not None and (old.size, old.md5) != (meta.size, meta.md5):
+                    raise BlobExists(f"blob {blob} is held with other bytes (MD5 {old.md5})")
+                if spill is not None:  # the same bytes again (a repair) replace a bad copy
+                    await spill.finish(BlobHeader(key, version, size, meta.md5, BLOCK_SIZE),
+                                       self.path(blob), self._durable_dirs)
+                    spill = None
+                await self.db.write(puts)
+                self._account(old, -1)
+                self._account(meta, +1)
         finally:
             if spill is not None:
                 spill.discard()
-        puts = {_meta_key(blob): encode(meta)}
-        if meta.inline:
-            puts[_value_key(blob)] = bytes(buffer)
-        async with self._locks.hold(blob):
-            old = self.meta(blob)
-            await self.db.write(puts)
-            self._account(old, -1)
-            self._account(meta, +1)
         return meta
 
     def _account(self, meta: BlobMeta | None, sign: int) -> None:
@@ -184,44 +213,41 @@ class BlobStore:
         return value
 
     def check(self, blob: str) -> BlobMeta | None:
-        """Return a blob's metadata once every byte has been checked against it; None if the
-        blob is not held.  Raise CorruptBlob if anything does not match.  (Blocking: it reads
-        the whole value; run it in a thread.)"""
+        """Return a blob's metadata once every byte has been checked against it (every block
+        digest and the MD5); None if the blob is not held.  Raise CorruptBlob if anything does
+        not match.  (Blocking: it reads the whole value; run it in a thread.)"""
         meta = self.meta(blob)
         if meta is None:
             return None
         if meta.inline:
             self.read_inline(blob, meta)
-        else:
-            self.locate_file(blob, meta, verify=True, verify_max=meta.size)
+            return meta
+        where = self.locate_file(blob, meta)
+        digest = hashlib.md5(usedforsecurity=False)
+        for piece in read_checked(where, 0, meta.size):
+            digest.update(piece)
+        if digest.hexdigest() != meta.md5:
+            raise CorruptBlob(f"blob {blob} fails its MD5 check")
         return meta
 
-    def locate_file(self, blob: str, meta: BlobMeta, verify: bool,
-                    verify_max: int | None = None) -> BlobFile:
-        """Return where a file-backed blob's value lies, after checking its header and size.
-
-        With ``verify`` (and a value up to ``verify_max`` bytes, by default the store's) its
-        MD5 is checked too.  Raise CorruptBlob if anything does not match the metadata.
-        """
+    def locate_file(self, blob: str, meta: BlobMeta) -> BlobFile:
+        """Return where a file-backed blob's value lies, once its header and length are
+        checked against its metadata; raise CorruptBlob if they do not match (or it is gone)."""
         path = self.path(blob)
         try:
             with path.open("rb") as handle:
                 header = BlobHeader.unpack(handle.read(MAX_HEADER_LENGTH))
-                offset = BlobHeader.length(header.key)
-                actual = os.fstat(handle.fileno()).st_size - offset
-                if (header.key, header.version, header.size, header.md5) != (
-                        meta.key, meta.version, meta.size, meta.md5):
-                    raise CorruptBlob(f"blob {blob}: header does not match its metadata")
-                if actual != meta.size:
-                    raise CorruptBlob(f"blob {blob}: {actual} bytes on disk, {meta.size} expected")
-                limit = self.verify_max if verify_max is None else verify_max
-                if verify and meta.size <= limit:
-                    handle.seek(offset)
-                    if hashlib.file_digest(handle, "md5").hexdigest() != meta.md5:
-                        raise CorruptBlob(f"blob {blob} fails its MD5 check")
+                length = os.fstat(handle.fileno()).st_size
+        except FileNotFoundError:
+            raise CorruptBlob(f"blob {blob}: its file is gone") from None
         except (OSError, RecordError) as exc:
             raise CorruptBlob(f"blob {blob}: {exc}") from None
-        return BlobFile(path, offset, meta.size)
+        if (header.key, header.version, header.size, header.md5) != (
+                meta.key, meta.version, meta.size, meta.md5):
+            raise CorruptBlob(f"blob {blob}: header does not match its metadata")
+        if length != header.file_size:
+            raise CorruptBlob(f"blob {blob}: {length} bytes on disk, {header.file_size} expected")
+        return BlobFile(path, header)
 
     async def delete(self, blob: str) -> bool:
         """Remove a blob (metadata, inline bytes and file); return whether it was held.
@@ -246,19 +272,44 @@ class BlobStore:
 
 
 class _Spill:
-    """A temp file that receives a large upload and becomes a blob file once durable."""
+    """A temp file that receives a large upload and becomes a blob file once durable: the
+    header (written last), the value, then the digest of every ``block_size`` bytes."""
 
-    def __init__(self, path: Path, header_length: int) -> None:
+    def __init__(self, path: Path, header_length: int, block_size: int) -> None:
         self.tmp = path.with_name(f"{path.name}.{os.urandom(4).hex()}")
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.lseek(self.fd, header_length, os.SEEK_SET)
+        self.block_size = block_size
+        self._block = xxhash.xxh3_64()
+        self._in_block = 0
+        self._digests = bytearray()
 
     def write(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
+        self._digest(view)
         while view:
             view = view[os.write(self.fd, view):]
 
+    def _digest(self, view: memoryview) -> None:
+        while view:
+            take = min(len(view), self.block_size - self._in_block)
+            self._block.update(view[:take])
+            self._in_block += take
+            view = view[take:]
+            if self._in_block == self.block_size:
+                self._end_block()
+
+    def _end_block(self) -> None:
+        self._digests += BLOCK_DIGEST.pack(self._block.intdigest())
+        self._block.reset()
+        self._in_block = 0
+
     async def finish(self, header: BlobHeader, final: Path, durable_dirs: set[Path]) -> None:
+        if self._in_block:
+            self._end_block()
+        table = memoryview(self._digests)
+        while table:
+            table = table[os.write(self.fd, table):]
         os.pwrite(self.fd, header.pack(), 0)
         fd, self.fd = self.fd, -1  # from here on the thread owns the descriptor
         await asyncio.to_thread(self._persist, fd, final, durable_dirs)
@@ -290,3 +341,56 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_checked(where: BlobFile, first: int, count: int,
+                 piece: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """Yield ``count`` bytes of a blob file's value from ``first``, each piece checked before
+    it is yielded; raise CorruptBlob at the first that fails.  (Blocking.)
+
+    Format 2: every block the span covers is read whole and checked against its digest.
+    Format 1 has no block digests: the whole value is checked against its MD5 first, then
+    read again (``piece`` bytes at a time) for the span.
+    """
+    header = where.header
+    try:
+        with where.path.open("rb", buffering=0) as handle:
+            if header.block_size:
+                yield from _blocks_checked(handle, header, first, count)
+            else:
+                yield from _md5_checked(handle, header, first, count, piece)
+    except OSError as exc:
+        raise CorruptBlob(f"{where.path.name}: {exc}") from None
+
+
+def _blocks_checked(handle: BinaryIO, header: BlobHeader, first: int,
+                    count: int) -> Iterator[bytes]:
+    size, offset, fd = header.block_size, header.data_offset, handle.fileno()
+    last = first + count - 1
+    for block in range(first // size, last // size + 1 if count else first // size):
+        start = block * size
+        length = min(size, header.size - start)
+        data = os.pread(fd, length, offset + start)
+        stored = os.pread(fd, BLOCK_DIGEST.size,
+                          offset + header.size + block * BLOCK_DIGEST.size)
+        if len(data) != length or block_digest(data) != stored:
+            raise CorruptBlob(f"{header.key!r}: block {block} (bytes {start}.."
+                              f"{start + length - 1}) fails its checksum")
+        yield data[max(first, start) - start:min(last, start + length - 1) - start + 1]
+
+
+def _md5_checked(handle: BinaryIO, header: BlobHeader, first: int, count: int,
+                 piece: int) -> Iterator[bytes]:
+    handle.seek(header.data_offset)
+    digest = hashlib.md5(usedforsecurity=False)
+    while chunk := handle.read(piece):
+        digest.update(chunk)
+    if digest.hexdigest() != header.md5:
+        raise CorruptBlob(f"{header.key!r}: the value fails its MD5 check")
+    fd, done = handle.fileno(), 0
+    while done < count:
+        data = os.pread(fd, min(piece, count - done), header.data_offset + first + done)
+        if not data:
+            raise CorruptBlob(f"{header.key!r}: the file ended early")
+        done += len(data)
+        yield data

@@ -17,7 +17,9 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from ..clusterauth import session_middlewares
 from ..master.replica_io import list_blobs
+from ..signing import ClusterKey
 from ..throttle import Throttle
 from .blobstore import BlobStore, SizeMismatch
 
@@ -35,14 +37,16 @@ class CloneError(Exception):
     """The source cannot be found or read; the message says why."""
 
 
-async def clone(master: str, source: int, store: BlobStore,
-                bytes_per_s: float = 0.0) -> tuple[int, int]:
+async def clone(master: str, source: int, store: BlobStore, bytes_per_s: float = 0.0,
+                key: ClusterKey | None = None) -> tuple[int, int]:
     """Copy every blob of worker ``source`` into ``store`` at up to ``bytes_per_s`` (0: no
-    limit); return (copied, skipped)."""
+    limit); return (copied, skipped).  ``key``: the cluster secret's, which the master and
+    the source ask of a member."""
     throttle = Throttle(bytes_per_s=bytes_per_s)
     progress = _Progress()
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout,
+                                     middlewares=session_middlewares(key)) as session:
         url, progress.total = await _source_url(session, master.rstrip("/"), source)
         copied = skipped = failed = 0
         async for blob in list_blobs(session, url, PAGE):

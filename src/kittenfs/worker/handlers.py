@@ -1,8 +1,8 @@
 """HTTP handlers of a worker: the blob API the master and redirected clients use.
 
 ``/blob/<id>`` is immutable: one id names one version of one key, so a GET of it may be
-cached forever.  Reads check what they can before serving (docs/architecture.md): the MD5 of
-inline values always, and the header, size and (up to ``verify_max``) MD5 of file values.
+cached forever, and a PUT of other bytes to an id that is held is refused (409).  Reads
+check every byte before it is sent (serve.py); guard.py says who may ask what.
 """
 
 import asyncio
@@ -17,28 +17,26 @@ from aiohttp import web
 from .. import batch
 from ..httputil import (
     HTTPProblem,
-    etag,
-    etag_matches,
-    head_response,
-    parse_range,
-    range_asked,
 )
 from ..keys import InvalidKey, decode_key
 from ..limits import body_chunks, read_body
 from ..metrics import Metrics
 from ..placement import blob_id, is_blob_id
 from ..records import BlobMeta
-from .blobstore import BlobFile, BlobStore, CorruptBlob, SizeMismatch
+from .blobstore import BlobExists, BlobStore, CorruptBlob, SizeMismatch
+from .guard import Guard
+from .serve import STORE, get_blob
 
 log = logging.getLogger("kittenfs.worker")
 
 #: Chunk size for reading upload bodies.
 READ_CHUNK = 256 * 1024
+#: The worker's access rules.
+GUARD = web.AppKey("guard", Guard)
 
 
 def _store(request: web.Request) -> BlobStore:
-    store: BlobStore = request.app["store"]
-    return store
+    return request.app[STORE]
 
 
 def route_of(path: str) -> str:
@@ -58,13 +56,18 @@ def worker_metrics(store: BlobStore) -> Metrics:
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    """Route every request of a worker."""
+    """Route every request of a worker, once its sender may ask it (guard.py)."""
     path = request.path
     if path == "/metrics" and request.method == "GET":
         metrics: Metrics = request.app["metrics"]
         return await metrics.handle(request)
     if path == "/health":
         return web.json_response({"status": "ok", "role": "worker", **request.app["describe"]()})
+    guard = request.app[GUARD]
+    if path.startswith("/blob/") and request.method in ("GET", "HEAD"):
+        blob = _blob_id(path[len("/blob/"):])
+        return await get_blob(request, blob, guard.read(request, blob))
+    guard.require_member(request)
     if path == "/blobs" and request.method == "GET":
         return list_blobs(request)
     if path.startswith("/check/") and request.method == "GET":
@@ -75,11 +78,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await post_batch(request)
     if not path.startswith("/blob/"):
         raise HTTPProblem(404, "no_such_route", f"{path} is not a worker route")
-    blob = path[len("/blob/"):]
-    if not is_blob_id(blob):
-        raise HTTPProblem(400, "bad_blob_id", f"{blob!r} is not a blob id")
-    if request.method in ("GET", "HEAD"):
-        return await get_blob(request, blob)
+    blob = _blob_id(path[len("/blob/"):])
     if request.method == "PUT":
         return await put_blob(request, blob)
     if request.method == "DELETE":
@@ -88,6 +87,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)
     raise HTTPProblem(405, "method_not_allowed", "blobs accept GET, HEAD, PUT, DELETE",
                       Allow="GET, HEAD, PUT, DELETE")
+
+
+def _blob_id(text: str) -> str:
+    if not is_blob_id(text):
+        raise HTTPProblem(400, "bad_blob_id", f"{text!r} is not a blob id")
+    return text
 
 
 async def put_blob(request: web.Request, blob: str) -> web.Response:
@@ -119,6 +124,8 @@ def _storing(blob: str) -> Iterator[None]:
         yield
     except SizeMismatch as exc:
         raise HTTPProblem(400, "size_mismatch", str(exc)) from None
+    except BlobExists as exc:
+        raise HTTPProblem(409, "blob_exists", str(exc)) from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             log.error("disk full storing %s: %s", blob, exc)
@@ -178,58 +185,6 @@ async def check_blob(request: web.Request, blob: str) -> web.Response:
     if meta is None:
         raise HTTPProblem(404, "not_found", f"no blob {blob}")
     return web.json_response({"blob": blob, "ok": True, "size": meta.size, "md5": meta.md5})
-
-
-async def get_blob(request: web.Request, blob: str) -> web.StreamResponse:
-    """GET/HEAD /blob/<id>: the value, a single byte range of it (206), or 304."""
-    store = _store(request)
-    meta = store.meta(blob)
-    if meta is None:
-        raise HTTPProblem(404, "not_found", f"no blob {blob}")
-    headers = {"ETag": etag(meta.md5), "Content-Md5": meta.md5, "Accept-Ranges": "bytes",
-               "Cache-Control": "public, max-age=31536000, immutable",
-               "Content-Type": "application/octet-stream"}
-    if etag_matches(request.headers.get("If-None-Match"), meta.md5):
-        return web.Response(status=304, headers=headers)
-    first, last, status = 0, meta.size - 1, 200
-    if (asked := range_asked(request.headers)) is not None:
-        first, last = parse_range(asked, meta.size)
-        status = 206
-        headers["Content-Range"] = f"bytes {first}-{last}/{meta.size}"
-    try:
-        if meta.inline:
-            value = store.read_inline(blob, meta)
-            return _bytes_response(request, status, headers, value[first:last + 1])
-        where = store.locate_file(blob, meta, verify=status == 200 and request.method == "GET")
-    except CorruptBlob as exc:
-        log.error("corrupt blob %s (key %r): %s", blob, meta.key, exc)
-        raise HTTPProblem(500, "corrupt", str(exc)) from None
-    return await _send_file(request, status, headers, where, first, last - first + 1)
-
-
-def _bytes_response(request: web.Request, status: int, headers: dict[str, str],
-                    body: bytes) -> web.Response:
-    if request.method == "HEAD":
-        return head_response(status, headers, len(body))
-    return web.Response(status=status, headers=headers, body=body)
-
-
-async def _send_file(request: web.Request, status: int, headers: dict[str, str],
-                     where: BlobFile, start: int, count: int) -> web.StreamResponse:
-    """Send ``count`` bytes of a blob file from ``start`` with sendfile(2)."""
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = count
-    with where.path.open("rb") as handle:
-        await response.prepare(request)
-        if request.method != "HEAD" and count:
-            transport = request.transport
-            if transport is None:
-                raise ConnectionResetError("client went away")
-            loop = asyncio.get_running_loop()
-            await loop.sendfile(transport, handle, where.offset + start, count)
-            Metrics.sendfile_sent(response, count)
-    await response.write_eof()
-    return response
 
 
 def list_blobs(request: web.Request) -> web.Response:

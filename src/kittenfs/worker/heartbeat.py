@@ -9,9 +9,12 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
+from ..clusterauth import session_middlewares
+from ..signing import ClusterKey
 from .blobstore import BlobStore
 from .identity import Identity
 
@@ -24,10 +27,11 @@ ADOPT_MARKER = "adopt.pending"
 class MasterLink:
     """Keeps one worker registered with its master."""
 
-    def __init__(self, master: str, url: str, identity: Identity, store: BlobStore,
-                 data_dir: Path, interval: float) -> None:
+    def __init__(self, master: str, identity: Identity, store: BlobStore, data_dir: Path,
+                 interval: float, key: ClusterKey | None) -> None:
         self.master = master.rstrip("/")
-        self.url = url
+        self.key = key
+        self.url = ""  # where the master reaches this worker: known once it listens
         self.identity = identity
         self.store = store
         self.data_dir = data_dir
@@ -41,10 +45,17 @@ class MasterLink:
         return {"bytes_used": self.store.bytes_used, "free_bytes": self.store.free_bytes(),
                 "key_count": self.store.key_count}
 
-    async def run(self) -> None:
-        """Register and beat until cancelled."""
-        timeout = aiohttp.ClientTimeout(total=max(2.0, self.interval * 2))
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+    def session(self, total: float) -> aiohttp.ClientSession:
+        """Return a session to the master whose requests are signed with the cluster secret."""
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=total),
+                                     middlewares=session_middlewares(self.key))
+
+    async def run(self, url: str) -> None:
+        """Register (as reachable at ``url``) and beat until cancelled, or until the master
+        refuses this worker for good (another cluster's master, a wrong cluster secret, an
+        index taken): then the worker stops, with the reason in one line of its log."""
+        self.url = url
+        async with self.session(max(2.0, self.interval * 2)) as session:
             while True:
                 try:
                     if not self.registered:
@@ -54,6 +65,10 @@ class MasterLink:
                             and (self.data_dir / ADOPT_MARKER).exists()):
                         self.adopting = asyncio.create_task(self._adopt())
                     self._connected(True, "")
+                except Refused as exc:
+                    log.error("worker %s: %s; stopping", self._name(), exc)
+                    signal.raise_signal(signal.SIGTERM)
+                    return
                 except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
                     self._connected(False, f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(self.interval)
@@ -70,19 +85,25 @@ class MasterLink:
         return self.identity.id if self.identity.index is None else str(self.identity.index)
 
     async def _register(self, session: aiohttp.ClientSession) -> None:
-        body = {"id": self.identity.id, "url": self.url, "index": self.identity.index}
+        body = {"id": self.identity.id, "url": self.url, "index": self.identity.index,
+                "cluster": self.identity.cluster}
         async with session.post(f"{self.master}/_workers/register", json=body) as resp:
-            if resp.status == 409:
-                log.error("master refused registration: %s; stopping", await resp.text())
-                signal.raise_signal(signal.SIGTERM)
-                return
+            answer = await resp.json() if resp.content_type == "application/json" else {}
+            _refused(resp.status, answer, self.master)
             resp.raise_for_status()
-            index = (await resp.json())["index"]
-        if index != self.identity.index:
-            self.identity.index = index
+        index, cluster = answer["index"], answer.get("cluster")
+        if self.identity.cluster not in (None, cluster):
+            raise Refused(f"{self.master} is the master of cluster {cluster}, and this worker "
+                          f"belongs to cluster {self.identity.cluster}")
+        if self.key is not None and not answer.get("cluster_auth"):
+            raise Refused(f"{self.master} has no cluster secret and this worker has one: "
+                          "give both the same --cluster-secret-file")
+        if (index, cluster) != (self.identity.index, self.identity.cluster):
+            self.identity.index, self.identity.cluster = index, cluster
             await asyncio.to_thread(self.identity.save, self.data_dir)
         self.registered = True
-        log.info("worker %d registered with master %s as %s", index, self.master, self.url)
+        log.info("worker %d registered with master %s (cluster %s) as %s", index, self.master,
+                 cluster, self.url)
 
     async def _adopt(self) -> None:
         """Have the master add this (cloned) worker to the replicas of the blobs it holds.
@@ -91,8 +112,7 @@ class MasterLink:
         starts it again, and the marker file keeps it pending across restarts."""
         url = f"{self.master}/_workers/{self.identity.index}/adopt"
         try:
-            async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as s,
-                        s.post(url) as resp):
+            async with self.session(3600) as s, s.post(url) as resp:
                 resp.raise_for_status()
                 result = await resp.json()
             (self.data_dir / ADOPT_MARKER).unlink(missing_ok=True)
@@ -106,8 +126,7 @@ class MasterLink:
     async def report_corrupt(self, blobs: list[dict[str, str]]) -> None:
         """Tell the master which blobs the scrub found corrupt, so it repairs their keys."""
         body = {"id": self.identity.id, "blobs": blobs}
-        timeout = aiohttp.ClientTimeout(total=30)
-        async with (aiohttp.ClientSession(timeout=timeout) as session,
+        async with (self.session(30) as session,
                     session.post(f"{self.master}/_workers/corrupt", json=body) as resp):
             resp.raise_for_status()
 
@@ -117,4 +136,22 @@ class MasterLink:
             if resp.status == 404:
                 self.registered = False
                 return
+            if resp.status == 401:
+                _refused(401, await resp.json(), self.master)
             resp.raise_for_status()
+
+
+class Refused(Exception):
+    """The master refused this worker for a reason that retrying will not change."""
+
+
+def _refused(status: int, answer: dict[str, Any], master: str) -> None:
+    """Raise Refused for a registration the master refused for good: another cluster, an
+    index taken (409), or a cluster secret it does not share (401)."""
+    if status == 401:
+        raise Refused(f"{master} refused this worker's cluster secret: "
+                      f"{answer.get('detail', '')}")
+    if status == 409 and answer.get("error") in ("wrong_cluster", "index_taken"):
+        raise Refused(f"{master} refused the registration: {answer.get('detail', '')}")
+    if status == 409:  # the master could not reach this worker at its URL: try again
+        raise aiohttp.ClientError(f"registration refused: {answer.get('detail', '')}")

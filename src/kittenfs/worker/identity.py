@@ -1,4 +1,5 @@
-"""A worker's identity: a unique id and the index the master assigned, kept in its data dir.
+"""A worker's identity: a unique id, the index the master assigned and the cluster it joined,
+kept in its data dir.
 
 Stored as ``worker.json`` (written to a temp file, fsynced and renamed), so a restarted worker
 comes back as the same worker with the same index.
@@ -15,10 +16,13 @@ FILENAME = "worker.json"
 
 @dataclass
 class Identity:
-    """Who this worker is; ``index`` is None until the master has assigned one."""
+    """Who this worker is; ``index`` is None until the master has assigned one, and
+    ``cluster`` (the id of the master's cluster) until the first registration: from then on
+    the worker belongs to that cluster and refuses any other."""
 
     id: str
     index: int | None = None
+    cluster: str | None = None
 
     @classmethod
     def load(cls, data: Path) -> "Identity":
@@ -29,13 +33,13 @@ class Identity:
             identity.save(data)
             return identity
         stored = json.loads(path.read_text())
-        return cls(str(stored["id"]), stored.get("index"))
+        return cls(str(stored["id"]), stored.get("index"), stored.get("cluster"))
 
     def save(self, data: Path) -> None:
         """Write the identity durably."""
         tmp = data / f"{FILENAME}.tmp"
         with tmp.open("w") as handle:
-            json.dump({"id": self.id, "index": self.index}, handle)
+            json.dump({"id": self.id, "index": self.index, "cluster": self.cluster}, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, data / FILENAME)

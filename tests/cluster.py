@@ -115,6 +115,8 @@ class Cluster:
     master_args: list[str] = field(default_factory=list)
     worker_args: list[str] = field(default_factory=list)
     secret: bool = True
+    #: An admin token for the master (auth on); the helpers below send it.
+    token: str | None = None
     master: Proc = field(init=False)
     nodes: list[Proc] = field(init=False, default_factory=list)
     key: ClusterKey | None = field(init=False, default=None)
@@ -128,9 +130,18 @@ class Cluster:
             self.key = ClusterKey.from_text(secret_file.read_text())
             shared = ["--cluster-secret-file", str(secret_file)]
             self.worker_args = [*shared, *self.worker_args]
+        if self.token is not None:
+            shared_master = [*shared, "--admin-token", self.token]
+        else:
+            shared_master = shared
         self.master = Proc("master", ["master", "--port", "0", "--data", str(self.root / "master"),
                                       "--replicas", str(self.replicas), "--down-after", "2",
-                                      *shared, *self.master_args], self.root / "master.log")
+                                      *shared_master, *self.master_args], self.root / "master.log")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The admin credential's header (none when auth is off)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     @property
     def auth(self) -> HttpxClusterAuth | None:
@@ -167,7 +178,7 @@ class Cluster:
         return node
 
     def cluster_info(self) -> dict:
-        return httpx.get(f"{self.url}/_cluster", timeout=5).json()
+        return httpx.get(f"{self.url}/_cluster", timeout=5, headers=self.headers).json()
 
     def wait_workers_up(self, count: int, timeout: float = 20.0) -> None:
         """Wait until the master reports ``count`` workers up."""
@@ -209,7 +220,7 @@ class Cluster:
 
         (A GET of a small value is answered by the master itself, so it names no worker.)
         """
-        record = httpx.head(f"{self.url}{key}", timeout=5)
+        record = httpx.head(f"{self.url}{key}", timeout=5, headers=self.headers)
         held = [b for b in self.worker_blobs(self.nodes[node])
                 if b["key"] == key and b["md5"] == record.headers["content-md5"]]
         assert len(held) == 1, f"worker {node} holds {held} for {key!r}"

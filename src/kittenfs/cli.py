@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import limits
-from .config import WORKER_LIMITS, ConfigError, GiB, Limits, MasterConfig, WorkerConfig
+from .config import TLS, WORKER_LIMITS, ConfigError, GiB, Limits, MasterConfig, WorkerConfig
 from .signing import BadSecret, ClusterKey
 
 DEFAULT_URL = "http://127.0.0.1:3000"
@@ -40,6 +40,19 @@ def cluster_key(args: argparse.Namespace) -> ClusterKey | None:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _tls(args: argparse.Namespace) -> TLS:
+    return TLS(*(Path(value) if value else None for value in (args.tls_cert, args.tls_key,
+                                                              args.ca)))
+
+
+def _add_tls(parser: argparse.ArgumentParser, peers: str) -> None:
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
+    parser.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    parser.add_argument("--ca", metavar="PEM",
+                        help=f"CA certificate that signed the {peers}' certificates "
+                             "(default: the system's CAs)")
+
+
 def _add_cluster_secret(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-secret-file", metavar="PATH",
                         help=f"the cluster secret, shared by the master and its workers "
@@ -55,7 +68,7 @@ def _master(args: argparse.Namespace) -> int:
                      cache_bytes=args.cache_bytes, cache_value_max=args.cache_value_max,
                      limits=limits.from_arguments(args), cluster_key=cluster_key(args),
                      admin_token=args.admin_token or os.environ.get(ADMIN_ENV) or None,
-                     anonymous=args.anonymous, verbose=args.verbose))
+                     anonymous=args.anonymous, tls=_tls(args), verbose=args.verbose))
     return 0
 
 
@@ -69,14 +82,14 @@ def _worker(args: argparse.Namespace) -> int:
                      scrub_rate=args.scrub_rate * 1e6,
                      scrub_interval=args.scrub_interval,
                      limits=limits.from_arguments(args), cluster_key=cluster_key(args),
-                     public_reads=args.public_reads, verbose=args.verbose))
+                     public_reads=args.public_reads, tls=_tls(args), verbose=args.verbose))
     return 0
 
 
 def _up(args: argparse.Namespace) -> int:
     from .cluster import run_local_cluster
     return run_local_cluster(Path(args.data), args.port, args.workers, args.replicas, args.verbose,
-                             args.auth)
+                             args.auth, args.tls)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -145,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest value the cache holds")
     limits.add_arguments(master, Limits())
     _add_cluster_secret(master)
+    _add_tls(master, "workers")
     master.add_argument("--admin-token", metavar="TOKEN",
                         help=f"a bootstrap admin credential (default ${ADMIN_ENV}); turns "
                              "auth on")
@@ -180,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds between two scrub passes (default 3600)")
     limits.add_arguments(worker, WORKER_LIMITS)
     _add_cluster_secret(worker)
+    _add_tls(worker, "master's (and other workers)")
     worker.add_argument("--public-reads", action="store_true",
                         help="serve blobs to anyone who knows their id, without a link "
                              "signed by the master")
@@ -194,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--auth", action="store_true",
                     help="turn auth on: an admin token is made in the data directory and "
                          "printed; requests without it are refused")
+    up.add_argument("--tls", action="store_true",
+                    help="serve HTTPS, with certificates from a local CA made in the data "
+                         "directory (tls/ca.pem)")
     up.add_argument("--verbose", action="store_true", help="log every request")
     up.set_defaults(run=_up)
 

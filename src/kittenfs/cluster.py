@@ -23,6 +23,8 @@ from typing import IO, TYPE_CHECKING
 
 import httpx
 
+from .tls import client_context, local_ca
+
 #: The environment variable through which a master gets its admin token.
 ADMIN_ENV = "KITTENFS_ADMIN_TOKEN"
 
@@ -99,11 +101,19 @@ class LocalCluster:
     def __init__(self, data: Path, port: int, workers: int, replicas: int,
                  extra: tuple[str, ...] = (), log: IO[bytes] | None = None,
                  master_extra: tuple[str, ...] = (), network: "Network | None" = None,
-                 auth: bool = False) -> None:
+                 auth: bool = False, tls: bool = False) -> None:
         self.data, self.port, self.workers, self.replicas = data, port, workers, replicas
         self.extra, self.log, self.master_extra = extra, log, master_extra
         self.network = network
-        self.url = f"http://{self.host(0)}:{port}"
+        #: With ``tls``: a local CA made in ``data/tls`` (its certificate is ``self.ca``).
+        self.ca: Path | None = None
+        if tls:
+            files = local_ca(data / "tls")
+            self.ca = files.ca
+            self.extra = (*self.extra, "--tls-cert", str(files.cert), "--tls-key",
+                          str(files.key), "--ca", str(files.ca))
+        self.scheme = "https" if tls else "http"
+        self.url = f"{self.scheme}://{self.host(0)}:{port}"
         self.urls: list[str] = []
         self.children: list[subprocess.Popen[bytes]] = []
         self.commands: list[list[str]] = []
@@ -133,7 +143,7 @@ class LocalCluster:
         self.commands.append(command)
         self.children.append(subprocess.Popen(command, stdout=self.log, stderr=self.log,
                                               env=self._environment()))
-        self.urls.append(f"http://{self.host(child)}:{port}")
+        self.urls.append(f"{self.scheme}://{self.host(child)}:{port}")
 
     def signal(self, child: int, signum: int) -> None:
         """Send ``signum`` to child ``child`` (0 is the master, 1 + i is worker i)."""
@@ -159,13 +169,14 @@ class LocalCluster:
     def _wait_healthy(self, workers: int) -> None:
         """Wait until every process answers /health and the master sees ``workers`` up."""
         deadline = time.monotonic() + START_TIMEOUT
+        verify = client_context(self.ca) if self.ca else True
         while time.monotonic() < deadline:
             if any(child.poll() is not None for child in self.children):
                 raise RuntimeError("a process exited during start-up; see its log")
             try:
                 for url in self.urls:
-                    httpx.get(f"{url}/health", timeout=1.0).raise_for_status()
-                cluster = httpx.get(f"{self.url}/_cluster", timeout=1.0,
+                    httpx.get(f"{url}/health", timeout=1.0, verify=verify).raise_for_status()
+                cluster = httpx.get(f"{self.url}/_cluster", timeout=1.0, verify=verify,
                                     headers=self.headers).json()
                 if sum(w["state"] == "up" for w in cluster["workers"]) >= workers:
                     return
@@ -233,9 +244,10 @@ def local_cluster(workers: int, replicas: int, keep: str | None = None,
 
 
 def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbose: bool,
-                      auth: bool = False) -> int:
+                      auth: bool = False, tls: bool = False) -> int:
     """Run a master and ``workers`` workers until Ctrl-C or SIGTERM (with ``auth``: an admin
-    token, made in ``data`` and printed); return the exit status."""
+    token, made in ``data`` and printed; with ``tls``: HTTPS, with a local CA made in
+    ``data/tls``); return the exit status."""
     if workers < 1:
         print("kittenfs up: --workers must be at least 1", file=sys.stderr)
         return 2
@@ -244,7 +256,7 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
               f"{port}..{port + workers}, all between 1 and 65535", file=sys.stderr)
         return 2
     cluster = LocalCluster(data, port, workers, replicas, ("--verbose",) if verbose else (),
-                           auth=auth)
+                           auth=auth, tls=tls)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -271,14 +283,19 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
 
 
 def _print_tour(cluster: LocalCluster) -> None:
-    """Print how to try the cluster, and how auth stands."""
+    """Print how to try the cluster, and how auth and TLS stand."""
+    curl = f"curl --cacert {cluster.ca}" if cluster.ca else "curl"
+    if cluster.ca:
+        print(f"  TLS is on: the CA that signed the certificates is {cluster.ca} "
+              f"(kittenfs --ca, curl --cacert)")
     if cluster.token is None:
-        print(f"  try: curl -X PUT -d 'hello' {cluster.url}/hello && curl -L {cluster.url}/hello")
+        print(f"  try: {curl} -X PUT -d 'hello' {cluster.url}/hello && {curl} -L "
+              f"{cluster.url}/hello")
         print("  auth is off: anyone on this machine may read, write and administer. "
               "Run `kittenfs up --auth` to turn it on.", flush=True)
         return
     print(f"  auth is on; admin token: {cluster.token}")
     print(f"  (kept in {cluster.data / TOKEN_FILE}): export KITTENFS_TOKEN=$(cat "
           f"{cluster.data / TOKEN_FILE})")
-    print(f"  try: curl -X PUT -H \"Authorization: Bearer $KITTENFS_TOKEN\" -d 'hello' "
+    print(f"  try: {curl} -X PUT -H \"Authorization: Bearer $KITTENFS_TOKEN\" -d 'hello' "
           f"{cluster.url}/hello", flush=True)

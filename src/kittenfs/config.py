@@ -79,6 +79,31 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class TLS:
+    """A process's TLS files (all optional, PEM)."""
+
+    #: The certificate (chain) this process serves HTTPS with; with ``key``.
+    cert: Path | None = None
+    #: The private key of ``cert``.
+    key: Path | None = None
+    #: The CA that signed the certificates of the processes this one talks to (the master
+    #: checks its workers', a worker its master's); None: the system's CAs.
+    ca: Path | None = None
+
+    def __post_init__(self) -> None:
+        _require((self.cert is None) == (self.key is None),
+                 "--tls-cert and --tls-key: give both, or neither")
+        for flag, path in (("--tls-cert", self.cert), ("--tls-key", self.key),
+                           ("--ca", self.ca)):
+            _require(path is None or path.is_file(), f"{flag} {path}: no such file")
+
+    @property
+    def serving(self) -> bool:
+        """True if this process serves HTTPS."""
+        return self.cert is not None
+
+
+@dataclass(frozen=True)
 class MasterConfig:
     """Settings of a master process."""
 
@@ -118,6 +143,8 @@ class MasterConfig:
     #: What requests without credentials may do: "none", "read" or "write".  Giving it turns
     #: auth on; without it (and without an admin token) anyone may do anything.
     anonymous: str | None = None
+    #: TLS: serve HTTPS, and the CA of the workers' certificates.
+    tls: TLS = TLS()
     #: Log one line per request.
     verbose: bool = False
 
@@ -187,6 +214,8 @@ class WorkerConfig:
     cluster_key: ClusterKey | None = None
     #: Serve blobs to anyone who knows their id, without a link signed by the master.
     public_reads: bool = False
+    #: TLS: serve HTTPS, and the CA of the master's (and other workers') certificates.
+    tls: TLS = TLS()
     #: Log one line per request.
     verbose: bool = False
 

@@ -4,10 +4,17 @@ Every write is a synced WriteBatch (``sync=True``): when ``write`` returns, the 
 been fsynced.  Writes that arrive while a sync is under way are gathered into the next batch,
 so many concurrent requests share one fsync.  Reads go straight to plyvel: they are served
 from LevelDB's caches in microseconds and need no thread hop.
+
+The database is opened with paranoid checks (a damaged log or table is an error, never
+silently skipped) and scans verify block checksums.  After each commit the database's
+directory is checked to be the one opened (its LOCK file has the same inode): a database
+deleted under a running process keeps taking writes into files nobody will find again, so
+such a commit fails (StoreLost) instead of being acknowledged.
 """
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,24 +23,31 @@ import plyvel
 Ops = tuple[Mapping[bytes, bytes], Iterable[bytes]]
 
 
+class StoreLost(OSError):
+    """The database's files were deleted or replaced under the running process."""
+
+
 class SyncedDB:
     """One LevelDB database; the only path by which kittenFS writes to it."""
 
-    def __init__(self, path: str) -> None:
-        self.db = plyvel.DB(path, create_if_missing=True)
+    def __init__(self, path: str, on_lost: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self.on_lost = on_lost  # called (on the event loop) once the database is found lost
+        self.db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True)
+        self._lock_inode = os.stat(os.path.join(path, "LOCK")).st_ino
         self._queue: list[tuple[Ops, asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leveldb-sync")
 
     def get(self, key: bytes) -> bytes | None:
         """Return the value stored under ``key``, or None."""
-        value: bytes | None = self.db.get(key)
+        value: bytes | None = self.db.get(key, verify_checksums=True)
         return value
 
     def scan(self, prefix: bytes, start: bytes = b"", include_value: bool = True) -> Any:
         """Return an iterator over the entries under ``prefix`` whose key is >= ``start``."""
         return self.db.iterator(start=max(prefix, start), stop=_after_prefix(prefix),
-                                include_value=include_value)
+                                include_value=include_value, verify_checksums=True)
 
     async def write(
         self, puts: Mapping[bytes, bytes] | None = None, deletes: Iterable[bytes] = ()
@@ -52,6 +66,12 @@ class SyncedDB:
                 batch, self._queue = self._queue, []
                 try:
                     await loop.run_in_executor(self._thread, self._commit, [ops for ops, _ in batch])
+                except StoreLost as exc:
+                    if self.on_lost is not None:
+                        self.on_lost(str(exc))
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
                 except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
                     for _, done in batch:
                         if not done.done():
@@ -70,6 +90,23 @@ class SyncedDB:
                     wb.delete(key)
                 for key, value in puts.items():
                     wb.put(key, value)
+        self.check_in_place()
+
+    def check_in_place(self) -> None:
+        """Raise StoreLost unless the database's files are still the ones opened."""
+        try:
+            inode = os.stat(os.path.join(self.path, "LOCK")).st_ino
+            present = os.path.exists(os.path.join(self.path, "CURRENT"))
+        except OSError:
+            inode, present = -1, False
+        if inode != self._lock_inode or not present:
+            raise StoreLost(f"the LevelDB at {self.path} was deleted or replaced while in use; "
+                            "nothing written since is durable")
+
+    def close_now(self) -> None:
+        """Close the database at once (nothing is queued: it was just opened)."""
+        self._thread.shutdown(wait=True)
+        self.db.close()
 
     async def close(self) -> None:
         """Wait for queued writes, then close the database."""

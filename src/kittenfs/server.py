@@ -6,6 +6,7 @@ import ctypes
 import logging
 import resource
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -36,6 +37,13 @@ def new_app(metrics: Metrics, limits: Limits) -> web.Application:
     app[LIMITS] = limits
     app[BUDGET] = ByteBudget(limits.stream_buffer)
     return app
+
+
+def stop_process(reason: str) -> None:
+    """Stop this process as SIGTERM does, logging why: for a state it cannot go on in (its
+    database deleted under it), where every further request would fail or lie."""
+    logging.getLogger("kittenfs").critical("%s; stopping", reason)
+    signal.raise_signal(signal.SIGTERM)
 
 
 def raise_open_files_limit() -> None:
@@ -78,8 +86,10 @@ async def give_back_free_memory(interval: float = TRIM_EVERY) -> None:
 
 
 async def serve(app: web.Application, host: str, port: int, name: str,
-                on_listening: Callable[[str], Awaitable[None]] | None = None) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM, then shut down cleanly.
+                on_listening: Callable[[str], Awaitable[None]] | None = None,
+                tls: ssl.SSLContext | None = None) -> None:
+    """Serve ``app`` (HTTPS with a ``tls`` context) until SIGINT or SIGTERM, then shut down
+    cleanly.
 
     Logs ``<name> listening on <url>`` once bound; ``on_listening`` gets that URL, which
     tells the real port when ``port`` is 0.
@@ -88,10 +98,10 @@ async def serve(app: web.Application, host: str, port: int, name: str,
     raise_open_files_limit()
     runner = Runner(app, app[LIMITS])
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=tls)
     await site.start()
     bound = runner.addresses[0]
-    url = f"http://{_url_host(host)}:{bound[1]}"
+    url = f"{'https' if tls else 'http'}://{_url_host(host)}:{bound[1]}"
     log.info("%s listening on %s", name, url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from ..clusterauth import is_member
+from ..clusterauth import is_member, require_member
 from ..credentials import (
     Credential,
     Role,
@@ -145,8 +145,10 @@ class Access:
         """Return the caller of ``request`` if it may do what ``need`` says on ``key``;
         raise 401 or 403 otherwise."""
         caller = self.caller(request, None if listing else key)
-        if need is Need.OPEN or self._meets(caller, need, key):
+        if need is Need.OPEN or self._meets(caller, need, key, listing):
             return caller
+        if need is Need.MEMBER:
+            require_member(request, self.cluster_key)  # raises: only workers come here
         if caller.anonymous:
             raise HTTPProblem(401, "unauthorized", f"{request.method} {request.path} needs "
                               f"{need.value} access: send Authorization: Bearer <token>",
@@ -154,7 +156,10 @@ class Access:
         raise HTTPProblem(403, "forbidden", f"{caller.describe()} may not "
                           f"{request.method} {request.path} (needs {need.value})")
 
-    def _meets(self, caller: Caller, need: Need, key: str) -> bool:
+    def _meets(self, caller: Caller, need: Need, key: str, listing: bool) -> bool:
+        if listing:  # a listing of a prefix that reaches into the caller's scope
+            return (caller.link is None and caller.role is not None and caller.role >= Role.READ
+                    and listing_prefix(caller.prefix, key) is not None)
         if caller.link is not None:  # a link grants its method on its key, nothing more
             return need in (Need.READ, Need.WRITE) and caller.may(Role[need.name], key)
         if need in (Need.READ, Need.WRITE, Need.ADMIN):

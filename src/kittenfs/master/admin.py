@@ -10,6 +10,9 @@
                                   (a "drain" job; the same options)
     DELETE /_workers/<i>/drain    place replicas on it again
     DELETE /_workers/<i>?force=1  forget a stopped worker; refused while any key needs it
+    POST   /_workers/<i>/adopt    add a clone's copies to the replicas (the worker asks)
+    POST   /_workers/<i>/recheck  check its copy of every key naming it; damaged ones are
+                                  repaired (a worker whose store lost blobs asks)
 """
 
 import math
@@ -88,9 +91,11 @@ async def dispatch_workers(request: web.Request, state: MasterState, rest: str,
     """Route ``/_workers/<i>/drain`` and ``/_workers/<i>`` for a caller with ``need`` (a
     worker may ask to be adopted itself); ``rest`` is the part after ``/_workers/``."""
     text, _, action = rest.partition("/")
-    if not (text.isascii() and text.isdigit()) or action not in ("", "drain", "adopt"):
+    if not (text.isascii() and text.isdigit()) or action not in ("", "drain", "adopt",
+                                                                 "recheck"):
         raise HTTPProblem(404, "no_such_route", f"/_workers/{rest} is not a route")
-    state.access.authorize(request, Need.MEMBER_OR_ADMIN if action == "adopt" else need)
+    state.access.authorize(request, Need.MEMBER_OR_ADMIN if action in ("adopt", "recheck")
+                           else need)
     index = int(text)
     if action == "drain" and request.method == "POST":
         options = await _options(request)
@@ -100,13 +105,17 @@ async def dispatch_workers(request: web.Request, state: MasterState, rest: str,
         return web.json_response(job.describe(), status=202)
     if action == "adopt" and request.method == "POST":
         return web.json_response(await adopt(state, index))
+    if action == "recheck" and request.method == "POST":
+        state.membership.require_up(index)
+        started = state.repairs.recheck(index)
+        return web.json_response({"worker": index, "started": started}, status=202)
     if action == "drain" and request.method == "DELETE":
         await state.membership.set_draining(index, False)
         return web.Response(status=204)
     if not action and request.method == "DELETE":
         await remove_worker(state, index, request.query.get("force") in ("1", "true", "yes"))
         return web.Response(status=204)
-    allowed = {"": "DELETE", "drain": "POST, DELETE", "adopt": "POST"}[action]
+    allowed = {"": "DELETE", "drain": "POST, DELETE", "adopt": "POST", "recheck": "POST"}[action]
     raise HTTPProblem(405, "method_not_allowed", f"/_workers/{rest} accepts {allowed}",
                       Allow=allowed)
 

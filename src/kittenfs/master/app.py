@@ -11,6 +11,7 @@ from aiohttp import web
 from ..config import MasterConfig
 from ..datadir import claim
 from ..server import new_app, serve, setup_logging
+from ..tls import client_context, server_context
 from . import admin
 from .converge import DEFAULT_CONCURRENCY
 from .handlers import dispatch
@@ -31,7 +32,8 @@ def build_app(config: MasterConfig) -> web.Application:
 
 def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
     async def context(app: web.Application) -> AsyncIterator[None]:
-        session = new_session(config.replica_timeout, config.cluster_key)
+        session = new_session(config.replica_timeout, config.cluster_key,
+                              client_context(config.tls.ca))
         state = await MasterState.open(config, session)
         app["state"] = state
         tasks = [asyncio.create_task(state.store.reap_forever()),
@@ -79,4 +81,5 @@ def run(config: MasterConfig) -> None:
         log.info("master %s: data in %s, %d replicas", app["state"].master_id, config.data,
                  config.replicas)
 
-    asyncio.run(serve(app, config.host, config.port, "master", listening))
+    asyncio.run(serve(app, config.host, config.port, "master", listening,
+                      server_context(config.tls)))

@@ -48,6 +48,8 @@ log = logging.getLogger("kittenfs.master")
 DEFAULT_CONCURRENCY = 4
 #: Keys read from the index per page while walking it.
 PAGE = 500
+#: Copies asked about at once by a recheck of a worker.
+RECHECK_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,7 @@ class RepairQueue:
         self.damage = Damage(
             lambda worker, record: converger.store.copy_state(worker, record, deep=False),
             self.add)
+        self._rechecks: dict[int, asyncio.Task[None]] = {}
 
     def add(self, keys: list[str]) -> None:
         """Queue keys for a deep repair."""
@@ -292,8 +295,47 @@ class RepairQueue:
                     self.job.error(f"{key}: {type(exc).__name__}: {exc}")
                 self.job.items_done += 1
 
+    def recheck(self, worker: int) -> bool:
+        """Check, in the background, worker ``worker``'s copy of every key that names it (a
+        HEAD each), and mark the missing or corrupt ones damaged (so they are repaired):
+        for a worker whose store lost blobs.  Return False if one runs for it already."""
+        if worker in self._rechecks:
+            return False
+        task = asyncio.create_task(self._recheck(worker))
+        self._rechecks[worker] = task
+        task.add_done_callback(lambda _: self._rechecks.pop(worker, None))
+        return True
+
+    async def _recheck(self, worker: int) -> None:
+        batch: list[IndexRecord] = []
+        async for _, record in self.converger.index.all_current():
+            if worker in record.replicas:
+                batch.append(record)
+            if len(batch) == RECHECK_BATCH:
+                await self._recheck_batch(worker, batch)
+                batch = []
+        await self._recheck_batch(worker, batch)
+        log.info("recheck of worker %d done: %s", worker, dict(self.job.found))
+
+    async def _recheck_batch(self, worker: int, records: list[IndexRecord]) -> None:
+        states = await asyncio.gather(*(self.converger.store.copy_state(worker, r, deep=False)
+                                        for r in records), return_exceptions=True)
+        for record, state in zip(records, states):
+            self.job.found["rechecked"] += 1
+            if state in ("missing", "corrupt"):
+                self.job.found[f"recheck_{state}"] += 1
+                self.damage.mark(record, worker)
+
+    async def close(self) -> None:
+        """Stop the rechecks and the checks under way."""
+        for task in list(self._rechecks.values()):
+            task.cancel()
+        await asyncio.gather(*self._rechecks.values(), return_exceptions=True)
+        await self.damage.close()
+
     def describe(self) -> dict[str, object]:
         """Return the queue's length and counters, for /_cluster."""
         return {"queued": len(self.keys), "done": self.job.items_done,
+                "rechecking": sorted(self._rechecks),
                 "found": dict(self.job.found), "fixed": dict(self.job.fixed),
                 "errors": self.job.errors[-10:]}

@@ -99,16 +99,18 @@ async def read(request: web.Request, state: MasterState, key: str, caller: Calle
 
 
 def _candidates(state: MasterState, record: IndexRecord, caller: Caller) -> list[int]:
-    """Return the replicas a read may use, in a random order: up, not known damaged, and not
-    one that already failed this read.  Raise 502 or 503 if there is none."""
-    avoid = state.damage.of(record) | set(caller.exclude)
-    replicas = [i for i in state.membership.live_replicas(record.replicas) if i not in avoid]
-    if replicas:
-        return replicas
+    """Return the replicas a read may use, in a random order: up, and not one that already
+    failed this read; those not known damaged first (if there are none, the damaged ones:
+    a copy with one bad block still serves the rest).  Raise 502 or 503 if there is none."""
+    usable = [i for i in state.membership.live_replicas(record.replicas)
+              if i not in caller.exclude]
+    damaged = state.damage.of(record)
+    if usable:
+        return [i for i in usable if i not in damaged] or usable
     if not any(state.membership.is_up(i) for i in record.replicas):
         raise HTTPProblem(503, "no_live_replica", f"every replica of {record.key!r} is down")
-    raise HTTPProblem(502, "no_good_replica", f"no live replica of {record.key!r} holds a good "
-                      f"copy now (failed or damaged: {sorted(avoid)}); it is being repaired")
+    raise HTTPProblem(502, "no_good_replica", f"no live replica of {record.key!r} could serve "
+                      f"it (tried: {sorted(caller.exclude)}); damaged copies are repaired")
 
 
 def _redirect(request: web.Request, state: MasterState, record: IndexRecord, worker: int,
@@ -174,7 +176,9 @@ async def _proxy(request: web.Request, state: MasterState, record: IndexRecord,
     """Stream a value (or the asked range of it) through the master.
 
     Replicas are tried in turn; one that fails part way is taken over by the next, from the
-    first byte not yet sent.  Only if every replica fails after the response has begun is
+    first byte not yet sent, and the round goes on as long as it makes progress (a replica
+    with a damaged block early may serve the rest): the value is served whole if every
+    block has one good copy.  Only if no replica can go on after the response has begun is
     the connection cut (the client sees a short body, never wrong bytes).
     """
     asked = range_asked(request.headers)
@@ -188,13 +192,18 @@ async def _proxy(request: web.Request, state: MasterState, record: IndexRecord,
     sender = Sender(request, response, request.app[LIMITS].send_timeout)
     failures: list[str] = []
     async with request.app[BUDGET].reserve(PROXY_STREAM_BYTES):
-        for index in replicas:
-            try:
-                if await _relay(state, record, index, first, last, sender, failures):
-                    await sender.finish()
-                    return response
-            except (aiohttp.ClientError, OSError) as exc:
-                _replica_failed(state, index, exc, failures)
+        progress = True
+        while progress:  # a replica that failed further back may serve what is left
+            progress = False
+            for index in replicas:
+                before = sender.sent
+                try:
+                    if await _relay(state, record, index, first, last, sender, failures):
+                        await sender.finish()
+                        return response
+                except (aiohttp.ClientError, OSError) as exc:
+                    _replica_failed(state, index, exc, failures)
+                progress |= sender.sent > before
     if not response.prepared:
         raise HTTPProblem(502, "no_replica_served", "; ".join(failures))
     raise ResponseAborted(f"every replica failed part way: {'; '.join(failures)}")

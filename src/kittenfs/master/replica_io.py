@@ -9,6 +9,7 @@ serves a worker that clones another.
 
 import asyncio
 import contextlib
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -54,14 +55,15 @@ def _talking_to(worker_url: str) -> Iterator[None]:
         raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}") from None
 
 
-def new_session(read_timeout: float, key: ClusterKey | None) -> aiohttp.ClientSession:
+def new_session(read_timeout: float, key: ClusterKey | None,
+                tls: ssl.SSLContext | None = None) -> aiohttp.ClientSession:
     """Return the master's pooled session to the workers, signing every request with the
-    cluster secret's ``key``.
+    cluster secret's ``key`` and checking HTTPS workers' certificates with ``tls``.
 
     ``read_timeout`` bounds each wait for a worker's answer (not the whole transfer).
     """
     timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=read_timeout)
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ssl=tls or True)
     return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False,
                                  read_bufsize=READ_BUFFER, middlewares=session_middlewares(key))
 

@@ -75,5 +75,5 @@ class MasterState:
     async def close(self) -> None:
         """Stop the running job, then close the index after queued writes."""
         await self.jobs.close()
-        await self.damage.close()
+        await self.repairs.close()
         await self.index.close()

@@ -9,13 +9,15 @@ from aiohttp import web
 
 from ..config import WorkerConfig
 from ..datadir import claim
-from ..server import new_app, serve, setup_logging
+from ..server import new_app, serve, setup_logging, stop_process
+from ..tls import client_context, server_context
 from .blobstore import BlobStore
 from .clone import clone
 from .guard import Guard
 from .handlers import GUARD, dispatch, worker_metrics
 from .heartbeat import ADOPT_MARKER, MasterLink
 from .identity import Identity
+from .recovery import StoreUnusable, open_store
 from .scrub import scrub_forever
 from .serve import REPORT, STORE, ReportOnce
 
@@ -49,16 +51,22 @@ def run(config: WorkerConfig) -> None:
 async def _main(config: WorkerConfig) -> None:
     config.data.mkdir(parents=True, exist_ok=True)
     identity = Identity.load(config.data)
-    store = BlobStore(config.data, config.inline_max, config.verify_max, config.capacity)
+    try:
+        store, _ = await open_store(config.data, identity.index is not None, stop_process,
+                                    inline_max=config.inline_max, verify_max=config.verify_max,
+                                    capacity=config.capacity)
+    except StoreUnusable as exc:
+        log.critical("worker not started: %s", exc)
+        raise SystemExit(1) from None
     if config.clone_from is not None and identity.index is None:
         await clone(config.master, config.clone_from, store, config.clone_rate,
-                    config.cluster_key)
+                    config.cluster_key, client_context(config.tls.ca))
         (config.data / ADOPT_MARKER).touch()
     elif config.clone_from is not None:
         log.info("--clone-from ignored: this worker is registered already (index %d)",
                  identity.index)
     link = MasterLink(config.master, identity, store, config.data, config.heartbeat_interval,
-                      config.cluster_key)
+                      config.cluster_key, client_context(config.tls.ca))
     app = build_app(config, store, identity, link)
     tasks: list[asyncio.Task[None]] = []
 
@@ -71,7 +79,8 @@ async def _main(config: WorkerConfig) -> None:
                  store.key_count, store.bytes_used, config.data)
 
     try:
-        await serve(app, config.host, config.port, "worker", listening)
+        await serve(app, config.host, config.port, "worker", listening,
+                    server_context(config.tls))
     finally:
         for task in tasks:
             task.cancel()

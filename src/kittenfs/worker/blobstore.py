@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import plyvel
 import xxhash
 
 from ..ldb import SyncedDB
@@ -79,7 +80,8 @@ class BlobFile:
         return self.header.size
 
 
-def _meta_key(blob: str) -> bytes:
+def meta_key(blob: str) -> bytes:
+    """Return the LevelDB key of a blob's metadata."""
     return b"m:" + blob.encode("ascii")
 
 
@@ -91,7 +93,11 @@ class BlobStore:
     """The blobs of one worker: LevelDB for metadata and small values, files for large ones."""
 
     def __init__(self, root: Path, inline_max: int = DEFAULT_INLINE_MAX,
-                 verify_max: int = DEFAULT_VERIFY_MAX, capacity: int = 0) -> None:
+                 verify_max: int = DEFAULT_VERIFY_MAX, capacity: int = 0,
+                 db: SyncedDB | None = None) -> None:
+        """Open the store under ``root`` (its LevelDB ``db`` if already open: recovery.py
+        opens it, checked, for a worker).  Raise plyvel.CorruptionError if counting what it
+        holds meets a damaged table."""
         self.root = root
         self.capacity = capacity  # bytes of values this worker may hold; 0: the disk's limit
         self.inline_max = inline_max
@@ -101,17 +107,18 @@ class BlobStore:
         for folder in (self.blobs_dir, self.tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._clear_tmp()
-        self.db = SyncedDB(str(root / "index"))
+        self.db = db if db is not None else SyncedDB(str(root / "index"))
         self._locks = KeyLocks()  # one blob's commit and count update at a time
         self._durable_dirs: set[Path] = set()  # blobs/ab/cd dirs whose entries are fsynced
-        self.key_count, self.bytes_used = self._count()
+        self.key_count, self.bytes_used = self.count()
 
     def _clear_tmp(self) -> None:
         """Remove uploads a crash left behind: no write was acknowledged for them."""
         for leftover in self.tmp_dir.iterdir():
             leftover.unlink(missing_ok=True)
 
-    def _count(self) -> tuple[int, int]:
+    def count(self) -> tuple[int, int]:
+        """Return how many blobs the store holds and their bytes (reads every metadata)."""
         count = used = 0
         for meta in self.iter_meta():
             count, used = count + 1, used + meta.size
@@ -124,7 +131,7 @@ class BlobStore:
 
     def iter_meta_from(self, start: str) -> Iterator[tuple[BlobMeta, str]]:
         """Yield (metadata, blob id) of the blobs held from id ``start`` on, in id order."""
-        for raw_key, raw in self.db.scan(b"m:", _meta_key(start)):
+        for raw_key, raw in self.db.scan(b"m:", meta_key(start)):
             yield decode(BlobMeta, raw), raw_key[2:].decode("ascii")
 
     def free_bytes(self) -> int:
@@ -140,9 +147,13 @@ class BlobStore:
                                         f"({self.bytes_used} used)")
 
     def meta(self, blob: str) -> BlobMeta | None:
-        """Return the metadata of a blob, or None if this worker does not hold it."""
-        raw = self.db.get(_meta_key(blob))
-        return None if raw is None else decode(BlobMeta, raw)
+        """Return the metadata of a blob, or None if this worker does not hold it; raise
+        CorruptBlob if the LevelDB block that holds it is damaged."""
+        try:
+            raw = self.db.get(meta_key(blob))
+            return None if raw is None else decode(BlobMeta, raw)
+        except (plyvel.Error, RecordError) as exc:
+            raise CorruptBlob(f"blob {blob}: its metadata is unreadable: {exc}") from None
 
     def path(self, blob: str) -> Path:
         """Return where a file-backed blob lives."""
@@ -179,7 +190,7 @@ class BlobStore:
                 raise SizeMismatch(f"{size} bytes arrived, {expected_size} were announced")
             meta = BlobMeta(key, version, size, digest.hexdigest(), spill is None,
                             int(time.time() * 1000))
-            puts = {_meta_key(blob): encode(meta)}
+            puts = {meta_key(blob): encode(meta)}
             if meta.inline:
                 puts[_value_key(blob)] = bytes(buffer)
             async with self._locks.hold(blob):
@@ -205,7 +216,10 @@ class BlobStore:
 
     def read_inline(self, blob: str, meta: BlobMeta) -> bytes:
         """Return an inline blob's bytes, checked against its MD5; raise CorruptBlob if bad."""
-        value = self.db.get(_value_key(blob))
+        try:
+            value = self.db.get(_value_key(blob))
+        except plyvel.Error as exc:
+            raise CorruptBlob(f"inline blob {blob} is unreadable: {exc}") from None
         if value is None or len(value) != meta.size:
             raise CorruptBlob(f"inline blob {blob} is missing or has the wrong size")
         if hashlib.md5(value, usedforsecurity=False).hexdigest() != meta.md5:
@@ -256,7 +270,7 @@ class BlobStore:
         """
         async with self._locks.hold(blob):
             meta = self.meta(blob)
-            await self.db.write(deletes=(_meta_key(blob), _value_key(blob)))
+            await self.db.write(deletes=(meta_key(blob), _value_key(blob)))
             self._account(meta, -1)
         path = self.path(blob)
         try:

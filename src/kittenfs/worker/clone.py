@@ -12,6 +12,7 @@ this worker added to the key's replicas.  Until the master has answered, a marke
 """
 
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 
@@ -38,7 +39,8 @@ class CloneError(Exception):
 
 
 async def clone(master: str, source: int, store: BlobStore, bytes_per_s: float = 0.0,
-                key: ClusterKey | None = None) -> tuple[int, int]:
+                key: ClusterKey | None = None,
+                tls: ssl.SSLContext | None = None) -> tuple[int, int]:
     """Copy every blob of worker ``source`` into ``store`` at up to ``bytes_per_s`` (0: no
     limit); return (copied, skipped).  ``key``: the cluster secret's, which the master and
     the source ask of a member."""
@@ -46,6 +48,7 @@ async def clone(master: str, source: int, store: BlobStore, bytes_per_s: float =
     progress = _Progress()
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
     async with aiohttp.ClientSession(timeout=timeout,
+                                     connector=aiohttp.TCPConnector(ssl=tls or True),
                                      middlewares=session_middlewares(key)) as session:
         url, progress.total = await _source_url(session, master.rstrip("/"), source)
         copied = skipped = failed = 0

@@ -8,6 +8,7 @@ logged once each, not once per beat.
 import asyncio
 import logging
 import signal
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,23 @@ from .identity import Identity
 
 log = logging.getLogger("kittenfs.worker")
 
-#: A file in the data directory while a clone's blobs wait for the master to adopt them.
+#: Files in the data directory while the master has yet to answer a request about this
+#: worker's blobs, by the route they ask for: adopt a clone's blobs as replicas; recheck
+#: every key this worker should hold (its store lost some, worker/recovery.py).
 ADOPT_MARKER = "adopt.pending"
+RECHECK_MARKER = "recheck.pending"
+PENDING = {ADOPT_MARKER: "adopt", RECHECK_MARKER: "recheck"}
 
 
 class MasterLink:
     """Keeps one worker registered with its master."""
 
     def __init__(self, master: str, identity: Identity, store: BlobStore, data_dir: Path,
-                 interval: float, key: ClusterKey | None) -> None:
+                 interval: float, key: ClusterKey | None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.master = master.rstrip("/")
         self.key = key
+        self.tls = tls
         self.url = ""  # where the master reaches this worker: known once it listens
         self.identity = identity
         self.store = store
@@ -38,7 +45,7 @@ class MasterLink:
         self.interval = interval
         self.registered = False
         self.connected: bool | None = None
-        self.adopting: asyncio.Task[None] | None = None
+        self.asking: dict[str, asyncio.Task[None]] = {}  # marker -> the request under way
 
     def stats(self) -> dict[str, int]:
         """Return what the heartbeat reports: bytes used, free disk and key count."""
@@ -46,8 +53,10 @@ class MasterLink:
                 "key_count": self.store.key_count}
 
     def session(self, total: float) -> aiohttp.ClientSession:
-        """Return a session to the master whose requests are signed with the cluster secret."""
+        """Return a session to the master whose requests are signed with the cluster secret
+        (and whose certificate, over HTTPS, is checked against the CA)."""
         return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=total),
+                                     connector=aiohttp.TCPConnector(ssl=self.tls or True),
                                      middlewares=session_middlewares(self.key))
 
     async def run(self, url: str) -> None:
@@ -61,9 +70,7 @@ class MasterLink:
                     if not self.registered:
                         await self._register(session)
                     await self._beat(session)
-                    if (self.registered and self.adopting is None
-                            and (self.data_dir / ADOPT_MARKER).exists()):
-                        self.adopting = asyncio.create_task(self._adopt())
+                    self._ask_pending()
                     self._connected(True, "")
                 except Refused as exc:
                     log.error("worker %s: %s; stopping", self._name(), exc)
@@ -105,23 +112,31 @@ class MasterLink:
         log.info("worker %d registered with master %s (cluster %s) as %s", index, self.master,
                  cluster, self.url)
 
-    async def _adopt(self) -> None:
-        """Have the master add this (cloned) worker to the replicas of the blobs it holds.
+    def _ask_pending(self) -> None:
+        """Start each pending request (a marker file) that is not under way already."""
+        for marker in PENDING:
+            if (self.registered and marker not in self.asking
+                    and (self.data_dir / marker).exists()):
+                self.asking[marker] = asyncio.create_task(self._ask(marker))
+
+    async def _ask(self, marker: str) -> None:
+        """Make a pending request of the master (adopt: add this cloned worker to the
+        replicas of the blobs it holds; recheck: check every key it should hold).
 
         Runs beside the heartbeats, which must go on meanwhile; on failure the next beat
         starts it again, and the marker file keeps it pending across restarts."""
-        url = f"{self.master}/_workers/{self.identity.index}/adopt"
+        action = PENDING[marker]
+        url = f"{self.master}/_workers/{self.identity.index}/{action}"
         try:
             async with self.session(3600) as s, s.post(url) as resp:
                 resp.raise_for_status()
                 result = await resp.json()
-            (self.data_dir / ADOPT_MARKER).unlink(missing_ok=True)
-            log.info("worker %s: the master adopted %d of the %d blobs held", self._name(),
-                     result["adopted"], result["blobs"])
+            (self.data_dir / marker).unlink(missing_ok=True)
+            log.info("worker %s: the master took the %s: %s", self._name(), action, result)
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
-            log.warning("worker %s: adopt failed (%s); will retry", self._name(), exc)
+            log.warning("worker %s: %s failed (%s); will retry", self._name(), action, exc)
         finally:
-            self.adopting = None
+            del self.asking[marker]
 
     async def report_corrupt(self, blobs: list[dict[str, str]]) -> None:
         """Tell the master which blobs the scrub found corrupt, so it repairs their keys."""

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -21,8 +22,9 @@ import httpx
 
 from kittenfs.clusterauth import HttpxClusterAuth
 from kittenfs.signing import HEADER, ClusterKey
+from kittenfs.tls import client_context, local_ca
 
-LISTENING = re.compile(r"listening on (http://\S+)")
+LISTENING = re.compile(r"listening on (https?://\S+)")
 
 
 def run_reporting(report: Path, *args: str,
@@ -117,19 +119,27 @@ class Cluster:
     secret: bool = True
     #: An admin token for the master (auth on); the helpers below send it.
     token: str | None = None
+    #: Serve HTTPS, with certificates from a local CA made under ``root/tls``.
+    tls: bool = False
     master: Proc = field(init=False)
     nodes: list[Proc] = field(init=False, default_factory=list)
     key: ClusterKey | None = field(init=False, default=None)
+    ca: Path | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         shared: list[str] = []
+        if self.tls:
+            files = local_ca(self.root / "tls")
+            self.ca = files.ca
+            shared = ["--tls-cert", str(files.cert), "--tls-key", str(files.key),
+                      "--ca", str(files.ca)]
         if self.secret:
             secret_file = self.root / "cluster.secret"
             secret_file.write_text(os.urandom(24).hex() + "\n")
             self.key = ClusterKey.from_text(secret_file.read_text())
-            shared = ["--cluster-secret-file", str(secret_file)]
-            self.worker_args = [*shared, *self.worker_args]
+            shared = [*shared, "--cluster-secret-file", str(secret_file)]
+        self.worker_args = [*shared, *self.worker_args]
         if self.token is not None:
             shared_master = [*shared, "--admin-token", self.token]
         else:
@@ -137,6 +147,11 @@ class Cluster:
         self.master = Proc("master", ["master", "--port", "0", "--data", str(self.root / "master"),
                                       "--replicas", str(self.replicas), "--down-after", "2",
                                       *shared_master, *self.master_args], self.root / "master.log")
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx checks the cluster's certificates against."""
+        return client_context(self.ca) if self.ca else True
 
     @property
     def headers(self) -> dict[str, str]:
@@ -178,7 +193,8 @@ class Cluster:
         return node
 
     def cluster_info(self) -> dict:
-        return httpx.get(f"{self.url}/_cluster", timeout=5, headers=self.headers).json()
+        return httpx.get(f"{self.url}/_cluster", timeout=5, headers=self.headers,
+                         verify=self.verify).json()
 
     def wait_workers_up(self, count: int, timeout: float = 20.0) -> None:
         """Wait until the master reports ``count`` workers up."""
@@ -209,7 +225,7 @@ class Cluster:
         start = ""
         while True:
             page = httpx.get(f"{node.url}/blobs", params={"start": start}, timeout=10,
-                             auth=self.auth).json()
+                             auth=self.auth, verify=self.verify).json()
             blobs += page["blobs"]
             if not page["next"]:
                 return blobs

@@ -20,19 +20,31 @@ def error_response(status: int, error: str, detail: str = "", **headers: str) ->
 
 
 class HTTPProblem(Exception):
-    """Raised by request logic to end a request with a JSON error response."""
+    """Raised by request logic to end a request with a JSON error response (and, once
+    ``close`` is set, its connection: for refusals under load, whose clients may never
+    read)."""
 
     def __init__(self, status: int, error: str, detail: str = "", **headers: str) -> None:
         super().__init__(f"{status} {error}: {detail}")
         self.status, self.error, self.detail, self.headers = status, error, detail, headers
+        self.close = False
 
     def response(self) -> web.Response:
         """Return the JSON error response this problem stands for."""
-        return error_response(self.status, self.error, self.detail, **self.headers)
+        response = error_response(self.status, self.error, self.detail, **self.headers)
+        if self.close:
+            response.force_close()
+        return response
 
 
 class ResponseAborted(Exception):
     """A response failed after its headers were sent: the connection is cut, not answered."""
+
+
+#: Responses cut so far.  A cut leaves reference cycles (the exceptions' tracebacks and the
+#: request's objects), and with them the connection's buffers, until the garbage collector
+#: runs: server.give_back_free_memory runs it when this count moves.
+CUT = [0]
 
 
 @web.middleware
@@ -44,6 +56,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return problem.response()
     except ResponseAborted as exc:
         log.warning("%s %s cut off: %s", request.method, request.path, exc)
+        CUT[0] += 1
         if request.transport is not None:
             request.transport.close()
         raise ConnectionResetError(str(exc)) from None  # aiohttp drops the connection quietly

@@ -46,10 +46,12 @@ class ByteBudget:
                 async with asyncio.timeout(wait):
                     await self._room.wait_for(lambda: self.held + size <= self.total)
             except TimeoutError:
-                raise HTTPProblem(503, "busy", f"{self.held} bytes of responses are being "
-                                  f"streamed, the most this process holds at once "
-                                  f"(--stream-buffer-bytes); try again",
-                                  **{"Retry-After": "2"}) from None
+                busy = HTTPProblem(503, "busy", f"{self.held} bytes of responses are being "
+                                   f"streamed, the most this process holds at once "
+                                   f"(--stream-buffer-bytes); try again",
+                                   **{"Retry-After": "2"})
+                busy.close = True  # the client may never read the answer: do not wait for it
+                raise busy from None
             self.held += size
         try:
             yield

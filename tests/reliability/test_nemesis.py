@@ -21,6 +21,18 @@ def test_the_short_nemesis_run_finds_no_violation(tmp_path):
     assert summary["ops"].get("put ok", 0) > 100 and summary["ops"].get("get ok", 0) > 100
     assert summary["seconds_to_full_replication"] is not None
     assert summary["repair"]["state"] == "done"
+    assert summary["wrong_bytes_read"] == 0
+
+
+def test_attacks_and_lost_metadata_during_a_run_harm_nothing(tmp_path):
+    done, summary = run_reporting(tmp_path / "nemesis.json", "nemesis", "--duration", "20",
+                                  "--seed", "11", "--only", "attack", "--only", "lose_metadata",
+                                  "--loopback")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    assert summary["faults"].get("attack", 0) >= 1 and summary["faults"].get("lose_metadata", 0)
+    assert summary["attacks"]["all_refused"] and summary["attacks"]["last"]["victim_intact"]
+    assert summary["acknowledged_writes_lost"] == 0 and summary["wrong_bytes_read"] == 0
+    assert summary["stale_or_resurrected_reads"] == 0 and summary["passed"]
 
 
 @pytest.mark.skipif(unavailable() is not None, reason=f"network faults: {unavailable()}")

@@ -11,7 +11,11 @@ One fault at a time, at most ``max_faults`` of them, each healed before the next
   value as a full disk does, with 507) for 2-4 s, then restart it without the limit;
 - ``cut_worker``: pull a worker's cable for 2-8 s (so sometimes it outlasts the master's
   ``--down-after``): nothing reaches it or leaves it, and connections stall rather than fail.
-  Only when every process runs on a host of its own (network namespaces, root only).
+  Only when every process runs on a host of its own (network namespaces, root only);
+- ``lose_metadata``: kill -9 a worker, delete or damage its LevelDB, restart it: it must
+  rebuild what it can from its files, and the master repair the rest;
+- ``attack``: send the hostile requests of attacks.py (a hijacked registration, a forged
+  blob, hostile JSON and headers...): each must be refused, and harm nothing.
 
 Every fault is logged with its time, so a report can say what happened when.
 """
@@ -19,15 +23,17 @@ Every fault is logged with its time, so a report can say what happened when.
 import asyncio
 import os
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from ..cluster import LocalCluster
+from . import attacks
 
 FAULTS = ("kill_worker", "kill_master", "pause_worker", "corrupt_blob", "delete_blob",
-          "fill_disk", "cut_worker")
+          "fill_disk", "cut_worker", "lose_metadata", "attack")
 #: The faults that need the processes on hosts of their own.
 NETWORK_FAULTS = ("cut_worker",)
 
@@ -42,6 +48,7 @@ class Nemesis:
         self.log: list[dict[str, Any]] = []
         self.paused: set[int] = set()
         self.cut: set[int] = set()
+        self.attacks: list[dict[str, object]] = []  # what each attack fault got
 
     async def run(self, duration: float, max_faults: int) -> None:
         """Inject up to ``max_faults`` faults within ``duration`` seconds, then heal all."""
@@ -108,6 +115,27 @@ class Nemesis:
         self.cluster.network.restore(child)
         self.cut.discard(child)
         return {"worker": child - 1, "seconds": round(outage, 2)}
+
+    async def lose_metadata(self) -> dict[str, Any]:
+        child = self._worker()
+        index = self.cluster.data / f"worker-{child - 1}" / "index"
+        self.cluster.signal(child, signal.SIGKILL)
+        await asyncio.to_thread(self.cluster.children[child].wait)
+        how = self.rng.choice(("delete", "damage"))
+        if how == "delete":
+            shutil.rmtree(index, ignore_errors=True)
+        else:
+            for log in index.glob("*.log"):
+                with log.open("r+b") as handle:
+                    handle.seek(min(7, log.stat().st_size))
+                    handle.write(os.urandom(32))
+        await asyncio.to_thread(self.cluster.restart, child)
+        return {"worker": child - 1, "leveldb": how}
+
+    async def attack(self) -> dict[str, Any]:
+        results = await asyncio.to_thread(attacks.launch, self.cluster.url, self.cluster.headers)
+        self.attacks.append(results)
+        return {"refused": attacks.refused(results)}
 
     async def heal(self) -> None:
         """Resume paused workers, restore cut links and restart any process not running."""

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from ..cluster import LocalCluster, local_cluster
-from . import network
+from . import attacks, network
 from .checker import VIOLATIONS, check
 from .history import Op
 from .nemesis import FAULTS, NETWORK_FAULTS, Nemesis
@@ -82,6 +82,7 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace, seed: int,
         await asyncio.to_thread(_write_history, args.history, [*history, *final], started)
     injected = Counter(fault["fault"] for fault in nemesis.log)
     lost = verdict.violations["lost_writes"]
+    refused = all(attacks.refused(result) for result in nemesis.attacks)
     return {
         "seed": seed, "duration_s": round(healed - started, 1), "clients": args.clients,
         "keys": args.keys, "workers": args.workers, "ops": dict(sorted(verdict.ops.items())),
@@ -90,11 +91,15 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace, seed: int,
         "acknowledged_writes_lost": lost,
         "stale_or_resurrected_reads": verdict.violations["stale_reads"]
         + verdict.violations["resurrected"],
+        "wrong_bytes_read": verdict.violations["phantom"]
+        + verdict.violations["failed_write_visible"],
+        "attacks": {"sent": len(nemesis.attacks), "all_refused": refused,
+                    "last": nemesis.attacks[-1] if nemesis.attacks else None},
         "violations": {k: verdict.violations[k] for k in VIOLATIONS},
         "examples": verdict.examples,
         "repair": {k: repair.get(k) for k in ("state", "found", "fixed", "errors")},
         "seconds_to_full_replication": replicated,
-        "passed": not any(verdict.violations.values()) and replicated is not None,
+        "passed": not any(verdict.violations.values()) and replicated is not None and refused,
     }
 
 

@@ -40,6 +40,8 @@ class Phase:
     zipf_s: float = 1.1
     #: For "list": page size.
     page: int = 1000
+    #: Headers every request carries (a credential, when the target has auth on).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,7 +103,8 @@ async def _drive(phase: Phase) -> dict[str, Any]:
     out: dict[str, Any] = {"latencies": [], "errors": 0, "bytes": 0, "error_samples": []}
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                     headers=phase.headers) as session:
         out["start"] = time.time()
         pending = iter(phase.keys) if phase.operation != "mixed" else None
         rng = random.Random(len(phase.keys))

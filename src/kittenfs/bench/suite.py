@@ -102,13 +102,15 @@ class Measured:
     """Runs phases against one target, recording each process's CPU and peak RSS."""
 
     def __init__(self, run: Run, base_url: str, target: str, pids: dict[str, int],
-                 generators: int) -> None:
+                 generators: int, headers: dict[str, str] | None = None) -> None:
         self.run, self.base_url, self.target, self.pids = run, base_url, target, pids
         self.generators = generators
+        self.headers = headers or {}
 
     def phase(self, name: str, operation: str, keys: list[str], concurrency: int,
               value_size: int = 1024, record: bool = True, **extra: Any) -> dict[str, Any]:
-        phase = Phase(self.base_url, operation, keys, concurrency, value_size, **extra)
+        phase = Phase(self.base_url, operation, keys, concurrency, value_size,
+                      headers=self.headers, **extra)
         before = {role: cpu_seconds(pid) for role, pid in self.pids.items()}
         result = run_phase(phase, self.generators)
         processes = {role: {"cpu_s": cpu_seconds(pid) - before[role],
@@ -216,7 +218,8 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
                        f"{memory:.0f} GiB", "quick": args.quick, "url": args.url,
             "generator_processes": args.processes, "workers": args.workers,
-            "replicas": args.replicas, "cache_bytes": args.cache_bytes}
+            "replicas": args.replicas, "cache_bytes": args.cache_bytes,
+            "auth": bool(args.auth or args.token)}
 
 
 def print_report(run: Run, console: Console) -> None:
@@ -303,6 +306,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", help="keep the local cluster's data under this directory")
     parser.add_argument("--cache-bytes", type=int, default=MasterConfig.cache_bytes,
                         help="the local master's hot-value cache size (default 64 MiB; 0: off)")
+    parser.add_argument("--auth", action="store_true",
+                        help="turn auth on in the local cluster (an admin token), and send the "
+                             "token with every request, to measure what auth costs")
+    parser.add_argument("--token", help="with --url: a credential to send")
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -313,11 +320,13 @@ def run_benchmark(args: argparse.Namespace) -> int:
     holder: Callable[[], Any] = (
         (lambda: nullcontext(None)) if args.url else
         (lambda: local_cluster(args.workers, args.replicas, args.keep,
-                               ("--cache-bytes", str(args.cache_bytes)))))
+                               ("--cache-bytes", str(args.cache_bytes)), auth=args.auth)))
     with holder() as cluster:
         base = args.url.rstrip("/") if args.url else cluster.url
         pids = {} if cluster is None else cluster.pids()
-        bench_kittenfs(Measured(run, base, "kittenfs", pids, args.processes), sizes,
+        headers = ({"Authorization": f"Bearer {args.token}"} if args.url and args.token else
+                   cluster.headers if cluster is not None else {})
+        bench_kittenfs(Measured(run, base, "kittenfs", pids, args.processes, headers), sizes,
                        cleanup=bool(args.url))
     if args.no_nginx:
         run.notes.append("nginx reference skipped: --no-nginx")

@@ -22,6 +22,8 @@ SIZES = ((5, 0, 0), (60, 1, 4096), (30, 65_536, 262_144), (5, 1_048_576, 3 * 1_0
 MIX = (("put", 45), ("get", 40), ("delete", 15))
 #: Seconds before an operation counts as unknown.
 OP_TIMEOUT = 30.0
+#: Seconds a client waits after an operation that got no answer.
+RETRY_PAUSE = 0.05
 
 
 def value_size(rng: random.Random) -> int:
@@ -49,7 +51,10 @@ async def _client(session: aiohttp.ClientSession, url: str, client: int, keys: l
     while time.monotonic() < deadline:
         kind = rng.choices([m[0] for m in MIX], weights=[m[1] for m in MIX])[0]
         key = rng.choice(keys)
-        history.append(await OPERATIONS[kind](session, url, client, key, rng))
+        op = await OPERATIONS[kind](session, url, client, key, rng)
+        history.append(op)
+        if op.outcome == UNKNOWN:  # the master is down: a refused connection comes back at
+            await asyncio.sleep(RETRY_PAUSE)  # once, and thousands would drown the history
 
 
 async def _put(session: aiohttp.ClientSession, url: str, client: int, key: str,

@@ -15,8 +15,11 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -249,3 +252,14 @@ class Cluster:
         """Stop every process this cluster started."""
         for proc in [*self.nodes, self.master]:
             proc.stop()
+
+
+@contextmanager
+def started(root: Path, **settings: Any) -> Iterator[Cluster]:
+    """Yield a started cluster under ``root`` (``settings``: Cluster's fields); every process
+    it started is stopped when the block ends, however it ends."""
+    cluster = Cluster(root, **settings)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -11,32 +11,29 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cluster import Cluster
+from cluster import Cluster, started
 
 
 @pytest.fixture
 def make_cluster(tmp_path: Path) -> Iterator[type[Cluster]]:
     """Return a factory of started clusters; every one is stopped at teardown."""
-    started: list[Cluster] = []
+    made: list[Cluster] = []
 
     def make(**kwargs: object) -> Cluster:
-        cluster = Cluster(tmp_path / f"c{len(started)}", **kwargs)  # type: ignore[arg-type]
-        started.append(cluster)
+        cluster = Cluster(tmp_path / f"c{len(made)}", **kwargs)  # type: ignore[arg-type]
+        made.append(cluster)
         return cluster.start()
 
     yield make  # type: ignore[misc]
-    for cluster in started:
+    for cluster in made:
         cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One cluster per test module, for tests that only touch keys of their own."""
-    cluster = Cluster(tmp_path_factory.mktemp("shared"))
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with started(tmp_path_factory.mktemp("shared")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -97,11 +97,6 @@ class TLS:
                            ("--ca", self.ca)):
             _require(path is None or path.is_file(), f"{flag} {path}: no such file")
 
-    @property
-    def serving(self) -> bool:
-        """True if this process serves HTTPS."""
-        return self.cert is not None
-
 
 @dataclass(frozen=True)
 class MasterConfig:
@@ -170,7 +165,8 @@ class MasterConfig:
         _require(self.down_after > 0, "--down-after: must be positive")
 
 
-WORKER_LIMITS = Limits(uploads_per_client=Limits.uploads)
+#: A worker streams checked blobs in 1 MiB pieces (about 2 MiB a stream): it may hold more.
+WORKER_LIMITS = Limits(uploads_per_client=Limits.uploads, stream_buffer=256 * MiB)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ async def give_back_free_memory(interval: float = TRIM_EVERY) -> None:
     Python objects stayed flat (tracemalloc); ``malloc_trim(0)`` released most of it.
 
     Responses cut part way (a client that stalled past --send-timeout, or left) leave
-    reference cycles that hold their connections' buffers (about 320 KiB each) until a full
+    reference cycles that hold their connections' buffers (about 256 KiB each) until a full
     garbage collection, which Python runs rarely: 200 cut streams held 70 MiB for minutes.
     So when any response was cut since the last pass, a collection runs first.
     """

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cluster import started
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,13 +33,9 @@ VERIFY_MAX = 16 * MiB
 @pytest.fixture(scope="module")
 def corruptible(tmp_path_factory):
     """A cluster without the hot cache, so every read of a small value reaches a worker."""
-    from cluster import Cluster
-
-    cluster = Cluster(tmp_path_factory.mktemp("corrupt"), master_args=["--cache-bytes", "0"])
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with started(tmp_path_factory.mktemp("corrupt"),
+                 master_args=["--cache-bytes", "0"]) as cluster:
+        yield cluster
 
 
 def files_of(cluster, key: str) -> list[Path]:

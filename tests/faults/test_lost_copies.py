@@ -112,7 +112,7 @@ def test_a_worker_whose_leveldb_is_damaged_repairs_it_or_starts_anew(stored, dam
         os.remove(index / "CURRENT")  # LevelDB alone would reopen (nearly) empty
     else:
         pattern = "MANIFEST-*" if damage == "manifest" else "*.log"
-        target = sorted(index.glob(pattern))[-1]
+        target = max(index.glob(pattern))
         with target.open("r+b") as handle:
             handle.seek(min(10, max(0, target.stat().st_size - 64)))
             handle.write(b"\xff" * 64)

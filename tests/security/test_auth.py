@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from cluster import started
 
 import kittenfs
 from kittenfs import AccessDenied
@@ -30,13 +31,8 @@ def kfs(*args: str, token: str | None = None, url: str = "",
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
     """One cluster per module with auth on (an admin token), three workers."""
-    from cluster import Cluster
-
-    cluster = Cluster(tmp_path_factory.mktemp("auth"), token=ADMIN)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with started(tmp_path_factory.mktemp("auth"), token=ADMIN) as cluster:
+        yield cluster
 
 
 def create(cluster, role: str, *extra: str) -> dict:
@@ -71,7 +67,8 @@ def test_health_and_the_api_description_stay_open(secured):
 
 
 @pytest.mark.parametrize("token", ["nonsense", "kfs.KFSAAAAAAAAAAAAAAAAA." + "a" * 40,
-                                   ADMIN + "x", "Basic"])
+                                   ADMIN + "x", "Basic"],
+                         ids=["garbage", "unknown-credential", "admin-token-altered", "basic"])
 def test_bad_tokens_get_401_and_change_nothing(secured, token):
     header = "Basic Zm9vOmJhcg==" if token == "Basic" else f"Bearer {token}"
     answer = httpx.put(f"{secured.url}/bad/token", content=b"no",

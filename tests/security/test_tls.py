@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from cluster import started
 
 import kittenfs
 from kittenfs import ServerError
@@ -20,13 +21,8 @@ from kittenfs.tls import client_context, local_ca
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory):
-    from cluster import Cluster
-
-    cluster = Cluster(tmp_path_factory.mktemp("tls"), tls=True)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with started(tmp_path_factory.mktemp("tls"), tls=True) as cluster:
+        yield cluster
 
 
 def test_every_process_serves_https(secure):

@@ -164,6 +164,8 @@ class Access:
             return need in (Need.READ, Need.WRITE) and caller.may(Role[need.name], key)
         if need in (Need.READ, Need.WRITE, Need.ADMIN):
             return caller.may(Role[need.name], key)
+        if need is Need.MEMBER and self.cluster_key is None:
+            return True  # without a cluster secret, workers cannot be told from anyone else
         if caller.member:
             return True
         if need is Need.MEMBER_OR_ADMIN:
@@ -186,8 +188,7 @@ class Access:
                                   "request with this cluster's secret (or its time is off)",
                                   **{"WWW-Authenticate": 'KittenFS-Cluster realm="kittenfs"'})
             return Caller(role=self.anonymous_role, member=True)  # as trusted as anyone
-        # Without a cluster secret, workers cannot be told apart from anyone else.
-        return Caller(role=self.anonymous_role, member=self.cluster_key is None)
+        return Caller(role=self.anonymous_role)
 
     def _bearer(self, header: str) -> Caller:
         scheme, _, token = header.strip().partition(" ")

@@ -19,7 +19,7 @@ from .heartbeat import ADOPT_MARKER, MasterLink
 from .identity import Identity
 from .recovery import StoreUnusable, open_store
 from .scrub import scrub_forever
-from .serve import REPORT, STORE, ReportOnce
+from .serve import CHECKED, REPORT, STORE, RecentlyChecked, ReportOnce
 
 log = logging.getLogger("kittenfs.worker")
 
@@ -31,6 +31,7 @@ def build_app(config: WorkerConfig, store: BlobStore, identity: Identity,
     app[STORE] = store
     app[GUARD] = Guard(config.cluster_key, config.public_reads)
     app[REPORT] = ReportOnce(link.report_corrupt)
+    app[CHECKED] = RecentlyChecked()
 
     def describe() -> dict[str, Any]:
         return {"id": identity.id, "index": identity.index, "cluster": identity.cluster,

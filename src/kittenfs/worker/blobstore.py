@@ -49,6 +49,8 @@ DEFAULT_INLINE_MAX = 64 * 1024
 DEFAULT_VERIFY_MAX = 16 * 1024 * 1024
 #: Bytes per checksummed block of a blob file (format 2; docs/format.md says why this size).
 BLOCK_SIZE = 256 * 1024
+#: Bytes a read takes from the disk at a time (whole blocks), each checked before it is sent.
+READ_PIECE = 1024 * 1024
 
 
 class CorruptBlob(Exception):
@@ -358,39 +360,52 @@ def _fsync_dir(path: Path) -> None:
 
 
 def read_checked(where: BlobFile, first: int, count: int,
-                 piece: int = BLOCK_SIZE) -> Iterator[bytes]:
-    """Yield ``count`` bytes of a blob file's value from ``first``, each piece checked before
-    it is yielded; raise CorruptBlob at the first that fails.  (Blocking.)
+                 piece: int = READ_PIECE) -> Iterator[bytes]:
+    """Yield ``count`` bytes of a blob file's value from ``first``, in pieces of about
+    ``piece`` bytes, each checked before it is yielded; raise CorruptBlob at the first bad
+    one.  (Blocking.)
 
-    Format 2: every block the span covers is read whole and checked against its digest.
-    Format 1 has no block digests: the whole value is checked against its MD5 first, then
-    read again (``piece`` bytes at a time) for the span.
+    Format 2: every block the span covers is read whole and checked against its digest (a
+    piece is a run of whole blocks, read with their digests in two reads).  Format 1 has no
+    block digests: the whole value is checked against its MD5 first, then read again.
     """
     header = where.header
     try:
         with where.path.open("rb", buffering=0) as handle:
             if header.block_size:
-                yield from _blocks_checked(handle, header, first, count)
+                yield from _blocks_checked(handle, header, first, count, piece)
             else:
                 yield from _md5_checked(handle, header, first, count, piece)
     except OSError as exc:
         raise CorruptBlob(f"{where.path.name}: {exc}") from None
 
 
-def _blocks_checked(handle: BinaryIO, header: BlobHeader, first: int,
-                    count: int) -> Iterator[bytes]:
+def _blocks_checked(handle: BinaryIO, header: BlobHeader, first: int, count: int,
+                    piece: int) -> Iterator[bytes]:
+    if not count:
+        return
     size, offset, fd = header.block_size, header.data_offset, handle.fileno()
     last = first + count - 1
-    for block in range(first // size, last // size + 1 if count else first // size):
+    per_piece = max(1, piece // size)
+    block, final = first // size, last // size
+    while block <= final:
+        blocks = min(per_piece, final - block + 1)
         start = block * size
-        length = min(size, header.size - start)
+        length = min(blocks * size, header.size - start)
         data = os.pread(fd, length, offset + start)
-        stored = os.pread(fd, BLOCK_DIGEST.size,
+        stored = os.pread(fd, blocks * BLOCK_DIGEST.size,
                           offset + header.size + block * BLOCK_DIGEST.size)
-        if len(data) != length or block_digest(data) != stored:
-            raise CorruptBlob(f"{header.key!r}: block {block} (bytes {start}.."
-                              f"{start + length - 1}) fails its checksum")
+        view = memoryview(data)
+        for i in range(blocks):
+            chunk = view[i * size:(i + 1) * size]
+            if (len(chunk) != min(size, header.size - start - i * size)
+                    or block_digest(chunk) != stored[i * 8:(i + 1) * 8]):
+                bad = block + i
+                raise CorruptBlob(f"{header.key!r}: block {bad} (bytes {bad * size}.."
+                                  f"{min(header.size, (bad + 1) * size) - 1}) fails its checksum")
+        view.release()
         yield data[max(first, start) - start:min(last, start + length - 1) - start + 1]
+        block += blocks
 
 
 def _md5_checked(handle: BinaryIO, header: BlobHeader, first: int, count: int,

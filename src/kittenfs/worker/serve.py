@@ -31,16 +31,20 @@ from ..httputil import (
     range_asked,
 )
 from ..limits import LIMITS
+from ..placement import blob_id
 from ..records import BlobMeta
 from ..server import BUDGET
 from ..streaming import SEND_BUFFER, Sender
-from .blobstore import BLOCK_SIZE, BlobFile, BlobStore, CorruptBlob, read_checked
+from .blobstore import READ_PIECE, BlobFile, BlobStore, CorruptBlob, read_checked
 
 log = logging.getLogger("kittenfs.worker")
 
-#: Bytes one checked stream may hold: the block being sent, the next one being read, and
+#: Bytes one checked stream may hold: the piece being sent, the next one being read, and
 #: the connection's send buffer.
-STREAM_BYTES = 2 * BLOCK_SIZE + SEND_BUFFER
+STREAM_BYTES = 2 * READ_PIECE + SEND_BUFFER
+#: Seconds a value read whole without fault is taken as checked by the next reads' pre-check
+#: (they still check every block they send).
+CHECKED_FOR = 60.0
 
 #: The worker's blob store.
 STORE = web.AppKey("store", BlobStore)
@@ -70,13 +74,35 @@ async def get_blob(request: web.Request, blob: str, fallback: str | None) -> web
                 return head_response(status, headers, count)
             return web.Response(status=status, headers=headers, body=value)
         where = store.locate_file(blob, meta)
-        if request.method == "HEAD":
-            return head_response(status, headers, count)
-        await asyncio.to_thread(_check_span, where, first, min(count, store.verify_max))
     except CorruptBlob as exc:
         _damaged(request, blob, meta, exc)
         return _cannot_serve(blob, fallback, HTTPProblem(500, "corrupt", str(exc)))
-    return await _stream(request, status, headers, where, first, count, meta)
+    if request.method == "HEAD":
+        return head_response(status, headers, count)
+    async with request.app[BUDGET].reserve(STREAM_BYTES):
+        pieces = read_checked(where, first, count)
+        try:
+            await _check_first(request, store, where, first, count)
+            head = await asyncio.to_thread(_next, pieces)  # checked before the response starts
+        except CorruptBlob as exc:
+            _damaged(request, blob, meta, exc)
+            return _cannot_serve(blob, fallback, HTTPProblem(500, "corrupt", str(exc)))
+        response = await _stream(request, status, headers, pieces, head, count, meta)
+    if first == 0 and count == meta.size:
+        request.app[CHECKED].note(blob)
+    return response
+
+
+async def _check_first(request: web.Request, store: BlobStore, where: BlobFile, first: int,
+                       count: int) -> None:
+    """Check the first ``verify_max`` bytes of a read before its response starts (unless the
+    blob was read whole without fault lately); raise CorruptBlob if any block is bad."""
+    checked = request.app[CHECKED]
+    if checked.recently(where.path.name):
+        return
+    await asyncio.to_thread(_check_span, where, first, min(count, store.verify_max))
+    if first == 0 and count == where.size <= store.verify_max:
+        checked.note(where.path.name)  # every block of the value was just checked
 
 
 def _cannot_serve(blob: str, fallback: str | None, problem: HTTPProblem) -> web.Response:
@@ -88,8 +114,14 @@ def _cannot_serve(blob: str, fallback: str | None, problem: HTTPProblem) -> web.
                                              "X-Kfs-Error": problem.error})
 
 
+def _blob_of(meta: BlobMeta) -> str:
+    """Return the id of the blob ``meta`` describes."""
+    return blob_id(meta.key, meta.version)
+
+
 def _damaged(request: web.Request, blob: str, meta: BlobMeta, exc: CorruptBlob) -> None:
     log.error("corrupt blob %s (key %r): %s", blob, meta.key, exc)
+    request.app[CHECKED].forget(blob)
     request.app[REPORT](meta)
 
 
@@ -100,31 +132,58 @@ def _check_span(where: BlobFile, first: int, count: int) -> None:
 
 
 async def _stream(request: web.Request, status: int, headers: dict[str, str],
-                  where: BlobFile, first: int, count: int, meta: BlobMeta) -> web.StreamResponse:
-    """Send ``count`` checked bytes from ``first``, reading the next block while the last
-    one goes out; a block that fails its check cuts the response."""
+                  pieces: Iterator[bytes], head: bytes | None, count: int,
+                  meta: BlobMeta) -> web.StreamResponse:
+    """Send ``count`` checked bytes, ``head`` first, then the rest of ``pieces``, reading
+    the next piece while the last one goes out; a block that fails its check cuts the
+    response."""
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = count
     sender = Sender(request, response, request.app[LIMITS].send_timeout)
-    pieces = read_checked(where, first, count)
-    async with request.app[BUDGET].reserve(STREAM_BYTES):
-        await sender.start()
-        try:
+    await sender.start()
+    upcoming: asyncio.Future[bytes | None] | None = None
+    try:
+        piece = head
+        while piece is not None:
             upcoming = asyncio.ensure_future(asyncio.to_thread(_next, pieces))
-            while (piece := await upcoming) is not None:
-                upcoming = asyncio.ensure_future(asyncio.to_thread(_next, pieces))
-                await sender.write(piece)
-        except CorruptBlob as exc:
-            _damaged(request, where.path.name, meta, exc)
-            raise ResponseAborted(f"cut after {sender.sent} bytes: {exc}") from None
-        finally:
+            await sender.write(piece)
+            piece = await upcoming
+    except CorruptBlob as exc:
+        _damaged(request, _blob_of(meta), meta, exc)
+        raise ResponseAborted(f"cut after {sender.sent} bytes: {exc}") from None
+    finally:
+        if upcoming is not None:
             upcoming.cancel()
-        await sender.finish()
+    await sender.finish()
     return response
 
 
 def _next(pieces: Iterator[bytes]) -> bytes | None:
     return next(pieces, None)
+
+
+class RecentlyChecked:
+    """Blobs read whole without fault in the last CHECKED_FOR seconds (at most ``size``): a
+    hot value need not be read twice per request, once to check it before the response
+    starts and once to send it.  Every block sent is checked regardless; what a blob found
+    here forgoes is only the chance to send the client elsewhere if damage appeared since."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._at: dict[str, float] = {}
+
+    def note(self, blob: str) -> None:
+        self._at.pop(blob, None)
+        self._at[blob] = time.monotonic()
+        if len(self._at) > self.size:
+            del self._at[next(iter(self._at))]
+
+    def recently(self, blob: str) -> bool:
+        at = self._at.get(blob)
+        return at is not None and time.monotonic() - at < CHECKED_FOR
+
+    def forget(self, blob: str) -> None:
+        self._at.pop(blob, None)
 
 
 class ReportOnce:
@@ -155,3 +214,5 @@ class ReportOnce:
 
 #: Tells the master of corrupt blobs that reads find.
 REPORT = web.AppKey("report_corrupt", ReportOnce)
+#: The blobs read whole without fault lately.
+CHECKED = web.AppKey("recently_checked", RecentlyChecked)

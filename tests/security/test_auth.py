@@ -119,6 +119,21 @@ def test_a_read_credential_reads_and_nothing_more(secured):
                      headers=bearer(ADMIN)).content == b"text"
 
 
+def test_curl_follows_the_redirect_with_a_token_on_the_master(secured):
+    """curl sends the token to the master only (not across the redirect); the worker takes
+    the link the master signed."""
+    value = os.urandom(200_000)
+    httpx.put(f"{secured.url}/curl/v", content=value, headers=bearer(ADMIN))
+    token = create(secured, "read")["token"]
+    got = subprocess.run(["curl", "-sS", "-f", "-L", "-H", f"Authorization: Bearer {token}",
+                          f"{secured.url}/curl/v"], capture_output=True, timeout=60, check=False)
+    assert got.returncode == 0 and got.stdout == value, got.stderr
+    denied = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-L",
+                             f"{secured.url}/curl/v"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert denied.stdout == "401"
+
+
 def test_credentials_expire(secured):
     made = kfs("key", "create", "--role", "read", "--expires", "2s", "--json",
                url=secured.url, token=ADMIN)

@@ -9,7 +9,6 @@ after; docs/performance.md has the figures since.  Run: python benchmarks/stalle
 
 import json
 import os
-import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from kittenfs.cluster import local_cluster
+from kittenfs.reliability.stalled import stalled_reader
 
 
 def _rss_mib(pid: int) -> int:
@@ -31,17 +31,6 @@ def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def _stalled(url: str, path: str) -> socket.socket:
-    """Ask for ``path`` and read nothing (a receive buffer as small as the kernel allows)."""
-    host, port = url.removeprefix("http://").split(":")
-    conn = socket.socket()
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    conn.settimeout(30)
-    conn.connect((host, int(port)))
-    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    return conn
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as keep, \
             local_cluster(3, 3, keep, ("--cache-bytes", "0")) as cluster:
@@ -51,7 +40,7 @@ def main() -> None:
         time.sleep(11)  # one heap trim after the upload
         report: dict[str, object] = {"before": {"rss_mib": _rss_mib(pid), "fds": _fds(pid)}}
         with ThreadPoolExecutor(32) as pool:
-            readers = list(pool.map(lambda _: _stalled(cluster.url, "/big?direct"), range(300)))
+            readers = list(pool.map(lambda _: stalled_reader(cluster.url, "/big?direct"), range(300)))
         samples = []
         started = time.monotonic()
         while time.monotonic() - started < 45:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from kittenfs.reliability.stalled import stalled_reader
+
 
 def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
@@ -83,18 +85,6 @@ def peak_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM")
-
-
-def stalled_reader(url: str, path: str) -> socket.socket:
-    """Ask for ``path`` and then read nothing (a receive buffer as small as the kernel
-    allows, so the server's bytes pile up on its side)."""
-    host, port = url.removeprefix("http://").split(":")
-    conn = socket.socket()
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    conn.settimeout(30)
-    conn.connect((host, int(port)))
-    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    return conn
 
 
 def test_readers_that_never_read_hold_bounded_memory_and_are_cut_off(make_cluster):

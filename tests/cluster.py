@@ -263,3 +263,46 @@ def started(root: Path, **settings: Any) -> Iterator[Cluster]:
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@dataclass
+class Up:
+    """A running ``kittenfs up`` (see :func:`running_up`)."""
+
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def running_up(root: Path, *flags: str, until: str) -> Iterator[Up]:
+    """Run ``kittenfs up --workers 2`` with ``flags`` and data under ``root`` until the block
+    ends (SIGTERM, then kill -9 if it does not stop within 60 s), once its output shows
+    ``until``.  Its output goes to a file, never to a pipe a stuck reader could fill."""
+    from kittenfs.cluster import free_port_block
+
+    up = Up(free_port_block(3), root / "up.log")
+    with up.log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kittenfs", "up", "--workers", "2", "--port", str(up.port),
+             "--data", str(root / "data"), *flags], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while until not in up.output():
+            assert time.monotonic() < deadline and process.poll() is None, up.output()
+            time.sleep(0.1)
+        yield up
+    finally:
+        process.send_signal(signal.SIGTERM)  # SIGINT may be ignored in a background job
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise

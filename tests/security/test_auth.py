@@ -4,14 +4,13 @@ master with an admin token and real workers; every request over HTTP."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
-from cluster import started
+from cluster import running_up, started
 
 import kittenfs
 from kittenfs import AccessDenied
@@ -287,44 +286,19 @@ def test_off_loopback_a_master_with_auth_and_a_secret_starts(tmp_path):
         master.stop()
 
 
-def _up(tmp_path, *flags: str) -> tuple[subprocess.Popen, list[str], int]:
-    """Start ``kittenfs up`` with ``flags``; return it, its output so far and its port."""
-    from kittenfs.cluster import free_port_block
-
-    port = free_port_block(3)
-    up = subprocess.Popen([sys.executable, "-m", "kittenfs", "up", "--workers", "2", "--port",
-                           str(port), "--data", str(tmp_path / "data"), *flags],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while not any("auth is" in line for line in lines):
-        assert time.monotonic() < deadline and up.poll() is None, "".join(lines)
-        lines.append(up.stdout.readline())
-    return up, lines, port
-
-
 def test_kittenfs_up_says_auth_is_off_and_how_to_turn_it_on(tmp_path):
-    up, lines, port = _up(tmp_path)
-    try:
-        assert any("kittenfs up --auth" in line for line in lines), lines
-        assert httpx.put(f"http://127.0.0.1:{port}/tour", content=b"hi").status_code == 201
-    finally:
-        up.send_signal(signal.SIGINT)
-        up.wait(60)
+    with running_up(tmp_path, until="auth is") as up:
+        assert "kittenfs up --auth" in up.output()
+        assert httpx.put(f"{up.url}/tour", content=b"hi").status_code == 201
 
 
 def test_kittenfs_up_auth_makes_and_prints_an_admin_token(tmp_path):
-    up, lines, port = _up(tmp_path, "--auth")
-    try:
+    with running_up(tmp_path, "--auth", until="auth is") as up:
         token_file = tmp_path / "data" / "admin.token"
         token = token_file.read_text().strip()
         assert token_file.stat().st_mode & 0o777 == 0o600
-        assert any(token in line for line in lines), lines
-        url = f"http://127.0.0.1:{port}"
-        assert_denied(httpx.put(f"{url}/k", content=b"v"), 401)
-        assert httpx.put(f"{url}/k", content=b"v", headers=bearer(token)).status_code == 201
-        with kittenfs.Client(url, token=token) as client:
+        assert token in up.output()
+        assert_denied(httpx.put(f"{up.url}/k", content=b"v"), 401)
+        assert httpx.put(f"{up.url}/k", content=b"v", headers=bearer(token)).status_code == 201
+        with kittenfs.Client(up.url, token=token) as client:
             assert client.get("/k") == b"v"
-    finally:
-        up.send_signal(signal.SIGINT)
-        up.wait(60)

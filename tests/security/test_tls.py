@@ -4,18 +4,15 @@ read and write through every path, and clients (or workers) that trust another C
 refused at the handshake."""
 
 import os
-import signal
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
-from cluster import started
+from cluster import running_up, started
 
 import kittenfs
 from kittenfs import ServerError
-from kittenfs.cluster import free_port_block
 from kittenfs.tls import client_context, local_ca
 
 
@@ -85,22 +82,10 @@ def test_a_worker_that_does_not_trust_the_masters_certificate_never_joins(secure
 
 
 def test_kittenfs_up_tls_makes_a_ca_and_serves_https(tmp_path):
-    port = free_port_block(3)
-    data = tmp_path / "data"
-    up = subprocess.Popen([sys.executable, "-m", "kittenfs", "up", "--workers", "2",
-                           "--port", str(port), "--data", str(data), "--tls"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        lines = []
-        deadline = time.monotonic() + 60
-        while not any("TLS is on" in line for line in lines):
-            assert time.monotonic() < deadline and up.poll() is None, "".join(lines)
-            lines.append(up.stdout.readline())
-        ca = data / "tls" / "ca.pem"
-        assert ca.exists() and (data / "tls" / "ca.key").stat().st_mode & 0o777 == 0o600
-        with kittenfs.Client(f"https://127.0.0.1:{port}", ca=ca) as client:
+    with running_up(tmp_path, "--tls", until="TLS is on") as up:
+        ca = tmp_path / "data" / "tls" / "ca.pem"
+        assert ca.exists() and (tmp_path / "data" / "tls" / "ca.key").stat().st_mode & 0o777 \
+            == 0o600
+        with kittenfs.Client(f"https://127.0.0.1:{up.port}", ca=ca) as client:
             client.put("/up/tls", b"over https")
             assert client.get("/up/tls") == b"over https"
-    finally:
-        up.send_signal(signal.SIGINT)
-        up.wait(60)

@@ -68,7 +68,8 @@ def _master(args: argparse.Namespace) -> int:
                      cache_bytes=args.cache_bytes, cache_value_max=args.cache_value_max,
                      limits=limits.from_arguments(args), cluster_key=cluster_key(args),
                      admin_token=args.admin_token or os.environ.get(ADMIN_ENV) or None,
-                     anonymous=args.anonymous, tls=_tls(args), verbose=args.verbose))
+                     anonymous=args.anonymous, tls=_tls(args), advertise=args.advertise,
+                     verbose=args.verbose))
     return 0
 
 
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     master = sub.add_parser("master", help="run the master (the index)")
     master.add_argument("--port", type=int, default=3000, help="port (0 picks a free one)")
     master.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    master.add_argument("--advertise", metavar="URL",
+                        help="URL clients use to reach this master, for the links it hands "
+                             "out (default: the URL it listens on)")
     master.add_argument("--data", required=True, help="directory of the index")
     master.add_argument("--replicas", type=int, default=3, help="copies of each value")
     master.add_argument("--max-value-bytes", type=int, default=5 * GiB,

@@ -140,12 +140,17 @@ class MasterConfig:
     anonymous: str | None = None
     #: TLS: serve HTTPS, and the CA of the workers' certificates.
     tls: TLS = TLS()
+    #: URL by which clients reach this master; the links it hands out (a redirect's way back,
+    #: ``kittenfs sign``) point there.  Default: the URL it listens on.
+    advertise: str | None = None
     #: Log one line per request.
     verbose: bool = False
 
     def __post_init__(self) -> None:
         _check_port(self.port)
         _check_cluster_key(self.host, self.cluster_key)
+        _require(self.advertise is None or self.advertise.startswith(("http://", "https://")),
+                 f"--advertise {self.advertise!r}: must be a URL such as https://kfs.example:3000")
         _require(self.anonymous in (None, "none", "read", "write"),
                  f"--anonymous {self.anonymous}: must be none, read or write")
         _require(self.admin_token is None or len(self.admin_token) >= 16,

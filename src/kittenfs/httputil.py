@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -152,6 +153,18 @@ def parse_json(raw: bytes | str) -> Any:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def finite_number(value: object) -> float | None:
+    """Return a JSON number as a float if it is finite (not a bool, NaN, an infinity, or an
+    integer too large for a float); None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def json_object(raw: bytes) -> dict[str, Any]:

@@ -80,7 +80,8 @@ class ClusterKey:
         if not header:
             return False
         stamp, dot, signature = header.partition(".")
-        if not dot or not stamp.isascii() or not stamp.isdigit() or abs(int(stamp) - now) > SKEW:
+        if (not dot or not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12
+                or abs(int(stamp) - now) > SKEW):
             return False
         return _any_equal([_mac(key, method.upper(), target, stamp) for key in self._requests],
                           signature)

@@ -10,10 +10,13 @@ took a master from 50 to 348 MiB.  So a streamed response
   cut and everything it held is freed;
 - first reserves its share of a process-wide ``ByteBudget``: the bytes every stream in
   progress may hold at once are capped, and a stream that finds no room within
-  ``BUDGET_WAIT`` seconds is refused with 503 and Retry-After.
+  ``BUDGET_WAIT`` seconds is refused with 503 and Retry-After.  One client address may hold
+  at most half of it (429 past that), so one client cannot keep everyone else out; members
+  of the cluster (the master reading from a worker) are not counted per address.
 """
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,31 +37,53 @@ class ByteBudget:
     def __init__(self, total: int) -> None:
         self.total = total
         self.held = 0
+        self.by_client: Counter[str] = Counter()
         self._room = asyncio.Condition()
 
     @asynccontextmanager
-    async def reserve(self, size: int, wait: float = BUDGET_WAIT) -> AsyncIterator[None]:
-        """Hold ``size`` bytes of the budget for the block's duration; raise 503 if they
-        cannot be had within ``wait`` seconds."""
+    async def reserve(self, size: int, client: str | None,
+                      wait: float = BUDGET_WAIT) -> AsyncIterator[None]:
+        """Hold ``size`` bytes of the budget for the block's duration, for ``client`` (an
+        address; None for a member of the cluster, not counted per address); raise 429 or
+        503 if they cannot be had within ``wait`` seconds."""
         size = min(size, self.total)  # a stream larger than the budget runs alone
+        share = max(size, self.total // 2)
         async with self._room:
             try:
                 async with asyncio.timeout(wait):
-                    await self._room.wait_for(lambda: self.held + size <= self.total)
+                    await self._room.wait_for(lambda: self.held + size <= self.total and (
+                        client is None or self.by_client[client] + size <= share))
             except TimeoutError:
-                busy = HTTPProblem(503, "busy", f"{self.held} bytes of responses are being "
-                                   f"streamed, the most this process holds at once "
-                                   f"(--stream-buffer-bytes); try again",
-                                   **{"Retry-After": "2"})
-                busy.close = True  # the client may never read the answer: do not wait for it
-                raise busy from None
+                raise self._refusal(client, size, share) from None
             self.held += size
+            if client is not None:
+                self.by_client[client] += size
         try:
             yield
         finally:
             async with self._room:
                 self.held -= size
+                if client is not None:
+                    self.by_client[client] -= size
+                    if not self.by_client[client]:
+                        del self.by_client[client]
                 self._room.notify_all()
+
+    def _refusal(self, client: str | None, size: int, share: int) -> HTTPProblem:
+        """The answer to a stream that found no room: 429 if its client's share was what
+        stood in its way, else 503."""
+        if client is not None and self.by_client[client] + size > share:
+            refusal = HTTPProblem(429, "too_many_streams_from_client",
+                                  f"{self.by_client[client]} bytes of responses are being "
+                                  f"streamed to {client}, half of what this process holds at "
+                                  "once (--stream-buffer-bytes); try again",
+                                  **{"Retry-After": "2"})
+        else:
+            refusal = HTTPProblem(503, "busy", f"{self.held} bytes of responses are being "
+                                  f"streamed, the most this process holds at once "
+                                  f"(--stream-buffer-bytes); try again", **{"Retry-After": "2"})
+        refusal.close = True  # the client may never read the answer: do not wait for it
+        return refusal
 
 
 class Sender:
@@ -80,7 +105,13 @@ class Sender:
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data``; raise ResponseAborted (the connection is cut) if the client has
-        gone or takes nothing for ``send_timeout`` seconds."""
+        gone, or takes nothing for ``send_timeout`` seconds: each SEND_BUFFER bytes get the
+        full timeout, so a slow reader that keeps reading is never cut."""
+        view = memoryview(data)
+        for start in range(0, len(view), SEND_BUFFER):
+            await self._write(view[start:start + SEND_BUFFER])
+
+    async def _write(self, data: memoryview) -> None:
         try:
             async with asyncio.timeout(self.send_timeout):
                 await self.response.write(data)

@@ -5,16 +5,20 @@ One module-scoped cluster whose master has short timeouts and tiny upload limits
 uploads it holds open are closed by each test, so the next starts with free slots."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from cluster import Cluster
+
+from kittenfs.reliability.stalled import stalled_reader
 
 HEADER_TIMEOUT = 1.0
 IDLE_TIMEOUT = 2.0
@@ -186,3 +190,60 @@ def test_a_limit_that_is_not_positive_is_refused_at_start(tmp_path, flag):
                            str(tmp_path), "--port", "0", flag, "0"],
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2 and f"{flag} 0: must be positive" in done.stderr
+
+
+def test_one_client_address_cannot_hold_every_stream(make_cluster):
+    """With room for 4 streams, one address may hold 2: its third waits, then gets 429,
+    while another address is served at once."""
+    cluster = make_cluster(master_args=["--stream-buffer-bytes", str(1024 * 1024),
+                                        "--cache-bytes", "0"])
+    value = os.urandom(8 * 1024 * 1024)
+    assert httpx.put(f"{cluster.url}/streams", content=value, timeout=60).status_code == 201
+    held = [stalled_reader(cluster.url, "/streams?direct") for _ in range(2)]
+    try:
+        started = time.monotonic()
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+                          timeout=60) as other:
+            got = other.get(f"{cluster.url}/streams?direct")
+        assert got.status_code == 200 and got.content == value
+        assert time.monotonic() - started < 8  # no wait for room: the other address had some
+        third = stalled_reader(cluster.url, "/streams?direct")
+        try:
+            status, headers, body = answer(read_all(third))
+        finally:
+            third.close()
+        assert status == 429 and body["error"] == "too_many_streams_from_client"
+        assert headers["retry-after"] == "2"
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_a_slow_reader_that_keeps_reading_is_not_cut_off(make_cluster):
+    """--send-timeout bounds a pause, not a whole piece: a reader taking 16 KiB every 0.1 s
+    from a worker with --send-timeout 2 reads a 1.5 MiB value to the end (1 MiB pieces at
+    that pace would take 6.5 s each)."""
+    cluster = make_cluster(worker_args=["--send-timeout", "2"], master_args=["--cache-bytes",
+                                                                             "0"])
+    value = os.urandom(1536 * 1024)
+    assert httpx.put(f"{cluster.url}/slow", content=value, timeout=60).status_code == 201
+    link = urlsplit(httpx.get(f"{cluster.url}/slow").headers["location"])
+    conn = socket.socket()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    conn.settimeout(30)
+    conn.connect((link.hostname, link.port))
+    conn.sendall(f"GET {link.path}?{link.query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    try:
+        while len(data) < len(value) + 200:
+            chunk = conn.recv(16384)
+            if not chunk:
+                break
+            data += chunk
+            if b"\r\n\r\n" in data and len(data.partition(b"\r\n\r\n")[2]) == len(value):
+                break
+            time.sleep(0.1)
+    finally:
+        conn.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == value

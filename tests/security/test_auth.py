@@ -302,3 +302,70 @@ def test_kittenfs_up_auth_makes_and_prints_an_admin_token(tmp_path):
         assert httpx.put(f"{up.url}/k", content=b"v", headers=bearer(token)).status_code == 201
         with kittenfs.Client(up.url, token=token) as client:
             assert client.get("/k") == b"v"
+
+
+def test_open_routes_do_not_look_at_credentials(secured):
+    for headers, params in (({"Authorization": "Basic Zm9vOmJhcg=="}, {}),
+                            ({}, {"kfs-signature": "x"}),
+                            ({"X-Kfs-Cluster": "1.abc"}, {})):
+        assert httpx.get(f"{secured.url}/health", headers=headers,
+                         params=params).status_code == 200
+        assert httpx.get(f"{secured.url}/_openapi.yaml", headers=headers,
+                         params=params).status_code == 200
+
+
+@pytest.mark.parametrize("request_args", [
+    {"method": "GET", "path": "/_cluster", "headers": {"X-Kfs-Cluster": "9" * 5000 + ".abc"}},
+    {"method": "POST", "path": "/_sign", "json": {"key": "/k", "expires_s": 10 ** 400}},
+    {"method": "POST", "path": "/_keys", "json": {"role": "read", "expires_s": 10 ** 400}},
+    {"method": "POST", "path": "/_jobs/gc", "json": {"grace": 10 ** 400}},
+    {"method": "GET", "path": "/?list&limit=" + "9" * 5000},
+    {"method": "POST", "path": "/_workers/" + "9" * 5000 + "/drain"},
+])
+def test_huge_numbers_get_a_4xx_not_a_500(secured, request_args):
+    args = dict(request_args)
+    headers = args.pop("headers", None) or bearer(ADMIN)  # a cluster header goes alone
+    answer = httpx.request(args.pop("method"), f"{secured.url}{args.pop('path')}",
+                           headers=headers, **args)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert "Traceback" not in (secured.root / "master.log").read_text()
+
+
+@pytest.mark.parametrize("expires", [0, False, -1, "soon"])
+def test_a_credential_cannot_be_made_to_never_expire_by_accident(secured, expires):
+    answer = httpx.post(f"{secured.url}/_keys", json={"role": "read", "expires_s": expires},
+                        headers=bearer(ADMIN))
+    assert answer.status_code == 400, answer.text
+
+
+def test_signing_reads_no_body_before_it_knows_the_caller(secured):
+    answer = httpx.post(f"{secured.url}/_sign", content=b"{" * 1000)
+    assert answer.status_code == 401  # not 400 bad_json: the body was not parsed
+
+
+def test_links_name_the_admin_token_by_a_keyed_id_not_its_hash(secured):
+    import hashlib
+    from urllib.parse import parse_qs, urlsplit
+
+    httpx.put(f"{secured.url}/admin/link", content=b"x", headers=bearer(ADMIN))
+    url = httpx.post(f"{secured.url}/_sign", json={"key": "/admin/link"},
+                     headers=bearer(ADMIN)).json()["url"]
+    named = parse_qs(urlsplit(url).query)["kfs-credential"][0]
+    assert named.startswith("admin:")
+    assert named.removeprefix("admin:") not in hashlib.sha256(ADMIN.encode()).hexdigest()
+    assert httpx.get(url, follow_redirects=True).content == b"x"
+
+
+def test_links_point_at_the_master_not_at_the_requests_host_header(secured):
+    """A client's Host header never goes into a signed link (an open redirect from a worker's
+    URL once it did); links point at the master's own URL (--advertise)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    httpx.put(f"{secured.url}/host/k", content=os.urandom(100_000), headers=bearer(ADMIN))
+    redirect = httpx.get(f"{secured.url}/host/k",
+                         headers={**bearer(ADMIN), "Host": "evil.example"})
+    fallback = parse_qs(urlsplit(redirect.headers["location"]).query)["kfs-fallback"][0]
+    assert fallback.startswith(secured.url + "/host/k?")
+    signed = httpx.post(f"{secured.url}/_sign", json={"key": "/host/k"},
+                        headers={**bearer(ADMIN), "Host": "evil.example"}).json()["url"]
+    assert signed.startswith(secured.url + "/host/k?")

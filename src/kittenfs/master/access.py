@@ -16,6 +16,7 @@ credential (so it knows to send one) and 403 if its credential does not reach th
 """
 
 import hashlib
+import hmac
 import os
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from ..credentials import (
     secrets_match,
 )
 from ..httputil import HTTPProblem
-from ..signing import HEADER, ClusterKey, KeyLink, LinkKey
+from ..signing import HEADER, ClusterKey, KeyLink, LinkKey, derive
 from .index import Index
 
 #: The file under the master's data directory that holds its own key (credential secrets
@@ -120,8 +121,11 @@ def load_master_key(data: Path) -> bytes:
     return key
 
 
-def _fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+def _fingerprint(master_key: bytes, token: str) -> str:
+    """Return what names the admin token in the links it signs: keyed with the master's key,
+    so a link does not hand out a hash of the token to guess it from."""
+    return hmac.new(derive(master_key, "admin-id"), token.encode("utf-8", "surrogateescape"),
+                    hashlib.sha256).hexdigest()[:16]
 
 
 class Access:
@@ -134,7 +138,8 @@ class Access:
         self.links = LinkKey(master_key)
         self.cluster_key = cluster_key
         self.admin_token = admin_token
-        self._admin = f"admin:{_fingerprint(admin_token)}" if admin_token else None
+        self._admin = (f"admin:{_fingerprint(master_key, admin_token)}" if admin_token
+                       else None)
         #: Auth is on once an admin credential or an --anonymous rule is given.
         self.enabled = admin_token is not None or anonymous is not None
         self.anonymous_role = _ANONYMOUS_ROLES[anonymous or "none"] if self.enabled \
@@ -144,8 +149,10 @@ class Access:
                   listing: bool = False) -> Caller:
         """Return the caller of ``request`` if it may do what ``need`` says on ``key``;
         raise 401 or 403 otherwise."""
+        if need is Need.OPEN:  # credentials are not even looked at
+            return Caller(role=self.anonymous_role)
         caller = self.caller(request, None if listing else key)
-        if need is Need.OPEN or self._meets(caller, need, key, listing):
+        if self._meets(caller, need, key, listing):
             return caller
         if need is Need.MEMBER:
             require_member(request, self.cluster_key)  # raises: only workers come here
@@ -155,6 +162,16 @@ class Access:
                               **{"WWW-Authenticate": 'Bearer realm="kittenfs"'})
         raise HTTPProblem(403, "forbidden", f"{caller.describe()} may not "
                           f"{request.method} {request.path} (needs {need.value})")
+
+    def identify(self, request: web.Request) -> Caller:
+        """Return who sent ``request``; raise 401 if it is nobody who may do anything (an
+        anonymous caller while anonymous may do nothing, or a bad credential)."""
+        caller = self.caller(request, None)
+        if caller.role is None and not caller.member:
+            raise HTTPProblem(401, "unauthorized", f"{request.path} needs a credential: send "
+                              "Authorization: Bearer <token>",
+                              **{"WWW-Authenticate": 'Bearer realm="kittenfs"'})
+        return caller
 
     def _meets(self, caller: Caller, need: Need, key: str, listing: bool) -> bool:
         if listing:  # a listing of a prefix that reaches into the caller's scope

@@ -15,12 +15,11 @@
                                   repaired (a worker whose store lost blobs asks)
 """
 
-import math
 from typing import Any
 
 from aiohttp import web
 
-from ..httputil import HTTPProblem, json_object
+from ..httputil import HTTPProblem, finite_number, json_object
 from . import replica_io
 from .access import Need
 from .converge import DEFAULT_CONCURRENCY, Converger
@@ -91,8 +90,8 @@ async def dispatch_workers(request: web.Request, state: MasterState, rest: str,
     """Route ``/_workers/<i>/drain`` and ``/_workers/<i>`` for a caller with ``need`` (a
     worker may ask to be adopted itself); ``rest`` is the part after ``/_workers/``."""
     text, _, action = rest.partition("/")
-    if not (text.isascii() and text.isdigit()) or action not in ("", "drain", "adopt",
-                                                                 "recheck"):
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or action not in (
+            "", "drain", "adopt", "recheck"):
         raise HTTPProblem(404, "no_such_route", f"/_workers/{rest} is not a route")
     state.access.authorize(request, Need.MEMBER_OR_ADMIN if action in ("adopt", "recheck")
                            else need)
@@ -186,5 +185,5 @@ async def _options(request: web.Request, gc: bool = False) -> dict[str, Any]:
 def _non_negative(value: object) -> bool:
     """Return True for a finite number >= 0 (not a bool, NaN or an infinity: JSON's 1e999
     parses as one)."""
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value) and value >= 0)
+    number = finite_number(value)
+    return number is not None and number >= 0

@@ -80,6 +80,10 @@ def run(config: MasterConfig) -> None:
         app["state"].url = url
         log.info("master %s: data in %s, %d replicas", app["state"].master_id, config.data,
                  config.replicas)
+        if config.host in ("0.0.0.0", "::", "") and config.advertise is None:
+            log.warning("listening on every address without --advertise: the links this "
+                        "master hands out point to %s, which other machines cannot reach",
+                        url)
 
     asyncio.run(serve(app, config.host, config.port, "master", listening,
                       server_context(config.tls)))

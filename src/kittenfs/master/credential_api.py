@@ -13,7 +13,6 @@ Every ``/_keys`` route is for admins; ``/_sign`` is for any caller who may do th
 the key themselves (a link never grants more than its signer has, and dies with it).
 """
 
-import math
 import time
 from typing import Any
 
@@ -27,7 +26,7 @@ from ..credentials import (
     secret_of,
     token_of,
 )
-from ..httputil import HTTPProblem, json_object
+from ..httputil import HTTPProblem, finite_number, json_object
 from ..keys import InvalidKey, check_key, key_path
 from .access import Need, link_url
 from .state import MasterState
@@ -65,7 +64,8 @@ async def create(request: web.Request, state: MasterState) -> web.Response:
     prefix = _prefix(body.get("prefix", "/"))
     now_ms = int(time.time() * 1000)
     expires_s = body.get("expires_s")
-    expires_ms = now_ms + int(_seconds(expires_s, 100 * 365 * 86400) * 1000) if expires_s else 0
+    expires_ms = (now_ms + int(_seconds(expires_s, 100 * 365 * 86400) * 1000)
+                  if expires_s is not None else 0)
     credential = new_credential(role, prefix, expires_ms, now_ms)
     await state.index.save_credential(credential)
     secret = secret_of(state.access.master_key, credential)
@@ -77,6 +77,7 @@ async def sign(request: web.Request) -> web.Response:
     """POST /_sign {key, method, expires_s}: a link for ``method`` on ``key``, signed on
     behalf of the caller (who must be allowed that method on that key)."""
     state: MasterState = request.app["state"]
+    state.access.identify(request)  # who asks, before the body is read
     body = json_object(await request.read())
     key, method = body.get("key"), body.get("method", "GET")
     if not isinstance(key, str):
@@ -92,7 +93,7 @@ async def sign(request: web.Request) -> web.Response:
     if caller.link is not None:
         raise HTTPProblem(403, "forbidden", "a link cannot sign other links")
     params = state.access.sign(caller, method, key, seconds)
-    url = link_url(f"{request.scheme}://{request.host}", key_path(key), params)
+    url = link_url(state.public_url, key_path(key), params)
     return web.json_response({"url": url, "expires": int(params["kfs-expires"])})
 
 
@@ -109,8 +110,8 @@ def _prefix(value: Any) -> str:
 
 def _seconds(value: Any, most: float) -> float:
     """Return a positive, finite number of seconds up to ``most``; 400 otherwise."""
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or not 0 < value <= most):
+    seconds = finite_number(value)
+    if seconds is None or not 0 < seconds <= most:
         raise HTTPProblem(400, "bad_option", f"expires_s must be a number of seconds in "
                           f"(0, {most:.0f}]")
-    return float(value)
+    return seconds

@@ -133,7 +133,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     text = request.query.get(name)
     if text is None:
         return default
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not low <= int(text) <= high:
         raise HTTPProblem(400, "bad_parameter", f"{name}={text!r}: must be {low}..{high}")
     return int(text)
 

@@ -120,7 +120,7 @@ def _redirect(request: web.Request, state: MasterState, record: IndexRecord, wor
     raw_path = request.raw_path.split("?", 1)[0]
     params = state.access.sign(caller, "GET", record.key, LINK_SECONDS,
                                tuple(sorted({*caller.exclude, worker})))
-    fallback = link_url(f"{request.scheme}://{request.host}", raw_path, params)
+    fallback = link_url(state.public_url, raw_path, params)
     path = f"/blob/{blob_id(record.key, record.version)}"
     expires = int(time.time() + LINK_SECONDS)
     query: dict[str, Any] = {"kfs-expires": expires, "kfs-fallback": fallback}
@@ -191,7 +191,7 @@ async def _proxy(request: web.Request, state: MasterState, record: IndexRecord,
         response.headers["Content-Range"] = f"bytes {first}-{last}/{record.size}"
     sender = Sender(request, response, request.app[LIMITS].send_timeout)
     failures: list[str] = []
-    async with request.app[BUDGET].reserve(PROXY_STREAM_BYTES):
+    async with request.app[BUDGET].reserve(PROXY_STREAM_BYTES, request.remote or "?"):
         progress = True
         while progress:  # a replica that failed further back may serve what is left
             progress = False
@@ -230,7 +230,9 @@ async def _relay(state: MasterState, record: IndexRecord, index: int, first: int
         try:
             async for chunk in upstream.content.iter_chunked(PROXY_CHUNK):
                 await sender.write(chunk)
-        except aiohttp.ClientPayloadError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
+            # A replica that stops part way cut the stream itself (most often at a block that
+            # failed its check): its copy is suspect, the worker is not down.
             failures.append(f"worker {index} stopped after {sender.sent} bytes: {exc}")
             state.damage.suspect(record, (index,))
             return False

@@ -35,6 +35,12 @@ class MasterState:
     url: str = ""
 
     @property
+    def public_url(self) -> str:
+        """The URL clients reach this master by: links it hands out point there (never to
+        a request's own Host header, which a client chooses)."""
+        return (self.config.advertise or self.url).rstrip("/")
+
+    @property
     def damage(self) -> Damage:
         """The replicas known damaged, until the repair queue has replaced them."""
         return self.repairs.damage

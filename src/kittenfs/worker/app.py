@@ -13,8 +13,8 @@ from ..server import new_app, serve, setup_logging, stop_process
 from ..tls import client_context, server_context
 from .blobstore import BlobStore
 from .clone import clone
-from .guard import Guard
-from .handlers import GUARD, dispatch, worker_metrics
+from .guard import GUARD, Guard
+from .handlers import dispatch, worker_metrics
 from .heartbeat import ADOPT_MARKER, MasterLink
 from .identity import Identity
 from .recovery import StoreUnusable, open_store

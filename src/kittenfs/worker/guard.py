@@ -32,6 +32,11 @@ class Guard:
         """Raise 401 unless the request comes from a member of the cluster."""
         require_member(request, self.key)
 
+    def is_member(self, request: web.BaseRequest) -> bool:
+        """Return True if the request comes from a member of the cluster (anyone, without a
+        cluster secret)."""
+        return is_member(request, self.key)
+
     def read(self, request: web.BaseRequest, blob: str) -> str | None:
         """Return the fallback URL of a blob read's link (None if it has none) once the read
         is allowed; raise 401 (no link) or 403 (a bad or expired link) otherwise."""
@@ -54,3 +59,7 @@ class Guard:
         raise HTTPProblem(401, "link_required", "blobs are served on a link from the master: "
                           "GET the key from the master, which redirects here",
                           **{"WWW-Authenticate": 'KittenFS-Link realm="kittenfs"'})
+
+
+#: A worker's access rules, in its application.
+GUARD = web.AppKey("guard", Guard)

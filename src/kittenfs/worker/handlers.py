@@ -24,15 +24,13 @@ from ..metrics import Metrics
 from ..placement import blob_id, is_blob_id
 from ..records import BlobMeta
 from .blobstore import BlobExists, BlobStore, CorruptBlob, SizeMismatch
-from .guard import Guard
+from .guard import GUARD
 from .serve import STORE, get_blob
 
 log = logging.getLogger("kittenfs.worker")
 
 #: Chunk size for reading upload bodies.
 READ_CHUNK = 256 * 1024
-#: The worker's access rules.
-GUARD = web.AppKey("guard", Guard)
 
 
 def _store(request: web.Request) -> BlobStore:
@@ -194,7 +192,7 @@ def list_blobs(request: web.Request) -> web.Response:
     if not start.isascii():
         raise HTTPProblem(400, "bad_parameter", "start must be a blob id")
     text = request.query.get("limit", "1000")
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 10000:
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not 1 <= int(text) <= 10000:
         raise HTTPProblem(400, "bad_parameter", "limit must be 1..10000")
     limit = int(text)
     blobs: list[dict[str, object]] = []

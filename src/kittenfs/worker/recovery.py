@@ -68,13 +68,18 @@ async def open_store(root: Path, registered: bool, on_lost: Callable[[str], None
             db = _open(path, recovery, on_lost)
             store = BlobStore(root, db=db, **settings)  # counting reads every metadata block
             break
-        except plyvel.Error as exc:
+        except plyvel.CorruptionError as exc:
             if db is not None:
                 db.close_now()
             if not remedies:
                 raise StoreUnusable(f"the LevelDB at {path} cannot be opened even new: "
                                     f"{exc}") from None
             recovery.problems.append(remedies.pop(0)(path, exc))
+        except plyvel.Error as exc:  # a full disk, too many open files: nothing is damaged
+            if db is not None:
+                db.close_now()
+            raise StoreUnusable(f"the LevelDB at {path} cannot be opened ({exc}); nothing "
+                                "was changed: fix the cause and start again") from None
     await _check_marker(store, registered, recovery)
     await reconcile(store, recovery)
     if recovery.problems or recovery.restored or recovery.dropped or recovery.unreadable:
@@ -92,7 +97,13 @@ class StoreUnusable(Exception):
 
 
 def _repair(path: Path, exc: plyvel.Error) -> str:
-    plyvel.repair_db(str(path))
+    """LevelDB's repair: it keeps every table and log it can read, and moves what it cannot
+    into ``lost/`` (nothing is deleted)."""
+    try:
+        plyvel.repair_db(str(path))
+    except plyvel.Error as failed:
+        raise StoreUnusable(f"the LevelDB at {path} is damaged ({exc}) and its repair "
+                            f"failed ({failed}); nothing more was changed") from None
     return f"it was damaged ({exc}): repaired"
 
 
@@ -104,8 +115,13 @@ def _move_aside(path: Path, exc: plyvel.Error) -> str:
 
 def _open(path: Path, recovery: Recovery, on_lost: Callable[[str], None]) -> SyncedDB:
     if path.is_dir() and any(path.iterdir()) and not (path / "CURRENT").exists():
+        # LevelDB alone would start anew here and drop every table it no longer names.
         recovery.problems.append("its CURRENT file was gone: repaired")
-        plyvel.repair_db(str(path))
+        try:
+            plyvel.repair_db(str(path))
+        except plyvel.Error as exc:
+            raise StoreUnusable(f"the LevelDB at {path} lost its CURRENT file and cannot be "
+                                f"repaired now ({exc}); nothing more was changed") from None
     return SyncedDB(str(path), on_lost)
 
 
@@ -122,22 +138,39 @@ async def _check_marker(store: BlobStore, registered: bool, recovery: Recovery) 
 
 async def reconcile(store: BlobStore, recovery: Recovery) -> None:
     """Make the metadata and the blob files agree, one ``blobs/ab/cd`` directory at a time
-    (memory stays bounded however many blobs there are)."""
-    for first in sorted(_subdirs(store.blobs_dir)):
-        for second in sorted(_subdirs(first)):
-            prefix = (first.name + second.name).encode("ascii")
-            files = {entry.name for entry in os.scandir(second) if entry.is_file()}
-            metas = {raw_key[2:].decode("ascii"): decode(BlobMeta, raw)
-                     for raw_key, raw in store.db.scan(b"m:" + prefix)}
-            restored = {meta_key(blob): encode(meta) for blob in sorted(files - metas.keys())
-                        if (meta := _from_file(second / blob, recovery)) is not None}
-            gone = [meta_key(blob) for blob, meta in metas.items()
-                    if not meta.inline and blob not in files]
-            if restored or gone:
-                await store.db.write(restored, gone)
-            recovery.restored += len(restored)
-            recovery.dropped += len(gone)
+    (memory stays bounded however many blobs there are): every directory there is, and
+    every one the metadata names, there or not."""
+    for prefix in sorted(_file_prefixes(store.blobs_dir) | _meta_prefixes(store)):
+        folder = store.blobs_dir / prefix[:2] / prefix[2:]
+        files = ({entry.name for entry in os.scandir(folder) if entry.is_file()}
+                 if folder.is_dir() else set())
+        metas = {raw_key[2:].decode("ascii"): decode(BlobMeta, raw)
+                 for raw_key, raw in store.db.scan(b"m:" + prefix.encode("ascii"))}
+        restored = {meta_key(blob): encode(meta) for blob in sorted(files - metas.keys())
+                    if (meta := _from_file(folder / blob, recovery)) is not None}
+        gone = [meta_key(blob) for blob, meta in metas.items()
+                if not meta.inline and blob not in files]
+        if restored or gone:
+            await store.db.write(restored, gone)
+        recovery.restored += len(restored)
+        recovery.dropped += len(gone)
     store.key_count, store.bytes_used = store.count()
+
+
+def _file_prefixes(blobs_dir: Path) -> set[str]:
+    """Return the ``abcd`` of every ``blobs/ab/cd`` directory."""
+    return {first.name + second.name for first in _subdirs(blobs_dir)
+            for second in _subdirs(first)}
+
+
+def _meta_prefixes(store: BlobStore) -> set[str]:
+    """Return the first four characters of every file-backed blob's id the metadata names
+    (at most 65,536 of them)."""
+    prefixes = set()
+    for meta, blob in store.iter_meta_from(""):
+        if not meta.inline:
+            prefixes.add(blob[:4])
+    return prefixes
 
 
 def _subdirs(folder: Path) -> list[Path]:

@@ -36,6 +36,7 @@ from ..records import BlobMeta
 from ..server import BUDGET
 from ..streaming import SEND_BUFFER, Sender
 from .blobstore import READ_PIECE, BlobFile, BlobStore, CorruptBlob, read_checked
+from .guard import GUARD
 
 log = logging.getLogger("kittenfs.worker")
 
@@ -79,7 +80,8 @@ async def get_blob(request: web.Request, blob: str, fallback: str | None) -> web
         return _cannot_serve(blob, fallback, HTTPProblem(500, "corrupt", str(exc)))
     if request.method == "HEAD":
         return head_response(status, headers, count)
-    async with request.app[BUDGET].reserve(STREAM_BYTES):
+    client = None if request.app[GUARD].is_member(request) else request.remote or "?"
+    async with request.app[BUDGET].reserve(STREAM_BYTES, client):
         pieces = read_checked(where, first, count)
         try:
             await _check_first(request, store, where, first, count)

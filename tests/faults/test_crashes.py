@@ -192,16 +192,16 @@ def test_direct_read_cut_mid_stream_is_an_error_not_a_wrong_200(cluster):
     size = 48 * 1024 * 1024
     with httpx.Client(base_url=cluster.url, timeout=60) as http:
         assert http.put("/cutread", content=os.urandom(size)).status_code == 201
-        with pytest.raises(httpx.HTTPError):
-            with http.stream("GET", "/cutread", params={"direct": ""}) as stream:
-                assert stream.status_code == 200
-                received = 0
-                for part in stream.iter_raw(256 * 1024):
-                    received += len(part)
-                    if received >= 4 * 1024 * 1024 and cluster.nodes[0].alive():
-                        for node in cluster.nodes:  # whichever replica serves, it dies now
-                            node.kill(signal.SIGKILL)
-                        time.sleep(0.5)
+        with pytest.raises(httpx.HTTPError), \
+                http.stream("GET", "/cutread", params={"direct": ""}) as stream:
+            assert stream.status_code == 200
+            received = 0
+            for part in stream.iter_raw(256 * 1024):
+                received += len(part)
+                if received >= 4 * 1024 * 1024 and cluster.nodes[0].alive():
+                    for node in cluster.nodes:  # whichever replica serves, it dies now
+                        node.kill(signal.SIGKILL)
+                    time.sleep(0.5)
         assert received < size
 
 

@@ -105,16 +105,17 @@ class Sender:
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data``; raise ResponseAborted (the connection is cut) if the client has
-        gone, or takes nothing for ``send_timeout`` seconds: each SEND_BUFFER bytes get the
-        full timeout, so a slow reader that keeps reading is never cut."""
-        view = memoryview(data)
-        for start in range(0, len(view), SEND_BUFFER):
-            await self._write(view[start:start + SEND_BUFFER])
-
-    async def _write(self, data: memoryview) -> None:
+        gone, or takes nothing for ``send_timeout`` seconds.  The piece goes out in one
+        write (slicing it cost a third of a fast reader's throughput); while the write waits
+        for the client, the deadline moves on whenever the client has taken bytes, so a slow
+        reader that keeps reading is never cut."""
         try:
-            async with asyncio.timeout(self.send_timeout):
-                await self.response.write(data)
+            async with asyncio.timeout(self.send_timeout) as deadline:
+                watch = _ProgressWatch(self.request.transport, deadline, self.send_timeout)
+                try:
+                    await self.response.write(data)
+                finally:
+                    watch.stop()
         except TimeoutError:
             self._cut()
             raise ResponseAborted(f"the client took no data for {self.send_timeout:g} s "
@@ -137,3 +138,30 @@ class Sender:
     def _cut(self) -> None:
         if self.request.transport is not None:
             self.request.transport.abort()
+
+
+class _ProgressWatch:
+    """Moves a write's deadline to ``timeout`` seconds after the client last took bytes
+    (looked at four times per ``timeout``: the transport's buffer shrank)."""
+
+    def __init__(self, transport: asyncio.BaseTransport | None, deadline: asyncio.Timeout,
+                 timeout: float) -> None:
+        self._transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        self._deadline = deadline
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._buffered = self._buffer_size()
+        self._timer = self._loop.call_later(timeout / 4, self._look)
+
+    def _buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
+    def _look(self) -> None:
+        buffered = self._buffer_size()
+        if buffered < self._buffered:
+            self._deadline.reschedule(self._loop.time() + self._timeout)
+        self._buffered = buffered
+        self._timer = self._loop.call_later(self._timeout / 4, self._look)
+
+    def stop(self) -> None:
+        self._timer.cancel()

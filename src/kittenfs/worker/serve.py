@@ -34,15 +34,15 @@ from ..limits import LIMITS
 from ..placement import blob_id
 from ..records import BlobMeta
 from ..server import BUDGET
-from ..streaming import SEND_BUFFER, Sender
+from ..streaming import Sender
 from .blobstore import READ_PIECE, BlobFile, BlobStore, CorruptBlob, read_checked
 from .guard import GUARD
 
 log = logging.getLogger("kittenfs.worker")
 
-#: Bytes one checked stream may hold: the piece being sent, the next one being read, and
-#: the connection's send buffer.
-STREAM_BYTES = 2 * READ_PIECE + SEND_BUFFER
+#: Bytes one checked stream may hold: the piece being sent, the transport's copy of what the
+#: client has not taken yet (up to a piece), and the next piece being read.
+STREAM_BYTES = 3 * READ_PIECE
 #: Seconds a value read whole without fault is taken as checked by the next reads' pre-check
 #: (they still check every block they send).
 CHECKED_FOR = 60.0

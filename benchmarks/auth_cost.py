@@ -24,13 +24,15 @@ def _keys(prefix: str, count: int) -> list[str]:
     return [f"{prefix}/{i:06d}" for i in range(count)]
 
 
-def _phase(cluster: LocalCluster, operation: str, keys: list[str], concurrency: int,
-           size: int) -> dict[str, float]:
+def _phase(
+    cluster: LocalCluster, operation: str, keys: list[str], concurrency: int, size: int
+) -> dict[str, float]:
     """Run one phase; return its rate and the servers' CPU per operation."""
     pids = cluster.pids()
     before = {role: cpu_seconds(pid) for role, pid in pids.items()}
-    result = run_phase(Phase(cluster.url, operation, keys, concurrency, size,
-                             headers=cluster.headers), 2)
+    result = run_phase(
+        Phase(cluster.url, operation, keys, concurrency, size, headers=cluster.headers), 2
+    )
     cpu = sum(cpu_seconds(pid) - before[role] for role, pid in pids.items())
     done = len(result.latencies)
     rate = result.bytes / result.wall / 1e6 if size >= MiB else done / result.wall
@@ -41,8 +43,10 @@ def one_round(auth: bool) -> dict[str, dict[str, float]]:
     """Run every phase once against a fresh cluster, with auth ``auth``."""
     with local_cluster(3, 3, auth=auth) as cluster:
         small, large = _keys("/cost/small", 3000), _keys("/cost/large", 16)
-        figures = {"small PUT c16": _phase(cluster, "put", small, 16, 1024),
-                   "small GET c16": _phase(cluster, "get", small * 3, 16, 1024)}
+        figures = {
+            "small PUT c16": _phase(cluster, "put", small, 16, 1024),
+            "small GET c16": _phase(cluster, "get", small * 3, 16, 1024),
+        }
         _phase(cluster, "put", large, 4, 16 * MiB)
         figures["large GET 16MiB c16"] = _phase(cluster, "get", large * 8, 16, 16 * MiB)
         figures["small DELETE c16"] = _phase(cluster, "delete", small, 16, 1024)
@@ -61,8 +65,12 @@ def main() -> None:
     summary: dict[str, Any] = {}
     for name in rounds["off"][0]:
         row: dict[str, Any] = {
-            mode: {figure: round(statistics.median(r[name][figure] for r in rounds[mode]))
-                   for figure in ("rate", "cpu_us_op")} for mode in rounds}
+            mode: {
+                figure: round(statistics.median(r[name][figure] for r in rounds[mode]))
+                for figure in ("rate", "cpu_us_op")
+            }
+            for mode in rounds
+        }
         row["ratio_on_off"] = round(row["on"]["rate"] / row["off"]["rate"], 3)
         summary[name] = row
     text = json.dumps({"summary": summary, "rounds": rounds}, indent=1)

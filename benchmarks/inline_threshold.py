@@ -47,8 +47,12 @@ def measure(base: str, size: int) -> dict[str, float]:
     finally:
         os.close(dir_fd)
         db.close()
-    return {"size": size, "leveldb_sync_ms": round(leveldb_ms, 3),
-            "file_fsync_rename_ms": round(file_ms, 3), "leveldb_read_us": round(read_us, 1)}
+    return {
+        "size": size,
+        "leveldb_sync_ms": round(leveldb_ms, 3),
+        "file_fsync_rename_ms": round(file_ms, 3),
+        "leveldb_read_us": round(read_us, 1),
+    }
 
 
 def main() -> None:

@@ -32,15 +32,19 @@ def _fds(pid: int) -> int:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as keep, \
-            local_cluster(3, 3, keep, ("--cache-bytes", "0")) as cluster:
+    with (
+        tempfile.TemporaryDirectory() as keep,
+        local_cluster(3, 3, keep, ("--cache-bytes", "0")) as cluster,
+    ):
         value = os.urandom(64 * 1024 * 1024)
         httpx.put(f"{cluster.url}/big", content=value, timeout=300).raise_for_status()
         pid = cluster.pids()["master"]
         time.sleep(11)  # one heap trim after the upload
         report: dict[str, object] = {"before": {"rss_mib": _rss_mib(pid), "fds": _fds(pid)}}
         with ThreadPoolExecutor(32) as pool:
-            readers = list(pool.map(lambda _: stalled_reader(cluster.url, "/big?direct"), range(300)))
+            readers = list(
+                pool.map(lambda _: stalled_reader(cluster.url, "/big?direct"), range(300))
+            )
         samples = []
         started = time.monotonic()
         while time.monotonic() - started < 45:

@@ -30,12 +30,18 @@ from kittenfs.tls import client_context, local_ca
 LISTENING = re.compile(r"listening on (https?://\S+)")
 
 
-def run_reporting(report: Path, *args: str,
-                  timeout: float = 300) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run_reporting(
+    report: Path, *args: str, timeout: float = 300
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     """Run ``kittenfs ARGS --json REPORT`` (nemesis, soak); return the finished process and
     the report it wrote (empty if it wrote none)."""
-    done = subprocess.run([sys.executable, "-m", "kittenfs", *args, "--json", str(report)],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "kittenfs", *args, "--json", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     return done, json.loads(report.read_text()) if report.exists() else {}
 
 
@@ -57,8 +63,9 @@ class Proc:
             args[args.index("--port") + 1] = str(self.port)
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
-            self.popen = subprocess.Popen([sys.executable, "-m", "kittenfs", *args],
-                                          stdout=out, stderr=subprocess.STDOUT)
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "kittenfs", *args], stdout=out, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log.read_bytes()[offset:].decode(errors="replace")
@@ -135,21 +142,38 @@ class Cluster:
         if self.tls:
             files = local_ca(self.root / "tls")
             self.ca = files.ca
-            shared = ["--tls-cert", str(files.cert), "--tls-key", str(files.key),
-                      "--ca", str(files.ca)]
+            shared = [
+                "--tls-cert",
+                str(files.cert),
+                "--tls-key",
+                str(files.key),
+                "--ca",
+                str(files.ca),
+            ]
         if self.secret:
             secret_file = self.root / "cluster.secret"
             secret_file.write_text(os.urandom(24).hex() + "\n")
             self.key = ClusterKey.from_text(secret_file.read_text())
             shared = [*shared, "--cluster-secret-file", str(secret_file)]
         self.worker_args = [*shared, *self.worker_args]
-        if self.token is not None:
-            shared_master = [*shared, "--admin-token", self.token]
-        else:
-            shared_master = shared
-        self.master = Proc("master", ["master", "--port", "0", "--data", str(self.root / "master"),
-                                      "--replicas", str(self.replicas), "--down-after", "2",
-                                      *shared_master, *self.master_args], self.root / "master.log")
+        shared_master = [*shared, "--admin-token", self.token] if self.token is not None else shared
+        self.master = Proc(
+            "master",
+            [
+                "master",
+                "--port",
+                "0",
+                "--data",
+                str(self.root / "master"),
+                "--replicas",
+                str(self.replicas),
+                "--down-after",
+                "2",
+                *shared_master,
+                *self.master_args,
+            ],
+            self.root / "master.log",
+        )
 
     @property
     def verify(self) -> ssl.SSLContext | bool:
@@ -179,7 +203,7 @@ class Cluster:
     def start(self) -> Cluster:
         """Start the master, then the workers, and wait until the master sees all of them up."""
         self.master.start()
-        for i in range(self.workers):
+        for _i in range(self.workers):
             self.add_worker()
         self.wait_workers_up(self.workers)
         return self
@@ -187,17 +211,29 @@ class Cluster:
     def add_worker(self, *extra: str) -> Proc:
         """Start one more worker with a fresh data directory (and ``extra`` arguments)."""
         i = len(self.nodes)
-        node = Proc(f"worker-{i}", ["worker", "--master", self.url, "--port", "0",
-                                    "--data", str(self.root / f"worker-{i}"), *self.worker_args,
-                                    *extra],
-                    self.root / f"worker-{i}.log")
+        node = Proc(
+            f"worker-{i}",
+            [
+                "worker",
+                "--master",
+                self.url,
+                "--port",
+                "0",
+                "--data",
+                str(self.root / f"worker-{i}"),
+                *self.worker_args,
+                *extra,
+            ],
+            self.root / f"worker-{i}.log",
+        )
         node.start()
         self.nodes.append(node)
         return node
 
     def cluster_info(self) -> dict:
-        return httpx.get(f"{self.url}/_cluster", timeout=5, headers=self.headers,
-                         verify=self.verify).json()
+        return httpx.get(
+            f"{self.url}/_cluster", timeout=5, headers=self.headers, verify=self.verify
+        ).json()
 
     def wait_workers_up(self, count: int, timeout: float = 20.0) -> None:
         """Wait until the master reports ``count`` workers up."""
@@ -227,8 +263,13 @@ class Cluster:
         blobs: list[dict] = []
         start = ""
         while True:
-            page = httpx.get(f"{node.url}/blobs", params={"start": start}, timeout=10,
-                             auth=self.auth, verify=self.verify).json()
+            page = httpx.get(
+                f"{node.url}/blobs",
+                params={"start": start},
+                timeout=10,
+                auth=self.auth,
+                verify=self.verify,
+            ).json()
             blobs += page["blobs"]
             if not page["next"]:
                 return blobs
@@ -240,8 +281,11 @@ class Cluster:
         (A GET of a small value is answered by the master itself, so it names no worker.)
         """
         record = httpx.head(f"{self.url}{key}", timeout=5, headers=self.headers)
-        held = [b for b in self.worker_blobs(self.nodes[node])
-                if b["key"] == key and b["md5"] == record.headers["content-md5"]]
+        held = [
+            b
+            for b in self.worker_blobs(self.nodes[node])
+            if b["key"] == key and b["md5"] == record.headers["content-md5"]
+        ]
         assert len(held) == 1, f"worker {node} holds {held} for {key!r}"
         return f"{self.nodes[node].url}/blob/{held[0]['blob']}"
 
@@ -290,8 +334,22 @@ def running_up(root: Path, *flags: str, until: str) -> Iterator[Up]:
     up = Up(free_port_block(3), root / "up.log")
     with up.log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kittenfs", "up", "--workers", "2", "--port", str(up.port),
-             "--data", str(root / "data"), *flags], stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "kittenfs",
+                "up",
+                "--workers",
+                "2",
+                "--port",
+                str(up.port),
+                "--data",
+                str(root / "data"),
+                *flags,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while until not in up.output():

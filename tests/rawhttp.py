@@ -3,8 +3,9 @@
 import socket
 
 
-def raw_request(url: str, method: str, path: str, headers: dict[str, str],
-                body: bytes) -> tuple[int, dict[str, str], bytes]:
+def raw_request(
+    url: str, method: str, path: str, headers: dict[str, str], body: bytes
+) -> tuple[int, dict[str, str], bytes]:
     """Send exactly this request line (no client-side normalisation) and read the answer."""
     host, port = url.removeprefix("http://").split(":")
     head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"

@@ -60,13 +60,15 @@ Op = PutOp | DeleteOp
 def encode(ops: list[Op]) -> bytes:
     """Return the request body carrying ``ops``."""
     manifest = [
-        {"op": "put", "blob": op.blob, "key": op.key, "version": op.version,
-         "size": len(op.value)} if isinstance(op, PutOp) else {"op": "delete", "blob": op.blob}
+        {"op": "put", "blob": op.blob, "key": op.key, "version": op.version, "size": len(op.value)}
+        if isinstance(op, PutOp)
+        else {"op": "delete", "blob": op.blob}
         for op in ops
     ]
     head = json.dumps({"ops": manifest}, separators=(",", ":"), ensure_ascii=False).encode()
-    return b"".join([_LENGTH.pack(len(head)), head,
-                     *(op.value for op in ops if isinstance(op, PutOp))])
+    return b"".join(
+        [_LENGTH.pack(len(head)), head, *(op.value for op in ops if isinstance(op, PutOp))]
+    )
 
 
 def decode(body: bytes) -> list[Op]:
@@ -77,10 +79,10 @@ def decode(body: bytes) -> list[Op]:
     if length > MAX_MANIFEST_BYTES or _LENGTH.size + length > len(body):
         raise BadBatch(f"the manifest length {length} is out of range")
     try:
-        manifest = parse_json(body[_LENGTH.size:_LENGTH.size + length])
+        manifest = parse_json(body[_LENGTH.size : _LENGTH.size + length])
         items = manifest["ops"]
     except (ValueError, TypeError, KeyError):
-        raise BadBatch("the manifest is not JSON of the form {\"ops\": [...]}") from None
+        raise BadBatch('the manifest is not JSON of the form {"ops": [...]}') from None
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_OPS:
         raise BadBatch(f"ops must be a list of 1..{MAX_OPS} operations")
     offset = _LENGTH.size + length
@@ -112,5 +114,4 @@ def _decode_op(number: int, item: object, body: bytes, offset: int) -> tuple[Op,
         raise BadBatch(f"op {number}: the blob id does not match its key and version")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(body) - offset:
         raise BadBatch(f"op {number}: size must count bytes present in the body")
-    return PutOp(blob, key, version, body[offset:offset + size]), offset + size
-
+    return PutOp(blob, key, version, body[offset : offset + size]), offset + size

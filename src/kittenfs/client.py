@@ -11,6 +11,7 @@ signed link instead); ``ca=`` names the PEM file of the CA that signed the clust
 certificates.
 """
 
+import contextlib
 import hashlib
 import io
 import os
@@ -69,10 +70,8 @@ def _body(value: Value) -> tuple[Any, dict[str, str]]:
         path = Path(value)
         return _file_chunks(path), {"Content-Length": str(path.stat().st_size)}
     headers = {}
-    try:
+    with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
         headers["Content-Length"] = str(os.fstat(value.fileno()).st_size - value.tell())
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        pass
     return _stream_chunks(value), headers
 
 
@@ -89,18 +88,26 @@ def _stream_chunks(handle: IO[bytes]) -> Iterator[bytes]:
 def _settings(token: str | None, ca: str | os.PathLike[str] | None) -> dict[str, Any]:
     """Return the httpx client options for a credential and a CA (both optional)."""
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
-    return {"headers": {"Authorization": f"Bearer {token}"} if token else {},
-            "verify": ssl.create_default_context(cafile=str(ca)) if ca else True}
+    return {
+        "headers": {"Authorization": f"Bearer {token}"} if token else {},
+        "verify": ssl.create_default_context(cafile=str(ca)) if ca else True,
+    }
 
 
 class Client:
     """A blocking client of one kittenFS master."""
 
-    def __init__(self, url: str = "http://127.0.0.1:3000", timeout: httpx.Timeout = TIMEOUT,
-                 token: str | None = None, ca: str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:3000",
+        timeout: httpx.Timeout = TIMEOUT,
+        token: str | None = None,
+        ca: str | os.PathLike[str] | None = None,
+    ):
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=True,
-                                 **_settings(token, ca))
+        self.http = httpx.Client(
+            base_url=self.url, timeout=timeout, follow_redirects=True, **_settings(token, ca)
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -147,10 +154,12 @@ class Client:
     def open(self, key: str) -> "ValueReader":
         """Return a file-like reader that streams the value of ``key`` (use it in ``with``);
         if the stream breaks, it goes on through the master from the next byte."""
+
         def start(offset: int, direct: bool) -> tuple[httpx.Response, Any]:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
-            stream = self.http.stream("GET", key_path(key), headers=headers,
-                                      params={"direct": ""} if direct else {})
+            stream = self.http.stream(
+                "GET", key_path(key), headers=headers, params={"direct": ""} if direct else {}
+            )
             try:
                 response = stream.__enter__()
             except httpx.HTTPError as exc:
@@ -184,11 +193,11 @@ class Client:
         """Hide ``key`` from reads and listing, keeping its bytes until a delete."""
         self._request("UNLINK", key)
 
-    def list(self, prefix: str = "/", page_size: int = 1000, unlinked: bool = False
-             ) -> Iterator[str]:
+    def list(
+        self, prefix: str = "/", page_size: int = 1000, unlinked: bool = False
+    ) -> Iterator[str]:
         """Yield every key under ``prefix`` in byte order, following pages."""
-        params: dict[str, str | int] = {"unlinked" if unlinked else "list": "",
-                                        "limit": page_size}
+        params: dict[str, str | int] = {"unlinked" if unlinked else "list": "", "limit": page_size}
         while True:
             page = self._request("GET", prefix, params=params).json()
             yield from page["keys"]
@@ -221,8 +230,9 @@ class Client:
         """Cancel a running job; return its description."""
         return self._admin("DELETE", f"/_jobs/{job_id}")
 
-    def create_key(self, role: str, prefix: str = "/",
-                   expires: float | None = None) -> dict[str, Any]:
+    def create_key(
+        self, role: str, prefix: str = "/", expires: float | None = None
+    ) -> dict[str, Any]:
         """Create a credential (``role``: read, write or admin; confined to keys under
         ``prefix``; valid for ``expires`` seconds, or for ever); return it with its
         ``access_key``, ``secret_key`` and ``token``, which are shown this once only."""
@@ -243,8 +253,9 @@ class Client:
     def sign(self, key: str, method: str = "GET", expires: float = 3600) -> str:
         """Return a URL that lets anyone do ``method`` (GET or PUT) on ``key`` for
         ``expires`` seconds, as this client's credential may."""
-        answer = self._admin("POST", "/_sign", json={"key": key, "method": method,
-                                                     "expires_s": expires})
+        answer = self._admin(
+            "POST", "/_sign", json={"key": key, "method": method, "expires_s": expires}
+        )
         url: str = answer["url"]
         return url
 
@@ -282,8 +293,13 @@ class ValueReader(io.RawIOBase):
     a changed ETag ends the read with ServerError) up to RESUMES times.
     """
 
-    def __init__(self, key: str, response: httpx.Response, stream: Any,
-                 reopen: Callable[[int], tuple[httpx.Response, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        response: httpx.Response,
+        stream: Any,
+        reopen: Callable[[int], tuple[httpx.Response, Any]] | None = None,
+    ) -> None:
         super().__init__()
         self.key = key
         self.size = int(response.headers.get("content-length", -1))
@@ -310,7 +326,9 @@ class ValueReader(io.RawIOBase):
             except StopIteration:
                 self._done = True
                 if self.md5 and self._digest.hexdigest() != self.md5:
-                    raise CorruptValue(f"GET {self.key}: the bytes do not match MD5 {self.md5}")
+                    raise CorruptValue(
+                        f"GET {self.key}: the bytes do not match MD5 {self.md5}"
+                    ) from None
             except httpx.HTTPError as exc:
                 self._resume(exc)
         count = min(len(buffer), len(self._pending))
@@ -327,8 +345,9 @@ class ValueReader(io.RawIOBase):
         self._stream.__exit__(None, None, None)
         response, self._stream = self._reopen(self._offset)
         if response.headers.get("etag") != self._etag or (
-                self._offset and not response.headers.get("content-range", "").startswith(
-                    f"bytes {self._offset}-")):
+            self._offset
+            and not response.headers.get("content-range", "").startswith(f"bytes {self._offset}-")
+        ):
             raise ServerError(f"GET {self.key}: the value changed while it was read")
         self._chunks = response.iter_raw(CHUNK)
 
@@ -356,7 +375,7 @@ class KeyValueMapping(MutableMapping[str, bytes]):
 
     def __iter__(self) -> Iterator[str]:
         for key in self.client.list(self.prefix):
-            yield key[len(self.prefix):]
+            yield key[len(self.prefix) :]
 
     def __len__(self) -> int:
         return sum(1 for _ in self.client.list(self.prefix))
@@ -368,11 +387,17 @@ class KeyValueMapping(MutableMapping[str, bytes]):
 class AsyncClient:
     """The asyncio twin of Client, for the same API."""
 
-    def __init__(self, url: str = "http://127.0.0.1:3000", timeout: httpx.Timeout = TIMEOUT,
-                 token: str | None = None, ca: str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:3000",
+        timeout: httpx.Timeout = TIMEOUT,
+        token: str | None = None,
+        ca: str | os.PathLike[str] | None = None,
+    ):
         self.url = url.rstrip("/")
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout, follow_redirects=True,
-                                      **_settings(token, ca))
+        self.http = httpx.AsyncClient(
+            base_url=self.url, timeout=timeout, follow_redirects=True, **_settings(token, ca)
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -427,11 +452,11 @@ class AsyncClient:
         """Hide ``key`` from reads and listing."""
         await self._request("UNLINK", key)
 
-    async def list(self, prefix: str = "/", page_size: int = 1000, unlinked: bool = False
-                   ) -> AsyncIterator[str]:
+    async def list(
+        self, prefix: str = "/", page_size: int = 1000, unlinked: bool = False
+    ) -> AsyncIterator[str]:
         """Yield every key under ``prefix`` in byte order, following pages."""
-        params: dict[str, str | int] = {"unlinked" if unlinked else "list": "",
-                                        "limit": page_size}
+        params: dict[str, str | int] = {"unlinked" if unlinked else "list": "", "limit": page_size}
         while True:
             page = (await self._request("GET", prefix, params=params)).json()
             for key in page["keys"]:

@@ -98,10 +98,19 @@ class LocalCluster:
     They share a cluster secret kept in ``data``; with ``auth``, the master also has an
     admin token kept there (``token``), which this object uses for its own requests."""
 
-    def __init__(self, data: Path, port: int, workers: int, replicas: int,
-                 extra: tuple[str, ...] = (), log: IO[bytes] | None = None,
-                 master_extra: tuple[str, ...] = (), network: "Network | None" = None,
-                 auth: bool = False, tls: bool = False) -> None:
+    def __init__(
+        self,
+        data: Path,
+        port: int,
+        workers: int,
+        replicas: int,
+        extra: tuple[str, ...] = (),
+        log: IO[bytes] | None = None,
+        master_extra: tuple[str, ...] = (),
+        network: "Network | None" = None,
+        auth: bool = False,
+        tls: bool = False,
+    ) -> None:
         self.data, self.port, self.workers, self.replicas = data, port, workers, replicas
         self.extra, self.log, self.master_extra = extra, log, master_extra
         self.network = network
@@ -110,8 +119,15 @@ class LocalCluster:
         if tls:
             files = local_ca(data / "tls")
             self.ca = files.ca
-            self.extra = (*self.extra, "--tls-cert", str(files.cert), "--tls-key",
-                          str(files.key), "--ca", str(files.ca))
+            self.extra = (
+                *self.extra,
+                "--tls-cert",
+                str(files.cert),
+                "--tls-key",
+                str(files.key),
+                "--ca",
+                str(files.ca),
+            )
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://{self.host(0)}:{port}"
         self.urls: list[str] = []
@@ -127,22 +143,48 @@ class LocalCluster:
 
     def start(self) -> None:
         """Start the master, then the workers one at a time (so worker-i gets index i)."""
-        self._spawn(self.port, "master", "--data", str(self.data / "master"), "--replicas",
-                    str(self.replicas), *self.master_extra)
+        self._spawn(
+            self.port,
+            "master",
+            "--data",
+            str(self.data / "master"),
+            "--replicas",
+            str(self.replicas),
+            *self.master_extra,
+        )
         self._wait_healthy(0)
         for i in range(self.workers):
-            self._spawn(self.port + 1 + i, "worker", "--master", self.url, "--data",
-                        str(self.data / f"worker-{i}"))
+            self._spawn(
+                self.port + 1 + i,
+                "worker",
+                "--master",
+                self.url,
+                "--data",
+                str(self.data / f"worker-{i}"),
+            )
             self._wait_healthy(i + 1)
 
     def _spawn(self, port: int, *args: str) -> None:
         child = len(self.children)
         prefix = self.network.prefix(child) if self.network else []
-        command = [*prefix, sys.executable, "-m", "kittenfs", *args, "--host", self.host(child),
-                   "--port", str(port), "--cluster-secret-file", str(self.secret), *self.extra]
+        command = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "kittenfs",
+            *args,
+            "--host",
+            self.host(child),
+            "--port",
+            str(port),
+            "--cluster-secret-file",
+            str(self.secret),
+            *self.extra,
+        ]
         self.commands.append(command)
-        self.children.append(subprocess.Popen(command, stdout=self.log, stderr=self.log,
-                                              env=self._environment()))
+        self.children.append(
+            subprocess.Popen(command, stdout=self.log, stderr=self.log, env=self._environment())
+        )
         self.urls.append(f"{self.scheme}://{self.host(child)}:{port}")
 
     def signal(self, child: int, signum: int) -> None:
@@ -162,9 +204,12 @@ class LocalCluster:
         """Start child ``child`` again, with the same command (plus ``extra`` arguments this
         time), once it has exited."""
         self.children[child].wait()
-        self.children[child] = subprocess.Popen([*self.commands[child], *extra],
-                                                stdout=self.log, stderr=self.log,
-                                                env=self._environment())
+        self.children[child] = subprocess.Popen(
+            [*self.commands[child], *extra],
+            stdout=self.log,
+            stderr=self.log,
+            env=self._environment(),
+        )
 
     def _wait_healthy(self, workers: int) -> None:
         """Wait until every process answers /health and the master sees ``workers`` up."""
@@ -176,8 +221,9 @@ class LocalCluster:
             try:
                 for url in self.urls:
                     httpx.get(f"{url}/health", timeout=1.0, verify=verify).raise_for_status()
-                cluster = httpx.get(f"{self.url}/_cluster", timeout=1.0, verify=verify,
-                                    headers=self.headers).json()
+                cluster = httpx.get(
+                    f"{self.url}/_cluster", timeout=1.0, verify=verify, headers=self.headers
+                ).json()
                 if sum(w["state"] == "up" for w in cluster["workers"]) >= workers:
                     return
             except (httpx.HTTPError, ValueError):
@@ -192,7 +238,7 @@ class LocalCluster:
     def pids(self) -> dict[str, int]:
         """Return the PID of each process by role: master, worker-0, worker-1, ..."""
         names = ["master", *(f"worker-{i}" for i in range(len(self.children) - 1))]
-        return {name: child.pid for name, child in zip(names, self.children)}
+        return {name: child.pid for name, child in zip(names, self.children, strict=False)}
 
     def stop(self) -> None:
         """Stop every child: SIGTERM, then SIGKILL after STOP_GRACE seconds."""
@@ -209,9 +255,14 @@ class LocalCluster:
 
 
 @contextmanager
-def local_cluster(workers: int, replicas: int, keep: str | None = None,
-                  master_extra: tuple[str, ...] = (), hosts: bool = False,
-                  auth: bool | None = None) -> Iterator[LocalCluster]:
+def local_cluster(
+    workers: int,
+    replicas: int,
+    keep: str | None = None,
+    master_extra: tuple[str, ...] = (),
+    hosts: bool = False,
+    auth: bool | None = None,
+) -> Iterator[LocalCluster]:
     """Run a fresh local cluster in a temp dir (under ``keep``, and kept, if given), with its
     logs in cluster.log there: the benchmark and the reliability suite run on one.  With
     ``hosts``, every process runs in a network namespace of its own (this needs root).
@@ -224,12 +275,20 @@ def local_cluster(workers: int, replicas: int, keep: str | None = None,
         network = None
         if hosts:
             from .reliability.network import Network
+
             network = Network(workers + 1)
             cleanup.callback(network.teardown)
         port = 3000 if network else free_port_block(workers + 1)  # a namespace's ports are free
-        cluster = LocalCluster(data, port, workers, replicas, log=log,
-                               master_extra=master_extra, network=network,
-                               auth=hosts if auth is None else auth)
+        cluster = LocalCluster(
+            data,
+            port,
+            workers,
+            replicas,
+            log=log,
+            master_extra=master_extra,
+            network=network,
+            auth=hosts if auth is None else auth,
+        )
         try:
             try:
                 cluster.start()
@@ -243,8 +302,15 @@ def local_cluster(workers: int, replicas: int, keep: str | None = None,
                 shutil.rmtree(data, ignore_errors=True)
 
 
-def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbose: bool,
-                      auth: bool = False, tls: bool = False) -> int:
+def run_local_cluster(
+    data: Path,
+    port: int,
+    workers: int,
+    replicas: int,
+    verbose: bool,
+    auth: bool = False,
+    tls: bool = False,
+) -> int:
     """Run a master and ``workers`` workers until Ctrl-C or SIGTERM (with ``auth``: an admin
     token, made in ``data`` and printed; with ``tls``: HTTPS, with a local CA made in
     ``data/tls``); return the exit status."""
@@ -252,11 +318,15 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
         print("kittenfs up: --workers must be at least 1", file=sys.stderr)
         return 2
     if not 0 < port <= 65535 - workers:
-        print(f"kittenfs up: --port {port}: the master and its {workers} workers need ports "
-              f"{port}..{port + workers}, all between 1 and 65535", file=sys.stderr)
+        print(
+            f"kittenfs up: --port {port}: the master and its {workers} workers need ports "
+            f"{port}..{port + workers}, all between 1 and 65535",
+            file=sys.stderr,
+        )
         return 2
-    cluster = LocalCluster(data, port, workers, replicas, ("--verbose",) if verbose else (),
-                           auth=auth, tls=tls)
+    cluster = LocalCluster(
+        data, port, workers, replicas, ("--verbose",) if verbose else (), auth=auth, tls=tls
+    )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -264,8 +334,9 @@ def run_local_cluster(data: Path, port: int, workers: int, replicas: int, verbos
     signal.signal(signal.SIGTERM, on_signal)
     try:
         cluster.start()
-        print(f"kittenFS is up: master {cluster.url}, {workers} workers, data in {data}",
-              flush=True)
+        print(
+            f"kittenFS is up: master {cluster.url}, {workers} workers, data in {data}", flush=True
+        )
         _print_tour(cluster)
         while cluster.running():
             time.sleep(0.5)
@@ -286,16 +357,27 @@ def _print_tour(cluster: LocalCluster) -> None:
     """Print how to try the cluster, and how auth and TLS stand."""
     curl = f"curl --cacert {cluster.ca}" if cluster.ca else "curl"
     if cluster.ca:
-        print(f"  TLS is on: the CA that signed the certificates is {cluster.ca} "
-              f"(kittenfs --ca, curl --cacert)")
+        print(
+            f"  TLS is on: the CA that signed the certificates is {cluster.ca} "
+            f"(kittenfs --ca, curl --cacert)"
+        )
     if cluster.token is None:
-        print(f"  try: {curl} -X PUT -d 'hello' {cluster.url}/hello && {curl} -L "
-              f"{cluster.url}/hello")
-        print("  auth is off: anyone on this machine may read, write and administer. "
-              "Run `kittenfs up --auth` to turn it on.", flush=True)
+        print(
+            f"  try: {curl} -X PUT -d 'hello' {cluster.url}/hello && {curl} -L {cluster.url}/hello"
+        )
+        print(
+            "  auth is off: anyone on this machine may read, write and administer. "
+            "Run `kittenfs up --auth` to turn it on.",
+            flush=True,
+        )
         return
     print(f"  auth is on; admin token: {cluster.token}")
-    print(f"  (kept in {cluster.data / TOKEN_FILE}): export KITTENFS_TOKEN=$(cat "
-          f"{cluster.data / TOKEN_FILE})")
-    print(f"  try: {curl} -X PUT -H \"Authorization: Bearer $KITTENFS_TOKEN\" -d 'hello' "
-          f"{cluster.url}/hello", flush=True)
+    print(
+        f"  (kept in {cluster.data / TOKEN_FILE}): export KITTENFS_TOKEN=$(cat "
+        f"{cluster.data / TOKEN_FILE})"
+    )
+    print(
+        f"  try: {curl} -X PUT -H \"Authorization: Bearer $KITTENFS_TOKEN\" -d 'hello' "
+        f"{cluster.url}/hello",
+        flush=True,
+    )

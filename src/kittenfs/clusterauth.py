@@ -22,8 +22,9 @@ def session_middlewares(key: ClusterKey | None) -> tuple[ClientMiddlewareType, .
         return ()
 
     async def sign(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        request.headers[HEADER] = key.sign_request(request.method, request.url.raw_path_qs,
-                                                   time.time())
+        request.headers[HEADER] = key.sign_request(
+            request.method, request.url.raw_path_qs, time.time()
+        )
         return await handler(request)
 
     return (sign,)
@@ -45,14 +46,18 @@ class HttpxClusterAuth(httpx.Auth):
 def is_member(request: web.BaseRequest, key: ClusterKey | None) -> bool:
     """Return True if ``request`` is signed by a member of the cluster (always, without a
     cluster secret)."""
-    return key is None or key.check_request(request.method, request.raw_path,
-                                            request.headers.get(HEADER), time.time())
+    return key is None or key.check_request(
+        request.method, request.raw_path, request.headers.get(HEADER), time.time()
+    )
 
 
 def require_member(request: web.BaseRequest, key: ClusterKey | None) -> None:
     """Raise 401 unless ``request`` is signed by a member of the cluster."""
     if not is_member(request, key):
-        raise HTTPProblem(401, "cluster_auth_required",
-                          f"only members of this cluster may call {request.path}: sign the "
-                          f"request with the cluster secret ({HEADER})",
-                          **{"WWW-Authenticate": 'KittenFS-Cluster realm="kittenfs"'})
+        raise HTTPProblem(
+            401,
+            "cluster_auth_required",
+            f"only members of this cluster may call {request.path}: sign the "
+            f"request with the cluster secret ({HEADER})",
+            **{"WWW-Authenticate": 'KittenFS-Cluster realm="kittenfs"'},
+        )

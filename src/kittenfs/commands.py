@@ -56,6 +56,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             return _fail(f"{exc.filename or ''} {exc.strerror or exc}".strip())
         except ValueError as exc:  # a bad duration
             return _fail(str(exc))
+
     run.__doc__ = command.__doc__
     return run
 
@@ -66,8 +67,13 @@ def _progress(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
     if total is None or total < PROGRESS_FROM or not err.is_terminal:
         yield lambda _: None
         return
-    columns = ("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
+    columns = (
+        "{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
@@ -137,24 +143,34 @@ def status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         cluster = client.cluster(keys=True)
     keys = cluster["keys"]
-    table = Table(title=f"kittenFS {args.url}: master {cluster['master']['id']}, "
-                        f"{cluster['replicas']} replicas",
-                  caption=f"{keys['live']} keys ({keys['unlinked']} unlinked): "
-                          f"{keys['under_replicated']} under-replicated, "
-                          f"{keys['misplaced']} misplaced")
+    table = Table(
+        title=f"kittenFS {args.url}: master {cluster['master']['id']}, "
+        f"{cluster['replicas']} replicas",
+        caption=f"{keys['live']} keys ({keys['unlinked']} unlinked): "
+        f"{keys['under_replicated']} under-replicated, "
+        f"{keys['misplaced']} misplaced",
+    )
     for column in ("index", "url", "state", "keys", "used", "free"):
         table.add_column(column, justify="right" if column in ("keys", "used", "free") else "left")
     for worker in cluster["workers"]:
         state = "[green]up[/green]" if worker["state"] == "up" else "[red]down[/red]"
         if worker["draining"]:
             state += " [yellow]draining[/yellow]"
-        table.add_row(str(worker["index"]), worker["url"], state, str(worker["key_count"]),
-                      _size(worker["bytes_used"]), _size(worker["free_bytes"]))
+        table.add_row(
+            str(worker["index"]),
+            worker["url"],
+            state,
+            str(worker["key_count"]),
+            _size(worker["bytes_used"]),
+            _size(worker["free_bytes"]),
+        )
     Console().print(table)
     running = cluster["jobs"]["running"]
     if running:
-        print(f"running: {running['kind']} {running['id']}, "
-              f"{running['items_done']}/{running['items_total']} keys")
+        print(
+            f"running: {running['kind']} {running['id']}, "
+            f"{running['items_done']}/{running['items_total']} keys"
+        )
     return 0
 
 
@@ -191,9 +207,11 @@ def key_create(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(created, indent=2))
         return 0
-    print(f"access key: {created['access_key']}\nsecret key: {created['secret_key']}\n"
-          f"token:      {created['token']}\n({created['role']} on {created['prefix']}"
-          f"{_expiry(created['expires_ms'])}; the secret is not shown again)")
+    print(
+        f"access key: {created['access_key']}\nsecret key: {created['secret_key']}\n"
+        f"token:      {created['token']}\n({created['role']} on {created['prefix']}"
+        f"{_expiry(created['expires_ms'])}; the secret is not shown again)"
+    )
     return 0
 
 
@@ -209,9 +227,13 @@ def key_list(args: argparse.Namespace) -> int:
     for column in ("access key", "role", "prefix", "expires", "created"):
         table.add_column(column)
     for key in keys:
-        table.add_row(key["access_key"], key["role"], key["prefix"],
-                      _when(key["expires_ms"]) if key["expires_ms"] else "never",
-                      _when(key["created_ms"]))
+        table.add_row(
+            key["access_key"],
+            key["role"],
+            key["prefix"],
+            _when(key["expires_ms"]) if key["expires_ms"] else "never",
+            _when(key["created_ms"]),
+        )
     Console().print(table)
     return 0
 
@@ -250,15 +272,21 @@ def remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_job(args: argparse.Namespace,
-             begin: Callable[[Client, dict[str, Any]], dict[str, Any]]) -> int:
+def _run_job(
+    args: argparse.Namespace, begin: Callable[[Client, dict[str, Any]], dict[str, Any]]
+) -> int:
     """Start a job on the master, show its progress until it ends, then what it found and did.
 
     Ctrl-C cancels the job.  Exit 0 if it finished with no errors and no lost keys.
     """
     options = {"dry_run": args.dry_run, "rate": args.rate, "bandwidth": args.bandwidth * 1e6}
-    options.update({name: getattr(args, name) for name in ("concurrency", "grace",
-                                                           "purge_unlinked") if hasattr(args, name)})
+    options.update(
+        {
+            name: getattr(args, name)
+            for name in ("concurrency", "grace", "purge_unlinked")
+            if hasattr(args, name)
+        }
+    )
     with _client(args) as client:
         job = begin(client, options)
         try:
@@ -266,9 +294,11 @@ def _run_job(args: argparse.Namespace,
         except KeyboardInterrupt:
             client.cancel_job(job["id"])
             raise
-    table = Table(title=f"{job['kind']} {job['id']}: {job['state']} in {job['elapsed_s']:.1f} s, "
-                        f"{job['items_done']}/{job['items_total']} keys, "
-                        f"{_size(job['bytes_done'])} copied" + (" (dry run)" if args.dry_run else ""))
+    table = Table(
+        title=f"{job['kind']} {job['id']}: {job['state']} in {job['elapsed_s']:.1f} s, "
+        f"{job['items_done']}/{job['items_total']} keys, "
+        f"{_size(job['bytes_done'])} copied" + (" (dry run)" if args.dry_run else "")
+    )
     table.add_column("found")
     table.add_column("keys or copies", justify="right")
     for name, count in sorted(job["found"].items()):
@@ -284,16 +314,25 @@ def _run_job(args: argparse.Namespace,
 
 def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
     """Poll a job until it ends, with a progress bar (keys, bytes, ETA) on a terminal."""
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[copied]}"), TimeRemainingColumn())
+    columns = (
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[copied]}"),
+        TimeRemainingColumn(),
+    )
     bar = Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
     with bar:
         task = bar.add_task(job["kind"], total=job["items_total"] or None, copied="")
         while job["state"] == "running":
             time.sleep(0.5)
             job = client.job(job["id"])
-            bar.update(task, completed=job["items_done"], total=job["items_total"] or None,
-                       copied=f"{_size(job['bytes_done'])} copied")
+            bar.update(
+                task,
+                completed=job["items_done"],
+                total=job["items_total"] or None,
+                copied=f"{_size(job['bytes_done'])} copied",
+            )
     return job
 
 

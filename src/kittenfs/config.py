@@ -39,10 +39,12 @@ def is_loopback(host: str) -> bool:
 
 
 def _check_cluster_key(host: str, key: ClusterKey | None) -> None:
-    _require(key is not None or is_loopback(host),
-             f"--host {host} is reachable from the network: give the cluster a secret "
-             "(--cluster-secret-file PATH, or KITTENFS_CLUSTER_SECRET) so that only its own "
-             "master and workers can join and write; see docs/security.md")
+    _require(
+        key is not None or is_loopback(host),
+        f"--host {host} is reachable from the network: give the cluster a secret "
+        "(--cluster-secret-file PATH, or KITTENFS_CLUSTER_SECRET) so that only its own "
+        "master and workers can join and write; see docs/security.md",
+    )
 
 
 @dataclass(frozen=True)
@@ -67,15 +69,16 @@ class Limits:
     stream_buffer: int = 64 * MiB
 
     def __post_init__(self) -> None:
-        for flag, value in (("--header-timeout", self.header_timeout),
-                            ("--idle-timeout", self.idle_timeout),
-                            ("--body-timeout", self.body_timeout),
-                            ("--max-uploads", self.uploads),
-                            ("--max-uploads-per-client", self.uploads_per_client),
-                            ("--send-timeout", self.send_timeout),
-                            ("--stream-buffer-bytes", self.stream_buffer)):
+        for flag, value in (
+            ("--header-timeout", self.header_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--max-uploads", self.uploads),
+            ("--max-uploads-per-client", self.uploads_per_client),
+            ("--send-timeout", self.send_timeout),
+            ("--stream-buffer-bytes", self.stream_buffer),
+        ):
             _require(value > 0 and math.isfinite(value), f"{flag} {value:g}: must be positive")
-
 
 
 @dataclass(frozen=True)
@@ -91,10 +94,11 @@ class TLS:
     ca: Path | None = None
 
     def __post_init__(self) -> None:
-        _require((self.cert is None) == (self.key is None),
-                 "--tls-cert and --tls-key: give both, or neither")
-        for flag, path in (("--tls-cert", self.cert), ("--tls-key", self.key),
-                           ("--ca", self.ca)):
+        _require(
+            (self.cert is None) == (self.key is None),
+            "--tls-cert and --tls-key: give both, or neither",
+        )
+        for flag, path in (("--tls-cert", self.cert), ("--tls-key", self.key), ("--ca", self.ca)):
             _require(path is None or path.is_file(), f"{flag} {path}: no such file")
 
 
@@ -149,17 +153,24 @@ class MasterConfig:
     def __post_init__(self) -> None:
         _check_port(self.port)
         _check_cluster_key(self.host, self.cluster_key)
-        _require(self.advertise is None or self.advertise.startswith(("http://", "https://")),
-                 f"--advertise {self.advertise!r}: must be a URL such as https://kfs.example:3000")
-        _require(self.anonymous in (None, "none", "read", "write"),
-                 f"--anonymous {self.anonymous}: must be none, read or write")
-        _require(self.admin_token is None or len(self.admin_token) >= 16,
-                 "--admin-token: must have at least 16 characters")
-        _require(is_loopback(self.host) or self.admin_token is not None
-                 or self.anonymous is not None,
-                 f"--host {self.host} is reachable from the network and auth is off: give an "
-                 "admin credential (--admin-token, or KITTENFS_ADMIN_TOKEN) or say what "
-                 "anyone may do with --anonymous none|read|write")
+        _require(
+            self.advertise is None or self.advertise.startswith(("http://", "https://")),
+            f"--advertise {self.advertise!r}: must be a URL such as https://kfs.example:3000",
+        )
+        _require(
+            self.anonymous in (None, "none", "read", "write"),
+            f"--anonymous {self.anonymous}: must be none, read or write",
+        )
+        _require(
+            self.admin_token is None or len(self.admin_token) >= 16,
+            "--admin-token: must have at least 16 characters",
+        )
+        _require(
+            is_loopback(self.host) or self.admin_token is not None or self.anonymous is not None,
+            f"--host {self.host} is reachable from the network and auth is off: give an "
+            "admin credential (--admin-token, or KITTENFS_ADMIN_TOKEN) or say what "
+            "anyone may do with --anonymous none|read|write",
+        )
         _require(self.replica_timeout > 0, "--replica-timeout: must be positive")
         _require(self.replaced_grace >= 0, "--replaced-grace: must not be negative")
         _require(self.auto_rebalance >= 0, "--auto-rebalance: must not be negative (0: off)")
@@ -223,16 +234,22 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         _check_port(self.port)
         _check_cluster_key(self.host, self.cluster_key)
-        _require(self.clone_from is None or self.clone_from >= 0,
-                 "--clone-from: must be a worker index (>= 0)")
+        _require(
+            self.clone_from is None or self.clone_from >= 0,
+            "--clone-from: must be a worker index (>= 0)",
+        )
         _require(self.capacity >= 0, "--capacity-bytes: must not be negative (0: no limit)")
         _require(self.clone_rate >= 0, "--clone-rate: must not be negative (0: no limit)")
         _require(self.scrub_rate >= 0, "--scrub-rate: must not be negative (0 turns it off)")
         _require(self.scrub_interval >= 0, "--scrub-interval: must not be negative")
-        _require(self.master.startswith(("http://", "https://")),
-                 f"--master {self.master!r}: must be a URL such as http://127.0.0.1:3000")
-        _require(self.advertise is None or self.advertise.startswith(("http://", "https://")),
-                 f"--advertise {self.advertise!r}: must be a URL such as http://10.0.0.5:3001")
+        _require(
+            self.master.startswith(("http://", "https://")),
+            f"--master {self.master!r}: must be a URL such as http://127.0.0.1:3000",
+        )
+        _require(
+            self.advertise is None or self.advertise.startswith(("http://", "https://")),
+            f"--advertise {self.advertise!r}: must be a URL such as http://10.0.0.5:3001",
+        )
         _require(self.inline_max >= 0, "--inline-max: must not be negative")
         _require(self.verify_max >= 0, "--verify-max: must not be negative")
         _require(self.heartbeat_interval > 0, "--heartbeat-interval: must be positive")

@@ -72,8 +72,13 @@ class Credential:
 
     def describe(self) -> dict[str, object]:
         """Return what ``GET /_keys`` shows of it (never its secret)."""
-        return {"access_key": self.access_key, "role": self.role, "prefix": self.prefix,
-                "expires_ms": self.expires_ms or None, "created_ms": self.created_ms}
+        return {
+            "access_key": self.access_key,
+            "role": self.role,
+            "prefix": self.prefix,
+            "expires_ms": self.expires_ms or None,
+            "created_ms": self.created_ms,
+        }
 
 
 def new_credential(role: Role, prefix: str, expires_ms: int, now_ms: int) -> Credential:
@@ -84,9 +89,11 @@ def new_credential(role: Role, prefix: str, expires_ms: int, now_ms: int) -> Cre
 
 def secret_of(master_key: bytes, credential: Credential) -> str:
     """Return the credential's secret: 40 URL-safe characters derived from the master key."""
-    digest = hmac.new(derive(master_key, "credential-secrets"),
-                      f"{credential.access_key}\n{credential.salt}".encode("ascii"),
-                      hashlib.sha256).digest()
+    digest = hmac.new(
+        derive(master_key, "credential-secrets"),
+        f"{credential.access_key}\n{credential.salt}".encode("ascii"),
+        hashlib.sha256,
+    ).digest()
     return base64.urlsafe_b64encode(digest).decode("ascii")[:40]
 
 

@@ -36,8 +36,10 @@ def claim(data: Path) -> int:
         os.close(fd)
         if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
             raise
-        raise DataDirInUse(f"--data {data}: in use by another kittenfs process (pid {holder}); "
-                           "stop it first, or give this one a directory of its own") from None
+        raise DataDirInUse(
+            f"--data {data}: in use by another kittenfs process (pid {holder}); "
+            "stop it first, or give this one a directory of its own"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     return fd

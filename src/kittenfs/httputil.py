@@ -61,8 +61,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if request.transport is not None:
             request.transport.close()
         raise ConnectionResetError(str(exc)) from None  # aiohttp drops the connection quietly
-    except (ConnectionResetError, aiohttp.ClientPayloadError, aiohttp.http.HttpProcessingError
-            ) as exc:
+    except (
+        ConnectionResetError,
+        aiohttp.ClientPayloadError,
+        aiohttp.http.HttpProcessingError,
+    ) as exc:
         log.info("%s %s: the client went away (%s)", request.method, request.path, exc)
         return error_response(400, "incomplete_request", str(exc))
     except web.HTTPException as exc:
@@ -91,7 +94,7 @@ def range_asked(headers: Mapping[str, str]) -> str | None:
 
 
 def parse_range(header: str, size: int) -> tuple[int, int]:
-    """Return the inclusive byte span ``(first, last)`` a single-range header asks of ``size`` bytes.
+    """Return the inclusive span ``(first, last)`` a single-range header asks of ``size`` bytes.
 
     Raise HTTPProblem 416 when the header is malformed, asks for several ranges, or cannot
     be satisfied; the 416 carries ``Content-Range: bytes */size`` as RFC 9110 asks.
@@ -99,22 +102,25 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
     unsatisfiable = {"Content-Range": f"bytes */{size}"}
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
-        raise HTTPProblem(416, "bad_range", f"only one 'bytes=' range is supported: {header!r}",
-                          **unsatisfiable)
+        raise HTTPProblem(
+            416, "bad_range", f"only one 'bytes=' range is supported: {header!r}", **unsatisfiable
+        )
     first_text, dash, last_text = spec.strip().partition("-")
     if not dash or not _digits(first_text + last_text):
         raise HTTPProblem(416, "bad_range", f"malformed range {header!r}", **unsatisfiable)
     if not first_text:
         suffix = int(last_text)
         if suffix == 0 or size == 0:
-            raise HTTPProblem(416, "range_not_satisfiable", f"{header!r} of {size} bytes",
-                              **unsatisfiable)
+            raise HTTPProblem(
+                416, "range_not_satisfiable", f"{header!r} of {size} bytes", **unsatisfiable
+            )
         return max(0, size - suffix), size - 1
     first = int(first_text)
     last = int(last_text) if last_text else size - 1
     if first > last or first >= size:
-        raise HTTPProblem(416, "range_not_satisfiable", f"{header!r} of {size} bytes",
-                          **unsatisfiable)
+        raise HTTPProblem(
+            416, "range_not_satisfiable", f"{header!r} of {size} bytes", **unsatisfiable
+        )
     return first, min(last, size - 1)
 
 

@@ -46,8 +46,12 @@ class SyncedDB:
 
     def scan(self, prefix: bytes, start: bytes = b"", include_value: bool = True) -> Any:
         """Return an iterator over the entries under ``prefix`` whose key is >= ``start``."""
-        return self.db.iterator(start=max(prefix, start), stop=_after_prefix(prefix),
-                                include_value=include_value, verify_checksums=True)
+        return self.db.iterator(
+            start=max(prefix, start),
+            stop=_after_prefix(prefix),
+            include_value=include_value,
+            verify_checksums=True,
+        )
 
     async def write(
         self, puts: Mapping[bytes, bytes] | None = None, deletes: Iterable[bytes] = ()
@@ -65,14 +69,16 @@ class SyncedDB:
             while self._queue:
                 batch, self._queue = self._queue, []
                 try:
-                    await loop.run_in_executor(self._thread, self._commit, [ops for ops, _ in batch])
+                    await loop.run_in_executor(
+                        self._thread, self._commit, [ops for ops, _ in batch]
+                    )
                 except StoreLost as exc:
                     if self.on_lost is not None:
                         self.on_lost(str(exc))
                     for _, done in batch:
                         if not done.done():
                             done.set_exception(exc)
-                except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
+                except Exception as exc:
                     for _, done in batch:
                         if not done.done():
                             done.set_exception(exc)
@@ -100,8 +106,10 @@ class SyncedDB:
         except OSError:
             inode, present = -1, False
         if inode != self._lock_inode or not present:
-            raise StoreLost(f"the LevelDB at {self.path} was deleted or replaced while in use; "
-                            "nothing written since is durable")
+            raise StoreLost(
+                f"the LevelDB at {self.path} was deleted or replaced while in use; "
+                "nothing written since is durable"
+            )
 
     def close_now(self) -> None:
         """Close the database at once (nothing is queued: it was just opened)."""

@@ -43,30 +43,62 @@ LIMITS = web.AppKey("limits", Limits)
 
 def add_arguments(parser: argparse.ArgumentParser, defaults: Limits) -> None:
     """Add the flags of every limit to a process's subcommand."""
-    parser.add_argument("--header-timeout", type=float, default=defaults.header_timeout,
-                        help="seconds a request head may take to arrive (default %(default)s)")
-    parser.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout,
-                        help="seconds an idle connection is kept (default %(default)s)")
-    parser.add_argument("--body-timeout", type=float, default=defaults.body_timeout,
-                        help="seconds a request body may pause (default %(default)s)")
-    parser.add_argument("--max-uploads", type=int, default=defaults.uploads,
-                        help="uploads in progress at once (default %(default)s)")
-    parser.add_argument("--max-uploads-per-client", type=int,
-                        default=defaults.uploads_per_client,
-                        help="uploads in progress at once per client address "
-                             "(default %(default)s)")
-    parser.add_argument("--send-timeout", type=float, default=defaults.send_timeout,
-                        help="seconds a streamed response waits for the client to take data "
-                             "before the connection is cut (default %(default)s)")
-    parser.add_argument("--stream-buffer-bytes", type=int, default=defaults.stream_buffer,
-                        help="bytes the streamed responses may hold at once "
-                             "(default %(default)s)")
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=defaults.header_timeout,
+        help="seconds a request head may take to arrive (default %(default)s)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout,
+        help="seconds an idle connection is kept (default %(default)s)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=defaults.body_timeout,
+        help="seconds a request body may pause (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-uploads",
+        type=int,
+        default=defaults.uploads,
+        help="uploads in progress at once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-uploads-per-client",
+        type=int,
+        default=defaults.uploads_per_client,
+        help="uploads in progress at once per client address (default %(default)s)",
+    )
+    parser.add_argument(
+        "--send-timeout",
+        type=float,
+        default=defaults.send_timeout,
+        help="seconds a streamed response waits for the client to take data "
+        "before the connection is cut (default %(default)s)",
+    )
+    parser.add_argument(
+        "--stream-buffer-bytes",
+        type=int,
+        default=defaults.stream_buffer,
+        help="bytes the streamed responses may hold at once (default %(default)s)",
+    )
 
 
 def from_arguments(args: argparse.Namespace) -> Limits:
     """Return the limits the flags of :func:`add_arguments` ask for."""
-    return Limits(args.header_timeout, args.idle_timeout, args.body_timeout, args.max_uploads,
-                  args.max_uploads_per_client, args.send_timeout, args.stream_buffer_bytes)
+    return Limits(
+        args.header_timeout,
+        args.idle_timeout,
+        args.body_timeout,
+        args.max_uploads,
+        args.max_uploads_per_client,
+        args.send_timeout,
+        args.stream_buffer_bytes,
+    )
 
 
 def upload_limit(limits: Limits) -> Any:
@@ -85,12 +117,20 @@ def upload_limit(limits: Limits) -> Any:
             return await handler(request)
         client = request.remote or "?"
         if total >= limits.uploads:
-            raise HTTPProblem(503, "too_many_uploads",
-                              f"{total} uploads in progress (--max-uploads)", **{"Retry-After": "1"})
+            raise HTTPProblem(
+                503,
+                "too_many_uploads",
+                f"{total} uploads in progress (--max-uploads)",
+                **{"Retry-After": "1"},
+            )
         if per_client[client] >= limits.uploads_per_client:
-            raise HTTPProblem(429, "too_many_uploads_from_client",
-                              f"{per_client[client]} uploads in progress from {client} "
-                              "(--max-uploads-per-client)", **{"Retry-After": "1"})
+            raise HTTPProblem(
+                429,
+                "too_many_uploads_from_client",
+                f"{per_client[client]} uploads in progress from {client} "
+                "(--max-uploads-per-client)",
+                **{"Retry-After": "1"},
+            )
         total += 1
         per_client[client] += 1
         try:
@@ -119,8 +159,9 @@ async def paced(request: web.Request, read: Awaitable[T]) -> T:
         async with asyncio.timeout(timeout):
             return await read
     except TimeoutError:
-        raise HTTPProblem(408, "body_timeout",
-                          f"no body data for {timeout:g} s (--body-timeout)") from None
+        raise HTTPProblem(
+            408, "body_timeout", f"no body data for {timeout:g} s (--body-timeout)"
+        ) from None
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -132,17 +173,25 @@ class Runner(web.AppRunner):
     """An AppRunner whose connections enforce ``limits`` (see :class:`_Connection`)."""
 
     def __init__(self, app: web.Application, limits: Limits) -> None:
-        super().__init__(app, handle_signals=False, keepalive_timeout=limits.idle_timeout,
-                         max_line_size=HEADER_LINE_MAX, max_field_size=HEADER_LINE_MAX,
-                         max_headers=HEADERS_MAX)
+        super().__init__(
+            app,
+            handle_signals=False,
+            keepalive_timeout=limits.idle_timeout,
+            max_line_size=HEADER_LINE_MAX,
+            max_field_size=HEADER_LINE_MAX,
+            max_headers=HEADERS_MAX,
+        )
         self.limits = limits
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
-        return _Server(plain.request_handler, request_factory=plain.request_factory,
-                       handler_cancellation=plain.handler_cancellation,
-                       header_timeout=self.limits.header_timeout,
-                       **plain._kwargs)  # the handler options AppRunner gathered
+        return _Server(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            header_timeout=self.limits.header_timeout,
+            **plain._kwargs,
+        )  # the handler options AppRunner gathered
 
 
 class _Server(web.Server):
@@ -190,28 +239,48 @@ class _Connection(RequestHandler):
         self._head_timer = None
         if not self._awaiting_head() or self.transport is None:
             return
-        body = json.dumps({"error": "header_timeout", "detail": (
-            f"the request head did not arrive within {self._header_timeout:g} s "
-            "(--header-timeout)")}).encode()
-        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json"
-                             b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(body), body))
+        body = json.dumps(
+            {
+                "error": "header_timeout",
+                "detail": (
+                    f"the request head did not arrive within {self._header_timeout:g} s "
+                    "(--header-timeout)"
+                ),
+            }
+        ).encode()
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json"
+            b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         self.force_close()
 
-    def handle_error(self, request: BaseRequest, status: int = 500,
-                     exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         """Answer a request the server could not handle (the parser's 400s among them) in
         JSON, logging one line for a client's error and a traceback only for our own."""
         if status >= 500:
             log.error("error handling a request from %s", request.remote, exc_info=exc)
         else:
-            log.warning("%d for a request from %s: %s", status, request.remote,
-                        message or exc or HTTPStatus(status).phrase)
+            log.warning(
+                "%d for a request from %s: %s",
+                status,
+                request.remote,
+                message or exc or HTTPStatus(status).phrase,
+            )
         if request.writer.output_size > 0:  # part of a response is out: only a cut is left
             raise ConnectionError("the response was already under way")
         phrase = HTTPStatus(status)
-        response = web.json_response({"error": phrase.phrase.lower().replace(" ", "_"),
-                                      "detail": message or phrase.description}, status=status)
+        response = web.json_response(
+            {
+                "error": phrase.phrase.lower().replace(" ", "_"),
+                "detail": message or phrase.description,
+            },
+            status=status,
+        )
         response.force_close()
         return response

@@ -29,14 +29,25 @@ class Metrics:
         self.classify = classify
         self.registry = CollectorRegistry()
         labels = ["route", "method", "status"]
-        self.requests = Counter("kittenfs_requests", f"HTTP requests served by this {role}",
-                                labels, registry=self.registry)
-        self.seconds = Histogram("kittenfs_request_seconds", "time to answer a request",
-                                 ["route"], buckets=BUCKETS, registry=self.registry)
-        self.bytes_in = Counter("kittenfs_bytes_in", "request body bytes received", ["route"],
-                                registry=self.registry)
-        self.bytes_out = Counter("kittenfs_bytes_out", "response body bytes sent", ["route"],
-                                 registry=self.registry)
+        self.requests = Counter(
+            "kittenfs_requests",
+            f"HTTP requests served by this {role}",
+            labels,
+            registry=self.registry,
+        )
+        self.seconds = Histogram(
+            "kittenfs_request_seconds",
+            "time to answer a request",
+            ["route"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.bytes_in = Counter(
+            "kittenfs_bytes_in", "request body bytes received", ["route"], registry=self.registry
+        )
+        self.bytes_out = Counter(
+            "kittenfs_bytes_out", "response body bytes sent", ["route"], registry=self.registry
+        )
         #: Awaited before each scrape: gauges whose values take long to compute (a scan of
         #: the index) refresh them here, without blocking the server, and read them after.
         self.before_scrape: list[Callable[[], Awaitable[None]]] = []
@@ -77,8 +88,9 @@ class Metrics:
         """GET /metrics: every metric in the Prometheus text format."""
         for refresh in self.before_scrape:
             await refresh()
-        return web.Response(body=generate_latest(self.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
 
 _SENDFILE = "kittenfs.sendfile_bytes"

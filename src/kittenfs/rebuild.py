@@ -50,31 +50,39 @@ class Found:
         versions.setdefault(blob["version"], []).append((worker, blob))
 
 
-def gather(worker_urls: list[str], key: ClusterKey | None = None,
-           timeout: float = 30.0) -> Found:
+def gather(worker_urls: list[str], key: ClusterKey | None = None, timeout: float = 30.0) -> Found:
     """List every blob of every worker (each must be up, and all of one cluster), with a
     progress bar on a terminal (blobs listed, their bytes, and an ETA from the workers' own
     blob counts).  ``key``: the cluster secret's, which workers ask of a listing."""
     found = Found()
     now = int(time.time() * 1000)
     console = Console(stderr=True)
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[size]}"), TimeRemainingColumn())
+    columns = (
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[size]}"),
+        TimeRemainingColumn(),
+    )
     auth = HttpxClusterAuth(key) if key is not None else None
-    with (httpx.Client(timeout=timeout, auth=auth) as http,
-          Progress(*columns, console=console, disable=not console.is_terminal) as bar):
-        healths = [http.get(f"{u.rstrip('/')}/health").raise_for_status().json()
-                   for u in worker_urls]
-        task = bar.add_task("listing", total=sum(h.get("key_count") or 0 for h in healths),
-                            size="")
+    with (
+        httpx.Client(timeout=timeout, auth=auth) as http,
+        Progress(*columns, console=console, disable=not console.is_terminal) as bar,
+    ):
+        healths = [
+            http.get(f"{u.rstrip('/')}/health").raise_for_status().json() for u in worker_urls
+        ]
+        task = bar.add_task("listing", total=sum(h.get("key_count") or 0 for h in healths), size="")
         listed_bytes = 0
-        for url, health in zip(worker_urls, healths):
+        for url, health in zip(worker_urls, healths, strict=False):
             url = url.rstrip("/")
             if health.get("role") != "worker" or health.get("index") is None:
                 raise ValueError(f"{url} is not a registered kittenFS worker: {health}")
             if found.cluster not in (None, health.get("cluster")):
-                raise ValueError(f"{url} belongs to cluster {health.get('cluster')}, the "
-                                 f"workers before it to {found.cluster}")
+                raise ValueError(
+                    f"{url} belongs to cluster {health.get('cluster')}, the "
+                    f"workers before it to {found.cluster}"
+                )
             found.cluster = health.get("cluster")
             found.workers.append(WorkerInfo(health["id"], health["index"], url, now))
             start = ""
@@ -108,8 +116,7 @@ def plan(found: Found) -> tuple[list[IndexRecord], int]:
     return live, stale
 
 
-def rebuild(data: Path, worker_urls: list[str],
-            key: ClusterKey | None = None) -> tuple[int, int]:
+def rebuild(data: Path, worker_urls: list[str], key: ClusterKey | None = None) -> tuple[int, int]:
     """Write a new master index under ``data`` from the workers; return (keys, stale copies).
 
     The index keeps the workers' cluster id, so they take the new master for theirs.
@@ -128,8 +135,9 @@ def rebuild(data: Path, worker_urls: list[str],
     return len(live), stale
 
 
-async def _write(path: Path, workers: list[WorkerInfo], live: list[IndexRecord],
-                 cluster: str | None) -> None:
+async def _write(
+    path: Path, workers: list[WorkerInfo], live: list[IndexRecord], cluster: str | None
+) -> None:
     index = Index(str(path))
     try:
         await index.load(live, workers, cluster)

@@ -116,8 +116,13 @@ class BlobHeader:
         """Return the header bytes; their length is ``self.data_offset``."""
         key = self.key.encode("utf-8")
         fixed = _HEADER.pack(
-            BLOB_MAGIC, 2 if self.block_size else 1, 0, len(key), self.size,
-            bytes.fromhex(self.md5), self.version.encode("ascii"),
+            BLOB_MAGIC,
+            2 if self.block_size else 1,
+            0,
+            len(key),
+            self.size,
+            bytes.fromhex(self.md5),
+            self.version.encode("ascii"),
         )
         blocks = _BLOCKS.pack(self.block_size) if self.block_size else b""
         return fixed + blocks + key
@@ -164,8 +169,7 @@ class BlobHeader:
         if len(key) != key_len:
             raise RecordError("blob file header is truncated")
         try:
-            return cls(key.decode("utf-8"), version.decode("ascii"), size, digest.hex(),
-                       block_size)
+            return cls(key.decode("utf-8"), version.decode("ascii"), size, digest.hex(), block_size)
         except UnicodeDecodeError as exc:
             raise RecordError(f"blob file header is garbled: {exc}") from None
 

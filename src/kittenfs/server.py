@@ -32,8 +32,10 @@ def setup_logging(verbose: bool) -> None:
 def new_app(metrics: Metrics, limits: Limits) -> web.Application:
     """Return an application whose every error response is JSON, whose every request is
     counted in ``metrics`` (served at ``GET /metrics``) and which enforces ``limits``."""
-    app = web.Application(middlewares=[metrics.middleware, json_errors, upload_limit(limits)],
-                          client_max_size=16 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[metrics.middleware, json_errors, upload_limit(limits)],
+        client_max_size=16 * 1024 * 1024,
+    )
     app["metrics"] = metrics
     app[LIMITS] = limits
     app[BUDGET] = ByteBudget(limits.stream_buffer)
@@ -94,9 +96,14 @@ async def give_back_free_memory(interval: float = TRIM_EVERY) -> None:
             trim(0)
 
 
-async def serve(app: web.Application, host: str, port: int, name: str,
-                on_listening: Callable[[str], Awaitable[None]] | None = None,
-                tls: ssl.SSLContext | None = None) -> None:
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    name: str,
+    on_listening: Callable[[str], Awaitable[None]] | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     """Serve ``app`` (HTTPS with a ``tls`` context) until SIGINT or SIGTERM, then shut down
     cleanly.
 

@@ -36,16 +36,16 @@ def derive(secret: bytes, purpose: str) -> bytes:
 
 
 def _mac(key: bytes, *parts: str) -> str:
-    return hmac.new(key, "\n".join(parts).encode("utf-8", "surrogateescape"),
-                    hashlib.sha256).hexdigest()
+    return hmac.new(
+        key, "\n".join(parts).encode("utf-8", "surrogateescape"), hashlib.sha256
+    ).hexdigest()
 
 
 def _any_equal(candidates: list[str], given: str) -> bool:
     """Compare ``given`` with every candidate in constant time per candidate."""
     found = False
     for candidate in candidates:
-        found |= hmac.compare_digest(candidate.encode("ascii"),
-                                     given.encode("ascii", "replace"))
+        found |= hmac.compare_digest(candidate.encode("ascii"), given.encode("ascii", "replace"))
     return found
 
 
@@ -58,16 +58,17 @@ class ClusterKey:
             raise BadSecret("the cluster secret is empty")
         for secret in secrets:
             if len(secret) < MIN_SECRET_BYTES:
-                raise BadSecret(f"a cluster secret must have at least {MIN_SECRET_BYTES} "
-                                f"bytes; this one has {len(secret)}")
+                raise BadSecret(
+                    f"a cluster secret must have at least {MIN_SECRET_BYTES} "
+                    f"bytes; this one has {len(secret)}"
+                )
         self._requests = [derive(secret, "cluster-requests") for secret in secrets]
         self._links = [derive(secret, "blob-links") for secret in secrets]
 
     @classmethod
     def from_text(cls, text: str) -> "ClusterKey":
         """Return the key of a secret file's text: one secret per line, the first current."""
-        return cls([line.strip().encode("utf-8") for line in text.splitlines()
-                    if line.strip()])
+        return cls([line.strip().encode("utf-8") for line in text.splitlines() if line.strip()])
 
     def sign_request(self, method: str, target: str, now: float) -> str:
         """Return the X-Kfs-Cluster header value for a request of ``method`` to ``target``
@@ -80,21 +81,29 @@ class ClusterKey:
         if not header:
             return False
         stamp, dot, signature = header.partition(".")
-        if (not dot or not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12
-                or abs(int(stamp) - now) > SKEW):
+        if (
+            not dot
+            or not stamp.isascii()
+            or not stamp.isdigit()
+            or len(stamp) > 12
+            or abs(int(stamp) - now) > SKEW
+        ):
             return False
-        return _any_equal([_mac(key, method.upper(), target, stamp) for key in self._requests],
-                          signature)
+        return _any_equal(
+            [_mac(key, method.upper(), target, stamp) for key in self._requests], signature
+        )
 
     def sign_link(self, path: str, expires: int, fallback: str) -> str:
         """Return the signature of a link to a blob (``path`` is ``/blob/<id>``)."""
         return _mac(self._links[0], path, str(expires), fallback)
 
-    def check_link(self, path: str, expires: int, fallback: str, signature: str,
-                   now: float) -> bool:
+    def check_link(
+        self, path: str, expires: int, fallback: str, signature: str, now: float
+    ) -> bool:
         """Return True if ``signature`` signs this link and it has not expired."""
         return now <= expires and _any_equal(
-            [_mac(key, path, str(expires), fallback) for key in self._links], signature)
+            [_mac(key, path, str(expires), fallback) for key in self._links], signature
+        )
 
 
 @dataclass(frozen=True)
@@ -109,8 +118,13 @@ class KeyLink:
     exclude: tuple[int, ...] = ()
 
     def parts(self) -> tuple[str, ...]:
-        return (self.method, self.key, str(self.expires), self.credential,
-                ",".join(map(str, self.exclude)))
+        return (
+            self.method,
+            self.key,
+            str(self.expires),
+            self.credential,
+            ",".join(map(str, self.exclude)),
+        )
 
 
 class LinkKey:

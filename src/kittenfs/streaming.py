@@ -41,8 +41,9 @@ class ByteBudget:
         self._room = asyncio.Condition()
 
     @asynccontextmanager
-    async def reserve(self, size: int, client: str | None,
-                      wait: float = BUDGET_WAIT) -> AsyncIterator[None]:
+    async def reserve(
+        self, size: int, client: str | None, wait: float = BUDGET_WAIT
+    ) -> AsyncIterator[None]:
         """Hold ``size`` bytes of the budget for the block's duration, for ``client`` (an
         address; None for a member of the cluster, not counted per address); raise 429 or
         503 if they cannot be had within ``wait`` seconds."""
@@ -51,8 +52,12 @@ class ByteBudget:
         async with self._room:
             try:
                 async with asyncio.timeout(wait):
-                    await self._room.wait_for(lambda: self.held + size <= self.total and (
-                        client is None or self.by_client[client] + size <= share))
+                    await self._room.wait_for(
+                        lambda: (
+                            self.held + size <= self.total
+                            and (client is None or self.by_client[client] + size <= share)
+                        )
+                    )
             except TimeoutError:
                 raise self._refusal(client, size, share) from None
             self.held += size
@@ -73,15 +78,23 @@ class ByteBudget:
         """The answer to a stream that found no room: 429 if its client's share was what
         stood in its way, else 503."""
         if client is not None and self.by_client[client] + size > share:
-            refusal = HTTPProblem(429, "too_many_streams_from_client",
-                                  f"{self.by_client[client]} bytes of responses are being "
-                                  f"streamed to {client}, half of what this process holds at "
-                                  "once (--stream-buffer-bytes); try again",
-                                  **{"Retry-After": "2"})
+            refusal = HTTPProblem(
+                429,
+                "too_many_streams_from_client",
+                f"{self.by_client[client]} bytes of responses are being "
+                f"streamed to {client}, half of what this process holds at "
+                "once (--stream-buffer-bytes); try again",
+                **{"Retry-After": "2"},
+            )
         else:
-            refusal = HTTPProblem(503, "busy", f"{self.held} bytes of responses are being "
-                                  f"streamed, the most this process holds at once "
-                                  f"(--stream-buffer-bytes); try again", **{"Retry-After": "2"})
+            refusal = HTTPProblem(
+                503,
+                "busy",
+                f"{self.held} bytes of responses are being "
+                f"streamed, the most this process holds at once "
+                f"(--stream-buffer-bytes); try again",
+                **{"Retry-After": "2"},
+            )
         refusal.close = True  # the client may never read the answer: do not wait for it
         return refusal
 
@@ -89,8 +102,9 @@ class ByteBudget:
 class Sender:
     """Writes one streamed response, each piece within ``send_timeout`` seconds."""
 
-    def __init__(self, request: web.BaseRequest, response: web.StreamResponse,
-                 send_timeout: float) -> None:
+    def __init__(
+        self, request: web.BaseRequest, response: web.StreamResponse, send_timeout: float
+    ) -> None:
         self.request = request
         self.response = response
         self.send_timeout = send_timeout
@@ -118,8 +132,9 @@ class Sender:
                     watch.stop()
         except TimeoutError:
             self._cut()
-            raise ResponseAborted(f"the client took no data for {self.send_timeout:g} s "
-                                  "(--send-timeout)") from None
+            raise ResponseAborted(
+                f"the client took no data for {self.send_timeout:g} s (--send-timeout)"
+            ) from None
         except (ConnectionError, aiohttp.ClientConnectionError) as exc:
             raise ResponseAborted(f"the client went away: {exc}") from None
         self.sent += len(data)
@@ -144,8 +159,9 @@ class _ProgressWatch:
     """Moves a write's deadline to ``timeout`` seconds after the client last took bytes
     (looked at four times per ``timeout``: the transport's buffer shrank)."""
 
-    def __init__(self, transport: asyncio.BaseTransport | None, deadline: asyncio.Timeout,
-                 timeout: float) -> None:
+    def __init__(
+        self, transport: asyncio.BaseTransport | None, deadline: asyncio.Timeout, timeout: float
+    ) -> None:
         self._transport = transport if isinstance(transport, asyncio.WriteTransport) else None
         self._deadline = deadline
         self._timeout = timeout

@@ -20,8 +20,10 @@ class Throttle:
         """Account for ``items`` and ``nbytes`` of work, waiting first if it is too soon."""
         self.items += items
         self.bytes += nbytes
-        due = max(self.items / self.items_per_s if self.items_per_s else 0.0,
-                  self.bytes / self.bytes_per_s if self.bytes_per_s else 0.0)
+        due = max(
+            self.items / self.items_per_s if self.items_per_s else 0.0,
+            self.bytes / self.bytes_per_s if self.bytes_per_s else 0.0,
+        )
         wait = self.started + due - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)

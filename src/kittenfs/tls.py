@@ -51,8 +51,7 @@ class LocalCA:
     key: Path
 
 
-def local_ca(folder: Path, names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
-             ) -> LocalCA:
+def local_ca(folder: Path, names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")) -> LocalCA:
     """Return the CA and server certificate kept in ``folder``, making them the first time
     (the CA's own key is kept there too, readable by its owner only)."""
     files = LocalCA(folder / "ca.pem", folder / "server.pem", folder / "server.key")
@@ -61,21 +60,27 @@ def local_ca(folder: Path, names: tuple[str, ...] = ("localhost", "127.0.0.1", "
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kittenFS local CA")])
-    ca_cert = (_builder(ca_name, ca_name, ca_key.public_key())
-               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                            False), critical=True)
-               .sign(ca_key, hashes.SHA256()))
+    ca_cert = (
+        _builder(ca_name, ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (_builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]),
-                            ca_name, server_key.public_key())
-                   .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]),
-                                  critical=False)
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None),
-                                  critical=True)
-                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                                  critical=False)
-                   .sign(ca_key, hashes.SHA256()))
+    server_cert = (
+        _builder(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]),
+            ca_name,
+            server_key.public_key(),
+        )
+        .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     _write(folder / "ca.key", _private(ca_key), secret=True)
     _write(files.key, _private(server_key), secret=True)
     _write(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -83,13 +88,19 @@ def local_ca(folder: Path, names: tuple[str, ...] = ("localhost", "127.0.0.1", "
     return files
 
 
-def _builder(subject: x509.Name, issuer: x509.Name,
-             public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=LOCAL_DAYS)))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=LOCAL_DAYS))
+    )
 
 
 def _san(name: str) -> x509.GeneralName:
@@ -100,8 +111,9 @@ def _san(name: str) -> x509.GeneralName:
 
 
 def _private(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _write(path: Path, data: bytes, secret: bool = False) -> None:

@@ -157,8 +157,10 @@ def test_concurrent_writers_to_one_key_serialize(cluster):
     assert final in values
     md5 = hashlib.md5(final).hexdigest()
     for node in cluster.nodes:  # every replica holds the final version and nothing else
-        wait_until(lambda node=node: [b["md5"] for b in cluster.worker_blobs(node)] == [md5],
-                   timeout=REPLACED_GRACE + 10)  # the replaced versions wait out their grace
+        wait_until(
+            lambda node=node: [b["md5"] for b in cluster.worker_blobs(node)] == [md5],
+            timeout=REPLACED_GRACE + 10,
+        )  # the replaced versions wait out their grace
 
 
 def test_large_value_streams_with_bounded_master_memory(cluster):
@@ -192,8 +194,10 @@ def test_direct_read_cut_mid_stream_is_an_error_not_a_wrong_200(cluster):
     size = 48 * 1024 * 1024
     with httpx.Client(base_url=cluster.url, timeout=60) as http:
         assert http.put("/cutread", content=os.urandom(size)).status_code == 201
-        with pytest.raises(httpx.HTTPError), \
-                http.stream("GET", "/cutread", params={"direct": ""}) as stream:
+        with (
+            pytest.raises(httpx.HTTPError),
+            http.stream("GET", "/cutread", params={"direct": ""}) as stream,
+        ):
             assert stream.status_code == 200
             received = 0
             for part in stream.iter_raw(256 * 1024):

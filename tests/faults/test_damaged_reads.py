@@ -81,8 +81,7 @@ def test_damaged_blocks_on_every_replica_are_served_around(make_cluster):
     each block has a good one.  Streamed through the master the value comes back whole (and
     any range of it); the Python client's reads do too; a redirected read is cut (never
     wrong bytes)."""
-    cluster = make_cluster(worker_args=["--verify-max", "0"],
-                           master_args=["--cache-bytes", "0"])
+    cluster = make_cluster(worker_args=["--verify-max", "0"], master_args=["--cache-bytes", "0"])
     value = os.urandom(12 * BLOCK_SIZE)
 
     def damaged_key(name: str) -> str:
@@ -98,9 +97,13 @@ def test_damaged_blocks_on_every_replica_are_served_around(make_cluster):
     for _ in range(3):
         got = httpx.get(f"{cluster.url}{key}", params={"direct": ""}, timeout=60)
         assert got.status_code == 200 and got.content == value
-    part = httpx.get(f"{cluster.url}{key}", params={"direct": ""}, timeout=60,
-                     headers={"Range": f"bytes={BLOCK_SIZE}-{10 * BLOCK_SIZE - 1}"})
-    assert part.status_code == 206 and part.content == value[BLOCK_SIZE:10 * BLOCK_SIZE]
+    part = httpx.get(
+        f"{cluster.url}{key}",
+        params={"direct": ""},
+        timeout=60,
+        headers={"Range": f"bytes={BLOCK_SIZE}-{10 * BLOCK_SIZE - 1}"},
+    )
+    assert part.status_code == 206 and part.content == value[BLOCK_SIZE : 10 * BLOCK_SIZE]
 
     with kittenfs.Client(cluster.url) as client:
         assert client.get(damaged_key("get")) == value
@@ -136,12 +139,17 @@ def test_format_1_blob_files_are_still_served_and_checked(cluster):
             path.write_bytes(old.pack() + value)
         for _ in range(6):
             assert http.get("/old/format").content == value
-            assert http.get("/old/format", params={"direct": ""},
-                            headers={"Range": "bytes=1000-1999"}).content == value[1000:2000]
+            assert (
+                http.get(
+                    "/old/format", params={"direct": ""}, headers={"Range": "bytes=1000-1999"}
+                ).content
+                == value[1000:2000]
+            )
         path = blob_path(cluster, 0, "/old/format")
         flip(path, len(path.read_bytes()) - 5000)
-        location = redirect_to(httpx.Client(base_url=cluster.url, timeout=30), cluster,
-                               "/old/format", 0)
+        location = redirect_to(
+            httpx.Client(base_url=cluster.url, timeout=30), cluster, "/old/format", 0
+        )
         assert httpx.get(location, timeout=30).status_code == 302  # sent back: MD5 fails
         for _ in range(6):
             assert http.get("/old/format").content == value

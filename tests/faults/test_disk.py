@@ -58,8 +58,9 @@ def test_a_truncated_replica_is_reported_corrupt_even_for_ranges(cluster):
     path = blob_file(cluster, 1, blob)
     with path.open("r+b") as handle:
         handle.truncate(path.stat().st_size - 10)
-    response = httpx.get(f"{cluster.nodes[1].url}/blob/{blob}", headers={"Range": "bytes=0-9"},
-                         auth=cluster.auth)
+    response = httpx.get(
+        f"{cluster.nodes[1].url}/blob/{blob}", headers={"Range": "bytes=0-9"}, auth=cluster.auth
+    )
     assert response.status_code == 500 and response.json()["error"] == "corrupt"
     whole = http.get("/short", params={"direct": ""})
     assert hashlib.md5(whole.content).hexdigest() == hashlib.md5(value).hexdigest()
@@ -73,8 +74,12 @@ def small_disk_cluster(tmp_path):
     cluster = Cluster(tmp_path / "c")
     disk = cluster.root / "worker-2"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
-                             capture_output=True, text=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:

@@ -54,8 +54,9 @@ def holds(cluster, node: int, key: str) -> bool:
 
 
 def under_replicated(cluster) -> int:
-    return httpx.get(f"{cluster.url}/_cluster", params={"keys": "1"},
-                     timeout=30).json()["keys"]["under_replicated"]
+    return httpx.get(f"{cluster.url}/_cluster", params={"keys": "1"}, timeout=30).json()["keys"][
+        "under_replicated"
+    ]
 
 
 @pytest.fixture
@@ -77,10 +78,19 @@ def test_a_blob_deleted_on_a_worker_reads_everywhere_and_is_repaired_unasked(sto
     os.remove(files[0])  # the file-backed value's copy on worker 1
     read_every_way(cluster, "/lost/file", values["/lost/file"])
     wait_until(lambda: under_replicated(cluster) == 0, what="repair")
-    wait_until(lambda: httpx.get(
-        f"{cluster.nodes[1].url}/check/"
-        f"{next(b['blob'] for b in cluster.worker_blobs(cluster.nodes[1]) if b['key'] == '/lost/file')}",
-        auth=cluster.auth).json()["ok"], what="the copy back on worker 1")
+
+    def blob_on_worker_1() -> str:
+        return next(
+            b["blob"] for b in cluster.worker_blobs(cluster.nodes[1]) if b["key"] == "/lost/file"
+        )
+
+    wait_until(
+        lambda: httpx.get(
+            f"{cluster.nodes[1].url}/check/{blob_on_worker_1()}",
+            auth=cluster.auth,
+        ).json()["ok"],
+        what="the copy back on worker 1",
+    )
 
 
 def test_a_worker_whose_leveldb_was_deleted_rebuilds_it_from_its_files(stored):

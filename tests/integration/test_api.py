@@ -56,7 +56,9 @@ def test_put_if_none_match_an_etag_is_refused_only_when_it_is_the_live_one(http)
     tag = http.put("/c-etag", content=b"x").headers["ETag"]
     refused = http.put("/c-etag", content=b"y", headers={"If-None-Match": f'"other", {tag}'})
     assert_json_error(refused, 412, "key_exists")
-    assert http.put("/c-etag", content=b"z", headers={"If-None-Match": '"other"'}).status_code == 204
+    assert (
+        http.put("/c-etag", content=b"z", headers={"If-None-Match": '"other"'}).status_code == 204
+    )
     assert http.get("/c-etag", follow_redirects=True).content == b"z"
 
 
@@ -134,18 +136,24 @@ def test_worker_serves_single_ranges_and_conditional_gets(http, cluster, size):
     value = os.urandom(size)
     http.put("/range", content=value)
     location = cluster.blob_url("/range")
-    cases = {"bytes=2-5": value[2:6], "bytes=4-": value[4:], "bytes=-3": value[-3:],
-             f"bytes=0-{size + 100}": value}
+    cases = {
+        "bytes=2-5": value[2:6],
+        "bytes=4-": value[4:],
+        "bytes=-3": value[-3:],
+        f"bytes=0-{size + 100}": value,
+    }
     for header, expected in cases.items():
         response = httpx.get(location, headers={"Range": header}, auth=cluster.auth)
         assert response.status_code == 206, header
         assert response.content == expected, header
         first = size - len(expected)
-        if header.startswith("bytes=-") or header.startswith("bytes=4"):
+        if header.startswith(("bytes=-", "bytes=4")):
             first = size - len(expected)
         else:
             first = int(header[6:].split("-")[0])
-        assert response.headers["content-range"] == f"bytes {first}-{first + len(expected) - 1}/{size}"
+        assert (
+            response.headers["content-range"] == f"bytes {first}-{first + len(expected) - 1}/{size}"
+        )
     for bad in ("bytes=x-1", "bytes=1-2,4-5", "bytes=5-2"):
         assert_json_error(httpx.get(location, headers={"Range": bad}, auth=cluster.auth), 416)
     for ignored in ("items=0-1", ""):  # an unknown unit, or none: served whole (RFC 9110)
@@ -155,8 +163,7 @@ def test_worker_serves_single_ranges_and_conditional_gets(http, cluster, size):
     assert_json_error(unsatisfiable, 416)
     assert unsatisfiable.headers["content-range"] == f"bytes */{size}"
     tag = f'"{md5(value)}"'
-    assert httpx.get(location, headers={"If-None-Match": tag},
-                     auth=cluster.auth).status_code == 304
+    assert httpx.get(location, headers={"If-None-Match": tag}, auth=cluster.auth).status_code == 304
     assert httpx.get(location, auth=cluster.auth).content == value
 
 
@@ -208,8 +215,16 @@ def test_listing_pages_in_byte_order(http):
     assert http.get("/nothing?list").json() == {"keys": [], "next": ""}
 
 
-@pytest.mark.parametrize("query", ["list&limit=0", "list&limit=abc", "list&limit=100000",
-                                   "list&limit=-1", "list&start=" + "x" * 1100])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "list&limit=0",
+        "list&limit=abc",
+        "list&limit=100000",
+        "list&limit=-1",
+        "list&start=" + "x" * 1100,
+    ],
+)
 def test_bad_list_parameters_are_400(http, query):
     assert_json_error(http.get("/?" + query), 400, "bad_parameter")
 

@@ -19,36 +19,51 @@ def test_a_batch_applies_each_operation_and_answers_each(shared):
     worker = shared.nodes[0].url
     version = new_version()
     kept, gone = blob_id("/batch/kept", version), blob_id("/batch/gone", version)
-    first = httpx.post(f"{worker}/batch", auth=shared.auth, content=batch.encode([
-        batch.PutOp(kept, "/batch/kept", version, b"kept bytes"),
-        batch.PutOp(gone, "/batch/gone", version, b""),
-        batch.DeleteOp(blob_id("/batch/never", version)),
-    ]))
+    first = httpx.post(
+        f"{worker}/batch",
+        auth=shared.auth,
+        content=batch.encode(
+            [
+                batch.PutOp(kept, "/batch/kept", version, b"kept bytes"),
+                batch.PutOp(gone, "/batch/gone", version, b""),
+                batch.DeleteOp(blob_id("/batch/never", version)),
+            ]
+        ),
+    )
     assert first.status_code == 200, first.text
     assert first.json()["results"] == [
         {"status": 201, "size": 10, "md5": md5(b"kept bytes")},
         {"status": 201, "size": 0, "md5": md5(b"")},
         {"status": 404},
     ]
-    second = httpx.post(f"{worker}/batch", auth=shared.auth,
-                        content=batch.encode([batch.DeleteOp(gone)]))
+    second = httpx.post(
+        f"{worker}/batch", auth=shared.auth, content=batch.encode([batch.DeleteOp(gone)])
+    )
     assert second.json()["results"] == [{"status": 204}]
     assert httpx.get(f"{worker}/blob/{kept}", auth=shared.auth).content == b"kept bytes"
     assert httpx.get(f"{worker}/blob/{gone}", auth=shared.auth).status_code == 404
 
 
-@pytest.mark.parametrize("method, content, status, error", [
-    ("GET", b"", 405, "method_not_allowed"),
-    ("POST", b"\x00\x00\x00\x02{}", 400, "bad_batch"),
-    ("POST", b"not a batch", 400, "bad_batch"),
-    ("POST", b"\x00" * (batch.MAX_MANIFEST_BYTES + batch.MAX_VALUE_BYTES + 5), 413,
-     "batch_too_large"),
-])
+@pytest.mark.parametrize(
+    ("method", "content", "status", "error"),
+    [
+        ("GET", b"", 405, "method_not_allowed"),
+        ("POST", b"\x00\x00\x00\x02{}", 400, "bad_batch"),
+        ("POST", b"not a batch", 400, "bad_batch"),
+        (
+            "POST",
+            b"\x00" * (batch.MAX_MANIFEST_BYTES + batch.MAX_VALUE_BYTES + 5),
+            413,
+            "batch_too_large",
+        ),
+    ],
+)
 def test_bad_batches_get_a_json_4xx_and_change_nothing(shared, method, content, status, error):
     worker = shared.nodes[1]
     before = shared.worker_blobs(worker)
-    answer = httpx.request(method, f"{worker.url}/batch", content=content, timeout=30,
-                           auth=shared.auth)
+    answer = httpx.request(
+        method, f"{worker.url}/batch", content=content, timeout=30, auth=shared.auth
+    )
     assert answer.status_code == status
     assert answer.json()["error"] == error
     assert shared.worker_blobs(worker) == before
@@ -68,7 +83,10 @@ def test_concurrent_small_puts_each_land_whole_on_every_replica(shared):
         assert set(held) == set(values)
         for key, blob in held.items():
             assert (blob["size"], blob["md5"]) == (len(values[key]), md5(values[key]))
-            assert httpx.get(f"{node.url}/blob/{blob['blob']}", auth=shared.auth).content == values[key]
+            assert (
+                httpx.get(f"{node.url}/blob/{blob['blob']}", auth=shared.auth).content
+                == values[key]
+            )
     with ThreadPoolExecutor(32) as pool:
         codes = pool.map(lambda k: httpx.delete(f"{shared.url}{k}").status_code, values)
         assert set(codes) == {204}

@@ -8,15 +8,34 @@ import sys
 def test_quick_bench_runs_and_reports_json(tmp_path):
     report = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "kittenfs", "bench", "--quick", "--no-install", "--json",
-         str(report)], capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "kittenfs",
+            "bench",
+            "--quick",
+            "--no-install",
+            "--json",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     data = json.loads(report.read_text())
     assert set(data) == {"meta", "phases", "references", "ratios", "notes"}
     names = {p["name"] for p in data["phases"] if p["target"] == "kittenfs"}
-    for expected in ("small PUT c1", "small GET c16", "small DELETE c64", "thrasher cycle c16",
-                     "mixed 90/10 zipf c16", "large PUT 16MiB c4", "large GET 16MiB c16",
-                     "list 1000 keys"):
+    for expected in (
+        "small PUT c1",
+        "small GET c16",
+        "small DELETE c64",
+        "thrasher cycle c16",
+        "mixed 90/10 zipf c16",
+        "large PUT 16MiB c4",
+        "large GET 16MiB c16",
+        "list 1000 keys",
+    ):
         assert expected in names
     for phase in data["phases"]:
         assert phase["errors"] == 0, phase["error_samples"]
@@ -26,8 +45,13 @@ def test_quick_bench_runs_and_reports_json(tmp_path):
             assert set(phase["processes"]) == {"master", "worker-0", "worker-1", "worker-2"}
             assert all(p["peak_rss_mib"] > 0 for p in phase["processes"].values())
     assert {"disk_1KiB", "disk_16MiB"} <= set(data["references"])
-    assert set(data["ratios"]) == {"small_get_vs_nginx", "large_get_vs_nginx",
-                                   "small_put_vs_nginx", "large_put_mb_s", "thrasher_cycles_s"}
+    assert set(data["ratios"]) == {
+        "small_get_vs_nginx",
+        "large_get_vs_nginx",
+        "small_put_vs_nginx",
+        "large_put_mb_s",
+        "thrasher_cycles_s",
+    }
     assert data["ratios"]["thrasher_cycles_s"]["value"] > 0
     if not any(p["target"] == "nginx" for p in data["phases"]):
         assert any("nginx reference skipped" in note for note in data["notes"])

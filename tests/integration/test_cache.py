@@ -28,7 +28,7 @@ def test_small_values_are_served_by_the_master_in_one_round_trip(cached):
     http.put("/hot", content=b"warm bytes")
     first = http.get("/hot")
     assert first.status_code == 200 and first.content == b"warm bytes" and not first.history
-    assert first.headers["etag"] == '"%s"' % first.headers["content-md5"]
+    assert first.headers["etag"] == '"{}"'.format(first.headers["content-md5"])
     second = http.get("/hot")
     assert second.content == b"warm bytes"
     stats = cache_stats(cached)  # written through by the PUT: both reads hit

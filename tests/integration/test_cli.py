@@ -12,18 +12,29 @@ import pytest
 from kittenfs import Client
 
 
-def kfs(*args: str, url: str | None = None, stdin: bytes | None = None,
-        env: dict[str, str] | None = None, timeout: float = 60,
-        cwd: object = None) -> subprocess.CompletedProcess:
+def kfs(
+    *args: str,
+    url: str | None = None,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    cwd: object = None,
+) -> subprocess.CompletedProcess:
     """Run ``python -m kittenfs ARGS`` (with --url when given) and return the finished process."""
     command = [sys.executable, "-m", "kittenfs", *args]
     if url is not None:
         command += ["--url", url]
     run_env = {k: v for k, v in os.environ.items() if k not in ("KITTENFS_URL", "COLUMNS")}
     run_env.update(env or {})
-    return subprocess.run(command, check=False, input=stdin if stdin is not None else b"",
-                          capture_output=True, env=run_env, timeout=timeout, cwd=cwd)
-
+    return subprocess.run(
+        command,
+        check=False,
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        env=run_env,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def md5(data: bytes) -> str:
@@ -63,9 +74,14 @@ def test_put_reads_stdin_redirected_from_a_file(shared, tmp_path):
     path.write_bytes(data)
     env = {k: v for k, v in os.environ.items() if k != "KITTENFS_URL"}
     with path.open("rb") as handle:
-        put = subprocess.run([sys.executable, "-m", "kittenfs", "put", "/cli/redir", "-",
-                              "--url", shared.url], check=False, stdin=handle,
-                             capture_output=True, env=env, timeout=60)
+        put = subprocess.run(
+            [sys.executable, "-m", "kittenfs", "put", "/cli/redir", "-", "--url", shared.url],
+            check=False,
+            stdin=handle,
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
     assert put.returncode == 0, put.stderr
     assert put.stdout.decode().strip() == md5(data)
     with Client(shared.url) as client:
@@ -90,8 +106,12 @@ def test_get_of_a_corrupt_value_fails(cluster, tmp_path):
     data = os.urandom(5 * 1024 * 1024)
     with Client(cluster.url) as client:
         client.put("/cli/corrupt", data)
-    files = [p for i in range(len(cluster.nodes))
-             for p in (cluster.root / f"worker-{i}" / "blobs").rglob("*") if p.is_file()]
+    files = [
+        p
+        for i in range(len(cluster.nodes))
+        for p in (cluster.root / f"worker-{i}" / "blobs").rglob("*")
+        if p.is_file()
+    ]
     assert len(files) == 3
     for path in files:
         with path.open("r+b") as handle:
@@ -225,22 +245,25 @@ def test_error_message_is_one_line_even_when_long(shared):
     assert lines[0].startswith("error:") and key in lines[0]
 
 
-@pytest.mark.parametrize("args, flag", [
-    (["master"], "--data"),
-    (["master", "--data", "X", "--port", "70000"], "--port"),
-    (["master", "--data", "X", "--port", "-1"], "--port"),
-    (["master", "--data", "X", "--port", "abc"], "--port"),
-    (["master", "--data", "X", "--replicas", "0"], "--replicas"),
-    (["master", "--data", "X", "--down-after", "0"], "--down-after"),
-    (["worker", "--data", "X"], "--master"),
-    (["worker", "--master", "http://127.0.0.1:1"], "--data"),
-    (["worker", "--master", "127.0.0.1:3000", "--data", "X"], "--master"),
-    (["worker", "--master", "http://127.0.0.1:1", "--data", "X", "--port", "99999"], "--port"),
-    (["up", "--workers", "0"], "--workers"),
-    (["get"], "key"),
-    ([], "COMMAND"),
-    (["frobnicate"], "frobnicate"),
-])
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["master"], "--data"),
+        (["master", "--data", "X", "--port", "70000"], "--port"),
+        (["master", "--data", "X", "--port", "-1"], "--port"),
+        (["master", "--data", "X", "--port", "abc"], "--port"),
+        (["master", "--data", "X", "--replicas", "0"], "--replicas"),
+        (["master", "--data", "X", "--down-after", "0"], "--down-after"),
+        (["worker", "--data", "X"], "--master"),
+        (["worker", "--master", "http://127.0.0.1:1"], "--data"),
+        (["worker", "--master", "127.0.0.1:3000", "--data", "X"], "--master"),
+        (["worker", "--master", "http://127.0.0.1:1", "--data", "X", "--port", "99999"], "--port"),
+        (["up", "--workers", "0"], "--workers"),
+        (["get"], "key"),
+        ([], "COMMAND"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
 def test_bad_usage_exits_2_naming_the_flag(tmp_path, args, flag):
     args = [str(tmp_path / "data") if a == "X" else a for a in args]
     result = kfs(*args, timeout=30)

@@ -28,7 +28,6 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-
 @pytest.fixture
 def client(shared):
     with Client(shared.url) as c:
@@ -172,7 +171,7 @@ ODD_KEYS = [
     "/l/amp&eq=1",
     "/l/ü",
     "/l/日本",
-    "/l/emoji\U0001F431",
+    "/l/emoji\U0001f431",
     "/l/sub/dir/file",
     "/l/Zed",
     "/l/~tilde",
@@ -210,8 +209,17 @@ def test_key_path_quotes_reserved_characters():
     assert key_path("no/slash") == "/no/slash"
 
 
-ROUTE_NAMED_KEYS = ["/health", "/_cluster", "/_x", "/gets", "/clear", "/put/y", "/get/y",
-                    "/delete/y", "/_workers/register"]
+ROUTE_NAMED_KEYS = [
+    "/health",
+    "/_cluster",
+    "/_x",
+    "/gets",
+    "/clear",
+    "/put/y",
+    "/get/y",
+    "/delete/y",
+    "/_workers/register",
+]
 
 
 def test_keys_named_like_master_routes_round_trip(client):
@@ -322,8 +330,10 @@ def test_when_every_replica_is_corrupt_reads_fail_and_never_return_bad_bytes(clu
     with pytest.raises(ServerError):
         asyncio.run(async_get())
     direct = httpx.get(f"{cluster.url}/fragile", params={"direct": ""}, timeout=30)
-    assert direct.status_code == 502 and direct.json()["error"] in ("no_good_replica",
-                                                                    "no_replica_served")
+    assert direct.status_code == 502 and direct.json()["error"] in (
+        "no_good_replica",
+        "no_replica_served",
+    )
 
 
 # -- mapping -------------------------------------------------------------------------------
@@ -366,6 +376,7 @@ def test_mapping_view(client):
 
 def test_async_client(shared):
     cluster = shared
+
     async def scenario() -> None:
         async with AsyncClient(cluster.url) as aclient:
             payload = os.urandom(100_000)
@@ -376,8 +387,9 @@ def test_async_client(shared):
             assert not await aclient.exists("/async/none")
             with pytest.raises(Conflict):
                 await aclient.put("/async/a", b"x", create_only=True)
-            results = await asyncio.gather(*(aclient.put(f"/async/k{i}", bytes([i]) * 10)
-                                             for i in range(8)))
+            results = await asyncio.gather(
+                *(aclient.put(f"/async/k{i}", bytes([i]) * 10) for i in range(8))
+            )
             assert results == [md5(bytes([i]) * 10) for i in range(8)]
             keys = [key async for key in aclient.list("/async/", page_size=3)]
             assert keys == ["/async/a"] + [f"/async/k{i}" for i in range(8)]
@@ -411,8 +423,14 @@ def _closed_port() -> int:
 def test_unreachable_server_is_server_error():
     url = f"http://127.0.0.1:{_closed_port()}"
     with Client(url) as c:
-        for call in (lambda: c.get("/x"), lambda: c.put("/x", b"v"), lambda: c.head("/x"),
-                     lambda: c.delete("/x"), lambda: list(c.list("/")), lambda: c.open("/x")):
+        for call in (
+            lambda: c.get("/x"),
+            lambda: c.put("/x", b"v"),
+            lambda: c.head("/x"),
+            lambda: c.delete("/x"),
+            lambda: list(c.list("/")),
+            lambda: c.open("/x"),
+        ):
             with pytest.raises(ServerError) as caught:
                 call()
             assert not isinstance(caught.value, Unavailable)

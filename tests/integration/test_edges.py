@@ -20,8 +20,9 @@ def test_concurrent_registrations_get_distinct_indices(cluster):
 
     def register(peer: tuple[str, str]) -> None:
         body = {"id": peer[0], "url": peer[1], "index": None}
-        response = httpx.post(f"{cluster.url}/_workers/register", json=body, timeout=30,
-                              auth=cluster.auth)
+        response = httpx.post(
+            f"{cluster.url}/_workers/register", json=body, timeout=30, auth=cluster.auth
+        )
         results.append(response.json()["index"])
 
     with worker_peers(12) as peers:
@@ -37,10 +38,13 @@ def test_concurrent_registrations_get_distinct_indices(cluster):
 def test_bad_registration_and_heartbeat_are_400(cluster):
     bad = httpx.post(f"{cluster.url}/_workers/register", json={"id": 5}, auth=cluster.auth)
     assert bad.status_code == 400 and bad.json()["error"] == "bad_registration"
-    assert httpx.post(f"{cluster.url}/_workers/register", content=b"{",
-                      auth=cluster.auth).status_code == 400
-    unknown = httpx.post(f"{cluster.url}/_workers/heartbeat", json={"id": "w-x", "stats": {}},
-                         auth=cluster.auth)
+    assert (
+        httpx.post(f"{cluster.url}/_workers/register", content=b"{", auth=cluster.auth).status_code
+        == 400
+    )
+    unknown = httpx.post(
+        f"{cluster.url}/_workers/heartbeat", json={"id": "w-x", "stats": {}}, auth=cluster.auth
+    )
     assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_worker"
 
 
@@ -69,28 +73,35 @@ def test_direct_switch_header_values(cluster):
     assert bad.json()["error"] == "range_not_satisfiable"
 
 
-@pytest.mark.parametrize("content_type, body", [
-    ("application/x-www-form-urlencoded", b"value=\xff\xfe"),
-    ("multipart/form-data", b"value=1"),
-    ("multipart/form-data; boundary=xyz", b"no boundary in here"),
-])
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/x-www-form-urlencoded", b"value=\xff\xfe"),
+        ("multipart/form-data", b"value=1"),
+        ("multipart/form-data; boundary=xyz", b"no boundary in here"),
+    ],
+)
 def test_malformed_seed_forms_are_400(cluster, content_type, body):
-    response = httpx.put(f"{cluster.url}/put/form", content=body,
-                         headers={"Content-Type": content_type})
+    response = httpx.put(
+        f"{cluster.url}/put/form", content=body, headers={"Content-Type": content_type}
+    )
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "bad_form"
     assert "internal error" not in (cluster.root / "master.log").read_text()
 
 
-@pytest.mark.parametrize("body", [
-    {"id": "w-evil", "url": "http://127.0.0.1:9\r\nX-Injected: 1"},
-    {"id": "w-evil", "url": "nonsense"},
-    {"id": "w-evil", "url": "http://127.0.0.1"},
-    {"id": "w-evil", "url": "http://127.0.0.1:9/path?q"},
-    {"id": "w-evil", "url": "http://127.0.0.1:9", "index": True},
-    {"id": "w-evil", "url": "http://127.0.0.1:9", "index": -1},
-    {"id": "", "url": "http://127.0.0.1:9"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "w-evil", "url": "http://127.0.0.1:9\r\nX-Injected: 1"},
+        {"id": "w-evil", "url": "nonsense"},
+        {"id": "w-evil", "url": "http://127.0.0.1"},
+        {"id": "w-evil", "url": "http://127.0.0.1:9/path?q"},
+        {"id": "w-evil", "url": "http://127.0.0.1:9", "index": True},
+        {"id": "w-evil", "url": "http://127.0.0.1:9", "index": -1},
+        {"id": "", "url": "http://127.0.0.1:9"},
+    ],
+)
 def test_registration_with_a_bad_url_or_index_is_refused(cluster, body):
     response = httpx.post(f"{cluster.url}/_workers/register", json=body, auth=cluster.auth)
     assert response.status_code == 400 and response.json()["error"] == "bad_registration"
@@ -164,8 +175,9 @@ def test_reads_redirected_just_before_an_overwrite_still_get_bytes(cluster):
             while not stop.is_set():
                 codes.append(http.get("/flip").status_code)
 
-    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader)
-                                                    for _ in range(3)]
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader) for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(4)
@@ -173,4 +185,4 @@ def test_reads_redirected_just_before_an_overwrite_still_get_bytes(cluster):
     for thread in threads:
         thread.join()
     assert len(codes) > 500
-    assert {code for code in codes} == {200}
+    assert set(codes) == {200}

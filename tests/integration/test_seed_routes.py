@@ -14,7 +14,6 @@ CLUSTER_KEYS = {"master", "replicas", "workers", "cache"}
 WORKER_KEYS = {"index", "url", "state", "last_heartbeat", "bytes_used", "free_bytes", "key_count"}
 
 
-
 @pytest.fixture
 def ns(request) -> str:
     """A key prefix of this test's own (without the leading "/"), e.g. "test_x"."""
@@ -80,8 +79,9 @@ def test_multipart_upload_stores_the_file_bytes_not_its_name(shared, ns, tmp_pat
     path = tmp_path / "upload.bin"
     path.write_bytes(data)
     with path.open("rb") as handle:
-        response = httpx.put(f"{url}/put/{ns}/big", files={"file": ("upload.bin", handle)},
-                             timeout=60)
+        response = httpx.put(
+            f"{url}/put/{ns}/big", files={"file": ("upload.bin", handle)}, timeout=60
+        )
     assert response.status_code == 201, response.text
     body = response.json()
     assert body == {"key": f"/{ns}/big", "md5": hashlib.md5(data).hexdigest(), "size": len(data)}
@@ -95,8 +95,9 @@ def test_multipart_upload_stores_the_file_bytes_not_its_name(shared, ns, tmp_pat
 
 def test_multipart_file_can_be_posted_too(shared, ns):
     url = shared.url
-    response = httpx.post(f"{url}/put/{ns}", files={"file": ("name.txt", b"contents")},
-                          data={"comment": "ignored"})
+    response = httpx.post(
+        f"{url}/put/{ns}", files={"file": ("name.txt", b"contents")}, data={"comment": "ignored"}
+    )
     assert response.status_code == 201, response.text
     assert response.json()["size"] == len(b"contents")
     assert httpx.get(f"{url}/get/{ns}").content == b"contents"
@@ -128,8 +129,9 @@ def test_missing_field_is_400(shared, ns, how):
 def test_raw_body_is_stored_as_is(shared, ns):
     url = shared.url
     body = b"\x00raw body, not a form\xff" * 100
-    response = httpx.put(f"{url}/put/{ns}/A", content=body,
-                         headers={"Content-Type": "application/octet-stream"})
+    response = httpx.put(
+        f"{url}/put/{ns}/A", content=body, headers={"Content-Type": "application/octet-stream"}
+    )
     assert response.status_code == 201, response.text
     assert httpx.get(f"{url}/get/{ns}/A").content == body
 
@@ -148,8 +150,7 @@ def test_raw_body_put_works_like_put_key(shared, ns):
     assert first.headers["etag"] == f'"{hashlib.md5(b"one").hexdigest()}"'
     second = httpx.put(f"{url}/put/{ns}", content=b"two", headers=raw)
     assert second.status_code == 204 and second.content == b""
-    refused = httpx.put(f"{url}/put/{ns}", content=b"three",
-                        headers={**raw, "If-None-Match": "*"})
+    refused = httpx.put(f"{url}/put/{ns}", content=b"three", headers={**raw, "If-None-Match": "*"})
     _assert_json_error(refused, 412, "key_exists")
     assert httpx.get(f"{url}/get/{ns}").content == b"two"
 
@@ -165,8 +166,12 @@ def test_forms_ignore_if_none_match(shared, ns):
 def test_get_route_head_and_range(shared, ns):
     url = shared.url
     data = os.urandom(100_000)
-    assert httpx.put(f"{url}/put/{ns}", content=data,
-                     headers={"Content-Type": "application/octet-stream"}).status_code == 201
+    assert (
+        httpx.put(
+            f"{url}/put/{ns}", content=data, headers={"Content-Type": "application/octet-stream"}
+        ).status_code
+        == 201
+    )
     head = httpx.head(f"{url}/get/{ns}")
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(data))
@@ -188,16 +193,21 @@ def test_reserved_names_are_reachable_through_seed_routes(cluster):
     for path in ("/put", "/get", "/gets/a", "/healthz"):
         assert httpx.put(f"{url}{path}", content=path.encode()).status_code == 201, path
     keys = _keys(cluster)
-    assert keys == sorted(["/_x", "/put/y", "/gets", "/clear", "/put", "/get", "/gets/a",
-                           "/healthz"], key=str.encode)
+    assert keys == sorted(
+        ["/_x", "/put/y", "/gets", "/clear", "/put", "/get", "/gets/a", "/healthz"], key=str.encode
+    )
     assert httpx.delete(f"{url}/delete/_x").status_code == 204
     assert httpx.get(f"{url}/get/_x").status_code == 404
 
 
 def test_urlencoded_form_over_16_mib_is_413(shared, ns):
     body = b"value=" + b"a" * (16 * 1024 * 1024 + 10)
-    response = httpx.put(f"{shared.url}/put/{ns}", content=body, timeout=60,
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = httpx.put(
+        f"{shared.url}/put/{ns}",
+        content=body,
+        timeout=60,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 413, response.text[:200]
     assert _keys(shared, prefix=f"/{ns}") == []
 
@@ -237,7 +247,7 @@ def test_gets_has_the_shape_of_cluster(shared):
     assert info["master"]["id"] == reference["master"]["id"]
     assert info["master"]["url"] == url
     assert len(info["workers"]) == 3
-    for worker, ref in zip(info["workers"], reference["workers"]):
+    for worker, ref in zip(info["workers"], reference["workers"], strict=False):
         assert set(worker) >= WORKER_KEYS
         assert set(worker) == set(ref)
         assert (worker["index"], worker["url"]) == (ref["index"], ref["url"])
@@ -291,8 +301,11 @@ def _fill(cluster) -> tuple[int, list[str]]:
 
 def test_clear_needs_confirm(cluster):
     _, live = _fill(cluster)
-    for url in (f"{cluster.url}/clear", f"{cluster.url}/clear?confirm=no",
-                f"{cluster.url}/clear?confirm=YES"):
+    for url in (
+        f"{cluster.url}/clear",
+        f"{cluster.url}/clear?confirm=no",
+        f"{cluster.url}/clear?confirm=YES",
+    ):
         _assert_json_error(httpx.delete(url), 400, "confirm_required")
     assert _keys(cluster) == live
     assert _keys(cluster, "unlinked") == ["/gone"]

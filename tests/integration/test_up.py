@@ -89,10 +89,23 @@ class Up:
         self.err = logs.with_suffix(".err")
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "kittenfs", "up", "--workers", str(workers),
-                 "--port", str(port), "--data", str(data)],
-                stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                preexec_fn=_default_sigint)  # noqa: PLW1509 - one signal() call, async-signal-safe
+                [
+                    sys.executable,
+                    "-m",
+                    "kittenfs",
+                    "up",
+                    "--workers",
+                    str(workers),
+                    "--port",
+                    str(port),
+                    "--data",
+                    str(data),
+                ],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_default_sigint,
+            )
         self.children: list[int] = []
 
     @property
@@ -129,8 +142,9 @@ class Up:
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"up did not exit within {timeout} s of {sig!r}:\n"
-                                 f"{self.logs()}") from None
+            raise AssertionError(
+                f"up did not exit within {timeout} s of {sig!r}:\n{self.logs()}"
+            ) from None
 
     def wait_children_gone(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -176,10 +190,16 @@ def test_up_serves_stops_and_restarts_with_the_same_data(tmp_path):
         assert [w["index"] for w in workers] == [0, 1]
         assert all(w["state"] == "up" for w in workers)
         first_urls = {w["index"]: w["url"] for w in workers}
-        assert set(first_urls.values()) == {f"http://127.0.0.1:{port + 1}",
-                                            f"http://127.0.0.1:{port + 2}"}
-        assert sorted(p.name for p in data.iterdir()) == ["cluster.secret", "master", "worker-0",
-                                                          "worker-1"]
+        assert set(first_urls.values()) == {
+            f"http://127.0.0.1:{port + 1}",
+            f"http://127.0.0.1:{port + 2}",
+        }
+        assert sorted(p.name for p in data.iterdir()) == [
+            "cluster.secret",
+            "master",
+            "worker-0",
+            "worker-1",
+        ]
         assert (data / "cluster.secret").stat().st_mode & 0o777 == 0o600
 
         children = up.note_children()
@@ -202,7 +222,9 @@ def test_up_serves_stops_and_restarts_with_the_same_data(tmp_path):
         workers = _workers(up.url)
         assert {w["index"]: w["url"] for w in workers} == first_urls
         assert all(w["state"] == "up" for w in workers)
-        assert httpx.get(f"{up.url}/persist/", params={"list": ""}).json()["keys"] == ["/persist/me"]
+        assert httpx.get(f"{up.url}/persist/", params={"list": ""}).json()["keys"] == [
+            "/persist/me"
+        ]
         children = up.note_children()
         assert len(children) == 3, children
 
@@ -273,8 +295,9 @@ def test_worker_i_gets_index_i_even_if_it_starts_slowly(tmp_path):
         worker0 = None
         while worker0 is None:
             assert time.monotonic() < deadline and up.popen.poll() is None, up.logs()
-            worker0 = next((pid for pid in up.note_children()
-                            if str(data / "worker-0") in _cmdline(pid)), None)
+            worker0 = next(
+                (pid for pid in up.note_children() if str(data / "worker-0") in _cmdline(pid)), None
+            )
             time.sleep(0.005)
         os.kill(worker0, signal.SIGSTOP)  # long enough for a worker-1 started meanwhile to register
         try:
@@ -289,16 +312,20 @@ def test_worker_i_gets_index_i_even_if_it_starts_slowly(tmp_path):
 def _register_at_once(cluster, bodies: list[dict]) -> list[dict]:
     """POST every registration to the master before reading any answer; return the answers."""
     port = int(cluster.url.rsplit(":", 1)[1])
-    signature = "".join(f"{k}: {v}\r\n" for k, v in
-                        cluster.signed("POST", "/_workers/register").items()).encode()
+    signature = "".join(
+        f"{k}: {v}\r\n" for k, v in cluster.signed("POST", "/_workers/register").items()
+    ).encode()
     connections = []
     try:
         for body in bodies:
             raw = json.dumps(body).encode()
             connections.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-            request = (b"POST /_workers/register HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                       b"Content-Type: application/json\r\nConnection: close\r\n" + signature
-                       + b"Content-Length: %d\r\n\r\n" % len(raw)) + raw
+            request = (
+                b"POST /_workers/register HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nConnection: close\r\n"
+                + signature
+                + b"Content-Length: %d\r\n\r\n" % len(raw)
+            ) + raw
             connections[-1].sendall(request)
         answers = []
         for sock in connections:

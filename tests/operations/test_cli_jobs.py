@@ -10,8 +10,14 @@ import httpx
 def kfs(*args: str, url: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("KITTENFS_URL", "COLUMNS")}
     env["COLUMNS"] = "200"
-    return subprocess.run([sys.executable, "-m", "kittenfs", *args, "--url", url], check=False,
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kittenfs", *args, "--url", url],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_repair_and_rebalance_commands_report_and_fix(make_cluster):

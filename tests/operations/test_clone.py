@@ -13,8 +13,9 @@ def test_a_clone_holds_and_serves_the_same_data(make_cluster):
         for key, value in values.items():
             assert http.put(key, content=value).status_code == 201
     source = cluster.nodes[1]
-    source_index = next(w["index"] for w in cluster.cluster_info()["workers"]
-                        if w["url"] == source.url)
+    source_index = next(
+        w["index"] for w in cluster.cluster_info()["workers"] if w["url"] == source.url
+    )
     copy = cluster.add_worker("--clone-from", str(source_index))
     cluster.wait_workers_up(4)
     original = {b["blob"]: b["md5"] for b in cluster.worker_blobs(source)}

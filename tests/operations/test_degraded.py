@@ -22,8 +22,12 @@ def test_writes_succeed_while_a_worker_is_down_and_are_put_back_later(make_clust
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:
         for key, value in before.items():
             assert http.put(key, content=value).status_code == 201
-        assert key_health(cluster) == {"live": 20, "unlinked": 0, "under_replicated": 0,
-                                       "misplaced": 0}
+        assert key_health(cluster) == {
+            "live": 20,
+            "unlinked": 0,
+            "under_replicated": 0,
+            "misplaced": 0,
+        }
         down = cluster.nodes[1]
         down.stop()
         cluster.wait_worker_state(1, "down")
@@ -36,9 +40,13 @@ def test_writes_succeed_while_a_worker_is_down_and_are_put_back_later(make_clust
         wanted_1 = [k for k in {**before, **during} if 1 in preferred_all(cluster, k)]
         assert health["under_replicated"] == len([k for k in before if k in wanted_1])
         assert health["misplaced"] == len([k for k in during if k in wanted_1]) > 0
-        status = subprocess.run([sys.executable, "-m", "kittenfs", "status", "--url", cluster.url],
-                                capture_output=True, text=True, check=False,
-                                env={**os.environ, "COLUMNS": "200"})
+        status = subprocess.run(
+            [sys.executable, "-m", "kittenfs", "status", "--url", cluster.url],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         assert status.returncode == 0, status.stderr
         assert f"{health['misplaced']} misplaced" in status.stdout
         down.start()

@@ -74,8 +74,9 @@ def test_removing_a_worker_that_is_needed_is_refused(make_cluster):
     values = fill(cluster.url, 30, "/only")
     held = holders(cluster, values)
     victim = next(iter(held[next(iter(values))]))
-    node = next(n for n in cluster.nodes
-                if n.url == cluster.cluster_info()["workers"][victim]["url"])
+    node = next(
+        n for n in cluster.nodes if n.url == cluster.cluster_info()["workers"][victim]["url"]
+    )
     up = httpx.delete(f"{cluster.url}/_workers/{victim}")
     assert up.status_code == 409 and up.json()["error"] == "worker_up"
     node.stop()

@@ -11,8 +11,12 @@ from kittenfs.placement import blob_id, new_version
 
 def put_blob(cluster, node_url: str, key: str, version: str, value: bytes) -> str:
     blob = blob_id(key, version)
-    answer = httpx.put(f"{node_url}/blob/{blob}", content=value, auth=cluster.auth,
-                       headers={"X-Kfs-Key": key.replace("/", "%2F"), "X-Kfs-Version": version})
+    answer = httpx.put(
+        f"{node_url}/blob/{blob}",
+        content=value,
+        auth=cluster.auth,
+        headers={"X-Kfs-Key": key.replace("/", "%2F"), "X-Kfs-Version": version},
+    )
     assert answer.status_code == 201, answer.text
     return blob
 
@@ -32,9 +36,14 @@ def test_gc_removes_orphans_and_nothing_else(make_cluster):
     live_blob = next(b for b in before[info[next(iter(held["/gc/3"]))]] if b["key"] == "/gc/3")
     orphans = [
         (info[0], put_blob(cluster, info[0], "/never/written", new_version(), b"orphan one")),
-        (info[1], put_blob(cluster, info[1], "/gc/1", new_version(), os.urandom(90_000))),  # old version
-        (info[outsider], put_blob(cluster, info[outsider], "/gc/3", live_blob["version"],
-                                  values["/gc/3"])),  # the live version, on a non-replica
+        (
+            info[1],
+            put_blob(cluster, info[1], "/gc/1", new_version(), os.urandom(90_000)),
+        ),  # old version
+        (
+            info[outsider],
+            put_blob(cluster, info[outsider], "/gc/3", live_blob["version"], values["/gc/3"]),
+        ),  # the live version, on a non-replica
     ]
     waiting = run_job(cluster, "gc")  # the default grace: an hour
     assert waiting["found"]["orphans"] == 3 and waiting["found"]["orphans_in_grace"] == 3
@@ -54,5 +63,7 @@ def test_gc_removes_orphans_and_nothing_else(make_cluster):
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:
         for key, value in values.items():
             assert http.get(key).content == value
-    assert all(not [b for b in cluster.worker_blobs(n) if b["key"] == "/gc/unlinked"]
-               for n in cluster.nodes)
+    assert all(
+        not [b for b in cluster.worker_blobs(n) if b["key"] == "/gc/unlinked"]
+        for n in cluster.nodes
+    )

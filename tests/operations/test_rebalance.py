@@ -24,7 +24,9 @@ def wait_placed(cluster, values: dict[str, bytes], timeout: float = 20.0) -> dic
     deadline = time.monotonic() + timeout
     while True:
         held = holders(cluster, values)
-        wrong = {k: (h, preferred(cluster, k)) for k, h in held.items() if h != preferred(cluster, k)}
+        wrong = {
+            k: (h, preferred(cluster, k)) for k, h in held.items() if h != preferred(cluster, k)
+        }
         if not wrong or time.monotonic() > deadline:
             return wrong
         time.sleep(0.5)
@@ -131,8 +133,14 @@ def test_auto_rebalance_starts_when_the_up_workers_change(make_cluster):
     deadline = time.monotonic() + 60
     while True:
         jobs = httpx.get(f"{cluster.url}/_jobs").json()["jobs"]
-        moved = [job for job in jobs if job["state"] == "done" and job["kind"] == "rebalance"
-                 and job["options"]["auto"] is True and job["fixed"].get("keys", 0) > 0]
+        moved = [
+            job
+            for job in jobs
+            if job["state"] == "done"
+            and job["kind"] == "rebalance"
+            and job["options"]["auto"] is True
+            and job["fixed"].get("keys", 0) > 0
+        ]
         if moved:
             break
         assert time.monotonic() < deadline, jobs

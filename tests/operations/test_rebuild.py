@@ -14,7 +14,9 @@ from kittenfs.records import IndexRecord, decode
 def live_records(index_dir) -> dict[str, IndexRecord]:
     db = plyvel.DB(str(index_dir))
     try:
-        return {r.key: r for r in (decode(IndexRecord, raw) for _, raw in db.iterator(prefix=b"k:"))}
+        return {
+            r.key: r for r in (decode(IndexRecord, raw) for _, raw in db.iterator(prefix=b"k:"))
+        }
     finally:
         db.close()
 
@@ -32,10 +34,22 @@ def test_rebuild_restores_every_key_with_the_same_md5(make_cluster, tmp_path):
     original = live_records(cluster.root / "master" / "index")
     rebuilt_dir = tmp_path / "rebuilt"
     done = subprocess.run(
-        [sys.executable, "-m", "kittenfs", "rebuild", "--data", str(rebuilt_dir),
-         "--cluster-secret-file", str(cluster.root / "cluster.secret"),
-         *[arg for node in cluster.nodes for arg in ("--worker", node.url)]],
-        capture_output=True, text=True, check=False, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "kittenfs",
+            "rebuild",
+            "--data",
+            str(rebuilt_dir),
+            "--cluster-secret-file",
+            str(cluster.root / "cluster.secret"),
+            *[arg for node in cluster.nodes for arg in ("--worker", node.url)],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "rebuilt 25 keys" in done.stdout
     rebuilt = live_records(rebuilt_dir / "index")
@@ -43,11 +57,28 @@ def test_rebuild_restores_every_key_with_the_same_md5(make_cluster, tmp_path):
     for key, record in original.items():
         again = rebuilt[key]
         assert (again.version, again.size, again.md5, set(again.replicas)) == (
-            record.version, record.size, record.md5, set(record.replicas)), key
+            record.version,
+            record.size,
+            record.md5,
+            set(record.replicas),
+        ), key
     again = subprocess.run(
-        [sys.executable, "-m", "kittenfs", "rebuild", "--data", str(rebuilt_dir),
-         "--cluster-secret-file", str(cluster.root / "cluster.secret"),
-         "--worker", cluster.nodes[0].url], capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "kittenfs",
+            "rebuild",
+            "--data",
+            str(rebuilt_dir),
+            "--cluster-secret-file",
+            str(cluster.root / "cluster.secret"),
+            "--worker",
+            cluster.nodes[0].url,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert again.returncode == 1 and "exists" in again.stderr
     # The master's disk is lost: it starts on the rebuilt index, and every key reads back.
     shutil.rmtree(cluster.root / "master")

@@ -42,8 +42,9 @@ def test_repair_restores_a_deleted_and_a_corrupted_replica(make_cluster):
         for node in (0, 1):
             for key in ("/fix/1", "/fix/2"):
                 blob = next(b for b in cluster.worker_blobs(cluster.nodes[node]) if b["key"] == key)
-                check = httpx.get(f"{cluster.nodes[node].url}/check/{blob['blob']}",
-                                  auth=cluster.auth).json()
+                check = httpx.get(
+                    f"{cluster.nodes[node].url}/check/{blob['blob']}", auth=cluster.auth
+                ).json()
                 assert check["ok"], check
         again = run_job(cluster, "repair")
         assert again["found"]["ok"] == len(values) and not again["fixed"]

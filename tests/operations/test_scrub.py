@@ -18,8 +18,9 @@ def test_a_corrupt_blob_found_by_the_scrub_is_repaired(make_cluster):
         with open(path, "r+b") as handle:
             handle.seek(-100, os.SEEK_END)
             handle.write(b"rot" * 10)
-        blob = next(b["blob"] for b in cluster.worker_blobs(cluster.nodes[2])
-                    if b["key"] == "/scrub/5")
+        blob = next(
+            b["blob"] for b in cluster.worker_blobs(cluster.nodes[2]) if b["key"] == "/scrub/5"
+        )
         deadline = time.monotonic() + 30
         while not httpx.get(f"{cluster.nodes[2].url}/check/{blob}", auth=cluster.auth).json()["ok"]:
             assert time.monotonic() < deadline, cluster.cluster_info()["repairs"]

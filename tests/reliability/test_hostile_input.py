@@ -14,14 +14,33 @@ from rawhttp import raw_request
 
 METHODS = ["GET", "HEAD", "PUT", "DELETE", "UNLINK", "POST", "PATCH", "OPTIONS", "PROPFIND"]
 SAFE_METHODS = ["GET", "HEAD", "OPTIONS", "PATCH", "PROPFIND", "POST"]
-PATH_CHARS = st.sampled_from(list("/ab%2F5Fe._-~?&=#;:@!$'()*+,") + ["%00", "%ff", "%",
-                                                                    "%e2%82%ac", "..", "//"])
-RANGES = st.one_of(st.none(), st.sampled_from(
-    ["bytes=0-0", "bytes=-1", "bytes=5-", "bytes=9-2", "bytes=0-1,3-4", "bytes=x-y", "items=0-1",
-     "bytes=99999999999999999999999999-", "bytes=-0", "bytes="]))
+PATH_CHARS = st.sampled_from(
+    [*list("/ab%2F5Fe._-~?&=#;:@!$'()*+,"), "%00", "%ff", "%", "%e2%82%ac", "..", "//"]
+)
+RANGES = st.one_of(
+    st.none(),
+    st.sampled_from(
+        [
+            "bytes=0-0",
+            "bytes=-1",
+            "bytes=5-",
+            "bytes=9-2",
+            "bytes=0-1,3-4",
+            "bytes=x-y",
+            "items=0-1",
+            "bytes=99999999999999999999999999-",
+            "bytes=-0",
+            "bytes=",
+        ]
+    ),
+)
 
-settings.register_profile("kfs", max_examples=150, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "kfs",
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 settings.load_profile("kfs")
 
 
@@ -42,10 +61,15 @@ def assert_sane(status: int, headers: dict[str, str], content: bytes, method: st
         assert isinstance(body.get("error"), str), body
 
 
-@given(method=st.sampled_from(SAFE_METHODS), path=st.lists(PATH_CHARS, max_size=12),
-       range_header=RANGES, direct=st.booleans())
-def test_random_requests_to_the_master_are_answered_sanely(shared, stored, method, path,
-                                                           range_header, direct):
+@given(
+    method=st.sampled_from(SAFE_METHODS),
+    path=st.lists(PATH_CHARS, max_size=12),
+    range_header=RANGES,
+    direct=st.booleans(),
+)
+def test_random_requests_to_the_master_are_answered_sanely(
+    shared, stored, method, path, range_header, direct
+):
     raw = "/" + "".join(path)
     headers = {"Range": range_header} if range_header else {}
     if direct:
@@ -54,10 +78,14 @@ def test_random_requests_to_the_master_are_answered_sanely(shared, stored, metho
     assert_sane(status, fields, content, method)
 
 
-@given(method=st.sampled_from(METHODS), suffix=st.lists(PATH_CHARS, max_size=8),
-       body=st.binary(max_size=2000))
-def test_random_writes_under_a_scratch_prefix_never_touch_other_keys(shared, stored, method,
-                                                                     suffix, body):
+@given(
+    method=st.sampled_from(METHODS),
+    suffix=st.lists(PATH_CHARS, max_size=8),
+    body=st.binary(max_size=2000),
+)
+def test_random_writes_under_a_scratch_prefix_never_touch_other_keys(
+    shared, stored, method, suffix, body
+):
     raw = "/scratch/" + "".join(suffix).replace("?", "").replace("#", "")
     status, fields, content = raw_request(shared.url, method, raw, {}, body)
     assert_sane(status, fields, content, method)
@@ -67,13 +95,19 @@ def test_random_writes_under_a_scratch_prefix_never_touch_other_keys(shared, sto
             assert got.status_code == 200 and got.content == value, key
 
 
-@given(method=st.sampled_from(METHODS), tail=st.text(max_size=80), range_header=RANGES,
-       signed=st.booleans())
-def test_random_requests_to_a_worker_are_answered_sanely(shared, method, tail, range_header,
-                                                         signed):
+@given(
+    method=st.sampled_from(METHODS),
+    tail=st.text(max_size=80),
+    range_header=RANGES,
+    signed=st.booleans(),
+)
+def test_random_requests_to_a_worker_are_answered_sanely(
+    shared, method, tail, range_header, signed
+):
     """Signed as the master signs (so the routes behind the guard are reached) or not."""
-    raw = "/" + "".join(c if c.isascii() and c.isprintable() and c != " " else
-                        f"%{ord(c) % 256:02x}" for c in tail)
+    raw = "/" + "".join(
+        c if c.isascii() and c.isprintable() and c != " " else f"%{ord(c) % 256:02x}" for c in tail
+    )
     headers = {"Range": range_header} if range_header else {}
     if signed:
         headers.update(shared.signed(method, raw))
@@ -89,13 +123,17 @@ def test_stored_values_survived_the_fuzzing(shared, stored):
             assert got.headers["content-md5"] == hashlib.md5(value).hexdigest()
 
 
-@pytest.mark.parametrize("headers, body, statuses", [
-    ({"X-Big": "a" * 20_000}, b"", (400,)),              # a header over the 8190-byte limit
-    ({f"X-{i}": "v" for i in range(200)}, b"", (400,)),   # over the 128-header limit
-    ({"Content-Length": "5"}, b"", None),                # a body cut short: the client leaves
-])
-def test_oversized_and_truncated_requests_are_refused_cleanly(shared, stored, headers, body,
-                                                              statuses):
+@pytest.mark.parametrize(
+    ("headers", "body", "statuses"),
+    [
+        ({"X-Big": "a" * 20_000}, b"", (400,)),  # a header over the 8190-byte limit
+        ({f"X-{i}": "v" for i in range(200)}, b"", (400,)),  # over the 128-header limit
+        ({"Content-Length": "5"}, b"", None),  # a body cut short: the client leaves
+    ],
+)
+def test_oversized_and_truncated_requests_are_refused_cleanly(
+    shared, stored, headers, body, statuses
+):
     host, port = shared.url.removeprefix("http://").split(":")
     head = "PUT /scratch/hostile HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())

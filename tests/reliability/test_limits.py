@@ -27,10 +27,21 @@ BODY_TIMEOUT = 1.0
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("limits"), master_args=[
-        "--header-timeout", str(HEADER_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT),
-        "--body-timeout", str(BODY_TIMEOUT), "--max-uploads", "3",
-        "--max-uploads-per-client", "2"])
+    cluster = Cluster(
+        tmp_path_factory.mktemp("limits"),
+        master_args=[
+            "--header-timeout",
+            str(HEADER_TIMEOUT),
+            "--idle-timeout",
+            str(IDLE_TIMEOUT),
+            "--body-timeout",
+            str(BODY_TIMEOUT),
+            "--max-uploads",
+            "3",
+            "--max-uploads-per-client",
+            "2",
+        ],
+    )
     try:
         yield cluster.start()
     finally:
@@ -53,8 +64,9 @@ def answer(data: bytes) -> tuple[int, dict[str, str], dict]:
     """Return the status, headers and JSON body of one raw HTTP response."""
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":")
-                                                               for line in lines[1:])}
+    headers = {
+        k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
+    }
     return int(lines[0].split()[1]), headers, json.loads(body)
 
 
@@ -62,8 +74,9 @@ def answer(data: bytes) -> tuple[int, dict[str, str], dict]:
 def held_upload(url: str, key: str, source: str = "127.0.0.1") -> Iterator[socket.socket]:
     """An upload whose head has arrived and whose body is still coming (a slow client)."""
     conn = connect(url, source)
-    conn.sendall(f"PUT {key} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".encode()
-                 + b"x" * 1000)
+    conn.sendall(
+        f"PUT {key} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".encode() + b"x" * 1000
+    )
     try:
         yield conn
     finally:
@@ -117,8 +130,10 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(limited):
 def test_a_stalled_body_gets_408_stores_nothing_and_frees_the_key(limited, size):
     key = f"/stalled/{size}"
     with connect(limited.url) as conn:
-        conn.sendall(f"PUT {key} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
-                     + b"x" * (size // 2))
+        conn.sendall(
+            f"PUT {key} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
+            + b"x" * (size // 2)
+        )
         started = time.monotonic()
         status, _, body = answer(read_one(conn))
     assert status == 408 and body["error"] == "body_timeout", body
@@ -158,21 +173,31 @@ def read_one(conn: socket.socket) -> bytes:
     while b"\r\n\r\n" not in data:
         data += conn.recv(65536)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length")))
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+    )
     while len(body) < length:
         body += conn.recv(65536)
     return head + b"\r\n\r\n" + body
 
 
-@pytest.mark.parametrize("raw", [
-    b"NOT HTTP AT ALL\r\n\r\n",
-    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",          # request line too long
-    b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",  # header too long
-    b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(200)) + b"\r\n",
-    b"PUT /k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
-    b"PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # request line too long
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",  # header too long
+        b"GET / HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: v\r\n" % i for i in range(200))
+        + b"\r\n",
+        b"PUT /k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        b"PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef",
+    ],
+)
 def test_requests_the_parser_rejects_get_a_json_400(limited, raw):
     for url in (limited.url, limited.nodes[0].url):
         with connect(url) as conn:
@@ -183,27 +208,52 @@ def test_requests_the_parser_rejects_get_a_json_400(limited, raw):
         assert body["error"] == "bad_request" and body["detail"], body
 
 
-@pytest.mark.parametrize("flag", ["--header-timeout", "--idle-timeout", "--body-timeout",
-                                  "--max-uploads", "--max-uploads-per-client"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--header-timeout",
+        "--idle-timeout",
+        "--body-timeout",
+        "--max-uploads",
+        "--max-uploads-per-client",
+    ],
+)
 def test_a_limit_that_is_not_positive_is_refused_at_start(tmp_path, flag):
-    done = subprocess.run([sys.executable, "-m", "kittenfs", "master", "--data",
-                           str(tmp_path), "--port", "0", flag, "0"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kittenfs",
+            "master",
+            "--data",
+            str(tmp_path),
+            "--port",
+            "0",
+            flag,
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 2 and f"{flag} 0: must be positive" in done.stderr
 
 
 def test_one_client_address_cannot_hold_every_stream(make_cluster):
     """With room for 4 streams, one address may hold 2: its third waits, then gets 429,
     while another address is served at once."""
-    cluster = make_cluster(master_args=["--stream-buffer-bytes", str(1024 * 1024),
-                                        "--cache-bytes", "0"])
+    cluster = make_cluster(
+        master_args=["--stream-buffer-bytes", str(1024 * 1024), "--cache-bytes", "0"]
+    )
     value = os.urandom(8 * 1024 * 1024)
     assert httpx.put(f"{cluster.url}/streams", content=value, timeout=60).status_code == 201
     held = [stalled_reader(cluster.url, "/streams?direct") for _ in range(2)]
     try:
         started = time.monotonic()
-        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"),
-                          timeout=60) as other:
+        with httpx.Client(
+            transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=60
+        ) as other:
             got = other.get(f"{cluster.url}/streams?direct")
         assert got.status_code == 200 and got.content == value
         assert time.monotonic() - started < 8  # no wait for room: the other address had some
@@ -223,8 +273,7 @@ def test_a_slow_reader_that_keeps_reading_is_not_cut_off(make_cluster):
     """--send-timeout bounds a pause, not a whole piece: a reader taking 16 KiB every 0.1 s
     from a worker with --send-timeout 2 reads a 1.5 MiB value to the end (1 MiB pieces at
     that pace would take 6.5 s each)."""
-    cluster = make_cluster(worker_args=["--send-timeout", "2"], master_args=["--cache-bytes",
-                                                                             "0"])
+    cluster = make_cluster(worker_args=["--send-timeout", "2"], master_args=["--cache-bytes", "0"])
     value = os.urandom(1536 * 1024)
     assert httpx.put(f"{cluster.url}/slow", content=value, timeout=60).status_code == 201
     link = urlsplit(httpx.get(f"{cluster.url}/slow").headers["location"])

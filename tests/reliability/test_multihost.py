@@ -16,8 +16,9 @@ import pytest
 
 from kittenfs.reliability.network import Network, unavailable
 
-pytestmark = pytest.mark.skipif(unavailable() is not None,
-                                reason=f"multi-host tests: {unavailable()} (ip netns)")
+pytestmark = pytest.mark.skipif(
+    unavailable() is not None, reason=f"multi-host tests: {unavailable()} (ip netns)"
+)
 
 WORKERS = 4
 #: Off loopback a master needs auth and a cluster secret: these hosts run with both.
@@ -35,9 +36,13 @@ class Hosts(Network):
 
     def run(self, host: int, *args: str) -> None:
         log = (self.root / f"host-{host}.log").open("ab")
-        self.procs.append(subprocess.Popen(
-            [*self.prefix(host), sys.executable, "-m", "kittenfs", *args], stdout=log,
-            stderr=log))
+        self.procs.append(
+            subprocess.Popen(
+                [*self.prefix(host), sys.executable, "-m", "kittenfs", *args],
+                stdout=log,
+                stderr=log,
+            )
+        )
 
     def teardown(self) -> None:
         for proc in getattr(self, "procs", []):
@@ -54,14 +59,40 @@ def hosts(tmp_path):
     secret.write_text(os.urandom(24).hex())
     try:
         master = f"http://{net.address(0)}:3000"
-        net.run(0, "master", "--host", net.address(0), "--port", "3000", "--data",
-                str(tmp_path / "master"), "--down-after", "2", "--replaced-grace", "0.5",
-                "--cluster-secret-file", str(secret), "--admin-token", TOKEN)
+        net.run(
+            0,
+            "master",
+            "--host",
+            net.address(0),
+            "--port",
+            "3000",
+            "--data",
+            str(tmp_path / "master"),
+            "--down-after",
+            "2",
+            "--replaced-grace",
+            "0.5",
+            "--cluster-secret-file",
+            str(secret),
+            "--admin-token",
+            TOKEN,
+        )
         wait(lambda: httpx.get(f"{master}/health", timeout=1).status_code == 200, 20)
         for w in range(WORKERS):
-            net.run(1 + w, "worker", "--master", master, "--host", net.address(1 + w),
-                    "--port", "3001", "--data", str(tmp_path / f"worker-{w}"),
-                    "--cluster-secret-file", str(secret))
+            net.run(
+                1 + w,
+                "worker",
+                "--master",
+                master,
+                "--host",
+                net.address(1 + w),
+                "--port",
+                "3001",
+                "--data",
+                str(tmp_path / f"worker-{w}"),
+                "--cluster-secret-file",
+                str(secret),
+            )
             wait(lambda w=w: len(up(master)) == w + 1, 20)
         yield net, master
     finally:

@@ -12,8 +12,16 @@ from kittenfs.reliability.network import unavailable
 
 
 def test_the_short_nemesis_run_finds_no_violation(tmp_path):
-    done, summary = run_reporting(tmp_path / "nemesis.json", "nemesis", "--duration", "20",
-                                  "--seed", "7", "--history", str(tmp_path / "history.jsonl"))
+    done, summary = run_reporting(
+        tmp_path / "nemesis.json",
+        "nemesis",
+        "--duration",
+        "20",
+        "--seed",
+        "7",
+        "--history",
+        str(tmp_path / "history.jsonl"),
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
     assert summary["passed"] and summary["acknowledged_writes_lost"] == 0
     assert summary["stale_or_resurrected_reads"] == 0
@@ -25,9 +33,19 @@ def test_the_short_nemesis_run_finds_no_violation(tmp_path):
 
 
 def test_attacks_and_lost_metadata_during_a_run_harm_nothing(tmp_path):
-    done, summary = run_reporting(tmp_path / "nemesis.json", "nemesis", "--duration", "20",
-                                  "--seed", "11", "--only", "attack", "--only", "lose_metadata",
-                                  "--loopback")
+    done, summary = run_reporting(
+        tmp_path / "nemesis.json",
+        "nemesis",
+        "--duration",
+        "20",
+        "--seed",
+        "11",
+        "--only",
+        "attack",
+        "--only",
+        "lose_metadata",
+        "--loopback",
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
     assert summary["faults"].get("attack", 0) >= 1 and summary["faults"].get("lose_metadata", 0)
     assert summary["attacks"]["all_refused"] and summary["attacks"]["last"]["victim_intact"]
@@ -37,8 +55,18 @@ def test_attacks_and_lost_metadata_during_a_run_harm_nothing(tmp_path):
 
 @pytest.mark.skipif(unavailable() is not None, reason=f"network faults: {unavailable()}")
 def test_a_run_with_workers_cut_off_the_network_finds_no_violation(tmp_path):
-    done, summary = run_reporting(tmp_path / "nemesis.json", "nemesis", "--duration", "20",
-                                  "--seed", "3", "--only", "cut_worker", "--only", "kill_master")
+    done, summary = run_reporting(
+        tmp_path / "nemesis.json",
+        "nemesis",
+        "--duration",
+        "20",
+        "--seed",
+        "3",
+        "--only",
+        "cut_worker",
+        "--only",
+        "kill_master",
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
     assert summary["hosts"] == "a network namespace per process"
     assert summary["faults"].get("cut_worker", 0) >= 1, summary["faults"]
@@ -49,6 +77,10 @@ def test_a_run_with_workers_cut_off_the_network_finds_no_violation(tmp_path):
 def test_network_faults_on_loopback_are_refused_with_a_reason():
     done = subprocess.run(
         [sys.executable, "-m", "kittenfs", "nemesis", "--loopback", "--only", "cut_worker"],
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert "cut_worker cannot run here: --loopback" in done.stderr

@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
-          "response_schema_conformance,response_headers_conformance")
+CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,"
+    "response_schema_conformance,response_headers_conformance"
+)
 
 
 def test_the_master_serves_the_packaged_description(shared):
@@ -32,10 +34,27 @@ def test_schemathesis_finds_nothing_and_changes_no_stored_value(shared, tmp_path
         for key, value in stored.items():
             assert http.put(key, content=value).status_code in (201, 204)
         done = subprocess.run(
-            [st, "run", f"{shared.url}/_openapi.yaml", "--checks", CHECKS,
-             "--exclude-path", "/clear", "--max-examples", "40", "--seed", "2",
-             "--request-timeout", "30"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+            [
+                st,
+                "run",
+                f"{shared.url}/_openapi.yaml",
+                "--checks",
+                CHECKS,
+                "--exclude-path",
+                "/clear",
+                "--max-examples",
+                "40",
+                "--seed",
+                "2",
+                "--request-timeout",
+                "30",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
         for key, value in stored.items():
             got = http.get(key, params={"direct": ""})

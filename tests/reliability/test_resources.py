@@ -43,7 +43,7 @@ def test_no_descriptor_leaks_across_thousands_of_connections(shared):
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: hit(targets[i % 2][1], i % 3), range(3000)))
     with httpx.Client(base_url=shared.url, timeout=30, follow_redirects=True) as http:
-        for i in range(100):
+        for _i in range(100):
             assert http.get("/fd/warm").status_code == 200
     deadline_reached = False
     for _ in range(50):  # connections the peers cut are closed once the server notices
@@ -61,8 +61,9 @@ def test_memory_stays_flat_under_overwrites(shared):
 
     def round_of_puts(http: httpx.Client) -> None:
         for i in range(1500):
-            assert http.put(keys[i % len(keys)], content=os.urandom(1 + i % 20_000)).status_code \
-                in (201, 204)
+            assert http.put(
+                keys[i % len(keys)], content=os.urandom(1 + i % 20_000)
+            ).status_code in (201, 204)
 
     with httpx.Client(base_url=shared.url, timeout=30) as http:
         round_of_puts(http)  # warm-up: caches, pools and the index reach their size
@@ -92,8 +93,16 @@ def test_readers_that_never_read_hold_bounded_memory_and_are_cut_off(make_cluste
     from 50 to 348 MiB and held 300 connections past 40 s.  Now the streams' buffers are
     capped (--stream-buffer-bytes), a stalled one is cut after --send-timeout, and the
     memory goes back."""
-    cluster = make_cluster(master_args=["--send-timeout", "3", "--stream-buffer-bytes",
-                                        str(16 * 1024 * 1024), "--cache-bytes", "0"])
+    cluster = make_cluster(
+        master_args=[
+            "--send-timeout",
+            "3",
+            "--stream-buffer-bytes",
+            str(16 * 1024 * 1024),
+            "--cache-bytes",
+            "0",
+        ]
+    )
     value = os.urandom(32 * 1024 * 1024)
     assert httpx.put(f"{cluster.url}/big", content=value, timeout=120).status_code == 201
     assert httpx.get(f"{cluster.url}/big?direct", timeout=120).content == value
@@ -102,8 +111,7 @@ def test_readers_that_never_read_hold_bounded_memory_and_are_cut_off(make_cluste
     base_anon, base_fds = anon_mib(pid), fds(pid)
     peak_before = peak_mib(pid)
     with ThreadPoolExecutor(32) as pool:
-        readers = list(pool.map(lambda _: stalled_reader(cluster.url, "/big?direct"),
-                                range(300)))
+        readers = list(pool.map(lambda _: stalled_reader(cluster.url, "/big?direct"), range(300)))
     try:
         held = []
         deadline = time.monotonic() + 60
@@ -113,7 +121,9 @@ def test_readers_that_never_read_hold_bounded_memory_and_are_cut_off(make_cluste
                 break  # every stalled stream was cut (or refused: 503 busy)
             time.sleep(0.5)
         else:
-            kinds = sorted(os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+            kinds = sorted(
+                os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")
+            )
             raise AssertionError(f"{fds(pid)} descriptors still open (was {base_fds}): {kinds}")
     finally:
         for conn in readers:

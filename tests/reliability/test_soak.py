@@ -6,8 +6,18 @@ from cluster import run_reporting
 
 
 def test_a_small_soak_reports_memory_and_loses_nothing(tmp_path):
-    done, summary = run_reporting(tmp_path / "soak.json", "soak", "--small-keys", "6000",
-                                  "--large", "3", "--large-mib", "8", "--check", "300")
+    done, summary = run_reporting(
+        tmp_path / "soak.json",
+        "soak",
+        "--small-keys",
+        "6000",
+        "--large",
+        "3",
+        "--large-mib",
+        "8",
+        "--check",
+        "300",
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert summary["small"]["errors"] == 0 and summary["large"]["errors"] == 0
     assert summary["check"] == {"read": 300, "wrong": 0}

@@ -32,14 +32,18 @@ def test_registration_and_heartbeats_without_the_secret_get_401_and_change_nothi
     """Attack 1: an unauthenticated registration naming an existing worker's id at a dead
     address once made every PUT fail with 503."""
     victim = cluster.cluster_info()["workers"][0]
-    for path, body in (("register", {"id": victim["id"], "url": "http://127.0.0.1:9"}),
-                       ("heartbeat", {"id": victim["id"], "stats": {}}),
-                       ("corrupt", {"id": victim["id"], "blobs": []})):
+    for path, body in (
+        ("register", {"id": victim["id"], "url": "http://127.0.0.1:9"}),
+        ("heartbeat", {"id": victim["id"], "stats": {}}),
+        ("corrupt", {"id": victim["id"], "blobs": []}),
+    ):
         answer = httpx.post(f"{cluster.url}/_workers/{path}", json=body)
         assert answer.status_code == 401 and answer.json()["error"] == "cluster_auth_required"
-    forged = httpx.post(f"{cluster.url}/_workers/register",
-                        json={"id": victim["id"], "url": "http://127.0.0.1:9"},
-                        headers={"X-Kfs-Cluster": f"{int(time.time())}.{'0' * 64}"})
+    forged = httpx.post(
+        f"{cluster.url}/_workers/register",
+        json={"id": victim["id"], "url": "http://127.0.0.1:9"},
+        headers={"X-Kfs-Cluster": f"{int(time.time())}.{'0' * 64}"},
+    )
     assert forged.status_code == 401
     assert cluster.cluster_info()["workers"][0]["url"] == victim["url"]
     writes_work(cluster)
@@ -51,8 +55,11 @@ def test_even_a_member_cannot_point_a_worker_at_an_address_that_is_not_it(cluste
     victim = cluster.cluster_info()["workers"][1]
     with worker_peers(1) as peers:  # answers /health, as another worker
         for url in ("http://127.0.0.1:9", peers[0][1]):
-            answer = httpx.post(f"{cluster.url}/_workers/register", auth=cluster.auth,
-                                json={"id": victim["id"], "url": url})
+            answer = httpx.post(
+                f"{cluster.url}/_workers/register",
+                auth=cluster.auth,
+                json={"id": victim["id"], "url": url},
+            )
             assert answer.status_code == 409 and answer.json()["error"] == "unverified_url"
     assert cluster.cluster_info()["workers"][1]["url"] == victim["url"]
     writes_work(cluster)
@@ -71,8 +78,7 @@ def test_a_forged_blob_never_reaches_a_reader(cluster):
     forged = os.urandom(100_000)
     answer = httpx.put(f"{worker}/blob/{blob}", content=forged, headers=headers)
     assert answer.status_code == 401
-    answer = httpx.put(f"{worker}/blob/{blob}", content=forged, headers=headers,
-                       auth=cluster.auth)
+    answer = httpx.put(f"{worker}/blob/{blob}", content=forged, headers=headers, auth=cluster.auth)
     assert answer.status_code == 409 and answer.json()["error"] == "blob_exists"
     for method in ("DELETE",):
         assert httpx.request(method, f"{worker}/blob/{blob}").status_code == 401
@@ -168,6 +174,7 @@ def test_a_cluster_signature_from_too_far_in_the_past_or_future_is_refused(clust
     assert key is not None
     target = "/_workers/heartbeat"
     header = key.sign_request("POST", target, time.time() + skew)
-    answer = httpx.post(f"{cluster.url}{target}", headers={"X-Kfs-Cluster": header},
-                        json={"id": "w-x", "stats": {}})
+    answer = httpx.post(
+        f"{cluster.url}{target}", headers={"X-Kfs-Cluster": header}, json={"id": "w-x", "stats": {}}
+    )
     assert answer.status_code == 401

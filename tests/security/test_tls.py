@@ -39,8 +39,12 @@ def test_a_client_that_trusts_the_ca_uses_every_path(secure):
         assert http.get("/tls/v", params={"direct": ""}).content == value
         location = http.get("/tls/v").headers["location"]
         assert location.startswith("https://")
-    curl = subprocess.run(["curl", "-sS", "-L", "--cacert", str(secure.ca),
-                           f"{secure.url}/tls/v"], capture_output=True, timeout=60, check=False)
+    curl = subprocess.run(
+        ["curl", "-sS", "-L", "--cacert", str(secure.ca), f"{secure.url}/tls/v"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert curl.returncode == 0 and curl.stdout == value, curl.stderr
 
 
@@ -53,8 +57,9 @@ def test_a_client_that_trusts_another_ca_is_refused_at_the_handshake(secure, tmp
         httpx.get(f"{secure.url}/health", verify=client_context(other.ca))
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{secure.url}/health")  # the system's CAs do not know the local one
-    curl = subprocess.run(["curl", "-sS", f"{secure.url}/health"], capture_output=True,
-                          timeout=60, check=False)
+    curl = subprocess.run(
+        ["curl", "-sS", f"{secure.url}/health"], capture_output=True, timeout=60, check=False
+    )
     assert curl.returncode != 0
 
 
@@ -66,8 +71,9 @@ def test_plain_http_to_a_tls_port_gets_no_answer(secure):
 def test_a_worker_that_does_not_trust_the_masters_certificate_never_joins(secure, tmp_path):
     other = local_ca(tmp_path / "other")
     own = local_ca(secure.root / "tls")
-    node = secure.add_worker("--tls-cert", str(own.cert), "--tls-key", str(own.key),
-                             "--ca", str(other.ca))
+    node = secure.add_worker(
+        "--tls-cert", str(own.cert), "--tls-key", str(own.key), "--ca", str(other.ca)
+    )
     try:
         deadline = time.monotonic() + 20
         log = ""
@@ -84,8 +90,9 @@ def test_a_worker_that_does_not_trust_the_masters_certificate_never_joins(secure
 def test_kittenfs_up_tls_makes_a_ca_and_serves_https(tmp_path):
     with running_up(tmp_path, "--tls", until="TLS is on") as up:
         ca = tmp_path / "data" / "tls" / "ca.pem"
-        assert ca.exists() and (tmp_path / "data" / "tls" / "ca.key").stat().st_mode & 0o777 \
-            == 0o600
+        assert (
+            ca.exists() and (tmp_path / "data" / "tls" / "ca.key").stat().st_mode & 0o777 == 0o600
+        )
         with kittenfs.Client(f"https://127.0.0.1:{up.port}", ca=ca) as client:
             client.put("/up/tls", b"over https")
             assert client.get("/up/tls") == b"over https"

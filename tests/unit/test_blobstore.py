@@ -28,7 +28,7 @@ INLINE_MAX = 1000
 
 async def chunked(data: bytes, size: int = 333) -> AsyncIterator[bytes]:
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
         await asyncio.sleep(0)
 
 
@@ -37,7 +37,7 @@ async def failing(data: bytes, fail_after: int, size: int = 333) -> AsyncIterato
     for start in range(0, len(data), size):
         if sent >= fail_after:
             raise ConnectionResetError("client went away")
-        chunk = data[start:start + size]
+        chunk = data[start : start + size]
         sent += len(chunk)
         yield chunk
 
@@ -57,12 +57,14 @@ def value(size: int, seed: int = 0) -> bytes:
 
 def run(tmp_path: Path, body: Callable[[BlobStore], Awaitable[T]], **kwargs: int) -> T:
     """Open a store in tmp_path, run ``body`` with it, and close it."""
+
     async def main() -> T:
         store = BlobStore(tmp_path, **({"inline_max": INLINE_MAX} | kwargs))
         try:
             return await body(store)
         finally:
             await store.close()
+
     return asyncio.run(main())
 
 
@@ -122,8 +124,7 @@ def test_inline_boundary(tmp_path: Path) -> None:
     async def body(store: BlobStore) -> None:
         # Chunks of 7 so the boundary falls in the middle of a chunk.
         meta_at = await store.put(at, "/at", at_version, chunked(value(INLINE_MAX), 7))
-        meta_over = await store.put(over, "/over", over_version,
-                                    chunked(value(INLINE_MAX + 1), 7))
+        meta_over = await store.put(over, "/over", over_version, chunked(value(INLINE_MAX + 1), 7))
         assert meta_at.inline and not store.path(at).exists()
         assert store.read_inline(at, meta_at) == value(INLINE_MAX)
         assert not meta_over.inline and store.path(over).is_file()
@@ -139,10 +140,14 @@ def test_default_inline_max(tmp_path: Path) -> None:
 
     async def body(store: BlobStore) -> None:
         assert store.inline_max == DEFAULT_INLINE_MAX
-        assert (await store.put(small, "/a", small_version,
-                                chunked(bytes(DEFAULT_INLINE_MAX), 8192))).inline
-        assert not (await store.put(large, "/b", large_version,
-                                    chunked(bytes(DEFAULT_INLINE_MAX + 1), 8192))).inline
+        assert (
+            await store.put(small, "/a", small_version, chunked(bytes(DEFAULT_INLINE_MAX), 8192))
+        ).inline
+        assert not (
+            await store.put(
+                large, "/b", large_version, chunked(bytes(DEFAULT_INLINE_MAX + 1), 8192)
+            )
+        ).inline
 
     async def main() -> None:
         store = BlobStore(tmp_path)
@@ -179,8 +184,8 @@ def test_large_value_is_a_file(tmp_path: Path) -> None:
         offset = BlobHeader.length(key, BLOCK_SIZE)
         # format 2: header, value, then one digest per block (here one block)
         assert len(raw) == offset + len(data) + BLOCK_DIGEST.size
-        assert raw[offset:offset + len(data)] == data
-        assert raw[offset + len(data):] == block_digest(data)
+        assert raw[offset : offset + len(data)] == data
+        assert raw[offset + len(data) :] == block_digest(data)
 
         where = store.locate_file(blob, meta)
         assert (where.path, where.offset, where.size) == (path, offset, len(data))
@@ -207,8 +212,10 @@ def test_values_survive_reopen(tmp_path: Path) -> None:
     large, large_version = new_blob("/l")
 
     async def write(store: BlobStore) -> tuple[BlobMeta, BlobMeta]:
-        return (await store.put(small, "/s", small_version, chunked(b"tiny")),
-                await store.put(large, "/l", large_version, chunked(value(4000))))
+        return (
+            await store.put(small, "/s", small_version, chunked(b"tiny")),
+            await store.put(large, "/l", large_version, chunked(value(4000))),
+        )
 
     async def read(store: BlobStore) -> None:
         assert store.meta(small) == meta_small
@@ -223,23 +230,27 @@ def test_values_survive_reopen(tmp_path: Path) -> None:
 # --- failed uploads keep nothing ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("size", "expected"), [
-    (10, 9),  # inline: too many bytes
-    (10, 11),  # inline: too few bytes
-    (5000, 4999),  # file: too many bytes
-    (5000, 5001),  # file: too few bytes
-    (5000, 10),  # file-sized upload announced as inline-sized
-    (10, 5000),  # inline-sized upload announced as file-sized
-    (5000, 0),
-    (0, 1),
-])
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        (10, 9),  # inline: too many bytes
+        (10, 11),  # inline: too few bytes
+        (5000, 4999),  # file: too many bytes
+        (5000, 5001),  # file: too few bytes
+        (5000, 10),  # file-sized upload announced as inline-sized
+        (10, 5000),  # inline-sized upload announced as file-sized
+        (5000, 0),
+        (0, 1),
+    ],
+)
 def test_size_mismatch_keeps_nothing(tmp_path: Path, size: int, expected: int) -> None:
     blob, version = new_blob("/mismatch")
 
     async def body(store: BlobStore) -> None:
         with pytest.raises(SizeMismatch):
-            await store.put(blob, "/mismatch", version, chunked(value(size)),
-                            expected_size=expected)
+            await store.put(
+                blob, "/mismatch", version, chunked(value(size)), expected_size=expected
+            )
         assert_nothing_kept(store, blob)
 
     run(tmp_path, body)
@@ -332,14 +343,14 @@ def test_only_the_blocks_a_read_covers_are_read_and_checked(tmp_path: Path) -> N
             handle.seek(where.offset + 2 * BLOCK_SIZE + 7)
             handle.write(b"\x00" if data[2 * BLOCK_SIZE + 7] else b"\x01")
         span = b"".join(read_checked(where, 10, 2 * BLOCK_SIZE - 10))
-        assert span == data[10:2 * BLOCK_SIZE]
+        assert span == data[10 : 2 * BLOCK_SIZE]
         tail = b"".join(read_checked(where, 3 * BLOCK_SIZE + 5, 100))
-        assert tail == data[3 * BLOCK_SIZE + 5:3 * BLOCK_SIZE + 105]
+        assert tail == data[3 * BLOCK_SIZE + 5 : 3 * BLOCK_SIZE + 105]
         served = []
         with pytest.raises(CorruptBlob, match="block 2"):
             for piece in read_checked(where, 0, len(data), piece=BLOCK_SIZE):
                 served.append(piece)  # noqa: PERF402 - what came out before the failure
-        assert b"".join(served) == data[:2 * BLOCK_SIZE]
+        assert b"".join(served) == data[: 2 * BLOCK_SIZE]
         with pytest.raises(CorruptBlob, match="block 2"):  # in pieces of 4 blocks: at once
             next(read_checked(where, 0, len(data), piece=4 * BLOCK_SIZE))
 
@@ -642,8 +653,10 @@ def test_concurrent_puts_of_one_blob_count_once(tmp_path: Path) -> None:
     blob, version = new_blob("/twice")
 
     async def body(store: BlobStore) -> None:
-        await asyncio.gather(store.put(blob, "/twice", version, chunked(value(10))),
-                             store.put(blob, "/twice", version, chunked(value(10))))
+        await asyncio.gather(
+            store.put(blob, "/twice", version, chunked(value(10))),
+            store.put(blob, "/twice", version, chunked(value(10))),
+        )
         assert (store.key_count, store.bytes_used) == (1, 10)
 
     run(tmp_path, body)

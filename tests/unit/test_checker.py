@@ -35,8 +35,7 @@ def test_a_deleted_value_coming_back_is_resurrected():
 
 
 def test_bytes_of_a_failed_write_must_never_show():
-    assert violations([put("a", 0, 1, FAILED)], [read("a", 9, 9)]) == {
-        "failed_write_visible": 1}
+    assert violations([put("a", 0, 1, FAILED)], [read("a", 9, 9)]) == {"failed_write_visible": 1}
 
 
 def test_bytes_nobody_wrote_are_a_phantom():
@@ -44,8 +43,14 @@ def test_bytes_nobody_wrote_are_a_phantom():
 
 
 def test_concurrency_and_unknown_outcomes_allow_either_value():
-    history = [put("a", 0, 1), put("b", 2, 6, UNKNOWN), read("a", 3, 4), read("b", 5, 7),
-               put("c", 8, 10), read("b", 9, 9.5)]  # c overlaps that read
+    history = [
+        put("a", 0, 1),
+        put("b", 2, 6, UNKNOWN),
+        read("a", 3, 4),
+        read("b", 5, 7),
+        put("c", 8, 10),
+        read("b", 9, 9.5),
+    ]  # c overlaps that read
     assert violations(history, [read("c", 20, 20)]) == {}
     assert violations([put("a", 0, 1), delete(2, 3, UNKNOWN)], [read("", 9, 9)]) == {}
     assert violations([put("a", 0, 1), delete(2, 3, UNKNOWN)], [read("a", 9, 9)]) == {}

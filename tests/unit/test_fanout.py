@@ -59,8 +59,9 @@ def test_every_branch_gets_every_chunk_in_order(n: int) -> None:
     async def main() -> list[list[bytes]]:
         fan = FanOut(n)
         assert len(fan.branches) == n
-        results = await asyncio.gather(produce(fan, CHUNKS),
-                                       *(collect(branch) for branch in fan.branches))
+        results = await asyncio.gather(
+            produce(fan, CHUNKS), *(collect(branch) for branch in fan.branches)
+        )
         return results[1:]
 
     assert run(main()) == [CHUNKS] * n
@@ -86,8 +87,12 @@ def test_consumers_at_different_speeds() -> None:
 
     async def main() -> list[list[bytes]]:
         fan = FanOut(3)
-        results = await asyncio.gather(produce(fan, CHUNKS), slow(fan.branches[0], 1),
-                                       slow(fan.branches[1], 7), collect(fan.branches[2]))
+        results = await asyncio.gather(
+            produce(fan, CHUNKS),
+            slow(fan.branches[0], 1),
+            slow(fan.branches[1], 7),
+            collect(fan.branches[2]),
+        )
         return results[1:]
 
     assert run(main()) == [CHUNKS] * 3
@@ -105,8 +110,9 @@ def test_branch_stopped_midway_never_blocks_the_producer() -> None:
 
     async def main() -> tuple[list[bytes], list[bytes]]:
         fan = FanOut(2)
-        _, whole, part = await asyncio.gather(produce(fan, CHUNKS), collect(fan.branches[0]),
-                                              quitter(fan.branches[1]))
+        _, whole, part = await asyncio.gather(
+            produce(fan, CHUNKS), collect(fan.branches[0]), quitter(fan.branches[1])
+        )
         return whole, part
 
     whole, part = run(main())

@@ -5,36 +5,42 @@ import pytest
 from kittenfs.keys import MAX_KEY_BYTES, InvalidKey, decode_key, encode_key, key_from_raw_path
 
 
-@pytest.mark.parametrize(("raw", "key"), [
-    ("/", "/"),
-    ("/cats/tom.jpg", "/cats/tom.jpg"),
-    ("/a%20b", "/a b"),
-    ("/a+b", "/a+b"),  # a path is not a form: "+" stays "+"
-    ("/a%2Fb", "/a/b"),  # an encoded slash is just a slash
-    ("/a%2fb", "/a/b"),  # lower-case hex
-    ("/100%25", "/100%"),
-    ("/a%3Fb", "/a?b"),  # an encoded "?" is part of the key
-    ("/a%23b", "/a#b"),
-    ("/caf%C3%A9", "/café"),  # two-byte UTF-8
-    ("/%E7%8C%AB", "/猫"),  # three-byte UTF-8
-    ("/%F0%9F%90%B1", "/🐱"),  # four-byte UTF-8
-    ("/café", "/café"),  # already-decoded text is kept
-    ("/a%", "/a%"),  # a lone "%" is not an escape
-    ("/a%zz", "/a%zz"),
-    ("//double//slash/", "//double//slash/"),
-    ("/./..", "/./.."),  # no path normalisation: the key is the path as sent
-])
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("/", "/"),
+        ("/cats/tom.jpg", "/cats/tom.jpg"),
+        ("/a%20b", "/a b"),
+        ("/a+b", "/a+b"),  # a path is not a form: "+" stays "+"
+        ("/a%2Fb", "/a/b"),  # an encoded slash is just a slash
+        ("/a%2fb", "/a/b"),  # lower-case hex
+        ("/100%25", "/100%"),
+        ("/a%3Fb", "/a?b"),  # an encoded "?" is part of the key
+        ("/a%23b", "/a#b"),
+        ("/caf%C3%A9", "/café"),  # two-byte UTF-8
+        ("/%E7%8C%AB", "/猫"),  # three-byte UTF-8
+        ("/%F0%9F%90%B1", "/🐱"),  # four-byte UTF-8
+        ("/café", "/café"),  # already-decoded text is kept
+        ("/a%", "/a%"),  # a lone "%" is not an escape
+        ("/a%zz", "/a%zz"),
+        ("//double//slash/", "//double//slash/"),
+        ("/./..", "/./.."),  # no path normalisation: the key is the path as sent
+    ],
+)
 def test_decoding(raw: str, key: str) -> None:
     assert key_from_raw_path(raw) == key
 
 
-@pytest.mark.parametrize(("raw", "key"), [
-    ("/a?b=c", "/a"),
-    ("/a?", "/a"),
-    ("/a?b?c", "/a"),
-    ("/a%20b?x=%FF", "/a b"),  # the query is dropped before decoding
-    ("/?q", "/"),
-])
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("/a?b=c", "/a"),
+        ("/a?", "/a"),
+        ("/a?b?c", "/a"),
+        ("/a%20b?x=%FF", "/a b"),  # the query is dropped before decoding
+        ("/?q", "/"),
+    ],
+)
 def test_query_is_stripped(raw: str, key: str) -> None:
     assert key_from_raw_path(raw) == key
 
@@ -51,25 +57,31 @@ def test_exactly_max_bytes_is_accepted() -> None:
     assert key_from_raw_path(cats) == cats
 
 
-@pytest.mark.parametrize("raw", [
-    "/" + "a" * 1024,
-    "/" + "%61" * 1024,
-    "/" + "é" * 512,  # 513 characters but 1025 bytes
-    "/" + "a" * 5000,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/" + "a" * 1024,
+        "/" + "%61" * 1024,
+        "/" + "é" * 512,  # 513 characters but 1025 bytes
+        "/" + "a" * 5000,
+    ],
+)
 def test_too_long_is_rejected(raw: str) -> None:
     with pytest.raises(InvalidKey, match="1024"):
         key_from_raw_path(raw)
 
 
-@pytest.mark.parametrize("raw", [
-    "/%FF",
-    "/a%C3",  # truncated two-byte sequence
-    "/%C3%28",  # bad continuation byte
-    "/%ED%A0%80",  # UTF-16 surrogate
-    "/%C0%AF",  # overlong "/"
-    "/%F4%90%80%80",  # beyond U+10FFFF
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/%FF",
+        "/a%C3",  # truncated two-byte sequence
+        "/%C3%28",  # bad continuation byte
+        "/%ED%A0%80",  # UTF-16 surrogate
+        "/%C0%AF",  # overlong "/"
+        "/%F4%90%80%80",  # beyond U+10FFFF
+    ],
+)
 def test_invalid_utf8_is_rejected(raw: str) -> None:
     with pytest.raises(InvalidKey, match="UTF-8"):
         key_from_raw_path(raw)

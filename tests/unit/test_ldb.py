@@ -19,6 +19,7 @@ def run(tmp_path: Path, body: Callable[[SyncedDB], Awaitable[T]]) -> T:
             return await asyncio.wait_for(body(db), 5)
         finally:
             await db.close()
+
     return asyncio.run(main())
 
 
@@ -116,7 +117,8 @@ def test_concurrent_writes_are_group_committed(tmp_path: Path) -> None:
         commits.clear()
         await asyncio.gather(*(writer(i) for i in range(writers)))
         assert [db.get(b"w:%03d" % i) for i in range(writers)] == [
-            b"%d" % i for i in range(writers)]
+            b"%d" % i for i in range(writers)
+        ]
         assert list(db.scan(b"gone:")) == []
         return commits
 
@@ -152,8 +154,12 @@ def test_sequential_writes_commit_one_by_one(tmp_path: Path) -> None:
 def test_later_write_wins_within_a_batch(tmp_path: Path) -> None:
     async def body(db: SyncedDB) -> None:
         commits = count_commits(db)
-        await asyncio.gather(db.write({b"k": b"1"}), db.write({b"k": b"2"}),
-                             db.write(deletes=[b"k"]), db.write({b"k": b"4"}))
+        await asyncio.gather(
+            db.write({b"k": b"1"}),
+            db.write({b"k": b"2"}),
+            db.write(deletes=[b"k"]),
+            db.write({b"k": b"4"}),
+        )
         assert commits == [4]
         assert db.get(b"k") == b"4"
 
@@ -173,8 +179,9 @@ def test_a_failed_commit_fails_every_waiter_and_the_next_write_works(tmp_path: P
             original(batch)
 
         db._commit = flaky  # type: ignore[method-assign]
-        results = await asyncio.gather(*(db.write({b"f%d" % i: b"1"}) for i in range(5)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(db.write({b"f%d" % i: b"1"}) for i in range(5)), return_exceptions=True
+        )
         assert all(isinstance(result, OSError) for result in results)
         assert all(db.get(b"f%d" % i) is None for i in range(5))  # nothing half-applied
         await db.write({b"after": b"ok"})
@@ -199,8 +206,26 @@ def test_a_cancelled_waiter_does_not_break_the_batch(tmp_path: Path) -> None:
 
 # --- scan ---------------------------------------------------------------------------------
 
-KEYS = [b"", b"a", b"a\x00", b"a\xff", b"ab", b"ab\xff", b"ac", b"b", b"m:1", b"m:2", b"m:3",
-        b"m;", b"n", b"\xfe", b"\xff", b"\xff\x00", b"\xff\xff", b"\xff\xff\xff"]
+KEYS = [
+    b"",
+    b"a",
+    b"a\x00",
+    b"a\xff",
+    b"ab",
+    b"ab\xff",
+    b"ac",
+    b"b",
+    b"m:1",
+    b"m:2",
+    b"m:3",
+    b"m;",
+    b"n",
+    b"\xfe",
+    b"\xff",
+    b"\xff\x00",
+    b"\xff\xff",
+    b"\xff\xff\xff",
+]
 
 
 def scan_keys(tmp_path: Path, prefix: bytes, start: bytes = b"") -> list[bytes]:
@@ -221,10 +246,24 @@ def expected(prefix: bytes, start: bytes = b"") -> list[bytes]:
     return sorted(k for k in KEYS if k and k.startswith(prefix) and k >= start)
 
 
-@pytest.mark.parametrize("prefix", [
-    b"", b"a", b"ab", b"m:", b"m", b"b", b"z", b"\xfe", b"\xff", b"\xff\xff", b"a\xff",
-    b"ab\xff", b"m:2",
-])
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        b"",
+        b"a",
+        b"ab",
+        b"m:",
+        b"m",
+        b"b",
+        b"z",
+        b"\xfe",
+        b"\xff",
+        b"\xff\xff",
+        b"a\xff",
+        b"ab\xff",
+        b"m:2",
+    ],
+)
 def test_scan_respects_prefix(tmp_path: Path, prefix: bytes) -> None:
     assert scan_keys(tmp_path, prefix) == expected(prefix)
 
@@ -235,18 +274,21 @@ def test_scan_prefix_ending_in_ff(tmp_path: Path) -> None:
     assert scan_keys(tmp_path, b"a\xff") == [b"a\xff"]  # not "ab", "ac" or "b"
 
 
-@pytest.mark.parametrize(("prefix", "start"), [
-    (b"m:", b"m:2"),  # start on a key: included
-    (b"m:", b"m:15"),  # start between keys
-    (b"m:", b"m:4"),  # start after every key under the prefix
-    (b"m:", b"a"),  # start before the prefix: the prefix wins
-    (b"m:", b"z"),  # start after the prefix range
-    (b"a", b"a\x00"),
-    (b"a", b"ab\xff"),
-    (b"\xff", b"\xff\x01"),
-    (b"\xff", b"\xff\xff\xff"),
-    (b"", b"n"),
-])
+@pytest.mark.parametrize(
+    ("prefix", "start"),
+    [
+        (b"m:", b"m:2"),  # start on a key: included
+        (b"m:", b"m:15"),  # start between keys
+        (b"m:", b"m:4"),  # start after every key under the prefix
+        (b"m:", b"a"),  # start before the prefix: the prefix wins
+        (b"m:", b"z"),  # start after the prefix range
+        (b"a", b"a\x00"),
+        (b"a", b"ab\xff"),
+        (b"\xff", b"\xff\x01"),
+        (b"\xff", b"\xff\xff\xff"),
+        (b"", b"n"),
+    ],
+)
 def test_scan_respects_start(tmp_path: Path, prefix: bytes, start: bytes) -> None:
     assert scan_keys(tmp_path, prefix, start) == expected(prefix, start)
 
@@ -260,16 +302,19 @@ def test_scan_sees_later_writes(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
-@pytest.mark.parametrize(("prefix", "after"), [
-    (b"", None),
-    (b"a", b"b"),
-    (b"m:", b"m;"),
-    (b"a\xff", b"b"),
-    (b"a\xff\xff", b"b"),
-    (b"\xff", None),
-    (b"\xff\xff", None),
-    (b"\x00", b"\x01"),
-    (b"a\xfe", b"a\xff"),
-])
+@pytest.mark.parametrize(
+    ("prefix", "after"),
+    [
+        (b"", None),
+        (b"a", b"b"),
+        (b"m:", b"m;"),
+        (b"a\xff", b"b"),
+        (b"a\xff\xff", b"b"),
+        (b"\xff", None),
+        (b"\xff\xff", None),
+        (b"\x00", b"\x01"),
+        (b"a\xfe", b"a\xff"),
+    ],
+)
 def test_after_prefix(prefix: bytes, after: bytes | None) -> None:
     assert _after_prefix(prefix) == after

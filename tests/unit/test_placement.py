@@ -21,36 +21,63 @@ from kittenfs.placement import (
 )
 
 NODES = ["w0", "w1", "w2", "w3", "w4"]
-WORKER_IDS = ["w-0a1b2c3d4e5f", "w-1234567890ab", "w-deadbeef0001", "w-feedface0002",
-              "w-c0ffee000003"]
+WORKER_IDS = [
+    "w-0a1b2c3d4e5f",
+    "w-1234567890ab",
+    "w-deadbeef0001",
+    "w-feedface0002",
+    "w-c0ffee000003",
+]
 
 
 # --- golden values: a change here orphans every stored blob -------------------------------
 
 
-@pytest.mark.parametrize(("key", "expected"), [
-    ("/cats/tom.jpg", "c58603a40a88be17e8ca2438d6a85681"),
-    ("/", "8a5edab282632443219e051e4ade2d1d"),
-    ("/ñ/é", "d6b948da8a6f6d7ee9c57e55cb9a0d6b"),
-    ("/a/b/c?d", "4f9c61c4562adc268963b3b41b28eac5"),
-])
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("/cats/tom.jpg", "c58603a40a88be17e8ca2438d6a85681"),
+        ("/", "8a5edab282632443219e051e4ade2d1d"),
+        ("/ñ/é", "d6b948da8a6f6d7ee9c57e55cb9a0d6b"),
+        ("/a/b/c?d", "4f9c61c4562adc268963b3b41b28eac5"),
+    ],
+)
 def test_key_hash_golden(key: str, expected: str) -> None:
     # GOLDEN: a change here orphans every stored blob.
     assert key_hash(key) == expected
 
 
-@pytest.mark.parametrize(("key", "nodes", "expected"), [
-    ("/cats/tom.jpg", NODES, ["w2", "w4", "w3", "w1", "w0"]),
-    ("/", NODES, ["w2", "w1", "w4", "w3", "w0"]),
-    ("/ñ/é", NODES, ["w4", "w1", "w2", "w3", "w0"]),
-    ("/a/b/c?d", NODES, ["w3", "w2", "w4", "w1", "w0"]),
-    ("/cats/tom.jpg", WORKER_IDS,
-     ["w-deadbeef0001", "w-0a1b2c3d4e5f", "w-feedface0002", "w-1234567890ab",
-      "w-c0ffee000003"]),
-    ("/ñ/é", WORKER_IDS,
-     ["w-1234567890ab", "w-c0ffee000003", "w-deadbeef0001", "w-feedface0002",
-      "w-0a1b2c3d4e5f"]),
-])
+@pytest.mark.parametrize(
+    ("key", "nodes", "expected"),
+    [
+        ("/cats/tom.jpg", NODES, ["w2", "w4", "w3", "w1", "w0"]),
+        ("/", NODES, ["w2", "w1", "w4", "w3", "w0"]),
+        ("/ñ/é", NODES, ["w4", "w1", "w2", "w3", "w0"]),
+        ("/a/b/c?d", NODES, ["w3", "w2", "w4", "w1", "w0"]),
+        (
+            "/cats/tom.jpg",
+            WORKER_IDS,
+            [
+                "w-deadbeef0001",
+                "w-0a1b2c3d4e5f",
+                "w-feedface0002",
+                "w-1234567890ab",
+                "w-c0ffee000003",
+            ],
+        ),
+        (
+            "/ñ/é",
+            WORKER_IDS,
+            [
+                "w-1234567890ab",
+                "w-c0ffee000003",
+                "w-deadbeef0001",
+                "w-feedface0002",
+                "w-0a1b2c3d4e5f",
+            ],
+        ),
+    ],
+)
 def test_rank_golden(key: str, nodes: list[str], expected: list[str]) -> None:
     # GOLDEN: a change here sends new writes of every key to other workers than its copies.
     assert rank(key, nodes) == expected
@@ -68,8 +95,7 @@ def test_blob_id_and_relpath_golden() -> None:
     version = new_version(1_700_000_000_123_456_789, b"\x01\x02\x03\x04")
     blob = blob_id("/cats/tom.jpg", version)
     assert blob == "c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd1501020304"
-    assert blob_relpath(blob) == (
-        "c5/86/c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd1501020304")
+    assert blob_relpath(blob) == ("c5/86/c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd1501020304")
 
 
 # --- new_version / blob ids ---------------------------------------------------------------
@@ -91,31 +117,37 @@ def test_blob_id_of_fresh_version_is_a_blob_id() -> None:
     assert blob.startswith(key_hash("/x") + "-")
 
 
-@pytest.mark.parametrize("text", [
-    "c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd1501020304",
-    "0" * 32 + "-" + "f" * 24,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd1501020304",
+        "0" * 32 + "-" + "f" * 24,
+    ],
+)
 def test_is_blob_id_accepts(text: str) -> None:
     assert is_blob_id(text)
 
 
-@pytest.mark.parametrize("text", [
-    "",
-    "-",
-    "c58603a40a88be17e8ca2438d6a85681",  # no version
-    "c58603a40a88be17e8ca2438d6a85681-",  # empty version
-    "c58603a40a88be17e8ca2438d6a8568-17979cfe3d85cd1501020304",  # 31-digit hash
-    "c58603a40a88be17e8ca2438d6a856810-17979cfe3d85cd1501020304",  # 33-digit hash
-    "c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd150102030",  # 23-digit version
-    "c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd15010203040",  # 25-digit version
-    "C58603A40A88BE17E8CA2438D6A85681-17979CFE3D85CD1501020304",  # upper case
-    "g58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd1501020304",  # not hex
-    "c58603a40a88be17e8ca2438d6a85681_17979cfe3d85cd1501020304",  # wrong separator
-    "c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd15010203-4",  # second dash
-    "../../../../../../../../etc/passwd-aaaaaaaaaaaaaaaaaaaaaaaa",
-    "c58603a40a88be17e8ca2438d6a8568/-17979cfe3d85cd1501020304",  # path separator
-    "c58603a40a88be17e8ca2438d6a8568١-17979cfe3d85cd1501020304",  # non-ASCII digit
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "-",
+        "c58603a40a88be17e8ca2438d6a85681",  # no version
+        "c58603a40a88be17e8ca2438d6a85681-",  # empty version
+        "c58603a40a88be17e8ca2438d6a8568-17979cfe3d85cd1501020304",  # 31-digit hash
+        "c58603a40a88be17e8ca2438d6a856810-17979cfe3d85cd1501020304",  # 33-digit hash
+        "c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd150102030",  # 23-digit version
+        "c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd15010203040",  # 25-digit version
+        "C58603A40A88BE17E8CA2438D6A85681-17979CFE3D85CD1501020304",  # upper case
+        "g58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd1501020304",  # not hex
+        "c58603a40a88be17e8ca2438d6a85681_17979cfe3d85cd1501020304",  # wrong separator
+        "c58603a40a88be17e8ca2438d6a85681-17979cfe3d85cd15010203-4",  # second dash
+        "../../../../../../../../etc/passwd-aaaaaaaaaaaaaaaaaaaaaaaa",
+        "c58603a40a88be17e8ca2438d6a8568/-17979cfe3d85cd1501020304",  # path separator
+        "c58603a40a88be17e8ca2438d6a8568١-17979cfe3d85cd1501020304",  # non-ASCII digit
+    ],
+)
 def test_is_blob_id_rejects(text: str) -> None:
     assert not is_blob_id(text)
 
@@ -169,7 +201,7 @@ N_KEYS = 3000
 
 def test_adding_a_node_moves_about_r_over_n_of_the_keys() -> None:
     old_nodes = [f"w{i}" for i in range(5)]
-    new_nodes = old_nodes + ["w5"]
+    new_nodes = [*old_nodes, "w5"]
     changed = 0
     for i in range(N_KEYS):
         key = f"/rebalance/{i}"
@@ -183,7 +215,7 @@ def test_adding_a_node_moves_about_r_over_n_of_the_keys() -> None:
 
 def test_keys_that_move_only_move_onto_the_new_node() -> None:
     old_nodes = [f"w{i}" for i in range(5)]
-    new_nodes = old_nodes + ["w5"]
+    new_nodes = [*old_nodes, "w5"]
     for i in range(N_KEYS):
         key = f"/rebalance/{i}"
         before = rank(key, old_nodes)

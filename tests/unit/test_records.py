@@ -28,8 +28,7 @@ from kittenfs.records import (
 VERSION = "17979cfe3d85cd1501020304"
 MD5_HELLO = "5d41402abc4b2a76b9719d911017c592"  # md5(b"hello")
 
-INDEX = IndexRecord("/cats/tom.jpg", VERSION, 5, MD5_HELLO, (0, 2, 1),
-                    1700000000123, 1700000000456)
+INDEX = IndexRecord("/cats/tom.jpg", VERSION, 5, MD5_HELLO, (0, 2, 1), 1700000000123, 1700000000456)
 PENDING = IndexRecord("/ñ/猫 🐱", VERSION, -1, "", (), 1, 1)
 WORKER = WorkerInfo("w-deadbeef0001", 2, "http://127.0.0.1:7002", 1700000000000)
 META_INLINE = BlobMeta("/ñ", VERSION, 5, MD5_HELLO, True, 1700000000123)
@@ -39,8 +38,11 @@ META_FILE = BlobMeta("/big", VERSION, 10**12, MD5_HELLO, False, 0)
 # --- LevelDB records ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("record", [INDEX, PENDING, WORKER, META_INLINE, META_FILE],
-                         ids=["index", "pending", "worker", "meta-inline", "meta-file"])
+@pytest.mark.parametrize(
+    "record",
+    [INDEX, PENDING, WORKER, META_INLINE, META_FILE],
+    ids=["index", "pending", "worker", "meta-inline", "meta-file"],
+)
 def test_round_trip(record: object) -> None:
     raw = encode(record)
     assert raw[0] == FORMAT == 1
@@ -83,30 +85,47 @@ def test_worker_info_and_blob_meta_golden_bytes() -> None:
     )
 
 
-@pytest.mark.parametrize("raw", [
-    b"",
-    b"\x00" + encode(INDEX)[1:],  # wrong format byte
-    b"\x02" + encode(INDEX)[1:],  # a future format
-    b"{" + encode(INDEX)[1:],  # no format byte at all (bare JSON)
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00" + encode(INDEX)[1:],  # wrong format byte
+        b"\x02" + encode(INDEX)[1:],  # a future format
+        b"{" + encode(INDEX)[1:],  # no format byte at all (bare JSON)
+    ],
+)
 def test_decode_rejects_unknown_format(raw: bytes) -> None:
     with pytest.raises(RecordError):
         decode(IndexRecord, raw)
 
 
-@pytest.mark.parametrize("body", [
-    b"",  # format byte only
-    b"{",  # truncated JSON
-    b"not json",
-    b'{"key":"/k"',  # truncated record
-    b"\xff\xfe",  # not UTF-8
-    b"null",
-    b"5",
-    b'"a string"',
-    b"[1, 2, 3]",
-    b'["replicas"]',
-], ids=["empty", "brace", "text", "truncated", "not-utf8", "null", "number", "string",
-        "list", "list-replicas"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",  # format byte only
+        b"{",  # truncated JSON
+        b"not json",
+        b'{"key":"/k"',  # truncated record
+        b"\xff\xfe",  # not UTF-8
+        b"null",
+        b"5",
+        b'"a string"',
+        b"[1, 2, 3]",
+        b'["replicas"]',
+    ],
+    ids=[
+        "empty",
+        "brace",
+        "text",
+        "truncated",
+        "not-utf8",
+        "null",
+        "number",
+        "string",
+        "list",
+        "list-replicas",
+    ],
+)
 def test_decode_rejects_bad_json(body: bytes) -> None:
     with pytest.raises(RecordError):
         decode(IndexRecord, bytes((FORMAT,)) + body)
@@ -188,19 +207,22 @@ def test_block_digest_golden() -> None:
     assert block_digest(b"hello") == bytes.fromhex("9555e8555c62dcfd")
 
 
-@pytest.mark.parametrize("size, blocks", [(0, 0), (1, 1), (4, 1), (5, 2), (8, 2), (9, 3)])
+@pytest.mark.parametrize(("size", "blocks"), [(0, 0), (1, 1), (4, 1), (5, 2), (8, 2), (9, 3)])
 def test_a_value_has_one_digest_per_started_block(size: int, blocks: int) -> None:
     header = BlobHeader("/k", VERSION, size, MD5_HELLO, 4)
     assert header.blocks == blocks
     assert header.file_size == header.data_offset + size + 8 * blocks
 
 
-@pytest.mark.parametrize("header", [
-    HEADER,
-    BlobHeader("/kätzchen/猫/🐱", VERSION, 0, "d41d8cd98f00b204e9800998ecf8427e"),
-    BlobHeader("/" + "é" * 511, VERSION, 2**64 - 1, "ff" * 16),  # 1023-byte key, max size
-    BlobHeader("/", "0" * 24, 1, "00" * 16),
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        HEADER,
+        BlobHeader("/kätzchen/猫/🐱", VERSION, 0, "d41d8cd98f00b204e9800998ecf8427e"),
+        BlobHeader("/" + "é" * 511, VERSION, 2**64 - 1, "ff" * 16),  # 1023-byte key, max size
+        BlobHeader("/", "0" * 24, 1, "00" * 16),
+    ],
+)
 def test_blob_header_round_trip(header: BlobHeader) -> None:
     packed = header.pack()
     assert len(packed) == BlobHeader.length(header.key)
@@ -240,7 +262,7 @@ def test_blob_header_bad_format(fmt: int) -> None:
 
 def test_a_format_2_header_with_no_block_size_is_refused() -> None:
     packed = bytearray(BlobHeader("/k", VERSION, 5, MD5_HELLO, 4096).pack())
-    packed[FIXED:FIXED + 4] = bytes(4)
+    packed[FIXED : FIXED + 4] = bytes(4)
     with pytest.raises(RecordError):
         BlobHeader.unpack(bytes(packed))
 

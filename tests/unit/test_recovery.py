@@ -20,6 +20,7 @@ async def _chunks(data: bytes):  # type: ignore[no-untyped-def]
 
 def fill(root: Path, inline: int, files: int) -> None:
     """Store ``inline`` small and ``files`` file-backed values under ``root``."""
+
     async def main() -> None:
         store = BlobStore(root, inline_max=1000)
         for i in range(inline + files):
@@ -27,6 +28,7 @@ def fill(root: Path, inline: int, files: int) -> None:
             data = os.urandom(10 if i < inline else 5000)
             await store.put(blob_id(key, version), key, version, _chunks(data), len(data))
         await store.close()
+
     asyncio.run(main())
 
 
@@ -36,6 +38,7 @@ def reopen(root: Path, registered: bool = True) -> tuple[int, Recovery]:
         count = store.key_count
         await store.close()
         return count, recovery
+
     return asyncio.run(main())
 
 
@@ -47,8 +50,11 @@ def test_a_store_that_cannot_be_opened_for_now_is_left_as_it_is(tmp_path):
     index = tmp_path / "index"
 
     def data_files() -> dict[str, bytes]:  # (LevelDB's own info LOG may turn over)
-        return {p.name: p.read_bytes() for p in index.iterdir()
-                if p.is_file() and not p.name.startswith(("LOG", "LOCK"))}
+        return {
+            p.name: p.read_bytes()
+            for p in index.iterdir()
+            if p.is_file() and not p.name.startswith(("LOG", "LOCK"))
+        }
 
     before = data_files()
     (index / "LOCK").unlink()

@@ -13,6 +13,7 @@ def elapsed(throttle: Throttle, items: int, nbytes: int) -> float:
         for _ in range(items):
             await throttle.take(1, nbytes)
         return time.monotonic() - started
+
     return asyncio.run(run())
 
 

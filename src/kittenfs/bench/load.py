@@ -77,9 +77,16 @@ def value_for(key: str, size: int) -> bytes:
 def run_phase(phase: Phase, processes: int) -> PhaseResult:
     """Run ``phase`` over ``processes`` generator processes; return the merged result."""
     processes = max(1, min(processes, phase.concurrency))
-    shares = [Phase(**{**phase.__dict__, "keys": phase.keys[i::processes],
-                       "concurrency": _share(phase.concurrency, processes, i)})
-              for i in range(processes)]
+    shares = [
+        Phase(
+            **{
+                **phase.__dict__,
+                "keys": phase.keys[i::processes],
+                "concurrency": _share(phase.concurrency, processes, i),
+            }
+        )
+        for i in range(processes)
+    ]
     result = PhaseResult()  # its wall time runs from the first request to the last answer
     if processes == 1:
         result.merge(_run_share(shares[0]))
@@ -103,13 +110,15 @@ async def _drive(phase: Phase) -> dict[str, Any]:
     out: dict[str, Any] = {"latencies": [], "errors": 0, "bytes": 0, "error_samples": []}
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                     headers=phase.headers) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=phase.headers
+    ) as session:
         out["start"] = time.time()
         pending = iter(phase.keys) if phase.operation != "mixed" else None
         rng = random.Random(len(phase.keys))
-        cumulative = list(itertools.accumulate(
-            1 / (rank + 1) ** phase.zipf_s for rank in range(len(phase.keys))))
+        cumulative = list(
+            itertools.accumulate(1 / (rank + 1) ** phase.zipf_s for rank in range(len(phase.keys)))
+        )
 
         def next_key() -> str | None:
             if pending is not None:
@@ -143,9 +152,12 @@ async def _drive(phase: Phase) -> dict[str, Any]:
     return out
 
 
-async def _operate(session: aiohttp.ClientSession, phase: Phase, key: str,
-                   rng: random.Random) -> int:
-    """Run one operation on ``key``; return the value bytes moved (AssertionError on a bad answer)."""
+async def _operate(
+    session: aiohttp.ClientSession, phase: Phase, key: str, rng: random.Random
+) -> int:
+    """Run one operation on ``key``; return the value bytes moved.
+
+    Raise AssertionError on a bad answer."""
     url = f"{phase.base_url}{key}"
     operation = phase.operation
     if operation == "mixed":
@@ -186,8 +198,7 @@ async def _operate(session: aiohttp.ClientSession, phase: Phase, key: str,
     raise ValueError(f"unknown operation {operation!r}")
 
 
-async def _put(session: aiohttp.ClientSession, url: str, value: bytes,
-               ok: tuple[int, ...]) -> None:
+async def _put(session: aiohttp.ClientSession, url: str, value: bytes, ok: tuple[int, ...]) -> None:
     async with session.put(url, data=value) as resp:
         assert resp.status in ok, f"PUT {resp.status}"
         await resp.read()

@@ -15,11 +15,11 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and int(fields[1]) == pid
+    ]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -50,8 +50,9 @@ def find_nginx(install: bool) -> tuple[str | None, str]:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 
     def apt_get(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["apt-get", *args], env=env, check=False, capture_output=True,
-                              text=True)
+        return subprocess.run(
+            ["apt-get", *args], env=env, check=False, capture_output=True, text=True
+        )
 
     done = apt_get("install", "-y", "-qq", "nginx-light")
     if done.returncode != 0:  # the package lists may be missing or stale
@@ -74,8 +75,11 @@ def nginx(binary: str, files: dict[str, bytes], port: int, workers: int) -> Iter
         path.write_bytes(data)
     conf = root / "nginx.conf"
     conf.write_text(NGINX_CONF.format(root=root, port=port, workers=workers))
-    process = subprocess.Popen([binary, "-c", str(conf), "-p", str(root), "-g", "daemon off;"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "-c", str(conf), "-p", str(root), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_port(port, process)
         yield process.pid
@@ -126,6 +130,11 @@ def disk(size: int, count: int, directory: str | None = None) -> dict[str, float
         read_wall = time.perf_counter() - started
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {"size": size, "count": count,
-            "write_ops_s": count / write_wall, "write_mb_s": count * size / write_wall / 1e6,
-            "read_ops_s": count / read_wall, "read_mb_s": count * size / read_wall / 1e6}
+    return {
+        "size": size,
+        "count": count,
+        "write_ops_s": count / write_wall,
+        "write_mb_s": count * size / write_wall / 1e6,
+        "read_ops_s": count / read_wall,
+        "read_mb_s": count * size / read_wall / 1e6,
+    }

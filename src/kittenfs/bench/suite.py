@@ -79,21 +79,36 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[rank]
 
 
-def summarize(name: str, target: str, phase: Phase, result: PhaseResult,
-              processes: dict[str, dict[str, float]], unit_bytes: bool = False) -> dict[str, Any]:
+def summarize(
+    name: str,
+    target: str,
+    phase: Phase,
+    result: PhaseResult,
+    processes: dict[str, dict[str, float]],
+    unit_bytes: bool = False,
+) -> dict[str, Any]:
     """Return one phase's figures: throughput, latency percentiles, errors, CPU and memory."""
     latencies = sorted(result.latencies)
     done = len(latencies)
     wall = max(result.wall, 1e-9)
     return {
-        "name": name, "target": target, "operation": phase.operation,
-        "concurrency": phase.concurrency, "value_size": phase.value_size, "count": done,
-        "ops_s": done / wall, "mb_s": result.bytes / wall / 1e6,
-        "p50_ms": percentile(latencies, 0.50) * 1e3, "p99_ms": percentile(latencies, 0.99) * 1e3,
+        "name": name,
+        "target": target,
+        "operation": phase.operation,
+        "concurrency": phase.concurrency,
+        "value_size": phase.value_size,
+        "count": done,
+        "ops_s": done / wall,
+        "mb_s": result.bytes / wall / 1e6,
+        "p50_ms": percentile(latencies, 0.50) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
         "p999_ms": percentile(latencies, 0.999) * 1e3,
         "max_ms": (latencies[-1] * 1e3) if latencies else 0.0,
-        "errors": result.errors, "error_samples": result.error_samples,
-        "wall_s": result.wall, "client_cpu_s": result.client_cpu, "processes": processes,
+        "errors": result.errors,
+        "error_samples": result.error_samples,
+        "wall_s": result.wall,
+        "client_cpu_s": result.client_cpu,
+        "processes": processes,
         "throughput_unit": "MB/s" if unit_bytes else "ops/s",
     }
 
@@ -101,23 +116,41 @@ def summarize(name: str, target: str, phase: Phase, result: PhaseResult,
 class Measured:
     """Runs phases against one target, recording each process's CPU and peak RSS."""
 
-    def __init__(self, run: Run, base_url: str, target: str, pids: dict[str, int],
-                 generators: int, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        run: Run,
+        base_url: str,
+        target: str,
+        pids: dict[str, int],
+        generators: int,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.run, self.base_url, self.target, self.pids = run, base_url, target, pids
         self.generators = generators
         self.headers = headers or {}
 
-    def phase(self, name: str, operation: str, keys: list[str], concurrency: int,
-              value_size: int = 1024, record: bool = True, **extra: Any) -> dict[str, Any]:
-        phase = Phase(self.base_url, operation, keys, concurrency, value_size,
-                      headers=self.headers, **extra)
+    def phase(
+        self,
+        name: str,
+        operation: str,
+        keys: list[str],
+        concurrency: int,
+        value_size: int = 1024,
+        record: bool = True,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        phase = Phase(
+            self.base_url, operation, keys, concurrency, value_size, headers=self.headers, **extra
+        )
         before = {role: cpu_seconds(pid) for role, pid in self.pids.items()}
         result = run_phase(phase, self.generators)
-        processes = {role: {"cpu_s": cpu_seconds(pid) - before[role],
-                            "peak_rss_mib": peak_rss_mib(pid)}
-                     for role, pid in self.pids.items()}
-        figures = summarize(name, self.target, phase, result, processes,
-                            unit_bytes=value_size >= MiB)
+        processes = {
+            role: {"cpu_s": cpu_seconds(pid) - before[role], "peak_rss_mib": peak_rss_mib(pid)}
+            for role, pid in self.pids.items()
+        }
+        figures = summarize(
+            name, self.target, phase, result, processes, unit_bytes=value_size >= MiB
+        )
         if record:
             self.run.phases.append(figures)
         return figures
@@ -142,7 +175,7 @@ def bench_kittenfs(m: Measured, sizes: Sizes, cleanup: bool) -> None:
         m.phase("zipf cleanup", "delete", mixed, 16, record=False)
     large = _keys("/bench/large16m", sizes.large_puts)
     m.phase("large PUT 16MiB c4", "put", large, 4, 16 * MiB)
-    gets = (large * (sizes.large_gets // len(large) + 1))[:sizes.large_gets]
+    gets = (large * (sizes.large_gets // len(large) + 1))[: sizes.large_gets]
     m.phase("large GET 16MiB c16", "get", gets, 16, 16 * MiB)
     if cleanup:
         m.phase("large cleanup", "delete", large, 4, record=False)
@@ -171,8 +204,9 @@ def bench_nginx(run: Run, sizes: Sizes, generators: int, install: bool) -> None:
     with references.nginx(binary, files, port, workers=os.cpu_count() or 1) as pid:
         m = Measured(run, f"http://127.0.0.1:{port}", "nginx", {"nginx": pid}, generators)
         for concurrency, count in sizes.small_ops.items():
-            m.phase(f"static GET 1KiB c{concurrency}", "get", ["/s1k"] * count * GET_REPEAT,
-                    concurrency)
+            m.phase(
+                f"static GET 1KiB c{concurrency}", "get", ["/s1k"] * count * GET_REPEAT, concurrency
+            )
         m.phase("static GET 16MiB c16", "get", ["/s16m"] * sizes.large_gets, 16, 16 * MiB)
 
 
@@ -194,51 +228,99 @@ def compute_ratios(run: Run) -> None:
         return None if a is None or not b else a / b
 
     values = {
-        "small_get_vs_nginx": ratio(figure("kittenfs", "small GET c16", "ops_s"),
-                                    figure("nginx", "static GET 1KiB c16", "ops_s")),
-        "large_get_vs_nginx": ratio(figure("kittenfs", "large GET 16MiB c16", "mb_s"),
-                                    figure("nginx", "static GET 16MiB c16", "mb_s")),
-        "small_put_vs_nginx": ratio(figure("kittenfs", "small PUT c16", "ops_s"),
-                                    figure("nginx", "static GET 1KiB c16", "ops_s")),
+        "small_get_vs_nginx": ratio(
+            figure("kittenfs", "small GET c16", "ops_s"),
+            figure("nginx", "static GET 1KiB c16", "ops_s"),
+        ),
+        "large_get_vs_nginx": ratio(
+            figure("kittenfs", "large GET 16MiB c16", "mb_s"),
+            figure("nginx", "static GET 16MiB c16", "mb_s"),
+        ),
+        "small_put_vs_nginx": ratio(
+            figure("kittenfs", "small PUT c16", "ops_s"),
+            figure("nginx", "static GET 1KiB c16", "ops_s"),
+        ),
         "large_put_mb_s": figure("kittenfs", "large PUT 16MiB c4", "mb_s"),
         "thrasher_cycles_s": figure("kittenfs", "thrasher cycle c16", "ops_s"),
     }
-    run.ratios = {name: {"value": value, "target": TARGETS[name],
-                         "met": None if value is None else value >= TARGETS[name]}
-                  for name, value in values.items()}
+    run.ratios = {
+        name: {
+            "value": value,
+            "target": TARGETS[name],
+            "met": None if value is None else value >= TARGETS[name],
+        }
+        for name, value in values.items()
+    }
 
 
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
     """Return when, where and on what this run was made."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, check=False,
-                            text=True, cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            check=False,
+            text=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+        or "unknown"
+    )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit,
-            "kittenfs": __version__, "python": platform.python_version(),
-            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-                       f"{memory:.0f} GiB", "quick": args.quick, "url": args.url,
-            "generator_processes": args.processes, "workers": args.workers,
-            "replicas": args.replicas, "cache_bytes": args.cache_bytes,
-            "auth": bool(args.auth or args.token)}
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit,
+        "kittenfs": __version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"{memory:.0f} GiB",
+        "quick": args.quick,
+        "url": args.url,
+        "generator_processes": args.processes,
+        "workers": args.workers,
+        "replicas": args.replicas,
+        "cache_bytes": args.cache_bytes,
+        "auth": bool(args.auth or args.token),
+    }
 
 
 def print_report(run: Run, console: Console) -> None:
     """Print the phases and the ratios as tables."""
-    table = Table(title=f"kittenFS bench {run.meta['date']} ({run.meta['commit']}, "
-                        f"{run.meta['machine']})")
-    for column in ("target", "phase", "throughput", "p50 ms", "p99 ms", "p99.9 ms", "errors",
-                   "client CPU s", "server CPU s", "peak RSS MiB"):
+    table = Table(
+        title=f"kittenFS bench {run.meta['date']} ({run.meta['commit']}, {run.meta['machine']})"
+    )
+    for column in (
+        "target",
+        "phase",
+        "throughput",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "errors",
+        "client CPU s",
+        "server CPU s",
+        "peak RSS MiB",
+    ):
         table.add_column(column, justify="left" if column in ("target", "phase") else "right")
     for p in run.phases:
-        throughput = (f"{p['mb_s']:.0f} MB/s" if p["throughput_unit"] == "MB/s"
-                      else f"{p['ops_s']:.0f} ops/s")
+        throughput = (
+            f"{p['mb_s']:.0f} MB/s" if p["throughput_unit"] == "MB/s" else f"{p['ops_s']:.0f} ops/s"
+        )
         if "keys_s" in p:
             throughput = f"{p['keys_s']:.0f} keys/s"
         server_cpu = sum(proc["cpu_s"] for proc in p["processes"].values())
         peak = max((proc["peak_rss_mib"] for proc in p["processes"].values()), default=0.0)
-        table.add_row(p["target"], p["name"], throughput, f"{p['p50_ms']:.2f}",
-                      f"{p['p99_ms']:.2f}", f"{p['p999_ms']:.2f}", str(p["errors"]),
-                      f"{p['client_cpu_s']:.1f}", f"{server_cpu:.1f}", f"{peak:.0f}")
+        table.add_row(
+            p["target"],
+            p["name"],
+            throughput,
+            f"{p['p50_ms']:.2f}",
+            f"{p['p99_ms']:.2f}",
+            f"{p['p999_ms']:.2f}",
+            str(p["errors"]),
+            f"{p['client_cpu_s']:.1f}",
+            f"{server_cpu:.1f}",
+            f"{peak:.0f}",
+        )
     console.print(table)
     ratios = Table(title="targets (ratios to the in-run references)")
     for column in ("figure", "value", "target", "met"):
@@ -256,6 +338,7 @@ def plot(run: Run, directory: Path, console: Console) -> None:
     """Draw throughput against concurrency, and latency percentiles, as PNG files."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -263,14 +346,25 @@ def plot(run: Run, directory: Path, console: Console) -> None:
         return
     directory.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(7, 4))
-    for target, prefix in (("kittenfs", "small GET c"), ("kittenfs", "small PUT c"),
-                           ("nginx", "static GET 1KiB c")):
-        points = sorted((p["concurrency"], p["ops_s"]) for p in run.phases
-                        if p["target"] == target and p["name"].startswith(prefix))
+    for target, prefix in (
+        ("kittenfs", "small GET c"),
+        ("kittenfs", "small PUT c"),
+        ("nginx", "static GET 1KiB c"),
+    ):
+        points = sorted(
+            (p["concurrency"], p["ops_s"])
+            for p in run.phases
+            if p["target"] == target and p["name"].startswith(prefix)
+        )
         if points:
-            axis.plot(*zip(*points), marker="o", label=f"{target}: {prefix.rstrip(' c')}")
-    axis.set(xscale="log", xlabel="concurrency", ylabel="ops/s",
-             title="1 KiB throughput against concurrency")
+            label = f"{target}: {prefix.rstrip(' c')}"
+            axis.plot(*zip(*points, strict=True), marker="o", label=label)
+    axis.set(
+        xscale="log",
+        xlabel="concurrency",
+        ylabel="ops/s",
+        title="1 KiB throughput against concurrency",
+    )
     axis.legend()
     figure.tight_layout()
     figure.savefig(directory / "throughput.png", dpi=120)
@@ -301,14 +395,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="write the JSON report to this file")
     parser.add_argument("--plot", help="draw PNG charts into this directory")
     parser.add_argument("--no-nginx", action="store_true", help="skip the nginx reference")
-    parser.add_argument("--no-install", action="store_true",
-                        help="do not apt-get install nginx when it is missing")
+    parser.add_argument(
+        "--no-install", action="store_true", help="do not apt-get install nginx when it is missing"
+    )
     parser.add_argument("--keep", help="keep the local cluster's data under this directory")
-    parser.add_argument("--cache-bytes", type=int, default=MasterConfig.cache_bytes,
-                        help="the local master's hot-value cache size (default 64 MiB; 0: off)")
-    parser.add_argument("--auth", action="store_true",
-                        help="turn auth on in the local cluster (an admin token), and send the "
-                             "token with every request, to measure what auth costs")
+    parser.add_argument(
+        "--cache-bytes",
+        type=int,
+        default=MasterConfig.cache_bytes,
+        help="the local master's hot-value cache size (default 64 MiB; 0: off)",
+    )
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="turn auth on in the local cluster (an admin token), and send the "
+        "token with every request, to measure what auth costs",
+    )
     parser.add_argument("--token", help="with --url: a credential to send")
 
 
@@ -318,16 +420,33 @@ def run_benchmark(args: argparse.Namespace) -> int:
     sizes = QUICK if args.quick else FULL
     run = Run(metadata(args))
     holder: Callable[[], Any] = (
-        (lambda: nullcontext(None)) if args.url else
-        (lambda: local_cluster(args.workers, args.replicas, args.keep,
-                               ("--cache-bytes", str(args.cache_bytes)), auth=args.auth)))
+        (lambda: nullcontext(None))
+        if args.url
+        else (
+            lambda: local_cluster(
+                args.workers,
+                args.replicas,
+                args.keep,
+                ("--cache-bytes", str(args.cache_bytes)),
+                auth=args.auth,
+            )
+        )
+    )
     with holder() as cluster:
         base = args.url.rstrip("/") if args.url else cluster.url
         pids = {} if cluster is None else cluster.pids()
-        headers = ({"Authorization": f"Bearer {args.token}"} if args.url and args.token else
-                   cluster.headers if cluster is not None else {})
-        bench_kittenfs(Measured(run, base, "kittenfs", pids, args.processes, headers), sizes,
-                       cleanup=bool(args.url))
+        headers = (
+            {"Authorization": f"Bearer {args.token}"}
+            if args.url and args.token
+            else cluster.headers
+            if cluster is not None
+            else {}
+        )
+        bench_kittenfs(
+            Measured(run, base, "kittenfs", pids, args.processes, headers),
+            sizes,
+            cleanup=bool(args.url),
+        )
     if args.no_nginx:
         run.notes.append("nginx reference skipped: --no-nginx")
     else:

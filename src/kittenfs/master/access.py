@@ -124,29 +124,35 @@ def load_master_key(data: Path) -> bytes:
 def _fingerprint(master_key: bytes, token: str) -> str:
     """Return what names the admin token in the links it signs: keyed with the master's key,
     so a link does not hand out a hash of the token to guess it from."""
-    return hmac.new(derive(master_key, "admin-id"), token.encode("utf-8", "surrogateescape"),
-                    hashlib.sha256).hexdigest()[:16]
+    return hmac.new(
+        derive(master_key, "admin-id"), token.encode("utf-8", "surrogateescape"), hashlib.sha256
+    ).hexdigest()[:16]
 
 
 class Access:
     """The master's access rules, over its credential store."""
 
-    def __init__(self, index: Index, master_key: bytes, cluster_key: ClusterKey | None,
-                 admin_token: str | None, anonymous: str | None) -> None:
+    def __init__(
+        self,
+        index: Index,
+        master_key: bytes,
+        cluster_key: ClusterKey | None,
+        admin_token: str | None,
+        anonymous: str | None,
+    ) -> None:
         self.index = index
         self.master_key = master_key
         self.links = LinkKey(master_key)
         self.cluster_key = cluster_key
         self.admin_token = admin_token
-        self._admin = (f"admin:{_fingerprint(master_key, admin_token)}" if admin_token
-                       else None)
+        self._admin = f"admin:{_fingerprint(master_key, admin_token)}" if admin_token else None
         #: Auth is on once an admin credential or an --anonymous rule is given.
         self.enabled = admin_token is not None or anonymous is not None
-        self.anonymous_role = _ANONYMOUS_ROLES[anonymous or "none"] if self.enabled \
-            else Role.ADMIN
+        self.anonymous_role = _ANONYMOUS_ROLES[anonymous or "none"] if self.enabled else Role.ADMIN
 
-    def authorize(self, request: web.Request, need: Need, key: str = "/",
-                  listing: bool = False) -> Caller:
+    def authorize(
+        self, request: web.Request, need: Need, key: str = "/", listing: bool = False
+    ) -> Caller:
         """Return the caller of ``request`` if it may do what ``need`` says on ``key``;
         raise 401 or 403 otherwise."""
         if need is Need.OPEN:  # credentials are not even looked at
@@ -157,26 +163,40 @@ class Access:
         if need is Need.MEMBER:
             require_member(request, self.cluster_key)  # raises: only workers come here
         if caller.anonymous:
-            raise HTTPProblem(401, "unauthorized", f"{request.method} {request.path} needs "
-                              f"{need.value} access: send Authorization: Bearer <token>",
-                              **{"WWW-Authenticate": 'Bearer realm="kittenfs"'})
-        raise HTTPProblem(403, "forbidden", f"{caller.describe()} may not "
-                          f"{request.method} {request.path} (needs {need.value})")
+            raise HTTPProblem(
+                401,
+                "unauthorized",
+                f"{request.method} {request.path} needs "
+                f"{need.value} access: send Authorization: Bearer <token>",
+                **{"WWW-Authenticate": 'Bearer realm="kittenfs"'},
+            )
+        raise HTTPProblem(
+            403,
+            "forbidden",
+            f"{caller.describe()} may not {request.method} {request.path} (needs {need.value})",
+        )
 
     def identify(self, request: web.Request) -> Caller:
         """Return who sent ``request``; raise 401 if it is nobody who may do anything (an
         anonymous caller while anonymous may do nothing, or a bad credential)."""
         caller = self.caller(request, None)
         if caller.role is None and not caller.member:
-            raise HTTPProblem(401, "unauthorized", f"{request.path} needs a credential: send "
-                              "Authorization: Bearer <token>",
-                              **{"WWW-Authenticate": 'Bearer realm="kittenfs"'})
+            raise HTTPProblem(
+                401,
+                "unauthorized",
+                f"{request.path} needs a credential: send Authorization: Bearer <token>",
+                **{"WWW-Authenticate": 'Bearer realm="kittenfs"'},
+            )
         return caller
 
     def _meets(self, caller: Caller, need: Need, key: str, listing: bool) -> bool:
         if listing:  # a listing of a prefix that reaches into the caller's scope
-            return (caller.link is None and caller.role is not None and caller.role >= Role.READ
-                    and listing_prefix(caller.prefix, key) is not None)
+            return (
+                caller.link is None
+                and caller.role is not None
+                and caller.role >= Role.READ
+                and listing_prefix(caller.prefix, key) is not None
+            )
         if caller.link is not None:  # a link grants its method on its key, nothing more
             return need in (Need.READ, Need.WRITE) and caller.may(Role[need.name], key)
         if need in (Need.READ, Need.WRITE, Need.ADMIN):
@@ -201,9 +221,13 @@ class Access:
             return self._link(request, key)
         if HEADER in request.headers and self.cluster_key is not None:
             if not is_member(request, self.cluster_key):
-                raise HTTPProblem(401, "cluster_auth_failed", f"{HEADER} does not sign this "
-                                  "request with this cluster's secret (or its time is off)",
-                                  **{"WWW-Authenticate": 'KittenFS-Cluster realm="kittenfs"'})
+                raise HTTPProblem(
+                    401,
+                    "cluster_auth_failed",
+                    f"{HEADER} does not sign this "
+                    "request with this cluster's secret (or its time is off)",
+                    **{"WWW-Authenticate": 'KittenFS-Cluster realm="kittenfs"'},
+                )
             return Caller(role=self.anonymous_role, member=True)  # as trusted as anyone
         return Caller(role=self.anonymous_role)
 
@@ -219,8 +243,9 @@ class Access:
         if named is None:
             raise _bad_credential("the token is not a kittenFS token")
         credential = self.credential(named[0])
-        if credential is None or not secrets_match(secret_of(self.master_key, credential),
-                                                   named[1]):
+        if credential is None or not secrets_match(
+            secret_of(self.master_key, credential), named[1]
+        ):
             raise _bad_credential("unknown or revoked credential, or a wrong secret")
         return Caller(credential.access_key, Role.named(credential.role), credential.prefix)
 
@@ -238,16 +263,22 @@ class Access:
             exclude = tuple(int(i) for i in query.get("kfs-exclude", "").split(",") if i)
         except ValueError:
             raise HTTPProblem(403, "bad_link", "the link's parameters are garbled") from None
-        link = KeyLink(query.get("kfs-method", ""), key, expires,
-                       query.get("kfs-credential", ""), exclude)
+        link = KeyLink(
+            query.get("kfs-method", ""), key, expires, query.get("kfs-credential", ""), exclude
+        )
         if not self.links.check(link, query.get("kfs-signature", ""), time.time()):
             if self.links.check(link, query.get("kfs-signature", ""), float("-inf")):
                 raise HTTPProblem(403, "link_expired", "the link has expired")
-            raise HTTPProblem(403, "bad_link", "the link's signature does not match it: "
-                              "it was altered, or signed for another key or method")
+            raise HTTPProblem(
+                403,
+                "bad_link",
+                "the link's signature does not match it: "
+                "it was altered, or signed for another key or method",
+            )
         if request.method not in (link.method, "HEAD" if link.method == "GET" else ""):
-            raise HTTPProblem(403, "bad_link", f"the link is for {link.method}, "
-                              f"not {request.method}")
+            raise HTTPProblem(
+                403, "bad_link", f"the link is for {link.method}, not {request.method}"
+            )
         owner = self._owner(link.credential)
         return Caller(link.credential, owner.role, owner.prefix, link=link)
 
@@ -259,8 +290,11 @@ class Access:
             return Caller(credential, Role.ADMIN)
         stored = self.credential(credential)
         if stored is None:
-            raise HTTPProblem(403, "link_revoked", "the credential that signed the link was "
-                              "revoked or has expired")
+            raise HTTPProblem(
+                403,
+                "link_revoked",
+                "the credential that signed the link was revoked or has expired",
+            )
         return Caller(credential, Role.named(stored.role), stored.prefix)
 
     def listing(self, caller: Caller, prefix: str) -> str:
@@ -270,15 +304,19 @@ class Access:
             raise HTTPProblem(403, "forbidden", f"{caller.describe()} may not list {prefix}")
         return scoped
 
-    def sign(self, caller: Caller, method: str, key: str, seconds: float,
-             exclude: tuple[int, ...] = ()) -> dict[str, str]:
+    def sign(
+        self, caller: Caller, method: str, key: str, seconds: float, exclude: tuple[int, ...] = ()
+    ) -> dict[str, str]:
         """Return the query parameters of a link that lets anyone do ``method`` on ``key``
         for ``seconds``, as ``caller``."""
         link = KeyLink(method, key, int(time.time() + seconds), caller.credential, exclude)
-        return {"kfs-method": link.method, "kfs-expires": str(link.expires),
-                "kfs-credential": link.credential,
-                **({"kfs-exclude": ",".join(map(str, exclude))} if exclude else {}),
-                "kfs-signature": self.links.sign(link)}
+        return {
+            "kfs-method": link.method,
+            "kfs-expires": str(link.expires),
+            "kfs-credential": link.credential,
+            **({"kfs-exclude": ",".join(map(str, exclude))} if exclude else {}),
+            "kfs-signature": self.links.sign(link),
+        }
 
 
 def link_url(base: str, raw_path: str, params: dict[str, str]) -> str:
@@ -287,5 +325,9 @@ def link_url(base: str, raw_path: str, params: dict[str, str]) -> str:
 
 
 def _bad_credential(detail: str) -> HTTPProblem:
-    return HTTPProblem(401, "bad_credentials", detail, **{
-        "WWW-Authenticate": 'Bearer realm="kittenfs", error="invalid_token"'})
+    return HTTPProblem(
+        401,
+        "bad_credentials",
+        detail,
+        **{"WWW-Authenticate": 'Bearer realm="kittenfs", error="invalid_token"'},
+    )

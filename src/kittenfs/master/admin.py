@@ -1,18 +1,18 @@
 """Admin routes of the master: jobs, and draining and removing workers (docs/operations.md).
 
-    POST   /_jobs/rebalance   {"dry_run": false, "rate": 0, "bandwidth": 0, "concurrency": 4}
-    POST   /_jobs/repair      (the same options)
-    POST   /_jobs/gc          {"grace": 3600, "purge_unlinked": false, "dry_run": false, "rate": 0}
-    GET    /_jobs             every job this master remembers, newest last
-    GET    /_jobs/<id>        one job's progress
-    DELETE /_jobs/<id>        cancel it
-    POST   /_workers/<i>/drain    stop placing replicas on worker i and move its replicas off
-                                  (a "drain" job; the same options)
-    DELETE /_workers/<i>/drain    place replicas on it again
-    DELETE /_workers/<i>?force=1  forget a stopped worker; refused while any key needs it
-    POST   /_workers/<i>/adopt    add a clone's copies to the replicas (the worker asks)
-    POST   /_workers/<i>/recheck  check its copy of every key naming it; damaged ones are
-                                  repaired (a worker whose store lost blobs asks)
+POST   /_jobs/rebalance   {"dry_run": false, "rate": 0, "bandwidth": 0, "concurrency": 4}
+POST   /_jobs/repair      (the same options)
+POST   /_jobs/gc          {"grace": 3600, "purge_unlinked": false, "dry_run": false, "rate": 0}
+GET    /_jobs             every job this master remembers, newest last
+GET    /_jobs/<id>        one job's progress
+DELETE /_jobs/<id>        cancel it
+POST   /_workers/<i>/drain    stop placing replicas on worker i and move its replicas off
+                              (a "drain" job; the same options)
+DELETE /_workers/<i>/drain    place replicas on it again
+DELETE /_workers/<i>?force=1  forget a stopped worker; refused while any key needs it
+POST   /_workers/<i>/adopt    add a clone's copies to the replicas (the worker asks)
+POST   /_workers/<i>/recheck  check its copy of every key naming it; damaged ones are
+                              repaired (a worker whose store lost blobs asks)
 """
 
 from typing import Any
@@ -31,8 +31,9 @@ from .state import MasterState
 KINDS = {"rebalance": False, "repair": True}
 
 
-async def dispatch_jobs(request: web.Request, state: MasterState, rest: str,
-                        need: Need) -> web.Response:
+async def dispatch_jobs(
+    request: web.Request, state: MasterState, rest: str, need: Need
+) -> web.Response:
     """Route ``/_jobs`` and ``/_jobs/<...>`` for a caller with ``need``; ``rest`` is the path
     after ``/_jobs/``."""
     state.access.authorize(request, need)
@@ -41,12 +42,17 @@ async def dispatch_jobs(request: web.Request, state: MasterState, rest: str,
         if request.method != "GET":
             raise HTTPProblem(405, "method_not_allowed", "/_jobs accepts GET", Allow="GET")
         running = state.jobs.running()
-        return web.json_response({"jobs": [job.describe() for job in state.jobs.history],
-                                  "running": running.id if running else None})
+        return web.json_response(
+            {
+                "jobs": [job.describe() for job in state.jobs.history],
+                "running": running.id if running else None,
+            }
+        )
     if name in (*KINDS, "gc"):
         if request.method != "POST":
-            raise HTTPProblem(405, "method_not_allowed", f"/_jobs/{name} accepts POST",
-                              Allow="POST")
+            raise HTTPProblem(
+                405, "method_not_allowed", f"/_jobs/{name} accepts POST", Allow="POST"
+            )
         options = await _options(request, gc=name == "gc")
         job = start_gc(state, options) if name == "gc" else start(state, name, options)
         return web.json_response(job.describe(), status=202)
@@ -54,12 +60,14 @@ async def dispatch_jobs(request: web.Request, state: MasterState, rest: str,
         return web.json_response(state.jobs.get(name).describe())
     if request.method == "DELETE":
         return web.json_response((await state.jobs.cancel(name)).describe())
-    raise HTTPProblem(405, "method_not_allowed", "/_jobs/<id> accepts GET, DELETE",
-                      Allow="GET, DELETE")
+    raise HTTPProblem(
+        405, "method_not_allowed", "/_jobs/<id> accepts GET, DELETE", Allow="GET, DELETE"
+    )
 
 
-def start(state: MasterState, kind: str, options: dict[str, Any],
-          only_worker: int | None = None) -> Job:
+def start(
+    state: MasterState, kind: str, options: dict[str, Any], only_worker: int | None = None
+) -> Job:
     """Start a rebalance, repair or drain job with validated ``options``.  A drain (of
     ``only_worker``) first marks the worker draining, unless it is a dry run."""
     converger = Converger(state.store)
@@ -67,9 +75,14 @@ def start(state: MasterState, kind: str, options: dict[str, Any],
     async def body(job: Job) -> None:
         if only_worker is not None and not options["dry_run"]:
             await state.membership.set_draining(only_worker, True)
-        await converger.run(job, KINDS.get(kind, False), options["dry_run"],
-                            options["concurrency"],
-                            Throttle(options["rate"], options["bandwidth"]), only_worker)
+        await converger.run(
+            job,
+            KINDS.get(kind, False),
+            options["dry_run"],
+            options["concurrency"],
+            Throttle(options["rate"], options["bandwidth"]),
+            only_worker,
+        )
 
     return state.jobs.start(kind, options, body)
 
@@ -79,22 +92,33 @@ def start_gc(state: MasterState, options: dict[str, Any]) -> Job:
     collector = Collector(state.store)
 
     async def body(job: Job) -> None:
-        await collector.run(job, options["grace"], options["purge_unlinked"],
-                            options["dry_run"], Throttle(options["rate"], options["bandwidth"]))
+        await collector.run(
+            job,
+            options["grace"],
+            options["purge_unlinked"],
+            options["dry_run"],
+            Throttle(options["rate"], options["bandwidth"]),
+        )
 
     return state.jobs.start("gc", options, body)
 
 
-async def dispatch_workers(request: web.Request, state: MasterState, rest: str,
-                           need: Need) -> web.Response:
+async def dispatch_workers(
+    request: web.Request, state: MasterState, rest: str, need: Need
+) -> web.Response:
     """Route ``/_workers/<i>/drain`` and ``/_workers/<i>`` for a caller with ``need`` (a
     worker may ask to be adopted itself); ``rest`` is the part after ``/_workers/``."""
     text, _, action = rest.partition("/")
     if not (text.isascii() and text.isdigit() and len(text) <= 9) or action not in (
-            "", "drain", "adopt", "recheck"):
+        "",
+        "drain",
+        "adopt",
+        "recheck",
+    ):
         raise HTTPProblem(404, "no_such_route", f"/_workers/{rest} is not a route")
-    state.access.authorize(request, Need.MEMBER_OR_ADMIN if action in ("adopt", "recheck")
-                           else need)
+    state.access.authorize(
+        request, Need.MEMBER_OR_ADMIN if action in ("adopt", "recheck") else need
+    )
     index = int(text)
     if action == "drain" and request.method == "POST":
         options = await _options(request)
@@ -115,8 +139,9 @@ async def dispatch_workers(request: web.Request, state: MasterState, rest: str,
         await remove_worker(state, index, request.query.get("force") in ("1", "true", "yes"))
         return web.Response(status=204)
     allowed = {"": "DELETE", "drain": "POST, DELETE", "adopt": "POST", "recheck": "POST"}[action]
-    raise HTTPProblem(405, "method_not_allowed", f"/_workers/{rest} accepts {allowed}",
-                      Allow=allowed)
+    raise HTTPProblem(
+        405, "method_not_allowed", f"/_workers/{rest} accepts {allowed}", Allow=allowed
+    )
 
 
 async def adopt(state: MasterState, index: int) -> dict[str, int]:
@@ -126,8 +151,7 @@ async def adopt(state: MasterState, index: int) -> dict[str, int]:
     adopted = total = 0
     async for blob in replica_io.list_blobs(state.session, state.membership.url(index)):
         total += 1
-        adopted += await state.store.add_replica(blob["key"], blob["version"], blob["md5"],
-                                                 index)
+        adopted += await state.store.add_replica(blob["key"], blob["version"], blob["md5"], index)
     return {"adopted": adopted, "blobs": total}
 
 
@@ -143,11 +167,19 @@ async def remove_worker(state: MasterState, index: int, force: bool) -> None:
             if not others:  # a copy on a worker that is down is no copy to count on
                 only.append(record.key)
     if only:
-        raise HTTPProblem(409, "only_copy", f"worker {index} holds the only copy of {len(only)} "
-                          f"keys (for example {only[0]!r}); bring it back up and drain it first")
+        raise HTTPProblem(
+            409,
+            "only_copy",
+            f"worker {index} holds the only copy of {len(only)} "
+            f"keys (for example {only[0]!r}); bring it back up and drain it first",
+        )
     if named and not force:
-        raise HTTPProblem(409, "worker_in_use", f"{named} keys still have a replica on worker "
-                          f"{index}; drain it first, or remove it with force and run repair")
+        raise HTTPProblem(
+            409,
+            "worker_in_use",
+            f"{named} keys still have a replica on worker "
+            f"{index}; drain it first, or remove it with force and run repair",
+        )
     await state.membership.remove(index)
 
 
@@ -155,14 +187,21 @@ async def _options(request: web.Request, gc: bool = False) -> dict[str, Any]:
     """Parse a job's options: an optional JSON object (an empty body means the defaults)."""
     raw = await request.read()
     body = json_object(raw) if raw.strip() else {}
-    known = {"dry_run", "rate", "bandwidth", *(("grace", "purge_unlinked") if gc else
-                                               ("concurrency",))}
+    known = {
+        "dry_run",
+        "rate",
+        "bandwidth",
+        *(("grace", "purge_unlinked") if gc else ("concurrency",)),
+    }
     unknown = set(body) - known
     if unknown:
         raise HTTPProblem(400, "bad_option", f"unknown options: {', '.join(sorted(unknown))}")
-    options = {"dry_run": body.get("dry_run", False), "rate": body.get("rate", 0),
-               "bandwidth": body.get("bandwidth", 0),
-               "concurrency": body.get("concurrency", DEFAULT_CONCURRENCY)}
+    options = {
+        "dry_run": body.get("dry_run", False),
+        "rate": body.get("rate", 0),
+        "bandwidth": body.get("bandwidth", 0),
+        "concurrency": body.get("concurrency", DEFAULT_CONCURRENCY),
+    }
     if not isinstance(options["dry_run"], bool):
         raise HTTPProblem(400, "bad_option", "dry_run must be true or false")
     for name in ("rate", "bandwidth"):

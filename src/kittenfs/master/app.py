@@ -32,13 +32,16 @@ def build_app(config: MasterConfig) -> web.Application:
 
 def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
     async def context(app: web.Application) -> AsyncIterator[None]:
-        session = new_session(config.replica_timeout, config.cluster_key,
-                              client_context(config.tls.ca))
+        session = new_session(
+            config.replica_timeout, config.cluster_key, client_context(config.tls.ca)
+        )
         state = await MasterState.open(config, session)
         app["state"] = state
-        tasks = [asyncio.create_task(state.store.reap_forever()),
-                 asyncio.create_task(state.repairs.run_forever()),
-                 asyncio.create_task(_watch_liveness(state))]
+        tasks = [
+            asyncio.create_task(state.store.reap_forever()),
+            asyncio.create_task(state.repairs.run_forever()),
+            asyncio.create_task(_watch_liveness(state)),
+        ]
         yield
         for task in tasks:
             task.cancel()
@@ -47,6 +50,7 @@ def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
         await state.jobs.close()  # before the session its job uses
         await session.close()
         await state.close()
+
     return context
 
 
@@ -61,13 +65,25 @@ async def _watch_liveness(state: MasterState) -> None:
             changed = time.monotonic()
         seen = up
         delay = state.config.auto_rebalance
-        if (delay and changed is not None and time.monotonic() - changed >= delay
-                and state.jobs.running() is None):
+        if (
+            delay
+            and changed is not None
+            and time.monotonic() - changed >= delay
+            and state.jobs.running() is None
+        ):
             changed = None
             log.info("the up workers changed %.0f s ago: starting a rebalance", delay)
-            admin.start(state, "rebalance", {"dry_run": False, "rate": 0, "bandwidth": 0,
-                                             "concurrency": DEFAULT_CONCURRENCY,
-                                             "auto": True})
+            admin.start(
+                state,
+                "rebalance",
+                {
+                    "dry_run": False,
+                    "rate": 0,
+                    "bandwidth": 0,
+                    "concurrency": DEFAULT_CONCURRENCY,
+                    "auto": True,
+                },
+            )
 
 
 def run(config: MasterConfig) -> None:
@@ -78,12 +94,19 @@ def run(config: MasterConfig) -> None:
 
     async def listening(url: str) -> None:
         app["state"].url = url
-        log.info("master %s: data in %s, %d replicas", app["state"].master_id, config.data,
-                 config.replicas)
+        log.info(
+            "master %s: data in %s, %d replicas",
+            app["state"].master_id,
+            config.data,
+            config.replicas,
+        )
         if config.host in ("0.0.0.0", "::", "") and config.advertise is None:
-            log.warning("listening on every address without --advertise: the links this "
-                        "master hands out point to %s, which other machines cannot reach",
-                        url)
+            log.warning(
+                "listening on every address without --advertise: the links this "
+                "master hands out point to %s, which other machines cannot reach",
+                url,
+            )
 
-    asyncio.run(serve(app, config.host, config.port, "master", listening,
-                      server_context(config.tls)))
+    asyncio.run(
+        serve(app, config.host, config.port, "master", listening, server_context(config.tls))
+    )

@@ -77,8 +77,15 @@ class Converger:
         self.membership = store.membership
         self.session = store.session
 
-    async def run(self, job: Job, deep: bool, dry_run: bool, concurrency: int,
-                  throttle: Throttle, only_worker: int | None = None) -> None:
+    async def run(
+        self,
+        job: Job,
+        deep: bool,
+        dry_run: bool,
+        concurrency: int,
+        throttle: Throttle,
+        only_worker: int | None = None,
+    ) -> None:
         """Converge every live and unlinked key (with ``only_worker``, only the keys with a
         replica there), counting what was found and fixed in ``job``."""
         await self._pass(job, deep, dry_run, concurrency, throttle, only_worker)
@@ -98,8 +105,15 @@ class Converger:
         """Count the live and unlinked keys with a replica on ``worker``."""
         return sum([worker in record.replicas async for _, record in self.index.all_current()])
 
-    async def _pass(self, job: Job, deep: bool, dry_run: bool, concurrency: int,
-                    throttle: Throttle, only_worker: int | None) -> None:
+    async def _pass(
+        self,
+        job: Job,
+        deep: bool,
+        dry_run: bool,
+        concurrency: int,
+        throttle: Throttle,
+        only_worker: int | None,
+    ) -> None:
         job.items_total += sum([1 async for _ in self.index.all_current()])
         slots = asyncio.Semaphore(max(1, concurrency))
         running: set[asyncio.Task[None]] = set()
@@ -115,8 +129,9 @@ class Converger:
                     keys, start = self.index.keys(space, "", start, PAGE)
                     for key in keys:
                         await slots.acquire()
-                        task = asyncio.create_task(self._one(job, space, key, deep, dry_run,
-                                                             throttle, only_worker))
+                        task = asyncio.create_task(
+                            self._one(job, space, key, deep, dry_run, throttle, only_worker)
+                        )
                         running.add(task)
                         task.add_done_callback(finished)
                     if not start:
@@ -127,8 +142,16 @@ class Converger:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
-    async def _one(self, job: Job, space: Space, key: str, deep: bool, dry_run: bool,
-                   throttle: Throttle, only_worker: int | None) -> None:
+    async def _one(
+        self,
+        job: Job,
+        space: Space,
+        key: str,
+        deep: bool,
+        dry_run: bool,
+        throttle: Throttle,
+        only_worker: int | None,
+    ) -> None:
         try:
             record = self.index.get(space, key)
             if record is not None and only_worker in (None, *record.replicas):
@@ -137,7 +160,7 @@ class Converger:
                 await throttle.take(1, copied)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - one key's failure is reported; the job goes on
+        except Exception as exc:
             job.error(f"{key}: {type(exc).__name__}: {exc}")
         finally:
             job.items_done += 1
@@ -146,17 +169,22 @@ class Converger:
         """Look at a key's copies and work out where they should be."""
         target = tuple(self.membership.choose_replicas(record.key))
         up = [index for index in record.replicas if self.membership.is_up(index)]
-        states = await asyncio.gather(*(self.store.copy_state(index, record, deep)
-                                        for index in up))
+        states = await asyncio.gather(*(self.store.copy_state(index, record, deep) for index in up))
         by_state: dict[str, list[int]] = {"good": [], "missing": [], "corrupt": []}
-        for index, state in zip(up, states):
+        for index, state in zip(up, states, strict=False):
             by_state[state].append(index)
         down = tuple(index for index in record.replicas if index not in up)
-        return Plan(target, tuple(by_state["good"]), tuple(by_state["missing"]),
-                    tuple(by_state["corrupt"]), down)
+        return Plan(
+            target,
+            tuple(by_state["good"]),
+            tuple(by_state["missing"]),
+            tuple(by_state["corrupt"]),
+            down,
+        )
 
-    async def converge(self, job: Job, space: Space, record: IndexRecord, deep: bool,
-                       dry_run: bool) -> int:
+    async def converge(
+        self, job: Job, space: Space, record: IndexRecord, deep: bool, dry_run: bool
+    ) -> int:
         """Bring one key to its target replicas; return the bytes copied."""
         try:
             plan = await self.plan(record, deep)
@@ -197,8 +225,11 @@ class Converger:
             current = self.index.get(space, record.key) == record
             # Each new copy still in place; before any copy is dropped, every byte of the
             # copies that stay and were not just written (the last good copy must not go).
-            if not (current and await self._all_good(record, plan.needs, deep=False)
-                    and (not dropped or await self._all_good(record, kept, deep=True))):
+            if not (
+                current
+                and await self._all_good(record, plan.needs, deep=False)
+                and (not dropped or await self._all_good(record, kept, deep=True))
+            ):
                 job.found["changed_meanwhile" if not current else "not_verified"] += 1
                 await to_completion(self.store.abandon_move(move))
                 return 0
@@ -217,8 +248,10 @@ class Converger:
     async def _all_good(self, record: IndexRecord, workers: tuple[int, ...], deep: bool) -> bool:
         """Return True if every one of ``workers`` holds a good copy of ``record`` (``deep``:
         every byte read and checked; otherwise its metadata)."""
-        states = await asyncio.gather(*(self.store.copy_state(index, record, deep)
-                                        for index in workers), return_exceptions=True)
+        states = await asyncio.gather(
+            *(self.store.copy_state(index, record, deep) for index in workers),
+            return_exceptions=True,
+        )
         return all(state == "good" for state in states)
 
     async def _copy(self, record: IndexRecord, sources: tuple[int, ...], dest: int) -> None:
@@ -233,21 +266,37 @@ class Converger:
                         failures.append(f"worker {source} answered {resp.status}")
                         continue
                     stored = await replica_io.upload(
-                        self.session, self.membership.url(dest), blob, record.key,
-                        record.version, resp.content.iter_chunked(replica_io.COPY_CHUNK),
-                        record.size)
+                        self.session,
+                        self.membership.url(dest),
+                        blob,
+                        record.key,
+                        record.version,
+                        resp.content.iter_chunked(replica_io.COPY_CHUNK),
+                        record.size,
+                    )
             except (aiohttp.ClientError, OSError, replica_io.ReplicaError) as exc:
                 failures.append(f"worker {source} -> {dest}: {exc}")
                 continue
             if stored == (record.size, record.md5):
                 return
             failures.append(f"worker {dest} stored {stored} from worker {source}")
-        raise replica_io.ReplicaError(f"no copy of {record.key!r} reached worker {dest}: "
-                                      + "; ".join(failures))
+        raise replica_io.ReplicaError(
+            f"no copy of {record.key!r} reached worker {dest}: " + "; ".join(failures)
+        )
+
 
 def _count_found(job: Job, record: IndexRecord, plan: Plan) -> None:
-    job.found.update({name: len(found) for name, found in (
-        ("missing", plan.missing), ("corrupt", plan.corrupt), ("down", plan.down)) if found})
+    job.found.update(
+        {
+            name: len(found)
+            for name, found in (
+                ("missing", plan.missing),
+                ("corrupt", plan.corrupt),
+                ("down", plan.down),
+            )
+            if found
+        }
+    )
     if len(plan.good) < len(plan.target):
         job.found["under_replicated"] += 1
     if set(record.replicas) != set(plan.target):
@@ -269,8 +318,8 @@ class RepairQueue:
         self.wakeup = asyncio.Event()
         self.job = Job("scrub-repairs", {})
         self.damage = Damage(
-            lambda worker, record: converger.store.copy_state(worker, record, deep=False),
-            self.add)
+            lambda worker, record: converger.store.copy_state(worker, record, deep=False), self.add
+        )
         self._rechecks: dict[int, asyncio.Task[None]] = {}
 
     def add(self, keys: list[str]) -> None:
@@ -291,7 +340,7 @@ class RepairQueue:
                     if found is not None:
                         await self.converger.converge(self.job, *found, True, False)
                     self.damage.repaired(key)
-                except Exception as exc:  # noqa: BLE001 - reported; the scrub finds it again
+                except Exception as exc:
                     self.job.error(f"{key}: {type(exc).__name__}: {exc}")
                 self.job.items_done += 1
 
@@ -318,9 +367,11 @@ class RepairQueue:
         log.info("recheck of worker %d done: %s", worker, dict(self.job.found))
 
     async def _recheck_batch(self, worker: int, records: list[IndexRecord]) -> None:
-        states = await asyncio.gather(*(self.converger.store.copy_state(worker, r, deep=False)
-                                        for r in records), return_exceptions=True)
-        for record, state in zip(records, states):
+        states = await asyncio.gather(
+            *(self.converger.store.copy_state(worker, r, deep=False) for r in records),
+            return_exceptions=True,
+        )
+        for record, state in zip(records, states, strict=False):
             self.job.found["rechecked"] += 1
             if state in ("missing", "corrupt"):
                 self.job.found[f"recheck_{state}"] += 1
@@ -335,7 +386,11 @@ class RepairQueue:
 
     def describe(self) -> dict[str, object]:
         """Return the queue's length and counters, for /_cluster."""
-        return {"queued": len(self.keys), "done": self.job.items_done,
-                "rechecking": sorted(self._rechecks),
-                "found": dict(self.job.found), "fixed": dict(self.job.fixed),
-                "errors": self.job.errors[-10:]}
+        return {
+            "queued": len(self.keys),
+            "done": self.job.items_done,
+            "rechecking": sorted(self._rechecks),
+            "found": dict(self.job.found),
+            "fixed": dict(self.job.fixed),
+            "errors": self.job.errors[-10:],
+        }

@@ -32,8 +32,7 @@ from .access import Need, link_url
 from .state import MasterState
 
 
-async def dispatch(request: web.Request, state: MasterState, rest: str,
-                   need: Need) -> web.Response:
+async def dispatch(request: web.Request, state: MasterState, rest: str, need: Need) -> web.Response:
     """Route ``/_keys`` and ``/_keys/<access key>``; ``rest`` is the part after ``/_keys/``."""
     state.access.authorize(request, need)
     if not rest:
@@ -41,11 +40,9 @@ async def dispatch(request: web.Request, state: MasterState, rest: str,
             return await create(request, state)
         if request.method == "GET":
             return web.json_response({"keys": [c.describe() for c in state.index.credentials()]})
-        raise HTTPProblem(405, "method_not_allowed", "/_keys accepts GET, POST",
-                          Allow="GET, POST")
+        raise HTTPProblem(405, "method_not_allowed", "/_keys accepts GET, POST", Allow="GET, POST")
     if request.method != "DELETE":
-        raise HTTPProblem(405, "method_not_allowed", "/_keys/<id> accepts DELETE",
-                          Allow="DELETE")
+        raise HTTPProblem(405, "method_not_allowed", "/_keys/<id> accepts DELETE", Allow="DELETE")
     if not is_access_key(rest) or not await state.index.delete_credential(rest):
         raise HTTPProblem(404, "no_such_key", f"no credential {rest!r}")
     return web.Response(status=204)
@@ -64,13 +61,20 @@ async def create(request: web.Request, state: MasterState) -> web.Response:
     prefix = _prefix(body.get("prefix", "/"))
     now_ms = int(time.time() * 1000)
     expires_s = body.get("expires_s")
-    expires_ms = (now_ms + int(_seconds(expires_s, 100 * 365 * 86400) * 1000)
-                  if expires_s is not None else 0)
+    expires_ms = (
+        now_ms + int(_seconds(expires_s, 100 * 365 * 86400) * 1000) if expires_s is not None else 0
+    )
     credential = new_credential(role, prefix, expires_ms, now_ms)
     await state.index.save_credential(credential)
     secret = secret_of(state.access.master_key, credential)
-    return web.json_response({**credential.describe(), "secret_key": secret,
-                              "token": token_of(credential.access_key, secret)}, status=201)
+    return web.json_response(
+        {
+            **credential.describe(),
+            "secret_key": secret,
+            "token": token_of(credential.access_key, secret),
+        },
+        status=201,
+    )
 
 
 async def sign(request: web.Request) -> web.Response:
@@ -112,6 +116,7 @@ def _seconds(value: Any, most: float) -> float:
     """Return a positive, finite number of seconds up to ``most``; 400 otherwise."""
     seconds = finite_number(value)
     if seconds is None or not 0 < seconds <= most:
-        raise HTTPProblem(400, "bad_option", f"expires_s must be a number of seconds in "
-                          f"(0, {most:.0f}]")
+        raise HTTPProblem(
+            400, "bad_option", f"expires_s must be a number of seconds in (0, {most:.0f}]"
+        )
     return seconds

@@ -62,8 +62,12 @@ class Damage:
         serve a read); mark those found missing or corrupt."""
         for worker in workers:
             job = (record.key, worker)
-            if (worker not in record.replicas or worker in self.of(record)
-                    or job in self._checking or len(self._checking) >= MAX_CHECKS):
+            if (
+                worker not in record.replicas
+                or worker in self.of(record)
+                or job in self._checking
+                or len(self._checking) >= MAX_CHECKS
+            ):
                 continue
             self._checking.add(job)
             task = asyncio.create_task(self._check(record, worker))
@@ -74,7 +78,7 @@ class Damage:
         try:
             if await self._copy_state(worker, record) != "good":
                 self.mark(record, worker)
-        except Exception as exc:  # noqa: BLE001 - a worker we cannot ask is left to liveness
+        except Exception as exc:
             log.info("could not check worker %d's copy of %r: %s", worker, record.key, exc)
         finally:
             self._checking.discard((record.key, worker))

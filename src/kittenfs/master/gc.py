@@ -36,22 +36,27 @@ class Collector:
         self.index = store.index
         self.membership = store.membership
 
-    async def run(self, job: Job, grace: float, purge_unlinked: bool, dry_run: bool,
-                  throttle: Throttle) -> None:
+    async def run(
+        self, job: Job, grace: float, purge_unlinked: bool, dry_run: bool, throttle: Throttle
+    ) -> None:
         """Collect orphans on every up worker, then purge unlinked keys if asked."""
-        workers = [index for index in sorted(self.membership.workers)
-                   if self.membership.is_up(index)]
-        job.items_total = sum(self.membership.workers[i].stats.get("key_count") or 0
-                              for i in workers)
+        workers = [
+            index for index in sorted(self.membership.workers) if self.membership.is_up(index)
+        ]
+        job.items_total = sum(
+            self.membership.workers[i].stats.get("key_count") or 0 for i in workers
+        )
         for worker in workers:
             await self._collect(job, worker, grace, dry_run, throttle)
         if purge_unlinked:
             await self._purge_unlinked(job, dry_run)
 
-    async def _collect(self, job: Job, worker: int, grace: float, dry_run: bool,
-                       throttle: Throttle) -> None:
-        async for blob in replica_io.list_blobs(self.store.session,
-                                                self.membership.url(worker), PAGE):
+    async def _collect(
+        self, job: Job, worker: int, grace: float, dry_run: bool, throttle: Throttle
+    ) -> None:
+        async for blob in replica_io.list_blobs(
+            self.store.session, self.membership.url(worker), PAGE
+        ):
             job.items_done += 1
             if self.referenced(blob, worker):
                 continue

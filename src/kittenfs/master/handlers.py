@@ -64,15 +64,16 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     for prefix, seed_methods, seed_handler in _SEED_PREFIXES:
         if raw.startswith(prefix):
             _allow(method, seed_methods, f"{prefix}<key>")
-            key = _key(raw[len(prefix) - 1:])
+            key = _key(raw[len(prefix) - 1 :])
             _remember(request, access.authorize(request, _key_need(method), key))
             return await seed_handler(request, key)
     for prefix, need, route_handler in _ADMIN_PREFIXES:
         if raw == prefix.rstrip("/") or raw.startswith(prefix):
-            return await route_handler(request, _state(request), raw[len(prefix):], need)
+            return await route_handler(request, _state(request), raw[len(prefix) :], need)
     if raw.startswith("/_"):
-        raise HTTPProblem(404, "no_such_route",
-                          f"paths under /_ are reserved; store such keys via /put{raw}")
+        raise HTTPProblem(
+            404, "no_such_route", f"paths under /_ are reserved; store such keys via /put{raw}"
+        )
     key = _key(raw)
     _allow(method, KEY_METHODS, "keys")
     caller = _remember(request, access.authorize(request, _key_need(method), key))
@@ -90,8 +91,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 def _allow(method: str, methods: tuple[str, ...], what: str) -> None:
     """Raise 405 unless ``method`` is one of ``methods``."""
     if method not in methods:
-        raise HTTPProblem(405, "method_not_allowed", f"{what} accepts {', '.join(methods)}",
-                          Allow=", ".join(methods))
+        raise HTTPProblem(
+            405,
+            "method_not_allowed",
+            f"{what} accepts {', '.join(methods)}",
+            Allow=", ".join(methods),
+        )
 
 
 def _key_need(method: str) -> Need:
@@ -113,10 +118,14 @@ async def put_value(request: web.Request, key: str) -> web.Response:
     """PUT /<key>: 201 if new, 204 if replaced, 412 if If-None-Match matches the live value
     (``*`` matches any)."""
     result = await _state(request).store.put(
-        key, body_chunks(request, READ_CHUNK), request.content_length,
-        request.headers.get("If-None-Match"))
-    return web.Response(status=201 if result.created else 204,
-                        headers={"ETag": etag(result.record.md5)})
+        key,
+        body_chunks(request, READ_CHUNK),
+        request.content_length,
+        request.headers.get("If-None-Match"),
+    )
+    return web.Response(
+        status=201 if result.created else 204, headers={"ETag": etag(result.record.md5)}
+    )
 
 
 def _truthy(header: str | None) -> bool:
@@ -178,8 +187,9 @@ async def cluster(request: web.Request) -> web.Response:
 async def clear(request: web.Request) -> web.Response:
     """DELETE /clear?confirm=yes: delete every key (the seed's route); 400 without confirm."""
     if request.query.get("confirm") != "yes":
-        raise HTTPProblem(400, "confirm_required", "DELETE /clear deletes every key; "
-                          "add ?confirm=yes to mean it")
+        raise HTTPProblem(
+            400, "confirm_required", "DELETE /clear deletes every key; add ?confirm=yes to mean it"
+        )
     deleted = await _state(request).store.clear()
     return web.json_response({"deleted": deleted})
 
@@ -206,22 +216,25 @@ async def _seed_form(request: web.Request, key: str) -> web.Response:
             data = form["value"].encode("utf-8")
             return await _seed_store(request, key, _one(data), len(data))
         if "file" in form:
-            raise HTTPProblem(400, "file_not_uploaded",
-                              "'file' must be an uploaded file: use curl -F file=@PATH")
+            raise HTTPProblem(
+                400, "file_not_uploaded", "'file' must be an uploaded file: use curl -F file=@PATH"
+            )
         raise HTTPProblem(400, "missing_field", "send a form field 'value' or a file 'file'")
     return await put_value(request, key)
 
 
-async def _seed_store(request: web.Request, key: str, chunks: AsyncIterator[bytes],
-                      size: int | None) -> web.Response:
+async def _seed_store(
+    request: web.Request, key: str, chunks: AsyncIterator[bytes], size: int | None
+) -> web.Response:
     result = await _state(request).store.put(key, chunks, size)
-    return web.json_response({"key": key, "md5": result.record.md5, "size": result.record.size},
-                             status=201 if result.created else 200,
-                             headers={"ETag": etag(result.record.md5)})
+    return web.json_response(
+        {"key": key, "md5": result.record.md5, "size": result.record.size},
+        status=201 if result.created else 200,
+        headers={"ETag": etag(result.record.md5)},
+    )
 
 
-async def _part_chunks(request: web.Request,
-                       part: aiohttp.BodyPartReader) -> AsyncIterator[bytes]:
+async def _part_chunks(request: web.Request, part: aiohttp.BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await paced(request, part.read_chunk(READ_CHUNK)):
         yield chunk
 

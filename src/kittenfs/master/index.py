@@ -58,13 +58,17 @@ def _replica_garbage_key(record: IndexRecord, index: int) -> bytes:
     return _blob_key(Space.GARBAGE, record) + b"@%d" % index
 
 
-def _replica_garbage(record: IndexRecord, workers: tuple[int, ...],
-                     stamp_ms: int) -> dict[bytes, bytes]:
+def _replica_garbage(
+    record: IndexRecord, workers: tuple[int, ...], stamp_ms: int
+) -> dict[bytes, bytes]:
     """Return one garbage entry per worker for ``record``'s version (``stamp_ms`` starts the
     reaper's grace; a size of -1 needs none)."""
-    return {_replica_garbage_key(record, index): encode(
-        dataclasses.replace(record, replicas=(index,), modified_ms=stamp_ms))
-        for index in workers}
+    return {
+        _replica_garbage_key(record, index): encode(
+            dataclasses.replace(record, replicas=(index,), modified_ms=stamp_ms)
+        )
+        for index in workers
+    }
 
 
 #: Records a whole-index scan (``all_current``) reads between two turns of the event loop.
@@ -120,8 +124,9 @@ class Index:
         deletes = [_blob_key(Space.PENDING, record), _key(Space.UNLINKED, record.key)]
         await self.db.write(puts, deletes)
 
-    async def commit_move(self, space: Space, record: IndexRecord, moved: IndexRecord,
-                          dropped: tuple[int, ...]) -> None:
+    async def commit_move(
+        self, space: Space, record: IndexRecord, moved: IndexRecord, dropped: tuple[int, ...]
+    ) -> None:
         """Switch a key's record (live or unlinked) to ``moved``, the same version on other
         replicas: the move's pending record goes, and each dropped replica gets its own
         garbage entry, stamped now so the reaper gives reads already sent there their grace."""
@@ -168,18 +173,23 @@ class Index:
 
     async def abandon_write(self, pending: IndexRecord) -> None:
         """Turn a failed write's pending record into garbage, for replicas not yet cleaned."""
-        await self.db.write({_blob_key(Space.GARBAGE, pending): encode(pending)},
-                            [_blob_key(Space.PENDING, pending)])
+        await self.db.write(
+            {_blob_key(Space.GARBAGE, pending): encode(pending)},
+            [_blob_key(Space.PENDING, pending)],
+        )
 
     async def unlink(self, record: IndexRecord) -> None:
         """Hide a live value from reads and listing, keeping its bytes."""
-        await self.db.write({_key(Space.UNLINKED, record.key): encode(record)},
-                            [_key(Space.LIVE, record.key)])
+        await self.db.write(
+            {_key(Space.UNLINKED, record.key): encode(record)}, [_key(Space.LIVE, record.key)]
+        )
 
     async def remove(self, record: IndexRecord) -> None:
         """Remove a live or unlinked value from the index; its replicas become garbage."""
-        await self.db.write({_blob_key(Space.GARBAGE, record): encode(record)},
-                            [_key(Space.LIVE, record.key), _key(Space.UNLINKED, record.key)])
+        await self.db.write(
+            {_blob_key(Space.GARBAGE, record): encode(record)},
+            [_key(Space.LIVE, record.key), _key(Space.UNLINKED, record.key)],
+        )
 
     async def forget_garbage(self, record: IndexRecord) -> None:
         """Drop a garbage record whose replicas have all been cleaned."""
@@ -222,24 +232,30 @@ class Index:
 
     async def save_worker(self, info: WorkerInfo) -> None:
         """Persist a worker's registration, and that its index is never to be given again."""
-        await self.db.write({b"w:%08d" % info.index: encode(info),
-                             b"c:next_worker": b"%d" % max(self.next_worker(), info.index + 1)})
+        await self.db.write(
+            {
+                b"w:%08d" % info.index: encode(info),
+                b"c:next_worker": b"%d" % max(self.next_worker(), info.index + 1),
+            }
+        )
 
     def next_worker(self) -> int:
         """Return the lowest index never given to a worker (removed ones included)."""
         raw = self.db.get(b"c:next_worker")
         return int(raw) if raw else max((w.index + 1 for w in self.workers()), default=0)
 
-    async def load(self, records: list[IndexRecord], workers: list[WorkerInfo],
-                   cluster: str | None) -> None:
+    async def load(
+        self, records: list[IndexRecord], workers: list[WorkerInfo], cluster: str | None
+    ) -> None:
         """Write a rebuilt index's live records, workers and cluster id, in synced batches."""
         if cluster is not None:
             await self.cluster_id(cluster)
         for info in workers:
             await self.save_worker(info)
         for start in range(0, len(records), 1000):
-            await self.db.write({_key(Space.LIVE, r.key): encode(r)
-                                 for r in records[start:start + 1000]})
+            await self.db.write(
+                {_key(Space.LIVE, r.key): encode(r) for r in records[start : start + 1000]}
+            )
 
     def draining(self) -> set[int]:
         """Return the indices of the workers being drained."""

@@ -54,10 +54,18 @@ class Job:
         """Return the job as JSON for ``GET /_jobs``."""
         elapsed = (self.finished or time.time()) - self.started
         return {
-            "id": self.id, "kind": self.kind, "options": self.options, "state": self.state,
-            "started": self.started, "finished": self.finished, "elapsed_s": elapsed,
-            "items_total": self.items_total, "items_done": self.items_done,
-            "bytes_done": self.bytes_done, "found": dict(self.found), "fixed": dict(self.fixed),
+            "id": self.id,
+            "kind": self.kind,
+            "options": self.options,
+            "state": self.state,
+            "started": self.started,
+            "finished": self.finished,
+            "elapsed_s": elapsed,
+            "items_total": self.items_total,
+            "items_done": self.items_done,
+            "bytes_done": self.bytes_done,
+            "found": dict(self.found),
+            "fixed": dict(self.fixed),
             "errors": self.errors,
         }
 
@@ -72,15 +80,17 @@ class Jobs:
         """Return the job that is running, if any."""
         return next((job for job in self.history if job.state == "running"), None)
 
-    def start(self, kind: str, options: dict[str, Any],
-              body: Callable[[Job], Awaitable[None]]) -> Job:
+    def start(
+        self, kind: str, options: dict[str, Any], body: Callable[[Job], Awaitable[None]]
+    ) -> Job:
         """Start ``body`` as a job; raise 409 if another job is running."""
         current = self.running()
         if current is not None:
-            raise HTTPProblem(409, "job_running",
-                              f"{current.kind} job {current.id} is running; wait or cancel it")
+            raise HTTPProblem(
+                409, "job_running", f"{current.kind} job {current.id} is running; wait or cancel it"
+            )
         job = Job(kind, options)
-        self.history = [*self.history[-(KEEP_FINISHED - 1):], job]
+        self.history = [*self.history[-(KEEP_FINISHED - 1) :], job]
         job.task = asyncio.create_task(self._run(job, body))
         log.info("%s job %s started %s", kind, job.id, options)
         return job
@@ -97,9 +107,16 @@ class Jobs:
             job.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             job.finished = time.time()
-            log.info("%s job %s %s: %d/%d items, found %s, fixed %s", job.kind, job.id,
-                     job.state, job.items_done, job.items_total, dict(job.found),
-                     dict(job.fixed))
+            log.info(
+                "%s job %s %s: %d/%d items, found %s, fixed %s",
+                job.kind,
+                job.id,
+                job.state,
+                job.items_done,
+                job.items_total,
+                dict(job.found),
+                dict(job.fixed),
+            )
 
     def get(self, job_id: str) -> Job:
         """Return a job by id; raise 404 if it is not known."""

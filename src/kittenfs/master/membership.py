@@ -40,8 +40,9 @@ class NotEnoughWorkers(HTTPProblem):
     """Fewer workers are up than the replicas a write needs."""
 
     def __init__(self, needed: int, up: int) -> None:
-        super().__init__(503, "not_enough_workers",
-                         f"{needed} replicas are needed and {up} workers are up")
+        super().__init__(
+            503, "not_enough_workers", f"{needed} replicas are needed and {up} workers are up"
+        )
 
 
 class Membership:
@@ -81,12 +82,14 @@ class Membership:
         elif wanted is not None and wanted not in self.workers:
             index = wanted
         elif wanted is not None:
-            raise HTTPProblem(409, "index_taken",
-                              f"worker index {wanted} belongs to another worker")
+            raise HTTPProblem(
+                409, "index_taken", f"worker index {wanted} belongs to another worker"
+            )
         else:  # never an index given before: records may still name a removed worker
             index = max(self.index.next_worker(), max(self.workers, default=-1) + 1)
-        info = WorkerInfo(worker_id, index, url, state.info.registered_ms if state else
-                          int(time.time() * 1000))
+        info = WorkerInfo(
+            worker_id, index, url, state.info.registered_ms if state else int(time.time() * 1000)
+        )
         await self.index.save_worker(info)
         fresh = WorkerState(info, time.monotonic())
         self.workers[index] = self._by_id[worker_id] = fresh
@@ -123,8 +126,12 @@ class Membership:
         for state in self.workers.values():
             if state.was_up and not state.is_up(now, self.down_after):
                 state.was_up = False
-                log.warning("worker %d at %s is down: no heartbeat for %.0f s",
-                            state.info.index, state.info.url, now - state.last_seen)
+                log.warning(
+                    "worker %d at %s is down: no heartbeat for %.0f s",
+                    state.info.index,
+                    state.info.url,
+                    now - state.last_seen,
+                )
 
     def is_up(self, index: int) -> bool:
         """Return True if worker ``index`` is registered and up."""
@@ -151,7 +158,7 @@ class Membership:
     def preferred(self, key: str) -> set[int]:
         """Return the workers that should hold ``key`` when every worker is up: a record on
         others (written while one was down, or before workers joined) is misplaced."""
-        return set(self._order(key)[:self.replica_count()])
+        return set(self._order(key)[: self.replica_count()])
 
     def _order(self, key: str) -> list[int]:
         """Return the workers that take new replicas, in ``key``'s rendezvous order."""

@@ -41,27 +41,56 @@ def master_metrics(current: Callable[[], MasterState | None]) -> Metrics:
 
     metrics.before_scrape.append(refresh_health)
     metrics.gauge("kittenfs_workers", "registered workers", of(lambda s: len(s.membership.workers)))
-    metrics.gauge("kittenfs_workers_up", "workers up",
-                  of(lambda s: sum(map(s.membership.is_up, s.membership.workers))))
-    metrics.gauge("kittenfs_cache_bytes", "bytes in the hot-value cache",
-                  of(lambda s: s.store.cache.stats.bytes))
-    metrics.gauge("kittenfs_cache_hits", "hot-value cache hits since start",
-                  of(lambda s: s.store.cache.stats.hits))
-    metrics.gauge("kittenfs_cache_misses", "hot-value cache misses since start",
-                  of(lambda s: s.store.cache.stats.misses))
-    metrics.gauge("kittenfs_under_replicated_keys", "keys with fewer than R replicas up "
-                  f"(counted at most every {KEY_HEALTH_TTL:.0f} s)",
-                  of(lambda s: health.counts.get("under_replicated", 0)))
-    metrics.gauge("kittenfs_misplaced_keys", "keys not on their preferred workers",
-                  of(lambda s: health.counts.get("misplaced", 0)))
-    metrics.gauge("kittenfs_job_running", "1 while a job runs",
-                  of(lambda s: float(s.jobs.running() is not None)))
-    metrics.gauge("kittenfs_job_items_done", "items the running (or last) job has done",
-                  of(lambda s: s.jobs.history[-1].items_done if s.jobs.history else 0))
-    metrics.gauge("kittenfs_job_items_total", "items the running (or last) job will do",
-                  of(lambda s: s.jobs.history[-1].items_total if s.jobs.history else 0))
-    metrics.gauge("kittenfs_job_bytes_done", "bytes the running (or last) job has copied",
-                  of(lambda s: s.jobs.history[-1].bytes_done if s.jobs.history else 0))
+    metrics.gauge(
+        "kittenfs_workers_up",
+        "workers up",
+        of(lambda s: sum(map(s.membership.is_up, s.membership.workers))),
+    )
+    metrics.gauge(
+        "kittenfs_cache_bytes",
+        "bytes in the hot-value cache",
+        of(lambda s: s.store.cache.stats.bytes),
+    )
+    metrics.gauge(
+        "kittenfs_cache_hits",
+        "hot-value cache hits since start",
+        of(lambda s: s.store.cache.stats.hits),
+    )
+    metrics.gauge(
+        "kittenfs_cache_misses",
+        "hot-value cache misses since start",
+        of(lambda s: s.store.cache.stats.misses),
+    )
+    metrics.gauge(
+        "kittenfs_under_replicated_keys",
+        f"keys with fewer than R replicas up (counted at most every {KEY_HEALTH_TTL:.0f} s)",
+        of(lambda s: health.counts.get("under_replicated", 0)),
+    )
+    metrics.gauge(
+        "kittenfs_misplaced_keys",
+        "keys not on their preferred workers",
+        of(lambda s: health.counts.get("misplaced", 0)),
+    )
+    metrics.gauge(
+        "kittenfs_job_running",
+        "1 while a job runs",
+        of(lambda s: float(s.jobs.running() is not None)),
+    )
+    metrics.gauge(
+        "kittenfs_job_items_done",
+        "items the running (or last) job has done",
+        of(lambda s: s.jobs.history[-1].items_done if s.jobs.history else 0),
+    )
+    metrics.gauge(
+        "kittenfs_job_items_total",
+        "items the running (or last) job will do",
+        of(lambda s: s.jobs.history[-1].items_total if s.jobs.history else 0),
+    )
+    metrics.gauge(
+        "kittenfs_job_bytes_done",
+        "bytes the running (or last) job has copied",
+        of(lambda s: s.jobs.history[-1].bytes_done if s.jobs.history else 0),
+    )
     return metrics
 
 

@@ -60,8 +60,12 @@ _PASSED_HEADERS = ("Content-Type", "Accept-Ranges")
 
 def value_headers(record: IndexRecord) -> dict[str, str]:
     """Return the headers every answer about a value carries."""
-    return {"ETag": etag(record.md5), "Content-Md5": record.md5,
-            "X-Kfs-Size": str(record.size), "Cache-Control": "no-cache"}
+    return {
+        "ETag": etag(record.md5),
+        "Content-Md5": record.md5,
+        "X-Kfs-Size": str(record.size),
+        "Cache-Control": "no-cache",
+    }
 
 
 def not_found() -> web.Response:
@@ -69,8 +73,9 @@ def not_found() -> web.Response:
     return head_response(404, {"X-Kfs-Error": "not_found"}, 0)
 
 
-async def read(request: web.Request, state: MasterState, key: str, caller: Caller,
-               direct: bool) -> web.StreamResponse:
+async def read(
+    request: web.Request, state: MasterState, key: str, caller: Caller, direct: bool
+) -> web.StreamResponse:
     """Answer a GET or HEAD of ``key`` (``direct``: stream it through the master)."""
     cache = state.store.cache
     hit = cache.get(key)
@@ -90,8 +95,9 @@ async def read(request: web.Request, state: MasterState, key: str, caller: Calle
             value = await _read_small(state, record, caller)
             if state.index.get(Space.LIVE, key) == record:  # not replaced meanwhile
                 cache.put(record, value)
-        return web.Response(body=value, headers={**headers,
-                                                  "Content-Type": "application/octet-stream"})
+        return web.Response(
+            body=value, headers={**headers, "Content-Type": "application/octet-stream"}
+        )
     replicas = _candidates(state, record, caller)
     if direct:
         return await _proxy(request, state, record, replicas)
@@ -102,24 +108,29 @@ def _candidates(state: MasterState, record: IndexRecord, caller: Caller) -> list
     """Return the replicas a read may use, in a random order: up, and not one that already
     failed this read; those not known damaged first (if there are none, the damaged ones:
     a copy with one bad block still serves the rest).  Raise 502 or 503 if there is none."""
-    usable = [i for i in state.membership.live_replicas(record.replicas)
-              if i not in caller.exclude]
+    usable = [i for i in state.membership.live_replicas(record.replicas) if i not in caller.exclude]
     damaged = state.damage.of(record)
     if usable:
         return [i for i in usable if i not in damaged] or usable
     if not any(state.membership.is_up(i) for i in record.replicas):
         raise HTTPProblem(503, "no_live_replica", f"every replica of {record.key!r} is down")
-    raise HTTPProblem(502, "no_good_replica", f"no live replica of {record.key!r} could serve "
-                      f"it (tried: {sorted(caller.exclude)}); damaged copies are repaired")
+    raise HTTPProblem(
+        502,
+        "no_good_replica",
+        f"no live replica of {record.key!r} could serve "
+        f"it (tried: {sorted(caller.exclude)}); damaged copies are repaired",
+    )
 
 
-def _redirect(request: web.Request, state: MasterState, record: IndexRecord, worker: int,
-              caller: Caller) -> web.Response:
+def _redirect(
+    request: web.Request, state: MasterState, record: IndexRecord, worker: int, caller: Caller
+) -> web.Response:
     """Send the client to ``worker`` with a signed blob link whose fallback, signed for the
     same caller, brings it back here with ``worker`` excluded."""
     raw_path = request.raw_path.split("?", 1)[0]
-    params = state.access.sign(caller, "GET", record.key, LINK_SECONDS,
-                               tuple(sorted({*caller.exclude, worker})))
+    params = state.access.sign(
+        caller, "GET", record.key, LINK_SECONDS, tuple(sorted({*caller.exclude, worker}))
+    )
     fallback = link_url(state.public_url, raw_path, params)
     path = f"/blob/{blob_id(record.key, record.version)}"
     expires = int(time.time() + LINK_SECONDS)
@@ -156,23 +167,24 @@ def _blob(record: IndexRecord) -> str:
     return blob_id(record.key, record.version)
 
 
-def _damaged_if_missing(state: MasterState, record: IndexRecord, index: int,
-                        status: int) -> None:
+def _damaged_if_missing(state: MasterState, record: IndexRecord, index: int, status: int) -> None:
     """A replica that answers 404 (lost it) or 500 (corrupt) for a blob is damaged."""
     if status in (404, 500):
         state.damage.mark(record, index)
 
 
-def _replica_failed(state: MasterState, index: int, exc: BaseException,
-                    failures: list[str]) -> None:
+def _replica_failed(
+    state: MasterState, index: int, exc: BaseException, failures: list[str]
+) -> None:
     """Record a replica's failure; one that could not be reached counts as down for now."""
     failures.append(f"worker {index}: {exc}")
     if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
         state.membership.suspect(index, str(exc))
 
 
-async def _proxy(request: web.Request, state: MasterState, record: IndexRecord,
-                 replicas: list[int]) -> web.StreamResponse:
+async def _proxy(
+    request: web.Request, state: MasterState, record: IndexRecord, replicas: list[int]
+) -> web.StreamResponse:
     """Stream a value (or the asked range of it) through the master.
 
     Replicas are tried in turn; one that fails part way is taken over by the next, from the
@@ -183,9 +195,14 @@ async def _proxy(request: web.Request, state: MasterState, record: IndexRecord,
     """
     asked = range_asked(request.headers)
     first, last = parse_range(asked, record.size) if asked is not None else (0, record.size - 1)
-    response = web.StreamResponse(status=206 if asked is not None else 200, headers={
-        **value_headers(record), "Content-Type": "application/octet-stream",
-        "Accept-Ranges": "bytes"})
+    response = web.StreamResponse(
+        status=206 if asked is not None else 200,
+        headers={
+            **value_headers(record),
+            "Content-Type": "application/octet-stream",
+            "Accept-Ranges": "bytes",
+        },
+    )
     response.content_length = last - first + 1
     if asked is not None:
         response.headers["Content-Range"] = f"bytes {first}-{last}/{record.size}"
@@ -209,8 +226,15 @@ async def _proxy(request: web.Request, state: MasterState, record: IndexRecord,
     raise ResponseAborted(f"every replica failed part way: {'; '.join(failures)}")
 
 
-async def _relay(state: MasterState, record: IndexRecord, index: int, first: int, last: int,
-                 sender: Sender, failures: list[str]) -> bool:
+async def _relay(
+    state: MasterState,
+    record: IndexRecord,
+    index: int,
+    first: int,
+    last: int,
+    sender: Sender,
+    failures: list[str],
+) -> bool:
     """Send bytes ``first + sender.sent`` .. ``last`` of the value from replica ``index``;
     return True once every one has been sent, False if this replica stopped short."""
     start = first + sender.sent

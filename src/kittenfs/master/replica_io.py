@@ -55,8 +55,9 @@ def _talking_to(worker_url: str) -> Iterator[None]:
         raise ReplicaError(f"{worker_url}: {type(exc).__name__}: {exc}") from None
 
 
-def new_session(read_timeout: float, key: ClusterKey | None,
-                tls: ssl.SSLContext | None = None) -> aiohttp.ClientSession:
+def new_session(
+    read_timeout: float, key: ClusterKey | None, tls: ssl.SSLContext | None = None
+) -> aiohttp.ClientSession:
     """Return the master's pooled session to the workers, signing every request with the
     cluster secret's ``key`` and checking HTTPS workers' certificates with ``tls``.
 
@@ -64,17 +65,24 @@ def new_session(read_timeout: float, key: ClusterKey | None,
     """
     timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=read_timeout)
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ssl=tls or True)
-    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False,
-                                 read_bufsize=READ_BUFFER, middlewares=session_middlewares(key))
+    return aiohttp.ClientSession(
+        timeout=timeout,
+        connector=connector,
+        auto_decompress=False,
+        read_bufsize=READ_BUFFER,
+        middlewares=session_middlewares(key),
+    )
 
 
-async def list_blobs(session: aiohttp.ClientSession, worker_url: str,
-                     page: int = 1000) -> AsyncIterator[dict[str, Any]]:
+async def list_blobs(
+    session: aiohttp.ClientSession, worker_url: str, page: int = 1000
+) -> AsyncIterator[dict[str, Any]]:
     """Yield every blob a worker lists (``GET /blobs``), following its pages."""
     start = ""
     while True:
-        async with session.get(f"{worker_url}/blobs", params={"start": start,
-                                                             "limit": page}) as resp:
+        async with session.get(
+            f"{worker_url}/blobs", params={"start": start, "limit": page}
+        ) as resp:
             resp.raise_for_status()
             body = await resp.json()
         for blob in body["blobs"]:
@@ -84,8 +92,9 @@ async def list_blobs(session: aiohttp.ClientSession, worker_url: str,
             return
 
 
-async def copy_state(session: aiohttp.ClientSession, worker_url: str, blob: str, md5: str,
-                     deep: bool) -> str:
+async def copy_state(
+    session: aiohttp.ClientSession, worker_url: str, blob: str, md5: str, deep: bool
+) -> str:
     """Return "good", "missing" or "corrupt" for a worker's copy of a blob with this MD5.
 
     Shallow: a HEAD (the worker checks the header and size, and the MD5 of inline values).
@@ -114,11 +123,21 @@ def blob_url(worker_url: str, blob: str) -> str:
     return f"{worker_url}/blob/{blob}"
 
 
-async def upload(session: aiohttp.ClientSession, worker_url: str, blob: str, key: str,
-                 version: str, body: AsyncIterator[bytes], size: int | None) -> tuple[int, str]:
+async def upload(
+    session: aiohttp.ClientSession,
+    worker_url: str,
+    blob: str,
+    key: str,
+    version: str,
+    body: AsyncIterator[bytes],
+    size: int | None,
+) -> tuple[int, str]:
     """Stream ``body`` to a worker as a blob; return the (size, MD5) it made durable."""
-    headers = {"X-Kfs-Key": quote(key, safe=""), "X-Kfs-Version": version,
-               "Content-Type": "application/octet-stream"}
+    headers = {
+        "X-Kfs-Key": quote(key, safe=""),
+        "X-Kfs-Version": version,
+        "Content-Type": "application/octet-stream",
+    }
     if size is not None:
         headers["Content-Length"] = str(size)
     with _talking_to(worker_url):
@@ -155,8 +174,9 @@ class Batcher:
         self._lanes: dict[str, _Lane] = {}
         self._senders: set[asyncio.Task[None]] = set()
 
-    async def put(self, worker_url: str, blob: str, key: str, version: str,
-                  value: bytes) -> tuple[int, str]:
+    async def put(
+        self, worker_url: str, blob: str, key: str, version: str, value: bytes
+    ) -> tuple[int, str]:
         """Store ``value`` as a blob on a worker; return the (size, MD5) it made durable."""
         result = await self._submit(worker_url, batch.PutOp(blob, key, version, value))
         if result.get("status") != 201:
@@ -190,15 +210,20 @@ class Batcher:
                 try:
                     results = await self._send(worker_url, [op for op, _ in taken])
                 except BaseException as exc:
-                    failure = exc if isinstance(exc, ReplicaError) else ReplicaError(
-                        f"{worker_url}: batch failed: {type(exc).__name__}: {exc}")
+                    failure = (
+                        exc
+                        if isinstance(exc, ReplicaError)
+                        else ReplicaError(
+                            f"{worker_url}: batch failed: {type(exc).__name__}: {exc}"
+                        )
+                    )
                     for _, done in taken:
                         if not done.done():
                             done.set_exception(failure)
                     if not isinstance(exc, Exception):
                         raise
                     continue
-                for (_, done), result in zip(taken, results):
+                for (_, done), result in zip(taken, results, strict=False):
                     if not done.done():
                         done.set_result(result)
         finally:
@@ -206,8 +231,11 @@ class Batcher:
 
     async def _send(self, worker_url: str, ops: list[batch.Op]) -> list[dict[str, Any]]:
         with _talking_to(worker_url):
-            async with self.session.post(f"{worker_url}/batch", data=batch.encode(ops), headers={
-                    "Content-Type": "application/octet-stream"}) as resp:
+            async with self.session.post(
+                f"{worker_url}/batch",
+                data=batch.encode(ops),
+                headers={"Content-Type": "application/octet-stream"},
+            ) as resp:
                 if resp.status != 200:
                     raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
                 answer = await resp.json()
@@ -224,8 +252,9 @@ class Batcher:
                 await sender
 
 
-def _take(queue: deque[tuple[batch.Op, "asyncio.Future[dict[str, Any]]"]],
-          ) -> list[tuple[batch.Op, "asyncio.Future[dict[str, Any]]"]]:
+def _take(
+    queue: deque[tuple[batch.Op, "asyncio.Future[dict[str, Any]]"]],
+) -> list[tuple[batch.Op, "asyncio.Future[dict[str, Any]]"]]:
     """Pop the next batch off ``queue``, leaving out operations whose caller has gone."""
     taken: list[tuple[batch.Op, asyncio.Future[dict[str, Any]]]] = []
     value_bytes = 0
@@ -242,5 +271,7 @@ def _take(queue: deque[tuple[batch.Op, "asyncio.Future[dict[str, Any]]"]],
 
 
 def _refused(worker_url: str, result: dict[str, Any]) -> ReplicaError:
-    return ReplicaError(f"{worker_url} answered {result.get('status')}: "
-                        f"{result.get('error', '')}: {result.get('message', '')}")
+    return ReplicaError(
+        f"{worker_url} answered {result.get('status')}: "
+        f"{result.get('error', '')}: {result.get('message', '')}"
+    )

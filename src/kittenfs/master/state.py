@@ -52,15 +52,38 @@ class MasterState:
         index = Index(str(config.data / "index"))
         master_id = await index.identity(f"m-{uuid.uuid4().hex[:12]}")
         cluster_id = await index.cluster_id(f"c-{uuid.uuid4().hex[:24]}")
-        access = Access(index, load_master_key(config.data), config.cluster_key,
-                        config.admin_token, config.anonymous)
+        access = Access(
+            index,
+            load_master_key(config.data),
+            config.cluster_key,
+            config.admin_token,
+            config.anonymous,
+        )
         membership = Membership(index, config.replicas, config.down_after)
         cache = ValueCache(config.cache_bytes, config.cache_value_max)
-        store = Store(index, membership, session, config.max_value_bytes, config.replica_timeout,
-                      cache, config.replaced_grace)
+        store = Store(
+            index,
+            membership,
+            session,
+            config.max_value_bytes,
+            config.replica_timeout,
+            cache,
+            config.replaced_grace,
+        )
         await store.recover()
-        return cls(config, index, membership, store, session, master_id, time.time(), Jobs(),
-                   RepairQueue(Converger(store)), access, cluster_id)
+        return cls(
+            config,
+            index,
+            membership,
+            store,
+            session,
+            master_id,
+            time.time(),
+            Jobs(),
+            RepairQueue(Converger(store)),
+            access,
+            cluster_id,
+        )
 
     async def key_health(self) -> dict[str, int]:
         """Count the keys, and those under-replicated (fewer than R good replicas on up workers) or
@@ -71,8 +94,7 @@ class MasterState:
         async for space, record in self.index.all_current():
             counts["live" if space is Space.LIVE else "unlinked"] += 1
             damaged = self.damage.of(record)
-            if sum(self.membership.is_up(i) and i not in damaged
-                   for i in record.replicas) < wanted:
+            if sum(self.membership.is_up(i) and i not in damaged for i in record.replicas) < wanted:
                 counts["under_replicated"] += 1
             if set(record.replicas) != self.membership.preferred(record.key):
                 counts["misplaced"] += 1

@@ -61,10 +61,16 @@ class PutResult:
 class Store:
     """The master's operations on keys."""
 
-    def __init__(self, index: Index, membership: Membership, session: aiohttp.ClientSession,
-                 max_value_bytes: int, replica_timeout: float = 30.0,
-                 cache: ValueCache | None = None,
-                 replaced_grace: float = REPLACED_GRACE) -> None:
+    def __init__(
+        self,
+        index: Index,
+        membership: Membership,
+        session: aiohttp.ClientSession,
+        max_value_bytes: int,
+        replica_timeout: float = 30.0,
+        cache: ValueCache | None = None,
+        replaced_grace: float = REPLACED_GRACE,
+    ) -> None:
         self.index = index
         self.membership = membership
         self.session = session
@@ -76,8 +82,13 @@ class Store:
         self.batcher = replica_io.Batcher(session)
         self.moving: set[str] = set()  # keys a move (job or repair queue) is working on
 
-    async def put(self, key: str, body: AsyncIterator[bytes], size: int | None,
-                  if_none_match: str | None = None) -> PutResult:
+    async def put(
+        self,
+        key: str,
+        body: AsyncIterator[bytes],
+        size: int | None,
+        if_none_match: str | None = None,
+    ) -> PutResult:
         """Store ``body`` as the value of ``key`` on every replica, then make it live.
 
         Raise HTTPProblem: 412 if ``if_none_match`` (an If-None-Match header) matches the live
@@ -91,11 +102,13 @@ class Store:
         async with self.locks.hold(key):
             live = self.index.get(Space.LIVE, key)
             if live is not None and etag_matches(if_none_match, live.md5):
-                raise HTTPProblem(412, "key_exists",
-                                  f"{key!r} exists and its ETag matches If-None-Match")
+                raise HTTPProblem(
+                    412, "key_exists", f"{key!r} exists and its ETag matches If-None-Match"
+                )
             now = int(time.time() * 1000)
-            pending = IndexRecord(key, new_version(), -1, "", tuple(
-                self.membership.choose_replicas(key)), now, now)
+            pending = IndexRecord(
+                key, new_version(), -1, "", tuple(self.membership.choose_replicas(key)), now, now
+            )
             await self.index.begin_write(pending)
             try:
                 if value is not None:
@@ -105,11 +118,21 @@ class Store:
             except BaseException:
                 await asyncio.shield(self.abandon(pending))
                 raise
-            record = IndexRecord(key, pending.version, written_size, md5, pending.replicas,
-                                 live.created_ms if live else now, now)
+            record = IndexRecord(
+                key,
+                pending.version,
+                written_size,
+                md5,
+                pending.replicas,
+                live.created_ms if live else now,
+                now,
+            )
             # Garbage is stamped with the time it was replaced: the reaper waits out the grace.
-            replaced = [dataclasses.replace(old, modified_ms=now)
-                        for old in (live, self.index.get(Space.UNLINKED, key)) if old]
+            replaced = [
+                dataclasses.replace(old, modified_ms=now)
+                for old in (live, self.index.get(Space.UNLINKED, key))
+                if old
+            ]
             # Once started, the commit lands even if the client goes away, and the key stays
             # locked until it has.
             try:
@@ -123,18 +146,27 @@ class Store:
                 self.cache.put(record, value)
         return PutResult(live is None, record)
 
-    async def _replicate(self, pending: IndexRecord, body: AsyncIterator[bytes],
-                         size: int | None) -> tuple[int, str]:
+    async def _replicate(
+        self, pending: IndexRecord, body: AsyncIterator[bytes], size: int | None
+    ) -> tuple[int, str]:
         """Copy ``body`` to the pending write's replicas; return the size and MD5 they hold."""
         fan = FanOut(len(pending.replicas), self.replica_timeout)
         blob = blob_id(pending.key, pending.version)
         uploads = [
-            asyncio.create_task(replica_io.upload(
-                self.session, self.membership.url(index), blob, pending.key, pending.version,
-                aiter(branch), size))
-            for index, branch in zip(pending.replicas, fan.branches)
+            asyncio.create_task(
+                replica_io.upload(
+                    self.session,
+                    self.membership.url(index),
+                    blob,
+                    pending.key,
+                    pending.version,
+                    aiter(branch),
+                    size,
+                )
+            )
+            for index, branch in zip(pending.replicas, fan.branches, strict=False)
         ]
-        for task, branch in zip(uploads, fan.branches):
+        for task, branch in zip(uploads, fan.branches, strict=False):
             task.add_done_callback(branch.on_consumer_done)
         digest = hashlib.md5(usedforsecurity=False)
         total = 0
@@ -149,7 +181,7 @@ class Store:
                     # A replica gave up: the write fails.  Its branch is stopped now (its
                     # done-callback may not have run yet) so only the others count as aborted.
                     # (A replica that finished early with every byte is fine: checked below.)
-                    for task, branch in zip(uploads, fan.branches):
+                    for task, branch in zip(uploads, fan.branches, strict=False):
                         if task.done():
                             branch.stop()
                     fan.abort()
@@ -173,16 +205,25 @@ class Store:
     async def _replicate_small(self, pending: IndexRecord, value: bytes) -> tuple[int, str]:
         """Copy a small value to the replicas through the batcher; return its size and MD5."""
         blob = blob_id(pending.key, pending.version)
-        puts = [asyncio.create_task(self.batcher.put(
-                    self.membership.url(index), blob, pending.key, pending.version, value))
-                for index in pending.replicas]
+        puts = [
+            asyncio.create_task(
+                self.batcher.put(
+                    self.membership.url(index), blob, pending.key, pending.version, value
+                )
+            )
+            for index in pending.replicas
+        ]
         results = await self._await_uploads(puts, pending.replicas)
         self._suspect_unreachable(pending.replicas, results, [False] * len(results))
-        return _agreed(pending.replicas, results,
-                       (len(value), hashlib.md5(value, usedforsecurity=False).hexdigest()))
+        return _agreed(
+            pending.replicas,
+            results,
+            (len(value), hashlib.md5(value, usedforsecurity=False).hexdigest()),
+        )
 
-    async def _await_uploads(self, uploads: list[asyncio.Task[tuple[int, str]]],
-                             replicas: tuple[int, ...]) -> list[object]:
+    async def _await_uploads(
+        self, uploads: list[asyncio.Task[tuple[int, str]]], replicas: tuple[int, ...]
+    ) -> list[object]:
         """Wait for every upload to answer; cancel those whose worker went down meanwhile.
 
         A worker that stops heartbeating (dead, paused, cut off) cannot be waited for: its
@@ -191,22 +232,22 @@ class Store:
         pending: set[asyncio.Task[tuple[int, str]]] = set(uploads)
         while pending:
             _, pending = await asyncio.wait(pending, timeout=1.0)
-            for index, task in zip(replicas, uploads):
+            for index, task in zip(replicas, uploads, strict=False):
                 if task in pending and not self.membership.is_up(index):
                     task.cancel()
         results: list[object] = list(await asyncio.gather(*uploads, return_exceptions=True))
-        for i, (index, result) in enumerate(zip(replicas, results)):
+        for i, (index, result) in enumerate(zip(replicas, results, strict=False)):
             if isinstance(result, asyncio.CancelledError):
                 results[i] = replica_io.ReplicaError(f"worker {index} stopped answering")
         return results
 
-    def _suspect_unreachable(self, replicas: tuple[int, ...], results: Sequence[object],
-                             aborted: Sequence[bool]) -> None:
+    def _suspect_unreachable(
+        self, replicas: tuple[int, ...], results: Sequence[object], aborted: Sequence[bool]
+    ) -> None:
         """Mark down the workers whose upload failed on its own for want of a connection
         (not because the master ``aborted`` it)."""
-        for index, result, cut in zip(replicas, results, aborted):
-            if (isinstance(result, replica_io.ReplicaError) and result.unreachable
-                    and not cut):
+        for index, result, cut in zip(replicas, results, aborted, strict=False):
+            if isinstance(result, replica_io.ReplicaError) and result.unreachable and not cut:
                 self.membership.suspect(index, str(result))
 
     async def abandon(self, pending: IndexRecord) -> None:
@@ -245,11 +286,18 @@ class Store:
             if found is None:
                 return False
             space, record = found
-            if (record.version != version or record.md5 != md5 or worker in record.replicas
-                    or not await self._holds(worker, record)):
+            if (
+                record.version != version
+                or record.md5 != md5
+                or worker in record.replicas
+                or not await self._holds(worker, record)
+            ):
                 return False
-            await to_completion(self.index.update(space, dataclasses.replace(
-                record, replicas=(*record.replicas, worker))))
+            await to_completion(
+                self.index.update(
+                    space, dataclasses.replace(record, replicas=(*record.replicas, worker))
+                )
+            )
             self.cache.invalidate(key)
             return True
 
@@ -262,9 +310,13 @@ class Store:
 
     async def copy_state(self, worker: int, record: IndexRecord, deep: bool) -> str:
         """Return "good", "missing" or "corrupt" for ``worker``'s copy of ``record``."""
-        return await replica_io.copy_state(self.session, self.membership.url(worker),
-                                           blob_id(record.key, record.version), record.md5,
-                                           deep)
+        return await replica_io.copy_state(
+            self.session,
+            self.membership.url(worker),
+            blob_id(record.key, record.version),
+            record.md5,
+            deep,
+        )
 
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
@@ -313,13 +365,17 @@ class Store:
         found = self.index.current(record.key)
         keep = set(found[1].replicas) if found and found[1].version == record.version else set()
         # A removed worker is gone with its disk: nothing is left to delete there.
-        targets = [index for index in record.replicas
-                   if index not in keep and index in self.membership.workers]
+        targets = [
+            index
+            for index in record.replicas
+            if index not in keep and index in self.membership.workers
+        ]
         if not all(self.membership.is_up(index) for index in targets):
             return False
-        results = await asyncio.gather(*(
-            self.batcher.delete(self.membership.url(index), blob)
-            for index in targets), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self.batcher.delete(self.membership.url(index), blob) for index in targets),
+            return_exceptions=True,
+        )
         if any(isinstance(result, BaseException) for result in results):
             return False
         if entry is None:
@@ -383,16 +439,18 @@ def _failures(results: Sequence[object]) -> list[str]:
     return [str(result) for result in results if isinstance(result, BaseException)]
 
 
-def _agreed(replicas: tuple[int, ...], results: Sequence[object],
-            expected: tuple[int, str]) -> tuple[int, str]:
+def _agreed(
+    replicas: tuple[int, ...], results: Sequence[object], expected: tuple[int, str]
+) -> tuple[int, str]:
     """Return ``expected`` (size, MD5) if every replica holds exactly that; else raise 503."""
     failures = _failures(results)
     if failures:
         raise HTTPProblem(503, "replica_failed", "; ".join(failures))
-    for index, result in zip(replicas, results):
+    for index, result in zip(replicas, results, strict=False):
         if result != expected:
-            raise HTTPProblem(503, "replica_mismatch",
-                              f"worker {index} stored {result}, master sent {expected}")
+            raise HTTPProblem(
+                503, "replica_mismatch", f"worker {index} stored {result}, master sent {expected}"
+            )
     return expected
 
 
@@ -400,9 +458,9 @@ def _failed(task: asyncio.Task[tuple[int, str]]) -> bool:
     return task.done() and (task.cancelled() or task.exception() is not None)
 
 
-async def _finish(tasks: list[asyncio.Task[tuple[int, str]]], timeout: float) -> None:
+async def _finish(tasks: list[asyncio.Task[tuple[int, str]]], patience: float) -> None:
     """Wait for aborted uploads to end; cancel those stuck on a hung worker."""
-    _, stuck = await asyncio.wait(tasks, timeout=timeout)
+    _, stuck = await asyncio.wait(tasks, timeout=patience)
     for task in stuck:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -20,15 +20,14 @@ from ..placement import blob_id, new_version
 Attack = Callable[[httpx.Client, str, str, str], httpx.Response]
 
 
-def _hijack_registration(http: httpx.Client, master: str, worker: str,
-                         link: str) -> httpx.Response:
+def _hijack_registration(http: httpx.Client, master: str, worker: str, link: str) -> httpx.Response:
     worker_id = http.get(f"{worker}/health").json()["id"]
-    return http.post(f"{master}/_workers/register", json={"id": worker_id,
-                                                          "url": "http://127.0.0.1:9"})
+    return http.post(
+        f"{master}/_workers/register", json={"id": worker_id, "url": "http://127.0.0.1:9"}
+    )
 
 
-def _spoof_heartbeat(http: httpx.Client, master: str, worker: str,
-                     link: str) -> httpx.Response:
+def _spoof_heartbeat(http: httpx.Client, master: str, worker: str, link: str) -> httpx.Response:
     worker_id = http.get(f"{worker}/health").json()["id"]
     return http.post(f"{master}/_workers/heartbeat", json={"id": worker_id, "stats": {}})
 
@@ -36,16 +35,18 @@ def _spoof_heartbeat(http: httpx.Client, master: str, worker: str,
 def _forge_blob(http: httpx.Client, master: str, worker: str, link: str) -> httpx.Response:
     path = urlsplit(link).path
     blob = path.rsplit("/", 1)[1]
-    return http.put(f"{worker}{path}", content=os.urandom(1000),
-                    headers={"X-Kfs-Key": "%2Fforged", "X-Kfs-Version": blob.split("-")[1]})
+    return http.put(
+        f"{worker}{path}",
+        content=os.urandom(1000),
+        headers={"X-Kfs-Key": "%2Fforged", "X-Kfs-Version": blob.split("-")[1]},
+    )
 
 
 def _delete_blob(http: httpx.Client, master: str, worker: str, link: str) -> httpx.Response:
     return http.delete(f"{worker}{urlsplit(link).path}")
 
 
-def _read_without_link(http: httpx.Client, master: str, worker: str,
-                       link: str) -> httpx.Response:
+def _read_without_link(http: httpx.Client, master: str, worker: str, link: str) -> httpx.Response:
     return http.get(f"{worker}{urlsplit(link).path}")
 
 
@@ -59,15 +60,28 @@ def _nan_grace(http: httpx.Client, master: str, worker: str, link: str) -> httpx
 
 def _raw_key_bytes(http: httpx.Client, master: str, worker: str, link: str) -> httpx.Response:
     version = new_version()
-    return http.put(f"{worker}/blob/{blob_id('/x', version)}", content=b"x",
-                    headers={b"X-Kfs-Key": b"\xff\xfe", b"X-Kfs-Version": version.encode()})
+    return http.put(
+        f"{worker}/blob/{blob_id('/x', version)}",
+        content=b"x",
+        headers={b"X-Kfs-Key": b"\xff\xfe", b"X-Kfs-Version": version.encode()},
+    )
 
 
-def _oversized_batch_key(http: httpx.Client, master: str, worker: str,
-                         link: str) -> httpx.Response:
+def _oversized_batch_key(http: httpx.Client, master: str, worker: str, link: str) -> httpx.Response:
     version, key = new_version(), "/" + "k" * 70_000
-    head = json.dumps({"ops": [{"op": "put", "blob": blob_id(key, version), "key": key,
-                                "version": version, "size": 0}]}).encode()
+    head = json.dumps(
+        {
+            "ops": [
+                {
+                    "op": "put",
+                    "blob": blob_id(key, version),
+                    "key": key,
+                    "version": version,
+                    "size": 0,
+                }
+            ]
+        }
+    ).encode()
     return http.post(f"{worker}/batch", content=struct.pack(">I", len(head)) + head)
 
 
@@ -117,4 +131,6 @@ def refused(results: dict[str, object]) -> bool:
         return True
     return results.get("victim_intact") is True and all(
         not isinstance(status, int) or 400 <= status < 500
-        for name, status in results.items() if name != "victim_intact")
+        for name, status in results.items()
+        if name != "victim_intact"
+    )

@@ -32,8 +32,11 @@ class Verdict:
             self.examples.append(f"{kind}: {message}")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ops": dict(self.ops), "violations": {k: self.violations[k] for k in VIOLATIONS},
-                "examples": self.examples}
+        return {
+            "ops": dict(self.ops),
+            "violations": {k: self.violations[k] for k in VIOLATIONS},
+            "examples": self.examples,
+        }
 
 
 def check(history: list[Op], final: list[Op]) -> Verdict:
@@ -55,8 +58,9 @@ def check(history: list[Op], final: list[Op]) -> Verdict:
     return verdict
 
 
-def _judge(read: Op, writes: list[Op], by_md5: dict[str, list[Op]], verdict: Verdict,
-           is_final: bool) -> None:
+def _judge(
+    read: Op, writes: list[Op], by_md5: dict[str, list[Op]], verdict: Verdict, is_final: bool
+) -> None:
     acked = [w for w in writes if w.outcome == OK]
     if read.md5:
         sources = [w for w in by_md5.get(read.md5, []) if w.key == read.key]
@@ -70,18 +74,26 @@ def _judge(read: Op, writes: list[Op], by_md5: dict[str, list[Op]], verdict: Ver
         if all(_superseded(w, read, acked) for w in possible):
             later = _superseded(possible[0], read, acked)
             assert later is not None
-            kind = "resurrected" if later.kind == "delete" else (
-                "lost_writes" if is_final else "stale_reads")
-            verdict.flag(kind, f"{read.key}: read {read.md5} after {later.kind} ok "
-                               f"[{later.start:.3f}, {later.end:.3f}]")
+            kind = (
+                "resurrected"
+                if later.kind == "delete"
+                else ("lost_writes" if is_final else "stale_reads")
+            )
+            verdict.flag(
+                kind,
+                f"{read.key}: read {read.md5} after {later.kind} ok "
+                f"[{later.start:.3f}, {later.end:.3f}]",
+            )
         return
-    deletes = [w for w in writes if w.kind == "delete" and w.outcome != FAILED
-               and w.start < read.end]
+    deletes = [
+        w for w in writes if w.kind == "delete" and w.outcome != FAILED and w.start < read.end
+    ]
     origin = Op(-1, "delete", read.key, "", 0, float("-inf"), float("-inf"), OK)
-    if all(_superseded(d, read, [w for w in acked if w.kind == "put"])
-           for d in [origin, *deletes]):
-        verdict.flag("lost_writes" if is_final else "stale_reads",
-                     f"{read.key}: absent, though an acknowledged PUT came after every delete")
+    if all(_superseded(d, read, [w for w in acked if w.kind == "put"]) for d in [origin, *deletes]):
+        verdict.flag(
+            "lost_writes" if is_final else "stale_reads",
+            f"{read.key}: absent, though an acknowledged PUT came after every delete",
+        )
 
 
 def _superseded(source: Op, read: Op, acked: list[Op]) -> Op | None:

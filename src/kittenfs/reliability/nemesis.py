@@ -32,8 +32,17 @@ from typing import Any
 from ..cluster import LocalCluster
 from . import attacks
 
-FAULTS = ("kill_worker", "kill_master", "pause_worker", "corrupt_blob", "delete_blob",
-          "fill_disk", "cut_worker", "lose_metadata", "attack")
+FAULTS = (
+    "kill_worker",
+    "kill_master",
+    "pause_worker",
+    "corrupt_blob",
+    "delete_blob",
+    "fill_disk",
+    "cut_worker",
+    "lose_metadata",
+    "attack",
+)
 #: The faults that need the processes on hosts of their own.
 NETWORK_FAULTS = ("cut_worker",)
 
@@ -57,8 +66,9 @@ class Nemesis:
             while len(self.log) < max_faults and time.monotonic() < deadline - 4:
                 await asyncio.sleep(self.rng.uniform(0.5, 2.5))
                 fault = self.rng.choice(self.faults)
-                self.log.append({"fault": fault, "at": time.monotonic(),
-                                 **await getattr(self, fault)()})
+                self.log.append(
+                    {"fault": fault, "at": time.monotonic(), **await getattr(self, fault)()}
+                )
         finally:
             await self.heal()
 

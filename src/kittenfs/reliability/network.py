@@ -65,8 +65,16 @@ class Network:
 
     def blackhole(self, host: int, target: int, on: bool = True) -> None:
         """Drop (or, with ``on`` False, stop dropping) what ``host`` sends to ``target`` only."""
-        ip("netns", "exec", self.spaces[host], "ip", "route", "add" if on else "del",
-           "blackhole", f"{self.address(target)}/32")
+        ip(
+            "netns",
+            "exec",
+            self.spaces[host],
+            "ip",
+            "route",
+            "add" if on else "del",
+            "blackhole",
+            f"{self.address(target)}/32",
+        )
 
     def teardown(self) -> None:
         """Delete every namespace and the bridge (their veth pairs go with them)."""

@@ -30,15 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keys", type=int, default=40, help="size of the key set")
     parser.add_argument("--workers", type=int, default=4, help="workers of the local cluster")
     parser.add_argument("--faults", type=int, default=12, help="most faults to inject")
-    parser.add_argument("--only", choices=FAULTS, action="append",
-                        help="inject only these faults (repeatable)")
+    parser.add_argument(
+        "--only", choices=FAULTS, action="append", help="inject only these faults (repeatable)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
     parser.add_argument("--json", help="write the summary to this file as well")
     parser.add_argument("--history", help="write every operation to this file (JSON lines)")
     parser.add_argument("--keep", help="keep the cluster's data and log under this directory")
-    parser.add_argument("--loopback", action="store_true",
-                        help="run every process on 127.0.0.1, not on hosts of their own "
-                             "(network namespaces, the default as root); no cut_worker then")
+    parser.add_argument(
+        "--loopback",
+        action="store_true",
+        help="run every process on 127.0.0.1, not on hosts of their own "
+        "(network namespaces, the default as root); no cut_worker then",
+    )
 
 
 def run_nemesis(args: argparse.Namespace) -> int:
@@ -47,13 +51,17 @@ def run_nemesis(args: argparse.Namespace) -> int:
     why_not = "--loopback" if args.loopback else network.unavailable()
     faults = tuple(f for f in args.only or FAULTS if not (why_not and f in NETWORK_FAULTS))
     if not faults:
-        print(f"kittenfs nemesis: {', '.join(args.only)} cannot run here: {why_not}",
-              file=sys.stderr)
+        print(
+            f"kittenfs nemesis: {', '.join(args.only)} cannot run here: {why_not}", file=sys.stderr
+        )
         return 2
     with local_cluster(args.workers, 3, args.keep, hosts=why_not is None) as cluster:
         summary = asyncio.run(_run(cluster, args, seed, faults))
-    summary["hosts"] = ("a network namespace per process" if why_not is None else
-                        f"all on 127.0.0.1 ({why_not}: no network faults)")
+    summary["hosts"] = (
+        "a network namespace per process"
+        if why_not is None
+        else f"all on 127.0.0.1 ({why_not}: no network faults)"
+    )
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:
@@ -62,17 +70,20 @@ def run_nemesis(args: argparse.Namespace) -> int:
     return 0 if summary["passed"] else 1
 
 
-async def _run(cluster: LocalCluster, args: argparse.Namespace, seed: int,
-               faults: tuple[str, ...]) -> dict[str, Any]:
+async def _run(
+    cluster: LocalCluster, args: argparse.Namespace, seed: int, faults: tuple[str, ...]
+) -> dict[str, Any]:
     rng = random.Random(seed)
     nemesis = Nemesis(cluster, rng, faults)
     started = time.monotonic()
     history, _ = await asyncio.gather(
         run_clients(cluster.url, args.clients, args.keys, args.duration, seed, cluster.headers),
-        nemesis.run(args.duration, args.faults))
+        nemesis.run(args.duration, args.faults),
+    )
     healed = time.monotonic()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
-                                     headers=cluster.headers) as http:
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=60), headers=cluster.headers
+    ) as http:
         await _wait_workers(http, cluster)
         repair = await _repair(http, cluster.url)
         replicated = await _replicated(http, cluster.url, healed)
@@ -84,17 +95,24 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace, seed: int,
     lost = verdict.violations["lost_writes"]
     refused = all(attacks.refused(result) for result in nemesis.attacks)
     return {
-        "seed": seed, "duration_s": round(healed - started, 1), "clients": args.clients,
-        "keys": args.keys, "workers": args.workers, "ops": dict(sorted(verdict.ops.items())),
-        "faults": dict(sorted(injected.items())), "fault_log": [{**f, "at": round(f["at"] - started, 2)}
-                                        for f in nemesis.log],
+        "seed": seed,
+        "duration_s": round(healed - started, 1),
+        "clients": args.clients,
+        "keys": args.keys,
+        "workers": args.workers,
+        "ops": dict(sorted(verdict.ops.items())),
+        "faults": dict(sorted(injected.items())),
+        "fault_log": [{**f, "at": round(f["at"] - started, 2)} for f in nemesis.log],
         "acknowledged_writes_lost": lost,
         "stale_or_resurrected_reads": verdict.violations["stale_reads"]
         + verdict.violations["resurrected"],
         "wrong_bytes_read": verdict.violations["phantom"]
         + verdict.violations["failed_write_visible"],
-        "attacks": {"sent": len(nemesis.attacks), "all_refused": refused,
-                    "last": nemesis.attacks[-1] if nemesis.attacks else None},
+        "attacks": {
+            "sent": len(nemesis.attacks),
+            "all_refused": refused,
+            "last": nemesis.attacks[-1] if nemesis.attacks else None,
+        },
         "violations": {k: verdict.violations[k] for k in VIOLATIONS},
         "examples": verdict.examples,
         "repair": {k: repair.get(k) for k in ("state", "found", "fixed", "errors")},
@@ -106,8 +124,17 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace, seed: int,
 def _write_history(path: str, ops: list[Op], started: float) -> None:
     """Write every operation as a JSON line, with times in seconds from the start."""
     with open(path, "w") as out:
-        out.writelines(json.dumps({**op.as_dict(), "start": round(op.start - started, 4),
-                                   "end": round(op.end - started, 4)}) + "\n" for op in ops)
+        out.writelines(
+            json.dumps(
+                {
+                    **op.as_dict(),
+                    "start": round(op.start - started, 4),
+                    "end": round(op.end - started, 4),
+                }
+            )
+            + "\n"
+            for op in ops
+        )
 
 
 async def _wait_workers(http: aiohttp.ClientSession, cluster: LocalCluster) -> None:
@@ -162,8 +189,9 @@ async def _final_reads(http: aiohttp.ClientSession, url: str, keys: int) -> list
                 status = resp.status
             if status in (200, 404):
                 md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() if status == 200 else ""
-                final.append(Op(-1, "get", key, md5, len(body), start, time.monotonic(), "ok",
-                                "final"))
+                final.append(
+                    Op(-1, "get", key, md5, len(body), start, time.monotonic(), "ok", "final")
+                )
                 break
             await asyncio.sleep(1)
         else:

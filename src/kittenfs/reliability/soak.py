@@ -29,8 +29,12 @@ LARGE_KEYS = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--small-keys", type=int, default=1_000_000,
-                        help="distinct small keys to write (default 1,000,000)")
+    parser.add_argument(
+        "--small-keys",
+        type=int,
+        default=1_000_000,
+        help="distinct small keys to write (default 1,000,000)",
+    )
     parser.add_argument("--large", type=int, default=64, help="large values to write and read")
     parser.add_argument("--large-mib", type=int, default=64, help="size of a large value (MiB)")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
@@ -43,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def small_value(i: int) -> bytes:
     """The value of small key ``i``: 100-999 bytes that name it (checkable without a copy)."""
     seed = hashlib.md5(str(i).encode(), usedforsecurity=False).digest()
-    return (seed * 64)[:100 + i * 7919 % 900]
+    return (seed * 64)[: 100 + i * 7919 % 900]
 
 
 def run_soak(args: argparse.Namespace) -> int:
@@ -56,8 +60,10 @@ def run_soak(args: argparse.Namespace) -> int:
         finally:
             sampler.stop()
         report["memory_mib"] = sampler.summary()
-        report["open_files"] = {"start": sampler.files_at_start,
-                                "end": sampler.open_files_settled()}
+        report["open_files"] = {
+            "start": sampler.files_at_start,
+            "end": sampler.open_files_settled(),
+        }
         report["index_mib"] = round(_tree_bytes(cluster.data / "master") / MiB, 1)
     text = json.dumps(report, indent=2)
     print(text)
@@ -67,8 +73,9 @@ def run_soak(args: argparse.Namespace) -> int:
     return 0 if failed == 0 else 1
 
 
-async def _run(cluster: LocalCluster, args: argparse.Namespace,
-               sampler: "Sampler") -> dict[str, Any]:
+async def _run(
+    cluster: LocalCluster, args: argparse.Namespace, sampler: "Sampler"
+) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -81,8 +88,9 @@ async def _run(cluster: LocalCluster, args: argparse.Namespace,
     return {"small": small, "large": large, "check": check, "workers": args.workers}
 
 
-async def _small(http: aiohttp.ClientSession, url: str, keys: int,
-                 concurrency: int) -> dict[str, Any]:
+async def _small(
+    http: aiohttp.ClientSession, url: str, keys: int, concurrency: int
+) -> dict[str, Any]:
     """PUT ``keys`` distinct small keys, ``concurrency`` at a time."""
     next_key, errors, started = 0, 0, time.monotonic()
 
@@ -99,12 +107,15 @@ async def _small(http: aiohttp.ClientSession, url: str, keys: int,
 
     await asyncio.gather(*(writer() for _ in range(concurrency)))
     seconds = time.monotonic() - started
-    return {"keys": keys, "errors": errors, "seconds": round(seconds, 1),
-            "puts_per_s": round(keys / seconds)}
+    return {
+        "keys": keys,
+        "errors": errors,
+        "seconds": round(seconds, 1),
+        "puts_per_s": round(keys / seconds),
+    }
 
 
-async def _large(http: aiohttp.ClientSession, url: str, count: int,
-                 size: int) -> dict[str, Any]:
+async def _large(http: aiohttp.ClientSession, url: str, count: int, size: int) -> dict[str, Any]:
     """Write ``count`` large values over a few keys; read each back through the master
     (``?direct``, streamed) and checked."""
     errors, started = 0, time.monotonic()
@@ -126,20 +137,23 @@ async def _large(http: aiohttp.ClientSession, url: str, count: int,
         except (aiohttp.ClientError, TimeoutError):
             errors += 1
     seconds = time.monotonic() - started
-    return {"values": count, "mib_each": size // MiB, "errors": errors,
-            "seconds": round(seconds, 1),
-            "mb_per_s_put_and_get": round(2 * count * size / seconds / 1e6)}
+    return {
+        "values": count,
+        "mib_each": size // MiB,
+        "errors": errors,
+        "seconds": round(seconds, 1),
+        "mb_per_s_put_and_get": round(2 * count * size / seconds / 1e6),
+    }
 
 
 async def _pattern(seed: bytes, size: int) -> AsyncIterator[bytes]:
     """``size`` bytes, streamed a MiB at a time, different for each ``seed``."""
     block = (hashlib.sha256(seed).digest() * (MiB // 32))[:MiB]
     for offset in range(0, size, MiB):
-        yield block[:min(MiB, size - offset)]
+        yield block[: min(MiB, size - offset)]
 
 
-async def _check(http: aiohttp.ClientSession, url: str, keys: int,
-                 sample: int) -> dict[str, Any]:
+async def _check(http: aiohttp.ClientSession, url: str, keys: int, sample: int) -> dict[str, Any]:
     """Read back a random sample of the small keys; count any wrong or missing value."""
     wrong = 0
     for i in random.sample(range(keys), min(sample, keys)):
@@ -169,17 +183,25 @@ class Sampler(threading.Thread):
         self.phase = phase
 
     def _sample(self) -> None:
-        self.samples.append((self.phase, {f"{name} {kind}": mib
-                                          for name, pid in self.pids.items()
-                                          for kind, mib in _memory_mib(pid).items()}))
+        self.samples.append(
+            (
+                self.phase,
+                {
+                    f"{name} {kind}": mib
+                    for name, pid in self.pids.items()
+                    for kind, mib in _memory_mib(pid).items()
+                },
+            )
+        )
 
     def stop(self) -> None:
         self._done.set()
         self.join()
 
     def open_files(self) -> dict[str, int]:
-        return {name: len(list(Path(f"/proc/{pid}/fd").iterdir()))
-                for name, pid in self.pids.items()}
+        return {
+            name: len(list(Path(f"/proc/{pid}/fd").iterdir())) for name, pid in self.pids.items()
+        }
 
     def open_files_settled(self, within: float = 15.0) -> dict[str, int]:
         """Return the open descriptors once the client's connections, just closed, have been
@@ -188,8 +210,9 @@ class Sampler(threading.Thread):
         deadline = time.monotonic() + within
         while True:
             files = self.open_files()
-            if (time.monotonic() > deadline or
-                    all(files[name] <= self.files_at_start[name] + 16 for name in files)):
+            if time.monotonic() > deadline or all(
+                files[name] <= self.files_at_start[name] + 16 for name in files
+            ):
                 return files
             time.sleep(0.2)
 
@@ -200,13 +223,21 @@ class Sampler(threading.Thread):
         large phase, and the peak over the run."""
         small = [s for phase, s in self.samples if phase == "small"] or [{}]
         large = [s for phase, s in self.samples if phase == "large"] or [{}]
-        return {name: {kind: {
-            "small_10pct": _at(small, 0.1, f"{name} {kind}"),
-            "small_50pct": _at(small, 0.5, f"{name} {kind}"),
-            "small_end": _at(small, 1.0, f"{name} {kind}"),
-            "large_end": _at(large, 1.0, f"{name} {kind}"),
-            "peak": max((s.get(f"{name} {kind}", 0.0) for _, s in self.samples), default=0.0),
-        } for kind in MEMORY_FIELDS} for name in self.pids}
+        return {
+            name: {
+                kind: {
+                    "small_10pct": _at(small, 0.1, f"{name} {kind}"),
+                    "small_50pct": _at(small, 0.5, f"{name} {kind}"),
+                    "small_end": _at(small, 1.0, f"{name} {kind}"),
+                    "large_end": _at(large, 1.0, f"{name} {kind}"),
+                    "peak": max(
+                        (s.get(f"{name} {kind}", 0.0) for _, s in self.samples), default=0.0
+                    ),
+                }
+                for kind in MEMORY_FIELDS
+            }
+            for name in self.pids
+        }
 
 
 def _at(series: list[dict[str, float]], fraction: float, name: str) -> float:

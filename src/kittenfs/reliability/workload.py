@@ -31,23 +31,46 @@ def value_size(rng: random.Random) -> int:
     return rng.randint(low, high)
 
 
-async def run_clients(url: str, clients: int, keys: int, duration: float, seed: int,
-                      headers: dict[str, str] | None = None) -> list[Op]:
+async def run_clients(
+    url: str,
+    clients: int,
+    keys: int,
+    duration: float,
+    seed: int,
+    headers: dict[str, str] | None = None,
+) -> list[Op]:
     """Run ``clients`` clients for ``duration`` seconds (sending ``headers``: a credential);
     return the whole history."""
     history: list[Op] = []
     deadline = time.monotonic() + duration
     timeout = aiohttp.ClientTimeout(total=OP_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
-        await asyncio.gather(*(
-            _client(session, url, i, [f"/nemesis/{k}" for k in range(keys)], deadline,
-                    random.Random(seed * 1000 + i), history)
-            for i in range(clients)))
+        await asyncio.gather(
+            *(
+                _client(
+                    session,
+                    url,
+                    i,
+                    [f"/nemesis/{k}" for k in range(keys)],
+                    deadline,
+                    random.Random(seed * 1000 + i),
+                    history,
+                )
+                for i in range(clients)
+            )
+        )
     return history
 
 
-async def _client(session: aiohttp.ClientSession, url: str, client: int, keys: list[str],
-                  deadline: float, rng: random.Random, history: list[Op]) -> None:
+async def _client(
+    session: aiohttp.ClientSession,
+    url: str,
+    client: int,
+    keys: list[str],
+    deadline: float,
+    rng: random.Random,
+    history: list[Op],
+) -> None:
     while time.monotonic() < deadline:
         kind = rng.choices([m[0] for m in MIX], weights=[m[1] for m in MIX])[0]
         key = rng.choice(keys)
@@ -57,8 +80,9 @@ async def _client(session: aiohttp.ClientSession, url: str, client: int, keys: l
             await asyncio.sleep(RETRY_PAUSE)  # once, and thousands would drown the history
 
 
-async def _put(session: aiohttp.ClientSession, url: str, client: int, key: str,
-               rng: random.Random) -> Op:
+async def _put(
+    session: aiohttp.ClientSession, url: str, client: int, key: str, rng: random.Random
+) -> Op:
     value = os.urandom(value_size(rng))
     md5 = hashlib.md5(value, usedforsecurity=False).hexdigest()
     start = time.monotonic()
@@ -72,16 +96,20 @@ async def _put(session: aiohttp.ClientSession, url: str, client: int, key: str,
     return Op(client, "put", key, md5, len(value), start, time.monotonic(), outcome, detail)
 
 
-async def _get(session: aiohttp.ClientSession, url: str, client: int, key: str,
-               rng: random.Random) -> Op:
+async def _get(
+    session: aiohttp.ClientSession, url: str, client: int, key: str, rng: random.Random
+) -> Op:
     start = time.monotonic()
     md5, size = "", 0
     try:
         async with session.get(f"{url}{key}") as resp:
             body = await resp.read()
             if resp.status == 200:
-                md5, size, outcome = hashlib.md5(body, usedforsecurity=False).hexdigest(), \
-                    len(body), OK
+                md5, size, outcome = (
+                    hashlib.md5(body, usedforsecurity=False).hexdigest(),
+                    len(body),
+                    OK,
+                )
             else:
                 outcome = OK if resp.status == 404 else FAILED
             detail = f"{resp.status} via {resp.url.port}" if resp.history else str(resp.status)
@@ -90,8 +118,9 @@ async def _get(session: aiohttp.ClientSession, url: str, client: int, key: str,
     return Op(client, "get", key, md5, size, start, time.monotonic(), outcome, detail)
 
 
-async def _delete(session: aiohttp.ClientSession, url: str, client: int, key: str,
-                  rng: random.Random) -> Op:
+async def _delete(
+    session: aiohttp.ClientSession, url: str, client: int, key: str, rng: random.Random
+) -> Op:
     start = time.monotonic()
     try:
         async with session.delete(f"{url}{key}") as resp:

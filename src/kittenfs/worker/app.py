@@ -24,8 +24,9 @@ from .serve import CHECKED, REPORT, STORE, RecentlyChecked, ReportOnce
 log = logging.getLogger("kittenfs.worker")
 
 
-def build_app(config: WorkerConfig, store: BlobStore, identity: Identity,
-              link: MasterLink) -> web.Application:
+def build_app(
+    config: WorkerConfig, store: BlobStore, identity: Identity, link: MasterLink
+) -> web.Application:
     """Return a worker's application over an open blob store and its link to the master."""
     app = new_app(worker_metrics(store), config.limits)
     app[STORE] = store
@@ -34,8 +35,13 @@ def build_app(config: WorkerConfig, store: BlobStore, identity: Identity,
     app[CHECKED] = RecentlyChecked()
 
     def describe() -> dict[str, Any]:
-        return {"id": identity.id, "index": identity.index, "cluster": identity.cluster,
-                "key_count": store.key_count, "bytes_used": store.bytes_used}
+        return {
+            "id": identity.id,
+            "index": identity.index,
+            "cluster": identity.cluster,
+            "key_count": store.key_count,
+            "bytes_used": store.bytes_used,
+        }
 
     app["describe"] = describe
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
@@ -53,35 +59,64 @@ async def _main(config: WorkerConfig) -> None:
     config.data.mkdir(parents=True, exist_ok=True)
     identity = Identity.load(config.data)
     try:
-        store, _ = await open_store(config.data, identity.index is not None, stop_process,
-                                    inline_max=config.inline_max, verify_max=config.verify_max,
-                                    capacity=config.capacity)
+        store, _ = await open_store(
+            config.data,
+            identity.index is not None,
+            stop_process,
+            inline_max=config.inline_max,
+            verify_max=config.verify_max,
+            capacity=config.capacity,
+        )
     except StoreUnusable as exc:
         log.critical("worker not started: %s", exc)
         raise SystemExit(1) from None
     if config.clone_from is not None and identity.index is None:
-        await clone(config.master, config.clone_from, store, config.clone_rate,
-                    config.cluster_key, client_context(config.tls.ca))
+        await clone(
+            config.master,
+            config.clone_from,
+            store,
+            config.clone_rate,
+            config.cluster_key,
+            client_context(config.tls.ca),
+        )
         (config.data / ADOPT_MARKER).touch()
     elif config.clone_from is not None:
-        log.info("--clone-from ignored: this worker is registered already (index %d)",
-                 identity.index)
-    link = MasterLink(config.master, identity, store, config.data, config.heartbeat_interval,
-                      config.cluster_key, client_context(config.tls.ca))
+        log.info(
+            "--clone-from ignored: this worker is registered already (index %d)", identity.index
+        )
+    link = MasterLink(
+        config.master,
+        identity,
+        store,
+        config.data,
+        config.heartbeat_interval,
+        config.cluster_key,
+        client_context(config.tls.ca),
+    )
     app = build_app(config, store, identity, link)
     tasks: list[asyncio.Task[None]] = []
 
     async def listening(url: str) -> None:
         tasks.append(asyncio.create_task(link.run((config.advertise or url).rstrip("/"))))
         if config.scrub_rate > 0:
-            tasks.append(asyncio.create_task(scrub_forever(
-                store, config.scrub_rate, config.scrub_interval, link.report_corrupt)))
-        log.info("worker id %s (index %s): %d blobs, %d bytes in %s", identity.id, identity.index,
-                 store.key_count, store.bytes_used, config.data)
+            tasks.append(
+                asyncio.create_task(
+                    scrub_forever(
+                        store, config.scrub_rate, config.scrub_interval, link.report_corrupt
+                    )
+                )
+            )
+        log.info(
+            "worker id %s (index %s): %d blobs, %d bytes in %s",
+            identity.id,
+            identity.index,
+            store.key_count,
+            store.bytes_used,
+            config.data,
+        )
 
     try:
-        await serve(app, config.host, config.port, "worker", listening,
-                    server_context(config.tls))
+        await serve(app, config.host, config.port, "worker", listening, server_context(config.tls))
     finally:
         for task in tasks:
             task.cancel()

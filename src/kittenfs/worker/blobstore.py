@@ -94,9 +94,14 @@ def _value_key(blob: str) -> bytes:
 class BlobStore:
     """The blobs of one worker: LevelDB for metadata and small values, files for large ones."""
 
-    def __init__(self, root: Path, inline_max: int = DEFAULT_INLINE_MAX,
-                 verify_max: int = DEFAULT_VERIFY_MAX, capacity: int = 0,
-                 db: SyncedDB | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        inline_max: int = DEFAULT_INLINE_MAX,
+        verify_max: int = DEFAULT_VERIFY_MAX,
+        capacity: int = 0,
+        db: SyncedDB | None = None,
+    ) -> None:
         """Open the store under ``root`` (its LevelDB ``db`` if already open: recovery.py
         opens it, checked, for a worker).  Raise plyvel.CorruptionError if counting what it
         holds meets a damaged table."""
@@ -145,8 +150,9 @@ class BlobStore:
         """Refuse a value that would take the store over its capacity, exactly as a full disk
         does (ENOSPC), so the worker answers 507 and keeps nothing."""
         if self.capacity and self.bytes_used + size > self.capacity:
-            raise OSError(errno.ENOSPC, f"capacity of {self.capacity} bytes reached "
-                                        f"({self.bytes_used} used)")
+            raise OSError(
+                errno.ENOSPC, f"capacity of {self.capacity} bytes reached ({self.bytes_used} used)"
+            )
 
     def meta(self, blob: str) -> BlobMeta | None:
         """Return the metadata of a blob, or None if this worker does not hold it; raise
@@ -161,8 +167,14 @@ class BlobStore:
         """Return where a file-backed blob lives."""
         return self.blobs_dir / blob_relpath(blob)
 
-    async def put(self, blob: str, key: str, version: str, chunks: AsyncIterator[bytes],
-                  expected_size: int | None = None) -> BlobMeta:
+    async def put(
+        self,
+        blob: str,
+        key: str,
+        version: str,
+        chunks: AsyncIterator[bytes],
+        expected_size: int | None = None,
+    ) -> BlobMeta:
         """Store the bytes of ``chunks`` as a blob and return its metadata once durable.
 
         Raise SizeMismatch unless exactly ``expected_size`` bytes arrive (when it is given).
@@ -183,15 +195,17 @@ class BlobStore:
                     buffer += chunk
                     continue
                 if spill is None:
-                    spill = _Spill(self.tmp_dir / blob, BlobHeader.length(key, BLOCK_SIZE),
-                                   BLOCK_SIZE)
+                    spill = _Spill(
+                        self.tmp_dir / blob, BlobHeader.length(key, BLOCK_SIZE), BLOCK_SIZE
+                    )
                     spill.write(buffer)
                     buffer.clear()
                 spill.write(chunk)
             if expected_size is not None and size != expected_size:
                 raise SizeMismatch(f"{size} bytes arrived, {expected_size} were announced")
-            meta = BlobMeta(key, version, size, digest.hexdigest(), spill is None,
-                            int(time.time() * 1000))
+            meta = BlobMeta(
+                key, version, size, digest.hexdigest(), spill is None, int(time.time() * 1000)
+            )
             puts = {meta_key(blob): encode(meta)}
             if meta.inline:
                 puts[_value_key(blob)] = bytes(buffer)
@@ -200,8 +214,11 @@ class BlobStore:
                 if old is not None and (old.size, old.md5) != (meta.size, meta.md5):
                     raise BlobExists(f"blob {blob} is held with other bytes (MD5 {old.md5})")
                 if spill is not None:  # the same bytes again (a repair) replace a bad copy
-                    await spill.finish(BlobHeader(key, version, size, meta.md5, BLOCK_SIZE),
-                                       self.path(blob), self._durable_dirs)
+                    await spill.finish(
+                        BlobHeader(key, version, size, meta.md5, BLOCK_SIZE),
+                        self.path(blob),
+                        self._durable_dirs,
+                    )
                     spill = None
                 await self.db.write(puts)
                 self._account(old, -1)
@@ -259,7 +276,11 @@ class BlobStore:
         except (OSError, RecordError) as exc:
             raise CorruptBlob(f"blob {blob}: {exc}") from None
         if (header.key, header.version, header.size, header.md5) != (
-                meta.key, meta.version, meta.size, meta.md5):
+            meta.key,
+            meta.version,
+            meta.size,
+            meta.md5,
+        ):
             raise CorruptBlob(f"blob {blob}: header does not match its metadata")
         if length != header.file_size:
             raise CorruptBlob(f"blob {blob}: {length} bytes on disk, {header.file_size} expected")
@@ -304,7 +325,7 @@ class _Spill:
         view = memoryview(data)
         self._digest(view)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
 
     def _digest(self, view: memoryview) -> None:
         while view:
@@ -325,7 +346,7 @@ class _Spill:
             self._end_block()
         table = memoryview(self._digests)
         while table:
-            table = table[os.write(self.fd, table):]
+            table = table[os.write(self.fd, table) :]
         os.pwrite(self.fd, header.pack(), 0)
         fd, self.fd = self.fd, -1  # from here on the thread owns the descriptor
         await asyncio.to_thread(self._persist, fd, final, durable_dirs)
@@ -359,8 +380,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def read_checked(where: BlobFile, first: int, count: int,
-                 piece: int = READ_PIECE) -> Iterator[bytes]:
+def read_checked(
+    where: BlobFile, first: int, count: int, piece: int = READ_PIECE
+) -> Iterator[bytes]:
     """Yield ``count`` bytes of a blob file's value from ``first``, in pieces of about
     ``piece`` bytes, each checked before it is yielded; raise CorruptBlob at the first bad
     one.  (Blocking.)
@@ -380,8 +402,9 @@ def read_checked(where: BlobFile, first: int, count: int,
         raise CorruptBlob(f"{where.path.name}: {exc}") from None
 
 
-def _blocks_checked(handle: BinaryIO, header: BlobHeader, first: int, count: int,
-                    piece: int) -> Iterator[bytes]:
+def _blocks_checked(
+    handle: BinaryIO, header: BlobHeader, first: int, count: int, piece: int
+) -> Iterator[bytes]:
     if not count:
         return
     size, offset, fd = header.block_size, header.data_offset, handle.fileno()
@@ -393,23 +416,29 @@ def _blocks_checked(handle: BinaryIO, header: BlobHeader, first: int, count: int
         start = block * size
         length = min(blocks * size, header.size - start)
         data = os.pread(fd, length, offset + start)
-        stored = os.pread(fd, blocks * BLOCK_DIGEST.size,
-                          offset + header.size + block * BLOCK_DIGEST.size)
+        stored = os.pread(
+            fd, blocks * BLOCK_DIGEST.size, offset + header.size + block * BLOCK_DIGEST.size
+        )
         view = memoryview(data)
         for i in range(blocks):
-            chunk = view[i * size:(i + 1) * size]
-            if (len(chunk) != min(size, header.size - start - i * size)
-                    or block_digest(chunk) != stored[i * 8:(i + 1) * 8]):
+            chunk = view[i * size : (i + 1) * size]
+            if (
+                len(chunk) != min(size, header.size - start - i * size)
+                or block_digest(chunk) != stored[i * 8 : (i + 1) * 8]
+            ):
                 bad = block + i
-                raise CorruptBlob(f"{header.key!r}: block {bad} (bytes {bad * size}.."
-                                  f"{min(header.size, (bad + 1) * size) - 1}) fails its checksum")
+                raise CorruptBlob(
+                    f"{header.key!r}: block {bad} (bytes {bad * size}.."
+                    f"{min(header.size, (bad + 1) * size) - 1}) fails its checksum"
+                )
         view.release()
-        yield data[max(first, start) - start:min(last, start + length - 1) - start + 1]
+        yield data[max(first, start) - start : min(last, start + length - 1) - start + 1]
         block += blocks
 
 
-def _md5_checked(handle: BinaryIO, header: BlobHeader, first: int, count: int,
-                 piece: int) -> Iterator[bytes]:
+def _md5_checked(
+    handle: BinaryIO, header: BlobHeader, first: int, count: int, piece: int
+) -> Iterator[bytes]:
     handle.seek(header.data_offset)
     digest = hashlib.md5(usedforsecurity=False)
     while chunk := handle.read(piece):

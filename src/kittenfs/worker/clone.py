@@ -38,18 +38,25 @@ class CloneError(Exception):
     """The source cannot be found or read; the message says why."""
 
 
-async def clone(master: str, source: int, store: BlobStore, bytes_per_s: float = 0.0,
-                key: ClusterKey | None = None,
-                tls: ssl.SSLContext | None = None) -> tuple[int, int]:
+async def clone(
+    master: str,
+    source: int,
+    store: BlobStore,
+    bytes_per_s: float = 0.0,
+    key: ClusterKey | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> tuple[int, int]:
     """Copy every blob of worker ``source`` into ``store`` at up to ``bytes_per_s`` (0: no
     limit); return (copied, skipped).  ``key``: the cluster secret's, which the master and
     the source ask of a member."""
     throttle = Throttle(bytes_per_s=bytes_per_s)
     progress = _Progress()
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
-    async with aiohttp.ClientSession(timeout=timeout,
-                                     connector=aiohttp.TCPConnector(ssl=tls or True),
-                                     middlewares=session_middlewares(key)) as session:
+    async with aiohttp.ClientSession(
+        timeout=timeout,
+        connector=aiohttp.TCPConnector(ssl=tls or True),
+        middlewares=session_middlewares(key),
+    ) as session:
         url, progress.total = await _source_url(session, master.rstrip("/"), source)
         copied = skipped = failed = 0
         async for blob in list_blobs(session, url, PAGE):
@@ -64,8 +71,14 @@ async def clone(master: str, source: int, store: BlobStore, bytes_per_s: float =
                 failed += 1  # left out: adopt skips it, and repair or rebalance fill it
                 log.error("clone: blob %s not copied: %s", blob["blob"], exc)
             await throttle.take(1, int(blob["size"]))
-    log.info("cloned worker %d (%s): %d blobs copied, %d already here, %d failed", source, url,
-             copied, skipped, failed)
+    log.info(
+        "cloned worker %d (%s): %d blobs copied, %d already here, %d failed",
+        source,
+        url,
+        copied,
+        skipped,
+        failed,
+    )
     return copied, skipped
 
 
@@ -85,12 +98,16 @@ class _Progress:
         if now - self.logged >= PROGRESS_EVERY:
             self.logged = now
             left = (now - self.started) / self.done * max(0, self.total - self.done)
-            log.info("clone: %d/%d blobs, %d bytes, about %.0f s left", self.done, self.total,
-                     self.bytes, left)
+            log.info(
+                "clone: %d/%d blobs, %d bytes, about %.0f s left",
+                self.done,
+                self.total,
+                self.bytes,
+                left,
+            )
 
 
-async def _source_url(session: aiohttp.ClientSession, master: str,
-                      source: int) -> tuple[str, int]:
+async def _source_url(session: aiohttp.ClientSession, master: str, source: int) -> tuple[str, int]:
     async with session.get(f"{master}/_cluster") as resp:
         resp.raise_for_status()
         workers = (await resp.json())["workers"]
@@ -102,8 +119,9 @@ async def _source_url(session: aiohttp.ClientSession, master: str,
     raise CloneError(f"the master has no worker {source}")
 
 
-async def _copy(session: aiohttp.ClientSession, url: str, blob: dict[str, object],
-                store: BlobStore) -> int:
+async def _copy(
+    session: aiohttp.ClientSession, url: str, blob: dict[str, object], store: BlobStore
+) -> int:
     """Copy one blob; return 1, or 0 if it went away meanwhile or arrived damaged."""
     async with session.get(f"{url}/blob/{blob['blob']}") as resp:
         if resp.status == 404:
@@ -114,11 +132,20 @@ async def _copy(session: aiohttp.ClientSession, url: str, blob: dict[str, object
             async for chunk in resp.content.iter_chunked(CHUNK):
                 yield chunk
 
-        meta = await store.put(str(blob["blob"]), str(blob["key"]), str(blob["version"]),
-                               chunks(), int(str(blob["size"])))
+        meta = await store.put(
+            str(blob["blob"]),
+            str(blob["key"]),
+            str(blob["version"]),
+            chunks(),
+            int(str(blob["size"])),
+        )
     if meta.md5 != blob["md5"]:
-        log.error("clone: blob %s arrived with MD5 %s, %s expected; dropped", blob["blob"],
-                  meta.md5, blob["md5"])
+        log.error(
+            "clone: blob %s arrived with MD5 %s, %s expected; dropped",
+            blob["blob"],
+            meta.md5,
+            blob["md5"],
+        )
         await store.delete(str(blob["blob"]))
         return 0
     return 1

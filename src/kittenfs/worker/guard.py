@@ -49,16 +49,25 @@ class Guard:
                 expires = int(query.get("kfs-expires", ""))
             except ValueError:
                 raise HTTPProblem(403, "bad_link", "kfs-expires is not a time") from None
-            if self.key.check_link(f"/blob/{blob}", expires, fallback or "",
-                                   query["kfs-signature"], time.time()):
+            if self.key.check_link(
+                f"/blob/{blob}", expires, fallback or "", query["kfs-signature"], time.time()
+            ):
                 return fallback
-            raise HTTPProblem(403, "bad_link", "the link is expired, or not signed by this "
-                              "cluster's master: ask the master for the key again")
+            raise HTTPProblem(
+                403,
+                "bad_link",
+                "the link is expired, or not signed by this "
+                "cluster's master: ask the master for the key again",
+            )
         if self.public_reads or is_member(request, self.key):
             return None
-        raise HTTPProblem(401, "link_required", "blobs are served on a link from the master: "
-                          "GET the key from the master, which redirects here",
-                          **{"WWW-Authenticate": 'KittenFS-Link realm="kittenfs"'})
+        raise HTTPProblem(
+            401,
+            "link_required",
+            "blobs are served on a link from the master: "
+            "GET the key from the master, which redirects here",
+            **{"WWW-Authenticate": 'KittenFS-Link realm="kittenfs"'},
+        )
 
 
 #: A worker's access rules, in its application.

@@ -63,28 +63,32 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok", "role": "worker", **request.app["describe"]()})
     guard = request.app[GUARD]
     if path.startswith("/blob/") and request.method in ("GET", "HEAD"):
-        blob = _blob_id(path[len("/blob/"):])
+        blob = _blob_id(path[len("/blob/") :])
         return await get_blob(request, blob, guard.read(request, blob))
     guard.require_member(request)
     if path == "/blobs" and request.method == "GET":
         return list_blobs(request)
     if path.startswith("/check/") and request.method == "GET":
-        return await check_blob(request, path[len("/check/"):])
+        return await check_blob(request, path[len("/check/") :])
     if path == "/batch":
         if request.method != "POST":
             raise HTTPProblem(405, "method_not_allowed", "/batch accepts POST", Allow="POST")
         return await post_batch(request)
     if not path.startswith("/blob/"):
         raise HTTPProblem(404, "no_such_route", f"{path} is not a worker route")
-    blob = _blob_id(path[len("/blob/"):])
+    blob = _blob_id(path[len("/blob/") :])
     if request.method == "PUT":
         return await put_blob(request, blob)
     if request.method == "DELETE":
         if not await _store(request).delete(blob):
             raise HTTPProblem(404, "not_found", f"no blob {blob}")
         return web.Response(status=204)
-    raise HTTPProblem(405, "method_not_allowed", "blobs accept GET, HEAD, PUT, DELETE",
-                      Allow="GET, HEAD, PUT, DELETE")
+    raise HTTPProblem(
+        405,
+        "method_not_allowed",
+        "blobs accept GET, HEAD, PUT, DELETE",
+        Allow="GET, HEAD, PUT, DELETE",
+    )
 
 
 def _blob_id(text: str) -> str:
@@ -100,8 +104,9 @@ async def put_blob(request: web.Request, blob: str) -> web.Response:
     if blob_id(key, version) != blob:
         raise HTTPProblem(400, "bad_blob_id", "the id does not match X-Kfs-Key and X-Kfs-Version")
     with _storing(blob):
-        meta = await _store(request).put(blob, key, version, body_chunks(request, READ_CHUNK),
-                                         request.content_length)
+        meta = await _store(request).put(
+            blob, key, version, body_chunks(request, READ_CHUNK), request.content_length
+        )
     return web.json_response({"size": meta.size, "md5": meta.md5}, status=201)
 
 
@@ -204,5 +209,12 @@ def list_blobs(request: web.Request) -> web.Response:
 
 
 def _describe(blob: str, meta: BlobMeta) -> dict[str, object]:
-    return {"blob": blob, "key": meta.key, "version": meta.version, "size": meta.size,
-            "md5": meta.md5, "inline": meta.inline, "created_ms": meta.created_ms}
+    return {
+        "blob": blob,
+        "key": meta.key,
+        "version": meta.version,
+        "size": meta.size,
+        "md5": meta.md5,
+        "inline": meta.inline,
+        "created_ms": meta.created_ms,
+    }

@@ -32,9 +32,16 @@ PENDING = {ADOPT_MARKER: "adopt", RECHECK_MARKER: "recheck"}
 class MasterLink:
     """Keeps one worker registered with its master."""
 
-    def __init__(self, master: str, identity: Identity, store: BlobStore, data_dir: Path,
-                 interval: float, key: ClusterKey | None,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        master: str,
+        identity: Identity,
+        store: BlobStore,
+        data_dir: Path,
+        interval: float,
+        key: ClusterKey | None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.master = master.rstrip("/")
         self.key = key
         self.tls = tls
@@ -49,15 +56,20 @@ class MasterLink:
 
     def stats(self) -> dict[str, int]:
         """Return what the heartbeat reports: bytes used, free disk and key count."""
-        return {"bytes_used": self.store.bytes_used, "free_bytes": self.store.free_bytes(),
-                "key_count": self.store.key_count}
+        return {
+            "bytes_used": self.store.bytes_used,
+            "free_bytes": self.store.free_bytes(),
+            "key_count": self.store.key_count,
+        }
 
     def session(self, total: float) -> aiohttp.ClientSession:
         """Return a session to the master whose requests are signed with the cluster secret
         (and whose certificate, over HTTPS, is checked against the CA)."""
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=total),
-                                     connector=aiohttp.TCPConnector(ssl=self.tls or True),
-                                     middlewares=session_middlewares(self.key))
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=total),
+            connector=aiohttp.TCPConnector(ssl=self.tls or True),
+            middlewares=session_middlewares(self.key),
+        )
 
     async def run(self, url: str) -> None:
         """Register (as reachable at ``url``) and beat until cancelled, or until the master
@@ -84,39 +96,52 @@ class MasterLink:
         if now and self.connected is not True:
             log.info("worker %s: connected to master %s", self._name(), self.master)
         elif not now and self.connected is not False:
-            log.warning("worker %s: cannot reach master %s (%s); retrying",
-                        self._name(), self.master, why)
+            log.warning(
+                "worker %s: cannot reach master %s (%s); retrying", self._name(), self.master, why
+            )
         self.connected = now
 
     def _name(self) -> str:
         return self.identity.id if self.identity.index is None else str(self.identity.index)
 
     async def _register(self, session: aiohttp.ClientSession) -> None:
-        body = {"id": self.identity.id, "url": self.url, "index": self.identity.index,
-                "cluster": self.identity.cluster}
+        body = {
+            "id": self.identity.id,
+            "url": self.url,
+            "index": self.identity.index,
+            "cluster": self.identity.cluster,
+        }
         async with session.post(f"{self.master}/_workers/register", json=body) as resp:
             answer = await resp.json() if resp.content_type == "application/json" else {}
             _refused(resp.status, answer, self.master)
             resp.raise_for_status()
         index, cluster = answer["index"], answer.get("cluster")
         if self.identity.cluster not in (None, cluster):
-            raise Refused(f"{self.master} is the master of cluster {cluster}, and this worker "
-                          f"belongs to cluster {self.identity.cluster}")
+            raise Refused(
+                f"{self.master} is the master of cluster {cluster}, and this worker "
+                f"belongs to cluster {self.identity.cluster}"
+            )
         if self.key is not None and not answer.get("cluster_auth"):
-            raise Refused(f"{self.master} has no cluster secret and this worker has one: "
-                          "give both the same --cluster-secret-file")
+            raise Refused(
+                f"{self.master} has no cluster secret and this worker has one: "
+                "give both the same --cluster-secret-file"
+            )
         if (index, cluster) != (self.identity.index, self.identity.cluster):
             self.identity.index, self.identity.cluster = index, cluster
             await asyncio.to_thread(self.identity.save, self.data_dir)
         self.registered = True
-        log.info("worker %d registered with master %s (cluster %s) as %s", index, self.master,
-                 cluster, self.url)
+        log.info(
+            "worker %d registered with master %s (cluster %s) as %s",
+            index,
+            self.master,
+            cluster,
+            self.url,
+        )
 
     def _ask_pending(self) -> None:
         """Start each pending request (a marker file) that is not under way already."""
         for marker in PENDING:
-            if (self.registered and marker not in self.asking
-                    and (self.data_dir / marker).exists()):
+            if self.registered and marker not in self.asking and (self.data_dir / marker).exists():
                 self.asking[marker] = asyncio.create_task(self._ask(marker))
 
     async def _ask(self, marker: str) -> None:
@@ -141,8 +166,10 @@ class MasterLink:
     async def report_corrupt(self, blobs: list[dict[str, str]]) -> None:
         """Tell the master which blobs the scrub found corrupt, so it repairs their keys."""
         body = {"id": self.identity.id, "blobs": blobs}
-        async with (self.session(30) as session,
-                    session.post(f"{self.master}/_workers/corrupt", json=body) as resp):
+        async with (
+            self.session(30) as session,
+            session.post(f"{self.master}/_workers/corrupt", json=body) as resp,
+        ):
             resp.raise_for_status()
 
     async def _beat(self, session: aiohttp.ClientSession) -> None:
@@ -164,8 +191,7 @@ def _refused(status: int, answer: dict[str, Any], master: str) -> None:
     """Raise Refused for a registration the master refused for good: another cluster, an
     index taken (409), or a cluster secret it does not share (401)."""
     if status == 401:
-        raise Refused(f"{master} refused this worker's cluster secret: "
-                      f"{answer.get('detail', '')}")
+        raise Refused(f"{master} refused this worker's cluster secret: {answer.get('detail', '')}")
     if status == 409 and answer.get("error") in ("wrong_cluster", "index_taken"):
         raise Refused(f"{master} refused the registration: {answer.get('detail', '')}")
     if status == 409:  # the master could not reach this worker at its URL: try again

@@ -53,8 +53,9 @@ class Recovery:
         return bool(self.problems or self.dropped)
 
 
-async def open_store(root: Path, registered: bool, on_lost: Callable[[str], None],
-                     **settings: int) -> tuple[BlobStore, Recovery]:
+async def open_store(
+    root: Path, registered: bool, on_lost: Callable[[str], None], **settings: int
+) -> tuple[BlobStore, Recovery]:
     """Open (and if need be recover) the store under ``root``; ``registered``: the worker
     has registered before, so an empty LevelDB means a lost one.  ``settings`` go to
     BlobStore (inline_max, verify_max, capacity).  Leaves RECHECK_MARKER if anything may
@@ -72,21 +73,29 @@ async def open_store(root: Path, registered: bool, on_lost: Callable[[str], None
             if db is not None:
                 db.close_now()
             if not remedies:
-                raise StoreUnusable(f"the LevelDB at {path} cannot be opened even new: "
-                                    f"{exc}") from None
+                raise StoreUnusable(
+                    f"the LevelDB at {path} cannot be opened even new: {exc}"
+                ) from None
             recovery.problems.append(remedies.pop(0)(path, exc))
         except plyvel.Error as exc:  # a full disk, too many open files: nothing is damaged
             if db is not None:
                 db.close_now()
-            raise StoreUnusable(f"the LevelDB at {path} cannot be opened ({exc}); nothing "
-                                "was changed: fix the cause and start again") from None
+            raise StoreUnusable(
+                f"the LevelDB at {path} cannot be opened ({exc}); nothing "
+                "was changed: fix the cause and start again"
+            ) from None
     await _check_marker(store, registered, recovery)
     await reconcile(store, recovery)
     if recovery.problems or recovery.restored or recovery.dropped or recovery.unreadable:
-        log.error("the store in %s was not as left: LevelDB %s; %d blobs' metadata rebuilt "
-                  "from their files, %d dropped (file gone), %d unreadable files",
-                  root, "; ".join(recovery.problems) or "fine", recovery.restored,
-                  recovery.dropped, recovery.unreadable)
+        log.error(
+            "the store in %s was not as left: LevelDB %s; %d blobs' metadata rebuilt "
+            "from their files, %d dropped (file gone), %d unreadable files",
+            root,
+            "; ".join(recovery.problems) or "fine",
+            recovery.restored,
+            recovery.dropped,
+            recovery.unreadable,
+        )
     if recovery.lost_anything:
         (root / RECHECK_MARKER).touch()
     return store, recovery
@@ -102,8 +111,10 @@ def _repair(path: Path, exc: plyvel.Error) -> str:
     try:
         plyvel.repair_db(str(path))
     except plyvel.Error as failed:
-        raise StoreUnusable(f"the LevelDB at {path} is damaged ({exc}) and its repair "
-                            f"failed ({failed}); nothing more was changed") from None
+        raise StoreUnusable(
+            f"the LevelDB at {path} is damaged ({exc}) and its repair "
+            f"failed ({failed}); nothing more was changed"
+        ) from None
     return f"it was damaged ({exc}): repaired"
 
 
@@ -120,8 +131,10 @@ def _open(path: Path, recovery: Recovery, on_lost: Callable[[str], None]) -> Syn
         try:
             plyvel.repair_db(str(path))
         except plyvel.Error as exc:
-            raise StoreUnusable(f"the LevelDB at {path} lost its CURRENT file and cannot be "
-                                f"repaired now ({exc}); nothing more was changed") from None
+            raise StoreUnusable(
+                f"the LevelDB at {path} lost its CURRENT file and cannot be "
+                f"repaired now ({exc}); nothing more was changed"
+            ) from None
     return SyncedDB(str(path), on_lost)
 
 
@@ -142,14 +155,23 @@ async def reconcile(store: BlobStore, recovery: Recovery) -> None:
     every one the metadata names, there or not."""
     for prefix in sorted(_file_prefixes(store.blobs_dir) | _meta_prefixes(store)):
         folder = store.blobs_dir / prefix[:2] / prefix[2:]
-        files = ({entry.name for entry in os.scandir(folder) if entry.is_file()}
-                 if folder.is_dir() else set())
-        metas = {raw_key[2:].decode("ascii"): decode(BlobMeta, raw)
-                 for raw_key, raw in store.db.scan(b"m:" + prefix.encode("ascii"))}
-        restored = {meta_key(blob): encode(meta) for blob in sorted(files - metas.keys())
-                    if (meta := _from_file(folder / blob, recovery)) is not None}
-        gone = [meta_key(blob) for blob, meta in metas.items()
-                if not meta.inline and blob not in files]
+        files = (
+            {entry.name for entry in os.scandir(folder) if entry.is_file()}
+            if folder.is_dir()
+            else set()
+        )
+        metas = {
+            raw_key[2:].decode("ascii"): decode(BlobMeta, raw)
+            for raw_key, raw in store.db.scan(b"m:" + prefix.encode("ascii"))
+        }
+        restored = {
+            meta_key(blob): encode(meta)
+            for blob in sorted(files - metas.keys())
+            if (meta := _from_file(folder / blob, recovery)) is not None
+        }
+        gone = [
+            meta_key(blob) for blob, meta in metas.items() if not meta.inline and blob not in files
+        ]
         if restored or gone:
             await store.db.write(restored, gone)
         recovery.restored += len(restored)
@@ -159,8 +181,7 @@ async def reconcile(store: BlobStore, recovery: Recovery) -> None:
 
 def _file_prefixes(blobs_dir: Path) -> set[str]:
     """Return the ``abcd`` of every ``blobs/ab/cd`` directory."""
-    return {first.name + second.name for first in _subdirs(blobs_dir)
-            for second in _subdirs(first)}
+    return {first.name + second.name for first in _subdirs(blobs_dir) for second in _subdirs(first)}
 
 
 def _meta_prefixes(store: BlobStore) -> set[str]:
@@ -189,10 +210,12 @@ def _from_file(path: Path, recovery: Recovery) -> BlobMeta | None:
         log.warning("%s is not a readable blob file: %s", path, exc)
         recovery.unreadable += 1
         return None
-    if (not is_blob_id(path.name) or blob_id(header.key, header.version) != path.name
-            or length != header.file_size):
+    if (
+        not is_blob_id(path.name)
+        or blob_id(header.key, header.version) != path.name
+        or length != header.file_size
+    ):
         log.warning("%s does not hold the blob its name says", path)
         recovery.unreadable += 1
         return None
     return BlobMeta(header.key, header.version, header.size, header.md5, False, created)
-

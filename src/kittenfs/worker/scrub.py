@@ -54,5 +54,5 @@ async def scrub_once(store: BlobStore, rate: float, report: Report) -> tuple[int
 async def _report(report: Report, blobs: list[dict[str, str]]) -> None:
     try:
         await report(blobs)
-    except Exception as exc:  # noqa: BLE001 - the next pass finds it again
+    except Exception as exc:
         log.warning("scrub: could not report to the master: %s", exc)

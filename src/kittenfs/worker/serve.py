@@ -57,9 +57,13 @@ async def get_blob(request: web.Request, blob: str, fallback: str | None) -> web
     meta = store.meta(blob)
     if meta is None:
         return _cannot_serve(blob, fallback, HTTPProblem(404, "not_found", f"no blob {blob}"))
-    headers = {"ETag": etag(meta.md5), "Content-Md5": meta.md5, "Accept-Ranges": "bytes",
-               "Cache-Control": "public, max-age=31536000, immutable",
-               "Content-Type": "application/octet-stream"}
+    headers = {
+        "ETag": etag(meta.md5),
+        "Content-Md5": meta.md5,
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "Content-Type": "application/octet-stream",
+    }
     if etag_matches(request.headers.get("If-None-Match"), meta.md5):
         return web.Response(status=304, headers=headers)
     first, last, status = 0, meta.size - 1, 200
@@ -70,7 +74,7 @@ async def get_blob(request: web.Request, blob: str, fallback: str | None) -> web
     count = last - first + 1
     try:
         if meta.inline:
-            value = store.read_inline(blob, meta)[first:last + 1]
+            value = store.read_inline(blob, meta)[first : last + 1]
             if request.method == "HEAD":
                 return head_response(status, headers, count)
             return web.Response(status=status, headers=headers, body=value)
@@ -95,8 +99,9 @@ async def get_blob(request: web.Request, blob: str, fallback: str | None) -> web
     return response
 
 
-async def _check_first(request: web.Request, store: BlobStore, where: BlobFile, first: int,
-                       count: int) -> None:
+async def _check_first(
+    request: web.Request, store: BlobStore, where: BlobFile, first: int, count: int
+) -> None:
     """Check the first ``verify_max`` bytes of a read before its response starts (unless the
     blob was read whole without fault lately); raise CorruptBlob if any block is bad."""
     checked = request.app[CHECKED]
@@ -112,8 +117,7 @@ def _cannot_serve(blob: str, fallback: str | None, problem: HTTPProblem) -> web.
     if fallback is None:
         raise problem
     log.info("blob %s: %s; sending the client back to the master", blob, problem.error)
-    return web.Response(status=302, headers={"Location": fallback,
-                                             "X-Kfs-Error": problem.error})
+    return web.Response(status=302, headers={"Location": fallback, "X-Kfs-Error": problem.error})
 
 
 def _blob_of(meta: BlobMeta) -> str:
@@ -133,9 +137,15 @@ def _check_span(where: BlobFile, first: int, count: int) -> None:
         pass
 
 
-async def _stream(request: web.Request, status: int, headers: dict[str, str],
-                  pieces: Iterator[bytes], head: bytes | None, count: int,
-                  meta: BlobMeta) -> web.StreamResponse:
+async def _stream(
+    request: web.Request,
+    status: int,
+    headers: dict[str, str],
+    pieces: Iterator[bytes],
+    head: bytes | None,
+    count: int,
+    meta: BlobMeta,
+) -> web.StreamResponse:
     """Send ``count`` checked bytes, ``head`` first, then the rest of ``pieces``, reading
     the next piece while the last one goes out; a block that fails its check cuts the
     response."""
@@ -210,7 +220,7 @@ class ReportOnce:
     async def _send(self, meta: BlobMeta) -> None:
         try:
             await self.send([{"key": meta.key, "version": meta.version}])
-        except Exception as exc:  # noqa: BLE001 - the scrub finds it again
+        except Exception as exc:
             log.warning("could not report a corrupt blob to the master: %s", exc)
 
 

@@ -2,13 +2,13 @@
 benchmark and test the cluster."""
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import limits
 from .config import TLS, WORKER_LIMITS, ConfigError, GiB, Limits, MasterConfig, WorkerConfig
 from .signing import BadSecret, ClusterKey
 
@@ -19,6 +19,15 @@ SECRET_ENV = "KITTENFS_CLUSTER_SECRET"
 ADMIN_ENV = "KITTENFS_ADMIN_TOKEN"
 #: The environment variable that holds a client's credential.
 TOKEN_ENV = "KITTENFS_TOKEN"
+#: The packages of the "server" extra; the client commands import none of them.
+SERVER_PACKAGES = ("aiohttp", "plyvel", "prometheus_client", "xxhash", "cryptography")
+#: The commands that run (or open) the servers, which need the "server" extra.
+SERVER_COMMANDS = frozenset({"master", "worker", "up", "rebuild", "bench", "nemesis", "soak"})
+
+
+def missing_server_package() -> str | None:
+    """Return a package of the server extra that is not installed, None if all are."""
+    return next((name for name in SERVER_PACKAGES if importlib.util.find_spec(name) is None), None)
 
 
 def cluster_key(args: argparse.Namespace) -> ClusterKey | None:
@@ -66,6 +75,7 @@ def _add_cluster_secret(parser: argparse.ArgumentParser) -> None:
 
 
 def _master(args: argparse.Namespace) -> int:
+    from . import limits
     from .master.app import run
 
     run(
@@ -94,6 +104,7 @@ def _master(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from . import limits
     from .worker.app import run
 
     run(
@@ -178,6 +189,10 @@ def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="kittenfs", description=__doc__)
+    # Without the server extra the server commands get no flags (main refuses to run them).
+    server = missing_server_package() is None
+    if server:
+        from . import limits
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     master = sub.add_parser("master", help="run the master (the index)")
@@ -232,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     master.add_argument(
         "--cache-value-max", type=int, default=64 * 1024, help="largest value the cache holds"
     )
-    limits.add_arguments(master, Limits())
+    if server:
+        limits.add_arguments(master, Limits())
     _add_cluster_secret(master)
     _add_tls(master, "workers")
     master.add_argument(
@@ -302,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=WorkerConfig.scrub_interval,
         help="seconds between two scrub passes (default 3600)",
     )
-    limits.add_arguments(worker, WORKER_LIMITS)
+    if server:
+        limits.add_arguments(worker, WORKER_LIMITS)
     _add_cluster_secret(worker)
     _add_tls(worker, "master's (and other workers)")
     worker.add_argument(
@@ -346,9 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.set_defaults(run=_rebuild)
 
     nemesis = sub.add_parser("nemesis", help="run the reliability suite: workload, faults, checker")
-    from .reliability.run import add_arguments as nemesis_arguments
+    if server:
+        from .reliability.run import add_arguments as nemesis_arguments
 
-    nemesis_arguments(nemesis)
+        nemesis_arguments(nemesis)
     nemesis.set_defaults(run=_nemesis)
 
     soak = sub.add_parser(
@@ -356,15 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the resource soak: many small keys, then large values, "
         "with every process's memory sampled",
     )
-    from .reliability.soak import add_arguments as soak_arguments
+    if server:
+        from .reliability.soak import add_arguments as soak_arguments
 
-    soak_arguments(soak)
+        soak_arguments(soak)
     soak.set_defaults(run=_soak)
 
     bench = sub.add_parser("bench", help="benchmark kittenFS against nginx and the disk")
-    from .bench.suite import add_arguments
+    if server:
+        from .bench.suite import add_arguments
 
-    add_arguments(bench)
+        add_arguments(bench)
     bench.set_defaults(run=_bench)
 
     url_help = f"master URL (default $KITTENFS_URL or {DEFAULT_URL})"
@@ -463,6 +483,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = next((word for word in words if not word.startswith("-")), "")
+    missing = missing_server_package() if command in SERVER_COMMANDS else None
+    if missing:
+        print(
+            f"kittenfs {command}: needs the server extra ({missing} is not installed): "
+            "pip install 'kittenfs[server]'",
+            file=sys.stderr,
+        )
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

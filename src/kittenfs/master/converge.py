@@ -33,13 +33,13 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from ..errors import NotEnoughWorkers, ReplicaError
 from ..placement import blob_id
 from ..records import IndexRecord
 from . import replica_io
 from .damage import Damage
 from .index import HELD, Space
 from .jobs import Job, Throttle
-from .membership import NotEnoughWorkers
 from .write_path import Store, to_completion
 
 log = logging.getLogger("kittenfs.master")
@@ -274,13 +274,13 @@ class Converger:
                         resp.content.iter_chunked(replica_io.COPY_CHUNK),
                         record.size,
                     )
-            except (aiohttp.ClientError, OSError, replica_io.ReplicaError) as exc:
+            except (aiohttp.ClientError, OSError, ReplicaError) as exc:
                 failures.append(f"worker {source} -> {dest}: {exc}")
                 continue
             if stored == (record.size, record.md5):
                 return
             failures.append(f"worker {dest} stored {stored} from worker {source}")
-        raise replica_io.ReplicaError(
+        raise ReplicaError(
             f"no copy of {record.key!r} reached worker {dest}: " + "; ".join(failures)
         )
 

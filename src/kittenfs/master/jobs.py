@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..httputil import HTTPProblem
+from ..errors import NotFound, StateConflict
 from ..throttle import Throttle
 
 __all__ = ["Job", "Jobs", "Throttle"]
@@ -83,11 +83,11 @@ class Jobs:
     def start(
         self, kind: str, options: dict[str, Any], body: Callable[[Job], Awaitable[None]]
     ) -> Job:
-        """Start ``body`` as a job; raise 409 if another job is running."""
+        """Start ``body`` as a job; raise StateConflict if another job is running."""
         current = self.running()
         if current is not None:
-            raise HTTPProblem(
-                409, "job_running", f"{current.kind} job {current.id} is running; wait or cancel it"
+            raise StateConflict(
+                f"{current.kind} job {current.id} is running; wait or cancel it", "job_running"
             )
         job = Job(kind, options)
         self.history = [*self.history[-(KEEP_FINISHED - 1) :], job]
@@ -119,11 +119,11 @@ class Jobs:
             )
 
     def get(self, job_id: str) -> Job:
-        """Return a job by id; raise 404 if it is not known."""
+        """Return a job by id; raise NotFound if it is not known."""
         for job in self.history:
             if job.id == job_id:
                 return job
-        raise HTTPProblem(404, "no_such_job", f"no job {job_id!r}")
+        raise NotFound(f"no job {job_id!r}", "no_such_job")
 
     async def cancel(self, job_id: str) -> Job:
         """Stop a running job between two items; its finished items stay done."""

@@ -21,6 +21,7 @@ import aiohttp
 
 from .. import batch
 from ..clusterauth import session_middlewares
+from ..errors import ReplicaError
 from ..signing import ClusterKey
 
 #: Chunk size when a value is copied from one worker to another.
@@ -30,18 +31,6 @@ CONNECT_TIMEOUT = 5.0
 #: Bytes of a worker's answer buffered before reading from it pauses (aiohttp buffers up to
 #: twice this): what a stream through the master holds of each replica.
 READ_BUFFER = 64 * 1024
-
-
-class ReplicaError(Exception):
-    """A worker failed an operation on a blob; the message names the worker and the cause.
-
-    ``unreachable`` is True when the worker could not be talked to at all (refused, reset,
-    timed out), as opposed to answering with an error.
-    """
-
-    def __init__(self, message: str, unreachable: bool = False) -> None:
-        super().__init__(message)
-        self.unreachable = unreachable
 
 
 @contextmanager

@@ -11,7 +11,7 @@ PUT, for one key at a time (writes to a key are serialized by a per-key lock):
 5. garbage is deleted from the replicas in the background, and retried until it is gone;
    a replaced version is kept REPLACED_GRACE seconds first, for reads already redirected to it.
 
-If any replica fails, the write fails (503) and its copies become garbage: nothing is
+If any replica fails, the write fails (ReplicaUnavailable) and its copies become garbage: nothing is
 visible.  A pending record found at start is a write cut off by a crash; it becomes garbage.
 """
 
@@ -26,7 +26,16 @@ from typing import TypeVar
 
 import aiohttp
 
-from ..httputil import HTTPProblem, etag_matches
+from ..errors import (
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+    ReplicaError,
+    ReplicaUnavailable,
+    StoreError,
+    TooLarge,
+)
+from ..httputil import etag_matches
 from ..locks import KeyLocks
 from ..placement import blob_id, new_version
 from ..records import IndexRecord
@@ -91,20 +100,19 @@ class Store:
     ) -> PutResult:
         """Store ``body`` as the value of ``key`` on every replica, then make it live.
 
-        Raise HTTPProblem: 412 if ``if_none_match`` (an If-None-Match header) matches the live
-        value's ETag (``*``: the key exists), 413 if the body is over the limit, 503 if too
-        few workers are up or a replica fails.
+        Raise PreconditionFailed if ``if_none_match`` (an If-None-Match header) matches the
+        live value's ETag (``*``: the key exists), TooLarge if the body is over the limit,
+        InvalidRequest if it is shorter than ``size``, ReplicaUnavailable if too few workers
+        are up or a replica fails.
         """
         if size is not None and size > self.max_value_bytes:
-            raise _too_large(self.max_value_bytes)
+            raise TooLarge(self.max_value_bytes)
         small = size is not None and size <= BATCHED_VALUE_MAX
         value = await _read_whole(body, size) if small and size is not None else None
         async with self.locks.hold(key):
             live = self.index.get(Space.LIVE, key)
             if live is not None and etag_matches(if_none_match, live.md5):
-                raise HTTPProblem(
-                    412, "key_exists", f"{key!r} exists and its ETag matches If-None-Match"
-                )
+                raise PreconditionFailed(f"{key!r} exists and its ETag matches If-None-Match")
             now = int(time.time() * 1000)
             pending = IndexRecord(
                 key, new_version(), -1, "", tuple(self.membership.choose_replicas(key)), now, now
@@ -174,7 +182,7 @@ class Store:
             async for chunk in body:
                 total += len(chunk)
                 if total > self.max_value_bytes:
-                    raise _too_large(self.max_value_bytes)
+                    raise TooLarge(self.max_value_bytes)
                 digest.update(chunk)
                 await fan.send(chunk)
                 if any(_failed(task) for task in uploads):
@@ -192,14 +200,14 @@ class Store:
             fan.abort()
             await _finish(uploads, self.replica_timeout)
             if isinstance(exc, Stalled):
-                raise HTTPProblem(503, "replica_stalled", str(exc)) from None
+                raise ReplicaUnavailable(str(exc), "replica_stalled") from None
             raise
         results = await self._await_uploads(uploads, pending.replicas)
         self._suspect_unreachable(pending.replicas, results, [b.aborted for b in fan.branches])
         if any(isinstance(result, BaseException) for result in results):
             fan.abort()
         if size is not None and total != size and not _failures(results):
-            raise HTTPProblem(400, "short_body", f"Content-Length was {size}, got {total} bytes")
+            raise InvalidRequest(f"Content-Length was {size}, got {total} bytes", "short_body")
         return _agreed(pending.replicas, results, (total, digest.hexdigest()))
 
     async def _replicate_small(self, pending: IndexRecord, value: bytes) -> tuple[int, str]:
@@ -238,7 +246,7 @@ class Store:
         results: list[object] = list(await asyncio.gather(*uploads, return_exceptions=True))
         for i, (index, result) in enumerate(zip(replicas, results, strict=False)):
             if isinstance(result, asyncio.CancelledError):
-                results[i] = replica_io.ReplicaError(f"worker {index} stopped answering")
+                results[i] = ReplicaError(f"worker {index} stopped answering")
         return results
 
     def _suspect_unreachable(
@@ -247,7 +255,7 @@ class Store:
         """Mark down the workers whose upload failed on its own for want of a connection
         (not because the master ``aborted`` it)."""
         for index, result, cut in zip(replicas, results, aborted, strict=False):
-            if isinstance(result, replica_io.ReplicaError) and result.unreachable and not cut:
+            if isinstance(result, ReplicaError) and result.unreachable and not cut:
                 self.membership.suspect(index, str(result))
 
     async def abandon(self, pending: IndexRecord) -> None:
@@ -266,12 +274,12 @@ class Store:
         """Remove ``key`` (live or unlinked) from the index, then from its replicas.
 
         Replicas that cannot be reached keep a garbage record, retried in the background.
-        Raise HTTPProblem 404 if the key is absent.
+        Raise NotFound if the key is absent.
         """
         async with self.locks.hold(key):
             found = self.index.current(key)
             if found is None:
-                raise HTTPProblem(404, "not_found", f"no key {key!r}")
+                raise NotFound(f"no key {key!r}")
             _, record = found
             await self.index.remove(record)
             self.cache.invalidate(key)
@@ -305,7 +313,7 @@ class Store:
         """Return True if ``worker`` holds ``record``'s blob with its MD5 (a HEAD)."""
         try:
             return await self.copy_state(worker, record, deep=False) == "good"
-        except replica_io.ReplicaError:
+        except ReplicaError:
             return False
 
     async def copy_state(self, worker: int, record: IndexRecord, deep: bool) -> str:
@@ -328,11 +336,11 @@ class Store:
             await self._delete_garbage(record)
 
     async def unlink(self, key: str) -> None:
-        """Hide ``key`` from reads and listing, keeping its bytes; 404 if it is not live."""
+        """Hide ``key`` from reads and listing, keeping its bytes; NotFound if it is not live."""
         async with self.locks.hold(key):
             record = self.index.get(Space.LIVE, key)
             if record is None:
-                raise HTTPProblem(404, "not_found", f"no live key {key!r}")
+                raise NotFound(f"no live key {key!r}")
             await self.index.unlink(record)
             self.cache.invalidate(key)
 
@@ -347,7 +355,7 @@ class Store:
                     try:
                         await self.delete(key)
                         deleted += 1
-                    except HTTPProblem:
+                    except StoreError:
                         pass  # deleted meanwhile by someone else
                 if not start:
                     break
@@ -417,10 +425,10 @@ class Store:
 
 
 async def _read_whole(body: AsyncIterator[bytes], size: int) -> bytes:
-    """Return a small body whole; raise 400 if it ends before its Content-Length."""
+    """Return a small body whole; raise InvalidRequest if it ends before its Content-Length."""
     value = b"".join([chunk async for chunk in body])
     if len(value) != size:
-        raise HTTPProblem(400, "short_body", f"Content-Length was {size}, got {len(value)} bytes")
+        raise InvalidRequest(f"Content-Length was {size}, got {len(value)} bytes", "short_body")
     return value
 
 
@@ -442,14 +450,15 @@ def _failures(results: Sequence[object]) -> list[str]:
 def _agreed(
     replicas: tuple[int, ...], results: Sequence[object], expected: tuple[int, str]
 ) -> tuple[int, str]:
-    """Return ``expected`` (size, MD5) if every replica holds exactly that; else raise 503."""
+    """Return ``expected`` (size, MD5) if every replica holds exactly that; else raise
+    ReplicaUnavailable."""
     failures = _failures(results)
     if failures:
-        raise HTTPProblem(503, "replica_failed", "; ".join(failures))
+        raise ReplicaUnavailable("; ".join(failures), "replica_failed")
     for index, result in zip(replicas, results, strict=False):
         if result != expected:
-            raise HTTPProblem(
-                503, "replica_mismatch", f"worker {index} stored {result}, master sent {expected}"
+            raise ReplicaUnavailable(
+                f"worker {index} stored {result}, master sent {expected}", "replica_mismatch"
             )
     return expected
 
@@ -464,7 +473,3 @@ async def _finish(tasks: list[asyncio.Task[tuple[int, str]]], patience: float) -
     for task in stuck:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _too_large(limit: int) -> HTTPProblem:
-    return HTTPProblem(413, "value_too_large", f"values are limited to {limit} bytes")

@@ -151,7 +151,7 @@ async def adopt(state: MasterState, index: int) -> dict[str, int]:
     adopted = total = 0
     async for blob in replica_io.list_blobs(state.session, state.membership.url(index)):
         total += 1
-        adopted += await state.store.add_replica(blob["key"], blob["version"], blob["md5"], index)
+        adopted += await state.store.add_replica(blob.key, blob.version, blob.md5, index)
     return {"adopted": adopted, "blobs": total}
 
 

@@ -35,7 +35,7 @@ import aiohttp
 
 from ..errors import NotEnoughWorkers, ReplicaError
 from ..placement import blob_id
-from ..records import IndexRecord
+from ..records import CopyState, IndexRecord
 from . import replica_io
 from .damage import Damage
 from .index import HELD, Space
@@ -170,15 +170,15 @@ class Converger:
         target = tuple(self.membership.choose_replicas(record.key))
         up = [index for index in record.replicas if self.membership.is_up(index)]
         states = await asyncio.gather(*(self.store.copy_state(index, record, deep) for index in up))
-        by_state: dict[str, list[int]] = {"good": [], "missing": [], "corrupt": []}
+        by_state: dict[CopyState, list[int]] = {state: [] for state in CopyState}
         for index, state in zip(up, states, strict=False):
             by_state[state].append(index)
         down = tuple(index for index in record.replicas if index not in up)
         return Plan(
             target,
-            tuple(by_state["good"]),
-            tuple(by_state["missing"]),
-            tuple(by_state["corrupt"]),
+            tuple(by_state[CopyState.GOOD]),
+            tuple(by_state[CopyState.MISSING]),
+            tuple(by_state[CopyState.CORRUPT]),
             down,
         )
 
@@ -252,7 +252,7 @@ class Converger:
             *(self.store.copy_state(index, record, deep) for index in workers),
             return_exceptions=True,
         )
-        return all(state == "good" for state in states)
+        return all(state is CopyState.GOOD for state in states)
 
     async def _copy(self, record: IndexRecord, sources: tuple[int, ...], dest: int) -> None:
         """Stream the value to ``dest`` from the first good source that serves it whole."""
@@ -373,7 +373,7 @@ class RepairQueue:
         )
         for record, state in zip(records, states, strict=False):
             self.job.found["rechecked"] += 1
-            if state in ("missing", "corrupt"):
+            if state in (CopyState.MISSING, CopyState.CORRUPT):
                 self.job.found[f"recheck_{state}"] += 1
                 self.damage.mark(record, worker)
 

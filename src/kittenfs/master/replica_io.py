@@ -22,6 +22,7 @@ import aiohttp
 from .. import batch
 from ..clusterauth import session_middlewares
 from ..errors import ReplicaError
+from ..records import BlobListing, CopyState
 from ..signing import ClusterKey
 
 #: Chunk size when a value is copied from one worker to another.
@@ -65,7 +66,7 @@ def new_session(
 
 async def list_blobs(
     session: aiohttp.ClientSession, worker_url: str, page: int = 1000
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[BlobListing]:
     """Yield every blob a worker lists (``GET /blobs``), following its pages."""
     start = ""
     while True:
@@ -75,7 +76,7 @@ async def list_blobs(
             resp.raise_for_status()
             body = await resp.json()
         for blob in body["blobs"]:
-            yield blob
+            yield BlobListing.from_json(blob)
         start = body["next"]
         if not start:
             return
@@ -83,8 +84,8 @@ async def list_blobs(
 
 async def copy_state(
     session: aiohttp.ClientSession, worker_url: str, blob: str, md5: str, deep: bool
-) -> str:
-    """Return "good", "missing" or "corrupt" for a worker's copy of a blob with this MD5.
+) -> CopyState:
+    """Return the state of a worker's copy of a blob with this MD5.
 
     Shallow: a HEAD (the worker checks the header and size, and the MD5 of inline values).
     ``deep``: ``GET /check/<id>``, for which the worker reads every byte.  Raise ReplicaError
@@ -94,9 +95,9 @@ async def copy_state(
     with _talking_to(worker_url):
         async with session.request("GET" if deep else "HEAD", url) as resp:
             if resp.status == 404:
-                return "missing"
+                return CopyState.MISSING
             if resp.status == 500:
-                return "corrupt"
+                return CopyState.CORRUPT
             if resp.status != 200:
                 raise ReplicaError(f"{worker_url} answered {resp.status} for {blob}")
             if deep:
@@ -104,7 +105,7 @@ async def copy_state(
                 intact = answer.get("ok") and answer.get("md5") == md5
             else:
                 intact = resp.headers.get("Content-Md5") == md5
-            return "good" if intact else "corrupt"
+            return CopyState.GOOD if intact else CopyState.CORRUPT
 
 
 def blob_url(worker_url: str, blob: str) -> str:

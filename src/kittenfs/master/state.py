@@ -5,6 +5,7 @@ import uuid
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp import web
 
 from ..config import MasterConfig
 from .access import Access, load_master_key
@@ -105,3 +106,7 @@ class MasterState:
         await self.jobs.close()
         await self.repairs.close()
         await self.index.close()
+
+
+#: The master's state in its application.
+STATE = web.AppKey("state", MasterState)

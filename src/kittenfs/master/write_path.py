@@ -38,7 +38,7 @@ from ..errors import (
 from ..httputil import etag_matches
 from ..locks import KeyLocks
 from ..placement import blob_id, new_version
-from ..records import IndexRecord
+from ..records import CopyState, IndexRecord
 from . import replica_io
 from .cache import ValueCache
 from .fanout import FanOut, Stalled
@@ -312,12 +312,12 @@ class Store:
     async def _holds(self, worker: int, record: IndexRecord) -> bool:
         """Return True if ``worker`` holds ``record``'s blob with its MD5 (a HEAD)."""
         try:
-            return await self.copy_state(worker, record, deep=False) == "good"
+            return await self.copy_state(worker, record, deep=False) is CopyState.GOOD
         except ReplicaError:
             return False
 
-    async def copy_state(self, worker: int, record: IndexRecord, deep: bool) -> str:
-        """Return "good", "missing" or "corrupt" for ``worker``'s copy of ``record``."""
+    async def copy_state(self, worker: int, record: IndexRecord, deep: bool) -> CopyState:
+        """Return the state of ``worker``'s copy of ``record``."""
         return await replica_io.copy_state(
             self.session,
             self.membership.url(worker),

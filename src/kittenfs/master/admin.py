@@ -20,7 +20,6 @@ from typing import Any
 from aiohttp import web
 
 from ..httputil import HTTPProblem, finite_number, json_object
-from . import replica_io
 from .access import Need
 from .converge import DEFAULT_CONCURRENCY, Converger
 from .gc import DEFAULT_GRACE, Collector
@@ -149,7 +148,7 @@ async def adopt(state: MasterState, index: int) -> dict[str, int]:
     intact (listed with the record's MD5): a clone's copies become replicas."""
     state.membership.require_up(index)
     adopted = total = 0
-    async for blob in replica_io.list_blobs(state.session, state.membership.url(index)):
+    async for blob in state.store.transport.list_blobs(index):
         total += 1
         adopted += await state.store.add_replica(blob.key, blob.version, blob.md5, index)
     return {"adopted": adopted, "blobs": total}

@@ -31,12 +31,8 @@ import logging
 import random
 from dataclasses import dataclass
 
-import aiohttp
-
 from ..errors import NotEnoughWorkers, ReplicaError
-from ..placement import blob_id
 from ..records import CopyState, IndexRecord
-from . import replica_io
 from .damage import Damage
 from .index import HELD, Space
 from .jobs import Job, Throttle
@@ -75,7 +71,7 @@ class Converger:
         self.store = store
         self.index = store.index
         self.membership = store.membership
-        self.session = store.session
+        self.transport = store.transport
 
     async def run(
         self,
@@ -256,25 +252,11 @@ class Converger:
 
     async def _copy(self, record: IndexRecord, sources: tuple[int, ...], dest: int) -> None:
         """Stream the value to ``dest`` from the first good source that serves it whole."""
-        blob = blob_id(record.key, record.version)
         failures = []
         for source in random.sample(sources, len(sources)):
-            url = replica_io.blob_url(self.membership.url(source), blob)
             try:
-                async with self.session.get(url) as resp:
-                    if resp.status != 200:
-                        failures.append(f"worker {source} answered {resp.status}")
-                        continue
-                    stored = await replica_io.upload(
-                        self.session,
-                        self.membership.url(dest),
-                        blob,
-                        record.key,
-                        record.version,
-                        resp.content.iter_chunked(replica_io.COPY_CHUNK),
-                        record.size,
-                    )
-            except (aiohttp.ClientError, OSError, ReplicaError) as exc:
+                stored = await self.transport.copy(record, source, dest)
+            except ReplicaError as exc:
                 failures.append(f"worker {source} -> {dest}: {exc}")
                 continue
             if stored == (record.size, record.md5):

@@ -17,7 +17,6 @@ import time
 
 from ..placement import blob_id
 from ..records import BlobListing
-from . import replica_io
 from .index import Space
 from .jobs import Job, Throttle
 from .write_path import Store
@@ -54,9 +53,7 @@ class Collector:
     async def _collect(
         self, job: Job, worker: int, grace: float, dry_run: bool, throttle: Throttle
     ) -> None:
-        async for blob in replica_io.list_blobs(
-            self.store.session, self.membership.url(worker), PAGE
-        ):
+        async for blob in self.store.transport.list_blobs(worker, PAGE):
             job.items_done += 1
             if self.referenced(blob, worker):
                 continue
@@ -81,7 +78,7 @@ class Collector:
         async with self.store.locks.hold(blob.key):
             if self.referenced(blob, worker):  # written or moved there meanwhile
                 return
-            await self.store.batcher.delete(self.membership.url(worker), blob.blob)
+            await self.store.transport.delete(worker, blob.blob)
         job.fixed["orphans_deleted"] += 1
         job.fixed["bytes_freed"] += blob.size
 

@@ -15,6 +15,7 @@ from .damage import Damage
 from .index import Index, Space
 from .jobs import Jobs
 from .membership import Membership
+from .replica_io import HttpTransport
 from .write_path import Store
 
 
@@ -65,7 +66,7 @@ class MasterState:
         store = Store(
             index,
             membership,
-            session,
+            HttpTransport(session, membership.url),
             config.max_value_bytes,
             config.replica_timeout,
             cache,

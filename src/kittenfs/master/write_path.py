@@ -24,8 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-import aiohttp
-
 from ..errors import (
     InvalidRequest,
     NotFound,
@@ -39,11 +37,11 @@ from ..httputil import etag_matches
 from ..locks import KeyLocks
 from ..placement import blob_id, new_version
 from ..records import CopyState, IndexRecord
-from . import replica_io
 from .cache import ValueCache
 from .fanout import FanOut, Stalled
 from .index import HELD, Index, Space
 from .membership import Membership
+from .transport import ReplicaTransport, check_copy
 
 log = logging.getLogger("kittenfs.master")
 
@@ -74,7 +72,7 @@ class Store:
         self,
         index: Index,
         membership: Membership,
-        session: aiohttp.ClientSession,
+        transport: ReplicaTransport,
         max_value_bytes: int,
         replica_timeout: float = 30.0,
         cache: ValueCache | None = None,
@@ -82,13 +80,12 @@ class Store:
     ) -> None:
         self.index = index
         self.membership = membership
-        self.session = session
+        self.transport = transport
         self.max_value_bytes = max_value_bytes
         self.replica_timeout = replica_timeout
         self.replaced_grace = replaced_grace
         self.cache = cache or ValueCache(0, 0)
         self.locks = KeyLocks()
-        self.batcher = replica_io.Batcher(session)
         self.moving: set[str] = set()  # keys a move (job or repair queue) is working on
 
     async def put(
@@ -162,9 +159,8 @@ class Store:
         blob = blob_id(pending.key, pending.version)
         uploads = [
             asyncio.create_task(
-                replica_io.upload(
-                    self.session,
-                    self.membership.url(index),
+                self.transport.upload(
+                    index,
                     blob,
                     pending.key,
                     pending.version,
@@ -215,9 +211,7 @@ class Store:
         blob = blob_id(pending.key, pending.version)
         puts = [
             asyncio.create_task(
-                self.batcher.put(
-                    self.membership.url(index), blob, pending.key, pending.version, value
-                )
+                self.transport.put_small(index, blob, pending.key, pending.version, value)
             )
             for index in pending.replicas
         ]
@@ -318,13 +312,7 @@ class Store:
 
     async def copy_state(self, worker: int, record: IndexRecord, deep: bool) -> CopyState:
         """Return the state of ``worker``'s copy of ``record``."""
-        return await replica_io.copy_state(
-            self.session,
-            self.membership.url(worker),
-            blob_id(record.key, record.version),
-            record.md5,
-            deep,
-        )
+        return await check_copy(self.transport, worker, record, deep)
 
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
@@ -381,7 +369,7 @@ class Store:
         if not all(self.membership.is_up(index) for index in targets):
             return False
         results = await asyncio.gather(
-            *(self.batcher.delete(self.membership.url(index), blob) for index in targets),
+            *(self.transport.delete(index, blob) for index in targets),
             return_exceptions=True,
         )
         if any(isinstance(result, BaseException) for result in results):

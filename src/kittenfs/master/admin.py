@@ -69,7 +69,7 @@ def start(
 ) -> Job:
     """Start a rebalance, repair or drain job with validated ``options``.  A drain (of
     ``only_worker``) first marks the worker draining, unless it is a dry run."""
-    converger = Converger(state.store)
+    converger = Converger(state.mover)
 
     async def body(job: Job) -> None:
         if only_worker is not None and not options["dry_run"]:
@@ -88,7 +88,7 @@ def start(
 
 def start_gc(state: MasterState, options: dict[str, Any]) -> Job:
     """Start a garbage collection job with validated ``options``."""
-    collector = Collector(state.store)
+    collector = Collector(state.store, state.transport)
 
     async def body(job: Job) -> None:
         await collector.run(
@@ -148,9 +148,9 @@ async def adopt(state: MasterState, index: int) -> dict[str, int]:
     intact (listed with the record's MD5): a clone's copies become replicas."""
     state.membership.require_up(index)
     adopted = total = 0
-    async for blob in state.store.transport.list_blobs(index):
+    async for blob in state.transport.list_blobs(index):
         total += 1
-        adopted += await state.store.add_replica(blob.key, blob.version, blob.md5, index)
+        adopted += await state.mover.add_replica(blob.key, blob.version, blob.md5, index)
     return {"adopted": adopted, "blobs": total}
 
 

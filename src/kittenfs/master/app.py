@@ -38,7 +38,7 @@ def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
         state = await MasterState.open(config, session)
         app[STATE] = state
         tasks = [
-            asyncio.create_task(state.store.reap_forever()),
+            asyncio.create_task(state.reaper.reap_forever()),
             asyncio.create_task(state.repairs.run_forever()),
             asyncio.create_task(_watch_liveness(state)),
         ]

@@ -19,6 +19,7 @@ from ..placement import blob_id
 from ..records import BlobListing
 from .index import Space
 from .jobs import Job, Throttle
+from .transport import ReplicaTransport
 from .write_path import Store
 
 #: Blobs listed per request.
@@ -30,10 +31,11 @@ DEFAULT_GRACE = 3600.0
 class Collector:
     """Finds and deletes orphans, one worker at a time."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, transport: ReplicaTransport) -> None:
         self.store = store
         self.index = store.index
         self.membership = store.membership
+        self.transport = transport
 
     async def run(
         self, job: Job, grace: float, purge_unlinked: bool, dry_run: bool, throttle: Throttle
@@ -53,7 +55,7 @@ class Collector:
     async def _collect(
         self, job: Job, worker: int, grace: float, dry_run: bool, throttle: Throttle
     ) -> None:
-        async for blob in self.store.transport.list_blobs(worker, PAGE):
+        async for blob in self.transport.list_blobs(worker, PAGE):
             job.items_done += 1
             if self.referenced(blob, worker):
                 continue
@@ -78,7 +80,7 @@ class Collector:
         async with self.store.locks.hold(blob.key):
             if self.referenced(blob, worker):  # written or moved there meanwhile
                 return
-            await self.store.transport.delete(worker, blob.blob)
+            await self.transport.delete(worker, blob.blob)
         job.fixed["orphans_deleted"] += 1
         job.fixed["bytes_freed"] += blob.size
 

@@ -8,8 +8,8 @@ PUT, for one key at a time (writes to a key are serialized by a per-key lock):
    with its size and MD5, which must equal what the master counted;
 4. commit: one synced batch makes the new version live and turns the version it replaces
    into garbage; only then is the client answered;
-5. garbage is deleted from the replicas in the background, and retried until it is gone;
-   a replaced version is kept REPLACED_GRACE seconds first, for reads already redirected to it.
+5. garbage is deleted from the replicas in the background (garbage.py), and retried until it
+   is gone; a replaced version is kept a grace period first, for reads redirected to it.
 
 If any replica fails, the write fails (ReplicaUnavailable) and its copies become garbage: nothing is
 visible.  A pending record found at start is a write cut off by a crash; it becomes garbage.
@@ -36,12 +36,13 @@ from ..errors import (
 from ..httputil import etag_matches
 from ..locks import KeyLocks
 from ..placement import blob_id, new_version
-from ..records import CopyState, IndexRecord
+from ..records import IndexRecord
 from .cache import ValueCache
 from .fanout import FanOut, Stalled
+from .garbage import Reaper
 from .index import HELD, Index, Space
 from .membership import Membership
-from .transport import ReplicaTransport, check_copy
+from .transport import ReplicaTransport
 
 log = logging.getLogger("kittenfs.master")
 
@@ -50,11 +51,6 @@ T = TypeVar("T")
 #: Values up to this many bytes, with a Content-Length, are read whole and sent to the
 #: replicas through the batcher (larger ones stream, one request per replica).
 BATCHED_VALUE_MAX = 64 * 1024
-#: Seconds between background passes over the garbage records.
-REAP_INTERVAL = 2.0
-#: Seconds a version replaced by an overwrite (or a replica dropped by a move) stays on its
-#: workers: reads that were redirected to it just before the change can still fetch it.
-REPLACED_GRACE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,27 +62,27 @@ class PutResult:
 
 
 class Store:
-    """The master's operations on keys."""
+    """The master's writes of keys: PUT, DELETE, UNLINK, clear and purging unlinked keys."""
 
     def __init__(
         self,
         index: Index,
         membership: Membership,
         transport: ReplicaTransport,
+        locks: KeyLocks,
+        cache: ValueCache,
+        reaper: Reaper,
         max_value_bytes: int,
         replica_timeout: float = 30.0,
-        cache: ValueCache | None = None,
-        replaced_grace: float = REPLACED_GRACE,
     ) -> None:
         self.index = index
         self.membership = membership
         self.transport = transport
+        self.locks = locks
+        self.cache = cache
+        self.reaper = reaper
         self.max_value_bytes = max_value_bytes
         self.replica_timeout = replica_timeout
-        self.replaced_grace = replaced_grace
-        self.cache = cache or ValueCache(0, 0)
-        self.locks = KeyLocks()
-        self.moving: set[str] = set()  # keys a move (job or repair queue) is working on
 
     async def put(
         self,
@@ -121,7 +117,7 @@ class Store:
                 else:
                     written_size, md5 = await self._replicate(pending, body, size)
             except BaseException:
-                await asyncio.shield(self.abandon(pending))
+                await asyncio.shield(self.reaper.abandon(pending))
                 raise
             record = IndexRecord(
                 key,
@@ -143,7 +139,7 @@ class Store:
             try:
                 await to_completion(self.index.commit_write(record, replaced))
             except Exception:
-                await asyncio.shield(self.abandon(pending))  # the batch did not land
+                await asyncio.shield(self.reaper.abandon(pending))  # the batch did not land
                 raise
             finally:
                 self.cache.invalidate(key)
@@ -252,18 +248,6 @@ class Store:
             if isinstance(result, ReplicaError) and result.unreachable and not cut:
                 self.membership.suspect(index, str(result))
 
-    async def abandon(self, pending: IndexRecord) -> None:
-        """Clean up after a failed write or move: its copies go, and its pending record with
-        them.  The caller holds the key's lock."""
-        await self.index.abandon_write(pending)
-        await self._delete_garbage(pending)
-
-    async def abandon_move(self, move: IndexRecord) -> None:
-        """Clean up after a failed move: each copy it made goes (but never one the live
-        record names).  The caller holds the key's lock."""
-        for entry, record in await self.index.abandon_move(move):
-            await self._delete_garbage(record, entry)
-
     async def delete(self, key: str) -> None:
         """Remove ``key`` (live or unlinked) from the index, then from its replicas.
 
@@ -277,42 +261,7 @@ class Store:
             _, record = found
             await self.index.remove(record)
             self.cache.invalidate(key)
-            await self._delete_garbage(record)
-
-    async def add_replica(self, key: str, version: str, md5: str, worker: int) -> bool:
-        """Add ``worker`` to the replicas of ``key`` if it is the key's current (live or
-        unlinked) ``version`` with this MD5, and the worker holds it right now (checked under
-        the key's lock: a listing can be stale); return whether it was added."""
-        async with self.locks.hold(key):
-            found = self.index.current(key)
-            if found is None:
-                return False
-            space, record = found
-            if (
-                record.version != version
-                or record.md5 != md5
-                or worker in record.replicas
-                or not await self._holds(worker, record)
-            ):
-                return False
-            await to_completion(
-                self.index.update(
-                    space, dataclasses.replace(record, replicas=(*record.replicas, worker))
-                )
-            )
-            self.cache.invalidate(key)
-            return True
-
-    async def _holds(self, worker: int, record: IndexRecord) -> bool:
-        """Return True if ``worker`` holds ``record``'s blob with its MD5 (a HEAD)."""
-        try:
-            return await self.copy_state(worker, record, deep=False) is CopyState.GOOD
-        except ReplicaError:
-            return False
-
-    async def copy_state(self, worker: int, record: IndexRecord, deep: bool) -> CopyState:
-        """Return the state of ``worker``'s copy of ``record``."""
-        return await check_copy(self.transport, worker, record, deep)
+            await self.reaper.delete(record)
 
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
@@ -321,7 +270,7 @@ class Store:
             if record is None or self.index.get(Space.LIVE, key) is not None:
                 return
             await self.index.remove(record)
-            await self._delete_garbage(record)
+            await self.reaper.delete(record)
 
     async def unlink(self, key: str) -> None:
         """Hide ``key`` from reads and listing, keeping its bytes; NotFound if it is not live."""
@@ -348,68 +297,6 @@ class Store:
                 if not start:
                     break
         return deleted
-
-    async def _delete_garbage(self, record: IndexRecord, entry: bytes | None = None) -> bool:
-        """Delete a garbage version's blob on each replica; forget it once all are gone.
-
-        ``entry`` is the garbage entry's own key (by default the version's ``d:<blob>``).
-        A replica that the key's live or unlinked record still names for this very version
-        (a move put it back there) is never deleted: the bytes are referenced again.  The
-        caller holds the key's lock, so no move can commit between that check and the delete.
-        """
-        blob = blob_id(record.key, record.version)
-        found = self.index.current(record.key)
-        keep = set(found[1].replicas) if found and found[1].version == record.version else set()
-        # A removed worker is gone with its disk: nothing is left to delete there.
-        targets = [
-            index
-            for index in record.replicas
-            if index not in keep and index in self.membership.workers
-        ]
-        if not all(self.membership.is_up(index) for index in targets):
-            return False
-        results = await asyncio.gather(
-            *(self.transport.delete(index, blob) for index in targets),
-            return_exceptions=True,
-        )
-        if any(isinstance(result, BaseException) for result in results):
-            return False
-        if entry is None:
-            await self.index.forget_garbage(record)
-        else:
-            await self.index.forget(entry)
-        return True
-
-    async def recover(self) -> None:
-        """At start: every write a crash cut off becomes garbage (it was never acknowledged)."""
-        count = await self.index.pending_to_garbage()
-        if count:
-            log.info("recovered %d interrupted writes; their copies will be removed", count)
-
-    async def reap_forever(self) -> None:
-        """Delete garbage from replicas, retrying records whose replicas were unreachable."""
-        while True:
-            try:
-                await self.reap_once()
-            except Exception:  # the reaper must outlive any one failure
-                log.exception("garbage pass failed; will retry")
-            await asyncio.sleep(REAP_INTERVAL)
-
-    async def reap_once(self) -> int:
-        """Run one pass over the garbage records; return how many were cleaned.
-
-        Versions replaced less than ``replaced_grace`` seconds ago (REPLACED_GRACE unless
-        configured) are left for a later pass;
-        the copies of failed writes (size -1: never visible, so never read) need no grace.
-        """
-        cleaned = 0
-        settled = time.time() * 1000 - self.replaced_grace * 1000
-        for entry, record in self.index.garbage():
-            if record.size < 0 or record.modified_ms <= settled:
-                async with self.locks.hold(record.key):
-                    if self.index.garbage_entry(entry) == record:  # not rewritten meanwhile
-                        cleaned += await self._delete_garbage(record, entry)
-        return cleaned
 
 
 async def _read_whole(body: AsyncIterator[bytes], size: int) -> bytes:

@@ -21,9 +21,9 @@ from aiohttp import web
 
 from ..httputil import HTTPProblem, finite_number, json_object
 from .access import Need
-from .converge import DEFAULT_CONCURRENCY, Converger
-from .gc import DEFAULT_GRACE, Collector
 from .jobs import Job, Throttle
+from .jobs.converge import DEFAULT_CONCURRENCY, Converger
+from .jobs.gc import DEFAULT_GRACE, Collector
 from .state import MasterState
 
 #: Job kinds, and whether each reads every byte of every copy (``deep``).

@@ -13,8 +13,8 @@ from ..datadir import claim
 from ..server import new_app, serve, setup_logging
 from ..tls import client_context, server_context
 from . import admin
-from .converge import DEFAULT_CONCURRENCY
 from .handlers import dispatch
+from .jobs.converge import DEFAULT_CONCURRENCY
 from .observe import master_metrics
 from .replica_io import new_session
 from .state import STATE, MasterState

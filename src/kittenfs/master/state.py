@@ -11,11 +11,11 @@ from ..config import MasterConfig
 from ..locks import KeyLocks
 from .access import Access, load_master_key
 from .cache import ValueCache
-from .converge import Converger, RepairQueue
 from .damage import Damage
 from .garbage import Reaper
 from .index import Index, Space
 from .jobs import Jobs
+from .jobs.converge import Converger, RepairQueue
 from .membership import Membership
 from .move import Mover
 from .replica_io import HttpTransport

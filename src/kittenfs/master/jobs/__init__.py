@@ -1,7 +1,14 @@
-"""Background jobs of the master (rebalance, repair, ...): one at a time, throttled, observable.
+"""Background jobs of the master: one at a time, throttled, observable.
+
+- converge.py: rebalance, repair and drain (the move protocol, move.py, over every key), and
+  the repair queue (keys whose copies were found damaged, as they come);
+- gc.py: orphans on the workers that no index record accounts for, and unlinked keys.
+
+Offline and worker-side jobs live beside what they work on: ``kittenfs rebuild`` (the index
+from the workers: kittenfs/rebuild.py), clone and scrub (kittenfs/worker/clone.py, scrub.py).
 
 A job walks the index key by key while clients keep reading and writing.  Each step is
-idempotent and crash-safe on its own (see converge.py), so a job that is cut off (kill -9,
+idempotent and crash-safe on its own (see move.py), so a job that is cut off (kill -9,
 restart, cancel) is simply run again and converges.  Its progress is kept in memory and served
 as JSON at ``GET /_jobs``; the CLI polls it to draw a progress bar.
 """
@@ -15,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import NotFound, StateConflict
-from ..throttle import Throttle
+from ...errors import NotFound, StateConflict
+from ...throttle import Throttle
 
 __all__ = ["Job", "Jobs", "Throttle"]
 

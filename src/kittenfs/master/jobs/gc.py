@@ -15,12 +15,12 @@ older than ``grace`` seconds, re-checking under the key's lock just before.  Wit
 
 import time
 
-from ..placement import blob_id
-from ..records import BlobListing
-from .index import Space
-from .jobs import Job, Throttle
-from .transport import ReplicaTransport
-from .write_path import Store
+from ...placement import blob_id
+from ...records import BlobListing
+from ..index import Space
+from ..transport import ReplicaTransport
+from ..write_path import Store
+from . import Job, Throttle
 
 #: Blobs listed per request.
 PAGE = 1000

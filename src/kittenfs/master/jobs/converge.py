@@ -6,13 +6,13 @@ queue runs it for the keys whose copies were found damaged, as they come.
 import asyncio
 import logging
 
-from ..errors import NotEnoughWorkers
-from ..records import CopyState, IndexRecord
-from .damage import Damage
-from .index import HELD, Space
-from .jobs import Job, Throttle
-from .move import Mover, Outcome, Plan
-from .transport import check_copy
+from ...errors import NotEnoughWorkers
+from ...records import CopyState, IndexRecord
+from ..damage import Damage
+from ..index import HELD, Space
+from ..move import Mover, Outcome, Plan
+from ..transport import check_copy
+from . import Job, Throttle
 
 log = logging.getLogger("kittenfs.master")
 

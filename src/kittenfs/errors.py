@@ -1,4 +1,6 @@
-"""Exceptions the client raises, one per way a request can fail.
+"""Exceptions of kittenFS: the client's, one per way a request can fail, and the servers'.
+
+The client raises::
 
     KittenError
     ├── KeyNotFound        404: no such key
@@ -11,6 +13,22 @@
         └── Unavailable    503: too few workers up, or a replica failed
 
 Each carries the HTTP ``status`` (0 when there was no answer) and the server's ``detail``.
+
+The master's and workers' domain code raises (and the HTTP layer, ``httputil.STATUS``, maps
+to a status: the statuses on the right are that map, written down nowhere else)::
+
+    StoreError                  ``code`` (the JSON ``error``) and ``detail``
+    ├── NotFound                404: no such key, job or worker
+    ├── StateConflict           409: a job runs already; a worker is up, down or taken
+    ├── PreconditionFailed      412: If-None-Match matches the live value
+    ├── InvalidRequest          400: the body ended before its Content-Length
+    │   └── TooLarge            413: the value is over --max-value-bytes
+    ├── NoGoodReplica           502: no replica could serve the value
+    └── ReplicaUnavailable      503: the replicas a request needs cannot be had
+        └── NotEnoughWorkers    503: fewer workers are up than a write needs
+
+    ReplicaError                a worker failed one blob operation (the replica transport);
+                                its callers turn it into a StoreError or retry elsewhere
 """
 
 
@@ -77,3 +95,81 @@ def error_for_status(status: int, message: str, detail: str = "") -> KittenError
     else:
         cls = BadRequest
     return cls(message, status, detail)
+
+
+class StoreError(Exception):
+    """A request the store cannot carry out; ``code`` names why, ``detail`` says it to a person."""
+
+    code = "store_error"
+
+    def __init__(self, detail: str = "", code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class NotFound(StoreError):
+    """The key, job or worker asked for does not exist."""
+
+    code = "not_found"
+
+
+class StateConflict(StoreError):
+    """The request conflicts with what the cluster is doing or how it is now."""
+
+    code = "conflict"
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write found its condition false (If-None-Match matched)."""
+
+    code = "key_exists"
+
+
+class InvalidRequest(StoreError):
+    """The request's body is not what it announced."""
+
+    code = "bad_request"
+
+
+class TooLarge(InvalidRequest):
+    """The value is larger than this master accepts."""
+
+    code = "value_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"values are limited to {limit} bytes")
+
+
+class NoGoodReplica(StoreError):
+    """Replicas are up, but none could serve the value."""
+
+    code = "no_good_replica"
+
+
+class ReplicaUnavailable(StoreError):
+    """The replicas a request needs are down, failed or disagree."""
+
+    code = "replica_failed"
+
+
+class NotEnoughWorkers(ReplicaUnavailable):
+    """Fewer workers are up than the replicas a write needs."""
+
+    code = "not_enough_workers"
+
+    def __init__(self, needed: int, up: int) -> None:
+        super().__init__(f"{needed} replicas are needed and {up} workers are up")
+
+
+class ReplicaError(Exception):
+    """A worker failed an operation on a blob; the message names the worker and the cause.
+
+    ``unreachable`` is True when the worker could not be talked to at all (refused, reset,
+    timed out), as opposed to answering with an error.
+    """
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable

@@ -10,6 +10,8 @@ import aiohttp
 import aiohttp.http
 from aiohttp import web
 
+from . import errors
+
 log = logging.getLogger("kittenfs.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -38,6 +40,26 @@ class HTTPProblem(Exception):
         return response
 
 
+#: The one place a domain error (errors.StoreError) becomes an HTTP status: the most
+#: specific class listed for an error's type wins.
+STATUS: dict[type[errors.StoreError], int] = {
+    errors.StoreError: 500,
+    errors.NotFound: 404,
+    errors.StateConflict: 409,
+    errors.PreconditionFailed: 412,
+    errors.InvalidRequest: 400,
+    errors.TooLarge: 413,
+    errors.NoGoodReplica: 502,
+    errors.ReplicaUnavailable: 503,
+}
+
+
+def problem_for(error: errors.StoreError) -> HTTPProblem:
+    """Return the HTTP problem a domain error is answered with."""
+    status = next(STATUS[cls] for cls in type(error).__mro__ if cls in STATUS)
+    return HTTPProblem(status, error.code, error.detail)
+
+
 class ResponseAborted(Exception):
     """A response failed after its headers were sent: the connection is cut, not answered."""
 
@@ -55,6 +77,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except HTTPProblem as problem:
         return problem.response()
+    except errors.StoreError as error:
+        return problem_for(error).response()
     except ResponseAborted as exc:
         log.warning("%s %s cut off: %s", request.method, request.path, exc)
         CUT[0] += 1

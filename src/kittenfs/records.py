@@ -11,6 +11,7 @@ docs/format.md describes both; golden tests pin them.
 import json
 import struct
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import xxhash
@@ -61,6 +62,52 @@ class BlobMeta:
     md5: str
     inline: bool
     created_ms: int
+
+
+class CopyState(StrEnum):
+    """What a worker holds of one version of a key, as the master finds it."""
+
+    GOOD = "good"  # the blob, intact as far as the check looked
+    MISSING = "missing"  # no such blob
+    CORRUPT = "corrupt"  # bytes that do not match the version's size or MD5
+
+
+@dataclass(frozen=True, slots=True)
+class BlobListing:
+    """One blob as a worker lists it (``GET /blobs``, docs/api.md): its metadata and id."""
+
+    blob: str
+    key: str
+    version: str
+    size: int
+    md5: str
+    inline: bool
+    created_ms: int
+
+    @classmethod
+    def of(cls, blob: str, meta: BlobMeta) -> "BlobListing":
+        """Return the listing of the blob ``blob`` with metadata ``meta``."""
+        return cls(blob, meta.key, meta.version, meta.size, meta.md5, meta.inline, meta.created_ms)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "BlobListing":
+        """Return a listing from its JSON object; raise RecordError if a field is wrong."""
+        try:
+            return cls(
+                str(raw["blob"]),
+                str(raw["key"]),
+                str(raw["version"]),
+                int(raw["size"]),
+                str(raw["md5"]),
+                bool(raw.get("inline", False)),
+                int(raw["created_ms"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordError(f"not a blob listing: {raw!r}: {exc}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the listing as the JSON object a worker sends."""
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def encode(record: Any) -> bytes:

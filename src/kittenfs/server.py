@@ -20,6 +20,8 @@ from .streaming import ByteBudget
 
 #: The process's budget of bytes for streamed responses (streaming.py).
 BUDGET = web.AppKey("stream_budget", ByteBudget)
+#: The process's metrics registry, served at ``GET /metrics``.
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -36,7 +38,7 @@ def new_app(metrics: Metrics, limits: Limits) -> web.Application:
         middlewares=[metrics.middleware, json_errors, upload_limit(limits)],
         client_max_size=16 * 1024 * 1024,
     )
-    app["metrics"] = metrics
+    app[METRICS] = metrics
     app[LIMITS] = limits
     app[BUDGET] = ByteBudget(limits.stream_buffer)
     return app

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from kittenfs.master.write_path import REPLACED_GRACE
+from kittenfs.master.garbage import REPLACED_GRACE
 
 
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1):

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from kittenfs.master.write_path import REPLACED_GRACE
+from kittenfs.master.garbage import REPLACED_GRACE
 
 CLUSTER_KEYS = {"master", "replicas", "workers", "cache"}
 WORKER_KEYS = {"index", "url", "state", "last_heartbeat", "bytes_used", "free_bytes", "key_count"}

@@ -16,7 +16,9 @@ from kittenfs.records import (
     FORMAT,
     MAX_HEADER_LENGTH,
     BlobHeader,
+    BlobListing,
     BlobMeta,
+    CopyState,
     IndexRecord,
     RecordError,
     WorkerInfo,
@@ -288,3 +290,21 @@ def test_blob_header_corrupt_text_raises_record_error(where: str) -> None:
     packed[FIXED + 1 if where == "key" else FIXED - 24] = 0xFF
     with pytest.raises(RecordError):
         BlobHeader.unpack(bytes(packed))
+
+
+def test_blob_listing_round_trips_through_json() -> None:
+    """The shape of ``GET /blobs`` (docs/api.md), pinned: the clone and gc read it."""
+    meta = BlobMeta("/k", "17979cfe3d85cd1501020304", 3, "a" * 32, True, 1700000000000)
+    listing = BlobListing.of("b" * 32 + "-17979cfe3d85cd1501020304", meta)
+    raw = listing.to_json()
+    assert sorted(raw) == ["blob", "created_ms", "inline", "key", "md5", "size", "version"]
+    assert BlobListing.from_json(json.loads(json.dumps(raw))) == listing
+
+
+def test_a_malformed_blob_listing_is_a_record_error() -> None:
+    with pytest.raises(RecordError):
+        BlobListing.from_json({"blob": "x", "key": "/k"})
+
+
+def test_copy_states_are_the_strings_jobs_report() -> None:
+    assert [state.value for state in CopyState] == ["good", "missing", "corrupt"]

@@ -20,11 +20,10 @@ from typing import Any
 from aiohttp import web
 
 from ..httputil import HTTPProblem, finite_number, json_object
-from . import replica_io
 from .access import Need
-from .converge import DEFAULT_CONCURRENCY, Converger
-from .gc import DEFAULT_GRACE, Collector
 from .jobs import Job, Throttle
+from .jobs.converge import DEFAULT_CONCURRENCY, Converger
+from .jobs.gc import DEFAULT_GRACE, Collector
 from .state import MasterState
 
 #: Job kinds, and whether each reads every byte of every copy (``deep``).
@@ -70,7 +69,7 @@ def start(
 ) -> Job:
     """Start a rebalance, repair or drain job with validated ``options``.  A drain (of
     ``only_worker``) first marks the worker draining, unless it is a dry run."""
-    converger = Converger(state.store)
+    converger = Converger(state.mover)
 
     async def body(job: Job) -> None:
         if only_worker is not None and not options["dry_run"]:
@@ -89,7 +88,7 @@ def start(
 
 def start_gc(state: MasterState, options: dict[str, Any]) -> Job:
     """Start a garbage collection job with validated ``options``."""
-    collector = Collector(state.store)
+    collector = Collector(state.store, state.transport)
 
     async def body(job: Job) -> None:
         await collector.run(
@@ -149,9 +148,9 @@ async def adopt(state: MasterState, index: int) -> dict[str, int]:
     intact (listed with the record's MD5): a clone's copies become replicas."""
     state.membership.require_up(index)
     adopted = total = 0
-    async for blob in replica_io.list_blobs(state.session, state.membership.url(index)):
+    async for blob in state.transport.list_blobs(index):
         total += 1
-        adopted += await state.store.add_replica(blob["key"], blob["version"], blob["md5"], index)
+        adopted += await state.mover.add_replica(blob.key, blob.version, blob.md5, index)
     return {"adopted": adopted, "blobs": total}
 
 

@@ -13,18 +13,18 @@ from ..datadir import claim
 from ..server import new_app, serve, setup_logging
 from ..tls import client_context, server_context
 from . import admin
-from .converge import DEFAULT_CONCURRENCY
 from .handlers import dispatch
+from .jobs.converge import DEFAULT_CONCURRENCY
 from .observe import master_metrics
 from .replica_io import new_session
-from .state import MasterState
+from .state import STATE, MasterState
 
 log = logging.getLogger("kittenfs.master")
 
 
 def build_app(config: MasterConfig) -> web.Application:
     """Return the master's application; state opens on start-up and closes on clean-up."""
-    app = new_app(master_metrics(lambda: app.get("state")), config.limits)
+    app = new_app(master_metrics(lambda: app.get(STATE)), config.limits)
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     app.cleanup_ctx.append(_lifecycle(config))
     return app
@@ -36,9 +36,9 @@ def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
             config.replica_timeout, config.cluster_key, client_context(config.tls.ca)
         )
         state = await MasterState.open(config, session)
-        app["state"] = state
+        app[STATE] = state
         tasks = [
-            asyncio.create_task(state.store.reap_forever()),
+            asyncio.create_task(state.reaper.reap_forever()),
             asyncio.create_task(state.repairs.run_forever()),
             asyncio.create_task(_watch_liveness(state)),
         ]
@@ -93,10 +93,10 @@ def run(config: MasterConfig) -> None:
     app = build_app(config)
 
     async def listening(url: str) -> None:
-        app["state"].url = url
+        app[STATE].url = url
         log.info(
             "master %s: data in %s, %d replicas",
-            app["state"].master_id,
+            app[STATE].master_id,
             config.data,
             config.replicas,
         )

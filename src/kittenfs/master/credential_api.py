@@ -29,7 +29,7 @@ from ..credentials import (
 from ..httputil import HTTPProblem, finite_number, json_object
 from ..keys import InvalidKey, check_key, key_path
 from .access import Need, link_url
-from .state import MasterState
+from .state import STATE, MasterState
 
 
 async def dispatch(request: web.Request, state: MasterState, rest: str, need: Need) -> web.Response:
@@ -80,7 +80,7 @@ async def create(request: web.Request, state: MasterState) -> web.Response:
 async def sign(request: web.Request) -> web.Response:
     """POST /_sign {key, method, expires_s}: a link for ``method`` on ``key``, signed on
     behalf of the caller (who must be allowed that method on that key)."""
-    state: MasterState = request.app["state"]
+    state = request.app[STATE]
     state.access.identify(request)  # who asks, before the body is read
     body = json_object(await request.read())
     key, method = body.get("key"), body.get("method", "GET")

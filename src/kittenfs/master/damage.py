@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..records import IndexRecord
+from ..records import CopyState, IndexRecord
 
 log = logging.getLogger("kittenfs.master")
 
@@ -21,14 +21,14 @@ MAX_KEYS = 100_000
 #: Most checks of a replica that a failed read asked for, running at once.
 MAX_CHECKS = 64
 
-#: Returns "good", "missing" or "corrupt" for a worker's copy of a record (a HEAD).
-CopyState = Callable[[int, IndexRecord], Awaitable[str]]
+#: Returns the state of a worker's copy of a record (a HEAD).
+CheckCopy = Callable[[int, IndexRecord], Awaitable[CopyState]]
 
 
 class Damage:
     """Which replicas of which keys' current versions are damaged."""
 
-    def __init__(self, copy_state: CopyState, repair: Callable[[list[str]], None]) -> None:
+    def __init__(self, copy_state: CheckCopy, repair: Callable[[list[str]], None]) -> None:
         self._copy_state = copy_state
         self._repair = repair
         self._bad: dict[str, tuple[str, set[int]]] = {}  # key -> (version, workers)
@@ -76,7 +76,7 @@ class Damage:
 
     async def _check(self, record: IndexRecord, worker: int) -> None:
         try:
-            if await self._copy_state(worker, record) != "good":
+            if await self._copy_state(worker, record) is not CopyState.GOOD:
                 self.mark(record, worker)
         except Exception as exc:
             log.info("could not check worker %d's copy of %r: %s", worker, record.key, exc)

@@ -16,11 +16,11 @@ from aiohttp import web
 from ..httputil import Handler, HTTPProblem, etag
 from ..keys import MAX_KEY_BYTES, InvalidKey, key_from_raw_path
 from ..limits import body_chunks, paced
-from ..metrics import Metrics
+from ..server import METRICS
 from . import admin, credential_api, read_path, worker_link
 from .access import Caller, Need
 from .index import Space
-from .state import MasterState
+from .state import STATE, MasterState
 
 #: Chunk size for reading request bodies.
 READ_CHUNK = 256 * 1024
@@ -35,8 +35,7 @@ log = logging.getLogger("kittenfs.master")
 
 
 def _state(request: web.Request) -> MasterState:
-    state: MasterState = request.app["state"]
-    return state
+    return request.app[STATE]
 
 
 def _key(raw_path: str) -> str:
@@ -255,8 +254,7 @@ async def seed_delete(request: web.Request, key: str) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: the master's metrics in the Prometheus text format."""
-    registry: Metrics = request.app["metrics"]
-    return await registry.handle(request)
+    return await request.app[METRICS].handle(request)
 
 
 async def openapi(request: web.Request) -> web.Response:

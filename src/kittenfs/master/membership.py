@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..httputil import HTTPProblem
+from ..errors import NotEnoughWorkers, NotFound, StateConflict
 from ..placement import rank
 from ..records import WorkerInfo
 from .index import Index
@@ -34,15 +34,6 @@ class WorkerState:
     def is_up(self, now: float, down_after: float) -> bool:
         """Return True if the worker was heard from within ``down_after`` seconds."""
         return now - self.last_seen < down_after
-
-
-class NotEnoughWorkers(HTTPProblem):
-    """Fewer workers are up than the replicas a write needs."""
-
-    def __init__(self, needed: int, up: int) -> None:
-        super().__init__(
-            503, "not_enough_workers", f"{needed} replicas are needed and {up} workers are up"
-        )
 
 
 class Membership:
@@ -67,7 +58,7 @@ class Membership:
         """Register a worker (or recognise it again) and return its durable info.
 
         A worker that kept an index from an earlier registration gets it back, unless another
-        worker holds it now (409).
+        worker holds it now (StateConflict).
         """
         async with self._registering:
             return await self._register(worker_id, url, wanted)
@@ -82,9 +73,7 @@ class Membership:
         elif wanted is not None and wanted not in self.workers:
             index = wanted
         elif wanted is not None:
-            raise HTTPProblem(
-                409, "index_taken", f"worker index {wanted} belongs to another worker"
-            )
+            raise StateConflict(f"worker index {wanted} belongs to another worker", "index_taken")
         else:  # never an index given before: records may still name a removed worker
             index = max(self.index.next_worker(), max(self.workers, default=-1) + 1)
         info = WorkerInfo(
@@ -186,16 +175,16 @@ class Membership:
         return None if state is None else state.info.index
 
     def require_up(self, index: int) -> None:
-        """Raise 404 if worker ``index`` is not registered, 409 if it is down."""
+        """Raise NotFound if worker ``index`` is not registered, StateConflict if it is down."""
         self._require(index)
         if not self.is_up(index):
-            raise HTTPProblem(409, "worker_down", f"worker {index} is down")
+            raise StateConflict(f"worker {index} is down", "worker_down")
 
     def require_stopped(self, index: int) -> None:
-        """Raise 404 if worker ``index`` is not registered, 409 if it is up."""
+        """Raise NotFound if worker ``index`` is not registered, StateConflict if it is up."""
         self._require(index)
         if self.is_up(index):
-            raise HTTPProblem(409, "worker_up", f"worker {index} is up; stop its process first")
+            raise StateConflict(f"worker {index} is up; stop its process first", "worker_up")
 
     async def remove(self, index: int) -> None:
         """Forget a stopped worker (the caller has checked that nothing needs it)."""
@@ -211,7 +200,7 @@ class Membership:
     def _require(self, index: int) -> WorkerState:
         state = self.workers.get(index)
         if state is None:
-            raise HTTPProblem(404, "unknown_worker", f"no worker {index}")
+            raise NotFound(f"no worker {index}", "unknown_worker")
         return state
 
     def live_replicas(self, replicas: tuple[int, ...]) -> list[int]:

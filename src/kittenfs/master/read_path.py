@@ -27,8 +27,8 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from ..errors import NoGoodReplica, ReplicaUnavailable
 from ..httputil import (
-    HTTPProblem,
     ResponseAborted,
     etag,
     etag_matches,
@@ -107,18 +107,17 @@ async def read(
 def _candidates(state: MasterState, record: IndexRecord, caller: Caller) -> list[int]:
     """Return the replicas a read may use, in a random order: up, and not one that already
     failed this read; those not known damaged first (if there are none, the damaged ones:
-    a copy with one bad block still serves the rest).  Raise 502 or 503 if there is none."""
+    a copy with one bad block still serves the rest).  Raise NoGoodReplica or
+    ReplicaUnavailable if there is none."""
     usable = [i for i in state.membership.live_replicas(record.replicas) if i not in caller.exclude]
     damaged = state.damage.of(record)
     if usable:
         return [i for i in usable if i not in damaged] or usable
     if not any(state.membership.is_up(i) for i in record.replicas):
-        raise HTTPProblem(503, "no_live_replica", f"every replica of {record.key!r} is down")
-    raise HTTPProblem(
-        502,
-        "no_good_replica",
+        raise ReplicaUnavailable(f"every replica of {record.key!r} is down", "no_live_replica")
+    raise NoGoodReplica(
         f"no live replica of {record.key!r} could serve "
-        f"it (tried: {sorted(caller.exclude)}); damaged copies are repaired",
+        f"it (tried: {sorted(caller.exclude)}); damaged copies are repaired"
     )
 
 
@@ -160,7 +159,7 @@ async def _read_small(state: MasterState, record: IndexRecord, caller: Caller) -
             return value
         failures.append(f"worker {index}: the bytes do not match the MD5")
         state.damage.mark(record, index)
-    raise HTTPProblem(502, "no_replica_served", "; ".join(failures))
+    raise NoGoodReplica("; ".join(failures), "no_replica_served")
 
 
 def _blob(record: IndexRecord) -> str:
@@ -222,7 +221,7 @@ async def _proxy(
                     _replica_failed(state, index, exc, failures)
                 progress |= sender.sent > before
     if not response.prepared:
-        raise HTTPProblem(502, "no_replica_served", "; ".join(failures))
+        raise NoGoodReplica("; ".join(failures), "no_replica_served")
     raise ResponseAborted(f"every replica failed part way: {'; '.join(failures)}")
 
 

@@ -1,4 +1,6 @@
-"""Replica I/O: how the master talks to workers about blobs.
+"""Replica I/O: how the master talks to workers about blobs, over HTTP (aiohttp).
+
+``HttpTransport`` is the master's ReplicaTransport (transport.py) built of the functions here.
 
 One pooled aiohttp session per master process, with keep-alive connections to every worker.
 Large values are streamed one request per replica (``upload``); small puts and all deletes
@@ -11,7 +13,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,9 @@ import aiohttp
 
 from .. import batch
 from ..clusterauth import session_middlewares
+from ..errors import ReplicaError
+from ..placement import blob_id
+from ..records import BlobListing, CopyState, IndexRecord
 from ..signing import ClusterKey
 
 #: Chunk size when a value is copied from one worker to another.
@@ -30,18 +35,6 @@ CONNECT_TIMEOUT = 5.0
 #: Bytes of a worker's answer buffered before reading from it pauses (aiohttp buffers up to
 #: twice this): what a stream through the master holds of each replica.
 READ_BUFFER = 64 * 1024
-
-
-class ReplicaError(Exception):
-    """A worker failed an operation on a blob; the message names the worker and the cause.
-
-    ``unreachable`` is True when the worker could not be talked to at all (refused, reset,
-    timed out), as opposed to answering with an error.
-    """
-
-    def __init__(self, message: str, unreachable: bool = False) -> None:
-        super().__init__(message)
-        self.unreachable = unreachable
 
 
 @contextmanager
@@ -76,7 +69,7 @@ def new_session(
 
 async def list_blobs(
     session: aiohttp.ClientSession, worker_url: str, page: int = 1000
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[BlobListing]:
     """Yield every blob a worker lists (``GET /blobs``), following its pages."""
     start = ""
     while True:
@@ -86,7 +79,7 @@ async def list_blobs(
             resp.raise_for_status()
             body = await resp.json()
         for blob in body["blobs"]:
-            yield blob
+            yield BlobListing.from_json(blob)
         start = body["next"]
         if not start:
             return
@@ -94,8 +87,8 @@ async def list_blobs(
 
 async def copy_state(
     session: aiohttp.ClientSession, worker_url: str, blob: str, md5: str, deep: bool
-) -> str:
-    """Return "good", "missing" or "corrupt" for a worker's copy of a blob with this MD5.
+) -> CopyState:
+    """Return the state of a worker's copy of a blob with this MD5.
 
     Shallow: a HEAD (the worker checks the header and size, and the MD5 of inline values).
     ``deep``: ``GET /check/<id>``, for which the worker reads every byte.  Raise ReplicaError
@@ -105,9 +98,9 @@ async def copy_state(
     with _talking_to(worker_url):
         async with session.request("GET" if deep else "HEAD", url) as resp:
             if resp.status == 404:
-                return "missing"
+                return CopyState.MISSING
             if resp.status == 500:
-                return "corrupt"
+                return CopyState.CORRUPT
             if resp.status != 200:
                 raise ReplicaError(f"{worker_url} answered {resp.status} for {blob}")
             if deep:
@@ -115,7 +108,7 @@ async def copy_state(
                 intact = answer.get("ok") and answer.get("md5") == md5
             else:
                 intact = resp.headers.get("Content-Md5") == md5
-            return "good" if intact else "corrupt"
+            return CopyState.GOOD if intact else CopyState.CORRUPT
 
 
 def blob_url(worker_url: str, blob: str) -> str:
@@ -275,3 +268,64 @@ def _refused(worker_url: str, result: dict[str, Any]) -> ReplicaError:
         f"{worker_url} answered {result.get('status')}: "
         f"{result.get('error', '')}: {result.get('message', '')}"
     )
+
+
+class HttpTransport:
+    """The replica transport over HTTP: one pooled session, small puts and deletes batched."""
+
+    def __init__(self, session: aiohttp.ClientSession, url_of: Callable[[int], str]) -> None:
+        self.session = session
+        self.url_of = url_of
+        self.batcher = Batcher(session)
+
+    async def upload(
+        self,
+        worker: int,
+        blob: str,
+        key: str,
+        version: str,
+        body: AsyncIterator[bytes],
+        size: int | None,
+    ) -> tuple[int, str]:
+        """Stream ``body`` to a worker as a blob; return the (size, MD5) it made durable."""
+        return await upload(self.session, self.url_of(worker), blob, key, version, body, size)
+
+    async def put_small(
+        self, worker: int, blob: str, key: str, version: str, value: bytes
+    ) -> tuple[int, str]:
+        """Store a small value through the batcher; return the (size, MD5) made durable."""
+        return await self.batcher.put(self.url_of(worker), blob, key, version, value)
+
+    async def delete(self, worker: int, blob: str) -> None:
+        """Delete a blob through the batcher; succeed if it is gone."""
+        await self.batcher.delete(self.url_of(worker), blob)
+
+    async def copy_state(self, worker: int, blob: str, md5: str, deep: bool) -> CopyState:
+        """Return the state of a worker's copy of a blob (a HEAD, or ``deep`` a check)."""
+        return await copy_state(self.session, self.url_of(worker), blob, md5, deep)
+
+    def list_blobs(self, worker: int, page: int = 1000) -> AsyncIterator[BlobListing]:
+        """Yield every blob a worker lists."""
+        return list_blobs(self.session, self.url_of(worker), page)
+
+    async def copy(self, record: IndexRecord, source: int, dest: int) -> tuple[int, str]:
+        """Stream ``record``'s blob from ``source`` to ``dest``; return what ``dest`` holds."""
+        blob = blob_id(record.key, record.version)
+        source_url = self.url_of(source)
+        with _talking_to(source_url):
+            async with self.session.get(blob_url(source_url, blob)) as resp:
+                if resp.status != 200:
+                    raise ReplicaError(f"worker {source} answered {resp.status}")
+                return await upload(
+                    self.session,
+                    self.url_of(dest),
+                    blob,
+                    record.key,
+                    record.version,
+                    resp.content.iter_chunked(COPY_CHUNK),
+                    record.size,
+                )
+
+    async def close(self) -> None:
+        """Stop the batches under way."""
+        await self.batcher.close()

@@ -5,21 +5,27 @@ import uuid
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp import web
 
 from ..config import MasterConfig
+from ..locks import KeyLocks
 from .access import Access, load_master_key
 from .cache import ValueCache
-from .converge import Converger, RepairQueue
 from .damage import Damage
+from .garbage import Reaper
 from .index import Index, Space
 from .jobs import Jobs
+from .jobs.converge import Converger, RepairQueue
 from .membership import Membership
+from .move import Mover
+from .replica_io import HttpTransport
+from .transport import ReplicaTransport
 from .write_path import Store
 
 
 @dataclass
 class MasterState:
-    """One master's index, membership, store and worker session."""
+    """One master's index, membership, write path, mover, reaper and worker transport."""
 
     config: MasterConfig
     index: Index
@@ -32,6 +38,9 @@ class MasterState:
     repairs: RepairQueue
     access: Access
     cluster_id: str
+    transport: ReplicaTransport
+    reaper: Reaper
+    mover: Mover
     url: str = ""
 
     @property
@@ -61,16 +70,21 @@ class MasterState:
         )
         membership = Membership(index, config.replicas, config.down_after)
         cache = ValueCache(config.cache_bytes, config.cache_value_max)
+        transport = HttpTransport(session, membership.url)
+        locks = KeyLocks()
+        reaper = Reaper(index, membership, transport, locks, config.replaced_grace)
         store = Store(
             index,
             membership,
-            session,
+            transport,
+            locks,
+            cache,
+            reaper,
             config.max_value_bytes,
             config.replica_timeout,
-            cache,
-            config.replaced_grace,
         )
-        await store.recover()
+        mover = Mover(index, membership, transport, locks, cache, reaper)
+        await reaper.recover()
         return cls(
             config,
             index,
@@ -80,9 +94,12 @@ class MasterState:
             master_id,
             time.time(),
             Jobs(),
-            RepairQueue(Converger(store)),
+            RepairQueue(Converger(mover)),
             access,
             cluster_id,
+            transport,
+            reaper,
+            mover,
         )
 
     async def key_health(self) -> dict[str, int]:
@@ -105,3 +122,7 @@ class MasterState:
         await self.jobs.close()
         await self.repairs.close()
         await self.index.close()
+
+
+#: The master's state in its application.
+STATE = web.AppKey("state", MasterState)

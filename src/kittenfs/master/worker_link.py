@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from ..httputil import HTTPProblem, json_object
-from .state import MasterState
+from .state import STATE, MasterState
 
 log = logging.getLogger("kittenfs.master")
 
@@ -27,8 +27,7 @@ VERIFY_TIMEOUT = 5.0
 
 
 def _state(request: web.Request) -> MasterState:
-    state: MasterState = request.app["state"]
-    return state
+    return request.app[STATE]
 
 
 async def register(request: web.Request) -> web.Response:

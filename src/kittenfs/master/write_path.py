@@ -8,10 +8,10 @@ PUT, for one key at a time (writes to a key are serialized by a per-key lock):
    with its size and MD5, which must equal what the master counted;
 4. commit: one synced batch makes the new version live and turns the version it replaces
    into garbage; only then is the client answered;
-5. garbage is deleted from the replicas in the background, and retried until it is gone;
-   a replaced version is kept REPLACED_GRACE seconds first, for reads already redirected to it.
+5. garbage is deleted from the replicas in the background (garbage.py), and retried until it
+   is gone; a replaced version is kept a grace period first, for reads redirected to it.
 
-If any replica fails, the write fails (503) and its copies become garbage: nothing is
+If any replica fails, the write fails (ReplicaUnavailable) and its copies become garbage: nothing is
 visible.  A pending record found at start is a write cut off by a crash; it becomes garbage.
 """
 
@@ -24,17 +24,25 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-import aiohttp
-
-from ..httputil import HTTPProblem, etag_matches
+from ..errors import (
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+    ReplicaError,
+    ReplicaUnavailable,
+    StoreError,
+    TooLarge,
+)
+from ..httputil import etag_matches
 from ..locks import KeyLocks
 from ..placement import blob_id, new_version
 from ..records import IndexRecord
-from . import replica_io
 from .cache import ValueCache
 from .fanout import FanOut, Stalled
+from .garbage import Reaper
 from .index import HELD, Index, Space
 from .membership import Membership
+from .transport import ReplicaTransport
 
 log = logging.getLogger("kittenfs.master")
 
@@ -43,11 +51,6 @@ T = TypeVar("T")
 #: Values up to this many bytes, with a Content-Length, are read whole and sent to the
 #: replicas through the batcher (larger ones stream, one request per replica).
 BATCHED_VALUE_MAX = 64 * 1024
-#: Seconds between background passes over the garbage records.
-REAP_INTERVAL = 2.0
-#: Seconds a version replaced by an overwrite (or a replica dropped by a move) stays on its
-#: workers: reads that were redirected to it just before the change can still fetch it.
-REPLACED_GRACE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,28 +62,27 @@ class PutResult:
 
 
 class Store:
-    """The master's operations on keys."""
+    """The master's writes of keys: PUT, DELETE, UNLINK, clear and purging unlinked keys."""
 
     def __init__(
         self,
         index: Index,
         membership: Membership,
-        session: aiohttp.ClientSession,
+        transport: ReplicaTransport,
+        locks: KeyLocks,
+        cache: ValueCache,
+        reaper: Reaper,
         max_value_bytes: int,
         replica_timeout: float = 30.0,
-        cache: ValueCache | None = None,
-        replaced_grace: float = REPLACED_GRACE,
     ) -> None:
         self.index = index
         self.membership = membership
-        self.session = session
+        self.transport = transport
+        self.locks = locks
+        self.cache = cache
+        self.reaper = reaper
         self.max_value_bytes = max_value_bytes
         self.replica_timeout = replica_timeout
-        self.replaced_grace = replaced_grace
-        self.cache = cache or ValueCache(0, 0)
-        self.locks = KeyLocks()
-        self.batcher = replica_io.Batcher(session)
-        self.moving: set[str] = set()  # keys a move (job or repair queue) is working on
 
     async def put(
         self,
@@ -91,20 +93,19 @@ class Store:
     ) -> PutResult:
         """Store ``body`` as the value of ``key`` on every replica, then make it live.
 
-        Raise HTTPProblem: 412 if ``if_none_match`` (an If-None-Match header) matches the live
-        value's ETag (``*``: the key exists), 413 if the body is over the limit, 503 if too
-        few workers are up or a replica fails.
+        Raise PreconditionFailed if ``if_none_match`` (an If-None-Match header) matches the
+        live value's ETag (``*``: the key exists), TooLarge if the body is over the limit,
+        InvalidRequest if it is shorter than ``size``, ReplicaUnavailable if too few workers
+        are up or a replica fails.
         """
         if size is not None and size > self.max_value_bytes:
-            raise _too_large(self.max_value_bytes)
+            raise TooLarge(self.max_value_bytes)
         small = size is not None and size <= BATCHED_VALUE_MAX
         value = await _read_whole(body, size) if small and size is not None else None
         async with self.locks.hold(key):
             live = self.index.get(Space.LIVE, key)
             if live is not None and etag_matches(if_none_match, live.md5):
-                raise HTTPProblem(
-                    412, "key_exists", f"{key!r} exists and its ETag matches If-None-Match"
-                )
+                raise PreconditionFailed(f"{key!r} exists and its ETag matches If-None-Match")
             now = int(time.time() * 1000)
             pending = IndexRecord(
                 key, new_version(), -1, "", tuple(self.membership.choose_replicas(key)), now, now
@@ -116,7 +117,7 @@ class Store:
                 else:
                     written_size, md5 = await self._replicate(pending, body, size)
             except BaseException:
-                await asyncio.shield(self.abandon(pending))
+                await asyncio.shield(self.reaper.abandon(pending))
                 raise
             record = IndexRecord(
                 key,
@@ -138,7 +139,7 @@ class Store:
             try:
                 await to_completion(self.index.commit_write(record, replaced))
             except Exception:
-                await asyncio.shield(self.abandon(pending))  # the batch did not land
+                await asyncio.shield(self.reaper.abandon(pending))  # the batch did not land
                 raise
             finally:
                 self.cache.invalidate(key)
@@ -154,9 +155,8 @@ class Store:
         blob = blob_id(pending.key, pending.version)
         uploads = [
             asyncio.create_task(
-                replica_io.upload(
-                    self.session,
-                    self.membership.url(index),
+                self.transport.upload(
+                    index,
                     blob,
                     pending.key,
                     pending.version,
@@ -174,7 +174,7 @@ class Store:
             async for chunk in body:
                 total += len(chunk)
                 if total > self.max_value_bytes:
-                    raise _too_large(self.max_value_bytes)
+                    raise TooLarge(self.max_value_bytes)
                 digest.update(chunk)
                 await fan.send(chunk)
                 if any(_failed(task) for task in uploads):
@@ -192,14 +192,14 @@ class Store:
             fan.abort()
             await _finish(uploads, self.replica_timeout)
             if isinstance(exc, Stalled):
-                raise HTTPProblem(503, "replica_stalled", str(exc)) from None
+                raise ReplicaUnavailable(str(exc), "replica_stalled") from None
             raise
         results = await self._await_uploads(uploads, pending.replicas)
         self._suspect_unreachable(pending.replicas, results, [b.aborted for b in fan.branches])
         if any(isinstance(result, BaseException) for result in results):
             fan.abort()
         if size is not None and total != size and not _failures(results):
-            raise HTTPProblem(400, "short_body", f"Content-Length was {size}, got {total} bytes")
+            raise InvalidRequest(f"Content-Length was {size}, got {total} bytes", "short_body")
         return _agreed(pending.replicas, results, (total, digest.hexdigest()))
 
     async def _replicate_small(self, pending: IndexRecord, value: bytes) -> tuple[int, str]:
@@ -207,9 +207,7 @@ class Store:
         blob = blob_id(pending.key, pending.version)
         puts = [
             asyncio.create_task(
-                self.batcher.put(
-                    self.membership.url(index), blob, pending.key, pending.version, value
-                )
+                self.transport.put_small(index, blob, pending.key, pending.version, value)
             )
             for index in pending.replicas
         ]
@@ -238,7 +236,7 @@ class Store:
         results: list[object] = list(await asyncio.gather(*uploads, return_exceptions=True))
         for i, (index, result) in enumerate(zip(replicas, results, strict=False)):
             if isinstance(result, asyncio.CancelledError):
-                results[i] = replica_io.ReplicaError(f"worker {index} stopped answering")
+                results[i] = ReplicaError(f"worker {index} stopped answering")
         return results
 
     def _suspect_unreachable(
@@ -247,76 +245,23 @@ class Store:
         """Mark down the workers whose upload failed on its own for want of a connection
         (not because the master ``aborted`` it)."""
         for index, result, cut in zip(replicas, results, aborted, strict=False):
-            if isinstance(result, replica_io.ReplicaError) and result.unreachable and not cut:
+            if isinstance(result, ReplicaError) and result.unreachable and not cut:
                 self.membership.suspect(index, str(result))
-
-    async def abandon(self, pending: IndexRecord) -> None:
-        """Clean up after a failed write or move: its copies go, and its pending record with
-        them.  The caller holds the key's lock."""
-        await self.index.abandon_write(pending)
-        await self._delete_garbage(pending)
-
-    async def abandon_move(self, move: IndexRecord) -> None:
-        """Clean up after a failed move: each copy it made goes (but never one the live
-        record names).  The caller holds the key's lock."""
-        for entry, record in await self.index.abandon_move(move):
-            await self._delete_garbage(record, entry)
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` (live or unlinked) from the index, then from its replicas.
 
         Replicas that cannot be reached keep a garbage record, retried in the background.
-        Raise HTTPProblem 404 if the key is absent.
+        Raise NotFound if the key is absent.
         """
         async with self.locks.hold(key):
             found = self.index.current(key)
             if found is None:
-                raise HTTPProblem(404, "not_found", f"no key {key!r}")
+                raise NotFound(f"no key {key!r}")
             _, record = found
             await self.index.remove(record)
             self.cache.invalidate(key)
-            await self._delete_garbage(record)
-
-    async def add_replica(self, key: str, version: str, md5: str, worker: int) -> bool:
-        """Add ``worker`` to the replicas of ``key`` if it is the key's current (live or
-        unlinked) ``version`` with this MD5, and the worker holds it right now (checked under
-        the key's lock: a listing can be stale); return whether it was added."""
-        async with self.locks.hold(key):
-            found = self.index.current(key)
-            if found is None:
-                return False
-            space, record = found
-            if (
-                record.version != version
-                or record.md5 != md5
-                or worker in record.replicas
-                or not await self._holds(worker, record)
-            ):
-                return False
-            await to_completion(
-                self.index.update(
-                    space, dataclasses.replace(record, replicas=(*record.replicas, worker))
-                )
-            )
-            self.cache.invalidate(key)
-            return True
-
-    async def _holds(self, worker: int, record: IndexRecord) -> bool:
-        """Return True if ``worker`` holds ``record``'s blob with its MD5 (a HEAD)."""
-        try:
-            return await self.copy_state(worker, record, deep=False) == "good"
-        except replica_io.ReplicaError:
-            return False
-
-    async def copy_state(self, worker: int, record: IndexRecord, deep: bool) -> str:
-        """Return "good", "missing" or "corrupt" for ``worker``'s copy of ``record``."""
-        return await replica_io.copy_state(
-            self.session,
-            self.membership.url(worker),
-            blob_id(record.key, record.version),
-            record.md5,
-            deep,
-        )
+            await self.reaper.delete(record)
 
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
@@ -325,14 +270,14 @@ class Store:
             if record is None or self.index.get(Space.LIVE, key) is not None:
                 return
             await self.index.remove(record)
-            await self._delete_garbage(record)
+            await self.reaper.delete(record)
 
     async def unlink(self, key: str) -> None:
-        """Hide ``key`` from reads and listing, keeping its bytes; 404 if it is not live."""
+        """Hide ``key`` from reads and listing, keeping its bytes; NotFound if it is not live."""
         async with self.locks.hold(key):
             record = self.index.get(Space.LIVE, key)
             if record is None:
-                raise HTTPProblem(404, "not_found", f"no live key {key!r}")
+                raise NotFound(f"no live key {key!r}")
             await self.index.unlink(record)
             self.cache.invalidate(key)
 
@@ -347,80 +292,18 @@ class Store:
                     try:
                         await self.delete(key)
                         deleted += 1
-                    except HTTPProblem:
+                    except StoreError:
                         pass  # deleted meanwhile by someone else
                 if not start:
                     break
         return deleted
 
-    async def _delete_garbage(self, record: IndexRecord, entry: bytes | None = None) -> bool:
-        """Delete a garbage version's blob on each replica; forget it once all are gone.
-
-        ``entry`` is the garbage entry's own key (by default the version's ``d:<blob>``).
-        A replica that the key's live or unlinked record still names for this very version
-        (a move put it back there) is never deleted: the bytes are referenced again.  The
-        caller holds the key's lock, so no move can commit between that check and the delete.
-        """
-        blob = blob_id(record.key, record.version)
-        found = self.index.current(record.key)
-        keep = set(found[1].replicas) if found and found[1].version == record.version else set()
-        # A removed worker is gone with its disk: nothing is left to delete there.
-        targets = [
-            index
-            for index in record.replicas
-            if index not in keep and index in self.membership.workers
-        ]
-        if not all(self.membership.is_up(index) for index in targets):
-            return False
-        results = await asyncio.gather(
-            *(self.batcher.delete(self.membership.url(index), blob) for index in targets),
-            return_exceptions=True,
-        )
-        if any(isinstance(result, BaseException) for result in results):
-            return False
-        if entry is None:
-            await self.index.forget_garbage(record)
-        else:
-            await self.index.forget(entry)
-        return True
-
-    async def recover(self) -> None:
-        """At start: every write a crash cut off becomes garbage (it was never acknowledged)."""
-        count = await self.index.pending_to_garbage()
-        if count:
-            log.info("recovered %d interrupted writes; their copies will be removed", count)
-
-    async def reap_forever(self) -> None:
-        """Delete garbage from replicas, retrying records whose replicas were unreachable."""
-        while True:
-            try:
-                await self.reap_once()
-            except Exception:  # the reaper must outlive any one failure
-                log.exception("garbage pass failed; will retry")
-            await asyncio.sleep(REAP_INTERVAL)
-
-    async def reap_once(self) -> int:
-        """Run one pass over the garbage records; return how many were cleaned.
-
-        Versions replaced less than ``replaced_grace`` seconds ago (REPLACED_GRACE unless
-        configured) are left for a later pass;
-        the copies of failed writes (size -1: never visible, so never read) need no grace.
-        """
-        cleaned = 0
-        settled = time.time() * 1000 - self.replaced_grace * 1000
-        for entry, record in self.index.garbage():
-            if record.size < 0 or record.modified_ms <= settled:
-                async with self.locks.hold(record.key):
-                    if self.index.garbage_entry(entry) == record:  # not rewritten meanwhile
-                        cleaned += await self._delete_garbage(record, entry)
-        return cleaned
-
 
 async def _read_whole(body: AsyncIterator[bytes], size: int) -> bytes:
-    """Return a small body whole; raise 400 if it ends before its Content-Length."""
+    """Return a small body whole; raise InvalidRequest if it ends before its Content-Length."""
     value = b"".join([chunk async for chunk in body])
     if len(value) != size:
-        raise HTTPProblem(400, "short_body", f"Content-Length was {size}, got {len(value)} bytes")
+        raise InvalidRequest(f"Content-Length was {size}, got {len(value)} bytes", "short_body")
     return value
 
 
@@ -442,14 +325,15 @@ def _failures(results: Sequence[object]) -> list[str]:
 def _agreed(
     replicas: tuple[int, ...], results: Sequence[object], expected: tuple[int, str]
 ) -> tuple[int, str]:
-    """Return ``expected`` (size, MD5) if every replica holds exactly that; else raise 503."""
+    """Return ``expected`` (size, MD5) if every replica holds exactly that; else raise
+    ReplicaUnavailable."""
     failures = _failures(results)
     if failures:
-        raise HTTPProblem(503, "replica_failed", "; ".join(failures))
+        raise ReplicaUnavailable("; ".join(failures), "replica_failed")
     for index, result in zip(replicas, results, strict=False):
         if result != expected:
-            raise HTTPProblem(
-                503, "replica_mismatch", f"worker {index} stored {result}, master sent {expected}"
+            raise ReplicaUnavailable(
+                f"worker {index} stored {result}, master sent {expected}", "replica_mismatch"
             )
     return expected
 
@@ -464,7 +348,3 @@ async def _finish(tasks: list[asyncio.Task[tuple[int, str]]], patience: float) -
     for task in stuck:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _too_large(limit: int) -> HTTPProblem:
-    return HTTPProblem(413, "value_too_large", f"values are limited to {limit} bytes")

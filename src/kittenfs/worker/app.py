@@ -14,7 +14,7 @@ from ..tls import client_context, server_context
 from .blobstore import BlobStore
 from .clone import clone
 from .guard import GUARD, Guard
-from .handlers import dispatch, worker_metrics
+from .handlers import DESCRIBE, dispatch, worker_metrics
 from .heartbeat import ADOPT_MARKER, MasterLink
 from .identity import Identity
 from .recovery import StoreUnusable, open_store
@@ -43,7 +43,7 @@ def build_app(
             "bytes_used": store.bytes_used,
         }
 
-    app["describe"] = describe
+    app[DESCRIBE] = describe
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     return app
 

@@ -20,6 +20,7 @@ import aiohttp
 
 from ..clusterauth import session_middlewares
 from ..master.replica_io import list_blobs
+from ..records import BlobListing
 from ..signing import ClusterKey
 from ..throttle import Throttle
 from .blobstore import BlobStore, SizeMismatch
@@ -60,17 +61,17 @@ async def clone(
         url, progress.total = await _source_url(session, master.rstrip("/"), source)
         copied = skipped = failed = 0
         async for blob in list_blobs(session, url, PAGE):
-            held = store.meta(blob["blob"])
-            if held is not None and held.md5 == blob["md5"]:
+            held = store.meta(blob.blob)
+            if held is not None and held.md5 == blob.md5:
                 skipped += 1
                 continue
-            progress.note(int(blob["size"]))
+            progress.note(blob.size)
             try:
                 copied += await _copy(session, url, blob, store)
             except (aiohttp.ClientError, OSError, SizeMismatch) as exc:
                 failed += 1  # left out: adopt skips it, and repair or rebalance fill it
-                log.error("clone: blob %s not copied: %s", blob["blob"], exc)
-            await throttle.take(1, int(blob["size"]))
+                log.error("clone: blob %s not copied: %s", blob.blob, exc)
+            await throttle.take(1, blob.size)
     log.info(
         "cloned worker %d (%s): %d blobs copied, %d already here, %d failed",
         source,
@@ -120,10 +121,10 @@ async def _source_url(session: aiohttp.ClientSession, master: str, source: int) 
 
 
 async def _copy(
-    session: aiohttp.ClientSession, url: str, blob: dict[str, object], store: BlobStore
+    session: aiohttp.ClientSession, url: str, blob: BlobListing, store: BlobStore
 ) -> int:
     """Copy one blob; return 1, or 0 if it went away meanwhile or arrived damaged."""
-    async with session.get(f"{url}/blob/{blob['blob']}") as resp:
+    async with session.get(f"{url}/blob/{blob.blob}") as resp:
         if resp.status == 404:
             return 0  # deleted since it was listed
         resp.raise_for_status()
@@ -133,19 +134,19 @@ async def _copy(
                 yield chunk
 
         meta = await store.put(
-            str(blob["blob"]),
-            str(blob["key"]),
-            str(blob["version"]),
+            blob.blob,
+            blob.key,
+            blob.version,
             chunks(),
-            int(str(blob["size"])),
+            blob.size,
         )
-    if meta.md5 != blob["md5"]:
+    if meta.md5 != blob.md5:
         log.error(
             "clone: blob %s arrived with MD5 %s, %s expected; dropped",
-            blob["blob"],
+            blob.blob,
             meta.md5,
-            blob["md5"],
+            blob.md5,
         )
-        await store.delete(str(blob["blob"]))
+        await store.delete(blob.blob)
         return 0
     return 1

@@ -8,8 +8,9 @@ check every byte before it is sent (serve.py); guard.py says who may ask what.
 import asyncio
 import errno
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
@@ -22,7 +23,8 @@ from ..keys import InvalidKey, decode_key
 from ..limits import body_chunks, read_body
 from ..metrics import Metrics
 from ..placement import blob_id, is_blob_id
-from ..records import BlobMeta
+from ..records import BlobListing
+from ..server import METRICS
 from .blobstore import BlobExists, BlobStore, CorruptBlob, SizeMismatch
 from .guard import GUARD
 from .serve import STORE, get_blob
@@ -31,6 +33,8 @@ log = logging.getLogger("kittenfs.worker")
 
 #: Chunk size for reading upload bodies.
 READ_CHUNK = 256 * 1024
+#: What ``GET /health`` says of the worker: its id, index, cluster and counts, read anew.
+DESCRIBE: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("describe")
 
 
 def _store(request: web.Request) -> BlobStore:
@@ -57,10 +61,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     """Route every request of a worker, once its sender may ask it (guard.py)."""
     path = request.path
     if path == "/metrics" and request.method == "GET":
-        metrics: Metrics = request.app["metrics"]
-        return await metrics.handle(request)
+        return await request.app[METRICS].handle(request)
     if path == "/health":
-        return web.json_response({"status": "ok", "role": "worker", **request.app["describe"]()})
+        return web.json_response({"status": "ok", "role": "worker", **request.app[DESCRIBE]()})
     guard = request.app[GUARD]
     if path.startswith("/blob/") and request.method in ("GET", "HEAD"):
         blob = _blob_id(path[len("/blob/") :])
@@ -200,21 +203,9 @@ def list_blobs(request: web.Request) -> web.Response:
     if not (text.isascii() and text.isdigit() and len(text) <= 5) or not 1 <= int(text) <= 10000:
         raise HTTPProblem(400, "bad_parameter", "limit must be 1..10000")
     limit = int(text)
-    blobs: list[dict[str, object]] = []
+    blobs: list[dict[str, Any]] = []
     for meta, blob in store.iter_meta_from(start):
         if len(blobs) == limit:
             return web.json_response({"blobs": blobs, "next": blob})
-        blobs.append(_describe(blob, meta))
+        blobs.append(BlobListing.of(blob, meta).to_json())
     return web.json_response({"blobs": blobs, "next": ""})
-
-
-def _describe(blob: str, meta: BlobMeta) -> dict[str, object]:
-    return {
-        "blob": blob,
-        "key": meta.key,
-        "version": meta.version,
-        "size": meta.size,
-        "md5": meta.md5,
-        "inline": meta.inline,
-        "created_ms": meta.created_ms,
-    }

@@ -1,7 +1,14 @@
-"""Background jobs of the master (rebalance, repair, ...): one at a time, throttled, observable.
+"""Background jobs of the master: one at a time, throttled, observable.
+
+- converge.py: rebalance, repair and drain (the move protocol, move.py, over every key), and
+  the repair queue (keys whose copies were found damaged, as they come);
+- gc.py: orphans on the workers that no index record accounts for, and unlinked keys.
+
+Offline and worker-side jobs live beside what they work on: ``kittenfs rebuild`` (the index
+from the workers: kittenfs/rebuild.py), clone and scrub (kittenfs/worker/clone.py, scrub.py).
 
 A job walks the index key by key while clients keep reading and writing.  Each step is
-idempotent and crash-safe on its own (see converge.py), so a job that is cut off (kill -9,
+idempotent and crash-safe on its own (see move.py), so a job that is cut off (kill -9,
 restart, cancel) is simply run again and converges.  Its progress is kept in memory and served
 as JSON at ``GET /_jobs``; the CLI polls it to draw a progress bar.
 """
@@ -15,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..httputil import HTTPProblem
-from ..throttle import Throttle
+from ...errors import NotFound, StateConflict
+from ...throttle import Throttle
 
 __all__ = ["Job", "Jobs", "Throttle"]
 
@@ -83,11 +90,11 @@ class Jobs:
     def start(
         self, kind: str, options: dict[str, Any], body: Callable[[Job], Awaitable[None]]
     ) -> Job:
-        """Start ``body`` as a job; raise 409 if another job is running."""
+        """Start ``body`` as a job; raise StateConflict if another job is running."""
         current = self.running()
         if current is not None:
-            raise HTTPProblem(
-                409, "job_running", f"{current.kind} job {current.id} is running; wait or cancel it"
+            raise StateConflict(
+                f"{current.kind} job {current.id} is running; wait or cancel it", "job_running"
             )
         job = Job(kind, options)
         self.history = [*self.history[-(KEEP_FINISHED - 1) :], job]
@@ -119,11 +126,11 @@ class Jobs:
             )
 
     def get(self, job_id: str) -> Job:
-        """Return a job by id; raise 404 if it is not known."""
+        """Return a job by id; raise NotFound if it is not known."""
         for job in self.history:
             if job.id == job_id:
                 return job
-        raise HTTPProblem(404, "no_such_job", f"no job {job_id!r}")
+        raise NotFound(f"no job {job_id!r}", "no_such_job")
 
     async def cancel(self, job_id: str) -> Job:
         """Stop a running job between two items; its finished items stay done."""

@@ -14,13 +14,13 @@ older than ``grace`` seconds, re-checking under the key's lock just before.  Wit
 """
 
 import time
-from typing import Any
 
-from ..placement import blob_id
-from . import replica_io
-from .index import Space
-from .jobs import Job, Throttle
-from .write_path import Store
+from ...placement import blob_id
+from ...records import BlobListing
+from ..index import Space
+from ..transport import ReplicaTransport
+from ..write_path import Store
+from . import Job, Throttle
 
 #: Blobs listed per request.
 PAGE = 1000
@@ -31,10 +31,11 @@ DEFAULT_GRACE = 3600.0
 class Collector:
     """Finds and deletes orphans, one worker at a time."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, transport: ReplicaTransport) -> None:
         self.store = store
         self.index = store.index
         self.membership = store.membership
+        self.transport = transport
 
     async def run(
         self, job: Job, grace: float, purge_unlinked: bool, dry_run: bool, throttle: Throttle
@@ -54,36 +55,34 @@ class Collector:
     async def _collect(
         self, job: Job, worker: int, grace: float, dry_run: bool, throttle: Throttle
     ) -> None:
-        async for blob in replica_io.list_blobs(
-            self.store.session, self.membership.url(worker), PAGE
-        ):
+        async for blob in self.transport.list_blobs(worker, PAGE):
             job.items_done += 1
             if self.referenced(blob, worker):
                 continue
             job.found["orphans"] += 1
-            job.found["orphan_bytes"] += blob["size"]
-            if blob["created_ms"] > (time.time() - grace) * 1000:
+            job.found["orphan_bytes"] += blob.size
+            if blob.created_ms > (time.time() - grace) * 1000:
                 job.found["orphans_in_grace"] += 1
                 continue
             if not dry_run:
                 await self._delete(job, blob, worker)
-                await throttle.take(1, blob["size"])
+                await throttle.take(1, blob.size)
 
-    def referenced(self, blob: dict[str, Any], worker: int) -> bool:
+    def referenced(self, blob: BlobListing, worker: int) -> bool:
         """Return True if any index record accounts for ``blob`` on ``worker``."""
-        key, version = blob["key"], blob["version"]
+        key, version = blob.key, blob.version
         found = self.index.current(key)
         if found is not None and found[1].version == version and worker in found[1].replicas:
             return True
         return self.index.owned(blob_id(key, version))
 
-    async def _delete(self, job: Job, blob: dict[str, Any], worker: int) -> None:
-        async with self.store.locks.hold(blob["key"]):
+    async def _delete(self, job: Job, blob: BlobListing, worker: int) -> None:
+        async with self.store.locks.hold(blob.key):
             if self.referenced(blob, worker):  # written or moved there meanwhile
                 return
-            await self.store.batcher.delete(self.membership.url(worker), blob["blob"])
+            await self.transport.delete(worker, blob.blob)
         job.fixed["orphans_deleted"] += 1
-        job.fixed["bytes_freed"] += blob["size"]
+        job.fixed["bytes_freed"] += blob.size
 
     async def _purge_unlinked(self, job: Job, dry_run: bool) -> None:
         keys = [record.key for record in self.index.records(Space.UNLINKED)]

@@ -1,0 +1,123 @@
+"""Garbage: copies that no live or unlinked record needs any more, and the reaper that deletes them.
+
+Garbage is made by the write path (a replaced version, a failed write's copies, a write cut
+off by a crash: its pending record, turned into garbage at start) and by moves (a replica
+dropped, a move's copies abandoned).  Each is an index entry (``d:<blob>``, or
+``d:<blob>@<worker>`` for one replica) naming the copies still to delete.  The reaper deletes
+them from their workers, and forgets the entry once every copy is gone; a worker that cannot
+be reached keeps its entry, retried every REAP_INTERVAL seconds.  A replaced version is kept
+``replaced_grace`` seconds first, for reads already redirected to it.  A copy that the key's
+current record names again (a move put it back) is never deleted.
+"""
+
+import asyncio
+import logging
+import time
+
+from ..locks import KeyLocks
+from ..placement import blob_id
+from ..records import IndexRecord
+from .index import Index
+from .membership import Membership
+from .transport import ReplicaTransport
+
+log = logging.getLogger("kittenfs.master")
+
+#: Seconds between background passes over the garbage records.
+REAP_INTERVAL = 2.0
+#: Seconds a version replaced by an overwrite (or a replica dropped by a move) stays on its
+#: workers: reads that were redirected to it just before the change can still fetch it.
+REPLACED_GRACE = 10.0
+
+
+class Reaper:
+    """Deletes garbage copies from the workers: at once after a failed write or move, and
+    in the background for the rest."""
+
+    def __init__(
+        self,
+        index: Index,
+        membership: Membership,
+        transport: ReplicaTransport,
+        locks: KeyLocks,
+        replaced_grace: float = REPLACED_GRACE,
+    ) -> None:
+        self.index = index
+        self.membership = membership
+        self.transport = transport
+        self.locks = locks
+        self.replaced_grace = replaced_grace
+
+    async def abandon(self, pending: IndexRecord) -> None:
+        """Clean up after a failed write: its copies go, and its pending record with them.
+        The caller holds the key's lock."""
+        await self.index.abandon_write(pending)
+        await self.delete(pending)
+
+    async def abandon_move(self, move: IndexRecord) -> None:
+        """Clean up after a failed move: each copy it made goes (but never one the live
+        record names).  The caller holds the key's lock."""
+        for entry, record in await self.index.abandon_move(move):
+            await self.delete(record, entry)
+
+    async def delete(self, record: IndexRecord, entry: bytes | None = None) -> bool:
+        """Delete a garbage version's blob on each replica; forget it once all are gone.
+
+        ``entry`` is the garbage entry's own key (by default the version's ``d:<blob>``).
+        A replica that the key's live or unlinked record still names for this very version
+        (a move put it back there) is never deleted: the bytes are referenced again.  The
+        caller holds the key's lock, so no move can commit between that check and the delete.
+        """
+        blob = blob_id(record.key, record.version)
+        found = self.index.current(record.key)
+        keep = set(found[1].replicas) if found and found[1].version == record.version else set()
+        # A removed worker is gone with its disk: nothing is left to delete there.
+        targets = [
+            index
+            for index in record.replicas
+            if index not in keep and index in self.membership.workers
+        ]
+        if not all(self.membership.is_up(index) for index in targets):
+            return False
+        results = await asyncio.gather(
+            *(self.transport.delete(index, blob) for index in targets),
+            return_exceptions=True,
+        )
+        if any(isinstance(result, BaseException) for result in results):
+            return False
+        if entry is None:
+            await self.index.forget_garbage(record)
+        else:
+            await self.index.forget(entry)
+        return True
+
+    async def recover(self) -> None:
+        """At start: every write a crash cut off becomes garbage (it was never acknowledged)."""
+        count = await self.index.pending_to_garbage()
+        if count:
+            log.info("recovered %d interrupted writes; their copies will be removed", count)
+
+    async def reap_forever(self) -> None:
+        """Delete garbage from replicas, retrying records whose replicas were unreachable."""
+        while True:
+            try:
+                await self.reap_once()
+            except Exception:  # the reaper must outlive any one failure
+                log.exception("garbage pass failed; will retry")
+            await asyncio.sleep(REAP_INTERVAL)
+
+    async def reap_once(self) -> int:
+        """Run one pass over the garbage records; return how many were cleaned.
+
+        Versions replaced less than ``replaced_grace`` seconds ago are left for a later
+        pass; the copies of failed writes (size -1: never visible, so never read) need no
+        grace.
+        """
+        cleaned = 0
+        settled = time.time() * 1000 - self.replaced_grace * 1000
+        for entry, record in self.index.garbage():
+            if record.size < 0 or record.modified_ms <= settled:
+                async with self.locks.hold(record.key):
+                    if self.index.garbage_entry(entry) == record:  # not rewritten meanwhile
+                        cleaned += await self.delete(record, entry)
+        return cleaned

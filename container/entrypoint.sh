@@ -12,6 +12,7 @@ set -euo pipefail
 
 die() { echo "kittenfs-entrypoint: $*" >&2; exit 2; }
 
+[ "${1:-}" = kittenfs ] && shift  # `IMAGE kittenfs worker` too
 role=${1:-${KITTENFS_ROLE:-}}
 [ $# -gt 0 ] && shift
 #: Slots a worker may claim (workers sharing one volume).

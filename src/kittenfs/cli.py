@@ -1,172 +1,158 @@
-"""The ``kittenfs`` command: run the processes; put, get, list and inspect values; operate,
-benchmark and test the cluster."""
+"""The ``kittenfs`` command: its sub-commands, global options and one format of errors.
+
+Every setting's flag comes from the config classes (config.py, through settings.py).  Start-up
+stays fast for the client commands: server modules, rich, the reliability suite and the
+benchmark are imported only by the commands that use them (tests/unit/test_cli_imports.py).
+Errors are one line on stderr, ``error: ...``; exit status 1 for a failure, 2 for bad usage
+or a bad setting.
+"""
 
 import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from . import limits
-from .config import TLS, WORKER_LIMITS, ConfigError, GiB, Limits, MasterConfig, WorkerConfig
-from .signing import BadSecret, ClusterKey
+from . import __version__, settings
+from .config import (
+    ClientConfig,
+    ConfigError,
+    JobOptions,
+    MasterConfig,
+    RebuildConfig,
+    UpConfig,
+    WorkerConfig,
+)
 
-DEFAULT_URL = "http://127.0.0.1:3000"
-#: The environment variable that may hold the cluster secret itself.
-SECRET_ENV = "KITTENFS_CLUSTER_SECRET"
-#: The environment variable that may hold the master's bootstrap admin token.
-ADMIN_ENV = "KITTENFS_ADMIN_TOKEN"
-#: The environment variable that holds a client's credential.
-TOKEN_ENV = "KITTENFS_TOKEN"
-
-
-def cluster_key(args: argparse.Namespace) -> ClusterKey | None:
-    """Return the cluster secret's keys from ``--cluster-secret-file`` or, without it, from
-    $KITTENFS_CLUSTER_SECRET; None if neither is given."""
-    if args.cluster_secret_file:
-        try:
-            text = Path(args.cluster_secret_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--cluster-secret-file {args.cluster_secret_file}: {exc}") from None
-        where = f"--cluster-secret-file {args.cluster_secret_file}"
-    elif os.environ.get(SECRET_ENV):
-        text, where = os.environ[SECRET_ENV], f"${SECRET_ENV}"
-    else:
-        return None
-    try:
-        return ClusterKey.from_text(text)
-    except BadSecret as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _tls(args: argparse.Namespace) -> TLS:
-    return TLS(
-        *(Path(value) if value else None for value in (args.tls_cert, args.tls_key, args.ca))
-    )
-
-
-def _add_tls(parser: argparse.ArgumentParser, peers: str) -> None:
-    parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
-    parser.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
-    parser.add_argument(
-        "--ca",
-        metavar="PEM",
-        help=f"CA certificate that signed the {peers}' certificates (default: the system's CAs)",
-    )
+DESCRIPTION = (
+    "kittenFS, an actually simple distributed key value store: run a master and workers "
+    "(or `kittenfs up` for a local cluster), then put, get and list values."
+)
+EPILOG = (
+    "Client options (--url, --token, --ca, --json) go before or after the command.  Every "
+    "setting of master and worker can also be given as a KITTENFS_* environment variable or "
+    "in a --config file; see docs/configuration.md."
+)
+#: Options of the top-level parser that take a value (to find the command in argv).
+_GLOBAL_VALUES = frozenset({"--url", "--token", "--ca", settings.CONFIG_FLAG})
+#: Sub-commands whose arguments live with heavy modules, imported only when they are used.
+_HEAVY = {
+    "nemesis": "run the reliability suite: workload, faults, checker",
+    "soak": "the resource soak: many small keys, then large values, with every process's "
+    "memory sampled",
+    "bench": "benchmark kittenFS against nginx and the disk",
+}
+_JOBS = {
+    "rebalance": "move every key's replicas to its preferred workers",
+    "repair": "read every copy; replace missing and corrupt ones",
+    "drain": "move every replica off WORKER (an index)",
+    "gc": "delete bytes on workers that no index record points to",
+}
+_RED = "\033[31m"
+_RESET = "\033[0m"
 
 
-def _add_cluster_secret(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--cluster-secret-file",
-        metavar="PATH",
-        help=f"the cluster secret, shared by the master and its workers "
-        f"(default ${SECRET_ENV}); one per line during a rotation",
-    )
+def error(message: str) -> None:
+    """Print ``message`` as the command line's one kind of error line, on stderr."""
+    colour = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    label = f"{_RED}error:{_RESET}" if colour else "error:"
+    print(f"{label} {message}", file=sys.stderr, flush=True)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        error(f"{message} (see {self.prog} --help)")
+        sys.exit(2)
 
 
 def _master(args: argparse.Namespace) -> int:
+    config = settings.resolve(MasterConfig, args)
     from .master.app import run
 
-    run(
-        MasterConfig(
-            data=Path(args.data),
-            port=args.port,
-            host=args.host,
-            replicas=args.replicas,
-            max_value_bytes=args.max_value_bytes,
-            down_after=args.down_after,
-            replica_timeout=args.replica_timeout,
-            replaced_grace=args.replaced_grace,
-            auto_rebalance=args.auto_rebalance,
-            cache_bytes=args.cache_bytes,
-            cache_value_max=args.cache_value_max,
-            limits=limits.from_arguments(args),
-            cluster_key=cluster_key(args),
-            admin_token=args.admin_token or os.environ.get(ADMIN_ENV) or None,
-            anonymous=args.anonymous,
-            tls=_tls(args),
-            advertise=args.advertise,
-            verbose=args.verbose,
-        )
-    )
+    run(config)
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
+    config = settings.resolve(WorkerConfig, args)
     from .worker.app import run
 
-    run(
-        WorkerConfig(
-            master=args.master,
-            data=Path(args.data),
-            port=args.port,
-            host=args.host,
-            advertise=args.advertise,
-            inline_max=args.inline_max,
-            verify_max=args.verify_max,
-            heartbeat_interval=args.heartbeat_interval,
-            capacity=args.capacity_bytes,
-            clone_from=args.clone_from,
-            clone_rate=args.clone_rate * 1e6,
-            scrub_rate=args.scrub_rate * 1e6,
-            scrub_interval=args.scrub_interval,
-            limits=limits.from_arguments(args),
-            cluster_key=cluster_key(args),
-            public_reads=args.public_reads,
-            tls=_tls(args),
-            verbose=args.verbose,
-        )
-    )
+    run(config)
     return 0
 
 
 def _up(args: argparse.Namespace) -> int:
+    config = settings.resolve(UpConfig, args)
     from .cluster import run_local_cluster
 
-    return run_local_cluster(
-        Path(args.data), args.port, args.workers, args.replicas, args.verbose, args.auth, args.tls
-    )
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from .bench.suite import run_benchmark
-
-    return run_benchmark(args)
+    return run_local_cluster(config)
 
 
 def _rebuild(args: argparse.Namespace) -> int:
+    config = settings.resolve(RebuildConfig, args)
     import httpx
 
     from .rebuild import rebuild
 
     try:
-        keys, stale = rebuild(Path(args.data), args.worker, cluster_key(args))
+        keys, stale = rebuild(config.data, args.worker, config.cluster_key)
     except (OSError, ValueError, httpx.HTTPError) as exc:
-        print(f"kittenfs rebuild: {exc}", file=sys.stderr)
+        error(f"rebuild: {exc}")
         return 1
     print(
-        f"rebuilt {keys} keys from {len(args.worker)} workers into {args.data}/index; "
+        f"rebuilt {keys} keys from {len(args.worker)} workers into {config.data}/index; "
         f"{stale} copies of older versions (or that disagree) were left in place for "
-        f"`kittenfs gc`. Start the master with --data {args.data}."
+        f"`kittenfs gc`. Start the master with --data {config.data}."
     )
     return 0
 
 
-def _nemesis(args: argparse.Namespace) -> int:
-    from .reliability.run import run_nemesis
-
-    return run_nemesis(args)
-
-
-def _soak(args: argparse.Namespace) -> int:
-    from .reliability.soak import run_soak
-
-    return run_soak(args)
-
-
-def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
+def _heavy(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        if name == "nemesis":
+            from .reliability.run import run_nemesis
+
+            return run_nemesis(args)
+        if name == "soak":
+            from .reliability.soak import run_soak
+
+            return run_soak(args)
+        from .bench.suite import run_benchmark
+
+        return run_benchmark(args)
+
+    return run
+
+
+def _add_heavy_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    if name == "nemesis":
+        from .reliability.run import add_arguments as nemesis_arguments
+
+        nemesis_arguments(parser)
+    elif name == "soak":
+        from .reliability.soak import add_arguments as soak_arguments
+
+        soak_arguments(parser)
+    else:
+        from .bench.suite import add_arguments as bench_arguments
+
+        bench_arguments(parser)
+
+
+def _client_command(name: str, job: tuple[str, ...] = ()) -> Callable[[argparse.Namespace], int]:
+    """Return the runner of client command ``name`` (a function of commands.py), which
+    resolves the client's settings (and a job's options: the names in ``job``) first."""
+
+    def run(args: argparse.Namespace) -> int:
+        config = settings.resolve(ClientConfig, args)
+        args.url, args.token, args.ca = config.url, config.token, config.ca
+        args.json = getattr(args, "json", False)
+        if job:
+            options = settings.resolve(JobOptions, args)
+            args.job_options = {field: getattr(options, field) for field in job}
+        _skip_httpx_command_line()
         from . import commands
 
         handler: Callable[[argparse.Namespace], int] = getattr(commands, name)
@@ -175,166 +161,61 @@ def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="kittenfs", description=__doc__)
+def _skip_httpx_command_line() -> None:
+    """Keep httpx from importing its own command line (click, rich and pygments: about 40%
+    of its import time when click is installed), which kittenfs never uses; httpx falls
+    back to a stub of it by design when it cannot be imported."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
+def _client_flags(parser: argparse.ArgumentParser, json: bool = False) -> None:
+    settings.add_flags(parser, ClientConfig)
+    if json:
+        parser.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
+        )
+
+
+def _job_flags(parser: argparse.ArgumentParser, name: str) -> tuple[str, ...]:
+    """Add the options of job ``name``; return their names."""
+    names: tuple[str, ...] = ("dry_run", "rate", "bandwidth")
+    names += ("grace", "purge_unlinked") if name == "gc" else ("concurrency",)
+    settings.add_flags(parser, JobOptions, only=names)
+    return names
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the parser of every sub-command; the heavy ones (nemesis, soak, bench) get
+    their arguments only when ``command`` names them."""
+    parser = Parser(prog="kittenfs", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"kittenfs {__version__}")
+    _client_flags(parser, json=True)
+    parser.add_argument(
+        settings.CONFIG_FLAG,
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"read settings from this TOML file (env {settings.CONFIG_ENV})",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    master = sub.add_parser("master", help="run the master (the index)")
-    master.add_argument("--port", type=int, default=3000, help="port (0 picks a free one)")
-    master.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    master.add_argument(
-        "--advertise",
-        metavar="URL",
-        help="URL clients use to reach this master, for the links it hands "
-        "out (default: the URL it listens on)",
-    )
-    master.add_argument("--data", required=True, help="directory of the index")
-    master.add_argument("--replicas", type=int, default=3, help="copies of each value")
-    master.add_argument(
-        "--max-value-bytes",
-        type=int,
-        default=5 * GiB,
-        help="largest value accepted (default 5 GiB)",
-    )
-    master.add_argument(
-        "--down-after",
-        type=float,
-        default=5.0,
-        help="seconds without heartbeat before a worker is down",
-    )
-    master.add_argument(
-        "--replica-timeout",
-        type=float,
-        default=30.0,
-        help="seconds a replica may stall before a write fails",
-    )
-    master.add_argument(
-        "--replaced-grace",
-        type=float,
-        default=MasterConfig.replaced_grace,
-        help="seconds a replaced version or moved replica is kept (default 10)",
-    )
-    master.add_argument(
-        "--auto-rebalance",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="rebalance on its own once the up workers have changed and stayed "
-        "the same for SECONDS (default 0: off)",
-    )
-    master.add_argument(
-        "--cache-bytes",
-        type=int,
-        default=MasterConfig.cache_bytes,
-        help="bytes of hot small values the master serves itself (default 64 MiB; 0: off)",
-    )
-    master.add_argument(
-        "--cache-value-max", type=int, default=64 * 1024, help="largest value the cache holds"
-    )
-    limits.add_arguments(master, Limits())
-    _add_cluster_secret(master)
-    _add_tls(master, "workers")
-    master.add_argument(
-        "--admin-token",
-        metavar="TOKEN",
-        help=f"a bootstrap admin credential (default ${ADMIN_ENV}); turns auth on",
-    )
-    master.add_argument(
-        "--anonymous",
-        choices=("none", "read", "write"),
-        help="what requests without credentials may do; turns auth on "
-        "(default: none when there is an admin token, else anything)",
-    )
-    master.add_argument("--verbose", action="store_true", help="log every request")
+    def add(name: str, help_text: str, into: Any = sub) -> argparse.ArgumentParser:
+        made: argparse.ArgumentParser = into.add_parser(
+            name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
+        )
+        return made
+
+    master = add("master", "run the master (the index)")
+    settings.add_flags(master, MasterConfig, file=True)
     master.set_defaults(run=_master)
-
-    worker = sub.add_parser("worker", help="run a worker (stores values)")
-    worker.add_argument("--master", required=True, help="master URL, e.g. http://127.0.0.1:3000")
-    worker.add_argument("--port", type=int, default=3001, help="port (0 picks a free one)")
-    worker.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    worker.add_argument("--data", required=True, help="directory of the blobs")
-    worker.add_argument("--advertise", help="URL the master and clients use to reach this worker")
-    worker.add_argument(
-        "--inline-max", type=int, default=64 * 1024, help="values up to this size live in LevelDB"
-    )
-    worker.add_argument(
-        "--verify-max",
-        type=int,
-        default=WorkerConfig.verify_max,
-        help="bytes of a read checked before its response starts (the rest "
-        "as it is sent; default 16 MiB)",
-    )
-    worker.add_argument(
-        "--heartbeat-interval",
-        type=float,
-        default=1.0,
-        help="seconds between heartbeats to the master",
-    )
-    worker.add_argument(
-        "--capacity-bytes",
-        type=int,
-        default=0,
-        help="bytes of values this worker may hold (default 0: the disk's limit)",
-    )
-    worker.add_argument(
-        "--clone-from",
-        type=int,
-        metavar="INDEX",
-        help="start as a copy of worker INDEX: copy its blobs over HTTP, then "
-        "register and have the master reference the copies",
-    )
-    worker.add_argument(
-        "--clone-rate",
-        type=float,
-        default=0,
-        help="MB per second a clone copies (default 0: no limit)",
-    )
-    worker.add_argument(
-        "--scrub-rate",
-        type=float,
-        default=WorkerConfig.scrub_rate / 1e6,  # 4 MB/s
-        help="MB per second the background scrub reads (0: off)",
-    )
-    worker.add_argument(
-        "--scrub-interval",
-        type=float,
-        default=WorkerConfig.scrub_interval,
-        help="seconds between two scrub passes (default 3600)",
-    )
-    limits.add_arguments(worker, WORKER_LIMITS)
-    _add_cluster_secret(worker)
-    _add_tls(worker, "master's (and other workers)")
-    worker.add_argument(
-        "--public-reads",
-        action="store_true",
-        help="serve blobs to anyone who knows their id, without a link signed by the master",
-    )
-    worker.add_argument("--verbose", action="store_true", help="log every request")
+    worker = add("worker", "run a worker (stores values)")
+    settings.add_flags(worker, WorkerConfig, file=True)
     worker.set_defaults(run=_worker)
-
-    up = sub.add_parser("up", help="run a local cluster: one master and N workers")
-    up.add_argument("--workers", type=int, default=3, help="number of workers")
-    up.add_argument("--replicas", type=int, default=3, help="copies of each value")
-    up.add_argument("--port", type=int, default=3000, help="master port; workers use the next")
-    up.add_argument("--data", default="./kittenfs-data", help="directory for all data")
-    up.add_argument(
-        "--auth",
-        action="store_true",
-        help="turn auth on: an admin token is made in the data directory and "
-        "printed; requests without it are refused",
-    )
-    up.add_argument(
-        "--tls",
-        action="store_true",
-        help="serve HTTPS, with certificates from a local CA made in the data "
-        "directory (tls/ca.pem)",
-    )
-    up.add_argument("--verbose", action="store_true", help="log every request")
+    up = add("up", "run a local cluster: one master and N workers, until Ctrl-C")
+    settings.add_flags(up, UpConfig)
     up.set_defaults(run=_up)
-
-    rebuild = sub.add_parser("rebuild", help="rebuild a lost master index from the workers")
-    rebuild.add_argument("--data", required=True, help="new, empty data directory for the master")
+    rebuild = add("rebuild", "rebuild a lost master index from the workers")
+    settings.add_flags(rebuild, RebuildConfig)
     rebuild.add_argument(
         "--worker",
         action="append",
@@ -342,49 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="a worker's URL; give every worker (repeat the flag)",
     )
-    _add_cluster_secret(rebuild)
     rebuild.set_defaults(run=_rebuild)
+    for name, help_text in _HEAVY.items():
+        heavy = add(name, help_text)
+        if command == name:
+            _add_heavy_arguments(name, heavy)
+        heavy.set_defaults(run=_heavy(name))
 
-    nemesis = sub.add_parser("nemesis", help="run the reliability suite: workload, faults, checker")
-    from .reliability.run import add_arguments as nemesis_arguments
-
-    nemesis_arguments(nemesis)
-    nemesis.set_defaults(run=_nemesis)
-
-    soak = sub.add_parser(
-        "soak",
-        help="the resource soak: many small keys, then large values, "
-        "with every process's memory sampled",
-    )
-    from .reliability.soak import add_arguments as soak_arguments
-
-    soak_arguments(soak)
-    soak.set_defaults(run=_soak)
-
-    bench = sub.add_parser("bench", help="benchmark kittenFS against nginx and the disk")
-    from .bench.suite import add_arguments
-
-    add_arguments(bench)
-    bench.set_defaults(run=_bench)
-
-    url_help = f"master URL (default $KITTENFS_URL or {DEFAULT_URL})"
-    default_url = os.environ.get("KITTENFS_URL", DEFAULT_URL)
-
-    def client(
-        name: str, help_text: str, into: Any = sub, handler: str | None = None
-    ) -> argparse.ArgumentParser:
-        command: argparse.ArgumentParser = into.add_parser(name, help=help_text)
-        command.add_argument("--url", default=default_url, help=url_help)
-        command.add_argument(
-            "--token",
-            default=os.environ.get(TOKEN_ENV),
-            help=f"credential to send (default ${TOKEN_ENV})",
-        )
-        command.add_argument(
-            "--ca", metavar="PEM", help="CA certificate that signed the cluster's TLS certificates"
-        )
-        command.set_defaults(run=_client_command(handler or name.replace("-", "_")))
-        return command
+    def client(name: str, help_text: str, into: Any = sub, handler: str = "", json: bool = False,
+               job: tuple[str, ...] = ()) -> argparse.ArgumentParser:  # fmt: skip
+        made = add(name, help_text, into)
+        _client_flags(made, json)
+        made.set_defaults(run=_client_command(handler or name.replace("-", "_"), job))
+        return made
 
     put = client("put", "store a file (or stdin) as the value of KEY")
     put.add_argument("key")
@@ -395,51 +246,28 @@ def build_parser() -> argparse.ArgumentParser:
     rm = client("rm", "delete KEY")
     rm.add_argument("key")
     ls = client("ls", "list keys under PREFIX")
-    ls.add_argument("prefix", nargs="?", default="/")
+    ls.add_argument("prefix", nargs="?", default="/", help="only keys under it (default /)")
     client("status", "show the cluster's workers")
-    for name, what in (
-        ("rebalance", "move every key's replicas to its preferred workers"),
-        ("repair", "read every copy; replace missing and corrupt ones"),
-        ("drain", "move every replica off WORKER (an index)"),
-        ("gc", "delete bytes on workers that no index record points to"),
-    ):
-        job = client(name, what)
+    for name, what in _JOBS.items():
+        job = add(name, what)
+        _client_flags(job)
         if name == "drain":
-            job.add_argument("worker", type=int)
-        if name == "gc":
-            job.add_argument(
-                "--grace",
-                type=float,
-                default=3600,
-                help="only delete orphans older than this many seconds",
-            )
-            job.add_argument(
-                "--purge-unlinked", action="store_true", help="also delete every unlinked key"
-            )
-        job.add_argument("--dry-run", action="store_true", help="only report what it would do")
-        job.add_argument("--rate", type=float, default=0, help="keys per second (0: no limit)")
-        job.add_argument(
-            "--bandwidth", type=float, default=0, help="MB per second copied (0: no limit)"
-        )
-        if name != "gc":
-            job.add_argument("--concurrency", type=int, default=4, help="keys handled at once")
-    key = sub.add_parser("key", help="create, list and revoke credentials (admin)")
+            job.add_argument("worker", type=int, help="the worker's index")
+        job.set_defaults(run=_client_command(name, _job_flags(job, name)))
+    key = add("key", "create, list and revoke credentials (admin)")
     key_sub = key.add_subparsers(dest="key_command", required=True, metavar="ACTION")
     create = client(
-        "create", "create a credential; its secret is printed this once only", key_sub, "key_create"
-    )
+        "create", "create a credential; its secret is printed this once only", key_sub,
+        "key_create", json=True,
+    )  # fmt: skip
     create.add_argument("--role", required=True, choices=("read", "write", "admin"))
-    create.add_argument("--prefix", default="/", help="only keys under this prefix")
+    create.add_argument("--prefix", default="/", help="only keys under this prefix (default /)")
     create.add_argument(
         "--expires",
         metavar="DURATION",
         help="valid for this long: 90s, 30m, 12h, 30d, 2w (default: ever)",
     )
-    create.add_argument(
-        "--json", action="store_true", help="print {access_key, secret_key, token, ...} as JSON"
-    )
-    listing = client("list", "list the credentials (never their secrets)", key_sub, "key_list")
-    listing.add_argument("--json", action="store_true", help="print JSON")
+    client("list", "list the credentials (never their secrets)", key_sub, "key_list", json=True)
     revoke = client("revoke", "revoke a credential", key_sub, "key_revoke")
     revoke.add_argument("access_key", metavar="ID", help="its access key")
     sign = client("sign", "print a URL that lets anyone GET (or PUT) KEY until it expires")
@@ -450,9 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="how long it works: 90s, 30m, 12h, 7d at most (default 1h)",
     )
-    sign.add_argument("--method", default="GET", choices=("GET", "PUT"))
+    sign.add_argument("--method", default="GET", choices=("GET", "PUT"), help="(default GET)")
     remove = client("remove", "forget a stopped, drained WORKER (an index)")
-    remove.add_argument("worker", type=int)
+    remove.add_argument("worker", type=int, help="the worker's index")
     remove.add_argument(
         "--force",
         action="store_true",
@@ -461,16 +289,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_in(argv: Sequence[str]) -> str | None:
+    """Return the sub-command ``argv`` names (its first word that is no global option or
+    an option's value), or None."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _GLOBAL_VALUES:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _quiet_broken_pipe() -> int:
+    """Exit as a Unix filter does when its reader has gone (``kittenfs get K | head``):
+    quietly, with 128 + SIGPIPE; stdout goes to /dev/null so the exit's flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(command_in(words)).parse_args(words)
     try:
         status: int = args.run(args)
     except ConfigError as exc:
-        parser.error(str(exc))
+        error(str(exc))
+        return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     return status
 
 

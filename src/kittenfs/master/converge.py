@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from ..config import JobOptions
 from ..placement import blob_id
 from ..records import IndexRecord
 from . import replica_io
@@ -44,8 +45,8 @@ from .write_path import Store, to_completion
 
 log = logging.getLogger("kittenfs.master")
 
-#: Keys looked at, at once, by one job.
-DEFAULT_CONCURRENCY = 4
+#: Keys looked at, at once, by one job, by default (config.py).
+DEFAULT_CONCURRENCY = JobOptions.concurrency
 #: Keys read from the index per page while walking it.
 PAGE = 500
 #: Copies asked about at once by a recheck of a worker.

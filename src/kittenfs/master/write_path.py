@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import aiohttp
 
+from ..config import MasterConfig
 from ..httputil import HTTPProblem, etag_matches
 from ..locks import KeyLocks
 from ..placement import blob_id, new_version
@@ -47,7 +48,8 @@ BATCHED_VALUE_MAX = 64 * 1024
 REAP_INTERVAL = 2.0
 #: Seconds a version replaced by an overwrite (or a replica dropped by a move) stays on its
 #: workers: reads that were redirected to it just before the change can still fetch it.
-REPLACED_GRACE = 10.0
+#: The default of the setting --replaced-grace (config.py).
+REPLACED_GRACE = MasterConfig.replaced_grace
 
 
 @dataclass(frozen=True, slots=True)

@@ -351,9 +351,10 @@ def run_local_cluster(config: UpConfig) -> int:
     taken = [port for port in ports if not port_free(port, reuse=True)]
     if taken:
         names = ", ".join(f"{port} ({_role(port - config.port)})" for port in taken)
+        which = f"ports {names} are" if len(taken) > 1 else f"port {names} is"
         error(
-            f"port {names} is in use on 127.0.0.1 (another kittenFS, or another program): "
-            f"stop it, or give --port a base with {len(ports)} free ports in a row"
+            f"{which} in use on 127.0.0.1 (another kittenFS, or another program): stop it, "
+            f"or give --port the first of {len(ports)} free ports in a row"
         )
         return 1
     cluster = LocalCluster(

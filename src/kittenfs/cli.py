@@ -59,8 +59,31 @@ def error(message: str) -> None:
     print(f"{label} {message}", file=sys.stderr, flush=True)
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, told the terminal's width so that it does not import shutil
+    (and with it lzma and bz2) for every parser, as it does to find the width itself."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns())
+
+
+def _columns() -> int:
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one ``error:`` line (exit status 2)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         error(f"{message} (see {self.prog} --help)")
@@ -177,17 +200,144 @@ def _client_flags(parser: argparse.ArgumentParser, json: bool = False) -> None:
         )
 
 
-def _job_flags(parser: argparse.ArgumentParser, name: str) -> tuple[str, ...]:
-    """Add the options of job ``name``; return their names."""
-    names: tuple[str, ...] = ("dry_run", "rate", "bandwidth")
-    names += ("grace", "purge_unlinked") if name == "gc" else ("concurrency",)
-    settings.add_flags(parser, JobOptions, only=names)
-    return names
+def _client(
+    parser: argparse.ArgumentParser, handler: str, json: bool = False, job: tuple[str, ...] = ()
+) -> None:
+    _client_flags(parser, json)
+    parser.set_defaults(run=_client_command(handler, job))
+
+
+def _job(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    def build(parser: argparse.ArgumentParser) -> None:
+        if name == "drain":
+            parser.add_argument("worker", type=int, help="the worker's index")
+        names: tuple[str, ...] = ("dry_run", "rate", "bandwidth")
+        names += ("grace", "purge_unlinked") if name == "gc" else ("concurrency",)
+        settings.add_flags(parser, JobOptions, only=names)
+        _client(parser, name, job=names)
+
+    return build
+
+
+def _server(cls: type, run: Callable[[argparse.Namespace], int], file: bool = True) -> Any:
+    def build(parser: argparse.ArgumentParser) -> None:
+        settings.add_flags(parser, cls, file=file)
+        parser.set_defaults(run=run)
+
+    return build
+
+
+def _rebuild_arguments(parser: argparse.ArgumentParser) -> None:
+    settings.add_flags(parser, RebuildConfig)
+    parser.add_argument(
+        "--worker",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="a worker's URL; give every worker (repeat the flag)",
+    )
+    parser.set_defaults(run=_rebuild)
+
+
+def _heavy_arguments(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    def build(parser: argparse.ArgumentParser) -> None:
+        _add_heavy_arguments(name, parser)
+        parser.set_defaults(run=_heavy(name))
+
+    return build
+
+
+def _put(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("key")
+    parser.add_argument("file", nargs="?", default="-", help="file to store, or - for stdin")
+    _client(parser, "put")
+
+
+def _get(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("key")
+    parser.add_argument("-o", "--output", help="write to this file instead of stdout")
+    _client(parser, "get")
+
+
+def _rm(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("key")
+    _client(parser, "rm")
+
+
+def _ls(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prefix", nargs="?", default="/", help="only keys under it (default /)")
+    _client(parser, "ls")
+
+
+def _key(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    create = _add(actions, "create", "create a credential; its secret is printed this once only")
+    create.add_argument("--role", required=True, choices=("read", "write", "admin"))
+    create.add_argument("--prefix", default="/", help="only keys under this prefix (default /)")
+    create.add_argument(
+        "--expires",
+        metavar="DURATION",
+        help="valid for this long: 90s, 30m, 12h, 30d, 2w (default: ever)",
+    )
+    _client(create, "key_create", json=True)
+    _client(_add(actions, "list", "list the credentials (never their secrets)"), "key_list", True)
+    revoke = _add(actions, "revoke", "revoke a credential")
+    revoke.add_argument("access_key", metavar="ID", help="its access key")
+    _client(revoke, "key_revoke")
+
+
+def _sign(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("key")
+    parser.add_argument(
+        "--expires",
+        default="1h",
+        metavar="DURATION",
+        help="how long it works: 90s, 30m, 12h, 7d at most (default 1h)",
+    )
+    parser.add_argument("--method", default="GET", choices=("GET", "PUT"), help="(default GET)")
+    _client(parser, "sign")
+
+
+def _remove(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("worker", type=int, help="the worker's index")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="even if keys still name it (they become under-replicated)",
+    )
+    _client(parser, "remove")
+
+
+_UP = _server(UpConfig, _up, file=False)
+#: Every sub-command: its name, its one-line help, and what adds its arguments.
+COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("master", "run the master (the index)", _server(MasterConfig, _master)),
+    ("worker", "run a worker (stores values)", _server(WorkerConfig, _worker)),
+    ("up", "run a local cluster: one master and N workers, until Ctrl-C", _UP),
+    ("rebuild", "rebuild a lost master index from the workers", _rebuild_arguments),
+    *((name, help_text, _heavy_arguments(name)) for name, help_text in _HEAVY.items()),
+    ("put", "store a file (or stdin) as the value of KEY", _put),
+    ("get", "print the value of KEY, or write it to a file", _get),
+    ("rm", "delete KEY", _rm),
+    ("ls", "list keys under PREFIX", _ls),
+    ("status", "show the cluster's workers", lambda parser: _client(parser, "status")),
+    *((name, help_text, _job(name)) for name, help_text in _JOBS.items()),
+    ("key", "create, list and revoke credentials (admin)", _key),
+    ("sign", "print a URL that lets anyone GET (or PUT) KEY until it expires", _sign),
+    ("remove", "forget a stopped, drained WORKER (an index)", _remove),
+)  # fmt: skip
+
+
+def _add(into: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    description = help_text[0].upper() + help_text[1:] + "."
+    made: argparse.ArgumentParser = into.add_parser(name, help=help_text, description=description)
+    return made
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """Return the parser of every sub-command; the heavy ones (nemesis, soak, bench) get
-    their arguments only when ``command`` names them."""
+    """Return the parser of the sub-commands.  Only ``command``'s arguments are added when it
+    is given (parsers are built at each start; this keeps a client command quick); every
+    one's but the heavy ones' (nemesis, soak, bench) when it is None."""
     parser = Parser(prog="kittenfs", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"kittenfs {__version__}")
     _client_flags(parser, json=True)
@@ -198,94 +348,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help=f"read settings from this TOML file (env {settings.CONFIG_ENV})",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(name: str, help_text: str, into: Any = sub) -> argparse.ArgumentParser:
-        made: argparse.ArgumentParser = into.add_parser(
-            name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
-        )
-        return made
-
-    master = add("master", "run the master (the index)")
-    settings.add_flags(master, MasterConfig, file=True)
-    master.set_defaults(run=_master)
-    worker = add("worker", "run a worker (stores values)")
-    settings.add_flags(worker, WorkerConfig, file=True)
-    worker.set_defaults(run=_worker)
-    up = add("up", "run a local cluster: one master and N workers, until Ctrl-C")
-    settings.add_flags(up, UpConfig)
-    up.set_defaults(run=_up)
-    rebuild = add("rebuild", "rebuild a lost master index from the workers")
-    settings.add_flags(rebuild, RebuildConfig)
-    rebuild.add_argument(
-        "--worker",
-        action="append",
-        required=True,
-        metavar="URL",
-        help="a worker's URL; give every worker (repeat the flag)",
-    )
-    rebuild.set_defaults(run=_rebuild)
-    for name, help_text in _HEAVY.items():
-        heavy = add(name, help_text)
-        if command == name:
-            _add_heavy_arguments(name, heavy)
-        heavy.set_defaults(run=_heavy(name))
-
-    def client(name: str, help_text: str, into: Any = sub, handler: str = "", json: bool = False,
-               job: tuple[str, ...] = ()) -> argparse.ArgumentParser:  # fmt: skip
-        made = add(name, help_text, into)
-        _client_flags(made, json)
-        made.set_defaults(run=_client_command(handler or name.replace("-", "_"), job))
-        return made
-
-    put = client("put", "store a file (or stdin) as the value of KEY")
-    put.add_argument("key")
-    put.add_argument("file", nargs="?", default="-", help="file to store, or - for stdin")
-    get = client("get", "print the value of KEY, or write it to a file")
-    get.add_argument("key")
-    get.add_argument("-o", "--output", help="write to this file instead of stdout")
-    rm = client("rm", "delete KEY")
-    rm.add_argument("key")
-    ls = client("ls", "list keys under PREFIX")
-    ls.add_argument("prefix", nargs="?", default="/", help="only keys under it (default /)")
-    client("status", "show the cluster's workers")
-    for name, what in _JOBS.items():
-        job = add(name, what)
-        _client_flags(job)
-        if name == "drain":
-            job.add_argument("worker", type=int, help="the worker's index")
-        job.set_defaults(run=_client_command(name, _job_flags(job, name)))
-    key = add("key", "create, list and revoke credentials (admin)")
-    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="ACTION")
-    create = client(
-        "create", "create a credential; its secret is printed this once only", key_sub,
-        "key_create", json=True,
-    )  # fmt: skip
-    create.add_argument("--role", required=True, choices=("read", "write", "admin"))
-    create.add_argument("--prefix", default="/", help="only keys under this prefix (default /)")
-    create.add_argument(
-        "--expires",
-        metavar="DURATION",
-        help="valid for this long: 90s, 30m, 12h, 30d, 2w (default: ever)",
-    )
-    client("list", "list the credentials (never their secrets)", key_sub, "key_list", json=True)
-    revoke = client("revoke", "revoke a credential", key_sub, "key_revoke")
-    revoke.add_argument("access_key", metavar="ID", help="its access key")
-    sign = client("sign", "print a URL that lets anyone GET (or PUT) KEY until it expires")
-    sign.add_argument("key")
-    sign.add_argument(
-        "--expires",
-        default="1h",
-        metavar="DURATION",
-        help="how long it works: 90s, 30m, 12h, 7d at most (default 1h)",
-    )
-    sign.add_argument("--method", default="GET", choices=("GET", "PUT"), help="(default GET)")
-    remove = client("remove", "forget a stopped, drained WORKER (an index)")
-    remove.add_argument("worker", type=int, help="the worker's index")
-    remove.add_argument(
-        "--force",
-        action="store_true",
-        help="even if keys still name it (they become under-replicated)",
-    )
+    for name, help_text, build in COMMANDS:
+        made = _add(sub, name, help_text)
+        if command == name or (command is None and name not in _HEAVY):
+            build(made)
     return parser
 
 
@@ -314,7 +380,10 @@ def _quiet_broken_pipe() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     words = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(command_in(words)).parse_args(words)
+    command = command_in(words)
+    args = build_parser(command).parse_args(words)
+    if args.command != command:  # not found where command_in looked: parse with them all
+        args = build_parser().parse_args(words)
     try:
         status: int = args.run(args)
     except ConfigError as exc:

@@ -10,6 +10,7 @@ is allowed.  ``reference()`` is the table of every setting in docs/configuration
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -160,8 +161,13 @@ def _parse_bytes(text: str) -> int:
     return int(float(number) * (1024 if binary else 1000) ** power)
 
 
-def options(cls: type, prefix: tuple[str, ...] = (), defaults: Any = None) -> Iterator[Option]:
-    """Yield every setting of config class ``cls``, those of its nested configs in place."""
+@functools.cache
+def options(cls: type) -> tuple[Option, ...]:
+    """Return every setting of config class ``cls``, those of its nested configs in place."""
+    return tuple(_options(cls, (), None))
+
+
+def _options(cls: type, prefix: tuple[str, ...], defaults: Any) -> Iterator[Option]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         default = f.default if defaults is None else getattr(defaults, f.name)
@@ -169,7 +175,7 @@ def options(cls: type, prefix: tuple[str, ...] = (), defaults: Any = None) -> It
         if rule is None:
             if not dataclasses.is_dataclass(hints[f.name]):
                 raise TypeError(f"{cls.__name__}.{f.name} is neither a setting nor a config")
-            yield from options(hints[f.name], (*prefix, f.name), default)
+            yield from _options(hints[f.name], (*prefix, f.name), default)
             continue
         yield Option((*prefix, f.name), rule, _base_type(hints[f.name]), default)
 
@@ -250,7 +256,7 @@ def resolve(
     environ = os.environ if environ is None else environ
     file = _read_file(args, environ, cls)
     values: dict[tuple[str, ...], Any] = {}
-    for option in options(cls):
+    for option in options(typing.cast(type, cls)):
         found = _value_of(option, args, environ, file)
         if found is not MISSING:
             values[option.path] = found

@@ -8,6 +8,7 @@ or a bad setting.
 """
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -35,12 +36,21 @@ EPILOG = (
 )
 #: Options of the top-level parser that take a value (to find the command in argv).
 _GLOBAL_VALUES = frozenset({"--url", "--token", "--ca", settings.CONFIG_FLAG})
-#: Sub-commands whose arguments live with heavy modules, imported only when they are used.
+#: Sub-commands whose arguments live with heavy modules, imported only when they are used:
+#: name -> (help, module, its function that runs the command).
 _HEAVY = {
-    "nemesis": "run the reliability suite: workload, faults, checker",
-    "soak": "the resource soak: many small keys, then large values, with every process's "
-    "memory sampled",
-    "bench": "benchmark kittenFS against nginx and the disk",
+    "nemesis": (
+        "run the reliability suite: workload, faults, checker",
+        "reliability.run",
+        "run_nemesis",
+    ),
+    "soak": (
+        "the resource soak: many small keys, then large values, with every process's "
+        "memory sampled",
+        "reliability.soak",
+        "run_soak",
+    ),
+    "bench": ("benchmark kittenFS against nginx and the disk", "bench.suite", "run_benchmark"),
 }
 _JOBS = {
     "rebalance": "move every key's replicas to its preferred workers",
@@ -132,38 +142,6 @@ def _rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
-def _heavy(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        if name == "nemesis":
-            from .reliability.run import run_nemesis
-
-            return run_nemesis(args)
-        if name == "soak":
-            from .reliability.soak import run_soak
-
-            return run_soak(args)
-        from .bench.suite import run_benchmark
-
-        return run_benchmark(args)
-
-    return run
-
-
-def _add_heavy_arguments(name: str, parser: argparse.ArgumentParser) -> None:
-    if name == "nemesis":
-        from .reliability.run import add_arguments as nemesis_arguments
-
-        nemesis_arguments(parser)
-    elif name == "soak":
-        from .reliability.soak import add_arguments as soak_arguments
-
-        soak_arguments(parser)
-    else:
-        from .bench.suite import add_arguments as bench_arguments
-
-        bench_arguments(parser)
-
-
 def _client_command(name: str, job: tuple[str, ...] = ()) -> Callable[[argparse.Namespace], int]:
     """Return the runner of client command ``name`` (a function of commands.py), which
     resolves the client's settings (and a job's options: the names in ``job``) first."""
@@ -241,8 +219,10 @@ def _rebuild_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _heavy_arguments(name: str) -> Callable[[argparse.ArgumentParser], None]:
     def build(parser: argparse.ArgumentParser) -> None:
-        _add_heavy_arguments(name, parser)
-        parser.set_defaults(run=_heavy(name))
+        _, module, runner = _HEAVY[name]
+        loaded = importlib.import_module(f".{module}", __package__)
+        loaded.add_arguments(parser)
+        parser.set_defaults(run=getattr(loaded, runner))
 
     return build
 
@@ -315,7 +295,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("worker", "run a worker (stores values)", _server(WorkerConfig, _worker)),
     ("up", "run a local cluster: one master and N workers, until Ctrl-C", _UP),
     ("rebuild", "rebuild a lost master index from the workers", _rebuild_arguments),
-    *((name, help_text, _heavy_arguments(name)) for name, help_text in _HEAVY.items()),
+    *((name, heavy[0], _heavy_arguments(name)) for name, heavy in _HEAVY.items()),
     ("put", "store a file (or stdin) as the value of KEY", _put),
     ("get", "print the value of KEY, or write it to a file", _get),
     ("rm", "delete KEY", _rm),

@@ -386,3 +386,17 @@ def test_help_shows_defaults_and_variables_without_markup():
         for line in expected:
             assert line in text, (command, line, text)
         assert "``" not in text and ":func:" not in text
+
+
+def test_a_process_on_a_port_in_use_says_so_in_one_line(shared, tmp_path):
+    taken = shared.url.rsplit(":", 1)[1]
+    for args in (
+        ["master", "--data", str(tmp_path / "m"), "--port", taken],
+        ["worker", "--master", shared.url, "--data", str(tmp_path / "w"), "--port", taken],
+    ):
+        result = kfs(*args, timeout=60)
+        assert result.returncode == 2, result.stderr
+        errors = [line for line in result.stderr.decode().splitlines() if " INFO " not in line]
+        assert errors == [
+            f"error: --host 127.0.0.1 --port {taken}: cannot listen there (address already in use)"
+        ], result.stderr

@@ -2,8 +2,8 @@
 
 ``add_flags(parser, cls)`` gives a sub-command one flag per setting of the config class
 ``cls`` (config.py), nested ones included, with the default and the variable in its help;
-``resolve(cls, args, environ, section)`` builds the config from the flags given, then the
-environment, then the ``[section]`` table of the config file, then the defaults, and raises
+``resolve(cls, args, environ)`` builds the config from the flags given, then the environment,
+then the config file's table of the process (``[master]``), then the defaults, and raises
 ConfigError with one line that names the flag, variable or file key of a bad value and what
 is allowed.  ``reference()`` is the table of every setting in docs/configuration.md.
 """
@@ -57,10 +57,12 @@ class Option:
 
     @property
     def flag(self) -> str:
+        """``--foo-bar`` for field ``foo_bar``, unless the setting names another."""
         return self.rule.flag or "--" + self.path[-1].replace("_", "-")
 
     @property
     def dest(self) -> str:
+        """The flag's attribute in parsed arguments."""
         return self.flag[2:].replace("-", "_")
 
     @property

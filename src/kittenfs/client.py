@@ -48,6 +48,20 @@ class ValueInfo:
     md5: str
 
 
+def _failed(what: str, exc: httpx.HTTPError) -> ServerError:
+    """Return the error of a request that got no answer; one that could not connect names
+    the server it tried (the master, or the worker it redirected to)."""
+    if not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return ServerError(f"{what}: {type(exc).__name__}: {exc}")
+    try:
+        url = exc.request.url
+        where = f"{url.scheme}://{url.netloc.decode()}"
+    except RuntimeError:  # no request attached
+        where = "the server"
+    reason = "connection refused" if "refused" in str(exc).lower() else str(exc) or "timed out"
+    return ServerError(f"{what}: cannot connect to {where} ({reason})")
+
+
 def _raise_for(response: httpx.Response, key: str) -> None:
     if response.status_code < 400:
         return
@@ -123,7 +137,7 @@ class Client:
         try:
             response = self.http.request(method, key_path(key), **kwargs)
         except httpx.HTTPError as exc:
-            raise ServerError(f"{method} {key}: {type(exc).__name__}: {exc}") from exc
+            raise _failed(f"{method} {key}", exc) from exc
         _raise_for(response, key)
         return response
 
@@ -163,7 +177,7 @@ class Client:
             try:
                 response = stream.__enter__()
             except httpx.HTTPError as exc:
-                raise ServerError(f"GET {key}: {exc}") from exc
+                raise _failed(f"GET {key}", exc) from exc
             if response.status_code >= 400:
                 response.read()
                 stream.__exit__(None, None, None)
@@ -264,7 +278,7 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ServerError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise _failed(f"{method} {path}", exc) from exc
         _raise_for(response, path)
         result: dict[str, Any] = response.json() if response.content else {}
         return result
@@ -413,7 +427,7 @@ class AsyncClient:
         try:
             response = await self.http.request(method, key_path(key), **kwargs)
         except httpx.HTTPError as exc:
-            raise ServerError(f"{method} {key}: {type(exc).__name__}: {exc}") from exc
+            raise _failed(f"{method} {key}", exc) from exc
         _raise_for(response, key)
         return response
 

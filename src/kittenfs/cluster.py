@@ -11,6 +11,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -23,10 +24,26 @@ from typing import IO, TYPE_CHECKING
 
 import httpx
 
+from .cli import error
+from .config import MasterConfig, UpConfig, WorkerConfig
+from .datadir import MASTER_ID_FILE
+from .settings import CONFIG_ENV, options
 from .tls import client_context, local_ca
 
 #: The environment variable through which a master gets its admin token.
 ADMIN_ENV = "KITTENFS_ADMIN_TOKEN"
+#: The variables of the master's and workers' settings: a cluster's children take theirs
+#: from their flags alone (a KITTENFS_ADVERTISE meant for another process would send every
+#: worker's clients to one URL).
+SETTINGS_ENV = frozenset(
+    {CONFIG_ENV}
+    | {
+        name
+        for cls in (MasterConfig, WorkerConfig)
+        for option in options(cls)
+        for name in option.env
+    }
+)
 
 if TYPE_CHECKING:
     from .reliability.network import Network
@@ -195,7 +212,7 @@ class LocalCluster:
     def _environment(self) -> dict[str, str]:
         """The children's environment: the admin token goes there, not on a command line
         that any user of the machine can read."""
-        environment = dict(os.environ)
+        environment = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
         if self.token:
             environment[ADMIN_ENV] = self.token
         return environment
@@ -218,18 +235,34 @@ class LocalCluster:
         while time.monotonic() < deadline:
             if any(child.poll() is not None for child in self.children):
                 raise RuntimeError("a process exited during start-up; see its log")
-            try:
-                for url in self.urls:
-                    httpx.get(f"{url}/health", timeout=1.0, verify=verify).raise_for_status()
-                cluster = httpx.get(
-                    f"{self.url}/_cluster", timeout=1.0, verify=verify, headers=self.headers
-                ).json()
-                if sum(w["state"] == "up" for w in cluster["workers"]) >= workers:
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
+            if self._healthy(workers, verify):
+                return
             time.sleep(0.2)
         raise RuntimeError(f"the cluster was not healthy within {START_TIMEOUT:.0f} s")
+
+    def _healthy(self, workers: int, verify: ssl.SSLContext | bool) -> bool:
+        """Return True if every process answers /health, the master's with our master's id
+        (not another cluster's on the same port), and the master sees ``workers`` up."""
+        try:
+            for url in self.urls:
+                health = httpx.get(f"{url}/health", timeout=1.0, verify=verify)
+                health.raise_for_status()
+                if url == self.url and health.json().get("id") != self._master_id():
+                    return False
+            cluster = httpx.get(
+                f"{self.url}/_cluster", timeout=1.0, verify=verify, headers=self.headers
+            ).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        up: int = sum(w["state"] == "up" for w in cluster["workers"])
+        return up >= workers
+
+    def _master_id(self) -> str | None:
+        """The id our master wrote once it listened; None before that."""
+        try:
+            return (self.data / "master" / MASTER_ID_FILE).read_text().strip()
+        except OSError:
+            return None
 
     def running(self) -> bool:
         """Return True while every child runs."""
@@ -302,55 +335,104 @@ def local_cluster(
                 shutil.rmtree(data, ignore_errors=True)
 
 
-def run_local_cluster(
-    data: Path,
-    port: int,
-    workers: int,
-    replicas: int,
-    verbose: bool,
-    auth: bool = False,
-    tls: bool = False,
-) -> int:
-    """Run a master and ``workers`` workers until Ctrl-C or SIGTERM (with ``auth``: an admin
-    token, made in ``data`` and printed; with ``tls``: HTTPS, with a local CA made in
-    ``data/tls``); return the exit status."""
-    if workers < 1:
-        print("kittenfs up: --workers must be at least 1", file=sys.stderr)
-        return 2
-    if not 0 < port <= 65535 - workers:
-        print(
-            f"kittenfs up: --port {port}: the master and its {workers} workers need ports "
-            f"{port}..{port + workers}, all between 1 and 65535",
-            file=sys.stderr,
+#: Seconds before a worker that died is started again: doubled after each death, up to
+#: RESTART_MAX, and back to RESTART_FIRST once it has run for RESTART_RESET seconds.
+RESTART_FIRST = 1.0
+RESTART_MAX = 30.0
+RESTART_RESET = 60.0
+
+
+def run_local_cluster(config: UpConfig) -> int:
+    """Run a master and ``config.workers`` workers until Ctrl-C or SIGTERM, starting again
+    (with backoff) a worker that dies; return the exit status (with ``auth``: an admin
+    token, made in ``data`` and printed; with ``tls``: HTTPS, with a local CA in
+    ``data/tls``)."""
+    ports = range(config.port, config.port + config.workers + 1)
+    taken = [port for port in ports if not port_free(port, reuse=True)]
+    if taken:
+        names = ", ".join(f"{port} ({_role(port - config.port)})" for port in taken)
+        which = f"ports {names} are" if len(taken) > 1 else f"port {names} is"
+        error(
+            f"{which} in use on 127.0.0.1 (another kittenFS, or another program): stop it, "
+            f"or give --port the first of {len(ports)} free ports in a row"
         )
-        return 2
+        return 1
     cluster = LocalCluster(
-        data, port, workers, replicas, ("--verbose",) if verbose else (), auth=auth, tls=tls
+        config.data,
+        config.port,
+        config.workers,
+        config.replicas,
+        ("--verbose",) if config.verbose else (),
+        auth=config.auth,
+        tls=config.tls,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Installed explicitly: a shell starts a background job with SIGINT ignored, and
+    # Python then leaves it ignored.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         cluster.start()
         print(
-            f"kittenFS is up: master {cluster.url}, {workers} workers, data in {data}", flush=True
+            f"kittenFS is up: master {cluster.url}, {config.workers} workers, "
+            f"data in {config.data}",
+            flush=True,
         )
         _print_tour(cluster)
-        while cluster.running():
-            time.sleep(0.5)
-        print("kittenfs up: a process exited; stopping the others", file=sys.stderr)
-        return 1
+        return _supervise(cluster)
     except KeyboardInterrupt:
         return 0
     except RuntimeError as exc:
-        print(f"kittenfs up: {exc}", file=sys.stderr)
+        error(f"up: {exc}")
         return 1
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.stop()
         print("kittenfs up: stopped", flush=True)
+
+
+def _role(child: int) -> str:
+    return "the master" if child == 0 else f"worker-{child - 1}"
+
+
+def _supervise(cluster: LocalCluster) -> int:
+    """Watch the children until a signal: start a worker that died again after a backoff;
+    return 1 if the master dies (the workers cannot go on without it)."""
+    delay = [RESTART_FIRST] * len(cluster.children)
+    started = [time.monotonic()] * len(cluster.children)
+    while True:
+        time.sleep(0.2)
+        status = cluster.children[0].poll()
+        if status is not None:
+            error(f"up: the master exited with status {status}; stopping the workers")
+            return 1
+        for child in range(1, len(cluster.children)):
+            status = cluster.children[child].poll()
+            if status is None:
+                if time.monotonic() - started[child] > RESTART_RESET:
+                    delay[child] = RESTART_FIRST
+                continue
+            print(
+                f"kittenfs up: {_role(child)} exited with status {status}; "
+                f"starting it again in {delay[child]:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            _sleep_watching(cluster, delay[child])
+            cluster.restart(child)
+            started[child] = time.monotonic()
+            delay[child] = min(delay[child] * 2, RESTART_MAX)
+
+
+def _sleep_watching(cluster: LocalCluster, seconds: float) -> None:
+    """Sleep ``seconds``, but no longer than the master lives."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and cluster.children[0].poll() is None:
+        time.sleep(0.1)
 
 
 def _print_tour(cluster: LocalCluster) -> None:

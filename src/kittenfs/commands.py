@@ -1,7 +1,8 @@
 """Client subcommands of the CLI: put, get, rm, ls, status, and the jobs rebalance and repair.
 
 Errors print one line to stderr and exit 1 (2 for bad usage); large transfers show a
-progress bar when stderr is a terminal.
+progress bar when stderr is a terminal.  rich (tables, progress bars) is imported only by
+the commands that draw one, to keep ``kittenfs get`` and ``ls`` quick to start.
 """
 
 import argparse
@@ -12,33 +13,36 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+import httpx
 
+from .cli import error
 from .client import CHUNK, Client
-from .credentials import parse_duration
 from .errors import KittenError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 #: Transfers at least this large show a progress bar.
 PROGRESS_FROM = 8 * 1024 * 1024
-
-err = Console(stderr=True, soft_wrap=True)
+#: Failures to reach a server at all (nothing listens there, or no answer in time).
+UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 def _fail(message: str) -> int:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    error(message)
     return 1
+
+
+def _console(stderr: bool = False) -> "Console":
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=stderr)
+
+
+def _unreachable(exc: KittenError, url: str) -> bool:
+    return isinstance(exc.__cause__, UNREACHABLE) and url.rstrip("/") in str(exc)
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -51,7 +55,11 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         try:
             return command(args)
         except KittenError as exc:
+            if _unreachable(exc, args.url):
+                return _fail(f"{exc}; is kittenFS running there? `kittenfs up` starts one here")
             return _fail(str(exc))
+        except BrokenPipeError:
+            raise  # the reader has gone (`kittenfs get KEY | head`): main exits quietly
         except OSError as exc:
             return _fail(f"{exc.filename or ''} {exc.strerror or exc}".strip())
         except ValueError as exc:  # a bad duration
@@ -64,9 +72,17 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 @contextmanager
 def _progress(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
     """Yield a callback that advances a progress bar (shown only for big transfers on a TTY)."""
-    if total is None or total < PROGRESS_FROM or not err.is_terminal:
+    if total is None or total < PROGRESS_FROM or not sys.stderr.isatty():
         yield lambda _: None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     columns = (
         "{task.description}",
         BarColumn(),
@@ -74,7 +90,7 @@ def _progress(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=True) as bar:
+    with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -143,6 +159,8 @@ def status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         cluster = client.cluster(keys=True)
     keys = cluster["keys"]
+    from rich.table import Table
+
     table = Table(
         title=f"kittenFS {args.url}: master {cluster['master']['id']}, "
         f"{cluster['replicas']} replicas",
@@ -164,7 +182,7 @@ def status(args: argparse.Namespace) -> int:
             _size(worker["bytes_used"]),
             _size(worker["free_bytes"]),
         )
-    Console().print(table)
+    _console().print(table)
     running = cluster["jobs"]["running"]
     if running:
         print(
@@ -201,6 +219,8 @@ def gc(args: argparse.Namespace) -> int:
 @_guarded
 def key_create(args: argparse.Namespace) -> int:
     """kittenfs key create --role ROLE [--prefix P] [--expires D] [--json]"""
+    from .credentials import parse_duration
+
     expires = parse_duration(args.expires) if args.expires else None
     with _client(args) as client:
         created = client.create_key(args.role, args.prefix, expires)
@@ -223,6 +243,8 @@ def key_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(keys, indent=2))
         return 0
+    from rich.table import Table
+
     table = Table(title=f"{len(keys)} credentials")
     for column in ("access key", "role", "prefix", "expires", "created"):
         table.add_column(column)
@@ -234,7 +256,7 @@ def key_list(args: argparse.Namespace) -> int:
             _when(key["expires_ms"]) if key["expires_ms"] else "never",
             _when(key["created_ms"]),
         )
-    Console().print(table)
+    _console().print(table)
     return 0
 
 
@@ -250,6 +272,8 @@ def key_revoke(args: argparse.Namespace) -> int:
 @_guarded
 def sign(args: argparse.Namespace) -> int:
     """kittenfs sign KEY [--expires D] [--method GET|PUT]"""
+    from .credentials import parse_duration
+
     with _client(args) as client:
         print(client.sign(args.key, args.method, parse_duration(args.expires)))
     return 0
@@ -279,14 +303,7 @@ def _run_job(
 
     Ctrl-C cancels the job.  Exit 0 if it finished with no errors and no lost keys.
     """
-    options = {"dry_run": args.dry_run, "rate": args.rate, "bandwidth": args.bandwidth * 1e6}
-    options.update(
-        {
-            name: getattr(args, name)
-            for name in ("concurrency", "grace", "purge_unlinked")
-            if hasattr(args, name)
-        }
-    )
+    options: dict[str, Any] = args.job_options
     with _client(args) as client:
         job = begin(client, options)
         try:
@@ -294,10 +311,12 @@ def _run_job(
         except KeyboardInterrupt:
             client.cancel_job(job["id"])
             raise
+    from rich.table import Table
+
     table = Table(
         title=f"{job['kind']} {job['id']}: {job['state']} in {job['elapsed_s']:.1f} s, "
         f"{job['items_done']}/{job['items_total']} keys, "
-        f"{_size(job['bytes_done'])} copied" + (" (dry run)" if args.dry_run else "")
+        f"{_size(job['bytes_done'])} copied" + (" (dry run)" if options["dry_run"] else "")
     )
     table.add_column("found")
     table.add_column("keys or copies", justify="right")
@@ -305,15 +324,23 @@ def _run_job(
         table.add_row(name, str(count))
     for name, count in sorted(job["fixed"].items()):
         table.add_row(f"fixed: {name}", str(count))
-    Console().print(table)
-    for error in job["errors"][:10]:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+    _console().print(table)
+    for problem in job["errors"][:10]:
+        error(problem)
     healthy = not job["errors"] and not job["found"].get("lost")
     return 0 if job["state"] == "done" and healthy else 1
 
 
 def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
     """Poll a job until it ends, with a progress bar (keys, bytes, ETA) on a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         "{task.description}",
         BarColumn(),
@@ -321,7 +348,9 @@ def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
         TextColumn("{task.fields[copied]}"),
         TimeRemainingColumn(),
     )
-    bar = Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+    bar = Progress(
+        *columns, console=_console(stderr=True), transient=True, disable=not sys.stderr.isatty()
+    )
     with bar:
         task = bar.add_task(job["kind"], total=job["items_total"] or None, copied="")
         while job["state"] == "running":

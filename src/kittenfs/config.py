@@ -1,30 +1,134 @@
-"""Configuration: one typed object per process; each CLI flag maps to one field.
+"""Configuration: one typed object per process, the single source of every setting.
 
-A bad value fails at start with a message naming the flag, the value and what is allowed.
+Each field of ``MasterConfig``, ``WorkerConfig`` and ``ClientConfig`` (and of the nested
+``Limits`` and ``TLS``) is one setting, declared with :func:`setting`: its default, what it
+means, what is allowed.  ``settings.py`` generates from these fields the command line flags,
+the environment variables, the keys of a config file and docs/configuration.md, so a default
+is written once and a container can be configured by environment alone:
+
+    flag ``--foo-bar``  <->  environment ``KITTENFS_FOO_BAR``  <->  file key ``foo-bar``
+
+Precedence: flag > environment > config file (``--config``) > default.  A bad value fails at
+start with one line that names the flag or variable and says what is allowed.
+
+Why by hand rather than pydantic-settings: the command line must start fast (``kittenfs ls``
+under 150 ms), and importing pydantic-settings with one model of these fields costs about
+0.3 s of CPU (about 20 times an empty interpreter) against a few milliseconds for dataclasses
+and argparse; pydantic would also be a new dependency of the client, and its CLI support does
+not follow this project's flag names, units (MB/s) or sub-commands.  The generator is about
+250 lines over the standard library (``settings.py``), unit-tested in tests/unit/test_config.py.
 """
 
 import ipaddress
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from .signing import ClusterKey
+from .signing import BadSecret, ClusterKey
 
+KiB = 1024
 MiB = 1024**2
 GiB = 1024**3
+#: The prefix of every environment variable of a setting.
+ENV_PREFIX = "KITTENFS_"
 
 
 class ConfigError(ValueError):
     """A configuration value is not allowed; the message says which and why."""
 
 
+@dataclass(frozen=True)
+class Check:
+    """A rule a setting's value must follow, and how to say it: "must be <allowed>"."""
+
+    test: Callable[[Any], bool]
+    allowed: str
+
+
+def between(low: float, high: float, note: str = "") -> Check:
+    """Allow ``low`` <= value <= ``high``."""
+    return Check(lambda v: low <= v <= high, f"between {low:g} and {high:g}{note}")
+
+
+POSITIVE = Check(lambda v: v > 0 and math.isfinite(v), "positive")
+NOT_NEGATIVE = Check(lambda v: v >= 0 and math.isfinite(v), "0 or more")
+AT_LEAST_ONE = Check(lambda v: v >= 1, "at least 1")
+URL = Check(lambda v: v.startswith(("http://", "https://")), "a URL such as http://127.0.0.1:3000")
+FILE = Check(lambda p: p.is_file(), "an existing file")
+LONG_TOKEN = Check(lambda v: len(v) >= 16, "at least 16 characters long")
+
+
+def read_cluster_secret(path: str) -> ClusterKey:
+    """Return the cluster keys in the secret file ``path`` (one secret a line)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(getattr(exc, "strerror", None) or str(exc)) from None
+    return cluster_secret(text)
+
+
+def cluster_secret(text: str) -> ClusterKey:
+    """Return the cluster keys in ``text``, the secret itself (one secret a line)."""
+    try:
+        return ClusterKey.from_text(text)
+    except BadSecret as exc:
+        raise ValueError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one config field is set, shown and checked (see :func:`setting`)."""
+
+    help: str
+    flag: str | None = None
+    metavar: str | None = None
+    check: Check | None = None
+    choices: tuple[str, ...] = ()
+    parse: Callable[[str], Any] | None = None
+    #: The value's unit on the command line, in the field's unit (MB/s flags: 1e6).
+    scale: float = 1.0
+    #: "bytes": an integer that may carry a unit (64MiB); "": by the field's type.
+    kind: str = ""
+    #: How the help shows the default, where the value alone would not say it.
+    shown: str | None = None
+    #: Read from the environment (off for per-invocation options).
+    env: bool = True
+    #: More variables, after the flag's own, each with its parser: (name, parse); their
+    #: values are never printed (the cluster secret's content).
+    extra_env: tuple[tuple[str, Callable[[str], Any]], ...] = ()
+    #: Never print the value (tokens).
+    secret: bool = False
+
+
+def setting(default: Any = MISSING, help: str = "", **how: Any) -> Any:
+    """Declare a config field as a setting: its default, its help line, and ``how`` (the
+    fields of :class:`Setting`); a field without a default is required."""
+    return field(default=default, metadata={"setting": Setting(help, **how)})
+
+
+def check_fields(config: Any) -> None:
+    """Raise ConfigError naming the flag of the first field of ``config`` whose value breaks
+    its setting's rule."""
+    for f in fields(config):
+        rule: Setting | None = f.metadata.get("setting")
+        value = getattr(config, f.name)
+        if rule is None or value is None:
+            continue
+        flag = rule.flag or "--" + f.name.replace("_", "-")
+        if rule.choices and value not in rule.choices:
+            raise ConfigError(f"{flag} {value}: must be one of {', '.join(rule.choices)}")
+        if rule.check is not None and not rule.check.test(value):
+            shown = (
+                "..." if rule.secret else f"{value / rule.scale:g}" if rule.scale != 1 else value
+            )
+            raise ConfigError(f"{flag} {shown}: must be {rule.check.allowed}")
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-def _check_port(port: int) -> None:
-    _require(0 <= port <= 65535, f"--port {port}: must be between 0 and 65535 (0 picks a free one)")
 
 
 def is_loopback(host: str) -> bool:
@@ -47,38 +151,71 @@ def _check_cluster_key(host: str, key: ClusterKey | None) -> None:
     )
 
 
+def _cluster_key(who: str) -> Any:
+    return setting(
+        None,
+        f"file of the cluster secret shared by the master and its workers ({who}); one "
+        "secret a line during a rotation.  KITTENFS_CLUSTER_SECRET may hold the secret itself",
+        flag="--cluster-secret-file",
+        metavar="PATH",
+        parse=read_cluster_secret,
+        extra_env=(("KITTENFS_CLUSTER_SECRET", cluster_secret),),
+        shown="none: loopback only",
+    )
+
+
+_PORT = between(0, 65535, " (0 picks a free one)")
+
+
 @dataclass(frozen=True)
 class Limits:
     """Time and concurrency limits of one process's HTTP server."""
 
     #: Seconds from the first byte of a request head to its last; past it, 408 and close.
-    header_timeout: float = 10.0
+    header_timeout: float = setting(
+        10.0, "seconds a request head may take to arrive", metavar="SECONDS", check=POSITIVE
+    )
     #: Seconds an idle keep-alive connection stays open.
-    idle_timeout: float = 75.0
+    idle_timeout: float = setting(
+        75.0, "seconds an idle connection is kept", metavar="SECONDS", check=POSITIVE
+    )
     #: Longest gap, in seconds, between two pieces of a request body; past it, 408.
-    body_timeout: float = 30.0
+    body_timeout: float = setting(
+        30.0, "seconds a request body may pause", metavar="SECONDS", check=POSITIVE
+    )
     #: Uploads (PUT or POST of a value) in progress at once; past it, 503 + Retry-After.
-    uploads: int = 1024
+    uploads: int = setting(
+        1024, "uploads in progress at once", flag="--max-uploads", metavar="N", check=POSITIVE
+    )
     #: Uploads in progress at once from one client address; past it, 429 + Retry-After.
-    uploads_per_client: int = 256
+    uploads_per_client: int = setting(
+        256,
+        "uploads in progress at once per client address",
+        flag="--max-uploads-per-client",
+        metavar="N",
+        check=POSITIVE,
+    )
     #: Seconds a streamed response may wait for the client to take data; past it, the
     #: connection is cut (a client that stops reading holds nothing longer).
-    send_timeout: float = 30.0
+    send_timeout: float = setting(
+        30.0,
+        "seconds a streamed response waits for the client to take data before the "
+        "connection is cut",
+        metavar="SECONDS",
+        check=POSITIVE,
+    )
     #: Bytes that the responses this process streams may hold at once (read buffers and
     #: send buffers); a stream that finds no room within 10 s gets 503 + Retry-After.
-    stream_buffer: int = 64 * MiB
+    stream_buffer: int = setting(
+        64 * MiB,
+        "bytes the streamed responses may hold at once",
+        flag="--stream-buffer-bytes",
+        kind="bytes",
+        check=POSITIVE,
+    )
 
     def __post_init__(self) -> None:
-        for flag, value in (
-            ("--header-timeout", self.header_timeout),
-            ("--idle-timeout", self.idle_timeout),
-            ("--body-timeout", self.body_timeout),
-            ("--max-uploads", self.uploads),
-            ("--max-uploads-per-client", self.uploads_per_client),
-            ("--send-timeout", self.send_timeout),
-            ("--stream-buffer-bytes", self.stream_buffer),
-        ):
-            _require(value > 0 and math.isfinite(value), f"{flag} {value:g}: must be positive")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -86,170 +223,353 @@ class TLS:
     """A process's TLS files (all optional, PEM)."""
 
     #: The certificate (chain) this process serves HTTPS with; with ``key``.
-    cert: Path | None = None
+    cert: Path | None = setting(
+        None,
+        "serve HTTPS with this certificate (PEM)",
+        flag="--tls-cert",
+        metavar="PEM",
+        check=FILE,
+        shown="none: plain HTTP",
+    )
     #: The private key of ``cert``.
-    key: Path | None = None
+    key: Path | None = setting(
+        None, "the certificate's private key (PEM)", flag="--tls-key", metavar="PEM", check=FILE
+    )
     #: The CA that signed the certificates of the processes this one talks to (the master
     #: checks its workers', a worker its master's); None: the system's CAs.
-    ca: Path | None = None
+    ca: Path | None = setting(
+        None,
+        "CA certificate (PEM) that signed the certificates of the cluster's other processes",
+        flag="--ca",
+        metavar="PEM",
+        check=FILE,
+        shown="the system's CAs",
+    )
 
     def __post_init__(self) -> None:
         _require(
             (self.cert is None) == (self.key is None),
             "--tls-cert and --tls-key: give both, or neither",
         )
-        for flag, path in (("--tls-cert", self.cert), ("--tls-key", self.key), ("--ca", self.ca)):
-            _require(path is None or path.is_file(), f"{flag} {path}: no such file")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class MasterConfig:
-    """Settings of a master process."""
+    """Settings of a master process (``kittenfs master``)."""
 
     #: Directory of the master's LevelDB index (created if missing).
-    data: Path
+    data: Path = setting(help="directory of the index (created if missing)", metavar="DIR")
     #: Port to listen on; 0 picks a free one (the "listening on" log line tells which).
-    port: int = 3000
+    port: int = setting(3000, "port to listen on; 0 picks a free one", check=_PORT)
     #: Address to listen on.
-    host: str = "127.0.0.1"
+    host: str = setting("127.0.0.1", "address to listen on")
     #: Copies of each value; capped at the number of registered workers.
-    replicas: int = 3
+    replicas: int = setting(3, "copies of each value", metavar="N", check=AT_LEAST_ONE)
     #: Largest value accepted, in bytes; a larger body gets 413.
-    max_value_bytes: int = 5 * GiB
+    max_value_bytes: int = setting(
+        5 * GiB, "largest value accepted", kind="bytes", check=NOT_NEGATIVE
+    )
     #: Seconds without a heartbeat after which a worker counts as down.
-    down_after: float = 5.0
+    down_after: float = setting(
+        5.0,
+        "seconds without a heartbeat before a worker is down",
+        metavar="SECONDS",
+        check=POSITIVE,
+    )
     #: Seconds a replica may take no data, or not answer, before the write fails (503).
-    replica_timeout: float = 30.0
+    replica_timeout: float = setting(
+        30.0,
+        "seconds a replica may stall before a write fails",
+        metavar="SECONDS",
+        check=POSITIVE,
+    )
     #: Seconds a replaced version or a moved-away replica is kept for reads already sent to it.
-    replaced_grace: float = 10.0
+    replaced_grace: float = setting(
+        10.0,
+        "seconds a replaced version or moved replica is kept for reads sent to it",
+        metavar="SECONDS",
+        check=NOT_NEGATIVE,
+    )
     #: Start a rebalance on its own once the set of up workers has changed and then stayed
     #: the same for this many seconds; 0 turns it off.
-    auto_rebalance: float = 0.0
+    auto_rebalance: float = setting(
+        0.0,
+        "rebalance on its own once the up workers have changed and stayed the same "
+        "for SECONDS (0: off)",
+        metavar="SECONDS",
+        check=NOT_NEGATIVE,
+    )
     #: Bytes of recently read or written small values the master keeps and serves itself
     #: (0 turns it off): a hit answers in one round trip instead of a redirect.
-    cache_bytes: int = 64 * MiB
+    cache_bytes: int = setting(
+        64 * MiB,
+        "bytes of hot small values the master serves itself (0: off)",
+        kind="bytes",
+        check=NOT_NEGATIVE,
+    )
     #: Values up to this size are served through the cache (when it is on).
-    cache_value_max: int = 64 * 1024
+    cache_value_max: int = setting(
+        64 * KiB, "largest value the cache holds", kind="bytes", check=NOT_NEGATIVE
+    )
     #: Time and concurrency limits of the HTTP server.
     limits: Limits = Limits()
     #: The cluster secret: workers must sign registrations, heartbeats and reports with it,
     #: and the master signs every call to a worker and every link it sends a client to.
     #: None only on a loopback address (docs/security.md).
-    cluster_key: ClusterKey | None = None
+    cluster_key: ClusterKey | None = _cluster_key("required off loopback")
     #: A bootstrap admin credential: ``Authorization: Bearer <this token>`` may do anything.
     #: Giving one turns auth on.
-    admin_token: str | None = None
+    admin_token: str | None = setting(
+        None,
+        "a bootstrap admin credential (16 characters or more); turns auth on",
+        metavar="TOKEN",
+        check=LONG_TOKEN,
+        secret=True,
+        shown="none",
+    )
     #: What requests without credentials may do: "none", "read" or "write".  Giving it turns
     #: auth on; without it (and without an admin token) anyone may do anything.
-    anonymous: str | None = None
+    anonymous: str | None = setting(
+        None,
+        "what requests without credentials may do; turns auth on",
+        choices=("none", "read", "write"),
+        shown="none with an admin token, else anything",
+    )
     #: TLS: serve HTTPS, and the CA of the workers' certificates.
     tls: TLS = TLS()
     #: URL by which clients reach this master; the links it hands out (a redirect's way back,
     #: ``kittenfs sign``) point there.  Default: the URL it listens on.
-    advertise: str | None = None
+    advertise: str | None = setting(
+        None,
+        "URL by which clients reach this master, for the links it hands out",
+        metavar="URL",
+        check=URL,
+        shown="the URL it listens on",
+    )
     #: Log one line per request.
-    verbose: bool = False
+    verbose: bool = setting(False, "log every request")
 
     def __post_init__(self) -> None:
-        _check_port(self.port)
+        check_fields(self)
         _check_cluster_key(self.host, self.cluster_key)
-        _require(
-            self.advertise is None or self.advertise.startswith(("http://", "https://")),
-            f"--advertise {self.advertise!r}: must be a URL such as https://kfs.example:3000",
-        )
-        _require(
-            self.anonymous in (None, "none", "read", "write"),
-            f"--anonymous {self.anonymous}: must be none, read or write",
-        )
-        _require(
-            self.admin_token is None or len(self.admin_token) >= 16,
-            "--admin-token: must have at least 16 characters",
-        )
         _require(
             is_loopback(self.host) or self.admin_token is not None or self.anonymous is not None,
             f"--host {self.host} is reachable from the network and auth is off: give an "
             "admin credential (--admin-token, or KITTENFS_ADMIN_TOKEN) or say what "
             "anyone may do with --anonymous none|read|write",
         )
-        _require(self.replica_timeout > 0, "--replica-timeout: must be positive")
-        _require(self.replaced_grace >= 0, "--replaced-grace: must not be negative")
-        _require(self.auto_rebalance >= 0, "--auto-rebalance: must not be negative (0: off)")
-        _require(self.cache_bytes >= 0, "--cache-bytes: must not be negative (0 turns it off)")
-        _require(self.cache_value_max >= 0, "--cache-value-max: must not be negative")
-        _require(self.replicas >= 1, f"--replicas {self.replicas}: must be at least 1")
-        _require(self.max_value_bytes >= 0, "--max-value-bytes: must not be negative")
-        _require(self.down_after > 0, "--down-after: must be positive")
 
 
-#: A worker streams checked blobs in 1 MiB pieces (about 2 MiB a stream): it may hold more.
+#: A worker streams checked blobs in 1 MiB pieces (about 2 MiB a stream): it may hold more;
+#: the master is a worker's one writer, so it may use all of the uploads.
 WORKER_LIMITS = Limits(uploads_per_client=Limits.uploads, stream_buffer=256 * MiB)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Settings of a worker process."""
+    """Settings of a worker process (``kittenfs worker``)."""
 
     #: URL of the master, e.g. http://127.0.0.1:3000.
-    master: str
+    master: str = setting(help="URL of the master, e.g. http://127.0.0.1:3000", check=URL)
     #: Directory of the worker's blobs and LevelDB (created if missing).
-    data: Path
+    data: Path = setting(help="directory of the blobs (created if missing)", metavar="DIR")
     #: Port to listen on; 0 picks a free one.
-    port: int = 3001
+    port: int = setting(3001, "port to listen on; 0 picks a free one", check=_PORT)
     #: Address to listen on.
-    host: str = "127.0.0.1"
+    host: str = setting("127.0.0.1", "address to listen on")
     #: URL by which the master and clients reach this worker; default http://HOST:PORT.
-    advertise: str | None = None
+    advertise: str | None = setting(
+        None,
+        "URL by which the master and clients reach this worker",
+        metavar="URL",
+        check=URL,
+        shown="the URL it listens on",
+    )
     #: Values up to this many bytes are kept in LevelDB, larger ones in files.
-    inline_max: int = 64 * 1024
+    inline_max: int = setting(
+        64 * KiB,
+        "values up to this size live in LevelDB, larger ones in files",
+        kind="bytes",
+        check=NOT_NEGATIVE,
+    )
     #: Bytes of a read whose blocks are checked before the response starts: a damaged
     #: block among them sends the client to another replica; a later one cuts the response.
-    verify_max: int = 16 * MiB
+    verify_max: int = setting(
+        16 * MiB,
+        "bytes of a read checked before its response starts (the rest as it is sent)",
+        kind="bytes",
+        check=NOT_NEGATIVE,
+    )
     #: Seconds between heartbeats to the master.
-    heartbeat_interval: float = 1.0
+    heartbeat_interval: float = setting(
+        1.0, "seconds between heartbeats to the master", metavar="SECONDS", check=POSITIVE
+    )
     #: Bytes of values this worker may hold, 0 for no limit but the disk's; past it, writes
     #: are refused as on a full disk (507).
-    capacity: int = 0
+    capacity: int = setting(
+        0,
+        "bytes of values this worker may hold (0: the disk's limit)",
+        flag="--capacity-bytes",
+        kind="bytes",
+        check=NOT_NEGATIVE,
+    )
     #: Before its first registration, copy every blob of this worker (an index) first.
-    clone_from: int | None = None
+    clone_from: int | None = setting(
+        None,
+        "start as a copy of worker INDEX: copy its blobs, then register",
+        metavar="INDEX",
+        check=NOT_NEGATIVE,
+        shown="none",
+    )
     #: Bytes per second a clone copies; 0 means no limit.
-    clone_rate: float = 0.0
+    clone_rate: float = setting(
+        0.0,
+        "MB per second a clone copies (0: no limit)",
+        metavar="MB/S",
+        scale=1e6,
+        check=NOT_NEGATIVE,
+    )
     #: Bytes per second the background scrub reads to check stored values; 0 turns it off.
-    scrub_rate: float = 4e6
+    scrub_rate: float = setting(
+        4e6,
+        "MB per second the background scrub reads (0: off)",
+        metavar="MB/S",
+        scale=1e6,
+        check=NOT_NEGATIVE,
+    )
     #: Seconds between two scrub passes.
-    scrub_interval: float = 3600.0
-    #: Time and concurrency limits of the HTTP server; the master is a worker's one writer,
-    #: so it may use all of the uploads.
+    scrub_interval: float = setting(
+        3600.0, "seconds between two scrub passes", metavar="SECONDS", check=NOT_NEGATIVE
+    )
+    #: Time and concurrency limits of the HTTP server.
     limits: Limits = WORKER_LIMITS
     #: The cluster secret, the master's own: only requests signed with it may write, delete
     #: or list, and blobs are served only on a link the master signed (or to the master).
     #: None only on a loopback address (docs/security.md).
-    cluster_key: ClusterKey | None = None
+    cluster_key: ClusterKey | None = _cluster_key("the master's own")
     #: Serve blobs to anyone who knows their id, without a link signed by the master.
-    public_reads: bool = False
+    public_reads: bool = setting(
+        False, "serve blobs to anyone who knows their id, without a link signed by the master"
+    )
     #: TLS: serve HTTPS, and the CA of the master's (and other workers') certificates.
     tls: TLS = TLS()
     #: Log one line per request.
-    verbose: bool = False
+    verbose: bool = setting(False, "log every request")
 
     def __post_init__(self) -> None:
-        _check_port(self.port)
+        check_fields(self)
         _check_cluster_key(self.host, self.cluster_key)
+
+
+#: The URL a client talks to when none is given.
+DEFAULT_URL = "http://127.0.0.1:3000"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Settings of the client commands (put, get, ls, ...): which master, as whom."""
+
+    #: URL of the master.
+    url: str = setting(DEFAULT_URL, "URL of the master", check=URL)
+    #: Credential sent as ``Authorization: Bearer``.
+    token: str | None = setting(None, "credential to send", secret=True, shown="none")
+    #: CA that signed the cluster's TLS certificates; None: the system's CAs.
+    ca: Path | None = setting(
+        None,
+        "CA certificate (PEM) that signed the cluster's TLS certificates",
+        metavar="PEM",
+        check=FILE,
+        shown="the system's CAs",
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class UpConfig:
+    """Settings of ``kittenfs up``, a local cluster (flags only: its children take theirs)."""
+
+    #: Directory of all data: master/, worker-0/, ... and the cluster secret.
+    data: Path = setting(Path("kittenfs-data"), "directory for all data", metavar="DIR", env=False)
+    #: The master's port; worker i listens on port + 1 + i.
+    port: int = setting(
+        3000,
+        "the master's port; the workers use the ports after it",
+        check=between(1, 65535),
+        env=False,
+    )
+    #: Workers to run.
+    workers: int = setting(3, "number of workers", metavar="N", check=AT_LEAST_ONE, env=False)
+    #: Copies of each value.
+    replicas: int = setting(3, "copies of each value", metavar="N", check=AT_LEAST_ONE, env=False)
+    #: Turn auth on: an admin token is made in the data directory and printed.
+    auth: bool = setting(
+        False,
+        "turn auth on: an admin token is made in the data directory and printed; "
+        "requests without it are refused",
+        env=False,
+    )
+    #: Serve HTTPS, with certificates of a local CA made in the data directory.
+    tls: bool = setting(
+        False,
+        "serve HTTPS, with certificates from a local CA made in the data directory (tls/ca.pem)",
+        env=False,
+    )
+    #: Log one line per request.
+    verbose: bool = setting(False, "log every request", env=False)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
         _require(
-            self.clone_from is None or self.clone_from >= 0,
-            "--clone-from: must be a worker index (>= 0)",
+            self.port + self.workers <= 65535,
+            f"--port {self.port}: the master and its {self.workers} workers need ports "
+            f"{self.port}..{self.port + self.workers}, all between 1 and 65535",
         )
-        _require(self.capacity >= 0, "--capacity-bytes: must not be negative (0: no limit)")
-        _require(self.clone_rate >= 0, "--clone-rate: must not be negative (0: no limit)")
-        _require(self.scrub_rate >= 0, "--scrub-rate: must not be negative (0 turns it off)")
-        _require(self.scrub_interval >= 0, "--scrub-interval: must not be negative")
-        _require(
-            self.master.startswith(("http://", "https://")),
-            f"--master {self.master!r}: must be a URL such as http://127.0.0.1:3000",
-        )
-        _require(
-            self.advertise is None or self.advertise.startswith(("http://", "https://")),
-            f"--advertise {self.advertise!r}: must be a URL such as http://10.0.0.5:3001",
-        )
-        _require(self.inline_max >= 0, "--inline-max: must not be negative")
-        _require(self.verify_max >= 0, "--verify-max: must not be negative")
-        _require(self.heartbeat_interval > 0, "--heartbeat-interval: must be positive")
+
+
+@dataclass(frozen=True)
+class RebuildConfig:
+    """Settings of ``kittenfs rebuild`` (the workers' URLs are arguments)."""
+
+    #: A new, empty directory for the master's index.
+    data: Path = setting(help="new, empty data directory for the master", metavar="DIR", env=False)
+    #: The cluster secret, to list the workers' blobs.
+    cluster_key: ClusterKey | None = _cluster_key("to list the workers' blobs")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Options of one job (rebalance, repair, drain, gc), sent with its start: the defaults
+    here are the master's too, for a start that leaves one out.  The master checks them
+    (400 naming the option), so they have no rule here."""
+
+    #: Only report what the job would do.
+    dry_run: bool = setting(False, "only report what it would do", env=False)
+    #: Keys (gc: blobs) handled per second; 0 means no limit.
+    rate: float = setting(
+        0.0,
+        "keys (gc: blobs) per second (0: no limit)",
+        metavar="N",
+        env=False,
+    )
+    #: Bytes per second copied (gc: freed); 0 means no limit.
+    bandwidth: float = setting(
+        0.0,
+        "MB per second copied (gc: freed) (0: no limit)",
+        metavar="MB/S",
+        scale=1e6,
+        env=False,
+    )
+    #: Keys handled at once (rebalance, repair, drain).
+    concurrency: int = setting(4, "keys handled at once", metavar="N", env=False)
+    #: gc only deletes orphans older than this many seconds.
+    grace: float = setting(
+        3600.0,
+        "only delete orphans older than this many seconds",
+        metavar="SECONDS",
+        env=False,
+    )
+    #: gc also deletes every unlinked key.
+    purge_unlinked: bool = setting(False, "also delete every unlinked key", env=False)

@@ -15,6 +15,9 @@ from pathlib import Path
 from .config import ConfigError
 
 LOCK_FILE = "kittenfs.lock"
+#: The master's id, written in its data directory once it listens, so that a supervisor
+#: (``kittenfs up``) can tell its own master's ``/health`` from another's on the same port.
+MASTER_ID_FILE = "master.id"
 
 
 class DataDirInUse(ConfigError):

@@ -6,10 +6,10 @@ connection, and for a PUT the key's lock, for as long as it likes.  This module 
 those times, the number of uploads in progress, and answers the HTTP parser's own
 rejections in JSON like every other error.
 
-Documented in docs/api.md ("Limits"); every limit has a flag on ``master`` and ``worker``.
+Documented in docs/api.md ("Limits"); every limit is a setting of ``config.Limits``, with a
+flag on ``master`` and ``worker``.
 """
 
-import argparse
 import asyncio
 import json
 import logging
@@ -39,66 +39,6 @@ log = logging.getLogger("kittenfs.http")
 
 
 LIMITS = web.AppKey("limits", Limits)
-
-
-def add_arguments(parser: argparse.ArgumentParser, defaults: Limits) -> None:
-    """Add the flags of every limit to a process's subcommand."""
-    parser.add_argument(
-        "--header-timeout",
-        type=float,
-        default=defaults.header_timeout,
-        help="seconds a request head may take to arrive (default %(default)s)",
-    )
-    parser.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=defaults.idle_timeout,
-        help="seconds an idle connection is kept (default %(default)s)",
-    )
-    parser.add_argument(
-        "--body-timeout",
-        type=float,
-        default=defaults.body_timeout,
-        help="seconds a request body may pause (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-uploads",
-        type=int,
-        default=defaults.uploads,
-        help="uploads in progress at once (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-uploads-per-client",
-        type=int,
-        default=defaults.uploads_per_client,
-        help="uploads in progress at once per client address (default %(default)s)",
-    )
-    parser.add_argument(
-        "--send-timeout",
-        type=float,
-        default=defaults.send_timeout,
-        help="seconds a streamed response waits for the client to take data "
-        "before the connection is cut (default %(default)s)",
-    )
-    parser.add_argument(
-        "--stream-buffer-bytes",
-        type=int,
-        default=defaults.stream_buffer,
-        help="bytes the streamed responses may hold at once (default %(default)s)",
-    )
-
-
-def from_arguments(args: argparse.Namespace) -> Limits:
-    """Return the limits the flags of :func:`add_arguments` ask for."""
-    return Limits(
-        args.header_timeout,
-        args.idle_timeout,
-        args.body_timeout,
-        args.max_uploads,
-        args.max_uploads_per_client,
-        args.send_timeout,
-        args.stream_buffer_bytes,
-    )
 
 
 def upload_limit(limits: Limits) -> Any:

@@ -5,6 +5,7 @@ import contextlib
 import ctypes
 import gc
 import logging
+import os
 import resource
 import signal
 import ssl
@@ -12,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .config import Limits
+from .config import ConfigError, Limits
 from .httputil import CUT, json_errors
 from .limits import LIMITS, Runner, upload_limit
 from .metrics import Metrics
@@ -117,7 +118,12 @@ async def serve(
     runner = Runner(app, app[LIMITS])
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=tls)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({reason})") from None
     bound = runner.addresses[0]
     url = f"{'https' if tls else 'http'}://{_url_host(host)}:{bound[1]}"
     log.info("%s listening on %s", name, url)

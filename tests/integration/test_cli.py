@@ -290,3 +290,113 @@ def test_help_exits_0():
 def test_cli_and_http_agree(shared):
     assert httpx.put(f"{shared.url}/cli/http", content=b"from http").status_code == 201
     assert kfs("get", "/cli/http", url=shared.url).stdout == b"from http"
+
+
+def test_client_options_go_before_or_after_the_command(shared):
+    with Client(shared.url) as client:
+        client.put("/cli/global", b"either side")
+    for args in (
+        ["--url", shared.url, "get", "/cli/global"],
+        ["get", "/cli/global", "--url", shared.url],
+        ["--url", "http://127.0.0.1:1", "get", "/cli/global", "--url", shared.url],
+    ):
+        result = kfs(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert result.stdout == b"either side"
+    listed = kfs("--url", shared.url, "ls", "/cli/global")
+    assert listed.stdout.decode().splitlines() == ["/cli/global"]
+
+
+def test_version():
+    result = kfs("--version")
+    assert result.returncode == 0
+    assert result.stdout.decode().startswith("kittenfs ")
+
+
+def test_a_connection_error_names_the_server_and_suggests_up():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for args in (["ls"], ["--url", closed, "status"], ["get", "/x"]):
+        result = kfs(*args, env={"KITTENFS_URL": closed})
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.decode().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("error:") and closed in lines[0], lines
+        assert "kittenfs up" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["ls"], {"KITTENFS_URL": "127.0.0.1:3000"}, "KITTENFS_URL=127.0.0.1:3000"),
+        (["--url", "nowhere", "ls"], {}, "--url nowhere"),
+        (["ls", "--ca", "/nonexistent.pem"], {}, "--ca /nonexistent.pem"),
+        (["master", "--data", "X"], {"KITTENFS_REPLICAS": "none"}, "KITTENFS_REPLICAS=none"),
+        (["worker", "--data", "X"], {"KITTENFS_MASTER": "m:3000"}, "KITTENFS_MASTER=m:3000"),
+        (["--frobnicate", "ls"], {}, "--frobnicate"),
+    ],
+)
+def test_every_error_is_one_line_in_one_format(tmp_path, args, env, named):
+    args = [str(tmp_path / "data") if a == "X" else a for a in args]
+    result = kfs(*args, env=env, timeout=30)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert named in lines[0], lines
+    assert not (tmp_path / "data").exists()
+
+
+def test_get_into_a_pipe_closed_early_exits_quietly(shared):
+    with Client(shared.url) as client:
+        client.put("/cli/piped", os.urandom(8 * 1024 * 1024))
+    env = {k: v for k, v in os.environ.items() if k != "KITTENFS_URL"}
+    get = subprocess.Popen(
+        [sys.executable, "-m", "kittenfs", "get", "/cli/piped", "--url", shared.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        assert get.stdout is not None and get.stderr is not None
+        assert len(get.stdout.read(10)) == 10  # what `head -c 10` takes, then it leaves
+        get.stdout.close()
+        assert get.wait(60) == 141
+        assert get.stderr.read() == b""
+    finally:
+        if get.poll() is None:
+            get.kill()
+            get.wait()
+
+
+def test_help_shows_defaults_and_variables_without_markup():
+    for command, expected in (
+        ("master", ["(default 3000; env KITTENFS_PORT)", "env KITTENFS_ADMIN_TOKEN"]),
+        (
+            "worker",
+            ["(required; env KITTENFS_MASTER)", "(default 16 MiB; env KITTENFS_VERIFY_MAX)"],
+        ),
+        ("ls", ["env KITTENFS_URL", "env KITTENFS_TOKEN"]),
+        ("up", ["(default 3)"]),
+    ):
+        result = kfs(command, "--help", env={"COLUMNS": "250"})
+        assert result.returncode == 0, result.stderr
+        text = result.stdout.decode()
+        for line in expected:
+            assert line in text, (command, line, text)
+        assert "``" not in text and ":func:" not in text
+
+
+def test_a_process_on_a_port_in_use_says_so_in_one_line(shared, tmp_path):
+    taken = shared.url.rsplit(":", 1)[1]
+    for args in (
+        ["master", "--data", str(tmp_path / "m"), "--port", taken],
+        ["worker", "--master", shared.url, "--data", str(tmp_path / "w"), "--port", taken],
+    ):
+        result = kfs(*args, timeout=60)
+        assert result.returncode == 2, result.stderr
+        errors = [line for line in result.stderr.decode().splitlines() if " INFO " not in line]
+        assert errors == [
+            f"error: --host 127.0.0.1 --port {taken}: cannot listen there (address already in use)"
+        ], result.stderr

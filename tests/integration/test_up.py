@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from peers import worker_peers
 
-from kittenfs.cluster import free_port_block, port_free
+from kittenfs.cluster import LocalCluster, free_port_block, port_free
 
 UP_LINE = "kittenFS is up"
 
@@ -83,7 +83,15 @@ def _default_sigint() -> None:
 class Up:
     """One run of ``kittenfs up``, its output files and the PIDs it had as children."""
 
-    def __init__(self, data: Path, port: int, workers: int, logs: Path) -> None:
+    def __init__(
+        self,
+        data: Path,
+        port: int,
+        workers: int,
+        logs: Path,
+        preexec_fn=_default_sigint,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data, self.port, self.workers = data, port, workers
         self.out = logs.with_suffix(".out")
         self.err = logs.with_suffix(".err")
@@ -104,7 +112,8 @@ class Up:
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_default_sigint,
+                preexec_fn=preexec_fn,
+                env=env,
             )
         self.children: list[int] = []
 
@@ -162,8 +171,8 @@ class Up:
 
 
 @contextmanager
-def running_up(tmp_path: Path, data: Path, port: int, workers: int, name: str):
-    up = Up(data, port, workers, tmp_path / name)
+def running_up(tmp_path: Path, data: Path, port: int, workers: int, name: str, **options):
+    up = Up(data, port, workers, tmp_path / name, **options)
     try:
         yield up
     finally:
@@ -370,3 +379,118 @@ def test_up_rejects_zero_workers(tmp_path):
     result = subprocess.run(command, check=False, capture_output=True, timeout=30)
     assert result.returncode == 2
     assert b"--workers" in result.stderr
+
+
+def _ignore_sigint() -> None:
+    """Start as a shell without job control starts a background job: SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _wait(condition, what: str, up: Up, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout} s:\n{up.logs()}")
+        time.sleep(0.1)
+
+
+def _worker_pid(up: Up, index: int) -> int | None:
+    target = str(up.data / f"worker-{index}")
+    return next((pid for pid in up.note_children() if target in _cmdline(pid).split()), None)
+
+
+def test_up_says_which_port_is_taken(tmp_path):
+    port = free_port_block(3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 2))
+        taken.listen()
+        with running_up(tmp_path, tmp_path / "data", port, 2, "taken") as up:
+            assert up.popen.wait(30) == 1, up.logs()
+            errors = up.err.read_text()
+            assert errors.startswith("error: ") and len(errors.splitlines()) == 1, errors
+            assert f"port {port + 2} (worker-1) is in use" in errors
+            assert UP_LINE not in up.output()
+            assert up.note_children() == []
+
+
+def test_up_never_takes_another_clusters_master_for_its_own(tmp_path):
+    port = free_port_block(2)
+    with running_up(tmp_path, tmp_path / "first", port, 1, "first") as first:
+        first.wait_up()
+        with running_up(tmp_path, tmp_path / "second", port, 1, "second") as second:
+            assert second.popen.wait(30) == 1, second.logs()
+            assert f"ports {port} (the master), {port + 1} (worker-0) are in use" in (
+                second.err.read_text()
+            )
+            assert UP_LINE not in second.output()
+        # Past the port check (a port taken between the check and the bind): the master
+        # that answers is not the one whose data directory it was given.
+        ours = LocalCluster(tmp_path / "first", port, 1, 1)
+        ours.urls = [ours.url]
+        assert ours._healthy(1, True)
+        other = LocalCluster(tmp_path / "other", port, 1, 1)
+        other.urls = [other.url]
+        assert not other._healthy(1, True)
+        assert first.stop(signal.SIGTERM) == 0, first.logs()
+
+
+def test_up_starts_a_worker_that_dies_again(tmp_path):
+    data = tmp_path / "data"
+    port = free_port_block(3)
+    with running_up(tmp_path, data, port, 2, "restart") as up:
+        up.wait_up()
+        dead = _worker_pid(up, 0)
+        assert dead is not None, up.logs()
+        os.kill(dead, signal.SIGKILL)
+        _wait(lambda: _worker_pid(up, 0) not in (None, dead), "new worker-0", up)
+        _wait(
+            lambda: (
+                all(w["state"] == "up" for w in _workers(up.url))
+                and _worker_pid(up, 0) not in (None, dead)
+            ),
+            "worker-0 up again",
+            up,
+        )
+        assert up.popen.poll() is None, up.logs()
+        assert "worker-0 exited with status -9; starting it again" in up.err.read_text()
+        assert {w["index"]: w["url"] for w in _workers(up.url)}[0] == f"http://127.0.0.1:{port + 1}"
+        assert up.stop(signal.SIGTERM) == 0, up.logs()
+        up.wait_children_gone()
+
+
+def test_up_stops_when_its_master_dies(tmp_path):
+    port = free_port_block(2)
+    with running_up(tmp_path, tmp_path / "data", port, 1, "masterless") as up:
+        up.wait_up()
+        master = next(pid for pid in up.note_children() if role_of(pid) == "master")
+        os.kill(master, signal.SIGKILL)
+        assert up.popen.wait(30) == 1, up.logs()
+        up.wait_children_gone()
+        assert "error: up: the master exited" in up.err.read_text()
+        assert "Traceback" not in up.logs()
+
+
+def test_up_started_with_sigint_ignored_stops_on_sigint(tmp_path):
+    port = free_port_block(2)
+    with running_up(
+        tmp_path, tmp_path / "data", port, 1, "ignored", preexec_fn=_ignore_sigint
+    ) as up:
+        up.wait_up()
+        assert up.stop(signal.SIGINT) == 0, up.logs()
+        up.wait_children_gone()
+        assert "Traceback" not in up.logs()
+
+
+def test_up_gives_its_children_no_settings_from_its_environment(tmp_path):
+    port = free_port_block(3)
+    env = {
+        **os.environ,
+        "KITTENFS_ADVERTISE": "http://elsewhere.invalid:1",
+        "KITTENFS_PORT": "1",
+        "KITTENFS_SCRUB_RATE": "-1",
+    }
+    with running_up(tmp_path, tmp_path / "data", port, 2, "env", env=env) as up:
+        up.wait_up()
+        urls = sorted(w["url"] for w in _workers(up.url))
+        assert urls == [f"http://127.0.0.1:{port + 1}", f"http://127.0.0.1:{port + 2}"]
+        assert up.stop(signal.SIGTERM) == 0, up.logs()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..config import MasterConfig
-from ..datadir import claim
+from ..datadir import MASTER_ID_FILE, claim
 from ..server import new_app, serve, setup_logging
 from ..tls import client_context, server_context
 from . import admin
@@ -94,6 +94,7 @@ def run(config: MasterConfig) -> None:
 
     async def listening(url: str) -> None:
         app[STATE].url = url
+        (config.data / MASTER_ID_FILE).write_text(app[STATE].master_id + "\n")
         log.info(
             "master %s: data in %s, %d replicas",
             app[STATE].master_id,

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 
+from ..config import MasterConfig
 from ..locks import KeyLocks
 from ..placement import blob_id
 from ..records import IndexRecord
@@ -27,7 +28,8 @@ log = logging.getLogger("kittenfs.master")
 REAP_INTERVAL = 2.0
 #: Seconds a version replaced by an overwrite (or a replica dropped by a move) stays on its
 #: workers: reads that were redirected to it just before the change can still fetch it.
-REPLACED_GRACE = 10.0
+#: The default of the setting --replaced-grace (config.py).
+REPLACED_GRACE = MasterConfig.replaced_grace
 
 
 class Reaper:

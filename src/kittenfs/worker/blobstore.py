@@ -27,6 +27,7 @@ from typing import BinaryIO
 import plyvel
 import xxhash
 
+from ..config import WorkerConfig
 from ..ldb import SyncedDB
 from ..locks import KeyLocks
 from ..placement import blob_relpath
@@ -43,10 +44,12 @@ from ..records import (
 
 log = logging.getLogger("kittenfs.worker")
 
-#: Values up to this many bytes are stored inline in LevelDB (measured: docs/format.md).
-DEFAULT_INLINE_MAX = 64 * 1024
-#: Bytes of a read checked before its response starts (the rest as it is sent).
-DEFAULT_VERIFY_MAX = 16 * 1024 * 1024
+#: Values up to this many bytes are stored inline in LevelDB (measured: docs/format.md); the
+#: default of the setting --inline-max (config.py).
+DEFAULT_INLINE_MAX: int = WorkerConfig.inline_max
+#: Bytes of a read checked before its response starts (the rest as it is sent); the default
+#: of the setting --verify-max.
+DEFAULT_VERIFY_MAX: int = WorkerConfig.verify_max
 #: Bytes per checksummed block of a blob file (format 2; docs/format.md says why this size).
 BLOCK_SIZE = 256 * 1024
 #: Bytes a read takes from the disk at a time (whole blocks), each checked before it is sent.

@@ -6,6 +6,7 @@ queue runs it for the keys whose copies were found damaged, as they come.
 import asyncio
 import logging
 
+from ...config import JobOptions
 from ...errors import NotEnoughWorkers
 from ...records import CopyState, IndexRecord
 from ..damage import Damage
@@ -16,8 +17,8 @@ from . import Job, Throttle
 
 log = logging.getLogger("kittenfs.master")
 
-#: Keys looked at, at once, by one job.
-DEFAULT_CONCURRENCY = 4
+#: Keys looked at, at once, by one job, by default (config.py).
+DEFAULT_CONCURRENCY = JobOptions.concurrency
 #: Keys read from the index per page while walking it.
 PAGE = 500
 #: Copies asked about at once by a recheck of a worker.

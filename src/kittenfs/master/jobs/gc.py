@@ -15,6 +15,7 @@ older than ``grace`` seconds, re-checking under the key's lock just before.  Wit
 
 import time
 
+from ...config import JobOptions
 from ...placement import blob_id
 from ...records import BlobListing
 from ..index import Space
@@ -24,8 +25,8 @@ from . import Job, Throttle
 
 #: Blobs listed per request.
 PAGE = 1000
-#: Default seconds an unreferenced blob must have existed before it is deleted.
-DEFAULT_GRACE = 3600.0
+#: Default seconds an unreferenced blob must have existed before it is deleted (config.py).
+DEFAULT_GRACE = JobOptions.grace
 
 
 class Collector:

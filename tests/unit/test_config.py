@@ -250,10 +250,9 @@ def _help(cls: type) -> str:
 
 
 def test_module_constants_are_the_config_defaults():
-    from kittenfs.master.converge import DEFAULT_CONCURRENCY
-    from kittenfs.master.gc import DEFAULT_GRACE
-
     from kittenfs.master.garbage import REPLACED_GRACE
+    from kittenfs.master.jobs.converge import DEFAULT_CONCURRENCY
+    from kittenfs.master.jobs.gc import DEFAULT_GRACE
     from kittenfs.worker.blobstore import DEFAULT_INLINE_MAX, DEFAULT_VERIFY_MAX
 
     assert MasterConfig.replaced_grace == REPLACED_GRACE

@@ -69,6 +69,5 @@ case $host in
 esac
 echo "$scheme://$host:$KITTENFS_PORT/health" >/tmp/kittenfs-health-url
 
-# ENV SHIM: until kittenfs reads every flag from KITTENFS_* itself, kittenfs-envflags turns
-# them into flags. After that merge, this line becomes: exec kittenfs "$role" "$@"
-exec kittenfs-envflags "$role" "$@"
+# kittenfs reads every other setting from its KITTENFS_* variables (docs/configuration.md).
+exec kittenfs "$role" "$@"

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -32,7 +32,7 @@ LISTENING = re.compile(r"listening on (https?://\S+)")
 
 def run_reporting(
     report: Path, *args: str, timeout: float = 300
-) -> tuple[subprocess.CompletedProcess[str], dict]:
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """Run ``kittenfs ARGS --json REPORT`` (nemesis, soak); return the finished process and
     the report it wrote (empty if it wrote none)."""
     done = subprocess.run(
@@ -230,10 +230,11 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    def cluster_info(self) -> dict:
-        return httpx.get(
+    def cluster_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = httpx.get(
             f"{self.url}/_cluster", timeout=5, headers=self.headers, verify=self.verify
         ).json()
+        return info
 
     def wait_workers_up(self, count: int, timeout: float = 20.0) -> None:
         """Wait until the master reports ``count`` workers up."""
@@ -258,9 +259,9 @@ class Cluster:
             time.sleep(0.1)
         raise TimeoutError(f"worker {index} not {state} within {timeout} s")
 
-    def worker_blobs(self, node: Proc) -> list[dict]:
+    def worker_blobs(self, node: Proc) -> list[dict[str, Any]]:
         """Return every blob a worker holds, following pages of GET /blobs."""
-        blobs: list[dict] = []
+        blobs: list[dict[str, Any]] = []
         start = ""
         while True:
             page = httpx.get(
@@ -296,6 +297,12 @@ class Cluster:
         """Stop every process this cluster started."""
         for proc in [*self.nodes, self.master]:
             proc.stop()
+
+
+class MakeCluster(Protocol):
+    """The ``make_cluster`` fixture: start a cluster with ``settings`` (Cluster's fields)."""
+
+    def __call__(self, **settings: Any) -> Cluster: ...
 
 
 @contextmanager

@@ -9,13 +9,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from cluster import Cluster, Proc
 from peers import worker_peers
 
 import kittenfs
 from kittenfs.placement import rank
 
 
-def test_concurrent_registrations_get_distinct_indices(cluster):
+def test_concurrent_registrations_get_distinct_indices(cluster: Cluster) -> None:
     results: list[int] = []
 
     def register(peer: tuple[str, str]) -> None:
@@ -35,7 +36,7 @@ def test_concurrent_registrations_get_distinct_indices(cluster):
     assert [w["index"] for w in cluster.cluster_info()["workers"]] == list(range(15))
 
 
-def test_bad_registration_and_heartbeat_are_400(cluster):
+def test_bad_registration_and_heartbeat_are_400(cluster: Cluster) -> None:
     bad = httpx.post(f"{cluster.url}/_workers/register", json={"id": 5}, auth=cluster.auth)
     assert bad.status_code == 400 and bad.json()["error"] == "bad_registration"
     assert (
@@ -48,7 +49,7 @@ def test_bad_registration_and_heartbeat_are_400(cluster):
     assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_worker"
 
 
-def test_client_reaches_keys_named_like_routes(cluster):
+def test_client_reaches_keys_named_like_routes(cluster: Cluster) -> None:
     with kittenfs.Client(cluster.url) as client:
         names = ["/health", "/_cluster", "/_x", "/put/x", "/get/y", "/delete/z", "/gets", "/clear"]
         for name in names:
@@ -62,7 +63,7 @@ def test_client_reaches_keys_named_like_routes(cluster):
     assert httpx.get(f"{cluster.url}/health").json()["role"] == "master"
 
 
-def test_direct_switch_header_values(cluster):
+def test_direct_switch_header_values(cluster: Cluster) -> None:
     value = b"0123456789" * 10_000  # over the cache's limit, so not answered by the master
     httpx.put(f"{cluster.url}/sw", content=value)
     assert httpx.get(f"{cluster.url}/sw", headers={"X-Kfs-Direct": "0"}).status_code == 302
@@ -81,7 +82,7 @@ def test_direct_switch_header_values(cluster):
         ("multipart/form-data; boundary=xyz", b"no boundary in here"),
     ],
 )
-def test_malformed_seed_forms_are_400(cluster, content_type, body):
+def test_malformed_seed_forms_are_400(cluster: Cluster, content_type: str, body: bytes) -> None:
     response = httpx.put(
         f"{cluster.url}/put/form", content=body, headers={"Content-Type": content_type}
     )
@@ -102,13 +103,15 @@ def test_malformed_seed_forms_are_400(cluster, content_type, body):
         {"id": "", "url": "http://127.0.0.1:9"},
     ],
 )
-def test_registration_with_a_bad_url_or_index_is_refused(cluster, body):
+def test_registration_with_a_bad_url_or_index_is_refused(
+    cluster: Cluster, body: dict[str, object]
+) -> None:
     response = httpx.post(f"{cluster.url}/_workers/register", json=body, auth=cluster.auth)
     assert response.status_code == 400 and response.json()["error"] == "bad_registration"
     assert len(cluster.cluster_info()["workers"]) == 3
 
 
-def test_a_client_leaving_a_direct_read_does_not_mark_workers_down(cluster):
+def test_a_client_leaving_a_direct_read_does_not_mark_workers_down(cluster: Cluster) -> None:
     httpx.put(f"{cluster.url}/z", content=b"")
     for node in cluster.nodes:  # hold the answer back until the client has gone
         node.kill(signal.SIGSTOP)
@@ -125,7 +128,7 @@ def test_a_client_leaving_a_direct_read_does_not_mark_workers_down(cluster):
     assert all(w["state"] == "up" for w in cluster.cluster_info()["workers"])
 
 
-def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster):
+def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster: Cluster) -> None:
     """A slow replica (paused in bursts) lets the fast ones answer before it: still 201.
 
     Timing-dependent: the code this guards against failed about one run in two here.
@@ -133,7 +136,7 @@ def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster):
     ids = {w["id"]: w["index"] for w in cluster.cluster_info()["workers"]}
     stop = threading.Event()
 
-    def stutter(node) -> None:
+    def stutter(node: Proc) -> None:
         while not stop.is_set():
             node.kill(signal.SIGSTOP)
             time.sleep(0.3)
@@ -157,7 +160,7 @@ def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster):
     assert statuses == [201] * 6
 
 
-def test_reads_redirected_just_before_an_overwrite_still_get_bytes(cluster):
+def test_reads_redirected_just_before_an_overwrite_still_get_bytes(cluster: Cluster) -> None:
     """A 302 to the version an overwrite replaces must still be served, never a 404 or 500."""
     stop = threading.Event()
     codes: list[int] = []

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -32,7 +34,7 @@ class Hosts(Network):
     def __init__(self, root: Path, hosts: int) -> None:
         super().__init__(hosts)
         self.root = root
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
 
     def run(self, host: int, *args: str) -> None:
         log = (self.root / f"host-{host}.log").open("ab")
@@ -53,7 +55,7 @@ class Hosts(Network):
 
 
 @pytest.fixture
-def hosts(tmp_path):
+def hosts(tmp_path: Path) -> Iterator[tuple[Hosts, str]]:
     net = Hosts(tmp_path, 1 + WORKERS)
     secret = tmp_path / "cluster.secret"
     secret.write_text(os.urandom(24).hex())
@@ -93,13 +95,13 @@ def hosts(tmp_path):
                 "--cluster-secret-file",
                 str(secret),
             )
-            wait(lambda w=w: len(up(master)) == w + 1, 20)
+            wait(partial(workers_up, master, w + 1), 20)
         yield net, master
     finally:
         net.teardown()
 
 
-def wait(condition, timeout: float) -> None:
+def wait(condition: Callable[[], object], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -116,9 +118,13 @@ def up(master: str) -> list[int]:
     return [w["index"] for w in workers if w["state"] == "up"]
 
 
+def workers_up(master: str, count: int) -> bool:
+    return len(up(master)) == count
+
+
 def index_of(master: str, address: str) -> int:
     workers = httpx.get(f"{master}/_cluster", timeout=5, headers=AUTH).json()["workers"]
-    return next(w["index"] for w in workers if address in w["url"])
+    return int(next(w["index"] for w in workers if address in w["url"]))
 
 
 class Writer(threading.Thread):
@@ -126,7 +132,8 @@ class Writer(threading.Thread):
 
     def __init__(self, master: str) -> None:
         super().__init__()
-        self.master, self.acked, self.stop = master, {}, threading.Event()
+        self.master, self.stop = master, threading.Event()
+        self.acked: dict[str, bytes] = {}
 
     def run(self) -> None:
         with httpx.Client(base_url=self.master, timeout=15, headers=AUTH) as http:
@@ -153,7 +160,7 @@ def check_all(master: str, acked: dict[str, bytes]) -> None:
             assert got.status_code == 200 and got.content == value, key
 
 
-def test_a_worker_cut_off_during_load_loses_nothing(hosts):
+def test_a_worker_cut_off_during_load_loses_nothing(hosts: tuple[Hosts, str]) -> None:
     net, master = hosts
     writer = Writer(master)
     writer.start()
@@ -175,7 +182,9 @@ def test_a_worker_cut_off_during_load_loses_nothing(hosts):
     check_all(master, writer.acked)
 
 
-def test_the_master_cut_off_from_a_worker_that_clients_still_reach(hosts):
+def test_the_master_cut_off_from_a_worker_that_clients_still_reach(
+    hosts: tuple[Hosts, str],
+) -> None:
     net, master = hosts
     victim_address = net.address(3)
     victim = index_of(master, victim_address)

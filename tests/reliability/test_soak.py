@@ -2,10 +2,12 @@
 master, with every process's memory sampled; the documented run is the same command with
 a million keys (docs/reliability.md)."""
 
+from pathlib import Path
+
 from cluster import run_reporting
 
 
-def test_a_small_soak_reports_memory_and_loses_nothing(tmp_path):
+def test_a_small_soak_reports_memory_and_loses_nothing(tmp_path: Path) -> None:
     done, summary = run_reporting(
         tmp_path / "soak.json",
         "soak",

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -25,6 +26,9 @@ from kittenfs.reliability.stalled import stalled_reader
 HEADER_TIMEOUT = 1.0
 IDLE_TIMEOUT = 2.0
 BODY_TIMEOUT = 1.0
+#: Seconds without a heartbeat before the master calls a worker down (shorter than the
+#: clusters' default, so a window longer than it is short enough to wait out).
+DOWN_AFTER = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +46,8 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "3",
             "--max-uploads-per-client",
             "2",
+            "--down-after",
+            str(DOWN_AFTER),
         ],
     )
     try:
@@ -74,14 +80,30 @@ def answer(data: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
 
 @contextmanager
 def held_upload(url: str, key: str, source: str = "127.0.0.1") -> Iterator[socket.socket]:
-    """An upload whose head has arrived and whose body is still coming (a slow client)."""
+    """An upload whose head has arrived and whose body is still coming (a slow client: a
+    byte every BODY_TIMEOUT / 4, so the body timeout never cuts it however long the test
+    takes on a loaded machine), until the block ends."""
     conn = connect(url, source)
     conn.sendall(
         f"PUT {key} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".encode() + b"x" * 1000
     )
+    done = threading.Event()
+
+    def trickle() -> None:
+        while not done.wait(BODY_TIMEOUT / 4):  # the slow client's pace, part of the test
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                return
+
+    pacer = threading.Thread(target=trickle, daemon=True)
+    pacer.start()
     try:
+        time.sleep(0.3)  # the server reads the head: nothing shows that but another upload
         yield conn
     finally:
+        done.set()
+        pacer.join()
         conn.close()
 
 
@@ -150,7 +172,6 @@ def test_a_stalled_body_gets_408_stores_nothing_and_frees_the_key(
 
 def test_uploads_past_the_per_client_limit_get_429(limited: Cluster) -> None:
     with held_upload(limited.url, "/held/1"), held_upload(limited.url, "/held/2"):
-        time.sleep(0.2)
         refused = httpx.put(f"{limited.url}/held/3", content=b"v", timeout=5)
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"] == "too_many_uploads_from_client"
@@ -158,17 +179,24 @@ def test_uploads_past_the_per_client_limit_get_429(limited: Cluster) -> None:
         # Reads, and uploads from another address, are not this client's uploads.
         assert httpx.get(f"{limited.url}/health", timeout=5).status_code == 200
         with held_upload(limited.url, "/held/4", source="127.0.0.2"):
-            time.sleep(0.2)
             with connect(limited.url, source="127.0.0.3") as other:
                 other.sendall(b"PUT /held/5 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv")
                 status, headers, body = answer(read_one(other))
             assert status == 503 and body["error"] == "too_many_uploads", body
             assert headers["retry-after"] == "1"
-            # Heartbeats are not uploads: the workers stay up while every slot is taken.
-            time.sleep(2.5)
+            # Heartbeats are not uploads: the workers stay up while every slot is taken
+            # (for longer than --down-after: the window is what is tested).
+            time.sleep(DOWN_AFTER + 0.5)
             assert all(w["state"] == "up" for w in limited.cluster_info()["workers"])
-    time.sleep(0.5)  # the held uploads end (400, the client went away) and free their slots
-    assert httpx.put(f"{limited.url}/held/3", content=b"v", timeout=5).status_code == 201
+    # The held uploads end (400, the client went away) and free their slots.
+    deadline = time.monotonic() + 30
+    while (again := httpx.put(f"{limited.url}/held/3", content=b"v", timeout=5)).status_code in (
+        429,
+        503,
+    ):
+        assert time.monotonic() < deadline, again.text
+        time.sleep(0.1)
+    assert again.status_code == 201
 
 
 def read_one(conn: socket.socket) -> bytes:

@@ -134,6 +134,7 @@ class Writer(threading.Thread):
         super().__init__()
         self.master, self.stop = master, threading.Event()
         self.acked: dict[str, bytes] = {}
+        self.acks = 0  # writes acknowledged (acked keeps the last value of each key)
 
     def run(self) -> None:
         with httpx.Client(base_url=self.master, timeout=15, headers=AUTH) as http:
@@ -144,6 +145,7 @@ class Writer(threading.Thread):
                 try:
                     if http.put(key, content=value).status_code in (201, 204):
                         self.acked[key] = value
+                        self.acks += 1
                 except httpx.HTTPError:
                     pass
 
@@ -165,16 +167,18 @@ def test_a_worker_cut_off_during_load_loses_nothing(hosts: tuple[Hosts, str]) ->
     writer = Writer(master)
     writer.start()
     try:
-        time.sleep(1)
+        wait(lambda: writer.acks >= 5, 30)  # the load is on
         victim = index_of(master, net.address(2))
         net.cut(2)  # worker 1's cable is pulled
         wait(lambda: victim not in up(master), 15)
         during = len(writer.acked)
-        time.sleep(2)
+        before = writer.acks
+        wait(lambda: writer.acks >= before + 10, 30)
         assert len(writer.acked) >= during  # writes go on, to the other workers
         net.restore(2)
         wait(lambda: victim in up(master), 20)
-        time.sleep(1)
+        back = writer.acks
+        wait(lambda: writer.acks >= back + 5, 30)  # and on once it is back
     finally:
         writer.stop.set()
         writer.join()
@@ -195,9 +199,11 @@ def test_the_master_cut_off_from_a_worker_that_clients_still_reach(
         assert httpx.get(f"http://{victim_address}:3001/health", timeout=5).status_code == 200
         writer = Writer(master)
         writer.start()
-        time.sleep(3)
-        writer.stop.set()
-        writer.join()
+        try:
+            wait(lambda: len(writer.acked) > 10, 60)
+        finally:
+            writer.stop.set()
+            writer.join()
         assert len(writer.acked) > 10  # the master writes to the workers it can reach
     finally:
         net.blackhole(0, 3, on=False)

@@ -90,7 +90,7 @@ def test_master_kill9_during_writes_loses_no_acknowledged_write(cluster: Cluster
                     if http.put(key, content=value).status_code == 201:
                         acked[key] = value
                 except httpx.HTTPError:
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # a client's pause before it retries
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -99,7 +99,7 @@ def test_master_kill9_during_writes_loses_no_acknowledged_write(cluster: Cluster
         wait_until(lambda: len(acked) >= 40, timeout=30)
         cluster.master.kill(signal.SIGKILL)
         killed_at = len(acked)
-        time.sleep(0.3)
+        time.sleep(0.3)  # the master stays down a moment: part of the fault
         cluster.master.start()
         wait_until(lambda: len(acked) >= killed_at + 20, timeout=30)
     finally:
@@ -125,7 +125,7 @@ def test_client_disconnect_mid_upload_stores_nothing(cluster: Cluster) -> None:
     with socket.create_connection((host, port)) as sock:
         sock.sendall(b"PUT /cut HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n")
         sock.sendall(os.urandom(2 * 1024 * 1024))
-        time.sleep(0.3)
+        time.sleep(0.3)  # the client pauses mid-body, then goes away: the fault
     http = httpx.Client(base_url=cluster.url)
     wait_until(lambda: blob_counts(cluster) == [0, 0, 0])
     assert http.head("/cut").status_code == 404
@@ -215,7 +215,7 @@ def test_direct_read_cut_mid_stream_is_an_error_not_a_wrong_200(cluster: Cluster
                 if received >= 4 * 1024 * 1024 and cluster.nodes[0].alive():
                     for node in cluster.nodes:  # whichever replica serves, it dies now
                         node.kill(signal.SIGKILL)
-                    time.sleep(0.5)
+                    time.sleep(0.5)  # the reader pauses while the replicas die
         assert received < size
 
 

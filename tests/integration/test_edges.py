@@ -119,11 +119,11 @@ def test_a_client_leaving_a_direct_read_does_not_mark_workers_down(cluster: Clus
         host, port = urlsplit(cluster.url).hostname, urlsplit(cluster.url).port
         with socket.create_connection((host, port)) as sock:
             sock.sendall(b"GET /z?direct HTTP/1.1\r\nHost: x\r\n\r\n")
-            time.sleep(0.2)
+            time.sleep(0.2)  # the client waits a moment, then leaves: the scenario
     finally:
         for node in cluster.nodes:
             node.kill(signal.SIGCONT)
-    time.sleep(1.0)
+    time.sleep(1.0)  # time for the master to (wrongly) mark workers down: the window tested
     assert "unreachable" not in (cluster.root / "master.log").read_text()
     assert all(w["state"] == "up" for w in cluster.cluster_info()["workers"])
 
@@ -139,7 +139,7 @@ def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster: Cluster)
     def stutter(node: Proc) -> None:
         while not stop.is_set():
             node.kill(signal.SIGSTOP)
-            time.sleep(0.3)
+            time.sleep(0.3)  # the stutter's pace is the scenario
             node.kill(signal.SIGCONT)
             time.sleep(0.02)
 
@@ -183,7 +183,7 @@ def test_reads_redirected_just_before_an_overwrite_still_get_bytes(cluster: Clus
     ]
     for thread in threads:
         thread.start()
-    time.sleep(4)
+    time.sleep(4)  # how long readers race the writer: the load tested
     stop.set()
     for thread in threads:
         thread.join()

@@ -9,13 +9,21 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from cluster import Cluster, Proc
+from cluster import Cluster, MakeCluster, Proc
 from peers import worker_peers
 
 import kittenfs
 from kittenfs.placement import rank
 
 
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest, shared: Cluster, make_cluster: MakeCluster) -> Cluster:
+    """This module's shared cluster (for tests that change nothing but keys of their own),
+    or a cluster of its own for a test marked ``empty_cluster``."""
+    return make_cluster() if request.node.get_closest_marker("empty_cluster") else shared
+
+
+@pytest.mark.empty_cluster  # it adds 12 workers
 def test_concurrent_registrations_get_distinct_indices(cluster: Cluster) -> None:
     results: list[int] = []
 
@@ -49,6 +57,7 @@ def test_bad_registration_and_heartbeat_are_400(cluster: Cluster) -> None:
     assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_worker"
 
 
+@pytest.mark.empty_cluster  # it lists every key
 def test_client_reaches_keys_named_like_routes(cluster: Cluster) -> None:
     with kittenfs.Client(cluster.url) as client:
         names = ["/health", "/_cluster", "/_x", "/put/x", "/get/y", "/delete/z", "/gets", "/clear"]
@@ -111,6 +120,7 @@ def test_registration_with_a_bad_url_or_index_is_refused(
     assert len(cluster.cluster_info()["workers"]) == 3
 
 
+@pytest.mark.empty_cluster  # it pauses the workers
 def test_a_client_leaving_a_direct_read_does_not_mark_workers_down(cluster: Cluster) -> None:
     httpx.put(f"{cluster.url}/z", content=b"")
     for node in cluster.nodes:  # hold the answer back until the client has gone
@@ -128,6 +138,7 @@ def test_a_client_leaving_a_direct_read_does_not_mark_workers_down(cluster: Clus
     assert all(w["state"] == "up" for w in cluster.cluster_info()["workers"])
 
 
+@pytest.mark.empty_cluster  # it pauses workers
 def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster: Cluster) -> None:
     """A slow replica (paused in bursts) lets the fast ones answer before it: still 201.
 
@@ -160,6 +171,7 @@ def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster: Cluster)
     assert statuses == [201] * 6
 
 
+@pytest.mark.empty_cluster  # a heavy load of its own
 def test_reads_redirected_just_before_an_overwrite_still_get_bytes(cluster: Cluster) -> None:
     """A 302 to the version an overwrite replaces must still be served, never a 404 or 500."""
     stop = threading.Event()

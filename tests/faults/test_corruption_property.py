@@ -97,7 +97,7 @@ def read(cluster: Cluster, key: str, path: str, span: tuple[int, int] | None) ->
 
 
 @settings(
-    max_examples=int(os.environ.get("KFS_CORRUPTION_EXAMPLES", "30")),
+    max_examples=int(os.environ.get("KFS_CORRUPTION_EXAMPLES", "10")),  # CI: 30
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )

@@ -12,6 +12,7 @@ from cluster import run_reporting
 from kittenfs.reliability.network import unavailable
 
 
+@pytest.mark.slow  # a 20 s run of faults
 def test_the_short_nemesis_run_finds_no_violation(tmp_path: Path) -> None:
     done, summary = run_reporting(
         tmp_path / "nemesis.json",
@@ -33,6 +34,7 @@ def test_the_short_nemesis_run_finds_no_violation(tmp_path: Path) -> None:
     assert summary["wrong_bytes_read"] == 0
 
 
+@pytest.mark.slow  # a 20 s run of faults
 def test_attacks_and_lost_metadata_during_a_run_harm_nothing(tmp_path: Path) -> None:
     done, summary = run_reporting(
         tmp_path / "nemesis.json",
@@ -55,6 +57,7 @@ def test_attacks_and_lost_metadata_during_a_run_harm_nothing(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(unavailable() is not None, reason=f"network faults: {unavailable()}")
+@pytest.mark.slow  # a 20 s run of faults
 def test_a_run_with_workers_cut_off_the_network_finds_no_violation(tmp_path: Path) -> None:
     done, summary = run_reporting(
         tmp_path / "nemesis.json",

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from cluster import Cluster, MakeCluster
 
 from kittenfs.reliability.stalled import stalled_reader
@@ -57,6 +58,7 @@ def test_no_descriptor_leaks_across_thousands_of_connections(shared: Cluster) ->
     assert not deadline_reached, (before, after)
 
 
+@pytest.mark.slow  # 4500 writes: a soak (3 min on a loaded machine)
 def test_memory_stays_flat_under_overwrites(shared: Cluster) -> None:
     keys = [f"/rss/{i}" for i in range(300)]
 
@@ -89,6 +91,7 @@ def peak_mib(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
+@pytest.mark.slow  # 300 stalled 32 MiB streams and a heap trim
 def test_readers_that_never_read_hold_bounded_memory_and_are_cut_off(
     make_cluster: MakeCluster,
 ) -> None:

@@ -4,9 +4,11 @@ a million keys (docs/reliability.md)."""
 
 from pathlib import Path
 
+import pytest
 from cluster import run_reporting
 
 
+@pytest.mark.slow  # a soak
 def test_a_small_soak_reports_memory_and_loses_nothing(tmp_path: Path) -> None:
     done, summary = run_reporting(
         tmp_path / "soak.json",

@@ -21,7 +21,7 @@ def fill(url: str, count: int, prefix: str = "/r") -> dict[str, bytes]:
 
 
 def wait_placed(
-    cluster: Cluster, values: dict[str, bytes], timeout: float = 20.0
+    cluster: Cluster, values: dict[str, bytes], timeout: float = 120.0
 ) -> dict[str, tuple[set[int], set[int]]]:
     """Wait until every key is held by exactly its preferred workers (the reaper done)."""
     deadline = time.monotonic() + timeout

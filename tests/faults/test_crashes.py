@@ -20,7 +20,7 @@ from kittenfs.master.write_path import REPLACED_GRACE
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 15.0, interval: float = 0.1) -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.1) -> T:
     """Return the first truthy value of ``predicate()``; fail if none within ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,12 +96,12 @@ def test_master_kill9_during_writes_loses_no_acknowledged_write(cluster: Cluster
     for thread in threads:
         thread.start()
     try:
-        wait_until(lambda: len(acked) >= 40, timeout=30)
+        wait_until(lambda: len(acked) >= 40, timeout=60)
         cluster.master.kill(signal.SIGKILL)
         killed_at = len(acked)
         time.sleep(0.3)  # the master stays down a moment: part of the fault
         cluster.master.start()
-        wait_until(lambda: len(acked) >= killed_at + 20, timeout=30)
+        wait_until(lambda: len(acked) >= killed_at + 20, timeout=60)
     finally:
         stop.set()
         for thread in threads:
@@ -117,7 +117,7 @@ def test_master_kill9_during_writes_loses_no_acknowledged_write(cluster: Cluster
         assert http.get(key).content == attempted[key]
     assert http.get("/?unlinked").json()["keys"] == []
     # Copies of writes the crash cut off are removed: each worker ends with one blob per key.
-    wait_until(lambda: blob_counts(cluster) == [len(listed)] * 3, timeout=20)
+    wait_until(lambda: blob_counts(cluster) == [len(listed)] * 3, timeout=60)
 
 
 def test_client_disconnect_mid_upload_stores_nothing(cluster: Cluster) -> None:
@@ -233,7 +233,7 @@ def test_a_stalled_worker_fails_the_write_instead_of_hanging(make_cluster: MakeC
     assert response.json()["error"] in ("replica_stalled", "replica_failed")
     assert time.monotonic() - started < 20
     assert http.get("/stall", follow_redirects=True).content == b"before"
-    wait_until(lambda: blob_counts(cluster) == [1, 1, 1], timeout=20)
+    wait_until(lambda: blob_counts(cluster) == [1, 1, 1], timeout=60)
 
 
 def test_a_worker_paused_after_the_whole_body_fails_the_write(make_cluster: MakeCluster) -> None:
@@ -257,4 +257,4 @@ def test_a_worker_paused_after_the_whole_body_fails_the_write(make_cluster: Make
     assert time.monotonic() - started < 20  # down_after (2 s) ends it, not the 60 s timeout
     assert http.head("/paused").status_code == 404
     cluster.wait_workers_up(3)
-    wait_until(lambda: blob_counts(cluster) == [0, 0, 0], timeout=20)
+    wait_until(lambda: blob_counts(cluster) == [0, 0, 0], timeout=60)

@@ -22,7 +22,7 @@ def test_a_corrupt_blob_found_by_the_scrub_is_repaired(make_cluster: MakeCluster
         blob = next(
             b["blob"] for b in cluster.worker_blobs(cluster.nodes[2]) if b["key"] == "/scrub/5"
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not httpx.get(f"{cluster.nodes[2].url}/check/{blob}", auth=cluster.auth).json()["ok"]:
             assert time.monotonic() < deadline, cluster.cluster_info()["repairs"]
             time.sleep(0.2)

@@ -94,7 +94,7 @@ def test_raw_bytes_in_x_kfs_key_get_400(shared: Cluster) -> None:
 def test_a_parser_level_400_logs_one_line_not_a_traceback(shared: Cluster) -> None:
     status, _, content = raw_request(shared.url, "GET", "/x y z", {}, b"")
     assert status == 400 and b'"error"' in content
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while b"for a request from" not in shared.master.log.read_bytes():
         assert time.monotonic() < deadline, "the 400 was not logged"
         time.sleep(0.1)
@@ -122,7 +122,7 @@ def test_a_second_worker_on_a_data_dir_in_use_stops_before_touching_it(cluster: 
             + value[:200_000]
         )
         tmp = cluster.root / "worker-0" / "tmp"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not any(tmp.iterdir()):
             assert time.monotonic() < deadline, "the upload never reached tmp/"
             time.sleep(0.05)

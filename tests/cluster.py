@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -32,7 +32,7 @@ LISTENING = re.compile(r"listening on (https?://\S+)")
 
 def run_reporting(
     report: Path, *args: str, timeout: float = 300
-) -> tuple[subprocess.CompletedProcess[str], dict]:
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """Run ``kittenfs ARGS --json REPORT`` (nemesis, soak); return the finished process and
     the report it wrote (empty if it wrote none)."""
     done = subprocess.run(
@@ -56,8 +56,9 @@ class Proc:
     url: str = ""
     port: int = 0
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Start the process (on its earlier port if it had one) and wait for its URL."""
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the process (on its earlier port if it had one) and wait for its URL (most
+        of that wait is Python importing kittenfs: a second, several on a loaded machine)."""
         args = list(self.args)
         if self.port:
             args[args.index("--port") + 1] = str(self.port)
@@ -97,13 +98,22 @@ class Proc:
 
     def stop(self) -> None:
         """Stop cleanly with SIGTERM; kill -9 if that takes too long."""
-        if not self.alive():
+        self.terminate()
+        self.reap()
+
+    def terminate(self) -> None:
+        """Ask the process to stop (SIGTERM, after a SIGCONT should it be paused)."""
+        if self.alive():
+            assert self.popen is not None
+            self.popen.send_signal(signal.SIGCONT)
+            self.popen.terminate()
+
+    def reap(self, timeout: float = 30.0) -> None:
+        """Wait for a terminated process to end; kill -9 it if it takes over ``timeout``."""
+        if self.popen is None:
             return
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGCONT)
-        self.popen.terminate()
         try:
-            self.popen.wait(timeout=15)
+            self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
@@ -155,7 +165,10 @@ class Cluster:
             secret_file.write_text(os.urandom(24).hex() + "\n")
             self.key = ClusterKey.from_text(secret_file.read_text())
             shared = [*shared, "--cluster-secret-file", str(secret_file)]
-        self.worker_args = [*shared, *self.worker_args]
+        # Beats every 0.5 s, down after 4 s without one: a worker is seen down soon after
+        # it stops, but not while a loaded machine delays its beats (at 1 s and 2 s, beats
+        # late by a second flipped workers down mid-test, and writes went elsewhere).
+        self.worker_args = [*shared, "--heartbeat-interval", "0.5", *self.worker_args]
         shared_master = [*shared, "--admin-token", self.token] if self.token is not None else shared
         self.master = Proc(
             "master",
@@ -168,7 +181,7 @@ class Cluster:
                 "--replicas",
                 str(self.replicas),
                 "--down-after",
-                "2",
+                "4",
                 *shared_master,
                 *self.master_args,
             ],
@@ -203,9 +216,11 @@ class Cluster:
     def start(self) -> Cluster:
         """Start the master, then the workers, and wait until the master sees all of them up."""
         self.master.start()
-        for _i in range(self.workers):
+        for i in range(self.workers):
+            # One after the other, each registered before the next starts: the master
+            # numbers workers as they register, and tests count on nodes[i] being worker i.
             self.add_worker()
-        self.wait_workers_up(self.workers)
+            self.wait_workers_up(i + 1)
         return self
 
     def add_worker(self, *extra: str) -> Proc:
@@ -230,12 +245,13 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    def cluster_info(self) -> dict:
-        return httpx.get(
+    def cluster_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = httpx.get(
             f"{self.url}/_cluster", timeout=5, headers=self.headers, verify=self.verify
         ).json()
+        return info
 
-    def wait_workers_up(self, count: int, timeout: float = 20.0) -> None:
+    def wait_workers_up(self, count: int, timeout: float = 60.0) -> None:
         """Wait until the master reports ``count`` workers up."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -248,7 +264,7 @@ class Cluster:
             time.sleep(0.1)
         raise TimeoutError(f"{count} workers not up within {timeout} s: {self.cluster_info()}")
 
-    def wait_worker_state(self, index: int, state: str, timeout: float = 20.0) -> None:
+    def wait_worker_state(self, index: int, state: str, timeout: float = 60.0) -> None:
         """Wait until the master reports worker ``index`` in ``state`` ("up" or "down")."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -258,9 +274,9 @@ class Cluster:
             time.sleep(0.1)
         raise TimeoutError(f"worker {index} not {state} within {timeout} s")
 
-    def worker_blobs(self, node: Proc) -> list[dict]:
+    def worker_blobs(self, node: Proc) -> list[dict[str, Any]]:
         """Return every blob a worker holds, following pages of GET /blobs."""
-        blobs: list[dict] = []
+        blobs: list[dict[str, Any]] = []
         start = ""
         while True:
             page = httpx.get(
@@ -293,9 +309,18 @@ class Cluster:
         return [p.pid for p in [self.master, *self.nodes] if p.popen is not None]
 
     def stop(self) -> None:
-        """Stop every process this cluster started."""
-        for proc in [*self.nodes, self.master]:
-            proc.stop()
+        """Stop every process this cluster started, side by side."""
+        procs = [*self.nodes, self.master]
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.reap()
+
+
+class MakeCluster(Protocol):
+    """The ``make_cluster`` fixture: start a cluster with ``settings`` (Cluster's fields)."""
+
+    def __call__(self, **settings: Any) -> Cluster: ...
 
 
 @contextmanager

@@ -6,25 +6,26 @@ Every process they start is stopped by PID at teardown.
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cluster import Cluster, started
+from cluster import Cluster, MakeCluster, started
 
 
 @pytest.fixture
-def make_cluster(tmp_path: Path) -> Iterator[type[Cluster]]:
+def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
     """Return a factory of started clusters; every one is stopped at teardown."""
     made: list[Cluster] = []
 
-    def make(**kwargs: object) -> Cluster:
-        cluster = Cluster(tmp_path / f"c{len(made)}", **kwargs)  # type: ignore[arg-type]
+    def make(**settings: Any) -> Cluster:
+        cluster = Cluster(tmp_path / f"c{len(made)}", **settings)
         made.append(cluster)
         return cluster.start()
 
-    yield make  # type: ignore[misc]
+    yield make
     for cluster in made:
         cluster.stop()
 
@@ -37,6 +38,6 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def cluster(make_cluster) -> Cluster:  # type: ignore[no-untyped-def]
+def cluster(make_cluster: MakeCluster) -> Cluster:
     """A running master with three workers and three replicas."""
     return make_cluster()

@@ -10,11 +10,12 @@ master and the Python clients succeed.
 
 import asyncio
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from cluster import started
+from cluster import Cluster, started
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,13 +35,13 @@ VERIFY_MAX = 16 * MiB
 
 
 @pytest.fixture(scope="module")
-def corruptible(tmp_path_factory):
+def corruptible(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A cluster without the hot cache, so every read of a small value reaches a worker."""
     with started(tmp_path_factory.mktemp("corrupt"), master_args=["--cache-bytes", "0"]) as cluster:
         yield cluster
 
 
-def files_of(cluster, key: str) -> list[Path]:
+def files_of(cluster: Cluster, key: str) -> list[Path]:
     """The blob files holding ``key``'s live version (none for an inline value)."""
     md5 = httpx.head(f"{cluster.url}{key}").headers["content-md5"]
     found = []
@@ -68,7 +69,7 @@ def damage(path: Path, kind: str, where: float) -> None:
             handle.write(bytes([byte[0] ^ 0x5A]))
 
 
-def read(cluster, key: str, path: str, span: tuple[int, int] | None) -> bytes | None:
+def read(cluster: Cluster, key: str, path: str, span: tuple[int, int] | None) -> bytes | None:
     """Read ``key`` (or bytes ``span``) by ``path``; None if the read failed."""
     headers = {"Range": f"bytes={span[0]}-{span[1]}"} if span else {}
     try:
@@ -96,7 +97,7 @@ def read(cluster, key: str, path: str, span: tuple[int, int] | None) -> bytes | 
 
 
 @settings(
-    max_examples=int(os.environ.get("KFS_CORRUPTION_EXAMPLES", "30")),
+    max_examples=int(os.environ.get("KFS_CORRUPTION_EXAMPLES", "10")),  # CI: 30
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
@@ -107,7 +108,14 @@ def read(cluster, key: str, path: str, span: tuple[int, int] | None) -> bytes | 
     spans=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), max_size=3),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_no_read_returns_bytes_that_were_not_written(corruptible, size, damaged, path, spans, seed):
+def test_no_read_returns_bytes_that_were_not_written(
+    corruptible: Cluster,
+    size: int,
+    damaged: list[tuple[str, float]],
+    path: str,
+    spans: list[tuple[float, float]],
+    seed: int,
+) -> None:
     value = os.urandom(size)
     key = f"/prop/{seed:x}-{size}"
     assert httpx.put(f"{corruptible.url}{key}", content=value, timeout=120).status_code == 201

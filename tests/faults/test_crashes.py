@@ -6,15 +6,21 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from cluster import Cluster, MakeCluster, Proc
 
 from kittenfs.master.garbage import REPLACED_GRACE
 
+T = TypeVar("T")
 
-def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1):
+
+def wait_until(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.1) -> T:
     """Return the first truthy value of ``predicate()``; fail if none within ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -25,7 +31,7 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-def body_signalling(victim, sig: int, at: int, chunks: int):
+def body_signalling(victim: Proc, sig: int, at: int, chunks: int) -> Iterator[bytes]:
     """Yield ``chunks`` random 256 KiB chunks of an upload, sending ``sig`` to ``victim``
     just before chunk ``at``: a fault in the middle of the stream."""
     for i in range(chunks):
@@ -34,11 +40,15 @@ def body_signalling(victim, sig: int, at: int, chunks: int):
         yield os.urandom(256 * 1024)
 
 
-def blob_counts(cluster) -> list[int]:
+def holds_only(cluster: Cluster, node: Proc, md5: str) -> bool:
+    return [b["md5"] for b in cluster.worker_blobs(node)] == [md5]
+
+
+def blob_counts(cluster: Cluster) -> list[int]:
     return [len(cluster.worker_blobs(node)) for node in cluster.nodes]
 
 
-def test_worker_kill9_and_restart_keeps_index_and_data(make_cluster):
+def test_worker_kill9_and_restart_keeps_index_and_data(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=["--cache-bytes", "0"])  # every read goes to a replica
     http = httpx.Client(base_url=cluster.url, follow_redirects=True, timeout=30)
     values = {f"/w/{i}": os.urandom(100 + i * 5000) for i in range(20)}
@@ -64,7 +74,7 @@ def test_worker_kill9_and_restart_keeps_index_and_data(make_cluster):
     assert http.put("/w/after", content=b"y").status_code == 201
 
 
-def test_master_kill9_during_writes_loses_no_acknowledged_write(cluster):
+def test_master_kill9_during_writes_loses_no_acknowledged_write(cluster: Cluster) -> None:
     acked: dict[str, bytes] = {}
     attempted: dict[str, bytes] = {}
     stop = threading.Event()
@@ -80,18 +90,18 @@ def test_master_kill9_during_writes_loses_no_acknowledged_write(cluster):
                     if http.put(key, content=value).status_code == 201:
                         acked[key] = value
                 except httpx.HTTPError:
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # a client's pause before it retries
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
     try:
-        wait_until(lambda: len(acked) >= 40, timeout=30)
+        wait_until(lambda: len(acked) >= 40, timeout=60)
         cluster.master.kill(signal.SIGKILL)
         killed_at = len(acked)
-        time.sleep(0.3)
+        time.sleep(0.3)  # the master stays down a moment: part of the fault
         cluster.master.start()
-        wait_until(lambda: len(acked) >= killed_at + 20, timeout=30)
+        wait_until(lambda: len(acked) >= killed_at + 20, timeout=60)
     finally:
         stop.set()
         for thread in threads:
@@ -107,15 +117,15 @@ def test_master_kill9_during_writes_loses_no_acknowledged_write(cluster):
         assert http.get(key).content == attempted[key]
     assert http.get("/?unlinked").json()["keys"] == []
     # Copies of writes the crash cut off are removed: each worker ends with one blob per key.
-    wait_until(lambda: blob_counts(cluster) == [len(listed)] * 3, timeout=20)
+    wait_until(lambda: blob_counts(cluster) == [len(listed)] * 3, timeout=60)
 
 
-def test_client_disconnect_mid_upload_stores_nothing(cluster):
+def test_client_disconnect_mid_upload_stores_nothing(cluster: Cluster) -> None:
     host, port = urlsplit(cluster.url).hostname, urlsplit(cluster.url).port
     with socket.create_connection((host, port)) as sock:
         sock.sendall(b"PUT /cut HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n")
         sock.sendall(os.urandom(2 * 1024 * 1024))
-        time.sleep(0.3)
+        time.sleep(0.3)  # the client pauses mid-body, then goes away: the fault
     http = httpx.Client(base_url=cluster.url)
     wait_until(lambda: blob_counts(cluster) == [0, 0, 0])
     assert http.head("/cut").status_code == 404
@@ -125,7 +135,7 @@ def test_client_disconnect_mid_upload_stores_nothing(cluster):
     assert http.put("/cut", content=b"whole").status_code == 201  # the key is not stuck
 
 
-def test_worker_killed_mid_upload_fails_the_write_cleanly(cluster):
+def test_worker_killed_mid_upload_fails_the_write_cleanly(cluster: Cluster) -> None:
     http = httpx.Client(base_url=cluster.url, timeout=60)
     http.put("/big", content=b"old value")
     victim = cluster.nodes[2]
@@ -138,7 +148,7 @@ def test_worker_killed_mid_upload_fails_the_write_cleanly(cluster):
     wait_until(lambda: blob_counts(cluster) == [1, 1, 1])
 
 
-def test_concurrent_writers_to_one_key_serialize(cluster):
+def test_concurrent_writers_to_one_key_serialize(cluster: Cluster) -> None:
     values = [os.urandom(1000 + n) for n in range(24)]
     statuses: list[int] = []
 
@@ -158,17 +168,17 @@ def test_concurrent_writers_to_one_key_serialize(cluster):
     md5 = hashlib.md5(final).hexdigest()
     for node in cluster.nodes:  # every replica holds the final version and nothing else
         wait_until(
-            lambda node=node: [b["md5"] for b in cluster.worker_blobs(node)] == [md5],
+            partial(holds_only, cluster, node, md5),
             timeout=REPLACED_GRACE + 10,
         )  # the replaced versions wait out their grace
 
 
-def test_large_value_streams_with_bounded_master_memory(cluster):
+def test_large_value_streams_with_bounded_master_memory(cluster: Cluster) -> None:
     size = 192 * 1024 * 1024
     chunk = os.urandom(1024 * 1024)
     digest = hashlib.md5()
 
-    def body():
+    def body() -> Iterator[bytes]:
         for _ in range(size // len(chunk)):
             digest.update(chunk)
             yield chunk
@@ -190,7 +200,7 @@ def test_large_value_streams_with_bounded_master_memory(cluster):
     assert peak_mib < 96, f"master peak RSS {peak_mib:.0f} MiB for a {size >> 20} MiB value"
 
 
-def test_direct_read_cut_mid_stream_is_an_error_not_a_wrong_200(cluster):
+def test_direct_read_cut_mid_stream_is_an_error_not_a_wrong_200(cluster: Cluster) -> None:
     size = 48 * 1024 * 1024
     with httpx.Client(base_url=cluster.url, timeout=60) as http:
         assert http.put("/cutread", content=os.urandom(size)).status_code == 201
@@ -205,11 +215,11 @@ def test_direct_read_cut_mid_stream_is_an_error_not_a_wrong_200(cluster):
                 if received >= 4 * 1024 * 1024 and cluster.nodes[0].alive():
                     for node in cluster.nodes:  # whichever replica serves, it dies now
                         node.kill(signal.SIGKILL)
-                    time.sleep(0.5)
+                    time.sleep(0.5)  # the reader pauses while the replicas die
         assert received < size
 
 
-def test_a_stalled_worker_fails_the_write_instead_of_hanging(make_cluster):
+def test_a_stalled_worker_fails_the_write_instead_of_hanging(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=["--replica-timeout", "2"])
     http = httpx.Client(base_url=cluster.url, timeout=60)
     assert http.put("/stall", content=b"before").status_code == 201
@@ -223,16 +233,16 @@ def test_a_stalled_worker_fails_the_write_instead_of_hanging(make_cluster):
     assert response.json()["error"] in ("replica_stalled", "replica_failed")
     assert time.monotonic() - started < 20
     assert http.get("/stall", follow_redirects=True).content == b"before"
-    wait_until(lambda: blob_counts(cluster) == [1, 1, 1], timeout=20)
+    wait_until(lambda: blob_counts(cluster) == [1, 1, 1], timeout=60)
 
 
-def test_a_worker_paused_after_the_whole_body_fails_the_write(make_cluster):
+def test_a_worker_paused_after_the_whole_body_fails_the_write(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=["--replica-timeout", "60"])
     http = httpx.Client(base_url=cluster.url, timeout=60)
     victim = cluster.nodes[1]
     sent = []
 
-    def body():
+    def body() -> Iterator[bytes]:
         for i in range(12):
             yield os.urandom(256 * 1024)
             sent.append(i)
@@ -247,4 +257,4 @@ def test_a_worker_paused_after_the_whole_body_fails_the_write(make_cluster):
     assert time.monotonic() - started < 20  # down_after (2 s) ends it, not the 60 s timeout
     assert http.head("/paused").status_code == 404
     cluster.wait_workers_up(3)
-    wait_until(lambda: blob_counts(cluster) == [0, 0, 0], timeout=20)
+    wait_until(lambda: blob_counts(cluster) == [0, 0, 0], timeout=60)

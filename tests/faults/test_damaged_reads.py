@@ -14,18 +14,21 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from cluster import Cluster, MakeCluster
 
 import kittenfs
 from kittenfs.records import BlobHeader
 from kittenfs.worker.blobstore import BLOCK_SIZE
 
 
-def blob_path(cluster, node: int, key: str) -> Path:
-    blob = next(b["blob"] for b in cluster.worker_blobs(cluster.nodes[node]) if b["key"] == key)
+def blob_path(cluster: Cluster, node: int, key: str) -> Path:
+    blob: str = next(
+        b["blob"] for b in cluster.worker_blobs(cluster.nodes[node]) if b["key"] == key
+    )
     return cluster.root / f"worker-{node}" / "blobs" / blob[0:2] / blob[2:4] / blob
 
 
-def redirect_to(http: httpx.Client, cluster, key: str, node: int) -> str:
+def redirect_to(http: httpx.Client, cluster: Cluster, key: str, node: int) -> str:
     """Return a redirect Location for ``key`` that names worker ``node`` (asking the master
     again until its random choice falls there; a redirect alone changes nothing)."""
     for _ in range(200):
@@ -43,7 +46,9 @@ def flip(path: Path, offset: int) -> None:
         handle.write(bytes([byte[0] ^ 0xFF]))
 
 
-def test_a_worker_without_the_blob_sends_the_client_back_and_the_read_goes_on(cluster):
+def test_a_worker_without_the_blob_sends_the_client_back_and_the_read_goes_on(
+    cluster: Cluster,
+) -> None:
     value = os.urandom(200_000)
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
         assert http.put("/back/and/on", content=value).status_code == 201
@@ -63,7 +68,7 @@ def test_a_worker_without_the_blob_sends_the_client_back_and_the_read_goes_on(cl
         assert httpx.get(forged, timeout=30).status_code == 403
 
 
-def test_a_fallback_link_expires_and_is_bound_to_its_key(cluster):
+def test_a_fallback_link_expires_and_is_bound_to_its_key(cluster: Cluster) -> None:
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
         http.put("/bound/a", content=os.urandom(100_000))
         http.put("/bound/b", content=os.urandom(100_000))
@@ -76,7 +81,7 @@ def test_a_fallback_link_expires_and_is_bound_to_its_key(cluster):
         assert http.get(stale).status_code == 403
 
 
-def test_damaged_blocks_on_every_replica_are_served_around(make_cluster):
+def test_damaged_blocks_on_every_replica_are_served_around(make_cluster: MakeCluster) -> None:
     """Three copies of 12 blocks, each damaged in a different block: no copy is whole, but
     each block has a good one.  Streamed through the master the value comes back whole (and
     any range of it); the Python client's reads do too; a redirected read is cut (never
@@ -125,7 +130,7 @@ def test_damaged_blocks_on_every_replica_are_served_around(make_cluster):
             assert answer.status_code != 200 or answer.content == value
 
 
-def test_format_1_blob_files_are_still_served_and_checked(cluster):
+def test_format_1_blob_files_are_still_served_and_checked(cluster: Cluster) -> None:
     """A file written before block digests (format 1) is served, checked by its MD5; a flipped
     byte in one makes that copy unservable, and the read goes on elsewhere."""
     value = os.urandom(300_000)

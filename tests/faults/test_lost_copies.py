@@ -10,9 +10,11 @@ import glob
 import os
 import shutil
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
+from cluster import Cluster, MakeCluster
 
 import kittenfs
 
@@ -20,14 +22,16 @@ import kittenfs
 INLINE, FILE = 2_000, 300_000
 
 
-def wait_until(condition, timeout: float = 60.0, what: str = "condition") -> None:
+def wait_until(
+    condition: Callable[[], object], timeout: float = 60.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
         time.sleep(0.2)
 
 
-def read_every_way(cluster, key: str, value: bytes, times: int = 20) -> None:
+def read_every_way(cluster: Cluster, key: str, value: bytes, times: int = 20) -> None:
     """Read ``key`` by every path a client has, ``times`` each: all must return ``value``."""
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as curl:
         for _ in range(times):
@@ -49,18 +53,21 @@ def read_every_way(cluster, key: str, value: bytes, times: int = 20) -> None:
     asyncio.run(async_reads())
 
 
-def holds(cluster, node: int, key: str) -> bool:
+def holds(cluster: Cluster, node: int, key: str) -> bool:
     return any(b["key"] == key for b in cluster.worker_blobs(cluster.nodes[node]))
 
 
-def under_replicated(cluster) -> int:
-    return httpx.get(f"{cluster.url}/_cluster", params={"keys": "1"}, timeout=30).json()["keys"][
-        "under_replicated"
-    ]
+def under_replicated(cluster: Cluster) -> int:
+    keys = httpx.get(f"{cluster.url}/_cluster", params={"keys": "1"}, timeout=30).json()["keys"]
+    return int(keys["under_replicated"])
+
+
+#: A cluster and the values it holds.
+Stored = tuple[Cluster, dict[str, bytes]]
 
 
 @pytest.fixture
-def stored(make_cluster):
+def stored(make_cluster: MakeCluster) -> Stored:
     """A cluster without the hot-value cache (so small reads reach the workers too) holding
     an inline and a file-backed value on every worker."""
     cluster = make_cluster(master_args=["--cache-bytes", "0"])
@@ -71,7 +78,9 @@ def stored(make_cluster):
     return cluster, values
 
 
-def test_a_blob_deleted_on_a_worker_reads_everywhere_and_is_repaired_unasked(stored):
+def test_a_blob_deleted_on_a_worker_reads_everywhere_and_is_repaired_unasked(
+    stored: Stored,
+) -> None:
     cluster, values = stored
     files = glob.glob(str(cluster.root / "worker-1" / "blobs" / "*" / "*" / "*"))
     assert len(files) == 1
@@ -80,8 +89,12 @@ def test_a_blob_deleted_on_a_worker_reads_everywhere_and_is_repaired_unasked(sto
     wait_until(lambda: under_replicated(cluster) == 0, what="repair")
 
     def blob_on_worker_1() -> str:
-        return next(
-            b["blob"] for b in cluster.worker_blobs(cluster.nodes[1]) if b["key"] == "/lost/file"
+        return str(
+            next(
+                b["blob"]
+                for b in cluster.worker_blobs(cluster.nodes[1])
+                if b["key"] == "/lost/file"
+            )
         )
 
     wait_until(
@@ -93,7 +106,7 @@ def test_a_blob_deleted_on_a_worker_reads_everywhere_and_is_repaired_unasked(sto
     )
 
 
-def test_a_worker_whose_leveldb_was_deleted_rebuilds_it_from_its_files(stored):
+def test_a_worker_whose_leveldb_was_deleted_rebuilds_it_from_its_files(stored: Stored) -> None:
     """Its file-backed blob is listed again at once; its inline one (which lived only in the
     LevelDB) is lost there, found by the recheck the worker asks for, and repaired."""
     cluster, values = stored
@@ -113,7 +126,9 @@ def test_a_worker_whose_leveldb_was_deleted_rebuilds_it_from_its_files(stored):
 
 
 @pytest.mark.parametrize("damage", ["manifest", "current", "log"])
-def test_a_worker_whose_leveldb_is_damaged_repairs_it_or_starts_anew(stored, damage):
+def test_a_worker_whose_leveldb_is_damaged_repairs_it_or_starts_anew(
+    stored: Stored, damage: str
+) -> None:
     cluster, values = stored
     victim = cluster.nodes[0]
     victim.kill()
@@ -135,7 +150,7 @@ def test_a_worker_whose_leveldb_is_damaged_repairs_it_or_starts_anew(stored, dam
     wait_until(lambda: under_replicated(cluster) == 0, what="full replication")
 
 
-def test_a_leveldb_deleted_under_a_running_worker_acknowledges_nothing_more(stored):
+def test_a_leveldb_deleted_under_a_running_worker_acknowledges_nothing_more(stored: Stored) -> None:
     cluster, values = stored
     victim = cluster.nodes[1]
     shutil.rmtree(cluster.root / "worker-1" / "index")

@@ -2,9 +2,12 @@
 
 import hashlib
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from cluster import Cluster, MakeCluster
 
 
 def md5(data: bytes) -> str:
@@ -20,12 +23,19 @@ def assert_json_error(response: httpx.Response, status: int, error: str | None =
 
 
 @pytest.fixture
-def http(cluster):
+def cluster(request: pytest.FixtureRequest, shared: Cluster, make_cluster: MakeCluster) -> Cluster:
+    """This module's shared cluster (its tests use keys of their own), or a cluster of its
+    own for a test marked ``empty_cluster`` (one that counts every blob or lists every key)."""
+    return make_cluster() if request.node.get_closest_marker("empty_cluster") else shared
+
+
+@pytest.fixture
+def http(cluster: Cluster) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=cluster.url, timeout=30) as client:
         yield client
 
 
-def test_put_creates_then_replaces_with_etag(http):
+def test_put_creates_then_replaces_with_etag(http: httpx.Client) -> None:
     first = http.put("/a/b", content=b"one")
     assert first.status_code == 201
     assert first.headers["etag"] == f'"{md5(b"one")}"'
@@ -35,7 +45,7 @@ def test_put_creates_then_replaces_with_etag(http):
     assert http.get("/a/b", follow_redirects=True).content == b"two"
 
 
-def test_a_key_with_a_newline_is_stored_listed_read_and_deleted(http):
+def test_a_key_with_a_newline_is_stored_listed_read_and_deleted(http: httpx.Client) -> None:
     # aiohttp's route pattern ".*" stops at a newline: such keys once got the router's 404.
     assert http.put("/line%0Abreak", content=b"two\nlines").status_code == 201
     got = http.get("/line%0Abreak", follow_redirects=True)
@@ -45,14 +55,16 @@ def test_a_key_with_a_newline_is_stored_listed_read_and_deleted(http):
     assert http.head("/line%0Abreak").status_code == 404
 
 
-def test_create_only_put(http):
+def test_create_only_put(http: httpx.Client) -> None:
     assert http.put("/c", content=b"x", headers={"If-None-Match": "*"}).status_code == 201
     response = http.put("/c", content=b"y", headers={"If-None-Match": "*"})
     assert_json_error(response, 412, "key_exists")
     assert http.get("/c", follow_redirects=True).content == b"x"
 
 
-def test_put_if_none_match_an_etag_is_refused_only_when_it_is_the_live_one(http):
+def test_put_if_none_match_an_etag_is_refused_only_when_it_is_the_live_one(
+    http: httpx.Client,
+) -> None:
     tag = http.put("/c-etag", content=b"x").headers["ETag"]
     refused = http.put("/c-etag", content=b"y", headers={"If-None-Match": f'"other", {tag}'})
     assert_json_error(refused, 412, "key_exists")
@@ -62,7 +74,9 @@ def test_put_if_none_match_an_etag_is_refused_only_when_it_is_the_live_one(http)
     assert http.get("/c-etag", follow_redirects=True).content == b"z"
 
 
-def test_get_redirects_to_a_replica_with_checksum_headers(http, cluster):
+def test_get_redirects_to_a_replica_with_checksum_headers(
+    http: httpx.Client, cluster: Cluster
+) -> None:
     value = os.urandom(100_000)  # over the cache's value limit: small values come from the master
     http.put("/r", content=value)
     response = http.get("/r")
@@ -77,7 +91,7 @@ def test_get_redirects_to_a_replica_with_checksum_headers(http, cluster):
 
 
 @pytest.mark.parametrize("how", [{"params": {"direct": ""}}, {"headers": {"X-Kfs-Direct": "1"}}])
-def test_direct_get_streams_through_the_master(http, how):
+def test_direct_get_streams_through_the_master(http: httpx.Client, how: dict[str, Any]) -> None:
     value = os.urandom(300_000)
     http.put("/d", content=value)
     response = http.get("/d", **how)
@@ -86,7 +100,7 @@ def test_direct_get_streams_through_the_master(http, how):
     assert response.headers["content-md5"] == md5(value)
 
 
-def test_direct_get_passes_ranges(http):
+def test_direct_get_passes_ranges(http: httpx.Client) -> None:
     http.put("/dr", content=b"0123456789")
     response = http.get("/dr", params={"direct": ""}, headers={"Range": "bytes=2-4"})
     assert response.status_code == 206
@@ -94,7 +108,7 @@ def test_direct_get_passes_ranges(http):
     assert response.headers["content-range"] == "bytes 2-4/10"
 
 
-def test_head_is_answered_by_the_master(http):
+def test_head_is_answered_by_the_master(http: httpx.Client) -> None:
     value = os.urandom(1000)
     http.put("/h", content=value)
     response = http.head("/h")
@@ -106,20 +120,20 @@ def test_head_is_answered_by_the_master(http):
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_missing_key_is_404_with_empty_body(http, method):
+def test_missing_key_is_404_with_empty_body(http: httpx.Client, method: str) -> None:
     response = http.request(method, "/missing")
     assert response.status_code == 404
     assert response.headers["content-length"] == "0"
     assert response.content == b""
 
 
-def test_empty_value_round_trips(http):
+def test_empty_value_round_trips(http: httpx.Client) -> None:
     assert http.put("/empty", content=b"").status_code == 201
     assert http.head("/empty").headers["content-length"] == "0"
     assert http.get("/empty", follow_redirects=True).content == b""
 
 
-def test_conditional_get_answers_304_at_the_master(http):
+def test_conditional_get_answers_304_at_the_master(http: httpx.Client) -> None:
     http.put("/cond", content=b"abc")
     tag = f'"{md5(b"abc")}"'
     assert http.get("/cond", headers={"If-None-Match": tag}).status_code == 304
@@ -132,7 +146,9 @@ def test_conditional_get_answers_304_at_the_master(http):
 
 
 @pytest.mark.parametrize("size", [10, 200_000])  # inline in LevelDB, and file-backed
-def test_worker_serves_single_ranges_and_conditional_gets(http, cluster, size):
+def test_worker_serves_single_ranges_and_conditional_gets(
+    http: httpx.Client, cluster: Cluster, size: int
+) -> None:
     value = os.urandom(size)
     http.put("/range", content=value)
     location = cluster.blob_url("/range")
@@ -167,7 +183,8 @@ def test_worker_serves_single_ranges_and_conditional_gets(http, cluster, size):
     assert httpx.get(location, auth=cluster.auth).content == value
 
 
-def test_delete_removes_from_index_and_replicas(http, cluster):
+@pytest.mark.empty_cluster
+def test_delete_removes_from_index_and_replicas(http: httpx.Client, cluster: Cluster) -> None:
     http.put("/del", content=b"bye")
     assert all(len(cluster.worker_blobs(node)) == 1 for node in cluster.nodes)
     assert http.delete("/del").status_code == 204
@@ -176,7 +193,8 @@ def test_delete_removes_from_index_and_replicas(http, cluster):
     assert http.delete("/del").status_code == 404
 
 
-def test_unlink_hides_a_key_but_keeps_its_bytes(http, cluster):
+@pytest.mark.empty_cluster
+def test_unlink_hides_a_key_but_keeps_its_bytes(http: httpx.Client, cluster: Cluster) -> None:
     http.put("/u/1", content=b"kept")
     http.put("/u/2", content=b"shown")
     assert http.request("UNLINK", "/u/1").status_code == 204
@@ -191,7 +209,8 @@ def test_unlink_hides_a_key_but_keeps_its_bytes(http, cluster):
     assert http.get("/?unlinked").json() == {"keys": [], "next": ""}
 
 
-def test_put_over_an_unlinked_key_makes_it_live_again(http):
+@pytest.mark.empty_cluster
+def test_put_over_an_unlinked_key_makes_it_live_again(http: httpx.Client) -> None:
     http.put("/again", content=b"old")
     http.request("UNLINK", "/again")
     assert http.put("/again", content=b"new").status_code == 201
@@ -199,7 +218,8 @@ def test_put_over_an_unlinked_key_makes_it_live_again(http):
     assert http.get("/again", follow_redirects=True).content == b"new"
 
 
-def test_listing_pages_in_byte_order(http):
+@pytest.mark.empty_cluster
+def test_listing_pages_in_byte_order(http: httpx.Client) -> None:
     keys = ["/l/a", "/l/b", "/l/b/c", "/l/z", "/l/\u00e9", "/l/\u4e2d", "/m/x"]
     for key in keys:
         assert http.put(key, content=key.encode()).status_code == 201
@@ -225,11 +245,11 @@ def test_listing_pages_in_byte_order(http):
         "list&start=" + "x" * 1100,
     ],
 )
-def test_bad_list_parameters_are_400(http, query):
+def test_bad_list_parameters_are_400(http: httpx.Client, query: str) -> None:
     assert_json_error(http.get("/?" + query), 400, "bad_parameter")
 
 
-def test_cluster_describes_master_and_workers(http, cluster):
+def test_cluster_describes_master_and_workers(http: httpx.Client, cluster: Cluster) -> None:
     info = http.get("/_cluster").json()
     assert info["replicas"] == 3
     assert info["master"]["id"].startswith("m-")
@@ -243,7 +263,8 @@ def test_cluster_describes_master_and_workers(http, cluster):
         assert httpx.get(f"{node.url}/health").json()["status"] == "ok"
 
 
-def test_key_too_long_or_not_utf8_is_400(http):
+@pytest.mark.empty_cluster
+def test_key_too_long_or_not_utf8_is_400(http: httpx.Client) -> None:
     assert_json_error(http.put("/" + "k" * 1024, content=b"x"), 400, "bad_key")
     assert http.put("/" + "k" * 1023, content=b"x").status_code == 201
     raw = httpx.Request("PUT", cluster_url(http) + "/%FF%FE", content=b"x")
@@ -255,25 +276,25 @@ def cluster_url(http: httpx.Client) -> str:
     return str(http.base_url).rstrip("/")
 
 
-def test_unsupported_method_is_405_with_allow(http):
+def test_unsupported_method_is_405_with_allow(http: httpx.Client) -> None:
     response = http.request("PATCH", "/k", content=b"x")
     assert_json_error(response, 405, "method_not_allowed")
     assert "PUT" in response.headers["allow"]
     assert_json_error(http.post("/health"), 405)
 
 
-def test_reserved_paths_are_not_keys(http):
+def test_reserved_paths_are_not_keys(http: httpx.Client) -> None:
     assert_json_error(http.put("/_mine", content=b"x"), 404, "no_such_route")
     assert http.put("/put/_mine", content=b"x").status_code == 201
     assert http.get("/get/_mine").content == b"x"
 
 
-def test_body_over_the_limit_is_413_and_stores_nothing(make_cluster):
+def test_body_over_the_limit_is_413_and_stores_nothing(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=["--max-value-bytes", "1000"])
     with httpx.Client(base_url=cluster.url) as http:
         assert_json_error(http.put("/big", content=b"x" * 1001), 413, "value_too_large")
 
-        def chunked():
+        def chunked() -> Iterator[bytes]:
             for _ in range(20):
                 yield b"y" * 100
 

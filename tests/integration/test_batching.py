@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from cluster import Cluster
 
 from kittenfs import batch
 from kittenfs.placement import blob_id, new_version
@@ -15,7 +16,7 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def test_a_batch_applies_each_operation_and_answers_each(shared):
+def test_a_batch_applies_each_operation_and_answers_each(shared: Cluster) -> None:
     worker = shared.nodes[0].url
     version = new_version()
     kept, gone = blob_id("/batch/kept", version), blob_id("/batch/gone", version)
@@ -58,7 +59,9 @@ def test_a_batch_applies_each_operation_and_answers_each(shared):
         ),
     ],
 )
-def test_bad_batches_get_a_json_4xx_and_change_nothing(shared, method, content, status, error):
+def test_bad_batches_get_a_json_4xx_and_change_nothing(
+    shared: Cluster, method: str, content: bytes, status: int, error: str
+) -> None:
     worker = shared.nodes[1]
     before = shared.worker_blobs(worker)
     answer = httpx.request(
@@ -69,26 +72,31 @@ def test_bad_batches_get_a_json_4xx_and_change_nothing(shared, method, content, 
     assert shared.worker_blobs(worker) == before
 
 
-def test_concurrent_small_puts_each_land_whole_on_every_replica(shared):
+def test_concurrent_small_puts_each_land_whole_on_every_replica(shared: Cluster) -> None:
     """Many small PUTs at once share batches; each replica must hold each key's own bytes."""
     values = {f"/batch/many/{i}": os.urandom(1 + i * 37 % 5000) for i in range(200)}
 
-    def put(item: tuple[str, bytes]) -> int:
-        return httpx.put(f"{shared.url}{item[0]}", content=item[1], timeout=30).status_code
+    # One client for the lot (a new httpx client per request builds a TLS context each time:
+    # that, not kittenFS, took most of this test's time).
+    limits = httpx.Limits(max_connections=32)
+    with httpx.Client(timeout=30, limits=limits) as http:
 
-    with ThreadPoolExecutor(32) as pool:
-        assert set(pool.map(put, values.items())) == {201}
-    for node in shared.nodes:
-        held = {b["key"]: b for b in shared.worker_blobs(node) if b["key"] in values}
-        assert set(held) == set(values)
-        for key, blob in held.items():
-            assert (blob["size"], blob["md5"]) == (len(values[key]), md5(values[key]))
-            assert (
-                httpx.get(f"{node.url}/blob/{blob['blob']}", auth=shared.auth).content
-                == values[key]
-            )
-    with ThreadPoolExecutor(32) as pool:
-        codes = pool.map(lambda k: httpx.delete(f"{shared.url}{k}").status_code, values)
-        assert set(codes) == {204}
+        def put(item: tuple[str, bytes]) -> int:
+            return http.put(f"{shared.url}{item[0]}", content=item[1]).status_code
+
+        with ThreadPoolExecutor(32) as pool:
+            assert set(pool.map(put, values.items())) == {201}
+        for node in shared.nodes:
+            held = {b["key"]: b for b in shared.worker_blobs(node) if b["key"] in values}
+            assert set(held) == set(values)
+            for key, blob in held.items():
+                assert (blob["size"], blob["md5"]) == (len(values[key]), md5(values[key]))
+                assert (
+                    http.get(f"{node.url}/blob/{blob['blob']}", auth=shared.auth).content
+                    == values[key]
+                )
+        with ThreadPoolExecutor(32) as pool:
+            codes = pool.map(lambda k: http.delete(f"{shared.url}{k}").status_code, values)
+            assert set(codes) == {204}
     for node in shared.nodes:
         assert not [b for b in shared.worker_blobs(node) if b["key"] in values]

@@ -3,9 +3,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+from cluster import Cluster
 
 
-def test_quick_bench_runs_and_reports_json(tmp_path):
+def test_quick_bench_runs_and_reports_json(tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
     done = subprocess.run(
         [
@@ -58,7 +61,7 @@ def test_quick_bench_runs_and_reports_json(tmp_path):
     assert "targets" in done.stdout
 
 
-def test_bytes_are_counted_exactly_at_any_concurrency(cluster):
+def test_bytes_are_counted_exactly_at_any_concurrency(cluster: Cluster) -> None:
     from kittenfs.bench.load import Phase, run_phase
 
     keys = [f"/count/{i}" for i in range(40)]

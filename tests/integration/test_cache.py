@@ -5,9 +5,11 @@ import hashlib
 import signal
 import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
+from cluster import Cluster, MakeCluster
 
 from kittenfs.master.cache import ENTRY_OVERHEAD
 
@@ -15,15 +17,16 @@ CACHE = ["--cache-bytes", "1000000", "--cache-value-max", "4096"]
 
 
 @pytest.fixture
-def cached(make_cluster):
+def cached(make_cluster: MakeCluster) -> Cluster:
     return make_cluster(master_args=CACHE)
 
 
-def cache_stats(cluster) -> dict:
-    return cluster.cluster_info()["cache"]
+def cache_stats(cluster: Cluster) -> dict[str, Any]:
+    stats: dict[str, Any] = cluster.cluster_info()["cache"]
+    return stats
 
 
-def test_small_values_are_served_by_the_master_in_one_round_trip(cached):
+def test_small_values_are_served_by_the_master_in_one_round_trip(cached: Cluster) -> None:
     http = httpx.Client(base_url=cached.url)
     http.put("/hot", content=b"warm bytes")
     first = http.get("/hot")
@@ -37,7 +40,7 @@ def test_small_values_are_served_by_the_master_in_one_round_trip(cached):
     assert http.get("/hot", headers={"If-None-Match": first.headers["etag"]}).status_code == 304
 
 
-def test_large_values_and_ranges_still_redirect(cached):
+def test_large_values_and_ranges_still_redirect(cached: Cluster) -> None:
     http = httpx.Client(base_url=cached.url)
     http.put("/big", content=b"x" * 5000)
     http.put("/small", content=b"0123456789")
@@ -48,7 +51,7 @@ def test_large_values_and_ranges_still_redirect(cached):
     assert cache_stats(cached)["entries"] == 1  # /small only
 
 
-def test_a_miss_reads_through_a_replica_once(cached):
+def test_a_miss_reads_through_a_replica_once(cached: Cluster) -> None:
     http = httpx.Client(base_url=cached.url, timeout=30)
     http.put("/cold", content=b"from a worker")
     cached.master.stop()  # a fresh master starts with an empty cache
@@ -63,7 +66,7 @@ def test_a_miss_reads_through_a_replica_once(cached):
     assert cache_stats(cached)["hits"] == 1
 
 
-def test_the_cache_can_be_turned_off(make_cluster):
+def test_the_cache_can_be_turned_off(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=["--cache-bytes", "0"])
     http = httpx.Client(base_url=cluster.url, timeout=30)
     http.put("/k", content=b"v")
@@ -72,7 +75,7 @@ def test_the_cache_can_be_turned_off(make_cluster):
     assert cache_stats(cluster)["entries"] == 0
 
 
-def test_writes_deletes_and_unlinks_invalidate_before_they_answer(cached):
+def test_writes_deletes_and_unlinks_invalidate_before_they_answer(cached: Cluster) -> None:
     http = httpx.Client(base_url=cached.url)
     http.put("/k", content=b"one")
     assert http.get("/k").content == b"one"
@@ -87,7 +90,7 @@ def test_writes_deletes_and_unlinks_invalidate_before_they_answer(cached):
     assert cache_stats(cached)["entries"] == 0
 
 
-def test_the_cache_is_bounded_in_bytes(make_cluster):
+def test_the_cache_is_bounded_in_bytes(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=["--cache-bytes", "10000", "--cache-value-max", "4096"])
     http = httpx.Client(base_url=cluster.url)
     for i in range(10):
@@ -100,7 +103,7 @@ def test_the_cache_is_bounded_in_bytes(make_cluster):
     assert cache_stats(cluster)["hits"] == 1
 
 
-def test_hits_need_no_worker(cached):
+def test_hits_need_no_worker(cached: Cluster) -> None:
     http = httpx.Client(base_url=cached.url)
     http.put("/alone", content=b"cached")
     assert http.get("/alone").content == b"cached"
@@ -111,7 +114,7 @@ def test_hits_need_no_worker(cached):
     assert http.get("/other").status_code in (404, 502, 503)
 
 
-def test_no_read_returns_bytes_older_than_a_write_acknowledged_before_it(cached):
+def test_no_read_returns_bytes_older_than_a_write_acknowledged_before_it(cached: Cluster) -> None:
     """Writers and readers hammer one key; every read must be as new as the last ack before it."""
     writes: dict[bytes, tuple[float, float]] = {}
     reads: list[tuple[float, bytes]] = []

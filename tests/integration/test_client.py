@@ -5,10 +5,12 @@ import hashlib
 import io
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from cluster import Cluster
 
 import kittenfs
 from kittenfs import (
@@ -21,7 +23,7 @@ from kittenfs import (
     Unavailable,
     ValueInfo,
 )
-from kittenfs.client import key_path
+from kittenfs.keys import key_path
 
 
 def md5(data: bytes) -> str:
@@ -29,13 +31,13 @@ def md5(data: bytes) -> str:
 
 
 @pytest.fixture
-def client(shared):
+def client(shared: Cluster) -> Iterator[Client]:
     with Client(shared.url) as c:
         yield c
 
 
 @pytest.fixture
-def fresh(cluster):
+def fresh(cluster: Cluster) -> Iterator[Client]:
     """A client of a cluster of this test's own (for tests that list "/" or break workers)."""
     with Client(cluster.url) as c:
         yield c
@@ -44,7 +46,7 @@ def fresh(cluster):
 # -- put and get ---------------------------------------------------------------------------
 
 
-def test_put_bytes_returns_md5_and_get_returns_them(client):
+def test_put_bytes_returns_md5_and_get_returns_them(client: Client) -> None:
     assert client.put("/greeting", b"hello kitten") == md5(b"hello kitten")
     assert client.get("/greeting") == b"hello kitten"
     assert client.put("/ba", bytearray(b"bytearray")) == md5(b"bytearray")
@@ -55,20 +57,20 @@ def test_put_bytes_returns_md5_and_get_returns_them(client):
     assert client.get("/empty") == b""
 
 
-def test_key_without_leading_slash_gets_one(client):
+def test_key_without_leading_slash_gets_one(client: Client) -> None:
     client.put("noslash", b"x")
     assert client.get("/noslash") == b"x"
     assert client.get("noslash") == b"x"
     assert list(client.list("/nos")) == ["/noslash"]
 
 
-def test_put_replaces_value(client):
+def test_put_replaces_value(client: Client) -> None:
     client.put("/k", b"one")
     client.put("/k", b"two")
     assert client.get("/k") == b"two"
 
 
-def test_put_file_object(client, tmp_path):
+def test_put_file_object(client: Client, tmp_path: Path) -> None:
     data = os.urandom(300 * 1024)
     path = tmp_path / "v.bin"
     path.write_bytes(data)
@@ -85,7 +87,7 @@ def test_put_file_object(client, tmp_path):
     assert client.get("/bytesio") == data
 
 
-def test_put_path_str_and_pathlib(client, tmp_path):
+def test_put_path_str_and_pathlib(client: Client, tmp_path: Path) -> None:
     data = os.urandom(2 * 1024 * 1024 + 17)
     path = tmp_path / "value.bin"
     path.write_bytes(data)
@@ -95,7 +97,7 @@ def test_put_path_str_and_pathlib(client, tmp_path):
     assert client.get("/by-path") == data
 
 
-def test_create_only(client):
+def test_create_only(client: Client) -> None:
     assert client.put("/once", b"first", create_only=True) == md5(b"first")
     with pytest.raises(Conflict) as caught:
         client.put("/once", b"second", create_only=True)
@@ -104,7 +106,7 @@ def test_create_only(client):
     assert client.get("/once") == b"first"
 
 
-def test_get_missing_is_key_not_found_and_key_error(client):
+def test_get_missing_is_key_not_found_and_key_error(client: Client) -> None:
     with pytest.raises(KeyNotFound) as caught:
         client.get("/missing")
     assert caught.value.status == 404
@@ -113,7 +115,7 @@ def test_get_missing_is_key_not_found_and_key_error(client):
         client.get("/missing")
 
 
-def test_head_and_exists(client):
+def test_head_and_exists(client: Client) -> None:
     data = b"x" * 70000  # file-backed on the workers
     client.put("/h", data)
     assert client.head("/h") == ValueInfo(len(data), md5(data))
@@ -125,7 +127,7 @@ def test_head_and_exists(client):
         client.head("/nope")
 
 
-def test_delete(client):
+def test_delete(client: Client) -> None:
     client.put("/d", b"bye")
     client.delete("/d")
     with pytest.raises(KeyNotFound):
@@ -137,7 +139,7 @@ def test_delete(client):
         client.delete("/never-was")
 
 
-def test_unlink_hides_the_key(client):
+def test_unlink_hides_the_key(client: Client) -> None:
     client.put("/u/a", b"a")
     client.put("/u/b", b"b")
     client.unlink("/u/a")
@@ -178,7 +180,7 @@ ODD_KEYS = [
 ]
 
 
-def test_odd_keys_round_trip_and_list_in_byte_order(client):
+def test_odd_keys_round_trip_and_list_in_byte_order(client: Client) -> None:
     for key in ODD_KEYS:
         client.put(key, key.encode())
     client.put("/other", b"not under the prefix")
@@ -202,7 +204,7 @@ def test_odd_keys_round_trip_and_list_in_byte_order(client):
     assert list(client.list("/l/")) == []
 
 
-def test_key_path_quotes_reserved_characters():
+def test_key_path_quotes_reserved_characters() -> None:
     assert key_path("/a b") == "/a%20b"
     assert key_path("/q?x#y%") == "/q%3Fx%23y%25"
     assert key_path("/ü") == "/%C3%BC"
@@ -222,7 +224,7 @@ ROUTE_NAMED_KEYS = [
 ]
 
 
-def test_keys_named_like_master_routes_round_trip(client):
+def test_keys_named_like_master_routes_round_trip(client: Client) -> None:
     for key in ROUTE_NAMED_KEYS:
         assert client.put(key, key.encode()) == md5(key.encode()), key
     for key in ROUTE_NAMED_KEYS:
@@ -239,19 +241,19 @@ def test_keys_named_like_master_routes_round_trip(client):
     assert client.cluster()["workers"]  # the routes themselves still work
 
 
-def test_key_with_leading_double_slash_round_trips(fresh):
+def test_key_with_leading_double_slash_round_trips(fresh: Client) -> None:
     fresh.put("//x", b"double")
     assert list(fresh.list("/")) == ["//x"]
     assert fresh.get("//x") == b"double"
 
 
-def test_key_with_dot_segments_round_trips(client):
+def test_key_with_dot_segments_round_trips(client: Client) -> None:
     client.put("/dots/a/../b", b"dots")
     client.put("/dots/c/./d", b"dot")
     assert list(client.list("/dots/")) == ["/dots/a/../b", "/dots/c/./d"]
 
 
-def test_list_pages_over_more_keys_than_a_page(client):
+def test_list_pages_over_more_keys_than_a_page(client: Client) -> None:
     keys = [f"/p/{i:03d}" for i in range(10)]
     for key in reversed(keys):
         client.put(key, b"v")
@@ -264,7 +266,7 @@ def test_list_pages_over_more_keys_than_a_page(client):
 # -- streaming and integrity ---------------------------------------------------------------
 
 
-def test_open_streams_a_large_value(client):
+def test_open_streams_a_large_value(client: Client) -> None:
     data = os.urandom(5 * 1024 * 1024 + 333)
     client.put("/stream", data)
     with client.open("/stream") as reader:
@@ -292,14 +294,16 @@ def test_open_streams_a_large_value(client):
         client.open("/no-stream")
 
 
-def _blob_files(cluster) -> list[Path]:
+def _blob_files(cluster: Cluster) -> list[Path]:
     files = []
     for i in range(len(cluster.nodes)):
         files += [p for p in (cluster.root / f"worker-{i}" / "blobs").rglob("*") if p.is_file()]
     return files
 
 
-def test_when_every_replica_is_corrupt_reads_fail_and_never_return_bad_bytes(cluster, fresh):
+def test_when_every_replica_is_corrupt_reads_fail_and_never_return_bad_bytes(
+    cluster: Cluster, fresh: Client
+) -> None:
     """Every copy damaged (a flipped byte near each file's end): each read path ends in a
     clear 502, and no byte of a damaged block is ever sent."""
     client = fresh
@@ -339,7 +343,7 @@ def test_when_every_replica_is_corrupt_reads_fail_and_never_return_bad_bytes(clu
 # -- mapping -------------------------------------------------------------------------------
 
 
-def test_mapping_view(client):
+def test_mapping_view(client: Client) -> None:
     client.put("/outside", b"o")
     m = client.mapping("/m")
     assert len(m) == 0
@@ -353,7 +357,7 @@ def test_mapping_view(client):
     assert list(m) == ["a", "b", "dir/c"]
     assert "a" in m
     assert "zzz" not in m
-    assert 42 not in m
+    assert 42 not in m  # type: ignore[comparison-overlap]  # a Mapping takes any key
     assert m.get("zzz") is None
     assert m.get("a") == b"1"
     assert dict(m.items()) == {"a": b"1", "b": b"22", "dir/c": b"333"}
@@ -374,7 +378,7 @@ def test_mapping_view(client):
 # -- asyncio -------------------------------------------------------------------------------
 
 
-def test_async_client(shared):
+def test_async_client(shared: Cluster) -> None:
     cluster = shared
 
     async def scenario() -> None:
@@ -417,10 +421,11 @@ def test_async_client(shared):
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def test_unreachable_server_is_server_error():
+def test_unreachable_server_is_server_error() -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     with Client(url) as c:
         for call in (
@@ -444,12 +449,12 @@ def test_unreachable_server_is_server_error():
     asyncio.run(scenario())
 
 
-def test_cluster_of_unreachable_server_is_server_error():
+def test_cluster_of_unreachable_server_is_server_error() -> None:
     with Client(f"http://127.0.0.1:{_closed_port()}") as c, pytest.raises(ServerError):
         c.cluster()
 
 
-def test_cluster_description(shared, client):
+def test_cluster_description(shared: Cluster, client: Client) -> None:
     cluster = shared
     info = client.cluster()
     assert info["replicas"] == 3
@@ -458,7 +463,7 @@ def test_cluster_description(shared, client):
     assert all(w["state"] == "up" for w in info["workers"])
 
 
-def test_unavailable_when_too_few_workers_are_up(cluster, fresh):
+def test_unavailable_when_too_few_workers_are_up(cluster: Cluster, fresh: Client) -> None:
     client = fresh
     client.put("/before", b"stored while all were up")
     for i in (1, 2):
@@ -474,7 +479,7 @@ def test_unavailable_when_too_few_workers_are_up(cluster, fresh):
     assert client.get("/before") == b"stored while all were up"
 
 
-def test_public_names():
+def test_public_names() -> None:
     assert kittenfs.__version__
     assert issubclass(kittenfs.ValueTooLarge, kittenfs.BadRequest)
     assert issubclass(kittenfs.KeyNotFound, KeyError)

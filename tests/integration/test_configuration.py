@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,17 +67,17 @@ def started(tmp_path: Path) -> Iterator[Started]:
     processes.stop()
 
 
-def wait_workers_up(url: str, count: int, headers: dict[str, str]) -> dict:
+def wait_workers_up(url: str, count: int, headers: dict[str, str]) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while True:
-        cluster = httpx.get(f"{url}/_cluster", headers=headers, timeout=5).json()
+        cluster: dict[str, Any] = httpx.get(f"{url}/_cluster", headers=headers, timeout=5).json()
         if sum(w["state"] == "up" for w in cluster["workers"]) >= count:
             return cluster
         assert time.monotonic() < deadline, cluster
         time.sleep(0.1)
 
 
-def test_a_cluster_configured_by_environment_alone(started: Started, tmp_path: Path):
+def test_a_cluster_configured_by_environment_alone(started: Started, tmp_path: Path) -> None:
     secret = tmp_path / "cluster.secret"
     secret.write_text(SECRET + "\n")
     url = started.start(
@@ -114,7 +115,9 @@ def test_a_cluster_configured_by_environment_alone(started: Started, tmp_path: P
         assert client.get("/env/key") == b"by environment"
 
 
-def test_a_config_file_under_the_environment_and_the_flags(started: Started, tmp_path: Path):
+def test_a_config_file_under_the_environment_and_the_flags(
+    started: Started, tmp_path: Path
+) -> None:
     file = tmp_path / "kittenfs.toml"
     file.write_text(
         f'[master]\ndata = "{tmp_path / "master"}"\nport = 0\nreplicas = 1\n'
@@ -129,7 +132,7 @@ def test_a_config_file_under_the_environment_and_the_flags(started: Started, tmp
     assert (tmp_path / "worker").is_dir()  # the file's data directory for the worker
 
 
-def test_a_bad_variable_stops_the_process_before_it_touches_anything(tmp_path: Path):
+def test_a_bad_variable_stops_the_process_before_it_touches_anything(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KITTENFS_")}
     env |= {"KITTENFS_DATA": str(tmp_path / "master"), "KITTENFS_DOWN_AFTER": "-1"}
     done = subprocess.run(

@@ -9,13 +9,22 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from cluster import Cluster, MakeCluster, Proc
 from peers import worker_peers
 
 import kittenfs
 from kittenfs.placement import rank
 
 
-def test_concurrent_registrations_get_distinct_indices(cluster):
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest, shared: Cluster, make_cluster: MakeCluster) -> Cluster:
+    """This module's shared cluster (for tests that change nothing but keys of their own),
+    or a cluster of its own for a test marked ``empty_cluster``."""
+    return make_cluster() if request.node.get_closest_marker("empty_cluster") else shared
+
+
+@pytest.mark.empty_cluster  # it adds 12 workers
+def test_concurrent_registrations_get_distinct_indices(cluster: Cluster) -> None:
     results: list[int] = []
 
     def register(peer: tuple[str, str]) -> None:
@@ -35,7 +44,7 @@ def test_concurrent_registrations_get_distinct_indices(cluster):
     assert [w["index"] for w in cluster.cluster_info()["workers"]] == list(range(15))
 
 
-def test_bad_registration_and_heartbeat_are_400(cluster):
+def test_bad_registration_and_heartbeat_are_400(cluster: Cluster) -> None:
     bad = httpx.post(f"{cluster.url}/_workers/register", json={"id": 5}, auth=cluster.auth)
     assert bad.status_code == 400 and bad.json()["error"] == "bad_registration"
     assert (
@@ -48,7 +57,8 @@ def test_bad_registration_and_heartbeat_are_400(cluster):
     assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_worker"
 
 
-def test_client_reaches_keys_named_like_routes(cluster):
+@pytest.mark.empty_cluster  # it lists every key
+def test_client_reaches_keys_named_like_routes(cluster: Cluster) -> None:
     with kittenfs.Client(cluster.url) as client:
         names = ["/health", "/_cluster", "/_x", "/put/x", "/get/y", "/delete/z", "/gets", "/clear"]
         for name in names:
@@ -62,7 +72,7 @@ def test_client_reaches_keys_named_like_routes(cluster):
     assert httpx.get(f"{cluster.url}/health").json()["role"] == "master"
 
 
-def test_direct_switch_header_values(cluster):
+def test_direct_switch_header_values(cluster: Cluster) -> None:
     value = b"0123456789" * 10_000  # over the cache's limit, so not answered by the master
     httpx.put(f"{cluster.url}/sw", content=value)
     assert httpx.get(f"{cluster.url}/sw", headers={"X-Kfs-Direct": "0"}).status_code == 302
@@ -81,7 +91,7 @@ def test_direct_switch_header_values(cluster):
         ("multipart/form-data; boundary=xyz", b"no boundary in here"),
     ],
 )
-def test_malformed_seed_forms_are_400(cluster, content_type, body):
+def test_malformed_seed_forms_are_400(cluster: Cluster, content_type: str, body: bytes) -> None:
     response = httpx.put(
         f"{cluster.url}/put/form", content=body, headers={"Content-Type": content_type}
     )
@@ -102,13 +112,16 @@ def test_malformed_seed_forms_are_400(cluster, content_type, body):
         {"id": "", "url": "http://127.0.0.1:9"},
     ],
 )
-def test_registration_with_a_bad_url_or_index_is_refused(cluster, body):
+def test_registration_with_a_bad_url_or_index_is_refused(
+    cluster: Cluster, body: dict[str, object]
+) -> None:
     response = httpx.post(f"{cluster.url}/_workers/register", json=body, auth=cluster.auth)
     assert response.status_code == 400 and response.json()["error"] == "bad_registration"
     assert len(cluster.cluster_info()["workers"]) == 3
 
 
-def test_a_client_leaving_a_direct_read_does_not_mark_workers_down(cluster):
+@pytest.mark.empty_cluster  # it pauses the workers
+def test_a_client_leaving_a_direct_read_does_not_mark_workers_down(cluster: Cluster) -> None:
     httpx.put(f"{cluster.url}/z", content=b"")
     for node in cluster.nodes:  # hold the answer back until the client has gone
         node.kill(signal.SIGSTOP)
@@ -116,16 +129,17 @@ def test_a_client_leaving_a_direct_read_does_not_mark_workers_down(cluster):
         host, port = urlsplit(cluster.url).hostname, urlsplit(cluster.url).port
         with socket.create_connection((host, port)) as sock:
             sock.sendall(b"GET /z?direct HTTP/1.1\r\nHost: x\r\n\r\n")
-            time.sleep(0.2)
+            time.sleep(0.2)  # the client waits a moment, then leaves: the scenario
     finally:
         for node in cluster.nodes:
             node.kill(signal.SIGCONT)
-    time.sleep(1.0)
+    time.sleep(1.0)  # time for the master to (wrongly) mark workers down: the window tested
     assert "unreachable" not in (cluster.root / "master.log").read_text()
     assert all(w["state"] == "up" for w in cluster.cluster_info()["workers"])
 
 
-def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster):
+@pytest.mark.empty_cluster  # it pauses workers
+def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster: Cluster) -> None:
     """A slow replica (paused in bursts) lets the fast ones answer before it: still 201.
 
     Timing-dependent: the code this guards against failed about one run in two here.
@@ -133,10 +147,10 @@ def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster):
     ids = {w["id"]: w["index"] for w in cluster.cluster_info()["workers"]}
     stop = threading.Event()
 
-    def stutter(node) -> None:
+    def stutter(node: Proc) -> None:
         while not stop.is_set():
             node.kill(signal.SIGSTOP)
-            time.sleep(0.3)
+            time.sleep(0.3)  # the stutter's pace is the scenario
             node.kill(signal.SIGCONT)
             time.sleep(0.02)
 
@@ -157,7 +171,8 @@ def test_a_replica_that_finishes_first_does_not_fail_the_write(cluster):
     assert statuses == [201] * 6
 
 
-def test_reads_redirected_just_before_an_overwrite_still_get_bytes(cluster):
+@pytest.mark.empty_cluster  # a heavy load of its own
+def test_reads_redirected_just_before_an_overwrite_still_get_bytes(cluster: Cluster) -> None:
     """A 302 to the version an overwrite replaces must still be served, never a 404 or 500."""
     stop = threading.Event()
     codes: list[int] = []
@@ -180,7 +195,7 @@ def test_reads_redirected_just_before_an_overwrite_still_get_bytes(cluster):
     ]
     for thread in threads:
         thread.start()
-    time.sleep(4)
+    time.sleep(4)  # how long readers race the writer: the load tested
     stop.set()
     for thread in threads:
         thread.join()

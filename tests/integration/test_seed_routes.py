@@ -4,9 +4,12 @@ import hashlib
 import os
 import re
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from cluster import Cluster
 
 from kittenfs.master.garbage import REPLACED_GRACE
 
@@ -15,7 +18,7 @@ WORKER_KEYS = {"index", "url", "state", "last_heartbeat", "bytes_used", "free_by
 
 
 @pytest.fixture
-def ns(request) -> str:
+def ns(request: pytest.FixtureRequest) -> str:
     """A key prefix of this test's own (without the leading "/"), e.g. "test_x"."""
     return re.sub(r"\W", "_", request.node.name)
 
@@ -24,23 +27,26 @@ def _get_redirected(url: str) -> httpx.Response:
     return httpx.get(url, follow_redirects=True, timeout=30)
 
 
-def _keys(cluster, space: str = "list", prefix: str = "/") -> list[str]:
+def _keys(cluster: Cluster, space: str = "list", prefix: str = "/") -> list[str]:
     response = httpx.get(f"{cluster.url}{prefix}", params={space: ""}, timeout=10)
     assert response.status_code == 200, response.text
-    return response.json()["keys"]
+    keys: list[str] = response.json()["keys"]
+    return keys
 
 
-def _assert_json_error(response: httpx.Response, status: int, error: str | None = None) -> dict:
+def _assert_json_error(
+    response: httpx.Response, status: int, error: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert set(body) == {"error", "detail"}
     if error is not None:
         assert body["error"] == error, body
     return body
 
 
-def test_form_value_is_stored_under_the_key_after_put(shared):
+def test_form_value_is_stored_under_the_key_after_put(shared: Cluster) -> None:
     url = shared.url
     response = httpx.put(f"{url}/put/A", data={"value": "happy"})
     assert response.status_code == 201, response.text
@@ -60,18 +66,20 @@ def test_form_value_is_stored_under_the_key_after_put(shared):
     assert _keys(shared, prefix="/A") == ["/A"]
 
 
-def test_form_value_keeps_non_ascii_text_as_utf8(shared, ns):
+def test_form_value_keeps_non_ascii_text_as_utf8(shared: Cluster, ns: str) -> None:
     url = shared.url
     assert httpx.post(f"{url}/put/{ns}", data={"value": "héllo wörld"}).status_code == 201
     assert httpx.get(f"{url}/get/{ns}").content == "héllo wörld".encode()
 
 
-def test_get_of_a_missing_key_is_404_on_both_routes(shared, ns):
+def test_get_of_a_missing_key_is_404_on_both_routes(shared: Cluster, ns: str) -> None:
     assert httpx.get(f"{shared.url}/get/{ns}").status_code == 404
     assert httpx.get(f"{shared.url}/{ns}").status_code == 404
 
 
-def test_multipart_upload_stores_the_file_bytes_not_its_name(shared, ns, tmp_path):
+def test_multipart_upload_stores_the_file_bytes_not_its_name(
+    shared: Cluster, ns: str, tmp_path: Path
+) -> None:
     url = shared.url
     data = os.urandom(1024 * 1024 + 12345)
     # Include bytes that look like multipart delimiters inside the value.
@@ -93,7 +101,7 @@ def test_multipart_upload_stores_the_file_bytes_not_its_name(shared, ns, tmp_pat
     assert _keys(shared, prefix=f"/{ns}/") == [f"/{ns}/big"]
 
 
-def test_multipart_file_can_be_posted_too(shared, ns):
+def test_multipart_file_can_be_posted_too(shared: Cluster, ns: str) -> None:
     url = shared.url
     response = httpx.post(
         f"{url}/put/{ns}", files={"file": ("name.txt", b"contents")}, data={"comment": "ignored"}
@@ -103,13 +111,13 @@ def test_multipart_file_can_be_posted_too(shared, ns):
     assert httpx.get(f"{url}/get/{ns}").content == b"contents"
 
 
-def test_multipart_value_field_is_stored(shared, ns):
+def test_multipart_value_field_is_stored(shared: Cluster, ns: str) -> None:
     response = httpx.post(f"{shared.url}/put/{ns}", files={"value": (None, b"plain value")})
     assert response.status_code == 201, response.text
     assert httpx.get(f"{shared.url}/get/{ns}").content == b"plain value"
 
 
-def test_urlencoded_file_field_is_rejected_as_not_uploaded(shared, ns):
+def test_urlencoded_file_field_is_rejected_as_not_uploaded(shared: Cluster, ns: str) -> None:
     response = httpx.put(f"{shared.url}/put/{ns}", data={"file": "/etc/passwd"})
     _assert_json_error(response, 400, "file_not_uploaded")
     assert httpx.get(f"{shared.url}/get/{ns}").status_code == 404
@@ -117,7 +125,7 @@ def test_urlencoded_file_field_is_rejected_as_not_uploaded(shared, ns):
 
 
 @pytest.mark.parametrize("how", ["urlencoded", "multipart"])
-def test_missing_field_is_400(shared, ns, how):
+def test_missing_field_is_400(shared: Cluster, ns: str, how: str) -> None:
     if how == "urlencoded":
         response = httpx.put(f"{shared.url}/put/{ns}", data={"other": "x"})
     else:
@@ -126,7 +134,7 @@ def test_missing_field_is_400(shared, ns, how):
     assert _keys(shared, prefix=f"/{ns}") == []
 
 
-def test_raw_body_is_stored_as_is(shared, ns):
+def test_raw_body_is_stored_as_is(shared: Cluster, ns: str) -> None:
     url = shared.url
     body = b"\x00raw body, not a form\xff" * 100
     response = httpx.put(
@@ -141,7 +149,7 @@ def test_raw_body_is_stored_as_is(shared, ns):
     assert _get_redirected(f"{url}/{ns}/B").content == b"no content type"
 
 
-def test_raw_body_put_works_like_put_key(shared, ns):
+def test_raw_body_put_works_like_put_key(shared: Cluster, ns: str) -> None:
     """A raw body on /put/<key> is exactly PUT /<key>: 201 then 204, empty body, If-None-Match."""
     url = shared.url
     raw = {"Content-Type": "application/octet-stream"}
@@ -155,7 +163,7 @@ def test_raw_body_put_works_like_put_key(shared, ns):
     assert httpx.get(f"{url}/get/{ns}").content == b"two"
 
 
-def test_forms_ignore_if_none_match(shared, ns):
+def test_forms_ignore_if_none_match(shared: Cluster, ns: str) -> None:
     url = shared.url
     assert httpx.put(f"{url}/put/{ns}", data={"value": "one"}).status_code == 201
     again = httpx.put(f"{url}/put/{ns}", data={"value": "two"}, headers={"If-None-Match": "*"})
@@ -163,7 +171,7 @@ def test_forms_ignore_if_none_match(shared, ns):
     assert httpx.get(f"{url}/get/{ns}").content == b"two"
 
 
-def test_get_route_head_and_range(shared, ns):
+def test_get_route_head_and_range(shared: Cluster, ns: str) -> None:
     url = shared.url
     data = os.urandom(100_000)
     assert (
@@ -182,7 +190,7 @@ def test_get_route_head_and_range(shared, ns):
     assert httpx.head(f"{url}/get/{ns}-none").status_code == 404
 
 
-def test_reserved_names_are_reachable_through_seed_routes(cluster):
+def test_reserved_names_are_reachable_through_seed_routes(cluster: Cluster) -> None:
     url = cluster.url
     for name, key in (("_x", "/_x"), ("put/y", "/put/y"), ("gets", "/gets"), ("clear", "/clear")):
         response = httpx.put(f"{url}/put/{name}", data={"value": name})
@@ -200,7 +208,7 @@ def test_reserved_names_are_reachable_through_seed_routes(cluster):
     assert httpx.get(f"{url}/get/_x").status_code == 404
 
 
-def test_urlencoded_form_over_16_mib_is_413(shared, ns):
+def test_urlencoded_form_over_16_mib_is_413(shared: Cluster, ns: str) -> None:
     body = b"value=" + b"a" * (16 * 1024 * 1024 + 10)
     response = httpx.put(
         f"{shared.url}/put/{ns}",
@@ -212,7 +220,7 @@ def test_urlencoded_form_over_16_mib_is_413(shared, ns):
     assert _keys(shared, prefix=f"/{ns}") == []
 
 
-def test_second_put_replaces_with_200(shared, ns):
+def test_second_put_replaces_with_200(shared: Cluster, ns: str) -> None:
     url = shared.url
     first = httpx.put(f"{url}/put/{ns}/A", data={"value": "one"})
     assert first.status_code == 201, first.text
@@ -225,7 +233,7 @@ def test_second_put_replaces_with_200(shared, ns):
     assert _keys(shared, prefix=f"/{ns}/") == [f"/{ns}/A"]
 
 
-def test_delete_route_is_204_then_404(shared, ns):
+def test_delete_route_is_204_then_404(shared: Cluster, ns: str) -> None:
     url = shared.url
     assert httpx.put(f"{url}/put/{ns}/A", data={"value": "happy"}).status_code == 201
     assert httpx.delete(f"{url}/delete/{ns}/A").status_code == 204
@@ -235,7 +243,7 @@ def test_delete_route_is_204_then_404(shared, ns):
     assert _keys(shared, prefix=f"/{ns}/") == []
 
 
-def test_gets_has_the_shape_of_cluster(shared):
+def test_gets_has_the_shape_of_cluster(shared: Cluster) -> None:
     url = shared.url
     gets = httpx.get(f"{url}/gets")
     assert gets.status_code == 200
@@ -256,14 +264,14 @@ def test_gets_has_the_shape_of_cluster(shared):
     assert all(w["state"] == "up" for w in info["workers"])
 
 
-def test_wrong_method_on_gets_is_405_with_allow(shared):
+def test_wrong_method_on_gets_is_405_with_allow(shared: Cluster) -> None:
     for method in ("POST", "PUT", "DELETE"):
         response = httpx.request(method, f"{shared.url}/gets")
         _assert_json_error(response, 405, "method_not_allowed")
         assert response.headers["allow"] == "GET"
 
 
-def test_wrong_method_on_seed_prefixes_is_405(shared, ns):
+def test_wrong_method_on_seed_prefixes_is_405(shared: Cluster, ns: str) -> None:
     url = shared.url
     response = httpx.delete(f"{url}/put/{ns}")
     _assert_json_error(response, 405, "method_not_allowed")
@@ -277,7 +285,7 @@ def test_wrong_method_on_seed_prefixes_is_405(shared, ns):
     assert _keys(shared, prefix=f"/{ns}") == []
 
 
-def test_wrong_method_on_clear_is_405(shared):
+def test_wrong_method_on_clear_is_405(shared: Cluster) -> None:
     response = httpx.get(f"{shared.url}/clear")
     _assert_json_error(response, 405)
     assert response.headers["allow"] == "DELETE"
@@ -286,7 +294,7 @@ def test_wrong_method_on_clear_is_405(shared):
 # -- /clear: each test on a cluster of its own ------------------------------------------------
 
 
-def _fill(cluster) -> tuple[int, list[str]]:
+def _fill(cluster: Cluster) -> tuple[int, list[str]]:
     """Store a few keys (some overwritten, one unlinked); return the count and live keys."""
     for name in ("a", "b", "c"):
         assert httpx.put(f"{cluster.url}/put/{name}", data={"value": name}).status_code == 201
@@ -299,7 +307,7 @@ def _fill(cluster) -> tuple[int, list[str]]:
     return 5, ["/a", "/b", "/big", "/c"]
 
 
-def test_clear_needs_confirm(cluster):
+def test_clear_needs_confirm(cluster: Cluster) -> None:
     _, live = _fill(cluster)
     for url in (
         f"{cluster.url}/clear",
@@ -312,7 +320,7 @@ def test_clear_needs_confirm(cluster):
     assert httpx.get(f"{cluster.url}/get/b").content == b"b"
 
 
-def test_clear_deletes_every_key_and_every_blob(cluster):
+def test_clear_deletes_every_key_and_every_blob(cluster: Cluster) -> None:
     count, _ = _fill(cluster)
     response = httpx.delete(f"{cluster.url}/clear", params={"confirm": "yes"}, timeout=30)
     assert response.status_code == 200, response.text

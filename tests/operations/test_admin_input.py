@@ -3,6 +3,7 @@ clear 4xx with a JSON error, and changes nothing."""
 
 import httpx
 import pytest
+from cluster import Cluster
 
 from kittenfs.placement import blob_id, new_version
 
@@ -17,7 +18,7 @@ from kittenfs.placement import blob_id, new_version
         {"rate": True},
     ],
 )
-def test_gc_refuses_bad_options(shared, body):
+def test_gc_refuses_bad_options(shared: Cluster, body: dict[str, object]) -> None:
     answer = httpx.post(f"{shared.url}/_jobs/gc", json=body)
     assert answer.status_code == 400 and answer.json()["error"] == "bad_option"
 
@@ -31,13 +32,15 @@ def test_gc_refuses_bad_options(shared, body):
         ({"id": "w-not-registered", "blobs": []}, 404, "unknown_worker"),
     ],
 )
-def test_corrupt_reports_are_checked(shared, body, status, error):
+def test_corrupt_reports_are_checked(
+    shared: Cluster, body: dict[str, object], status: int, error: str
+) -> None:
     answer = httpx.post(f"{shared.url}/_workers/corrupt", json=body, auth=shared.auth)
     assert answer.status_code == status and answer.json()["error"] == error
     assert shared.cluster_info()["repairs"]["queued"] == 0
 
 
-def test_a_report_for_an_old_version_queues_nothing(shared):
+def test_a_report_for_an_old_version_queues_nothing(shared: Cluster) -> None:
     httpx.put(f"{shared.url}/report/k", content=b"v")
     worker_id = shared.cluster_info()["workers"][0]["id"]
     answer = httpx.post(
@@ -48,7 +51,9 @@ def test_a_report_for_an_old_version_queues_nothing(shared):
     assert answer.status_code == 202 and answer.json() == {"queued": 0}
 
 
-def test_adopt_and_remove_name_a_worker_that_exists_and_is_in_the_right_state(shared):
+def test_adopt_and_remove_name_a_worker_that_exists_and_is_in_the_right_state(
+    shared: Cluster,
+) -> None:
     assert httpx.post(f"{shared.url}/_workers/42/adopt").status_code == 404
     assert httpx.post(f"{shared.url}/_workers/0/adopt/x").status_code == 404
     up = httpx.delete(f"{shared.url}/_workers/0")
@@ -57,7 +62,7 @@ def test_adopt_and_remove_name_a_worker_that_exists_and_is_in_the_right_state(sh
 
 
 @pytest.mark.parametrize(("path", "status"), [("/check/not-a-blob", 400), ("/check/", 400)])
-def test_the_worker_check_route_refuses_bad_ids(shared, path, status):
+def test_the_worker_check_route_refuses_bad_ids(shared: Cluster, path: str, status: int) -> None:
     answer = httpx.get(f"{shared.nodes[0].url}{path}", auth=shared.auth)
     assert answer.status_code == status and answer.json()["error"] == "bad_blob_id"
     absent = httpx.get(

@@ -5,9 +5,10 @@ import subprocess
 import sys
 
 import httpx
+from cluster import MakeCluster
 
 
-def kfs(*args: str, url: str) -> subprocess.CompletedProcess:
+def kfs(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("KITTENFS_URL", "COLUMNS")}
     env["COLUMNS"] = "200"
     return subprocess.run(
@@ -20,7 +21,7 @@ def kfs(*args: str, url: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_repair_and_rebalance_commands_report_and_fix(make_cluster):
+def test_repair_and_rebalance_commands_report_and_fix(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=["--replaced-grace", "0.5"])
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
         for i in range(20):

@@ -3,9 +3,10 @@
 import os
 
 import httpx
+from cluster import MakeCluster
 
 
-def test_a_clone_holds_and_serves_the_same_data(make_cluster):
+def test_a_clone_holds_and_serves_the_same_data(make_cluster: MakeCluster) -> None:
     cluster = make_cluster()
     values = {f"/cl/{i}": os.urandom(70_000 + i * 1000) for i in range(15)}  # redirected reads
     values.update({f"/cl/small/{i}": os.urandom(100 + i) for i in range(10)})  # inline blobs

@@ -4,19 +4,26 @@ once it is back, a rebalance puts every key where placement wants it."""
 import os
 import subprocess
 import sys
+from typing import Any
 
 import httpx
+from cluster import Cluster, MakeCluster
 from jobs import holders, run_job
 from test_rebalance import FAST_REAP, wait_placed
 
 from kittenfs.placement import rank
 
 
-def key_health(cluster) -> dict:
-    return httpx.get(f"{cluster.url}/_cluster", params={"keys": "1"}, timeout=10).json()["keys"]
+def key_health(cluster: Cluster) -> dict[str, Any]:
+    health: dict[str, Any] = httpx.get(
+        f"{cluster.url}/_cluster", params={"keys": "1"}, timeout=10
+    ).json()["keys"]
+    return health
 
 
-def test_writes_succeed_while_a_worker_is_down_and_are_put_back_later(make_cluster):
+def test_writes_succeed_while_a_worker_is_down_and_are_put_back_later(
+    make_cluster: MakeCluster,
+) -> None:
     cluster = make_cluster(master_args=FAST_REAP, workers=4)
     before = {f"/deg/old/{i}": os.urandom(500 + i) for i in range(20)}
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:
@@ -58,7 +65,7 @@ def test_writes_succeed_while_a_worker_is_down_and_are_put_back_later(make_clust
         assert all(len(h) == 3 for h in holders(cluster, {**before, **during}).values())
 
 
-def preferred_all(cluster, key: str) -> set[int]:
+def preferred_all(cluster: Cluster, key: str) -> set[int]:
     """The workers placement prefers for ``key`` counting down ones too."""
     workers = cluster.cluster_info()["workers"]
     by_id = {w["id"]: w["index"] for w in workers}

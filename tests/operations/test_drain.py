@@ -2,19 +2,21 @@
 
 import os
 import threading
+from typing import Any
 
 import httpx
+from cluster import Cluster, MakeCluster
 from jobs import holders, preferred, wait_job
 from test_rebalance import FAST_REAP, fill, wait_placed
 
 
-def drain(cluster, index: int) -> dict:
+def drain(cluster: Cluster, index: int) -> dict[str, Any]:
     started = httpx.post(f"{cluster.url}/_workers/{index}/drain", timeout=10)
     assert started.status_code == 202, started.text
     return wait_job(cluster, started.json()["id"])
 
 
-def test_shrink_from_5_to_3_by_draining_under_load(make_cluster):
+def test_shrink_from_5_to_3_by_draining_under_load(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=FAST_REAP, workers=5)
     values = fill(cluster.url, 100, "/d")
     acked: dict[str, bytes] = {}
@@ -59,7 +61,7 @@ def test_shrink_from_5_to_3_by_draining_under_load(make_cluster):
     assert {w["url"]: w["index"] for w in cluster.cluster_info()["workers"]}[newcomer.url] == 5
 
 
-def test_a_dry_run_drain_marks_nothing(make_cluster):
+def test_a_dry_run_drain_marks_nothing(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=FAST_REAP, workers=4)
     fill(cluster.url, 10, "/dry")
     started = httpx.post(f"{cluster.url}/_workers/3/drain", json={"dry_run": True})
@@ -69,7 +71,7 @@ def test_a_dry_run_drain_marks_nothing(make_cluster):
     assert httpx.post(f"{cluster.url}/_workers/9/drain").status_code == 404
 
 
-def test_removing_a_worker_that_is_needed_is_refused(make_cluster):
+def test_removing_a_worker_that_is_needed_is_refused(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=FAST_REAP, replicas=1)
     values = fill(cluster.url, 30, "/only")
     held = holders(cluster, values)

@@ -4,12 +4,13 @@ nothing referenced is ever touched."""
 import os
 
 import httpx
+from cluster import Cluster, MakeCluster
 from jobs import holders, run_job
 
 from kittenfs.placement import blob_id, new_version
 
 
-def put_blob(cluster, node_url: str, key: str, version: str, value: bytes) -> str:
+def put_blob(cluster: Cluster, node_url: str, key: str, version: str, value: bytes) -> str:
     blob = blob_id(key, version)
     answer = httpx.put(
         f"{node_url}/blob/{blob}",
@@ -21,7 +22,7 @@ def put_blob(cluster, node_url: str, key: str, version: str, value: bytes) -> st
     return blob
 
 
-def test_gc_removes_orphans_and_nothing_else(make_cluster):
+def test_gc_removes_orphans_and_nothing_else(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(workers=4)
     values = {f"/gc/{i}": os.urandom(100 + i * 9000) for i in range(12)}
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:

@@ -3,11 +3,12 @@
 import os
 
 import httpx
+from cluster import Cluster
 from jobs import run_job
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def samples(url: str) -> dict[tuple[str, tuple], float]:
+def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     answer = httpx.get(f"{url}/metrics", timeout=10)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
@@ -18,11 +19,13 @@ def samples(url: str) -> dict[tuple[str, tuple], float]:
     }
 
 
-def value(found: dict, name: str, **labels: str) -> float:
+def value(
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_metrics_parse_and_their_counters_move(cluster):
+def test_metrics_parse_and_their_counters_move(cluster: Cluster) -> None:
     before = samples(cluster.url)
     worker_before = samples(cluster.nodes[0].url)
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:

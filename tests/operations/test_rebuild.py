@@ -4,14 +4,16 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import plyvel
+from cluster import MakeCluster
 
 from kittenfs.records import IndexRecord, decode
 
 
-def live_records(index_dir) -> dict[str, IndexRecord]:
+def live_records(index_dir: Path) -> dict[str, IndexRecord]:
     db = plyvel.DB(str(index_dir))
     try:
         return {
@@ -21,7 +23,9 @@ def live_records(index_dir) -> dict[str, IndexRecord]:
         db.close()
 
 
-def test_rebuild_restores_every_key_with_the_same_md5(make_cluster, tmp_path):
+def test_rebuild_restores_every_key_with_the_same_md5(
+    make_cluster: MakeCluster, tmp_path: Path
+) -> None:
     cluster = make_cluster(workers=4, master_args=["--replaced-grace", "0"])
     values = {f"/rb/{i}": os.urandom(10 + i * 7000) for i in range(25)}
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
@@ -62,7 +66,7 @@ def test_rebuild_restores_every_key_with_the_same_md5(make_cluster, tmp_path):
             record.md5,
             set(record.replicas),
         ), key
-    again = subprocess.run(
+    second = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -79,7 +83,7 @@ def test_rebuild_restores_every_key_with_the_same_md5(make_cluster, tmp_path):
         text=True,
         check=False,
     )
-    assert again.returncode == 1 and "exists" in again.stderr
+    assert second.returncode == 1 and "exists" in second.stderr
     # The master's disk is lost: it starts on the rebuilt index, and every key reads back.
     shutil.rmtree(cluster.root / "master")
     shutil.copytree(rebuilt_dir, cluster.root / "master")

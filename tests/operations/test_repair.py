@@ -4,19 +4,20 @@ import os
 import shutil
 
 import httpx
+from cluster import Cluster, MakeCluster
 from jobs import holders, run_job
 
 from kittenfs.placement import blob_relpath
 
 
-def blob_file(cluster, node: int, key: str) -> str:
+def blob_file(cluster: Cluster, node: int, key: str) -> str:
     """Return the path of a file-backed value's blob on worker ``node``."""
     blob = next(b for b in cluster.worker_blobs(cluster.nodes[node]) if b["key"] == key)
     assert not blob["inline"]
     return str(cluster.root / f"worker-{node}" / "blobs" / blob_relpath(blob["blob"]))
 
 
-def test_repair_restores_a_deleted_and_a_corrupted_replica(make_cluster):
+def test_repair_restores_a_deleted_and_a_corrupted_replica(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=["--replaced-grace", "0.5"])
     values = {f"/fix/{i}": os.urandom(100_000 + i) for i in range(10)}
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:
@@ -50,7 +51,7 @@ def test_repair_restores_a_deleted_and_a_corrupted_replica(make_cluster):
         assert again["found"]["ok"] == len(values) and not again["fixed"]
 
 
-def test_a_wiped_worker_is_filled_again(make_cluster):
+def test_a_wiped_worker_is_filled_again(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(master_args=["--replaced-grace", "0.5"])
     values = {f"/wipe/{i}": os.urandom(10 + i * 3000) for i in range(30)}
     with httpx.Client(base_url=cluster.url, timeout=30) as http:

@@ -5,10 +5,11 @@ import os
 import time
 
 import httpx
+from cluster import MakeCluster
 from test_repair import blob_file
 
 
-def test_a_corrupt_blob_found_by_the_scrub_is_repaired(make_cluster):
+def test_a_corrupt_blob_found_by_the_scrub_is_repaired(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(worker_args=["--scrub-rate", "100", "--scrub-interval", "0.2"])
     values = {f"/scrub/{i}": os.urandom(80_000 + i) for i in range(8)}
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:
@@ -21,7 +22,7 @@ def test_a_corrupt_blob_found_by_the_scrub_is_repaired(make_cluster):
         blob = next(
             b["blob"] for b in cluster.worker_blobs(cluster.nodes[2]) if b["key"] == "/scrub/5"
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not httpx.get(f"{cluster.nodes[2].url}/check/{blob}", auth=cluster.auth).json()["ok"]:
             assert time.monotonic() < deadline, cluster.cluster_info()["repairs"]
             time.sleep(0.2)

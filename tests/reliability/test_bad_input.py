@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from cluster import Cluster
 from rawhttp import raw_request
 
 from kittenfs import batch
@@ -28,7 +29,7 @@ NESTED = b"[" * 100_000
         "/_workers/0/drain",
     ],
 )
-def test_deeply_nested_json_gets_400_on_every_control_route(shared, path):
+def test_deeply_nested_json_gets_400_on_every_control_route(shared: Cluster, path: str) -> None:
     answer = httpx.post(f"{shared.url}{path}", content=NESTED, auth=shared.auth)
     assert answer.status_code == 400 and answer.json()["error"] == "bad_json", answer.text
     assert shared.cluster_info()["jobs"]["running"] is None
@@ -45,14 +46,14 @@ def test_deeply_nested_json_gets_400_on_every_control_route(shared, path):
         b'{"bandwidth": 1e999}',
     ],
 )
-def test_job_options_refuse_nan_and_infinities(shared, body):
+def test_job_options_refuse_nan_and_infinities(shared: Cluster, body: bytes) -> None:
     answer = httpx.post(f"{shared.url}/_jobs/gc", content=body)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] in ("bad_json", "bad_option")
     assert shared.cluster_info()["jobs"]["running"] is None
 
 
-def test_a_batch_manifest_nested_too_deeply_is_refused(shared):
+def test_a_batch_manifest_nested_too_deeply_is_refused(shared: Cluster) -> None:
     head = NESTED
     answer = httpx.post(
         f"{shared.nodes[0].url}/batch",
@@ -62,7 +63,7 @@ def test_a_batch_manifest_nested_too_deeply_is_refused(shared):
     assert answer.status_code == 400 and answer.json()["error"] == "bad_batch"
 
 
-def test_a_batch_with_an_oversized_key_is_refused_whole(shared):
+def test_a_batch_with_an_oversized_key_is_refused_whole(shared: Cluster) -> None:
     version = new_version()
     good = batch.PutOp(blob_id("/batch/good", version), "/batch/good", version, b"fine")
     long_key = "/" + "k" * 70_000
@@ -74,7 +75,7 @@ def test_a_batch_with_an_oversized_key_is_refused_whole(shared):
     assert httpx.get(f"{shared.nodes[0].url}/blob/{good.blob}", auth=shared.auth).status_code == 404
 
 
-def test_raw_bytes_in_x_kfs_key_get_400(shared):
+def test_raw_bytes_in_x_kfs_key_get_400(shared: Cluster) -> None:
     version = new_version()
     status, _, content = raw_request(
         shared.nodes[0].url,
@@ -90,17 +91,17 @@ def test_raw_bytes_in_x_kfs_key_get_400(shared):
     assert status == 400 and b"bad_key" in content
 
 
-def test_a_parser_level_400_logs_one_line_not_a_traceback(shared):
+def test_a_parser_level_400_logs_one_line_not_a_traceback(shared: Cluster) -> None:
     status, _, content = raw_request(shared.url, "GET", "/x y z", {}, b"")
     assert status == 400 and b'"error"' in content
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while b"for a request from" not in shared.master.log.read_bytes():
         assert time.monotonic() < deadline, "the 400 was not logged"
         time.sleep(0.1)
     assert b"Traceback" not in shared.master.log.read_bytes()
 
 
-def test_a_second_worker_on_a_data_dir_in_use_stops_before_touching_it(cluster):
+def test_a_second_worker_on_a_data_dir_in_use_stops_before_touching_it(cluster: Cluster) -> None:
     """The first worker's upload in flight (in tmp/) survives a second process started on
     its directory, which exits at once with a one-line reason."""
     node = cluster.nodes[0]
@@ -121,7 +122,7 @@ def test_a_second_worker_on_a_data_dir_in_use_stops_before_touching_it(cluster):
             + value[:200_000]
         )
         tmp = cluster.root / "worker-0" / "tmp"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not any(tmp.iterdir()):
             assert time.monotonic() < deadline, "the upload never reached tmp/"
             time.sleep(0.05)
@@ -153,7 +154,7 @@ def test_a_second_worker_on_a_data_dir_in_use_stops_before_touching_it(cluster):
     assert httpx.get(f"{node.url}/blob/{blob}", auth=cluster.auth).content == value
 
 
-def test_a_second_master_on_a_data_dir_in_use_stops(cluster):
+def test_a_second_master_on_a_data_dir_in_use_stops(cluster: Cluster) -> None:
     second = subprocess.run(
         [
             sys.executable,

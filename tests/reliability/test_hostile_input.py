@@ -8,6 +8,7 @@ import socket
 
 import httpx
 import pytest
+from cluster import Cluster
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rawhttp import raw_request
@@ -45,7 +46,7 @@ settings.load_profile("kfs")
 
 
 @pytest.fixture(scope="module")
-def stored(shared):
+def stored(shared: Cluster) -> dict[str, bytes]:
     values = {"/keep/a": b"alpha" * 1000, "/keep/b": b"", "/keep/c": bytes(range(256)) * 400}
     with httpx.Client(base_url=shared.url, timeout=30) as http:
         for key, value in values.items():
@@ -68,8 +69,13 @@ def assert_sane(status: int, headers: dict[str, str], content: bytes, method: st
     direct=st.booleans(),
 )
 def test_random_requests_to_the_master_are_answered_sanely(
-    shared, stored, method, path, range_header, direct
-):
+    shared: Cluster,
+    stored: dict[str, bytes],
+    method: str,
+    path: list[str],
+    range_header: str | None,
+    direct: bool,
+) -> None:
     raw = "/" + "".join(path)
     headers = {"Range": range_header} if range_header else {}
     if direct:
@@ -84,8 +90,8 @@ def test_random_requests_to_the_master_are_answered_sanely(
     body=st.binary(max_size=2000),
 )
 def test_random_writes_under_a_scratch_prefix_never_touch_other_keys(
-    shared, stored, method, suffix, body
-):
+    shared: Cluster, stored: dict[str, bytes], method: str, suffix: list[str], body: bytes
+) -> None:
     raw = "/scratch/" + "".join(suffix).replace("?", "").replace("#", "")
     status, fields, content = raw_request(shared.url, method, raw, {}, body)
     assert_sane(status, fields, content, method)
@@ -102,8 +108,8 @@ def test_random_writes_under_a_scratch_prefix_never_touch_other_keys(
     signed=st.booleans(),
 )
 def test_random_requests_to_a_worker_are_answered_sanely(
-    shared, method, tail, range_header, signed
-):
+    shared: Cluster, method: str, tail: str, range_header: str | None, signed: bool
+) -> None:
     """Signed as the master signs (so the routes behind the guard are reached) or not."""
     raw = "/" + "".join(
         c if c.isascii() and c.isprintable() and c != " " else f"%{ord(c) % 256:02x}" for c in tail
@@ -115,7 +121,7 @@ def test_random_requests_to_a_worker_are_answered_sanely(
     assert_sane(status, fields, content, method)
 
 
-def test_stored_values_survived_the_fuzzing(shared, stored):
+def test_stored_values_survived_the_fuzzing(shared: Cluster, stored: dict[str, bytes]) -> None:
     with httpx.Client(base_url=shared.url, timeout=30, follow_redirects=True) as http:
         for key, value in stored.items():
             got = http.get(key, params={"direct": ""})
@@ -132,8 +138,12 @@ def test_stored_values_survived_the_fuzzing(shared, stored):
     ],
 )
 def test_oversized_and_truncated_requests_are_refused_cleanly(
-    shared, stored, headers, body, statuses
-):
+    shared: Cluster,
+    stored: dict[str, bytes],
+    headers: dict[str, str],
+    body: bytes,
+    statuses: tuple[int, ...] | None,
+) -> None:
     host, port = shared.url.removeprefix("http://").split(":")
     head = "PUT /scratch/hostile HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())

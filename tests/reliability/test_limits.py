@@ -9,20 +9,26 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from cluster import Cluster
+from cluster import Cluster, MakeCluster
 
 from kittenfs.reliability.stalled import stalled_reader
 
 HEADER_TIMEOUT = 1.0
 IDLE_TIMEOUT = 2.0
 BODY_TIMEOUT = 1.0
+#: Seconds without a heartbeat before the master calls a worker down (shorter than the
+#: clusters' default, so a window longer than it is short enough to wait out).
+DOWN_AFTER = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +46,8 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "3",
             "--max-uploads-per-client",
             "2",
+            "--down-after",
+            str(DOWN_AFTER),
         ],
     )
     try:
@@ -60,7 +68,7 @@ def read_all(conn: socket.socket) -> bytes:
     return data
 
 
-def answer(data: bytes) -> tuple[int, dict[str, str], dict]:
+def answer(data: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
     """Return the status, headers and JSON body of one raw HTTP response."""
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -72,18 +80,34 @@ def answer(data: bytes) -> tuple[int, dict[str, str], dict]:
 
 @contextmanager
 def held_upload(url: str, key: str, source: str = "127.0.0.1") -> Iterator[socket.socket]:
-    """An upload whose head has arrived and whose body is still coming (a slow client)."""
+    """An upload whose head has arrived and whose body is still coming (a slow client: a
+    byte every BODY_TIMEOUT / 4, so the body timeout never cuts it however long the test
+    takes on a loaded machine), until the block ends."""
     conn = connect(url, source)
     conn.sendall(
         f"PUT {key} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".encode() + b"x" * 1000
     )
+    done = threading.Event()
+
+    def trickle() -> None:
+        while not done.wait(BODY_TIMEOUT / 4):  # the slow client's pace, part of the test
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                return
+
+    pacer = threading.Thread(target=trickle, daemon=True)
+    pacer.start()
     try:
+        time.sleep(0.3)  # the server reads the head: nothing shows that but another upload
         yield conn
     finally:
+        done.set()
+        pacer.join()
         conn.close()
 
 
-def test_a_head_sent_a_byte_at_a_time_gets_408_and_is_closed(limited):
+def test_a_head_sent_a_byte_at_a_time_gets_408_and_is_closed(limited: Cluster) -> None:
     conn = connect(limited.url)
     started = time.monotonic()
     data = b""
@@ -102,7 +126,7 @@ def test_a_head_sent_a_byte_at_a_time_gets_408_and_is_closed(limited):
     assert time.monotonic() - started < HEADER_TIMEOUT + 3
 
 
-def test_many_slow_heads_do_not_stop_other_clients(limited):
+def test_many_slow_heads_do_not_stop_other_clients(limited: Cluster) -> None:
     with ExitStack() as stack:
         slow = [stack.enter_context(connect(limited.url)) for _ in range(200)]
         for conn in slow:
@@ -116,7 +140,7 @@ def test_many_slow_heads_do_not_stop_other_clients(limited):
             assert answer(read_all(conn))[0] == 408
 
 
-def test_an_idle_connection_is_closed_after_the_idle_timeout(limited):
+def test_an_idle_connection_is_closed_after_the_idle_timeout(limited: Cluster) -> None:
     with connect(limited.url) as never_asks, connect(limited.url) as asked_once:
         asked_once.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert asked_once.recv(65536).startswith(b"HTTP/1.1 200")
@@ -127,7 +151,9 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(limited):
 
 
 @pytest.mark.parametrize("size", [1000, 1_000_000])  # the batched path and the streamed one
-def test_a_stalled_body_gets_408_stores_nothing_and_frees_the_key(limited, size):
+def test_a_stalled_body_gets_408_stores_nothing_and_frees_the_key(
+    limited: Cluster, size: int
+) -> None:
     key = f"/stalled/{size}"
     with connect(limited.url) as conn:
         conn.sendall(
@@ -144,9 +170,8 @@ def test_a_stalled_body_gets_408_stores_nothing_and_frees_the_key(limited, size)
         assert http.get(key).content == b"whole"
 
 
-def test_uploads_past_the_per_client_limit_get_429(limited):
+def test_uploads_past_the_per_client_limit_get_429(limited: Cluster) -> None:
     with held_upload(limited.url, "/held/1"), held_upload(limited.url, "/held/2"):
-        time.sleep(0.2)
         refused = httpx.put(f"{limited.url}/held/3", content=b"v", timeout=5)
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"] == "too_many_uploads_from_client"
@@ -154,17 +179,24 @@ def test_uploads_past_the_per_client_limit_get_429(limited):
         # Reads, and uploads from another address, are not this client's uploads.
         assert httpx.get(f"{limited.url}/health", timeout=5).status_code == 200
         with held_upload(limited.url, "/held/4", source="127.0.0.2"):
-            time.sleep(0.2)
             with connect(limited.url, source="127.0.0.3") as other:
                 other.sendall(b"PUT /held/5 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv")
                 status, headers, body = answer(read_one(other))
             assert status == 503 and body["error"] == "too_many_uploads", body
             assert headers["retry-after"] == "1"
-            # Heartbeats are not uploads: the workers stay up while every slot is taken.
-            time.sleep(2.5)
+            # Heartbeats are not uploads: the workers stay up while every slot is taken
+            # (for longer than --down-after: the window is what is tested).
+            time.sleep(DOWN_AFTER + 0.5)
             assert all(w["state"] == "up" for w in limited.cluster_info()["workers"])
-    time.sleep(0.5)  # the held uploads end (400, the client went away) and free their slots
-    assert httpx.put(f"{limited.url}/held/3", content=b"v", timeout=5).status_code == 201
+    # The held uploads end (400, the client went away) and free their slots.
+    deadline = time.monotonic() + 60
+    while (again := httpx.put(f"{limited.url}/held/3", content=b"v", timeout=5)).status_code in (
+        429,
+        503,
+    ):
+        assert time.monotonic() < deadline, again.text
+        time.sleep(0.1)
+    assert again.status_code == 201
 
 
 def read_one(conn: socket.socket) -> bytes:
@@ -198,7 +230,7 @@ def read_one(conn: socket.socket) -> bytes:
         b"PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef",
     ],
 )
-def test_requests_the_parser_rejects_get_a_json_400(limited, raw):
+def test_requests_the_parser_rejects_get_a_json_400(limited: Cluster, raw: bytes) -> None:
     for url in (limited.url, limited.nodes[0].url):
         with connect(url) as conn:
             conn.sendall(raw)
@@ -218,7 +250,7 @@ def test_requests_the_parser_rejects_get_a_json_400(limited, raw):
         "--max-uploads-per-client",
     ],
 )
-def test_a_limit_that_is_not_positive_is_refused_at_start(tmp_path, flag):
+def test_a_limit_that_is_not_positive_is_refused_at_start(tmp_path: Path, flag: str) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -240,7 +272,7 @@ def test_a_limit_that_is_not_positive_is_refused_at_start(tmp_path, flag):
     assert done.returncode == 2 and f"{flag} 0: must be positive" in done.stderr
 
 
-def test_one_client_address_cannot_hold_every_stream(make_cluster):
+def test_one_client_address_cannot_hold_every_stream(make_cluster: MakeCluster) -> None:
     """With room for 4 streams, one address may hold 2: its third waits, then gets 429,
     while another address is served at once."""
     cluster = make_cluster(
@@ -269,7 +301,7 @@ def test_one_client_address_cannot_hold_every_stream(make_cluster):
             conn.close()
 
 
-def test_a_slow_reader_that_keeps_reading_is_not_cut_off(make_cluster):
+def test_a_slow_reader_that_keeps_reading_is_not_cut_off(make_cluster: MakeCluster) -> None:
     """--send-timeout bounds a pause, not a whole piece: a reader taking 16 KiB every 0.1 s
     from a worker with --send-timeout 2 reads a 1.5 MiB value to the end (1 MiB pieces at
     that pace would take 6.5 s each)."""

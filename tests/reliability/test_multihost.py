@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -32,7 +34,7 @@ class Hosts(Network):
     def __init__(self, root: Path, hosts: int) -> None:
         super().__init__(hosts)
         self.root = root
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
 
     def run(self, host: int, *args: str) -> None:
         log = (self.root / f"host-{host}.log").open("ab")
@@ -53,7 +55,7 @@ class Hosts(Network):
 
 
 @pytest.fixture
-def hosts(tmp_path):
+def hosts(tmp_path: Path) -> Iterator[tuple[Hosts, str]]:
     net = Hosts(tmp_path, 1 + WORKERS)
     secret = tmp_path / "cluster.secret"
     secret.write_text(os.urandom(24).hex())
@@ -77,7 +79,7 @@ def hosts(tmp_path):
             "--admin-token",
             TOKEN,
         )
-        wait(lambda: httpx.get(f"{master}/health", timeout=1).status_code == 200, 20)
+        wait(lambda: httpx.get(f"{master}/health", timeout=1).status_code == 200, 60)
         for w in range(WORKERS):
             net.run(
                 1 + w,
@@ -93,13 +95,13 @@ def hosts(tmp_path):
                 "--cluster-secret-file",
                 str(secret),
             )
-            wait(lambda w=w: len(up(master)) == w + 1, 20)
+            wait(partial(workers_up, master, w + 1), 60)
         yield net, master
     finally:
         net.teardown()
 
 
-def wait(condition, timeout: float) -> None:
+def wait(condition: Callable[[], object], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -116,9 +118,13 @@ def up(master: str) -> list[int]:
     return [w["index"] for w in workers if w["state"] == "up"]
 
 
+def workers_up(master: str, count: int) -> bool:
+    return len(up(master)) == count
+
+
 def index_of(master: str, address: str) -> int:
     workers = httpx.get(f"{master}/_cluster", timeout=5, headers=AUTH).json()["workers"]
-    return next(w["index"] for w in workers if address in w["url"])
+    return int(next(w["index"] for w in workers if address in w["url"]))
 
 
 class Writer(threading.Thread):
@@ -126,7 +132,9 @@ class Writer(threading.Thread):
 
     def __init__(self, master: str) -> None:
         super().__init__()
-        self.master, self.acked, self.stop = master, {}, threading.Event()
+        self.master, self.stop = master, threading.Event()
+        self.acked: dict[str, bytes] = {}
+        self.acks = 0  # writes acknowledged (acked keeps the last value of each key)
 
     def run(self) -> None:
         with httpx.Client(base_url=self.master, timeout=15, headers=AUTH) as http:
@@ -137,6 +145,7 @@ class Writer(threading.Thread):
                 try:
                     if http.put(key, content=value).status_code in (201, 204):
                         self.acked[key] = value
+                        self.acks += 1
                 except httpx.HTTPError:
                     pass
 
@@ -153,21 +162,23 @@ def check_all(master: str, acked: dict[str, bytes]) -> None:
             assert got.status_code == 200 and got.content == value, key
 
 
-def test_a_worker_cut_off_during_load_loses_nothing(hosts):
+def test_a_worker_cut_off_during_load_loses_nothing(hosts: tuple[Hosts, str]) -> None:
     net, master = hosts
     writer = Writer(master)
     writer.start()
     try:
-        time.sleep(1)
+        wait(lambda: writer.acks >= 5, 30)  # the load is on
         victim = index_of(master, net.address(2))
         net.cut(2)  # worker 1's cable is pulled
-        wait(lambda: victim not in up(master), 15)
+        wait(lambda: victim not in up(master), 60)
         during = len(writer.acked)
-        time.sleep(2)
+        before = writer.acks
+        wait(lambda: writer.acks >= before + 10, 30)
         assert len(writer.acked) >= during  # writes go on, to the other workers
         net.restore(2)
-        wait(lambda: victim in up(master), 20)
-        time.sleep(1)
+        wait(lambda: victim in up(master), 60)
+        back = writer.acks
+        wait(lambda: writer.acks >= back + 5, 30)  # and on once it is back
     finally:
         writer.stop.set()
         writer.join()
@@ -175,22 +186,26 @@ def test_a_worker_cut_off_during_load_loses_nothing(hosts):
     check_all(master, writer.acked)
 
 
-def test_the_master_cut_off_from_a_worker_that_clients_still_reach(hosts):
+def test_the_master_cut_off_from_a_worker_that_clients_still_reach(
+    hosts: tuple[Hosts, str],
+) -> None:
     net, master = hosts
     victim_address = net.address(3)
     victim = index_of(master, victim_address)
     # Only the master loses its route to the worker; the clients (here) still reach both.
     net.blackhole(0, 3)
     try:
-        wait(lambda: victim not in up(master), 15)
+        wait(lambda: victim not in up(master), 60)
         assert httpx.get(f"http://{victim_address}:3001/health", timeout=5).status_code == 200
         writer = Writer(master)
         writer.start()
-        time.sleep(3)
-        writer.stop.set()
-        writer.join()
+        try:
+            wait(lambda: len(writer.acked) > 10, 60)
+        finally:
+            writer.stop.set()
+            writer.join()
         assert len(writer.acked) > 10  # the master writes to the workers it can reach
     finally:
         net.blackhole(0, 3, on=False)
-    wait(lambda: victim in up(master), 20)
+    wait(lambda: victim in up(master), 60)
     check_all(master, writer.acked)

@@ -4,6 +4,7 @@ The soak is the same command with a longer --duration (docs/reliability.md)."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from cluster import run_reporting
@@ -11,7 +12,8 @@ from cluster import run_reporting
 from kittenfs.reliability.network import unavailable
 
 
-def test_the_short_nemesis_run_finds_no_violation(tmp_path):
+@pytest.mark.slow  # a 20 s run of faults
+def test_the_short_nemesis_run_finds_no_violation(tmp_path: Path) -> None:
     done, summary = run_reporting(
         tmp_path / "nemesis.json",
         "nemesis",
@@ -32,7 +34,8 @@ def test_the_short_nemesis_run_finds_no_violation(tmp_path):
     assert summary["wrong_bytes_read"] == 0
 
 
-def test_attacks_and_lost_metadata_during_a_run_harm_nothing(tmp_path):
+@pytest.mark.slow  # a 20 s run of faults
+def test_attacks_and_lost_metadata_during_a_run_harm_nothing(tmp_path: Path) -> None:
     done, summary = run_reporting(
         tmp_path / "nemesis.json",
         "nemesis",
@@ -54,7 +57,8 @@ def test_attacks_and_lost_metadata_during_a_run_harm_nothing(tmp_path):
 
 
 @pytest.mark.skipif(unavailable() is not None, reason=f"network faults: {unavailable()}")
-def test_a_run_with_workers_cut_off_the_network_finds_no_violation(tmp_path):
+@pytest.mark.slow  # a 20 s run of faults
+def test_a_run_with_workers_cut_off_the_network_finds_no_violation(tmp_path: Path) -> None:
     done, summary = run_reporting(
         tmp_path / "nemesis.json",
         "nemesis",
@@ -74,7 +78,7 @@ def test_a_run_with_workers_cut_off_the_network_finds_no_violation(tmp_path):
     assert summary["ops"].get("put ok", 0) > 50
 
 
-def test_network_faults_on_loopback_are_refused_with_a_reason():
+def test_network_faults_on_loopback_are_refused_with_a_reason() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "kittenfs", "nemesis", "--loopback", "--only", "cut_worker"],
         capture_output=True,

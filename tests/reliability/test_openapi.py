@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cluster import Cluster
 
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,"
@@ -18,14 +19,16 @@ CHECKS = (
 )
 
 
-def test_the_master_serves_the_packaged_description(shared):
+def test_the_master_serves_the_packaged_description(shared: Cluster) -> None:
     served = httpx.get(f"{shared.url}/_openapi.yaml", timeout=5)
     assert served.status_code == 200
     assert served.headers["content-type"].startswith("application/yaml")
     assert served.content == resources.files("kittenfs").joinpath("openapi.yaml").read_bytes()
 
 
-def test_schemathesis_finds_nothing_and_changes_no_stored_value(shared, tmp_path):
+def test_schemathesis_finds_nothing_and_changes_no_stored_value(
+    shared: Cluster, tmp_path: Path
+) -> None:
     st = shutil.which("st", path=str(Path(sys.executable).parent))
     if st is None:
         pytest.fail("schemathesis is not installed: ./scripts/setup installs the test extras")

@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
+from cluster import Cluster, MakeCluster
 
 from kittenfs.reliability.stalled import stalled_reader
 
@@ -35,7 +37,7 @@ def hit(url: str, how: int) -> None:
         # how == 2: connect and leave at once
 
 
-def test_no_descriptor_leaks_across_thousands_of_connections(shared):
+def test_no_descriptor_leaks_across_thousands_of_connections(shared: Cluster) -> None:
     targets = [(shared.master.pid, shared.url), (shared.nodes[0].pid, shared.nodes[0].url)]
     with httpx.Client(base_url=shared.url, timeout=30) as http:  # warm the pools
         assert http.put("/fd/warm", content=b"x" * 100_000).status_code in (201, 204)
@@ -56,7 +58,8 @@ def test_no_descriptor_leaks_across_thousands_of_connections(shared):
     assert not deadline_reached, (before, after)
 
 
-def test_memory_stays_flat_under_overwrites(shared):
+@pytest.mark.slow  # 4500 writes: a soak (3 min on a loaded machine)
+def test_memory_stays_flat_under_overwrites(shared: Cluster) -> None:
     keys = [f"/rss/{i}" for i in range(300)]
 
     def round_of_puts(http: httpx.Client) -> None:
@@ -88,7 +91,10 @@ def peak_mib(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
-def test_readers_that_never_read_hold_bounded_memory_and_are_cut_off(make_cluster):
+@pytest.mark.slow  # 300 stalled 32 MiB streams and a heap trim
+def test_readers_that_never_read_hold_bounded_memory_and_are_cut_off(
+    make_cluster: MakeCluster,
+) -> None:
     """300 clients that never read a 32 MiB value streamed through the master once took it
     from 50 to 348 MiB and held 300 connections past 40 s.  Now the streams' buffers are
     capped (--stream-buffer-bytes), a stalled one is cut after --send-timeout, and the

@@ -2,10 +2,14 @@
 master, with every process's memory sampled; the documented run is the same command with
 a million keys (docs/reliability.md)."""
 
+from pathlib import Path
+
+import pytest
 from cluster import run_reporting
 
 
-def test_a_small_soak_reports_memory_and_loses_nothing(tmp_path):
+@pytest.mark.slow  # a soak
+def test_a_small_soak_reports_memory_and_loses_nothing(tmp_path: Path) -> None:
     done, summary = run_reporting(
         tmp_path / "soak.json",
         "soak",

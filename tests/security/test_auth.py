@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from cluster import running_up, started
+from cluster import Cluster, MakeCluster, running_up, started
 
 import kittenfs
 from kittenfs import AccessDenied
@@ -34,16 +37,17 @@ def kfs(
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory):
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One cluster per module with auth on (an admin token), three workers."""
     with started(tmp_path_factory.mktemp("auth"), token=ADMIN) as cluster:
         yield cluster
 
 
-def create(cluster, role: str, *extra: str) -> dict:
+def create(cluster: Cluster, role: str, *extra: str) -> dict[str, Any]:
     made = kfs("key", "create", "--role", role, *extra, "--json", url=cluster.url, token=ADMIN)
     assert made.returncode == 0, made.stderr
-    return json.loads(made.stdout)
+    created: dict[str, Any] = json.loads(made.stdout)
+    return created
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -73,11 +77,11 @@ def assert_denied(answer: httpx.Response, status: int) -> None:
         ("PUT", "/put/any/key"),
     ],
 )
-def test_requests_without_credentials_get_401(secured, method, path):
+def test_requests_without_credentials_get_401(secured: Cluster, method: str, path: str) -> None:
     assert_denied(httpx.request(method, f"{secured.url}{path}", content=b"x"), 401)
 
 
-def test_health_and_the_api_description_stay_open(secured):
+def test_health_and_the_api_description_stay_open(secured: Cluster) -> None:
     assert httpx.get(f"{secured.url}/health").status_code == 200
     assert httpx.get(f"{secured.url}/_openapi.yaml").status_code == 200
 
@@ -87,14 +91,14 @@ def test_health_and_the_api_description_stay_open(secured):
     ["nonsense", "kfs.KFSAAAAAAAAAAAAAAAAA." + "a" * 40, ADMIN + "x", "Basic"],
     ids=["garbage", "unknown-credential", "admin-token-altered", "basic"],
 )
-def test_bad_tokens_get_401_and_change_nothing(secured, token):
+def test_bad_tokens_get_401_and_change_nothing(secured: Cluster, token: str) -> None:
     header = "Basic Zm9vOmJhcg==" if token == "Basic" else f"Bearer {token}"
     answer = httpx.put(f"{secured.url}/bad/token", content=b"no", headers={"Authorization": header})
     assert_denied(answer, 401)
     assert httpx.head(f"{secured.url}/bad/token", headers=bearer(ADMIN)).status_code == 404
 
 
-def test_a_write_credential_is_confined_to_its_prefix(secured):
+def test_a_write_credential_is_confined_to_its_prefix(secured: Cluster) -> None:
     made = create(secured, "write", "--prefix", "/photos/", "--expires", "30d")
     assert {"access_key", "secret_key", "token"} <= made.keys()
     assert made["role"] == "write" and made["prefix"] == "/photos/" and made["expires_ms"]
@@ -120,7 +124,7 @@ def test_a_write_credential_is_confined_to_its_prefix(secured):
         assert http.delete("/photos/cat").status_code == 204
 
 
-def test_a_read_credential_reads_and_nothing_more(secured):
+def test_a_read_credential_reads_and_nothing_more(secured: Cluster) -> None:
     httpx.put(f"{secured.url}/shared/doc", content=b"text", headers=bearer(ADMIN))
     token = create(secured, "read")["token"]
     with kittenfs.Client(secured.url, token=token) as client:
@@ -139,7 +143,7 @@ def test_a_read_credential_reads_and_nothing_more(secured):
     )
 
 
-def test_curl_follows_the_redirect_with_a_token_on_the_master(secured):
+def test_curl_follows_the_redirect_with_a_token_on_the_master(secured: Cluster) -> None:
     """curl sends the token to the master only (not across the redirect); the worker takes
     the link the master signed."""
     value = os.urandom(200_000)
@@ -170,7 +174,7 @@ def test_curl_follows_the_redirect_with_a_token_on_the_master(secured):
     assert denied.stdout == "401"
 
 
-def test_credentials_expire(secured):
+def test_credentials_expire(secured: Cluster) -> None:
     made = kfs(
         "key", "create", "--role", "read", "--expires", "2s", "--json", url=secured.url, token=ADMIN
     )
@@ -184,7 +188,7 @@ def test_credentials_expire(secured):
     assert_denied(httpx.get(f"{secured.url}/soon/gone", headers=bearer(token)), 401)
 
 
-def test_a_revoked_credential_is_refused_at_once(secured):
+def test_a_revoked_credential_is_refused_at_once(secured: Cluster) -> None:
     made = create(secured, "write")
     listed = kfs("key", "list", "--json", url=secured.url, token=ADMIN)
     keys = json.loads(listed.stdout)
@@ -209,7 +213,7 @@ def test_a_revoked_credential_is_refused_at_once(secured):
     )
 
 
-def test_only_an_admin_manages_credentials(secured):
+def test_only_an_admin_manages_credentials(secured: Cluster) -> None:
     writer = create(secured, "write")["token"]
     assert_denied(
         httpx.post(f"{secured.url}/_keys", json={"role": "admin"}, headers=bearer(writer)), 403
@@ -228,14 +232,14 @@ def test_only_an_admin_manages_credentials(secured):
         {"role": "read", "shoe_size": 9},
     ],
 )
-def test_bad_credential_requests_are_400(secured, body):
+def test_bad_credential_requests_are_400(secured: Cluster, body: dict[str, object]) -> None:
     answer = httpx.post(
         f"{secured.url}/_keys", content=json.dumps(body).encode(), headers=bearer(ADMIN)
     )
     assert answer.status_code == 400, answer.text
 
 
-def test_the_cli_and_client_take_the_token_from_the_environment(secured):
+def test_the_cli_and_client_take_the_token_from_the_environment(secured: Cluster) -> None:
     token = create(secured, "write")["token"]
     environment = {"KITTENFS_TOKEN": token, "KITTENFS_URL": secured.url}
     put = subprocess.run(
@@ -259,7 +263,7 @@ def test_the_cli_and_client_take_the_token_from_the_environment(secured):
     assert denied.returncode == 1 and "401" in denied.stderr
 
 
-def test_signed_links_work_for_anyone_until_they_expire_or_are_altered(secured):
+def test_signed_links_work_for_anyone_until_they_expire_or_are_altered(secured: Cluster) -> None:
     writer = create(secured, "write", "--prefix", "/share/")
     httpx.put(f"{secured.url}/share/pic", content=b"picture", headers=bearer(writer["token"]))
     signed = kfs("sign", "/share/pic", "--expires", "1h", url=secured.url, token=writer["token"])
@@ -297,7 +301,7 @@ def test_signed_links_work_for_anyone_until_they_expire_or_are_altered(secured):
     assert httpx.get(url).status_code == 403  # dies with its credential
 
 
-def test_a_link_never_grants_more_than_its_signer_has(secured):
+def test_a_link_never_grants_more_than_its_signer_has(secured: Cluster) -> None:
     reader = create(secured, "read", "--prefix", "/only/")["token"]
     for key, method in (("/only/x", "PUT"), ("/elsewhere", "GET")):
         answer = httpx.post(
@@ -312,7 +316,7 @@ def test_a_link_never_grants_more_than_its_signer_has(secured):
     assert too_long.status_code == 400
 
 
-def test_anonymous_read_lets_anyone_read_but_not_write(make_cluster):
+def test_anonymous_read_lets_anyone_read_but_not_write(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(token=ADMIN, master_args=["--anonymous", "read"])
     httpx.put(f"{cluster.url}/public/page", content=b"hello", headers=bearer(ADMIN))
     assert httpx.get(f"{cluster.url}/public/page", follow_redirects=True).content == b"hello"
@@ -334,7 +338,9 @@ def test_anonymous_read_lets_anyone_read_but_not_write(make_cluster):
         ),
     ],
 )
-def test_protected_mode_refuses_to_start_off_loopback_without_protection(tmp_path, args, says):
+def test_protected_mode_refuses_to_start_off_loopback_without_protection(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
     secret = tmp_path / "secret"
     secret.write_text("s" * 32)
     args = [str(secret) if a == "SECRET" else a for a in args]
@@ -350,7 +356,7 @@ def test_protected_mode_refuses_to_start_off_loopback_without_protection(tmp_pat
     assert not (tmp_path / "d").exists()  # refused before touching anything
 
 
-def test_off_loopback_a_master_with_auth_and_a_secret_starts(tmp_path):
+def test_off_loopback_a_master_with_auth_and_a_secret_starts(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("s" * 32)
     from cluster import Proc
@@ -380,13 +386,13 @@ def test_off_loopback_a_master_with_auth_and_a_secret_starts(tmp_path):
         master.stop()
 
 
-def test_kittenfs_up_says_auth_is_off_and_how_to_turn_it_on(tmp_path):
+def test_kittenfs_up_says_auth_is_off_and_how_to_turn_it_on(tmp_path: Path) -> None:
     with running_up(tmp_path, until="auth is") as up:
         assert "kittenfs up --auth" in up.output()
         assert httpx.put(f"{up.url}/tour", content=b"hi").status_code == 201
 
 
-def test_kittenfs_up_auth_makes_and_prints_an_admin_token(tmp_path):
+def test_kittenfs_up_auth_makes_and_prints_an_admin_token(tmp_path: Path) -> None:
     with running_up(tmp_path, "--auth", until="auth is") as up:
         token_file = tmp_path / "data" / "admin.token"
         token = token_file.read_text().strip()
@@ -398,7 +404,7 @@ def test_kittenfs_up_auth_makes_and_prints_an_admin_token(tmp_path):
             assert client.get("/k") == b"v"
 
 
-def test_open_routes_do_not_look_at_credentials(secured):
+def test_open_routes_do_not_look_at_credentials(secured: Cluster) -> None:
     for headers, params in (
         ({"Authorization": "Basic Zm9vOmJhcg=="}, {}),
         ({}, {"kfs-signature": "x"}),
@@ -422,7 +428,7 @@ def test_open_routes_do_not_look_at_credentials(secured):
         {"method": "POST", "path": "/_workers/" + "9" * 5000 + "/drain"},
     ],
 )
-def test_huge_numbers_get_a_4xx_not_a_500(secured, request_args):
+def test_huge_numbers_get_a_4xx_not_a_500(secured: Cluster, request_args: dict[str, Any]) -> None:
     args = dict(request_args)
     headers = args.pop("headers", None) or bearer(ADMIN)  # a cluster header goes alone
     answer = httpx.request(
@@ -433,19 +439,21 @@ def test_huge_numbers_get_a_4xx_not_a_500(secured, request_args):
 
 
 @pytest.mark.parametrize("expires", [0, False, -1, "soon"])
-def test_a_credential_cannot_be_made_to_never_expire_by_accident(secured, expires):
+def test_a_credential_cannot_be_made_to_never_expire_by_accident(
+    secured: Cluster, expires: object
+) -> None:
     answer = httpx.post(
         f"{secured.url}/_keys", json={"role": "read", "expires_s": expires}, headers=bearer(ADMIN)
     )
     assert answer.status_code == 400, answer.text
 
 
-def test_signing_reads_no_body_before_it_knows_the_caller(secured):
+def test_signing_reads_no_body_before_it_knows_the_caller(secured: Cluster) -> None:
     answer = httpx.post(f"{secured.url}/_sign", content=b"{" * 1000)
     assert answer.status_code == 401  # not 400 bad_json: the body was not parsed
 
 
-def test_links_name_the_admin_token_by_a_keyed_id_not_its_hash(secured):
+def test_links_name_the_admin_token_by_a_keyed_id_not_its_hash(secured: Cluster) -> None:
     import hashlib
     from urllib.parse import parse_qs, urlsplit
 
@@ -459,7 +467,7 @@ def test_links_name_the_admin_token_by_a_keyed_id_not_its_hash(secured):
     assert httpx.get(url, follow_redirects=True).content == b"x"
 
 
-def test_links_point_at_the_master_not_at_the_requests_host_header(secured):
+def test_links_point_at_the_master_not_at_the_requests_host_header(secured: Cluster) -> None:
     """A client's Host header never goes into a signed link (an open redirect from a worker's
     URL once it did); links point at the master's own URL (--advertise)."""
     from urllib.parse import parse_qs, urlsplit

@@ -4,31 +4,38 @@ to its first cluster; blobs are served only on links the master signed."""
 
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from cluster import Cluster, MakeCluster
 from peers import worker_peers
 
 import kittenfs
 from kittenfs.placement import blob_id
 
 
-def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:
+def wait_until(
+    condition: Callable[[], object], timeout: float = 30.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
         time.sleep(0.1)
 
 
-def writes_work(cluster, n: int = 5) -> None:
+def writes_work(cluster: Cluster, n: int = 5) -> None:
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
         for i in range(n):
             answer = http.put(f"/still/{i}", content=os.urandom(1000 + i))
             assert answer.status_code in (201, 204), answer.text
 
 
-def test_registration_and_heartbeats_without_the_secret_get_401_and_change_nothing(cluster):
+def test_registration_and_heartbeats_without_the_secret_get_401_and_change_nothing(
+    cluster: Cluster,
+) -> None:
     """Attack 1: an unauthenticated registration naming an existing worker's id at a dead
     address once made every PUT fail with 503."""
     victim = cluster.cluster_info()["workers"][0]
@@ -49,7 +56,7 @@ def test_registration_and_heartbeats_without_the_secret_get_401_and_change_nothi
     writes_work(cluster)
 
 
-def test_even_a_member_cannot_point_a_worker_at_an_address_that_is_not_it(cluster):
+def test_even_a_member_cannot_point_a_worker_at_an_address_that_is_not_it(cluster: Cluster) -> None:
     """Signed with the secret, a registration that moves a worker to an address where it
     does not answer with its own id is refused (409), and nothing changes."""
     victim = cluster.cluster_info()["workers"][1]
@@ -65,7 +72,7 @@ def test_even_a_member_cannot_point_a_worker_at_an_address_that_is_not_it(cluste
     writes_work(cluster)
 
 
-def test_a_forged_blob_never_reaches_a_reader(cluster):
+def test_a_forged_blob_never_reaches_a_reader(cluster: Cluster) -> None:
     """Attack 2: other bytes PUT straight to a worker under a live blob id were then served.
     Unsigned they are refused (401); even signed, a blob id never takes other bytes (409)."""
     value = os.urandom(100_000)
@@ -91,7 +98,7 @@ def test_a_forged_blob_never_reaches_a_reader(cluster):
         assert httpx.get(f"{cluster.url}/forge/me", params={"direct": ""}).content == value
 
 
-def test_blobs_are_served_only_on_a_link_the_master_signed(cluster):
+def test_blobs_are_served_only_on_a_link_the_master_signed(cluster: Cluster) -> None:
     value = os.urandom(100_000)
     httpx.put(f"{cluster.url}/linked", content=value)
     location = httpx.get(f"{cluster.url}/linked").headers["location"]
@@ -106,7 +113,7 @@ def test_blobs_are_served_only_on_a_link_the_master_signed(cluster):
     assert httpx.get(other).status_code == 403  # the signature names one blob
 
 
-def test_a_public_reads_worker_serves_blobs_without_a_link(make_cluster):
+def test_a_public_reads_worker_serves_blobs_without_a_link(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(worker_args=["--public-reads"])
     value = os.urandom(100_000)
     httpx.put(f"{cluster.url}/public", content=value)
@@ -115,7 +122,9 @@ def test_a_public_reads_worker_serves_blobs_without_a_link(make_cluster):
     assert httpx.delete(bare).status_code == 401  # writes still need the secret
 
 
-def test_a_worker_of_one_cluster_is_refused_by_another_and_keeps_its_blobs(make_cluster):
+def test_a_worker_of_one_cluster_is_refused_by_another_and_keeps_its_blobs(
+    make_cluster: MakeCluster,
+) -> None:
     """Attack 3: a worker restarted with --master pointing at another cluster's master was
     taken in, and that cluster's gc deleted every blob it held for its own cluster."""
     home = make_cluster()
@@ -136,7 +145,7 @@ def test_a_worker_of_one_cluster_is_refused_by_another_and_keeps_its_blobs(make_
     wait_until(lambda: not wanderer.alive(), what="the worker refusing the other cluster")
     log = (home.root / "worker-2.log").read_text()
     assert "belongs to cluster" in log and "stopping" in log
-    assert wanderer.popen.returncode == 0
+    assert wanderer.popen is not None and wanderer.popen.returncode == 0
     assert len(other.cluster_info()["workers"]) == 1  # never registered there
     gc = httpx.post(f"{other.url}/_jobs/gc", json={"grace": 0})
     assert gc.status_code == 202
@@ -149,7 +158,9 @@ def test_a_worker_of_one_cluster_is_refused_by_another_and_keeps_its_blobs(make_
             assert client.get(key) == value
 
 
-def test_a_worker_with_the_wrong_secret_stops_with_one_line(make_cluster, tmp_path):
+def test_a_worker_with_the_wrong_secret_stops_with_one_line(
+    make_cluster: MakeCluster, tmp_path: Path
+) -> None:
     cluster = make_cluster(workers=1)
     wrong = tmp_path / "wrong.secret"
     wrong.write_text("not-the-cluster-secret-at-all")
@@ -159,7 +170,9 @@ def test_a_worker_with_the_wrong_secret_stops_with_one_line(make_cluster, tmp_pa
     assert len(cluster.cluster_info()["workers"]) == 1
 
 
-def test_a_worker_with_a_secret_refuses_a_master_without_one(make_cluster, tmp_path):
+def test_a_worker_with_a_secret_refuses_a_master_without_one(
+    make_cluster: MakeCluster, tmp_path: Path
+) -> None:
     cluster = make_cluster(workers=0, secret=False)
     secret = tmp_path / "s"
     secret.write_text("a-secret-the-master-does-not-have")
@@ -169,7 +182,9 @@ def test_a_worker_with_a_secret_refuses_a_master_without_one(make_cluster, tmp_p
 
 
 @pytest.mark.parametrize("skew", [-400, 400])
-def test_a_cluster_signature_from_too_far_in_the_past_or_future_is_refused(cluster, skew):
+def test_a_cluster_signature_from_too_far_in_the_past_or_future_is_refused(
+    cluster: Cluster, skew: int
+) -> None:
     key = cluster.key
     assert key is not None
     target = "/_workers/heartbeat"

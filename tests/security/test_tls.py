@@ -6,10 +6,12 @@ refused at the handshake."""
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-from cluster import running_up, started
+from cluster import Cluster, running_up, started
 
 import kittenfs
 from kittenfs import ServerError
@@ -17,18 +19,18 @@ from kittenfs.tls import client_context, local_ca
 
 
 @pytest.fixture(scope="module")
-def secure(tmp_path_factory):
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with started(tmp_path_factory.mktemp("tls"), tls=True) as cluster:
         yield cluster
 
 
-def test_every_process_serves_https(secure):
+def test_every_process_serves_https(secure: Cluster) -> None:
     assert secure.url.startswith("https://")
     assert all(node.url.startswith("https://") for node in secure.nodes)
     assert all(w["url"].startswith("https://") for w in secure.cluster_info()["workers"])
 
 
-def test_a_client_that_trusts_the_ca_uses_every_path(secure):
+def test_a_client_that_trusts_the_ca_uses_every_path(secure: Cluster) -> None:
     value = os.urandom(300_000)
     with kittenfs.Client(secure.url, ca=secure.ca) as client:
         client.put("/tls/v", value)
@@ -48,7 +50,9 @@ def test_a_client_that_trusts_the_ca_uses_every_path(secure):
     assert curl.returncode == 0 and curl.stdout == value, curl.stderr
 
 
-def test_a_client_that_trusts_another_ca_is_refused_at_the_handshake(secure, tmp_path):
+def test_a_client_that_trusts_another_ca_is_refused_at_the_handshake(
+    secure: Cluster, tmp_path: Path
+) -> None:
     other = local_ca(tmp_path / "other")
     with kittenfs.Client(secure.url, ca=other.ca) as client, pytest.raises(ServerError) as err:
         client.head("/tls/v")
@@ -63,19 +67,21 @@ def test_a_client_that_trusts_another_ca_is_refused_at_the_handshake(secure, tmp
     assert curl.returncode != 0
 
 
-def test_plain_http_to_a_tls_port_gets_no_answer(secure):
+def test_plain_http_to_a_tls_port_gets_no_answer(secure: Cluster) -> None:
     with pytest.raises(httpx.HTTPError):
         httpx.get(secure.url.replace("https://", "http://") + "/health", timeout=10)
 
 
-def test_a_worker_that_does_not_trust_the_masters_certificate_never_joins(secure, tmp_path):
+def test_a_worker_that_does_not_trust_the_masters_certificate_never_joins(
+    secure: Cluster, tmp_path: Path
+) -> None:
     other = local_ca(tmp_path / "other")
     own = local_ca(secure.root / "tls")
     node = secure.add_worker(
         "--tls-cert", str(own.cert), "--tls-key", str(own.key), "--ca", str(other.ca)
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         log = ""
         while "CERTIFICATE_VERIFY_FAILED" not in log:
             assert time.monotonic() < deadline, log
@@ -87,7 +93,7 @@ def test_a_worker_that_does_not_trust_the_masters_certificate_never_joins(secure
         secure.nodes.remove(node)
 
 
-def test_kittenfs_up_tls_makes_a_ca_and_serves_https(tmp_path):
+def test_kittenfs_up_tls_makes_a_ca_and_serves_https(tmp_path: Path) -> None:
     with running_up(tmp_path, "--tls", until="TLS is on") as up:
         ca = tmp_path / "data" / "tls" / "ca.pem"
         assert (

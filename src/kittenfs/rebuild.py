@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .clusterauth import HttpxClusterAuth
-from .master.index import Index
+from .master.index import LevelDBIndex
 from .records import IndexRecord, WorkerInfo
 from .signing import ClusterKey
 
@@ -138,7 +138,7 @@ def rebuild(data: Path, worker_urls: list[str], key: ClusterKey | None = None) -
 async def _write(
     path: Path, workers: list[WorkerInfo], live: list[IndexRecord], cluster: str | None
 ) -> None:
-    index = Index(str(path))
+    index = LevelDBIndex(str(path))
     try:
         await index.load(live, workers, cluster)
     finally:

@@ -12,7 +12,7 @@ from kittenfs.errors import ReplicaError
 from kittenfs.locks import KeyLocks
 from kittenfs.master.cache import ValueCache
 from kittenfs.master.garbage import Reaper
-from kittenfs.master.index import Index
+from kittenfs.master.index import LevelDBIndex
 from kittenfs.master.membership import Membership
 from kittenfs.master.move import Mover
 from kittenfs.master.write_path import Store
@@ -126,7 +126,7 @@ class FakeTransport:
 class Core:
     """A master's core over a real LevelDB index and the fake transport."""
 
-    index: Index
+    index: LevelDBIndex
     membership: Membership
     transport: FakeTransport
     cache: ValueCache
@@ -143,8 +143,8 @@ async def open_core(
     max_value_bytes: int = 1 << 24,
 ) -> Core:
     """Return a core with ``workers`` registered workers (all up) and no grace for garbage."""
-    index = Index(str(path / "index"))
-    membership = Membership(index, replicas, down_after=60.0)
+    index = LevelDBIndex(str(path / "index"))
+    membership = await Membership.open(index, replicas, down_after=60.0)
     for i in range(workers):
         await membership.register(f"w-{i:012x}", f"http://127.0.0.1:{4000 + i}", None)
     transport = FakeTransport()

@@ -6,13 +6,13 @@ import pytest
 from fakes import run
 
 from kittenfs.errors import NotEnoughWorkers, NotFound, StateConflict
-from kittenfs.master.index import Index
+from kittenfs.master.index import LevelDBIndex
 from kittenfs.master.membership import Membership
 from kittenfs.placement import rank
 
 
 async def registered(path: Path, count: int, replicas: int = 3) -> Membership:
-    membership = Membership(Index(str(path / "index")), replicas, down_after=60.0)
+    membership = await Membership.open(LevelDBIndex(str(path / "index")), replicas, down_after=60.0)
     for i in range(count):
         info = await membership.register(f"w-{i:012x}", f"http://h:{i}", None)
         assert info.index == i
@@ -29,7 +29,7 @@ def test_indices_are_given_in_order_and_kept(tmp_path: Path) -> None:
         with pytest.raises(StateConflict):
             await membership.register("w-00000000000a", "http://h:10", 2)
         await membership.index.close()
-        reopened = Membership(Index(str(tmp_path / "index")), 3)
+        reopened = await Membership.open(LevelDBIndex(str(tmp_path / "index")), 3)
         assert sorted(reopened.workers) == [0, 1, 2]
         assert reopened.url(1) == "http://h:9"
         await reopened.index.close()

@@ -35,7 +35,7 @@ async def dispatch_jobs(
 ) -> web.Response:
     """Route ``/_jobs`` and ``/_jobs/<...>`` for a caller with ``need``; ``rest`` is the path
     after ``/_jobs/``."""
-    state.access.authorize(request, need)
+    await state.access.authorize(request, need)
     name = rest
     if not name:
         if request.method != "GET":
@@ -115,7 +115,7 @@ async def dispatch_workers(
         "recheck",
     ):
         raise HTTPProblem(404, "no_such_route", f"/_workers/{rest} is not a route")
-    state.access.authorize(
+    await state.access.authorize(
         request, Need.MEMBER_OR_ADMIN if action in ("adopt", "recheck") else need
     )
     index = int(text)

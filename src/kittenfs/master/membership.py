@@ -39,15 +39,28 @@ class WorkerState:
 class Membership:
     """The registered workers of one master."""
 
-    def __init__(self, index: Index, replicas: int, down_after: float = 5.0) -> None:
+    def __init__(
+        self,
+        index: Index,
+        replicas: int,
+        down_after: float = 5.0,
+        workers: list[WorkerInfo] | None = None,
+        draining: set[int] | None = None,
+    ) -> None:
         self.index = index
         self.replicas = replicas
         self.down_after = down_after
         now = time.monotonic()
-        self.workers = {info.index: WorkerState(info, now) for info in index.workers()}
+        self.workers = {info.index: WorkerState(info, now) for info in workers or []}
         self._by_id = {state.info.id: state for state in self.workers.values()}
-        self.draining = index.draining() & set(self.workers)  # new replicas avoid these
+        # New replicas avoid these.
+        self.draining = (draining or set()) & set(self.workers)
         self._registering = asyncio.Lock()  # one registration at a time: indices stay unique
+
+    @classmethod
+    async def open(cls, index: Index, replicas: int, down_after: float = 5.0) -> "Membership":
+        """Return the membership of the workers ``index`` holds (each counted up at first)."""
+        return cls(index, replicas, down_after, await index.workers(), await index.draining())
 
     def replica_count(self) -> int:
         """Return how many replicas a write makes: the setting, capped at the number of
@@ -75,7 +88,7 @@ class Membership:
         elif wanted is not None:
             raise StateConflict(f"worker index {wanted} belongs to another worker", "index_taken")
         else:  # never an index given before: records may still name a removed worker
-            index = max(self.index.next_worker(), max(self.workers, default=-1) + 1)
+            index = max(await self.index.next_worker(), max(self.workers, default=-1) + 1)
         info = WorkerInfo(
             worker_id, index, url, state.info.registered_ms if state else int(time.time() * 1000)
         )

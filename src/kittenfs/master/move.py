@@ -134,7 +134,7 @@ class Mover:
         dropped = tuple(i for i in record.replicas if i not in plan.target)
         kept = tuple(i for i in plan.target if i not in plan.needs)
         async with self.locks.hold(record.key):
-            current = self.index.get(space, record.key) == record
+            current = await self.index.get(space, record.key) == record
             # Each new copy still in place; before any copy is dropped, every byte of the
             # copies that stay and were not just written (the last good copy must not go).
             if not (
@@ -183,7 +183,7 @@ class Mover:
         unlinked) ``version`` with this MD5, and the worker holds it right now (checked under
         the key's lock: a listing can be stale); return whether it was added."""
         async with self.locks.hold(key):
-            found = self.index.current(key)
+            found = await self.index.current(key)
             if found is None:
                 return False
             space, record = found

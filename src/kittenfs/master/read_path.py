@@ -79,7 +79,7 @@ async def read(
     """Answer a GET or HEAD of ``key`` (``direct``: stream it through the master)."""
     cache = state.store.cache
     hit = cache.get(key)
-    record, value = hit if hit is not None else (state.index.get(Space.LIVE, key), None)
+    record, value = hit if hit is not None else (await state.index.get(Space.LIVE, key), None)
     if record is None:
         return not_found()
     if caller.exclude:
@@ -92,9 +92,10 @@ async def read(
     if cache.holds(record.size) and range_asked(request.headers) is None:
         if value is None:
             cache.missed()
-            value = await _read_small(state, record, caller)
-            if state.index.get(Space.LIVE, key) == record:  # not replaced meanwhile
-                cache.put(record, value)
+            with cache.ticket(key) as ticket:
+                value = await _read_small(state, record, caller)
+                if await state.index.get(Space.LIVE, key) == record:  # not replaced meanwhile
+                    cache.fill(ticket, record, value)
         return web.Response(
             body=value, headers={**headers, "Content-Type": "application/octet-stream"}
         )

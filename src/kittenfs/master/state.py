@@ -13,7 +13,7 @@ from .access import Access, load_master_key
 from .cache import ValueCache
 from .damage import Damage
 from .garbage import Reaper
-from .index import Index, Space
+from .index import Index, LevelDBIndex, Space
 from .jobs import Jobs
 from .jobs.converge import Converger, RepairQueue
 from .membership import Membership
@@ -58,7 +58,7 @@ class MasterState:
     async def open(cls, config: MasterConfig, session: aiohttp.ClientSession) -> "MasterState":
         """Open the index under ``config.data`` and recover from any crash."""
         config.data.mkdir(parents=True, exist_ok=True)
-        index = Index(str(config.data / "index"))
+        index: Index = LevelDBIndex(str(config.data / "index"))
         master_id = await index.identity(f"m-{uuid.uuid4().hex[:12]}")
         cluster_id = await index.cluster_id(f"c-{uuid.uuid4().hex[:24]}")
         access = Access(
@@ -68,7 +68,7 @@ class MasterState:
             config.admin_token,
             config.anonymous,
         )
-        membership = Membership(index, config.replicas, config.down_after)
+        membership = await Membership.open(index, config.replicas, config.down_after)
         cache = ValueCache(config.cache_bytes, config.cache_value_max)
         transport = HttpTransport(session, membership.url)
         locks = KeyLocks()
@@ -85,6 +85,7 @@ class MasterState:
         )
         mover = Mover(index, membership, transport, locks, cache, reaper)
         await reaper.recover()
+        repairs = RepairQueue(Converger(mover))
         return cls(
             config,
             index,
@@ -94,7 +95,7 @@ class MasterState:
             master_id,
             time.time(),
             Jobs(),
-            RepairQueue(Converger(mover)),
+            repairs,
             access,
             cluster_id,
             transport,

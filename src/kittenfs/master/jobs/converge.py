@@ -80,7 +80,7 @@ class Converger:
             for space in HELD:
                 start = ""
                 while True:
-                    keys, start = self.index.keys(space, "", start, PAGE)
+                    keys, start = await self.index.keys(space, "", start, PAGE)
                     for key in keys:
                         await slots.acquire()
                         task = asyncio.create_task(
@@ -107,7 +107,7 @@ class Converger:
         only_worker: int | None,
     ) -> None:
         try:
-            record = self.index.get(space, key)
+            record = await self.index.get(space, key)
             if record is not None and only_worker in (None, *record.replicas):
                 copied = await self.converge(job, space, record, deep, dry_run)
                 job.bytes_done += copied
@@ -198,7 +198,7 @@ class RepairQueue:
             self.wakeup.clear()
             while self.keys:
                 key = self.keys.pop()
-                found = self.converger.index.current(key)
+                found = await self.converger.index.current(key)
                 try:
                     if found is not None:
                         await self.converger.converge(self.job, *found, True, False)

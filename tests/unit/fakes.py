@@ -2,6 +2,7 @@
 (index in a tmp dir, membership, transport, locks, cache, reaper, write path, mover)."""
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
@@ -46,13 +47,18 @@ class Blob:
 @dataclass
 class FakeTransport:
     """Workers as dictionaries of blobs.  ``fail[(op, worker)]`` makes that operation fail
-    on that worker (``op``: upload, put_small, delete, copy_state, copy), with a ReplicaError
-    (``unreachable`` if the worker is in ``unreachable``)."""
+    on that worker (``op``: upload, put_small, delete, copy_state, copy, read), with a
+    ReplicaError (``unreachable`` if the worker is in ``unreachable``).  A ``read`` of a blob
+    the worker lacks fails with status 404; ``cut[worker] = n`` makes its reads stop after
+    ``n`` bytes of the blob (as a worker cuts a stream at a bad block); reads give
+    ``chunk`` bytes at a time."""
 
     blobs: dict[int, dict[str, Blob]] = field(default_factory=dict)
     fail: set[tuple[str, int]] = field(default_factory=set)
     unreachable: set[int] = field(default_factory=set)
     calls: list[tuple[str, int, str]] = field(default_factory=list)
+    cut: dict[int, int] = field(default_factory=dict)
+    chunk: int = 4
 
     def held(self, worker: int) -> dict[str, Blob]:
         return self.blobs.setdefault(worker, {})
@@ -91,6 +97,28 @@ class FakeTransport:
         self._check("put_small", worker, blob)
         stored = self.held(worker)[blob] = Blob(key, version, value)
         return len(value), stored.md5
+
+    @contextlib.asynccontextmanager
+    async def read(
+        self, worker: int, blob: str, first: int = 0, last: int | None = None
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        await asyncio.sleep(0)
+        self._check("read", worker, blob)
+        held = self.held(worker).get(blob)
+        if held is None:
+            raise ReplicaError(f"worker {worker}: 404", status=404)
+        end = len(held.value) if last is None else last + 1
+        yield self._stream(worker, held.value, first, end)
+
+    async def _stream(
+        self, worker: int, value: bytes, first: int, end: int
+    ) -> AsyncIterator[bytes]:
+        stop = min(end, self.cut.get(worker, end))
+        for start in range(first, stop, self.chunk):
+            await asyncio.sleep(0)
+            yield value[start : min(start + self.chunk, stop)]
+        if stop < end:
+            raise ReplicaError(f"worker {worker}: cut at byte {stop}")
 
     async def delete(self, worker: int, blob: str) -> None:
         await asyncio.sleep(0)

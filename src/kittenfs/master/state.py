@@ -18,6 +18,7 @@ from .jobs import Jobs
 from .jobs.converge import Converger, RepairQueue
 from .membership import Membership
 from .move import Mover
+from .reader import Reader
 from .replica_io import HttpTransport
 from .transport import ReplicaTransport
 from .write_path import Store
@@ -41,6 +42,7 @@ class MasterState:
     transport: ReplicaTransport
     reaper: Reaper
     mover: Mover
+    reader: Reader
     url: str = ""
 
     @property
@@ -86,6 +88,7 @@ class MasterState:
         mover = Mover(index, membership, transport, locks, cache, reaper)
         await reaper.recover()
         repairs = RepairQueue(Converger(mover))
+        reader = Reader(index, cache, membership, repairs.damage, transport)
         return cls(
             config,
             index,
@@ -101,6 +104,7 @@ class MasterState:
             transport,
             reaper,
             mover,
+            reader,
         )
 
     async def key_health(self) -> dict[str, int]:

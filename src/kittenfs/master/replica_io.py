@@ -176,7 +176,12 @@ class Batcher:
         result = await self._submit(worker_url, batch.PutOp(blob, key, version, value))
         if result.get("status") != 201:
             raise _refused(worker_url, result)
-        return int(result["size"]), str(result["md5"])
+        try:
+            return int(result["size"]), str(result["md5"])
+        except (KeyError, TypeError, ValueError):
+            raise ReplicaError(
+                f"{worker_url}: a stored put answered without its size and MD5"
+            ) from None
 
     async def delete(self, worker_url: str, blob: str) -> None:
         """Delete a blob on a worker; succeed if it is gone (or was never there)."""

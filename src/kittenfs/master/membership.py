@@ -199,8 +199,30 @@ class Membership:
         if self.is_up(index):
             raise StateConflict(f"worker {index} is up; stop its process first", "worker_up")
 
-    async def remove(self, index: int) -> None:
-        """Forget a stopped worker (the caller has checked that nothing needs it)."""
+    async def remove(self, index: int, force: bool = False) -> None:
+        """Forget a stopped worker.  Refused (StateConflict) while it holds the only copy of
+        any key (no other replica is up), and, unless ``force``, while any key still names it
+        (drain it first)."""
+        self.require_stopped(index)
+        named, only = 0, []
+        async for _, record in self.index.all_current():
+            if index in record.replicas:
+                named += 1
+                others = [i for i in record.replicas if i != index and self.is_up(i)]
+                if not others:  # a copy on a worker that is down is no copy to count on
+                    only.append(record.key)
+        if only:
+            raise StateConflict(
+                f"worker {index} holds the only copy of {len(only)} "
+                f"keys (for example {only[0]!r}); bring it back up and drain it first",
+                "only_copy",
+            )
+        if named and not force:
+            raise StateConflict(
+                f"{named} keys still have a replica on worker "
+                f"{index}; drain it first, or remove it with force and run repair",
+                "worker_in_use",
+            )
         self.require_stopped(index)
         state = self._require(index)
         async with self._registering:

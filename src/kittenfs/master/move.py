@@ -178,6 +178,16 @@ class Mover:
             f"no copy of {record.key!r} reached worker {dest}: " + "; ".join(failures)
         )
 
+    async def adopt(self, worker: int) -> dict[str, int]:
+        """Add ``worker`` to the replicas of every key whose current version it holds intact
+        (listed with the record's MD5): a clone's copies become replicas."""
+        self.membership.require_up(worker)
+        adopted = total = 0
+        async for blob in self.transport.list_blobs(worker):
+            total += 1
+            adopted += await self.add_replica(blob.key, blob.version, blob.md5, worker)
+        return {"adopted": adopted, "blobs": total}
+
     async def add_replica(self, key: str, version: str, md5: str, worker: int) -> bool:
         """Add ``worker`` to the replicas of ``key`` if it is the key's current (live or
         unlinked) ``version`` with this MD5, and the worker holds it right now (checked under

@@ -167,9 +167,11 @@ class ReplicaError(Exception):
     """A worker failed an operation on a blob; the message names the worker and the cause.
 
     ``unreachable`` is True when the worker could not be talked to at all (refused, reset,
-    timed out), as opposed to answering with an error.
+    timed out), as opposed to answering with an error; ``status`` is the worker's error
+    status when it answered one (0 otherwise).
     """
 
-    def __init__(self, message: str, unreachable: bool = False) -> None:
+    def __init__(self, message: str, unreachable: bool = False, status: int = 0) -> None:
         super().__init__(message)
         self.unreachable = unreachable
+        self.status = status

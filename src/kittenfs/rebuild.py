@@ -22,15 +22,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .clusterauth import HttpxClusterAuth
-from .master.index import Index
-from .records import IndexRecord, WorkerInfo
+from .master.index import LevelDBIndex
+from .records import BlobListing, IndexRecord, WorkerInfo
 from .signing import ClusterKey
 
 #: Blobs listed per request.
@@ -43,11 +42,12 @@ class Found:
 
     workers: list[WorkerInfo] = field(default_factory=list)
     cluster: str | None = None  # the cluster the workers belong to
-    copies: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = field(default_factory=dict)
+    copies: dict[str, dict[str, list[tuple[int, BlobListing]]]] = field(default_factory=dict)
 
-    def add(self, worker: int, blob: dict[str, Any]) -> None:
-        versions = self.copies.setdefault(blob["key"], {})
-        versions.setdefault(blob["version"], []).append((worker, blob))
+    def add(self, worker: int, blob: BlobListing) -> None:
+        """Count ``worker``'s copy of a blob."""
+        versions = self.copies.setdefault(blob.key, {})
+        versions.setdefault(blob.version, []).append((worker, blob))
 
 
 def gather(worker_urls: list[str], key: ClusterKey | None = None, timeout: float = 30.0) -> Found:
@@ -89,9 +89,10 @@ def gather(worker_urls: list[str], key: ClusterKey | None = None, timeout: float
             while True:
                 page = http.get(f"{url}/blobs", params={"start": start, "limit": PAGE})
                 body = page.raise_for_status().json()
-                for blob in body["blobs"]:
+                for raw in body["blobs"]:
+                    blob = BlobListing.from_json(raw)
                     found.add(health["index"], blob)
-                    listed_bytes += blob["size"]
+                    listed_bytes += blob.size
                 bar.update(task, advance=len(body["blobs"]), size=f"{listed_bytes:,} bytes")
                 start = body["next"]
                 if not start:
@@ -107,10 +108,10 @@ def plan(found: Found) -> tuple[list[IndexRecord], int]:
         newest = max(versions)  # versions are time-ordered ids
         copies = versions[newest]
         # The copies that agree with the most common (size, md5) are the value.
-        votes = Counter((blob["size"], blob["md5"]) for _, blob in copies)
+        votes = Counter((blob.size, blob.md5) for _, blob in copies)
         size, md5 = votes.most_common(1)[0][0]
-        holders = tuple(sorted(w for w, b in copies if (b["size"], b["md5"]) == (size, md5)))
-        created = min(b["created_ms"] for _, b in copies)
+        holders = tuple(sorted(w for w, b in copies if (b.size, b.md5) == (size, md5)))
+        created = min(b.created_ms for _, b in copies)
         live.append(IndexRecord(key, newest, size, md5, holders, created, created))
         stale += sum(len(copies) for copies in versions.values()) - len(holders)
     return live, stale
@@ -138,7 +139,7 @@ def rebuild(data: Path, worker_urls: list[str], key: ClusterKey | None = None) -
 async def _write(
     path: Path, workers: list[WorkerInfo], live: list[IndexRecord], cluster: str | None
 ) -> None:
-    index = Index(str(path))
+    index = LevelDBIndex(str(path))
     try:
         await index.load(live, workers, cluster)
     finally:

@@ -2,6 +2,7 @@
 (index in a tmp dir, membership, transport, locks, cache, reaper, write path, mover)."""
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from kittenfs.errors import ReplicaError
 from kittenfs.locks import KeyLocks
 from kittenfs.master.cache import ValueCache
 from kittenfs.master.garbage import Reaper
-from kittenfs.master.index import Index
+from kittenfs.master.index import LevelDBIndex
 from kittenfs.master.membership import Membership
 from kittenfs.master.move import Mover
 from kittenfs.master.write_path import Store
@@ -46,13 +47,18 @@ class Blob:
 @dataclass
 class FakeTransport:
     """Workers as dictionaries of blobs.  ``fail[(op, worker)]`` makes that operation fail
-    on that worker (``op``: upload, put_small, delete, copy_state, copy), with a ReplicaError
-    (``unreachable`` if the worker is in ``unreachable``)."""
+    on that worker (``op``: upload, put_small, delete, copy_state, copy, read), with a
+    ReplicaError (``unreachable`` if the worker is in ``unreachable``).  A ``read`` of a blob
+    the worker lacks fails with status 404; ``cut[worker] = n`` makes its reads stop after
+    ``n`` bytes of the blob (as a worker cuts a stream at a bad block); reads give
+    ``chunk`` bytes at a time."""
 
     blobs: dict[int, dict[str, Blob]] = field(default_factory=dict)
     fail: set[tuple[str, int]] = field(default_factory=set)
     unreachable: set[int] = field(default_factory=set)
     calls: list[tuple[str, int, str]] = field(default_factory=list)
+    cut: dict[int, int] = field(default_factory=dict)
+    chunk: int = 4
 
     def held(self, worker: int) -> dict[str, Blob]:
         return self.blobs.setdefault(worker, {})
@@ -92,6 +98,28 @@ class FakeTransport:
         stored = self.held(worker)[blob] = Blob(key, version, value)
         return len(value), stored.md5
 
+    @contextlib.asynccontextmanager
+    async def read(
+        self, worker: int, blob: str, first: int = 0, last: int | None = None
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        await asyncio.sleep(0)
+        self._check("read", worker, blob)
+        held = self.held(worker).get(blob)
+        if held is None:
+            raise ReplicaError(f"worker {worker}: 404", status=404)
+        end = len(held.value) if last is None else last + 1
+        yield self._stream(worker, held.value, first, end)
+
+    async def _stream(
+        self, worker: int, value: bytes, first: int, end: int
+    ) -> AsyncIterator[bytes]:
+        stop = min(end, self.cut.get(worker, end))
+        for start in range(first, stop, self.chunk):
+            await asyncio.sleep(0)
+            yield value[start : min(start + self.chunk, stop)]
+        if stop < end:
+            raise ReplicaError(f"worker {worker}: cut at byte {stop}")
+
     async def delete(self, worker: int, blob: str) -> None:
         await asyncio.sleep(0)
         self._check("delete", worker, blob)
@@ -126,7 +154,7 @@ class FakeTransport:
 class Core:
     """A master's core over a real LevelDB index and the fake transport."""
 
-    index: Index
+    index: LevelDBIndex
     membership: Membership
     transport: FakeTransport
     cache: ValueCache
@@ -143,8 +171,8 @@ async def open_core(
     max_value_bytes: int = 1 << 24,
 ) -> Core:
     """Return a core with ``workers`` registered workers (all up) and no grace for garbage."""
-    index = Index(str(path / "index"))
-    membership = Membership(index, replicas, down_after=60.0)
+    index = LevelDBIndex(str(path / "index"))
+    membership = await Membership.open(index, replicas, down_after=60.0)
     for i in range(workers):
         await membership.register(f"w-{i:012x}", f"http://127.0.0.1:{4000 + i}", None)
     transport = FakeTransport()

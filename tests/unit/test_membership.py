@@ -6,13 +6,14 @@ import pytest
 from fakes import run
 
 from kittenfs.errors import NotEnoughWorkers, NotFound, StateConflict
-from kittenfs.master.index import Index
+from kittenfs.master.index import LevelDBIndex
 from kittenfs.master.membership import Membership
 from kittenfs.placement import rank
+from kittenfs.records import IndexRecord
 
 
 async def registered(path: Path, count: int, replicas: int = 3) -> Membership:
-    membership = Membership(Index(str(path / "index")), replicas, down_after=60.0)
+    membership = await Membership.open(LevelDBIndex(str(path / "index")), replicas, down_after=60.0)
     for i in range(count):
         info = await membership.register(f"w-{i:012x}", f"http://h:{i}", None)
         assert info.index == i
@@ -29,7 +30,7 @@ def test_indices_are_given_in_order_and_kept(tmp_path: Path) -> None:
         with pytest.raises(StateConflict):
             await membership.register("w-00000000000a", "http://h:10", 2)
         await membership.index.close()
-        reopened = Membership(Index(str(tmp_path / "index")), 3)
+        reopened = await Membership.open(LevelDBIndex(str(tmp_path / "index")), 3)
         assert sorted(reopened.workers) == [0, 1, 2]
         assert reopened.url(1) == "http://h:9"
         await reopened.index.close()
@@ -91,6 +92,28 @@ def test_only_a_stopped_worker_is_removed(tmp_path: Path) -> None:
         assert sorted(membership.workers) == [0, 2]
         fresh = await membership.register("w-0000000000ff", "http://h:99", None)
         assert fresh.index == 3  # indices are never reused
+        await membership.index.close()
+
+    run(main())
+
+
+def test_a_worker_that_keys_still_need_is_not_removed(tmp_path: Path) -> None:
+    async def main() -> None:
+        membership = await registered(tmp_path, 3)
+        only = IndexRecord("/only", "v1", 1, "m", (1,), 1, 1)
+        shared = IndexRecord("/shared", "v1", 1, "m", (0, 1), 1, 1)
+        await membership.index.commit_write(only, [])
+        await membership.index.commit_write(shared, [])
+        membership.suspect(1, "test")
+        with pytest.raises(StateConflict) as refused:
+            await membership.remove(1, force=True)
+        assert refused.value.code == "only_copy"
+        await membership.index.remove(only)
+        with pytest.raises(StateConflict) as refused:
+            await membership.remove(1)
+        assert refused.value.code == "worker_in_use"
+        await membership.remove(1, force=True)
+        assert sorted(membership.workers) == [0, 2]
         await membership.index.close()
 
     run(main())

@@ -20,7 +20,7 @@ def test_a_new_worker_receives_its_copy_and_the_old_one_is_reaped(tmp_path: Path
         assert plan.good == record.replicas
         assert not plan.settled(record) or set(plan.target) == set(record.replicas)
         assert await core.mover.move(Space.LIVE, record, plan) is Outcome.MOVED
-        moved = core.index.get(Space.LIVE, "/k")
+        moved = await core.index.get(Space.LIVE, "/k")
         assert moved is not None and set(moved.replicas) == set(plan.target)
         await core.reaper.reap_once()
         assert core.transport.holders(moved) == set(plan.target)
@@ -52,7 +52,7 @@ def test_a_write_during_the_move_wins(tmp_path: Path) -> None:
         plan = await core.mover.plan(record, deep=False)
         newer = (await core.store.put("/k", chunks(b"two"), 3)).record
         assert await core.mover.move(Space.LIVE, record, plan) is Outcome.CHANGED_MEANWHILE
-        assert core.index.get(Space.LIVE, "/k") == newer
+        assert await core.index.get(Space.LIVE, "/k") == newer
         await core.reaper.reap_once()
         assert core.transport.holders(record) == set()
         assert core.transport.holders(newer) == set(newer.replicas)

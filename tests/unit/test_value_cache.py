@@ -46,3 +46,33 @@ def test_invalidate_drops_whatever_version_is_held() -> None:
     cache.invalidate("/absent")
     assert cache.get("/a") is None
     assert (cache.stats.bytes, cache.stats.entries) == (0, 0)
+
+
+def test_a_read_through_fills_the_cache_while_its_ticket_holds() -> None:
+    cache = ValueCache(10_000, 100)
+    with cache.ticket("/a") as ticket:
+        assert cache.fill(ticket, record("/a", 1), b"1")
+    assert cache.get("/a") == (record("/a", 1), b"1")
+
+
+def test_an_invalidation_during_a_read_through_stales_its_ticket() -> None:
+    """Index reads may suspend: a write that commits and invalidates the key while a
+    read-through is under way must keep the read-through's older value out of the cache."""
+    cache = ValueCache(10_000, 100)
+    with cache.ticket("/a") as ticket, cache.ticket("/a") as other:
+        cache.invalidate("/a")  # a write's commit landed meanwhile
+        assert ticket.stale and other.stale
+        assert not cache.fill(ticket, record("/a", 1), b"old")
+    assert cache.get("/a") is None
+    with cache.ticket("/a") as later:  # a read-through begun after the write may fill
+        assert cache.fill(later, record("/a", 2), b"22")
+    assert cache.get("/a") == (record("/a", 2), b"22")
+
+
+def test_only_the_ticket_key_is_staled_and_tickets_are_released() -> None:
+    cache = ValueCache(10_000, 100)
+    with cache.ticket("/a") as ticket:
+        cache.invalidate("/b")
+        cache.put(record("/a", 1), b"1")  # a write-through of the key itself
+        assert not ticket.stale
+    assert cache._tickets == {}

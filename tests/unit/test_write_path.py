@@ -29,28 +29,31 @@ class Boom(Exception):
     """An index batch that did not land."""
 
 
-def referenced(core: Core) -> set[tuple[int, str]]:
+async def referenced(core: Core) -> set[tuple[int, str]]:
     """The copies the index names as current: (worker, blob)."""
     named: set[tuple[int, str]] = set()
     for space in (Space.LIVE, Space.UNLINKED):
-        for record in core.index.records(space):
+        async for record in core.index.records(space):
             blob = blob_id(record.key, record.version)
             named.update((worker, blob) for worker in record.replicas)
     return named
 
 
-def assert_accounted(core: Core) -> None:
+async def assert_accounted(core: Core) -> None:
     """Every copy on a worker is current, or owned by a pending or garbage entry."""
     for worker, blob in core.transport.all_blobs():
-        assert (worker, blob) in referenced(core) or core.index.owned(blob), (worker, blob)
+        assert (worker, blob) in await referenced(core) or await core.index.owned(blob), (
+            worker,
+            blob,
+        )
 
 
 async def heal_and_reap(core: Core) -> None:
     """Let every worker answer again, run the reaper, and check only current copies remain."""
     core.transport.fail.clear()
     await core.reaper.reap_once()
-    assert core.transport.all_blobs() == referenced(core)
-    assert core.index.garbage() == []
+    assert core.transport.all_blobs() == await referenced(core)
+    assert await core.index.garbage() == []
     assert list(core.index.db.scan(b"p:")) == []
 
 
@@ -65,7 +68,7 @@ def test_a_put_is_live_on_every_replica(tmp_path: Path) -> None:
         for key, value in (("/small", SMALL), ("/large", LARGE)):
             result = await core.store.put(key, chunks(value), len(value))
             assert result.created
-            assert core.index.get(Space.LIVE, key) == result.record
+            assert await core.index.get(Space.LIVE, key) == result.record
             assert core.transport.holders(result.record) == set(result.record.replicas)
             assert len(result.record.replicas) == 3
         assert list(core.index.db.scan(b"p:")) == []
@@ -102,11 +105,11 @@ def test_a_failed_step_leaves_the_old_value_and_a_cleanup_path(
         with pytest.raises(expected):
             await put(core, "/k", value)
         # Nothing half-visible: the key is as it was, and its old copies are all in place.
-        assert core.index.get(Space.LIVE, "/k") == old
+        assert await core.index.get(Space.LIVE, "/k") == old
         if old is not None:
             assert core.transport.holders(old) == set(old.replicas)
         assert core.cache.get("/k") is None or core.cache.get("/k") == (old, b"old value")
-        assert_accounted(core)
+        await assert_accounted(core)
         monkeypatch.undo()
         await heal_and_reap(core)
         await core.index.close()
@@ -121,10 +124,10 @@ def test_copies_a_worker_would_not_delete_stay_garbage_until_it_does(tmp_path: P
         core.transport.fail.update({("put_small", third), ("delete", first)})
         with pytest.raises(ReplicaUnavailable):
             await put(core, "/k", SMALL)
-        assert core.index.get(Space.LIVE, "/k") is None
+        assert await core.index.get(Space.LIVE, "/k") is None
         assert core.transport.all_blobs(), "the copy on the first worker is still there"
-        assert len(core.index.garbage()) == 1
-        assert_accounted(core)
+        assert len(await core.index.garbage()) == 1
+        await assert_accounted(core)
         assert await core.reaper.reap_once() == 0  # still refused
         await heal_and_reap(core)
         await core.index.close()
@@ -139,9 +142,9 @@ def test_a_write_cut_off_by_a_crash_becomes_garbage_at_start(tmp_path: Path) -> 
         await core.index.begin_write(pending)
         for worker in pending.replicas:  # the copies landed; the master died before commit
             await core.transport.put_small(worker, blob_id("/k", pending.version), "/k", "v", b"x")
-        assert_accounted(core)
+        await assert_accounted(core)
         await core.reaper.recover()
-        assert core.index.get(Space.LIVE, "/k") is None
+        assert await core.index.get(Space.LIVE, "/k") is None
         await heal_and_reap(core)
         await core.index.close()
 
@@ -180,7 +183,7 @@ def test_refusals_change_nothing(tmp_path: Path) -> None:
             await core.store.delete("/absent")
         with pytest.raises(NotFound):
             await core.store.unlink("/absent")
-        assert core.index.get(Space.LIVE, "/big") is None
+        assert await core.index.get(Space.LIVE, "/big") is None
         await heal_and_reap(core)
         assert core.transport.all_blobs() == before
         await core.index.close()
@@ -207,8 +210,8 @@ def test_delete_unlink_and_clear(tmp_path: Path) -> None:
         a = await put(core, "/a", b"a")
         await put(core, "/b", b"b")
         await core.store.unlink("/a")
-        assert core.index.get(Space.LIVE, "/a") is None
-        assert core.index.get(Space.UNLINKED, "/a") == a
+        assert await core.index.get(Space.LIVE, "/a") is None
+        assert await core.index.get(Space.UNLINKED, "/a") == a
         assert core.transport.holders(a) == set(a.replicas)  # unlinked keeps its bytes
         await core.store.delete("/a")
         assert core.transport.holders(a) == set()

@@ -150,14 +150,14 @@ class Access:
         self.enabled = admin_token is not None or anonymous is not None
         self.anonymous_role = _ANONYMOUS_ROLES[anonymous or "none"] if self.enabled else Role.ADMIN
 
-    def authorize(
+    async def authorize(
         self, request: web.Request, need: Need, key: str = "/", listing: bool = False
     ) -> Caller:
         """Return the caller of ``request`` if it may do what ``need`` says on ``key``;
         raise 401 or 403 otherwise."""
         if need is Need.OPEN:  # credentials are not even looked at
             return Caller(role=self.anonymous_role)
-        caller = self.caller(request, None if listing else key)
+        caller = await self.caller(request, None if listing else key)
         if self._meets(caller, need, key, listing):
             return caller
         if need is Need.MEMBER:
@@ -176,10 +176,10 @@ class Access:
             f"{caller.describe()} may not {request.method} {request.path} (needs {need.value})",
         )
 
-    def identify(self, request: web.Request) -> Caller:
+    async def identify(self, request: web.Request) -> Caller:
         """Return who sent ``request``; raise 401 if it is nobody who may do anything (an
         anonymous caller while anonymous may do nothing, or a bad credential)."""
-        caller = self.caller(request, None)
+        caller = await self.caller(request, None)
         if caller.role is None and not caller.member:
             raise HTTPProblem(
                 401,
@@ -209,16 +209,16 @@ class Access:
             return caller.may(Role.ADMIN)
         return need is Need.MEMBER_OR_READER and caller.may(Role.READ) and caller.prefix == "/"
 
-    def caller(self, request: web.Request, key: str | None) -> Caller:
+    async def caller(self, request: web.Request, key: str | None) -> Caller:
         """Work out who sent ``request`` (``key``: the key it names, for a signed link).
 
         Raise 401 for a credential that is not valid (unknown, revoked, expired, garbled)
         and 403 for a link that is not (altered, expired, or its credential gone)."""
         header = request.headers.get("Authorization")
         if header is not None:
-            return self._bearer(header)
+            return await self._bearer(header)
         if "kfs-signature" in request.query and key is not None:
-            return self._link(request, key)
+            return await self._link(request, key)
         if HEADER in request.headers and self.cluster_key is not None:
             if not is_member(request, self.cluster_key):
                 raise HTTPProblem(
@@ -231,7 +231,7 @@ class Access:
             return Caller(role=self.anonymous_role, member=True)  # as trusted as anyone
         return Caller(role=self.anonymous_role)
 
-    def _bearer(self, header: str) -> Caller:
+    async def _bearer(self, header: str) -> Caller:
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -242,21 +242,21 @@ class Access:
         named = parse_token(token)
         if named is None:
             raise _bad_credential("the token is not a kittenFS token")
-        credential = self.credential(named[0])
+        credential = await self.credential(named[0])
         if credential is None or not secrets_match(
             secret_of(self.master_key, credential), named[1]
         ):
             raise _bad_credential("unknown or revoked credential, or a wrong secret")
         return Caller(credential.access_key, Role.named(credential.role), credential.prefix)
 
-    def credential(self, access_key: str) -> Credential | None:
+    async def credential(self, access_key: str) -> Credential | None:
         """Return the stored credential with this access key if it has not expired."""
-        credential = self.index.credential(access_key)
+        credential = await self.index.credential(access_key)
         if credential is None or credential.expired(int(time.time() * 1000)):
             return None
         return credential
 
-    def _link(self, request: web.Request, key: str) -> Caller:
+    async def _link(self, request: web.Request, key: str) -> Caller:
         query = request.query
         try:
             expires = int(query.get("kfs-expires", ""))
@@ -279,16 +279,16 @@ class Access:
             raise HTTPProblem(
                 403, "bad_link", f"the link is for {link.method}, not {request.method}"
             )
-        owner = self._owner(link.credential)
+        owner = await self._owner(link.credential)
         return Caller(link.credential, owner.role, owner.prefix, link=link)
 
-    def _owner(self, credential: str) -> Caller:
+    async def _owner(self, credential: str) -> Caller:
         """Return what the credential a link was signed for may do now (revoked: nothing)."""
         if credential == ANONYMOUS:
             return Caller(role=self.anonymous_role)
         if credential == self._admin:
             return Caller(credential, Role.ADMIN)
-        stored = self.credential(credential)
+        stored = await self.credential(credential)
         if stored is None:
             raise HTTPProblem(
                 403,

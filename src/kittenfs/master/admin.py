@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..errors import NotFound
 from ..httputil import HTTPProblem, finite_number, json_object
 from .access import Need
 from .jobs import Job, Throttle
@@ -35,7 +36,7 @@ async def dispatch_jobs(
 ) -> web.Response:
     """Route ``/_jobs`` and ``/_jobs/<...>`` for a caller with ``need``; ``rest`` is the path
     after ``/_jobs/``."""
-    state.access.authorize(request, need)
+    await state.access.authorize(request, need)
     name = rest
     if not name:
         if request.method != "GET":
@@ -115,18 +116,18 @@ async def dispatch_workers(
         "recheck",
     ):
         raise HTTPProblem(404, "no_such_route", f"/_workers/{rest} is not a route")
-    state.access.authorize(
+    await state.access.authorize(
         request, Need.MEMBER_OR_ADMIN if action in ("adopt", "recheck") else need
     )
     index = int(text)
     if action == "drain" and request.method == "POST":
         options = await _options(request)
         if index not in state.membership.workers:
-            raise HTTPProblem(404, "unknown_worker", f"no worker {index}")
+            raise NotFound(f"no worker {index}", "unknown_worker")
         job = start(state, "drain", {**options, "worker": index}, only_worker=index)
         return web.json_response(job.describe(), status=202)
     if action == "adopt" and request.method == "POST":
-        return web.json_response(await adopt(state, index))
+        return web.json_response(await state.mover.adopt(index))
     if action == "recheck" and request.method == "POST":
         state.membership.require_up(index)
         started = state.repairs.recheck(index)
@@ -135,51 +136,12 @@ async def dispatch_workers(
         await state.membership.set_draining(index, False)
         return web.Response(status=204)
     if not action and request.method == "DELETE":
-        await remove_worker(state, index, request.query.get("force") in ("1", "true", "yes"))
+        await state.membership.remove(index, request.query.get("force") in ("1", "true", "yes"))
         return web.Response(status=204)
     allowed = {"": "DELETE", "drain": "POST, DELETE", "adopt": "POST", "recheck": "POST"}[action]
     raise HTTPProblem(
         405, "method_not_allowed", f"/_workers/{rest} accepts {allowed}", Allow=allowed
     )
-
-
-async def adopt(state: MasterState, index: int) -> dict[str, int]:
-    """Add worker ``index`` to the replicas of every key whose current version it holds
-    intact (listed with the record's MD5): a clone's copies become replicas."""
-    state.membership.require_up(index)
-    adopted = total = 0
-    async for blob in state.transport.list_blobs(index):
-        total += 1
-        adopted += await state.mover.add_replica(blob.key, blob.version, blob.md5, index)
-    return {"adopted": adopted, "blobs": total}
-
-
-async def remove_worker(state: MasterState, index: int, force: bool) -> None:
-    """Forget a stopped worker.  Refused (409) while it holds the only copy of any key (no
-    other replica is up), and, unless ``force``, while any key still names it (drain it)."""
-    state.membership.require_stopped(index)
-    named, only = 0, []
-    async for _, record in state.index.all_current():
-        if index in record.replicas:
-            named += 1
-            others = [i for i in record.replicas if i != index and state.membership.is_up(i)]
-            if not others:  # a copy on a worker that is down is no copy to count on
-                only.append(record.key)
-    if only:
-        raise HTTPProblem(
-            409,
-            "only_copy",
-            f"worker {index} holds the only copy of {len(only)} "
-            f"keys (for example {only[0]!r}); bring it back up and drain it first",
-        )
-    if named and not force:
-        raise HTTPProblem(
-            409,
-            "worker_in_use",
-            f"{named} keys still have a replica on worker "
-            f"{index}; drain it first, or remove it with force and run repair",
-        )
-    await state.membership.remove(index)
 
 
 async def _options(request: web.Request, gc: bool = False) -> dict[str, Any]:

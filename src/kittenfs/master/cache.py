@@ -3,12 +3,16 @@
 An entry is a key's live index record with its value, so a hit is answered without touching
 the index.  That makes the cache authoritative, which holds because (1) every change of a
 key's live record (PUT, DELETE, UNLINK, clear) drops the key's entry after the index batch has
-landed and before it is acknowledged, and (2) a read-through stores its value only if the
-index still holds the record it read, checked with no await in between (handlers.py), so a
-slow read-through cannot bring back a version a write has just replaced.
+landed and before it is acknowledged, and (2) a read-through stores its value only if no
+change of the key has been invalidated since the read-through began (its ``Ticket``) and the
+index still holds the record it read, checked after the ticket was taken (reader.py).  Index
+reads may suspend (index/base.py), so the check alone is not enough: a write could commit and
+invalidate between the check and the store; the ticket turns stale when it does.
 """
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..records import IndexRecord
@@ -29,6 +33,15 @@ class CacheStats:
     misses: int = 0
 
 
+class Ticket:
+    """A read-through's right to fill the cache, lost (``stale``) when its key is invalidated."""
+
+    __slots__ = ("stale",)
+
+    def __init__(self) -> None:
+        self.stale = False
+
+
 class ValueCache:
     """An LRU of ``key -> (live record, value)`` using at most ``max_bytes`` bytes of memory
     (values plus :data:`ENTRY_OVERHEAD` and the key per entry)."""
@@ -37,6 +50,7 @@ class ValueCache:
         self.max_bytes = max_bytes
         self.max_value = min(max_value, max_bytes)
         self._entries: OrderedDict[str, tuple[IndexRecord, bytes]] = OrderedDict()
+        self._tickets: dict[str, set[Ticket]] = {}  # the read-throughs under way, by key
         self.stats = CacheStats()
 
     def holds(self, size: int) -> bool:
@@ -66,7 +80,7 @@ class ValueCache:
         if not self.holds(len(value)):
             return
         key = record.key
-        self.invalidate(key)
+        self._drop(key)
         self._entries[key] = (record, value)
         self.stats.bytes += _cost(key, value)
         while self.stats.bytes > self.max_bytes:
@@ -74,8 +88,35 @@ class ValueCache:
             self.stats.bytes -= _cost(evicted_key, evicted)
         self.stats.entries = len(self._entries)
 
+    @contextmanager
+    def ticket(self, key: str) -> Iterator[Ticket]:
+        """Hold a ticket for a read-through of ``key``; take it before the index is read for
+        the check that precedes ``fill``."""
+        ticket = Ticket()
+        holders = self._tickets.setdefault(key, set())
+        holders.add(ticket)
+        try:
+            yield ticket
+        finally:
+            holders.discard(ticket)
+            if not holders and self._tickets.get(key) is holders:
+                del self._tickets[key]
+
+    def fill(self, ticket: Ticket, record: IndexRecord, value: bytes) -> bool:
+        """Keep a read-through's ``value`` of ``record`` unless ``ticket`` has turned stale
+        (the key changed meanwhile); return whether it was kept."""
+        if ticket.stale:
+            return False
+        self.put(record, value)
+        return True
+
     def invalidate(self, key: str) -> None:
-        """Drop ``key``'s entry, whatever version it holds."""
+        """Drop ``key``'s entry, whatever version it holds, and stale its read-throughs."""
+        for ticket in self._tickets.pop(key, ()):
+            ticket.stale = True
+        self._drop(key)
+
+    def _drop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self.stats.bytes -= _cost(key, entry[1])

@@ -34,12 +34,14 @@ from .state import STATE, MasterState
 
 async def dispatch(request: web.Request, state: MasterState, rest: str, need: Need) -> web.Response:
     """Route ``/_keys`` and ``/_keys/<access key>``; ``rest`` is the part after ``/_keys/``."""
-    state.access.authorize(request, need)
+    await state.access.authorize(request, need)
     if not rest:
         if request.method == "POST":
             return await create(request, state)
         if request.method == "GET":
-            return web.json_response({"keys": [c.describe() for c in state.index.credentials()]})
+            return web.json_response(
+                {"keys": [c.describe() for c in await state.index.credentials()]}
+            )
         raise HTTPProblem(405, "method_not_allowed", "/_keys accepts GET, POST", Allow="GET, POST")
     if request.method != "DELETE":
         raise HTTPProblem(405, "method_not_allowed", "/_keys/<id> accepts DELETE", Allow="DELETE")
@@ -81,7 +83,7 @@ async def sign(request: web.Request) -> web.Response:
     """POST /_sign {key, method, expires_s}: a link for ``method`` on ``key``, signed on
     behalf of the caller (who must be allowed that method on that key)."""
     state = request.app[STATE]
-    state.access.identify(request)  # who asks, before the body is read
+    await state.access.identify(request)  # who asks, before the body is read
     body = json_object(await request.read())
     key, method = body.get("key"), body.get("method", "GET")
     if not isinstance(key, str):
@@ -93,7 +95,9 @@ async def sign(request: web.Request) -> web.Response:
     if method not in ("GET", "PUT"):
         raise HTTPProblem(400, "bad_option", "method must be GET or PUT")
     seconds = _seconds(body.get("expires_s", 3600), MAX_LINK_SECONDS)
-    caller = state.access.authorize(request, Need.READ if method == "GET" else Need.WRITE, key)
+    caller = await state.access.authorize(
+        request, Need.READ if method == "GET" else Need.WRITE, key
+    )
     if caller.link is not None:
         raise HTTPProblem(403, "forbidden", "a link cannot sign other links")
     params = state.access.sign(caller, method, key, seconds)

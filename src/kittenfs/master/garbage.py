@@ -71,7 +71,7 @@ class Reaper:
         caller holds the key's lock, so no move can commit between that check and the delete.
         """
         blob = blob_id(record.key, record.version)
-        found = self.index.current(record.key)
+        found = await self.index.current(record.key)
         keep = set(found[1].replicas) if found and found[1].version == record.version else set()
         # A removed worker is gone with its disk: nothing is left to delete there.
         targets = [
@@ -117,9 +117,9 @@ class Reaper:
         """
         cleaned = 0
         settled = time.time() * 1000 - self.replaced_grace * 1000
-        for entry, record in self.index.garbage():
+        for entry, record in await self.index.garbage():
             if record.size < 0 or record.modified_ms <= settled:
                 async with self.locks.hold(record.key):
-                    if self.index.garbage_entry(entry) == record:  # not rewritten meanwhile
+                    if await self.index.garbage_entry(entry) == record:  # not rewritten meanwhile
                         cleaned += await self.delete(record, entry)
         return cleaned

@@ -52,19 +52,19 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     access = _state(request).access
     if method == "GET" and ("list" in request.query or "unlinked" in request.query):
         asked = _key(raw or "/")
-        caller = _remember(request, access.authorize(request, Need.READ, asked, listing=True))
+        caller = _remember(request, await access.authorize(request, Need.READ, asked, listing=True))
         return await list_keys(request, access.listing(caller, asked))
     route = _ROUTES.get(raw)
     if route is not None:
         methods, need, handler = route
         _allow(method, methods, raw)
-        _remember(request, access.authorize(request, need))
+        _remember(request, await access.authorize(request, need))
         return await handler(request)
     for prefix, seed_methods, seed_handler in _SEED_PREFIXES:
         if raw.startswith(prefix):
             _allow(method, seed_methods, f"{prefix}<key>")
             key = _key(raw[len(prefix) - 1 :])
-            _remember(request, access.authorize(request, _key_need(method), key))
+            _remember(request, await access.authorize(request, _key_need(method), key))
             return await seed_handler(request, key)
     for prefix, need, route_handler in _ADMIN_PREFIXES:
         if raw == prefix.rstrip("/") or raw.startswith(prefix):
@@ -75,7 +75,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         )
     key = _key(raw)
     _allow(method, KEY_METHODS, "keys")
-    caller = _remember(request, access.authorize(request, _key_need(method), key))
+    caller = _remember(request, await access.authorize(request, _key_need(method), key))
     if method in ("GET", "HEAD"):
         direct = "direct" in request.query or _truthy(request.headers.get("X-Kfs-Direct"))
         return await read_path.read(request, _state(request), key, caller, direct)
@@ -157,7 +157,7 @@ async def list_keys(request: web.Request, prefix: str) -> web.Response:
         raise HTTPProblem(400, "bad_parameter", "start is not valid UTF-8") from None
     if too_long:
         raise HTTPProblem(400, "bad_parameter", f"start is over {MAX_KEY_BYTES} bytes")
-    keys, next_key = _state(request).index.keys(space, prefix, start, limit)
+    keys, next_key = await _state(request).index.keys(space, prefix, start, limit)
     return web.json_response({"keys": keys, "next": next_key})
 
 

@@ -39,15 +39,28 @@ class WorkerState:
 class Membership:
     """The registered workers of one master."""
 
-    def __init__(self, index: Index, replicas: int, down_after: float = 5.0) -> None:
+    def __init__(
+        self,
+        index: Index,
+        replicas: int,
+        down_after: float = 5.0,
+        workers: list[WorkerInfo] | None = None,
+        draining: set[int] | None = None,
+    ) -> None:
         self.index = index
         self.replicas = replicas
         self.down_after = down_after
         now = time.monotonic()
-        self.workers = {info.index: WorkerState(info, now) for info in index.workers()}
+        self.workers = {info.index: WorkerState(info, now) for info in workers or []}
         self._by_id = {state.info.id: state for state in self.workers.values()}
-        self.draining = index.draining() & set(self.workers)  # new replicas avoid these
+        # New replicas avoid these.
+        self.draining = (draining or set()) & set(self.workers)
         self._registering = asyncio.Lock()  # one registration at a time: indices stay unique
+
+    @classmethod
+    async def open(cls, index: Index, replicas: int, down_after: float = 5.0) -> "Membership":
+        """Return the membership of the workers ``index`` holds (each counted up at first)."""
+        return cls(index, replicas, down_after, await index.workers(), await index.draining())
 
     def replica_count(self) -> int:
         """Return how many replicas a write makes: the setting, capped at the number of
@@ -75,7 +88,7 @@ class Membership:
         elif wanted is not None:
             raise StateConflict(f"worker index {wanted} belongs to another worker", "index_taken")
         else:  # never an index given before: records may still name a removed worker
-            index = max(self.index.next_worker(), max(self.workers, default=-1) + 1)
+            index = max(await self.index.next_worker(), max(self.workers, default=-1) + 1)
         info = WorkerInfo(
             worker_id, index, url, state.info.registered_ms if state else int(time.time() * 1000)
         )
@@ -186,8 +199,30 @@ class Membership:
         if self.is_up(index):
             raise StateConflict(f"worker {index} is up; stop its process first", "worker_up")
 
-    async def remove(self, index: int) -> None:
-        """Forget a stopped worker (the caller has checked that nothing needs it)."""
+    async def remove(self, index: int, force: bool = False) -> None:
+        """Forget a stopped worker.  Refused (StateConflict) while it holds the only copy of
+        any key (no other replica is up), and, unless ``force``, while any key still names it
+        (drain it first)."""
+        self.require_stopped(index)
+        named, only = 0, []
+        async for _, record in self.index.all_current():
+            if index in record.replicas:
+                named += 1
+                others = [i for i in record.replicas if i != index and self.is_up(i)]
+                if not others:  # a copy on a worker that is down is no copy to count on
+                    only.append(record.key)
+        if only:
+            raise StateConflict(
+                f"worker {index} holds the only copy of {len(only)} "
+                f"keys (for example {only[0]!r}); bring it back up and drain it first",
+                "only_copy",
+            )
+        if named and not force:
+            raise StateConflict(
+                f"{named} keys still have a replica on worker "
+                f"{index}; drain it first, or remove it with force and run repair",
+                "worker_in_use",
+            )
         self.require_stopped(index)
         state = self._require(index)
         async with self._registering:

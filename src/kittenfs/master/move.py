@@ -134,7 +134,7 @@ class Mover:
         dropped = tuple(i for i in record.replicas if i not in plan.target)
         kept = tuple(i for i in plan.target if i not in plan.needs)
         async with self.locks.hold(record.key):
-            current = self.index.get(space, record.key) == record
+            current = await self.index.get(space, record.key) == record
             # Each new copy still in place; before any copy is dropped, every byte of the
             # copies that stay and were not just written (the last good copy must not go).
             if not (
@@ -178,12 +178,22 @@ class Mover:
             f"no copy of {record.key!r} reached worker {dest}: " + "; ".join(failures)
         )
 
+    async def adopt(self, worker: int) -> dict[str, int]:
+        """Add ``worker`` to the replicas of every key whose current version it holds intact
+        (listed with the record's MD5): a clone's copies become replicas."""
+        self.membership.require_up(worker)
+        adopted = total = 0
+        async for blob in self.transport.list_blobs(worker):
+            total += 1
+            adopted += await self.add_replica(blob.key, blob.version, blob.md5, worker)
+        return {"adopted": adopted, "blobs": total}
+
     async def add_replica(self, key: str, version: str, md5: str, worker: int) -> bool:
         """Add ``worker`` to the replicas of ``key`` if it is the key's current (live or
         unlinked) ``version`` with this MD5, and the worker holds it right now (checked under
         the key's lock: a listing can be stale); return whether it was added."""
         async with self.locks.hold(key):
-            found = self.index.current(key)
+            found = await self.index.current(key)
             if found is None:
                 return False
             space, record = found

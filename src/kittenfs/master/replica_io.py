@@ -32,6 +32,8 @@ from ..signing import ClusterKey
 COPY_CHUNK = 256 * 1024
 #: Seconds to wait for a worker to accept a connection.
 CONNECT_TIMEOUT = 5.0
+#: Bytes read from a worker's answer at a time (a stream through the master).
+READ_CHUNK = 64 * 1024
 #: Bytes of a worker's answer buffered before reading from it pauses (aiohttp buffers up to
 #: twice this): what a stream through the master holds of each replica.
 READ_BUFFER = 64 * 1024
@@ -174,7 +176,12 @@ class Batcher:
         result = await self._submit(worker_url, batch.PutOp(blob, key, version, value))
         if result.get("status") != 201:
             raise _refused(worker_url, result)
-        return int(result["size"]), str(result["md5"])
+        try:
+            return int(result["size"]), str(result["md5"])
+        except (KeyError, TypeError, ValueError):
+            raise ReplicaError(
+                f"{worker_url}: a stored put answered without its size and MD5"
+            ) from None
 
     async def delete(self, worker_url: str, blob: str) -> None:
         """Delete a blob on a worker; succeed if it is gone (or was never there)."""
@@ -263,6 +270,13 @@ def _take(
     return taken
 
 
+async def _chunks(worker_url: str, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """Yield a worker's answer in chunks; a failure part way is a ReplicaError."""
+    with _talking_to(worker_url):
+        async for chunk in resp.content.iter_chunked(READ_CHUNK):
+            yield chunk
+
+
 def _refused(worker_url: str, result: dict[str, Any]) -> ReplicaError:
     return ReplicaError(
         f"{worker_url} answered {result.get('status')}: "
@@ -295,6 +309,23 @@ class HttpTransport:
     ) -> tuple[int, str]:
         """Store a small value through the batcher; return the (size, MD5) made durable."""
         return await self.batcher.put(self.url_of(worker), blob, key, version, value)
+
+    @contextlib.asynccontextmanager
+    async def read(
+        self, worker: int, blob: str, first: int = 0, last: int | None = None
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Open a worker's blob (``GET /blob/<id>``, with a Range unless ``last`` is None)
+        and give its bytes in chunks of READ_CHUNK."""
+        worker_url = self.url_of(worker)
+        headers = {} if last is None else {"Range": f"bytes={first}-{last}"}
+        async with contextlib.AsyncExitStack() as stack:
+            with _talking_to(worker_url):
+                resp = await stack.enter_async_context(
+                    self.session.get(blob_url(worker_url, blob), headers=headers)
+                )
+            if resp.status != (200 if last is None else 206):
+                raise ReplicaError(f"worker {worker}: {resp.status}", status=resp.status)
+            yield _chunks(worker_url, resp)
 
     async def delete(self, worker: int, blob: str) -> None:
         """Delete a blob through the batcher; succeed if it is gone."""

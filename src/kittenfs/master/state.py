@@ -13,11 +13,12 @@ from .access import Access, load_master_key
 from .cache import ValueCache
 from .damage import Damage
 from .garbage import Reaper
-from .index import Index, Space
+from .index import Index, LevelDBIndex, Space
 from .jobs import Jobs
 from .jobs.converge import Converger, RepairQueue
 from .membership import Membership
 from .move import Mover
+from .reader import Reader
 from .replica_io import HttpTransport
 from .transport import ReplicaTransport
 from .write_path import Store
@@ -41,6 +42,7 @@ class MasterState:
     transport: ReplicaTransport
     reaper: Reaper
     mover: Mover
+    reader: Reader
     url: str = ""
 
     @property
@@ -58,7 +60,7 @@ class MasterState:
     async def open(cls, config: MasterConfig, session: aiohttp.ClientSession) -> "MasterState":
         """Open the index under ``config.data`` and recover from any crash."""
         config.data.mkdir(parents=True, exist_ok=True)
-        index = Index(str(config.data / "index"))
+        index: Index = LevelDBIndex(str(config.data / "index"))
         master_id = await index.identity(f"m-{uuid.uuid4().hex[:12]}")
         cluster_id = await index.cluster_id(f"c-{uuid.uuid4().hex[:24]}")
         access = Access(
@@ -68,7 +70,7 @@ class MasterState:
             config.admin_token,
             config.anonymous,
         )
-        membership = Membership(index, config.replicas, config.down_after)
+        membership = await Membership.open(index, config.replicas, config.down_after)
         cache = ValueCache(config.cache_bytes, config.cache_value_max)
         transport = HttpTransport(session, membership.url)
         locks = KeyLocks()
@@ -85,6 +87,8 @@ class MasterState:
         )
         mover = Mover(index, membership, transport, locks, cache, reaper)
         await reaper.recover()
+        repairs = RepairQueue(Converger(mover))
+        reader = Reader(index, cache, membership, repairs.damage, transport)
         return cls(
             config,
             index,
@@ -94,12 +98,13 @@ class MasterState:
             master_id,
             time.time(),
             Jobs(),
-            RepairQueue(Converger(mover)),
+            repairs,
             access,
             cluster_id,
             transport,
             reaper,
             mover,
+            reader,
         )
 
     async def key_health(self) -> dict[str, int]:

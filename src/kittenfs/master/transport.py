@@ -7,6 +7,7 @@ cannot be reached, with ``unreachable`` set for the latter.
 """
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from ..placement import blob_id
@@ -32,6 +33,18 @@ class ReplicaTransport(Protocol):
         self, worker: int, blob: str, key: str, version: str, value: bytes
     ) -> tuple[int, str]:
         """Store a small value whole (batched with others); return its durable (size, MD5)."""
+        ...
+
+    def read(
+        self, worker: int, blob: str, first: int = 0, last: int | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Open a worker's blob (bytes ``first`` .. ``last``; ``last`` None: the whole blob,
+        ``first`` 0) and give its bytes as they come.
+
+        Opening raises ReplicaError with the worker's ``status`` if it does not serve the
+        bytes (404: it lacks the blob; 500: its copy is corrupt); reading the bytes raises
+        ReplicaError if the worker stops part way (it cuts a stream at a block that fails
+        its check)."""
         ...
 
     async def delete(self, worker: int, blob: str) -> None:

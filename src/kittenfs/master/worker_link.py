@@ -154,7 +154,7 @@ async def corrupt(request: web.Request) -> web.Response:
         raise HTTPProblem(404, "unknown_worker", "register first")
     queued = 0
     for blob in blobs:
-        found = state.index.current(blob["key"])
+        found = await state.index.current(blob["key"])
         if (
             found is not None
             and found[1].version == blob["version"]

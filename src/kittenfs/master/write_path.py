@@ -103,7 +103,7 @@ class Store:
         small = size is not None and size <= BATCHED_VALUE_MAX
         value = await _read_whole(body, size) if small and size is not None else None
         async with self.locks.hold(key):
-            live = self.index.get(Space.LIVE, key)
+            live = await self.index.get(Space.LIVE, key)
             if live is not None and etag_matches(if_none_match, live.md5):
                 raise PreconditionFailed(f"{key!r} exists and its ETag matches If-None-Match")
             now = int(time.time() * 1000)
@@ -131,7 +131,7 @@ class Store:
             # Garbage is stamped with the time it was replaced: the reaper waits out the grace.
             replaced = [
                 dataclasses.replace(old, modified_ms=now)
-                for old in (live, self.index.get(Space.UNLINKED, key))
+                for old in (live, await self.index.get(Space.UNLINKED, key))
                 if old
             ]
             # Once started, the commit lands even if the client goes away, and the key stays
@@ -255,7 +255,7 @@ class Store:
         Raise NotFound if the key is absent.
         """
         async with self.locks.hold(key):
-            found = self.index.current(key)
+            found = await self.index.current(key)
             if found is None:
                 raise NotFound(f"no key {key!r}")
             _, record = found
@@ -266,8 +266,8 @@ class Store:
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
         async with self.locks.hold(key):
-            record = self.index.get(Space.UNLINKED, key)
-            if record is None or self.index.get(Space.LIVE, key) is not None:
+            record = await self.index.get(Space.UNLINKED, key)
+            if record is None or await self.index.get(Space.LIVE, key) is not None:
                 return
             await self.index.remove(record)
             await self.reaper.delete(record)
@@ -275,7 +275,7 @@ class Store:
     async def unlink(self, key: str) -> None:
         """Hide ``key`` from reads and listing, keeping its bytes; NotFound if it is not live."""
         async with self.locks.hold(key):
-            record = self.index.get(Space.LIVE, key)
+            record = await self.index.get(Space.LIVE, key)
             if record is None:
                 raise NotFound(f"no live key {key!r}")
             await self.index.unlink(record)
@@ -287,7 +287,7 @@ class Store:
         for space in HELD:
             start = ""
             while True:
-                keys, start = self.index.keys(space, "", start, 1000)
+                keys, start = await self.index.keys(space, "", start, 1000)
                 for key in keys:
                     try:
                         await self.delete(key)

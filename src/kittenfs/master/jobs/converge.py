@@ -81,7 +81,7 @@ class Converger:
             for space in HELD:
                 start = ""
                 while True:
-                    keys, start = self.index.keys(space, "", start, PAGE)
+                    keys, start = await self.index.keys(space, "", start, PAGE)
                     for key in keys:
                         await slots.acquire()
                         task = asyncio.create_task(
@@ -108,7 +108,7 @@ class Converger:
         only_worker: int | None,
     ) -> None:
         try:
-            record = self.index.get(space, key)
+            record = await self.index.get(space, key)
             if record is not None and only_worker in (None, *record.replicas):
                 copied = await self.converge(job, space, record, deep, dry_run)
                 job.bytes_done += copied
@@ -199,7 +199,7 @@ class RepairQueue:
             self.wakeup.clear()
             while self.keys:
                 key = self.keys.pop()
-                found = self.converger.index.current(key)
+                found = await self.converger.index.current(key)
                 try:
                     if found is not None:
                         await self.converger.converge(self.job, *found, True, False)

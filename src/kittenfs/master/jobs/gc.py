@@ -58,7 +58,7 @@ class Collector:
     ) -> None:
         async for blob in self.transport.list_blobs(worker, PAGE):
             job.items_done += 1
-            if self.referenced(blob, worker):
+            if await self.referenced(blob, worker):
                 continue
             job.found["orphans"] += 1
             job.found["orphan_bytes"] += blob.size
@@ -69,24 +69,24 @@ class Collector:
                 await self._delete(job, blob, worker)
                 await throttle.take(1, blob.size)
 
-    def referenced(self, blob: BlobListing, worker: int) -> bool:
+    async def referenced(self, blob: BlobListing, worker: int) -> bool:
         """Return True if any index record accounts for ``blob`` on ``worker``."""
         key, version = blob.key, blob.version
-        found = self.index.current(key)
+        found = await self.index.current(key)
         if found is not None and found[1].version == version and worker in found[1].replicas:
             return True
-        return self.index.owned(blob_id(key, version))
+        return await self.index.owned(blob_id(key, version))
 
     async def _delete(self, job: Job, blob: BlobListing, worker: int) -> None:
         async with self.store.locks.hold(blob.key):
-            if self.referenced(blob, worker):  # written or moved there meanwhile
+            if await self.referenced(blob, worker):  # written or moved there meanwhile
                 return
             await self.transport.delete(worker, blob.blob)
         job.fixed["orphans_deleted"] += 1
         job.fixed["bytes_freed"] += blob.size
 
     async def _purge_unlinked(self, job: Job, dry_run: bool) -> None:
-        keys = [record.key for record in self.index.records(Space.UNLINKED)]
+        keys = [record.key async for record in self.index.records(Space.UNLINKED)]
         job.found["unlinked"] += len(keys)
         for key in [] if dry_run else keys:
             await self.store.purge_unlinked(key)

@@ -1,4 +1,5 @@
-"""The master's index: the only code on the master that touches LevelDB.
+"""The master's index over LevelDB (``LevelDBIndex``): the only code on the master that
+touches LevelDB, and the only implementation of the ``Index`` interface (base.py).
 
 Key spaces (docs/format.md), each ordered by the bytes after its prefix:
 
@@ -23,27 +24,14 @@ write (or a move's copies) that never committed: it becomes garbage.
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterator
-from enum import Enum
+from collections.abc import AsyncIterator
 
-from ..credentials import Credential
-from ..keys import encode_key
-from ..ldb import SyncedDB
-from ..placement import blob_id
-from ..records import IndexRecord, WorkerInfo, decode, encode
-
-
-class Space(bytes, Enum):
-    """The key spaces of the index."""
-
-    LIVE = b"k:"
-    UNLINKED = b"u:"
-    PENDING = b"p:"
-    GARBAGE = b"d:"
-
-
-#: The spaces whose records name a key's current bytes; a key is in at most one of them.
-HELD = (Space.LIVE, Space.UNLINKED)
+from ...credentials import Credential
+from ...keys import encode_key
+from ...ldb import SyncedDB
+from ...placement import blob_id
+from ...records import IndexRecord, WorkerInfo, decode, encode
+from .base import HELD, EntryId, Space
 
 
 def _key(space: Space, key: str) -> bytes:
@@ -82,21 +70,22 @@ def _move_key(record: IndexRecord) -> bytes:
     return _blob_key(Space.PENDING, record) + _MOVE
 
 
-class Index:
-    """Durable state of the master: keys, writes in flight, garbage and workers."""
+class LevelDBIndex:
+    """The Index (base.py) in one LevelDB: reads are direct (they never suspend, though
+    callers may not rely on that), commits are synced batches with group commit."""
 
     def __init__(self, path: str) -> None:
         self.db = SyncedDB(path)
 
-    def get(self, space: Space, key: str) -> IndexRecord | None:
+    async def get(self, space: Space, key: str) -> IndexRecord | None:
         """Return the record of ``key`` in a key-named space (LIVE or UNLINKED), or None."""
         raw = self.db.get(_key(space, key))
         return None if raw is None else decode(IndexRecord, raw)
 
-    def current(self, key: str) -> tuple[Space, IndexRecord] | None:
+    async def current(self, key: str) -> tuple[Space, IndexRecord] | None:
         """Return the key's live or unlinked record, with its space, or None."""
         for space in HELD:
-            record = self.get(space, key)
+            record = await self.get(space, key)
             if record is not None:
                 return space, record
         return None
@@ -107,7 +96,7 @@ class Index:
         long enough for its workers to be marked down."""
         n = 0
         for space in HELD:
-            for record in self.records(space):
+            async for record in self.records(space):
                 n += 1
                 if n % SCAN_BATCH == 0:
                     await asyncio.sleep(0)
@@ -139,13 +128,13 @@ class Index:
         has its own pending key, so it never meets the version's own write records."""
         await self.db.write({_move_key(move): encode(move)})
 
-    async def abandon_move(self, move: IndexRecord) -> list[tuple[bytes, IndexRecord]]:
+    async def abandon_move(self, move: IndexRecord) -> list[tuple[EntryId, IndexRecord]]:
         """Turn a failed move's copies into one garbage entry each; return the entries."""
         entries = _replica_garbage(move, move.replicas, 0)
         await self.db.write(entries, [_move_key(move)])
         return [(key, decode(IndexRecord, raw)) for key, raw in entries.items()]
 
-    def garbage_entry(self, entry: bytes) -> IndexRecord | None:
+    async def garbage_entry(self, entry: EntryId) -> IndexRecord | None:
         """Return the garbage entry stored under ``entry`` now, or None."""
         raw = self.db.get(entry)
         return None if raw is None else decode(IndexRecord, raw)
@@ -154,7 +143,7 @@ class Index:
         """Replace a key's record in ``space`` (the caller holds the key's lock)."""
         await self.db.write({_key(space, record.key): encode(record)})
 
-    def owned(self, blob: str) -> bool:
+    async def owned(self, blob: str) -> bool:
         """Return True if a pending record or a garbage entry exists for ``blob``: the write
         path or the reaper is responsible for its copies."""
         for space in (b"p:", b"d:"):  # p:<blob>, p:<blob>@move, d:<blob>, d:<blob>@<worker>
@@ -163,11 +152,11 @@ class Index:
                     return True
         return False
 
-    def garbage(self) -> list[tuple[bytes, IndexRecord]]:
+    async def garbage(self) -> list[tuple[EntryId, IndexRecord]]:
         """Return every garbage entry as (its own key, its record)."""
         return [(raw_key, decode(IndexRecord, raw)) for raw_key, raw in self.db.scan(b"d:")]
 
-    async def forget(self, raw_key: bytes) -> None:
+    async def forget(self, raw_key: EntryId) -> None:
         """Drop one garbage entry, by its own key, once its replicas have been cleaned."""
         await self.db.write(deletes=[raw_key])
 
@@ -205,13 +194,17 @@ class Index:
                 await self.abandon_write(record)
         return len(pending)
 
-    def records(self, space: Space, prefix: str = "", start: str = "") -> Iterator[IndexRecord]:
+    async def records(
+        self, space: Space, prefix: str = "", start: str = ""
+    ) -> AsyncIterator[IndexRecord]:
         """Yield the records of a space in key order, from ``start`` on, under ``prefix``."""
         low = space.value + encode_key(start)
         for _, raw in self.db.scan(space.value + encode_key(prefix), low):
             yield decode(IndexRecord, raw)
 
-    def keys(self, space: Space, prefix: str, start: str, limit: int) -> tuple[list[str], str]:
+    async def keys(
+        self, space: Space, prefix: str, start: str, limit: int
+    ) -> tuple[list[str], str]:
         """Return up to ``limit`` keys of a space under ``prefix`` from ``start`` on, and the next.
 
         ``next`` is the first key of the following page, or "" on the last page.
@@ -226,7 +219,7 @@ class Index:
                     return found[:limit], found[limit]
         return found, ""
 
-    def workers(self) -> list[WorkerInfo]:
+    async def workers(self) -> list[WorkerInfo]:
         """Return every registered worker, by index."""
         return [decode(WorkerInfo, raw) for _, raw in self.db.scan(b"w:")]
 
@@ -235,14 +228,14 @@ class Index:
         await self.db.write(
             {
                 b"w:%08d" % info.index: encode(info),
-                b"c:next_worker": b"%d" % max(self.next_worker(), info.index + 1),
+                b"c:next_worker": b"%d" % max(await self.next_worker(), info.index + 1),
             }
         )
 
-    def next_worker(self) -> int:
+    async def next_worker(self) -> int:
         """Return the lowest index never given to a worker (removed ones included)."""
         raw = self.db.get(b"c:next_worker")
-        return int(raw) if raw else max((w.index + 1 for w in self.workers()), default=0)
+        return int(raw) if raw else max((w.index + 1 for w in await self.workers()), default=0)
 
     async def load(
         self, records: list[IndexRecord], workers: list[WorkerInfo], cluster: str | None
@@ -257,7 +250,7 @@ class Index:
                 {_key(Space.LIVE, r.key): encode(r) for r in records[start : start + 1000]}
             )
 
-    def draining(self) -> set[int]:
+    async def draining(self) -> set[int]:
         """Return the indices of the workers being drained."""
         return {int(raw_key[2:]) for raw_key in self.db.scan(b"x:", include_value=False)}
 
@@ -272,12 +265,12 @@ class Index:
         """Forget a worker: its registration and its drain mark."""
         await self.db.write(deletes=[b"w:%08d" % index, b"x:%08d" % index])
 
-    def credential(self, access_key: str) -> Credential | None:
+    async def credential(self, access_key: str) -> Credential | None:
         """Return the credential with this access key, or None."""
         raw = self.db.get(b"a:" + access_key.encode("ascii", "replace"))
         return None if raw is None else decode(Credential, raw)
 
-    def credentials(self) -> list[Credential]:
+    async def credentials(self) -> list[Credential]:
         """Return every credential, by access key."""
         return [decode(Credential, raw) for _, raw in self.db.scan(b"a:")]
 
@@ -287,7 +280,7 @@ class Index:
 
     async def delete_credential(self, access_key: str) -> bool:
         """Revoke a credential; return whether it existed."""
-        if self.credential(access_key) is None:
+        if await self.credential(access_key) is None:
             return False
         await self.db.write(deletes=[b"a:" + access_key.encode("ascii")])
         return True

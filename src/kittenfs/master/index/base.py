@@ -1,0 +1,195 @@
+"""The master's index as an interface: what the rest of the master may ask of it.
+
+``Index`` is a Protocol; ``leveldb.LevelDBIndex`` is its only implementation today.  Every
+read and every commit is a coroutine, so a backend whose reads go over the network
+(PostgreSQL, etcd) can be added without touching a caller.  Callers must therefore assume
+that any index call may suspend: a decision made on what one read returned holds only under
+the key's lock (write_path.Store, the mover, the reaper) or with another guard (the hot-value
+cache's generations, cache.py).
+
+The key spaces and their meaning are in docs/format.md and leveldb.py.  Every change is one
+atomic, durable commit: a crash leaves each key either as it was or as it became.
+"""
+
+from collections.abc import AsyncIterator
+from enum import Enum
+from typing import Protocol
+
+from ...credentials import Credential
+from ...records import IndexRecord, WorkerInfo
+
+
+class Space(bytes, Enum):
+    """The key spaces of the index."""
+
+    LIVE = b"k:"
+    UNLINKED = b"u:"
+    PENDING = b"p:"
+    GARBAGE = b"d:"
+
+
+#: The spaces whose records name a key's current bytes; a key is in at most one of them.
+HELD = (Space.LIVE, Space.UNLINKED)
+
+#: A garbage entry's own id (opaque to callers): a version's, or one replica's of it.
+EntryId = bytes
+
+
+class Index(Protocol):
+    """Durable state of the master: keys, writes in flight, garbage, workers, credentials."""
+
+    # Keys and their records.
+
+    async def get(self, space: Space, key: str) -> IndexRecord | None:
+        """Return the record of ``key`` in a key-named space (LIVE or UNLINKED), or None."""
+        ...
+
+    async def current(self, key: str) -> tuple[Space, IndexRecord] | None:
+        """Return the key's live or unlinked record, with its space, or None."""
+        ...
+
+    def all_current(self) -> AsyncIterator[tuple[Space, IndexRecord]]:
+        """Yield every live, then every unlinked, record with its space, letting the event
+        loop run between pages."""
+        ...
+
+    def records(
+        self, space: Space, prefix: str = "", start: str = ""
+    ) -> AsyncIterator[IndexRecord]:
+        """Yield the records of a space in key order, from ``start`` on, under ``prefix``."""
+        ...
+
+    async def keys(
+        self, space: Space, prefix: str, start: str, limit: int
+    ) -> tuple[list[str], str]:
+        """Return up to ``limit`` keys of a space under ``prefix`` from ``start`` on, and the
+        first key of the next page ("" on the last page)."""
+        ...
+
+    # The write path, moves and garbage.
+
+    async def begin_write(self, pending: IndexRecord) -> None:
+        """Record a write as in flight before any replica receives a byte."""
+        ...
+
+    async def commit_write(self, record: IndexRecord, replaced: list[IndexRecord]) -> None:
+        """Make ``record`` the key's live value; the versions it replaces become garbage."""
+        ...
+
+    async def abandon_write(self, pending: IndexRecord) -> None:
+        """Turn a failed write's pending record into garbage, for replicas not yet cleaned."""
+        ...
+
+    async def begin_move(self, move: IndexRecord) -> None:
+        """Record a move's copies (``move.replicas``) as in flight before any is made."""
+        ...
+
+    async def commit_move(
+        self, space: Space, record: IndexRecord, moved: IndexRecord, dropped: tuple[int, ...]
+    ) -> None:
+        """Switch a key's record to ``moved`` (the same version on other replicas); each
+        dropped replica gets its own garbage entry."""
+        ...
+
+    async def abandon_move(self, move: IndexRecord) -> list[tuple[EntryId, IndexRecord]]:
+        """Turn a failed move's copies into one garbage entry each; return the entries."""
+        ...
+
+    async def update(self, space: Space, record: IndexRecord) -> None:
+        """Replace a key's record in ``space`` (the caller holds the key's lock)."""
+        ...
+
+    async def unlink(self, record: IndexRecord) -> None:
+        """Hide a live value from reads and listing, keeping its bytes."""
+        ...
+
+    async def remove(self, record: IndexRecord) -> None:
+        """Remove a live or unlinked value from the index; its replicas become garbage."""
+        ...
+
+    async def owned(self, blob: str) -> bool:
+        """Return True if a pending record or a garbage entry exists for ``blob``."""
+        ...
+
+    async def garbage(self) -> list[tuple[EntryId, IndexRecord]]:
+        """Return every garbage entry as (its id, its record)."""
+        ...
+
+    async def garbage_entry(self, entry: EntryId) -> IndexRecord | None:
+        """Return the garbage entry stored under ``entry`` now, or None."""
+        ...
+
+    async def forget(self, entry: EntryId) -> None:
+        """Drop one garbage entry, by its id, once its replicas have been cleaned."""
+        ...
+
+    async def forget_garbage(self, record: IndexRecord) -> None:
+        """Drop a version's garbage record whose replicas have all been cleaned."""
+        ...
+
+    async def pending_to_garbage(self) -> int:
+        """At start, turn every write and move in flight at a crash into garbage; return
+        how many there were."""
+        ...
+
+    async def load(
+        self, records: list[IndexRecord], workers: list[WorkerInfo], cluster: str | None
+    ) -> None:
+        """Write a rebuilt index's live records, workers and cluster id."""
+        ...
+
+    # Workers.
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return every registered worker, by index."""
+        ...
+
+    async def save_worker(self, info: WorkerInfo) -> None:
+        """Persist a worker's registration, and that its index is never to be given again."""
+        ...
+
+    async def next_worker(self) -> int:
+        """Return the lowest index never given to a worker (removed ones included)."""
+        ...
+
+    async def draining(self) -> set[int]:
+        """Return the indices of the workers being drained."""
+        ...
+
+    async def set_draining(self, index: int, draining: bool) -> None:
+        """Mark a worker as being drained (or not), durably."""
+        ...
+
+    async def remove_worker(self, index: int) -> None:
+        """Forget a worker: its registration and its drain mark."""
+        ...
+
+    # Credentials and identity.
+
+    async def credential(self, access_key: str) -> Credential | None:
+        """Return the credential with this access key, or None."""
+        ...
+
+    async def credentials(self) -> list[Credential]:
+        """Return every credential, by access key."""
+        ...
+
+    async def save_credential(self, credential: Credential) -> None:
+        """Store a credential, durably."""
+        ...
+
+    async def delete_credential(self, access_key: str) -> bool:
+        """Revoke a credential; return whether it existed."""
+        ...
+
+    async def identity(self, new_id: str) -> str:
+        """Return this master's id, storing ``new_id`` the first time."""
+        ...
+
+    async def cluster_id(self, new_id: str) -> str:
+        """Return the id of this master's cluster, storing ``new_id`` the first time."""
+        ...
+
+    async def close(self) -> None:
+        """Close the index after queued writes."""
+        ...

@@ -5,9 +5,11 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
+from cluster import Cluster
 
 from kittenfs import Client
 
@@ -18,8 +20,8 @@ def kfs(
     stdin: bytes | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60,
-    cwd: object = None,
-) -> subprocess.CompletedProcess:
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """Run ``python -m kittenfs ARGS`` (with --url when given) and return the finished process."""
     command = [sys.executable, "-m", "kittenfs", *args]
     if url is not None:
@@ -41,7 +43,7 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def test_put_file_prints_md5_and_get_prints_bytes(shared, tmp_path):
+def test_put_file_prints_md5_and_get_prints_bytes(shared: Cluster, tmp_path: Path) -> None:
     data = os.urandom(200_000)
     path = tmp_path / "in.bin"
     path.write_bytes(data)
@@ -55,7 +57,7 @@ def test_put_file_prints_md5_and_get_prints_bytes(shared, tmp_path):
         assert client.get("/cli/file") == data
 
 
-def test_put_reads_stdin(shared):
+def test_put_reads_stdin(shared: Cluster) -> None:
     data = b"from stdin\n" * 1000 + bytes(range(256))
     put = kfs("put", "/cli/stdin", "-", url=shared.url, stdin=data)
     assert put.returncode == 0, put.stderr
@@ -68,7 +70,7 @@ def test_put_reads_stdin(shared):
         assert client.get("/cli/stdin2") == b"default"
 
 
-def test_put_reads_stdin_redirected_from_a_file(shared, tmp_path):
+def test_put_reads_stdin_redirected_from_a_file(shared: Cluster, tmp_path: Path) -> None:
     data = os.urandom(100_000)
     path = tmp_path / "redirected.bin"
     path.write_bytes(data)
@@ -88,7 +90,7 @@ def test_put_reads_stdin_redirected_from_a_file(shared, tmp_path):
         assert client.get("/cli/redir") == data
 
 
-def test_get_to_file(shared, tmp_path):
+def test_get_to_file(shared: Cluster, tmp_path: Path) -> None:
     data = os.urandom(10 * 1024 * 1024)
     with Client(shared.url) as client:
         client.put("/cli/big", data)
@@ -102,7 +104,7 @@ def test_get_to_file(shared, tmp_path):
     assert (tmp_path / "out2.bin").read_bytes() == data
 
 
-def test_get_of_a_corrupt_value_fails(cluster, tmp_path):
+def test_get_of_a_corrupt_value_fails(cluster: Cluster, tmp_path: Path) -> None:
     data = os.urandom(5 * 1024 * 1024)
     with Client(cluster.url) as client:
         client.put("/cli/corrupt", data)
@@ -127,14 +129,14 @@ def test_get_of_a_corrupt_value_fails(cluster, tmp_path):
     assert b"error:" in get.stderr
 
 
-def test_get_missing_fails(shared, tmp_path):
+def test_get_missing_fails(shared: Cluster, tmp_path: Path) -> None:
     get = kfs("get", "/cli/none", url=shared.url)
     assert get.returncode == 1
     assert get.stdout == b""
     assert b"error:" in get.stderr
 
 
-def test_rm(shared):
+def test_rm(shared: Cluster) -> None:
     with Client(shared.url) as client:
         client.put("/cli/rm", b"x")
         rm = kfs("rm", "/cli/rm", url=shared.url)
@@ -146,7 +148,7 @@ def test_rm(shared):
     assert b"/cli/rm" in rm.stderr
 
 
-def test_ls_lists_keys_in_order(shared):
+def test_ls_lists_keys_in_order(shared: Cluster) -> None:
     keys = ["/ls/b", "/ls/a", "/ls/c d", "/ls/ü", "/ls/a/nested", "/ls/Z"]
     with Client(shared.url) as client:
         for key in keys:
@@ -167,7 +169,7 @@ def test_ls_lists_keys_in_order(shared):
     assert ls.stdout == b""
 
 
-def test_status_shows_every_worker_up(shared):
+def test_status_shows_every_worker_up(shared: Cluster) -> None:
     status = kfs("status", url=shared.url)
     assert status.returncode == 0, status.stderr
     text = status.stdout.decode()
@@ -177,7 +179,7 @@ def test_status_shows_every_worker_up(shared):
     assert "down" not in text
 
 
-def test_status_shows_a_killed_worker_down(cluster):
+def test_status_shows_a_killed_worker_down(cluster: Cluster) -> None:
     cluster.nodes[2].kill()
     cluster.wait_worker_state(2, "down")
     text = kfs("status", url=cluster.url).stdout.decode()
@@ -185,7 +187,7 @@ def test_status_shows_a_killed_worker_down(cluster):
     assert text.count(" up ") == 2, text
 
 
-def test_kittenfs_url_environment_variable(shared):
+def test_kittenfs_url_environment_variable(shared: Cluster) -> None:
     env = {"KITTENFS_URL": shared.url}
     put = kfs("put", "/cli/env", "-", stdin=b"via env", env=env)
     assert put.returncode == 0, put.stderr
@@ -205,7 +207,7 @@ def test_kittenfs_url_environment_variable(shared):
     assert b"error:" in get.stderr
 
 
-def test_unreachable_master_is_a_one_line_error():
+def test_unreachable_master_is_a_one_line_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -216,7 +218,7 @@ def test_unreachable_master_is_a_one_line_error():
         assert b"Traceback" not in result.stderr
 
 
-def test_status_with_unreachable_master_is_a_one_line_error():
+def test_status_with_unreachable_master_is_a_one_line_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -226,7 +228,7 @@ def test_status_with_unreachable_master_is_a_one_line_error():
     assert b"Traceback" not in result.stderr
 
 
-def test_put_of_a_missing_file_is_an_error(shared, tmp_path):
+def test_put_of_a_missing_file_is_an_error(shared: Cluster, tmp_path: Path) -> None:
     put = kfs("put", "/cli/x", "absent.bin", url=shared.url, cwd=tmp_path)
     assert put.returncode == 1
     assert b"error:" in put.stderr
@@ -236,7 +238,7 @@ def test_put_of_a_missing_file_is_an_error(shared, tmp_path):
         assert not client.exists("/cli/x")
 
 
-def test_error_message_is_one_line_even_when_long(shared):
+def test_error_message_is_one_line_even_when_long(shared: Cluster) -> None:
     key = "/cli/" + "long-key-" * 20
     rm = kfs("rm", key, url=shared.url)
     assert rm.returncode == 1
@@ -264,7 +266,7 @@ def test_error_message_is_one_line_even_when_long(shared):
         (["frobnicate"], "frobnicate"),
     ],
 )
-def test_bad_usage_exits_2_naming_the_flag(tmp_path, args, flag):
+def test_bad_usage_exits_2_naming_the_flag(tmp_path: Path, args: list[str], flag: str) -> None:
     args = [str(tmp_path / "data") if a == "X" else a for a in args]
     result = kfs(*args, timeout=30)
     assert result.returncode == 2, (result.returncode, result.stderr)
@@ -273,26 +275,26 @@ def test_bad_usage_exits_2_naming_the_flag(tmp_path, args, flag):
     assert not (tmp_path / "data").exists() or args[0] == "up"
 
 
-def test_up_with_a_bad_port_exits_2(tmp_path):
+def test_up_with_a_bad_port_exits_2(tmp_path: Path) -> None:
     result = kfs("up", "--port", "70000", "--data", str(tmp_path / "data"), timeout=60)
     assert result.returncode == 2, (result.returncode, result.stderr)
     lines = result.stderr.decode().strip().splitlines()
     assert lines and "--port" in lines[-1], result.stderr
 
 
-def test_help_exits_0():
+def test_help_exits_0() -> None:
     result = kfs("--help")
     assert result.returncode == 0
     for command in ("master", "worker", "up", "put", "get", "rm", "ls", "status"):
         assert command in result.stdout.decode()
 
 
-def test_cli_and_http_agree(shared):
+def test_cli_and_http_agree(shared: Cluster) -> None:
     assert httpx.put(f"{shared.url}/cli/http", content=b"from http").status_code == 201
     assert kfs("get", "/cli/http", url=shared.url).stdout == b"from http"
 
 
-def test_client_options_go_before_or_after_the_command(shared):
+def test_client_options_go_before_or_after_the_command(shared: Cluster) -> None:
     with Client(shared.url) as client:
         client.put("/cli/global", b"either side")
     for args in (
@@ -307,13 +309,13 @@ def test_client_options_go_before_or_after_the_command(shared):
     assert listed.stdout.decode().splitlines() == ["/cli/global"]
 
 
-def test_version():
+def test_version() -> None:
     result = kfs("--version")
     assert result.returncode == 0
     assert result.stdout.decode().startswith("kittenfs ")
 
 
-def test_a_connection_error_names_the_server_and_suggests_up():
+def test_a_connection_error_names_the_server_and_suggests_up() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -337,7 +339,9 @@ def test_a_connection_error_names_the_server_and_suggests_up():
         (["--frobnicate", "ls"], {}, "--frobnicate"),
     ],
 )
-def test_every_error_is_one_line_in_one_format(tmp_path, args, env, named):
+def test_every_error_is_one_line_in_one_format(
+    tmp_path: Path, args: list[str], env: dict[str, str], named: str
+) -> None:
     args = [str(tmp_path / "data") if a == "X" else a for a in args]
     result = kfs(*args, env=env, timeout=30)
     assert result.returncode == 2, (result.returncode, result.stderr)
@@ -347,7 +351,7 @@ def test_every_error_is_one_line_in_one_format(tmp_path, args, env, named):
     assert not (tmp_path / "data").exists()
 
 
-def test_get_into_a_pipe_closed_early_exits_quietly(shared):
+def test_get_into_a_pipe_closed_early_exits_quietly(shared: Cluster) -> None:
     with Client(shared.url) as client:
         client.put("/cli/piped", os.urandom(8 * 1024 * 1024))
     env = {k: v for k, v in os.environ.items() if k != "KITTENFS_URL"}
@@ -370,7 +374,7 @@ def test_get_into_a_pipe_closed_early_exits_quietly(shared):
             get.wait()
 
 
-def test_help_shows_defaults_and_variables_without_markup():
+def test_help_shows_defaults_and_variables_without_markup() -> None:
     for command, expected in (
         ("master", ["(default 3000; env KITTENFS_PORT)", "env KITTENFS_ADMIN_TOKEN"]),
         (
@@ -388,7 +392,7 @@ def test_help_shows_defaults_and_variables_without_markup():
         assert "``" not in text and ":func:" not in text
 
 
-def test_a_process_on_a_port_in_use_says_so_in_one_line(shared, tmp_path):
+def test_a_process_on_a_port_in_use_says_so_in_one_line(shared: Cluster, tmp_path: Path) -> None:
     taken = shared.url.rsplit(":", 1)[1]
     for args in (
         ["master", "--data", str(tmp_path / "m"), "--port", taken],

@@ -7,10 +7,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypedDict, Unpack
 
 import httpx
+from cluster import Cluster, MakeCluster
 from peers import worker_peers
 
 from kittenfs.cluster import LocalCluster, free_port_block, port_free
@@ -89,7 +92,7 @@ class Up:
         port: int,
         workers: int,
         logs: Path,
-        preexec_fn=_default_sigint,
+        preexec_fn: Callable[[], None] = _default_sigint,
         env: dict[str, str] | None = None,
     ) -> None:
         self.data, self.port, self.workers = data, port, workers
@@ -170,8 +173,17 @@ class Up:
         kill_leftovers(self.children)
 
 
+class UpOptions(TypedDict, total=False):
+    """Up's optional arguments, as running_up passes them on."""
+
+    preexec_fn: Callable[[], None]
+    env: dict[str, str] | None
+
+
 @contextmanager
-def running_up(tmp_path: Path, data: Path, port: int, workers: int, name: str, **options):
+def running_up(
+    tmp_path: Path, data: Path, port: int, workers: int, name: str, **options: Unpack[UpOptions]
+) -> Iterator[Up]:
     up = Up(data, port, workers, tmp_path / name, **options)
     try:
         yield up
@@ -179,11 +191,12 @@ def running_up(tmp_path: Path, data: Path, port: int, workers: int, name: str, *
         up.cleanup()
 
 
-def _workers(url: str) -> list[dict]:
-    return httpx.get(f"{url}/_cluster", timeout=5).json()["workers"]
+def _workers(url: str) -> list[dict[str, Any]]:
+    workers: list[dict[str, Any]] = httpx.get(f"{url}/_cluster", timeout=5).json()["workers"]
+    return workers
 
 
-def test_up_serves_stops_and_restarts_with_the_same_data(tmp_path):
+def test_up_serves_stops_and_restarts_with_the_same_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port_block(3)
 
@@ -242,7 +255,7 @@ def test_up_serves_stops_and_restarts_with_the_same_data(tmp_path):
         assert "Traceback" not in up.logs()
 
 
-def test_up_survives_ctrl_c_delivered_to_every_process(tmp_path):
+def test_up_survives_ctrl_c_delivered_to_every_process(tmp_path: Path) -> None:
     """A terminal's Ctrl-C reaches `up` and its children at once; `up` still exits cleanly."""
     data = tmp_path / "data"
     port = free_port_block(2)
@@ -257,7 +270,7 @@ def test_up_survives_ctrl_c_delivered_to_every_process(tmp_path):
         assert "Traceback" not in up.logs()
 
 
-def test_sigterm_during_start_up_stops_the_children(tmp_path):
+def test_sigterm_during_start_up_stops_the_children(tmp_path: Path) -> None:
     """(Found as a bug: `up` installed its SIGTERM handler only after start-up, so SIGTERM
     during start-up killed `up` and orphaned the master.)"""
     data = tmp_path / "data"
@@ -292,7 +305,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def test_worker_i_gets_index_i_even_if_it_starts_slowly(tmp_path):
+def test_worker_i_gets_index_i_even_if_it_starts_slowly(tmp_path: Path) -> None:
     """worker-i (port P+1+i) must register as index i, even when worker-0 is slow to start.
 
     (Found as a bug: `up` spawned every worker at once, so they raced to register.)
@@ -318,7 +331,7 @@ def test_worker_i_gets_index_i_even_if_it_starts_slowly(tmp_path):
         assert urls == {0: f"http://127.0.0.1:{port + 1}", 1: f"http://127.0.0.1:{port + 2}"}
 
 
-def _register_at_once(cluster, bodies: list[dict]) -> list[dict]:
+def _register_at_once(cluster: Cluster, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """POST every registration to the master before reading any answer; return the answers."""
     port = int(cluster.url.rsplit(":", 1)[1])
     signature = "".join(
@@ -336,7 +349,7 @@ def _register_at_once(cluster, bodies: list[dict]) -> list[dict]:
                 + b"Content-Length: %d\r\n\r\n" % len(raw)
             ) + raw
             connections[-1].sendall(request)
-        answers = []
+        answers: list[dict[str, Any]] = []
         for sock in connections:
             data = b""
             while chunk := sock.recv(65536):
@@ -350,11 +363,11 @@ def _register_at_once(cluster, bodies: list[dict]) -> list[dict]:
             sock.close()
 
 
-def _registration(peer: tuple[str, str]) -> dict:
+def _registration(peer: tuple[str, str]) -> dict[str, Any]:
     return {"id": peer[0], "url": peer[1], "index": None}
 
 
-def test_registrations_one_after_another_get_distinct_indices(make_cluster):
+def test_registrations_one_after_another_get_distinct_indices(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(workers=0)
     with worker_peers(3) as peers:
         answers = [_register_at_once(cluster, [_registration(p)])[0] for p in peers]
@@ -364,7 +377,7 @@ def test_registrations_one_after_another_get_distinct_indices(make_cluster):
     assert [w["index"] for w in _workers(cluster.url)] == [0, 1, 2]
 
 
-def test_workers_registering_at_once_get_distinct_indices(make_cluster):
+def test_workers_registering_at_once_get_distinct_indices(make_cluster: MakeCluster) -> None:
     """(Found as a bug: Membership.register chose max(index)+1 before awaiting its fsync, so
     workers registering at once all got index 0.)"""
     cluster = make_cluster(workers=0)
@@ -374,7 +387,7 @@ def test_workers_registering_at_once_get_distinct_indices(make_cluster):
     assert [w["index"] for w in _workers(cluster.url)] == list(range(6))
 
 
-def test_up_rejects_zero_workers(tmp_path):
+def test_up_rejects_zero_workers(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "kittenfs", "up", "--workers", "0", "--data", str(tmp_path)]
     result = subprocess.run(command, check=False, capture_output=True, timeout=30)
     assert result.returncode == 2
@@ -386,7 +399,7 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _wait(condition, what: str, up: Up, timeout: float = 30.0) -> None:
+def _wait(condition: Callable[[], bool], what: str, up: Up, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -399,7 +412,7 @@ def _worker_pid(up: Up, index: int) -> int | None:
     return next((pid for pid in up.note_children() if target in _cmdline(pid).split()), None)
 
 
-def test_up_says_which_port_is_taken(tmp_path):
+def test_up_says_which_port_is_taken(tmp_path: Path) -> None:
     port = free_port_block(3)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port + 2))
@@ -413,7 +426,7 @@ def test_up_says_which_port_is_taken(tmp_path):
             assert up.note_children() == []
 
 
-def test_up_never_takes_another_clusters_master_for_its_own(tmp_path):
+def test_up_never_takes_another_clusters_master_for_its_own(tmp_path: Path) -> None:
     port = free_port_block(2)
     with running_up(tmp_path, tmp_path / "first", port, 1, "first") as first:
         first.wait_up()
@@ -434,7 +447,7 @@ def test_up_never_takes_another_clusters_master_for_its_own(tmp_path):
         assert first.stop(signal.SIGTERM) == 0, first.logs()
 
 
-def test_up_starts_a_worker_that_dies_again(tmp_path):
+def test_up_starts_a_worker_that_dies_again(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port_block(3)
     with running_up(tmp_path, data, port, 2, "restart") as up:
@@ -458,7 +471,7 @@ def test_up_starts_a_worker_that_dies_again(tmp_path):
         up.wait_children_gone()
 
 
-def test_up_stops_when_its_master_dies(tmp_path):
+def test_up_stops_when_its_master_dies(tmp_path: Path) -> None:
     port = free_port_block(2)
     with running_up(tmp_path, tmp_path / "data", port, 1, "masterless") as up:
         up.wait_up()
@@ -470,7 +483,7 @@ def test_up_stops_when_its_master_dies(tmp_path):
         assert "Traceback" not in up.logs()
 
 
-def test_up_started_with_sigint_ignored_stops_on_sigint(tmp_path):
+def test_up_started_with_sigint_ignored_stops_on_sigint(tmp_path: Path) -> None:
     port = free_port_block(2)
     with running_up(
         tmp_path, tmp_path / "data", port, 1, "ignored", preexec_fn=_ignore_sigint
@@ -481,7 +494,7 @@ def test_up_started_with_sigint_ignored_stops_on_sigint(tmp_path):
         assert "Traceback" not in up.logs()
 
 
-def test_up_gives_its_children_no_settings_from_its_environment(tmp_path):
+def test_up_gives_its_children_no_settings_from_its_environment(tmp_path: Path) -> None:
     port = free_port_block(3)
     env = {
         **os.environ,

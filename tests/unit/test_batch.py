@@ -23,9 +23,9 @@ def body(manifest: object, values: bytes = b"") -> bytes:
     return struct.pack(">I", len(head)) + head + values
 
 
-def test_golden_encoding():
+def test_golden_encoding() -> None:
     """The bytes on the wire, pinned: a worker and a master of different builds must agree."""
-    ops = [put("/a", b"xyz"), batch.DeleteOp(blob_id("/b", VERSION))]
+    ops: list[batch.Op] = [put("/a", b"xyz"), batch.DeleteOp(blob_id("/b", VERSION))]
     assert batch.encode(ops) == (
         b'\x00\x00\x00\xe5{"ops":[{"op":"put","blob":"6a50dc8584134c7de537c0052ff6d236-'
         b'17979cfe3d85cd1501020304","key":"/a","version":"17979cfe3d85cd1501020304","size":3},'
@@ -36,7 +36,7 @@ def test_golden_encoding():
 
 #: Text a key may hold: any character but NUL and lone surrogates (not UTF-8).
 KEY_TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
     min_size=1,
     max_size=40,
 )
@@ -52,18 +52,20 @@ ops_strategy = st.lists(
 
 
 @given(ops_strategy)
-def test_any_batch_survives_the_round_trip(ops):
+def test_any_batch_survives_the_round_trip(ops: list[batch.Op]) -> None:
     assert batch.decode(batch.encode(ops)) == ops
 
 
 @given(st.binary(max_size=400))
-def test_any_bytes_decode_or_raise_bad_batch(raw):
+def test_any_bytes_decode_or_raise_bad_batch(raw: bytes) -> None:
     with contextlib.suppress(batch.BadBatch):
         batch.decode(raw)
 
 
 @given(ops_strategy, st.integers(min_value=0, max_value=10_000), st.binary(min_size=1, max_size=4))
-def test_damaged_batches_are_refused_or_identical(ops, where, junk):
+def test_damaged_batches_are_refused_or_identical(
+    ops: list[batch.Op], where: int, junk: bytes
+) -> None:
     """Cutting or padding the body never yields other operations than were sent."""
     raw = batch.encode(ops)
     where %= len(raw) + 1
@@ -132,13 +134,13 @@ BLOB = blob_id("/k", VERSION)
         (body({"ops": [{"op": "delete", "blob": BLOB}] * 513}), "1..512"),
     ],
 )
-def test_malformed_batches_say_what_is_wrong(raw, why):
+def test_malformed_batches_say_what_is_wrong(raw: bytes, why: str) -> None:
     with pytest.raises(batch.BadBatch, match=why):
         batch.decode(raw)
 
 
 @pytest.mark.parametrize("key", ["/" + "k" * 70_000, "no-slash", "/nul\x00", "/\udcff"])
-def test_a_batch_with_an_invalid_key_is_refused_whole(key):
+def test_a_batch_with_an_invalid_key_is_refused_whole(key: str) -> None:
     """A bad key anywhere refuses the whole batch, before any operation is applied."""
     good = put("/fine", b"ok")
     manifest = {
@@ -158,7 +160,7 @@ def test_a_batch_with_an_invalid_key_is_refused_whole(key):
         batch.decode(struct.pack(">I", len(head)) + head + b"ok")
 
 
-def test_a_deeply_nested_manifest_is_refused():
+def test_a_deeply_nested_manifest_is_refused() -> None:
     with pytest.raises(batch.BadBatch):
         batch.decode(body_of(b"[" * 100_000))
 

@@ -5,7 +5,7 @@ import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar, Unpack
 
 import pytest
 
@@ -55,7 +55,17 @@ def value(size: int, seed: int = 0) -> bytes:
     return bytes((i * 7 + seed) % 251 for i in range(size))
 
 
-def run(tmp_path: Path, body: Callable[[BlobStore], Awaitable[T]], **kwargs: int) -> T:
+class StoreOptions(TypedDict, total=False):
+    """BlobStore's keyword arguments that run() may set."""
+
+    inline_max: int
+    verify_max: int
+    capacity: int
+
+
+def run(
+    tmp_path: Path, body: Callable[[BlobStore], Awaitable[T]], **kwargs: Unpack[StoreOptions]
+) -> T:
     """Open a store in tmp_path, run ``body`` with it, and close it."""
 
     async def main() -> T:

@@ -21,28 +21,28 @@ def violations(history: list[Op], final: list[Op]) -> dict[str, int]:
     return {k: v for k, v in check(history, final).as_dict()["violations"].items() if v}
 
 
-def test_an_acknowledged_write_missing_at_the_end_is_lost():
+def test_an_acknowledged_write_missing_at_the_end_is_lost() -> None:
     assert violations([put("a", 0, 1)], [read("", 5, 5)]) == {"lost_writes": 1}
 
 
-def test_reading_an_older_value_after_a_newer_acknowledged_one_is_stale():
+def test_reading_an_older_value_after_a_newer_acknowledged_one_is_stale() -> None:
     history = [put("a", 0, 1), put("b", 2, 3), read("a", 4, 5)]
     assert violations(history, [read("b", 9, 9)]) == {"stale_reads": 1}
 
 
-def test_a_deleted_value_coming_back_is_resurrected():
+def test_a_deleted_value_coming_back_is_resurrected() -> None:
     assert violations([put("a", 0, 1), delete(2, 3)], [read("a", 9, 9)]) == {"resurrected": 1}
 
 
-def test_bytes_of_a_failed_write_must_never_show():
+def test_bytes_of_a_failed_write_must_never_show() -> None:
     assert violations([put("a", 0, 1, FAILED)], [read("a", 9, 9)]) == {"failed_write_visible": 1}
 
 
-def test_bytes_nobody_wrote_are_a_phantom():
+def test_bytes_nobody_wrote_are_a_phantom() -> None:
     assert violations([put("a", 0, 1)], [read("zz", 9, 9)]) == {"phantom": 1}
 
 
-def test_concurrency_and_unknown_outcomes_allow_either_value():
+def test_concurrency_and_unknown_outcomes_allow_either_value() -> None:
     history = [
         put("a", 0, 1),
         put("b", 2, 6, UNKNOWN),

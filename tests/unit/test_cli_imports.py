@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ print(json.dumps({{"status": status, "loaded": loaded, "httpx": "httpx" in sys.m
 """
 
 
-def imported(*argv: str) -> dict:
+def imported(*argv: str) -> dict[str, Any]:
     """Run the CLI with ``argv`` in a fresh interpreter; return its status and what it loaded."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv],
@@ -51,7 +52,8 @@ def imported(*argv: str) -> dict:
         timeout=60,
         check=False,
     )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +75,19 @@ def closed_url() -> str:
         ["key", "list"],
     ],
 )
-def test_a_client_command_imports_no_heavy_module(closed_url: str, argv: list[str]):
+def test_a_client_command_imports_no_heavy_module(closed_url: str, argv: list[str]) -> None:
     result = imported("--url", closed_url, *argv)
     assert result["status"] == 1  # nothing listens there
     assert result["loaded"] == []
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["ls", "--help"], []])
-def test_help_and_version_import_not_even_the_http_client(argv: list[str]):
+def test_help_and_version_import_not_even_the_http_client(argv: list[str]) -> None:
     result = imported(*argv)
     assert result["status"] in (0, 2)
     assert result["loaded"] == [] and not result["httpx"]
 
 
-def test_server_commands_parse_without_server_modules():
+def test_server_commands_parse_without_server_modules() -> None:
     result = imported("master", "--help")
     assert result["loaded"] == [] and not result["httpx"]

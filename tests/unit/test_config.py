@@ -33,7 +33,7 @@ def config(cls: type, *argv: str, env: dict[str, str] | None = None) -> object:
     return resolve(cls, parse(cls, *argv), env or {})
 
 
-def test_every_field_is_a_setting_with_a_unique_flag():
+def test_every_field_is_a_setting_with_a_unique_flag() -> None:
     for _, cls in DOCUMENTED:
         flags = [option.flag for option in options(cls)]
         assert len(flags) == len(set(flags)), cls
@@ -43,13 +43,13 @@ def test_every_field_is_a_setting_with_a_unique_flag():
 
 
 @pytest.mark.parametrize("cls", [MasterConfig, WorkerConfig])
-def test_each_flag_has_the_variable_of_its_name(cls: type):
+def test_each_flag_has_the_variable_of_its_name(cls: type) -> None:
     for option in options(cls):
         assert option.env[0] == "KITTENFS_" + option.flag[2:].replace("-", "_").upper()
         assert option.key == option.flag[2:]
 
 
-def test_the_names_a_container_relies_on():
+def test_the_names_a_container_relies_on() -> None:
     master = {name for option in options(MasterConfig) for name in option.env}
     worker = {name for option in options(WorkerConfig) for name in option.env}
     client = {name for option in options(ClientConfig) for name in option.env}
@@ -67,7 +67,7 @@ def test_the_names_a_container_relies_on():
     assert {"KITTENFS_URL", "KITTENFS_TOKEN", "KITTENFS_CA"} == client
 
 
-def test_defaults_are_the_dataclass_defaults():
+def test_defaults_are_the_dataclass_defaults() -> None:
     made = config(MasterConfig, "--data", "d")
     assert made == MasterConfig(data=Path("d"))
     assert config(UpConfig) == UpConfig()
@@ -75,7 +75,7 @@ def test_defaults_are_the_dataclass_defaults():
     assert config(ClientConfig) == ClientConfig()
 
 
-def test_flag_beats_environment_beats_file_beats_default(tmp_path: Path):
+def test_flag_beats_environment_beats_file_beats_default(tmp_path: Path) -> None:
     file = tmp_path / "kittenfs.toml"
     file.write_text('[master]\nport = 4000\nreplicas = 2\nhost = "127.0.0.2"\n')
     env = {"KITTENFS_CONFIG": str(file), "KITTENFS_PORT": "5000", "KITTENFS_REPLICAS": "1"}
@@ -87,14 +87,14 @@ def test_flag_beats_environment_beats_file_beats_default(tmp_path: Path):
     assert (made.port, made.replicas) == (4000, 2)
 
 
-def test_a_required_setting_may_come_from_the_environment():
+def test_a_required_setting_may_come_from_the_environment() -> None:
     made = config(WorkerConfig, env={"KITTENFS_MASTER": "http://m:3000", "KITTENFS_DATA": "w"})
     assert made == WorkerConfig(master="http://m:3000", data=Path("w"))
     with pytest.raises(ConfigError, match=r"^--master is required \(or KITTENFS_MASTER\)$"):
         config(WorkerConfig, "--data", "w")
 
 
-def test_an_empty_variable_counts_as_unset():
+def test_an_empty_variable_counts_as_unset() -> None:
     made = config(MasterConfig, "--data", "d", env={"KITTENFS_PORT": ""})
     assert isinstance(made, MasterConfig) and made.port == 3000
 
@@ -119,28 +119,28 @@ def test_an_empty_variable_counts_as_unset():
 )
 def test_a_bad_value_names_its_flag_or_variable_and_what_is_allowed(
     argv: list[str], env: dict[str, str], message: str
-):
+) -> None:
     with pytest.raises(ConfigError) as failure:
         config(MasterConfig, "--data", "d", *argv, env=env)
     assert str(failure.value).startswith(message), str(failure.value)
     assert "\n" not in str(failure.value)
 
 
-def test_secrets_are_never_echoed():
+def test_secrets_are_never_echoed() -> None:
     for argv, env in ((["--admin-token", "tooshort"], {}), ([], {"KITTENFS_ADMIN_TOKEN": "x1"})):
         with pytest.raises(ConfigError, match="at least 16 characters") as failure:
             config(MasterConfig, "--data", "d", *argv, env=env)
         assert "tooshort" not in str(failure.value) and "x1" not in str(failure.value)
 
 
-def test_cross_field_rules_still_hold():
+def test_cross_field_rules_still_hold() -> None:
     with pytest.raises(ConfigError, match="reachable from the network"):
         config(MasterConfig, "--data", "d", "--host", "0.0.0.0")
     with pytest.raises(ConfigError, match="--tls-cert and --tls-key"):
         config(MasterConfig, "--data", "d", "--tls-key", __file__)
 
 
-def test_the_cluster_secret_comes_from_a_file_or_the_variable(tmp_path: Path):
+def test_the_cluster_secret_comes_from_a_file_or_the_variable(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text(SECRET + "\n")
     by_file = config(MasterConfig, "--data", "d", "--cluster-secret-file", str(secret))
@@ -152,7 +152,7 @@ def test_the_cluster_secret_comes_from_a_file_or_the_variable(tmp_path: Path):
     assert len({key.sign_request("GET", "/", 0) for key in keys}) == 1
 
 
-def test_sizes_take_units_and_rates_are_megabytes():
+def test_sizes_take_units_and_rates_are_megabytes() -> None:
     made = config(
         WorkerConfig,
         "--master",
@@ -174,7 +174,7 @@ def test_sizes_take_units_and_rates_are_megabytes():
     assert (made.scrub_rate, made.clone_rate) == (2.5e6, 10e6)
 
 
-def test_a_nested_setting_keeps_the_others_of_its_process():
+def test_a_nested_setting_keeps_the_others_of_its_process() -> None:
     made = config(WorkerConfig, "--master", "http://m:3000", "--data", "w", "--max-uploads", "8")
     assert isinstance(made, WorkerConfig)
     assert made.limits.uploads == 8
@@ -182,13 +182,13 @@ def test_a_nested_setting_keeps_the_others_of_its_process():
     assert made.limits.uploads_per_client == WORKER_LIMITS.uploads_per_client
 
 
-def test_booleans_from_flags_and_variables():
+def test_booleans_from_flags_and_variables() -> None:
     assert config(MasterConfig, "--data", "d", env={"KITTENFS_VERBOSE": "yes"}).verbose  # type: ignore[attr-defined]
     made = config(MasterConfig, "--data", "d", "--no-verbose", env={"KITTENFS_VERBOSE": "1"})
     assert not made.verbose  # type: ignore[attr-defined]
 
 
-def test_per_invocation_options_read_no_environment():
+def test_per_invocation_options_read_no_environment() -> None:
     assert all(not option.env for option in options(UpConfig))
     assert all(not option.env for option in options(JobOptions))
     made = config(UpConfig, env={"KITTENFS_PORT": "1234", "KITTENFS_DATA": "elsewhere"})
@@ -204,7 +204,7 @@ def test_per_invocation_options_read_no_environment():
         ("[master\n", "not valid TOML"),
     ],
 )
-def test_a_bad_config_file_says_where(tmp_path: Path, text: str, message: str):
+def test_a_bad_config_file_says_where(tmp_path: Path, text: str, message: str) -> None:
     file = tmp_path / "kittenfs.toml"
     file.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -213,7 +213,7 @@ def test_a_bad_config_file_says_where(tmp_path: Path, text: str, message: str):
         config(MasterConfig, "--data", "d", "--config", str(tmp_path / "absent.toml"))
 
 
-def test_a_config_file_reads_only_its_own_table(tmp_path: Path):
+def test_a_config_file_reads_only_its_own_table(tmp_path: Path) -> None:
     file = tmp_path / "kittenfs.toml"
     file.write_text(
         '[master]\nport = 4000\n[worker]\nmaster = "http://m:4000"\ndata = "w"\n'
@@ -224,7 +224,7 @@ def test_a_config_file_reads_only_its_own_table(tmp_path: Path):
                                 scrub_rate=0.0)  # fmt: skip
 
 
-def test_help_shows_every_default_and_variable():
+def test_help_shows_every_default_and_variable() -> None:
     for cls in (MasterConfig, WorkerConfig):
         parser = argparse.ArgumentParser(prog="kittenfs", formatter_class=_Wide)
         settings.add_flags(parser, cls)
@@ -249,7 +249,7 @@ def _help(cls: type) -> str:
     return parser.format_help()
 
 
-def test_module_constants_are_the_config_defaults():
+def test_module_constants_are_the_config_defaults() -> None:
     from kittenfs.master.garbage import REPLACED_GRACE
     from kittenfs.master.jobs.converge import DEFAULT_CONCURRENCY
     from kittenfs.master.jobs.gc import DEFAULT_GRACE
@@ -263,7 +263,7 @@ def test_module_constants_are_the_config_defaults():
     ) == (DEFAULT_INLINE_MAX, DEFAULT_VERIFY_MAX)
 
 
-def test_docs_list_every_setting():
+def test_docs_list_every_setting() -> None:
     """docs/configuration.md holds the generated reference; regenerate it with
     ``python -m kittenfs.settings docs/configuration.md``."""
     text = DOCS.read_text()

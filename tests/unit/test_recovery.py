@@ -4,6 +4,7 @@ with damage, and what it must never do to a store that is only unreachable for a
 import asyncio
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from kittenfs.worker.heartbeat import RECHECK_MARKER
 from kittenfs.worker.recovery import Recovery, StoreUnusable, open_store
 
 
-async def _chunks(data: bytes):  # type: ignore[no-untyped-def]
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
@@ -42,7 +43,7 @@ def reopen(root: Path, registered: bool = True) -> tuple[int, Recovery]:
     return asyncio.run(main())
 
 
-def test_a_store_that_cannot_be_opened_for_now_is_left_as_it_is(tmp_path):
+def test_a_store_that_cannot_be_opened_for_now_is_left_as_it_is(tmp_path: Path) -> None:
     """An I/O error (here the LOCK file is a directory; a full disk or the open-files limit
     do the same) is not damage: nothing is repaired, moved or emptied, and the worker does
     not start; once the cause is gone, everything is there."""
@@ -68,7 +69,7 @@ def test_a_store_that_cannot_be_opened_for_now_is_left_as_it_is(tmp_path):
     assert count == 55 and not recovery.problems
 
 
-def test_lost_blob_directories_are_noticed(tmp_path):
+def test_lost_blob_directories_are_noticed(tmp_path: Path) -> None:
     """Metadata whose files went with their whole directory (here all of blobs/) is dropped,
     and the worker asks for a recheck."""
     fill(tmp_path, inline=3, files=20)
@@ -78,7 +79,7 @@ def test_lost_blob_directories_are_noticed(tmp_path):
     assert (tmp_path / RECHECK_MARKER).exists()
 
 
-def test_files_without_metadata_get_it_back(tmp_path):
+def test_files_without_metadata_get_it_back(tmp_path: Path) -> None:
     fill(tmp_path, inline=0, files=10)
     shutil.rmtree(tmp_path / "index")
     count, recovery = reopen(tmp_path)
@@ -87,7 +88,7 @@ def test_files_without_metadata_get_it_back(tmp_path):
     assert (tmp_path / RECHECK_MARKER).exists()
 
 
-def test_a_new_store_is_not_taken_for_a_lost_one(tmp_path):
+def test_a_new_store_is_not_taken_for_a_lost_one(tmp_path: Path) -> None:
     count, recovery = reopen(tmp_path, registered=False)
     assert count == 0 and not recovery.problems
     assert not (tmp_path / RECHECK_MARKER).exists()

@@ -18,7 +18,7 @@ def anon_bytes() -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc only")
-def test_malloc_trim_hands_free_memory_inside_the_heap_back():
+def test_malloc_trim_hands_free_memory_inside_the_heap_back() -> None:
     trim = _malloc_trim()
     assert trim is not None  # glibc: without it the master's heap grew with every key
     held = [bytes(600 + i % 400) for i in range(200_000)]  # ~160 MB of malloc'd objects

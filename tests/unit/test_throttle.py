@@ -17,13 +17,13 @@ def elapsed(throttle: Throttle, items: int, nbytes: int) -> float:
     return asyncio.run(run())
 
 
-def test_items_per_second_bound_the_pace():
+def test_items_per_second_bound_the_pace() -> None:
     assert elapsed(Throttle(items_per_s=100), 20, 0) >= 0.19
 
 
-def test_bytes_per_second_bound_the_pace():
+def test_bytes_per_second_bound_the_pace() -> None:
     assert elapsed(Throttle(bytes_per_s=1_000_000), 5, 100_000) >= 0.49
 
 
-def test_no_limit_does_not_wait():
+def test_no_limit_does_not_wait() -> None:
     assert elapsed(Throttle(), 1000, 10**9) < 5  # bounded: no sleeping at all

@@ -104,9 +104,11 @@ def test_operations_queue_behind_a_batch_on_the_wire_and_leave_together() -> Non
             worker.hold.clear()
             first = asyncio.create_task(batcher.put(url, *put_args(0)))
             await worker.arrived.wait()
-            rest = [asyncio.create_task(batcher.put(url, *put_args(n))) for n in range(1, 6)]
+            rest: list[asyncio.Task[object]] = [
+                asyncio.create_task(batcher.put(url, *put_args(n))) for n in range(1, 6)
+            ]
             rest.append(asyncio.create_task(batcher.delete(url, put_args(9)[0])))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # a window in which nothing else may leave
             assert len(worker.batches) == 1  # the others wait for the one on the wire
             worker.hold.set()
             await asyncio.gather(first, *rest)

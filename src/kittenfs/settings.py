@@ -243,6 +243,10 @@ def _metavar(option: Option) -> str:
     return "N" if option.type is int else option.dest.upper()
 
 
+#: The processes a config file configures; ``up``, ``rebuild`` and the jobs take flags only.
+FILE_SECTIONS = frozenset({"master", "worker", "client"})
+
+
 def section_of(cls: type) -> str:
     """The table of ``cls``'s settings in a config file: [master], [worker], [client]."""
     return cls.__name__.removesuffix("Config").lower()
@@ -320,7 +324,7 @@ def _read_file(
     """Return the settings of ``cls``'s table in the config file, if one is named, as
     key -> (text, label for errors)."""
     path = getattr(args, "config", None) or environ.get(CONFIG_ENV)
-    if not path:
+    if not path or section_of(cls) not in FILE_SECTIONS:
         return {}
     import tomllib
 

@@ -224,6 +224,13 @@ def test_a_config_file_reads_only_its_own_table(tmp_path: Path) -> None:
                                 scrub_rate=0.0)  # fmt: skip
 
 
+def test_up_takes_no_settings_from_a_config_file(tmp_path: Path) -> None:
+    file = tmp_path / "kittenfs.toml"
+    file.write_text("[up]\nworkers = 7\n")
+    made = resolve(UpConfig, parse(UpConfig), {"KITTENFS_CONFIG": str(file)})
+    assert made == UpConfig()
+
+
 def test_help_shows_every_default_and_variable() -> None:
     for cls in (MasterConfig, WorkerConfig):
         parser = argparse.ArgumentParser(prog="kittenfs", formatter_class=_Wide)

@@ -106,7 +106,7 @@ def test_a_rebalance_killed_midway_converges_when_run_again(make_cluster: MakeCl
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:
         for key, value in values.items():
             assert http.get(key).content == value, key
-    assert wait_placed(cluster, values) == {}
+    assert wait_placed(cluster, values) == {}, job
 
 
 def test_jobs_refuse_bad_options_and_a_second_job(cluster: Cluster) -> None:

@@ -67,12 +67,15 @@ class Reaper:
 
         ``entry`` is the garbage entry's own key (by default the version's ``d:<blob>``).
         A replica that the key's live or unlinked record still names for this very version
-        (a move put it back there) is never deleted: the bytes are referenced again.  The
-        caller holds the key's lock, so no move can commit between that check and the delete.
+        (a move put it back there), or that a move in flight is copying this version to (a
+        rebalance run again after a crash cut the last one), is never deleted: the bytes
+        are referenced again.  The caller holds the key's lock, so no move can commit
+        between that check and the delete.
         """
         blob = blob_id(record.key, record.version)
         found = await self.index.current(record.key)
         keep = set(found[1].replicas) if found and found[1].version == record.version else set()
+        keep.update(await self.index.move_in_flight(record))
         # A removed worker is gone with its disk: nothing is left to delete there.
         targets = [
             index

@@ -124,7 +124,10 @@ class Mover:
     async def _move(self, space: Space, record: IndexRecord, plan: Plan) -> Outcome:
         move = dataclasses.replace(record, replicas=plan.needs, size=-1)
         if plan.needs:
-            await self.index.begin_move(move)
+            # Under the key's lock: a reaper deleting old garbage of this very version
+            # either finishes first or sees the move in flight and spares its copies.
+            async with self.locks.hold(record.key):
+                await self.index.begin_move(move)
         try:
             for dest in plan.needs:
                 await self._copy(record, plan.good, dest)

@@ -84,6 +84,11 @@ class Index(Protocol):
         """Record a move's copies (``move.replicas``) as in flight before any is made."""
         ...
 
+    async def move_in_flight(self, record: IndexRecord) -> tuple[int, ...]:
+        """Return the workers that a move in flight is copying ``record``'s version to
+        (empty if none): the reaper must not delete those copies under it."""
+        ...
+
     async def commit_move(
         self, space: Space, record: IndexRecord, moved: IndexRecord, dropped: tuple[int, ...]
     ) -> None:

@@ -128,6 +128,11 @@ class LevelDBIndex:
         has its own pending key, so it never meets the version's own write records."""
         await self.db.write({_move_key(move): encode(move)})
 
+    async def move_in_flight(self, record: IndexRecord) -> tuple[int, ...]:
+        """Return the workers that a move in flight is copying ``record``'s version to."""
+        raw = self.db.get(_move_key(record))
+        return () if raw is None else decode(IndexRecord, raw).replicas
+
     async def abandon_move(self, move: IndexRecord) -> list[tuple[EntryId, IndexRecord]]:
         """Turn a failed move's copies into one garbage entry each; return the entries."""
         entries = _replica_garbage(move, move.replicas, 0)

@@ -135,8 +135,8 @@ def test_candidates_skip_failed_and_damaged_replicas(tmp_path: Path) -> None:
         assert sorted(reader.candidates(record)) == [0, 1, 2]
         assert sorted(reader.candidates(record, (0,))) == [1, 2]
         reader.damage.mark(record, 1)
-        assert reader.candidates(record, (0,)) == [2]
-        assert reader.choose(record, (0,)) == 2
+        assert reader.candidates(record, (0,)) == [2, 1]  # the damaged one last
+        assert reader.choose(record, (0,)) == 2  # never sent to it while another is good
         assert reader.candidates(record, (0, 2)) == [1]  # damaged, but the only one left
         with pytest.raises(NoGoodReplica):
             reader.candidates(record, (0, 1, 2))
@@ -177,6 +177,22 @@ def test_a_stream_goes_on_from_the_next_replica_where_one_stopped(tmp_path: Path
         assert core.membership.is_up(0) and core.membership.is_up(1)  # cut: not down
         ranged = [c async for c in reader.stream(record, 100, 199, [1])]
         assert b"".join(ranged) == LARGE[100:200]
+        await core.index.close()
+
+    run(main())
+
+
+def test_a_stream_is_stitched_from_damaged_copies_too(tmp_path: Path) -> None:
+    """Every copy stops somewhere and one is already known damaged: its good part is still
+    needed, so a stream over the candidates serves the value whole."""
+
+    async def main() -> None:
+        core = await open_core(tmp_path)
+        reader = reader_of(core)
+        record = await put(core, "/big", LARGE)
+        core.transport.cut.update({0: 10, 2: 20})  # only 1 holds the bytes from 20 on
+        reader.damage.mark(record, 1)
+        assert await stream(reader, record, reader.candidates(record)) == LARGE
         await core.index.close()
 
     run(main())

@@ -93,14 +93,14 @@ class Reader:
         return value
 
     def candidates(self, record: IndexRecord, exclude: tuple[int, ...] = ()) -> list[int]:
-        """Return the replicas a read may use, in a random order: up, and not one that already
-        failed this read; those not known damaged first (if there are none, the damaged ones:
-        a copy with one bad block still serves the rest).  Raise NoGoodReplica or
-        ReplicaUnavailable if there is none."""
+        """Return the replicas a read may use: up, and not one that already failed this read;
+        those not known damaged first, then the damaged ones (a copy with one bad block still
+        serves the rest: a value whose every copy is damaged somewhere is stitched from
+        them).  Raise NoGoodReplica or ReplicaUnavailable if there is none."""
         usable = [i for i in self.membership.live_replicas(record.replicas) if i not in exclude]
         damaged = self.damage.of(record)
         if usable:
-            return [i for i in usable if i not in damaged] or usable
+            return [i for i in usable if i not in damaged] + [i for i in usable if i in damaged]
         if not any(self.membership.is_up(i) for i in record.replicas):
             raise ReplicaUnavailable(f"every replica of {record.key!r} is down", "no_live_replica")
         raise NoGoodReplica(
@@ -109,8 +109,11 @@ class Reader:
         )
 
     def choose(self, record: IndexRecord, exclude: tuple[int, ...] = ()) -> int:
-        """Return the replica a client is sent to: one of the ``candidates``, at random."""
-        return random.choice(self.candidates(record, exclude))
+        """Return the replica a client is sent to: one of the ``candidates`` not known
+        damaged, at random (a damaged one only if all are)."""
+        candidates = self.candidates(record, exclude)
+        damaged = self.damage.of(record)
+        return random.choice([i for i in candidates if i not in damaged] or candidates)
 
     async def stream(
         self, record: IndexRecord, first: int, last: int, replicas: list[int]

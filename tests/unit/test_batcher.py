@@ -49,6 +49,14 @@ class FakeWorker:
             return web.Response(status=self.status, text="no")
         return web.json_response({"results": [self._result(op) for op in ops]})
 
+    async def one_on_the_wire(self, batcher: Batcher, url: str) -> asyncio.Task[tuple[int, str]]:
+        """Hold this worker's answers and send it one put; return that put's task once its
+        batch is on the wire (what comes next queues behind it)."""
+        self.hold.clear()
+        first = asyncio.create_task(batcher.put(url, *put_args(0)))
+        await self.arrived.wait()
+        return first
+
     def _result(self, op: batch.Op) -> dict[str, Any]:
         if self.answer is not None:
             return self.answer(op)
@@ -101,9 +109,7 @@ def test_operations_queue_behind_a_batch_on_the_wire_and_leave_together() -> Non
         worker = FakeWorker()
         async with serving(worker) as (url, session):
             batcher = Batcher(session)
-            worker.hold.clear()
-            first = asyncio.create_task(batcher.put(url, *put_args(0)))
-            await worker.arrived.wait()
+            first = await worker.one_on_the_wire(batcher, url)
             rest: list[asyncio.Task[object]] = [
                 asyncio.create_task(batcher.put(url, *put_args(n))) for n in range(1, 6)
             ]
@@ -125,9 +131,7 @@ def test_batches_are_bounded_in_operations(monkeypatch: pytest.MonkeyPatch) -> N
         worker = FakeWorker()
         async with serving(worker) as (url, session):
             batcher = Batcher(session)
-            worker.hold.clear()
-            first = asyncio.create_task(batcher.put(url, *put_args(0)))
-            await worker.arrived.wait()
+            first = await worker.one_on_the_wire(batcher, url)
             rest = [asyncio.create_task(batcher.put(url, *put_args(n))) for n in range(1, 8)]
             await asyncio.sleep(0.05)
             worker.hold.set()
@@ -150,9 +154,7 @@ def test_each_operation_gets_its_own_answer() -> None:
         worker = FakeWorker(answer=answer)
         async with serving(worker) as (url, session):
             batcher = Batcher(session)
-            worker.hold.clear()
-            first = asyncio.create_task(batcher.put(url, *put_args(0)))
-            await worker.arrived.wait()
+            first = await worker.one_on_the_wire(batcher, url)
             full = asyncio.create_task(batcher.put(url, *put_args(1)))
             gone = asyncio.create_task(batcher.delete(url, put_args(2)[0]))
             worker.hold.set()
@@ -204,9 +206,7 @@ def test_an_operation_whose_caller_left_is_not_sent() -> None:
         worker = FakeWorker()
         async with serving(worker) as (url, session):
             batcher = Batcher(session)
-            worker.hold.clear()
-            first = asyncio.create_task(batcher.put(url, *put_args(0)))
-            await worker.arrived.wait()
+            first = await worker.one_on_the_wire(batcher, url)
             left = asyncio.create_task(batcher.put(url, *put_args(1)))
             stays = asyncio.create_task(batcher.put(url, *put_args(2)))
             await asyncio.sleep(0.01)
@@ -227,9 +227,7 @@ def test_close_fails_the_batches_under_way() -> None:
         worker = FakeWorker()
         async with serving(worker) as (url, session):
             batcher = Batcher(session)
-            worker.hold.clear()
-            waiting = asyncio.create_task(batcher.put(url, *put_args(0)))
-            await worker.arrived.wait()
+            waiting = await worker.one_on_the_wire(batcher, url)
             await batcher.close()
             with pytest.raises(ReplicaError):
                 await waiting

@@ -24,8 +24,9 @@ from typing import Any, Protocol
 import httpx
 
 from kittenfs.clusterauth import HttpxClusterAuth
+from kittenfs.localca import local_ca
 from kittenfs.signing import HEADER, ClusterKey
-from kittenfs.tls import client_context, local_ca
+from kittenfs.tls import client_context
 
 LISTENING = re.compile(r"listening on (https?://\S+)")
 

@@ -163,7 +163,6 @@ def _client_command(name: str, job: tuple[str, ...] = ()) -> Callable[[argparse.
         if job:
             options = settings.resolve(JobOptions, args)
             args.job_options = {field: getattr(options, field) for field in job}
-        _skip_httpx_command_line()
         from . import commands
 
         handler: Callable[[argparse.Namespace], int] = getattr(commands, name)
@@ -174,8 +173,10 @@ def _client_command(name: str, job: tuple[str, ...] = ()) -> Callable[[argparse.
 
 def _skip_httpx_command_line() -> None:
     """Keep httpx from importing its own command line (click, rich and pygments: about 40%
-    of its import time when click is installed), which kittenfs never uses; httpx falls
-    back to a stub of it by design when it cannot be imported."""
+    of its import time when click is installed, and 0.1 s of every server process's
+    start), which kittenfs never uses; httpx falls back to a stub of it by design when it
+    cannot be imported.  Only the command line does this: a program that imports kittenfs
+    keeps its httpx whole."""
     if "httpx" not in sys.modules:
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
@@ -370,6 +371,7 @@ def _quiet_broken_pipe() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     words = list(sys.argv[1:] if argv is None else argv)
+    _skip_httpx_command_line()
     command = command_in(words)
     missing = missing_server_package() if command in SERVER_COMMANDS else None
     if missing:

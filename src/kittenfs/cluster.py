@@ -27,8 +27,9 @@ import httpx
 from .cli import error
 from .config import MasterConfig, UpConfig, WorkerConfig
 from .datadir import MASTER_ID_FILE
+from .localca import local_ca
 from .settings import CONFIG_ENV, options
-from .tls import client_context, local_ca
+from .tls import client_context
 
 #: The environment variable through which a master gets its admin token.
 ADMIN_ENV = "KITTENFS_ADMIN_TOKEN"

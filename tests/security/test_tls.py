@@ -1,5 +1,5 @@
 """TLS with real handshakes (issue 9): a cluster serving HTTPS only, with certificates from a
-local CA (kittenfs.tls.local_ca, as ``kittenfs up --tls`` makes); clients that trust the CA
+local CA (kittenfs.localca.local_ca, as ``kittenfs up --tls`` makes); clients that trust the CA
 read and write through every path, and clients (or workers) that trust another CA are
 refused at the handshake."""
 
@@ -15,7 +15,8 @@ from cluster import Cluster, running_up, started
 
 import kittenfs
 from kittenfs import ServerError
-from kittenfs.tls import client_context, local_ca
+from kittenfs.localca import local_ca
+from kittenfs.tls import client_context
 
 
 @pytest.fixture(scope="module")

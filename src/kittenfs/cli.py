@@ -60,7 +60,15 @@ _JOBS = {
     "gc": "delete bytes on workers that no index record points to",
 }
 #: The packages of the "server" extra; the client commands import none of them.
-SERVER_PACKAGES = ("aiohttp", "plyvel", "prometheus_client", "xxhash", "cryptography")
+SERVER_PACKAGES = (
+    "aiohttp",
+    "plyvel",
+    "prometheus_client",
+    "xxhash",
+    "cryptography",
+    "defusedxml",
+    "crc32c",
+)
 #: The commands that run (or open) the servers, which need the "server" extra.
 SERVER_COMMANDS = frozenset({"master", "worker", "up", "rebuild", "bench", "nemesis", "soak"})
 _RED = "\033[31m"

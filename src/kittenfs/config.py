@@ -347,6 +347,19 @@ class MasterConfig:
         check=URL,
         shown="the URL it listens on",
     )
+    #: Serve the S3 API on this port too (0 picks a free one; the "serving the S3 API at" log line
+    #: tells which); none by default.
+    s3_port: int | None = setting(
+        None, "serve the S3 API on this port too (0: a free one)", check=_PORT, shown="none"
+    )
+    #: Domain of virtual-host-style S3 addressing: a request to ``<bucket>.<domain>`` names
+    #: the bucket in its host.  Without it, only path-style (``/<bucket>/<key>``) works.
+    s3_domain: str | None = setting(
+        None,
+        "domain of virtual-host-style S3 requests (<bucket>.<domain>)",
+        metavar="DOMAIN",
+        shown="path-style only",
+    )
     #: Log one line per request.
     verbose: bool = setting(False, "log every request")
 

@@ -75,30 +75,35 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     """Turn every failure into a JSON error response; an unexpected one is logged once."""
     try:
         return await handler(request)
-    except HTTPProblem as problem:
-        return problem.response()
-    except errors.StoreError as error:
-        return problem_for(error).response()
-    except ResponseAborted as exc:
+    except Exception as exc:  # the last line of defence must catch everything
+        return failure(request, exc).response()
+
+
+def failure(request: web.Request, exc: Exception) -> HTTPProblem:
+    """Return the problem a request that raised ``exc`` is answered with (logged when
+    unexpected).  A response cut after its headers (ResponseAborted) drops the connection
+    instead; an aiohttp redirect or other non-error is raised again."""
+    if isinstance(exc, HTTPProblem):
+        return exc
+    if isinstance(exc, errors.StoreError):
+        return problem_for(exc)
+    if isinstance(exc, ResponseAborted):
         log.warning("%s %s cut off: %s", request.method, request.path, exc)
         CUT[0] += 1
         if request.transport is not None:
             request.transport.close()
         raise ConnectionResetError(str(exc)) from None  # aiohttp drops the connection quietly
-    except (
-        ConnectionResetError,
-        aiohttp.ClientPayloadError,
-        aiohttp.http.HttpProcessingError,
-    ) as exc:
+    if isinstance(
+        exc, ConnectionResetError | aiohttp.ClientPayloadError | aiohttp.http.HttpProcessingError
+    ):
         log.info("%s %s: the client went away (%s)", request.method, request.path, exc)
-        return error_response(400, "incomplete_request", str(exc))
-    except web.HTTPException as exc:
+        return HTTPProblem(400, "incomplete_request", str(exc))
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
-    except Exception as exc:  # the last line of defence must catch everything
-        log.exception("internal error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+            raise exc
+        return HTTPProblem(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+    log.exception("internal error on %s %s", request.method, request.path, exc_info=exc)
+    return HTTPProblem(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
 
 def range_asked(headers: Mapping[str, str]) -> str | None:

@@ -31,6 +31,9 @@ class IndexRecord:
     """The master's record of one version of a key: where its replicas are and what they hold.
 
     ``replicas`` are worker indices.  For a pending write, ``size`` is -1 and ``md5`` is "".
+    ``meta`` holds what a client said of the value beside its bytes (the S3 API's
+    Content-Type, ``x-amz-meta-*``...: lower-case header name, value), in the order given;
+    a record without any stores no ``meta`` field, so such records keep their old bytes.
     """
 
     key: str
@@ -40,6 +43,15 @@ class IndexRecord:
     replicas: tuple[int, ...]
     created_ms: int
     modified_ms: int
+    meta: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """An S3 bucket: the key prefix ``/<name>/`` made visible to the S3 API (docs/s3.md)."""
+
+    name: str
+    created_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +127,8 @@ def encode(record: Any) -> bytes:
     # A shallow dict (fields are plain values and tuples): dataclasses.asdict deep-copies,
     # which showed in profiles of the write path.
     fields = {name: getattr(record, name) for name in record.__slots__}
+    if not fields.get("meta", True):
+        del fields["meta"]  # the format of records without metadata stays as it was
     body = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     return bytes((FORMAT,)) + body.encode("utf-8")
 
@@ -127,6 +141,8 @@ def decode(cls: type[T], raw: bytes) -> T:
         fields = json.loads(raw[1:])
         if "replicas" in fields:
             fields["replicas"] = tuple(fields["replicas"])
+        if "meta" in fields:
+            fields["meta"] = tuple((str(name), str(value)) for name, value in fields["meta"])
         return cls(**fields)
     except (ValueError, TypeError) as exc:
         raise RecordError(f"bad {cls.__name__} record: {exc}") from None

@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .config import ConfigError, Limits
 from .httputil import CUT, json_errors
@@ -32,11 +33,12 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def new_app(metrics: Metrics, limits: Limits) -> web.Application:
-    """Return an application whose every error response is JSON, whose every request is
-    counted in ``metrics`` (served at ``GET /metrics``) and which enforces ``limits``."""
+def new_app(metrics: Metrics, limits: Limits, errors: Middleware = json_errors) -> web.Application:
+    """Return an application whose every error response is made by ``errors`` (JSON by
+    default; the S3 API's are XML), whose every request is counted in ``metrics`` (served
+    at ``GET /metrics``) and which enforces ``limits``."""
     app = web.Application(
-        middlewares=[metrics.middleware, json_errors, upload_limit(limits)],
+        middlewares=[metrics.middleware, errors, upload_limit(limits)],
         client_max_size=16 * 1024 * 1024,
     )
     app[METRICS] = metrics
@@ -125,7 +127,7 @@ async def serve(
         reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
         raise ConfigError(f"--host {host} --port {port}: cannot listen there ({reason})") from None
     bound = runner.addresses[0]
-    url = f"{'https' if tls else 'http'}://{_url_host(host)}:{bound[1]}"
+    url = f"{'https' if tls else 'http'}://{url_host(host)}:{bound[1]}"
     log.info("%s listening on %s", name, url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -149,7 +151,8 @@ async def serve(
         log.info("%s stopped", name)
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
+    """Return how a URL names the address a server listens on."""
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host

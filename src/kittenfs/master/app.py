@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..config import MasterConfig
+from ..config import ConfigError, MasterConfig
 from ..datadir import MASTER_ID_FILE, claim
-from ..server import new_app, serve, setup_logging
+from ..limits import Runner
+from ..server import METRICS, new_app, serve, setup_logging, url_host
 from ..tls import client_context, server_context
 from . import admin
 from .handlers import dispatch
@@ -27,7 +28,37 @@ def build_app(config: MasterConfig) -> web.Application:
     app = new_app(master_metrics(lambda: app.get(STATE)), config.limits)
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     app.cleanup_ctx.append(_lifecycle(config))
+    if config.s3_port is not None:
+        app.cleanup_ctx.append(_s3_api(config))
     return app
+
+
+def _s3_api(config: MasterConfig):  # type: ignore[no-untyped-def]
+    """Serve the S3 API (kittenfs.s3) on ``--s3-port`` over this master's state, from once
+    the state is open until before it closes."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        from ..s3.app import build_s3_app  # only masters that serve S3 import it
+
+        s3 = build_s3_app(config, app[METRICS])
+        s3[STATE] = app[STATE]
+        runner = Runner(s3, config.limits)
+        await runner.setup()
+        tls = server_context(config.tls)
+        site = web.TCPSite(runner, config.host, config.s3_port, backlog=1024, ssl_context=tls)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(f"--s3-port {config.s3_port}: cannot listen there ({exc})") from None
+        port = runner.addresses[0][1]
+        log.info(
+            "serving the S3 API at %s://%s:%d", "https" if tls else "http", url_host(config.host), port
+        )
+        yield
+        await runner.cleanup()
+
+    return context
 
 
 def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]

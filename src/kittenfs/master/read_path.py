@@ -112,11 +112,7 @@ def _redirect(
 async def _proxy(
     request: web.Request, state: MasterState, record: IndexRecord, replicas: list[int]
 ) -> web.StreamResponse:
-    """Stream a value (or the asked range of it) through the master from reader.stream.
-
-    The response starts with the first byte; if the stream fails before it, the client gets
-    the error, and after it the connection is cut (a short body, never wrong bytes).
-    """
+    """Stream a value (or the asked range of it) through the master from reader.stream."""
     asked = range_asked(request.headers)
     first, last = parse_range(asked, record.size) if asked is not None else (0, record.size - 1)
     response = web.StreamResponse(
@@ -127,9 +123,27 @@ async def _proxy(
             "Accept-Ranges": "bytes",
         },
     )
-    response.content_length = last - first + 1
     if asked is not None:
         response.headers["Content-Range"] = f"bytes {first}-{last}/{record.size}"
+    return await send_stream(request, state, record, response, (first, last), replicas)
+
+
+async def send_stream(
+    request: web.Request,
+    state: MasterState,
+    record: IndexRecord,
+    response: web.StreamResponse,
+    span: tuple[int, int],
+    replicas: list[int],
+) -> web.StreamResponse:
+    """Send bytes ``span`` (first, last) of ``record``'s value from reader.stream as the
+    body of ``response`` (whose status and headers are set), under the stream budget.
+
+    The response starts with the first byte; if the stream fails before it, the error is
+    raised, and after it the connection is cut (a short body, never wrong bytes).
+    """
+    first, last = span
+    response.content_length = last - first + 1
     sender = Sender(request, response, request.app[LIMITS].send_timeout)
     async with request.app[BUDGET].reserve(PROXY_STREAM_BYTES, request.remote or "?"):
         try:

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -90,13 +90,19 @@ class Store:
         body: AsyncIterator[bytes],
         size: int | None,
         if_none_match: str | None = None,
+        meta: tuple[tuple[str, str], ...] = (),
+        finish: Callable[[int, str], tuple[tuple[str, str], ...]] | None = None,
     ) -> PutResult:
         """Store ``body`` as the value of ``key`` on every replica, then make it live.
 
         Raise PreconditionFailed if ``if_none_match`` (an If-None-Match header) matches the
         live value's ETag (``*``: the key exists), TooLarge if the body is over the limit,
         InvalidRequest if it is shorter than ``size``, ReplicaUnavailable if too few workers
-        are up or a replica fails.
+        are up or a replica fails.  ``meta`` is stored in the record (IndexRecord.meta).
+        ``finish`` gets the size and MD5 every replica holds once the body has ended, before
+        the commit, and returns more metadata to store (a checksum of the body); whatever
+        it raises fails the write, which leaves nothing visible (the S3 API checks
+        Content-MD5 and the SDKs' checksums there).
         """
         if size is not None and size > self.max_value_bytes:
             raise TooLarge(self.max_value_bytes)
@@ -116,6 +122,8 @@ class Store:
                     written_size, md5 = await self._replicate_small(pending, value)
                 else:
                     written_size, md5 = await self._replicate(pending, body, size)
+                if finish is not None:
+                    meta = (*meta, *finish(written_size, md5))
             except BaseException:
                 await asyncio.shield(self.reaper.abandon(pending))
                 raise
@@ -127,6 +135,7 @@ class Store:
                 pending.replicas,
                 live.created_ms if live else now,
                 now,
+                meta,
             )
             # Garbage is stamped with the time it was replaced: the reaper waits out the grace.
             replaced = [

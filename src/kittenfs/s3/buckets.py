@@ -1,0 +1,120 @@
+"""Bucket operations: a bucket is the key prefix ``/<name>/`` made visible to S3.
+
+CreateBucket stores a bucket record (index ``b:<name>``); the keys under its prefix, written
+through S3 or the native API, are its objects.  Creating a bucket over a prefix that already
+holds native keys adopts them.  A bucket is deleted only when it holds no object and no
+multipart upload.
+"""
+
+import ipaddress
+import re
+import time
+
+from aiohttp import web
+
+from ..credentials import Role
+from ..master.index import Space
+from ..records import Bucket
+from . import xml
+from .call import Call, bucket_prefix
+from .errors import S3Error
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def check_name(name: str) -> None:
+    """Raise InvalidBucketName unless ``name`` follows S3's bucket naming rules."""
+    bad = (
+        not _NAME.fullmatch(name)
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or name.startswith("xn--")
+        or name.endswith("-s3alias")
+        or _is_ip(name)
+    )
+    if bad:
+        raise S3Error("InvalidBucketName", "the specified bucket is not valid", BucketName=name)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+async def list_buckets(call: Call) -> web.Response:
+    """GET /: the buckets the caller may list."""
+    call.require_listing("/")
+    visible = []
+    for bucket in await call.state.index.buckets():
+        try:
+            call.require_listing(bucket_prefix(bucket.name))
+        except S3Error:
+            continue
+        visible.append(
+            "<Bucket>"
+            + xml.elements(Name=bucket.name, CreationDate=xml.timestamp(bucket.created_ms))
+            + "</Bucket>"
+        )
+    body = xml.document(
+        "ListAllMyBucketsResult",
+        "<Owner>" + xml.elements(ID=call.owner, DisplayName=call.owner) + "</Owner>",
+        "<Buckets>",
+        visible,
+        "</Buckets>",
+    )
+    return web.Response(body=body, content_type="application/xml")
+
+
+async def create_bucket(call: Call) -> web.Response:
+    """PUT /<bucket>: 200, or BucketAlreadyOwnedByYou if it exists."""
+    check_name(call.bucket)
+    call.require(Role.WRITE, bucket_prefix(call.bucket))
+    raw = await call.request.read()
+    if raw.strip():
+        xml.parse(raw)  # a CreateBucketConfiguration; its location is this cluster
+    index = call.state.index
+    async with call.state.store.locks.hold(bucket_prefix(call.bucket)):
+        if await index.bucket(call.bucket) is not None:
+            raise S3Error(
+                "BucketAlreadyOwnedByYou",
+                "the bucket you tried to create already exists, and you own it",
+                BucketName=call.bucket,
+            )
+        await index.save_bucket(Bucket(call.bucket, int(time.time() * 1000)))
+    return web.Response(headers={"Location": f"/{call.bucket}"})
+
+
+async def head_bucket(call: Call) -> web.Response:
+    """HEAD /<bucket>: 200 if it exists (404 without a body if not)."""
+    call.require_listing(bucket_prefix(call.bucket))
+    await call.existing_bucket()
+    return web.Response(headers={"x-amz-bucket-region": "us-east-1"})
+
+
+async def bucket_location(call: Call) -> web.Response:
+    """GET /<bucket>?location: every bucket is in the cluster's one location."""
+    call.require_listing(bucket_prefix(call.bucket))
+    await call.existing_bucket()
+    body = xml.document("LocationConstraint")
+    return web.Response(body=body, content_type="application/xml")
+
+
+async def delete_bucket(call: Call) -> web.Response:
+    """DELETE /<bucket>: 204; BucketNotEmpty while it holds an object or an upload."""
+    call.require(Role.WRITE, bucket_prefix(call.bucket))
+    index = call.state.index
+    async with call.state.store.locks.hold(bucket_prefix(call.bucket)):
+        await call.existing_bucket()
+        keys, _ = await index.keys(Space.LIVE, bucket_prefix(call.bucket), "", 1)
+        if keys:
+            raise S3Error(
+                "BucketNotEmpty",
+                "the bucket you tried to delete is not empty",
+                BucketName=call.bucket,
+            )
+        await index.delete_bucket(call.bucket)
+    return web.Response(status=204)

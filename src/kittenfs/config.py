@@ -352,6 +352,14 @@ class MasterConfig:
     s3_port: int | None = setting(
         None, "serve the S3 API on this port too (0: a free one)", check=_PORT, shown="none"
     )
+    #: An S3 multipart upload not completed this many seconds after it started is aborted
+    #: and its parts deleted.
+    s3_abandoned_after: float = setting(
+        86400.0,
+        "seconds after which an S3 multipart upload not completed is aborted",
+        metavar="SECONDS",
+        check=POSITIVE,
+    )
     #: Domain of virtual-host-style S3 addressing: a request to ``<bucket>.<domain>`` names
     #: the bucket in its host.  Without it, only path-style (``/<bucket>/<key>``) works.
     s3_domain: str | None = setting(

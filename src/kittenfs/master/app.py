@@ -38,7 +38,9 @@ def _s3_api(config: MasterConfig):  # type: ignore[no-untyped-def]
     the state is open until before it closes."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        from ..s3.app import build_s3_app  # only masters that serve S3 import it
+        # Only masters that serve S3 import it.
+        from ..s3.app import build_s3_app
+        from ..s3.multipart import clean_forever
 
         s3 = build_s3_app(config, app[METRICS])
         s3[STATE] = app[STATE]
@@ -52,10 +54,17 @@ def _s3_api(config: MasterConfig):  # type: ignore[no-untyped-def]
             await runner.cleanup()
             raise ConfigError(f"--s3-port {config.s3_port}: cannot listen there ({exc})") from None
         port = runner.addresses[0][1]
+        cleaner = asyncio.create_task(clean_forever(app[STATE], config.s3_abandoned_after))
         log.info(
-            "serving the S3 API at %s://%s:%d", "https" if tls else "http", url_host(config.host), port
+            "serving the S3 API at %s://%s:%d",
+            "https" if tls else "http",
+            url_host(config.host),
+            port,
         )
         yield
+        cleaner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cleaner
         await runner.cleanup()
 
     return context

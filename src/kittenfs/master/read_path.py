@@ -18,6 +18,7 @@ replica.  Every replica that failed a read is checked, and repaired if damaged (
 """
 
 import time
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlencode
@@ -125,29 +126,29 @@ async def _proxy(
     )
     if asked is not None:
         response.headers["Content-Range"] = f"bytes {first}-{last}/{record.size}"
-    return await send_stream(request, state, record, response, (first, last), replicas)
+    chunks = state.reader.stream(record, first, last, replicas)
+    return await send_stream(request, response, last - first + 1, chunks)
 
 
 async def send_stream(
     request: web.Request,
-    state: MasterState,
-    record: IndexRecord,
     response: web.StreamResponse,
-    span: tuple[int, int],
-    replicas: list[int],
+    length: int,
+    stream: AsyncGenerator[bytes, None],
 ) -> web.StreamResponse:
-    """Send bytes ``span`` (first, last) of ``record``'s value from reader.stream as the
-    body of ``response`` (whose status and headers are set), under the stream budget.
+    """Send ``length`` bytes from ``stream`` (reader.stream, or the S3 API's reads of an
+    object in parts) as the body of ``response``, whose status and headers are set, under
+    the process's stream budget.
 
-    The response starts with the first byte; if the stream fails before it, the error is
-    raised, and after it the connection is cut (a short body, never wrong bytes).
+    The response starts with the first byte; if the stream fails before it (NoGoodReplica),
+    the error is raised, and after it the connection is cut (a short body, never wrong
+    bytes).
     """
-    first, last = span
-    response.content_length = last - first + 1
+    response.content_length = length
     sender = Sender(request, response, request.app[LIMITS].send_timeout)
     async with request.app[BUDGET].reserve(PROXY_STREAM_BYTES, request.remote or "?"):
         try:
-            async with aclosing(state.reader.stream(record, first, last, replicas)) as chunks:
+            async with aclosing(stream) as chunks:
                 async for chunk in chunks:
                     if not response.prepared:
                         await sender.start()

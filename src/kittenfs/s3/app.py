@@ -17,7 +17,7 @@ from ..httputil import Handler, HTTPProblem, failure
 from ..master.state import STATE
 from ..metrics import Metrics
 from ..server import new_app
-from . import buckets, listing, objects, xml
+from . import buckets, listing, multipart, objects, xml
 from .auth import authenticate
 from .call import Call, new_request_id
 from .errors import S3Error
@@ -135,8 +135,18 @@ def _operation(request: web.Request, bucket: str, key: str) -> Operation:
         return _not_allowed
     if not key:
         return _bucket_operation(method, query)
-    if "uploadId" in query or "uploads" in query or "partNumber" in query:
-        return _not_implemented("multipart uploads are not supported yet")
+    if "uploads" in query:
+        return multipart.create if method == "POST" else _not_allowed
+    if "uploadId" in query:
+        upload_operations: dict[str, Operation] = {
+            "PUT": multipart.upload_part,
+            "POST": multipart.complete,
+            "DELETE": multipart.abort,
+            "GET": multipart.list_parts,
+        }
+        return upload_operations.get(method, _not_allowed)
+    if "partNumber" in query:
+        return _not_implemented("reading one part of an object is not supported")
     if "versionId" in query and query["versionId"] != "null":
         return _no_such_version
     operations: dict[str, Operation] = {
@@ -155,7 +165,7 @@ def _bucket_operation(method: str, query: Mapping[str, str]) -> Operation:
         if "versioning" in query:
             return _versioning
         if "uploads" in query:
-            return _no_uploads
+            return multipart.list_uploads
         if "versions" in query:
             return listing.list_object_versions
         if query.get("list-type") == "2":
@@ -195,15 +205,3 @@ async def _versioning(call: Call) -> web.StreamResponse:
     return web.Response(
         body=xml.document("VersioningConfiguration"), content_type="application/xml"
     )
-
-
-async def _no_uploads(call: Call) -> web.StreamResponse:
-    """GET /<bucket>?uploads: multipart uploads are not supported yet, so none are open."""
-    await call.existing_bucket()
-    body = xml.document(
-        "ListMultipartUploadsResult",
-        xml.elements(
-            Bucket=call.bucket, KeyMarker="", UploadIdMarker="", MaxUploads=1000, IsTruncated=False
-        ),
-    )
-    return web.Response(body=body, content_type="application/xml")

@@ -110,7 +110,7 @@ def request_body(request: web.Request, verified: Verified) -> Body:
     """Return the body of ``request``, decoded and checked as its headers say."""
     headers = request.headers
     payload = verified.payload
-    chunked = payload in sigv4.STREAMING or "aws-chunked" in headers.get("Content-Encoding", "")
+    chunked = payload in sigv4.STREAMING
     if chunked:
         decoded = headers.get("x-amz-decoded-content-length", "")
         if not decoded.isdigit():

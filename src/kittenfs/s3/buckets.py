@@ -3,7 +3,7 @@
 CreateBucket stores a bucket record (index ``b:<name>``); the keys under its prefix, written
 through S3 or the native API, are its objects.  Creating a bucket over a prefix that already
 holds native keys adopts them.  A bucket is deleted only when it holds no object and no
-multipart upload.
+multipart upload in progress (those are aborted with it).
 """
 
 import ipaddress
@@ -15,7 +15,7 @@ from aiohttp import web
 from ..credentials import Role
 from ..master.index import Space
 from ..records import Bucket
-from . import xml
+from . import multipart, xml
 from .call import Call, bucket_prefix
 from .errors import S3Error
 
@@ -70,7 +70,8 @@ async def list_buckets(call: Call) -> web.Response:
 
 
 async def create_bucket(call: Call) -> web.Response:
-    """PUT /<bucket>: 200, or BucketAlreadyOwnedByYou if it exists."""
+    """PUT /<bucket>: 200, also if it exists (as S3 answers in its first region,
+    us-east-1: buckets have no owner here, every credential is the cluster's)."""
     check_name(call.bucket)
     call.require(Role.WRITE, bucket_prefix(call.bucket))
     raw = await call.request.read()
@@ -78,13 +79,8 @@ async def create_bucket(call: Call) -> web.Response:
         xml.parse(raw)  # a CreateBucketConfiguration; its location is this cluster
     index = call.state.index
     async with call.state.store.locks.hold(bucket_prefix(call.bucket)):
-        if await index.bucket(call.bucket) is not None:
-            raise S3Error(
-                "BucketAlreadyOwnedByYou",
-                "the bucket you tried to create already exists, and you own it",
-                BucketName=call.bucket,
-            )
-        await index.save_bucket(Bucket(call.bucket, int(time.time() * 1000)))
+        if await index.bucket(call.bucket) is None:
+            await index.save_bucket(Bucket(call.bucket, int(time.time() * 1000)))
     return web.Response(headers={"Location": f"/{call.bucket}"})
 
 
@@ -104,7 +100,8 @@ async def bucket_location(call: Call) -> web.Response:
 
 
 async def delete_bucket(call: Call) -> web.Response:
-    """DELETE /<bucket>: 204; BucketNotEmpty while it holds an object or an upload."""
+    """DELETE /<bucket>: 204; BucketNotEmpty while it holds an object.  Its multipart
+    uploads in progress are aborted with it, as S3 does (s3-tests' clean-up counts on it)."""
     call.require(Role.WRITE, bucket_prefix(call.bucket))
     index = call.state.index
     async with call.state.store.locks.hold(bucket_prefix(call.bucket)):
@@ -116,5 +113,6 @@ async def delete_bucket(call: Call) -> web.Response:
                 "the bucket you tried to delete is not empty",
                 BucketName=call.bucket,
             )
+        await multipart.abort_all(call.state, call.bucket)
         await index.delete_bucket(call.bucket)
     return web.Response(status=204)

@@ -127,7 +127,7 @@ async def list_objects(call: Call) -> web.Response:
         "ListBucketResult",
         xml.elements(
             Name=call.bucket,
-            Prefix=encode(prefix),
+            Prefix=prefix,  # not encoded in v1 (clients do not decode it)
             Marker=encode(marker),
             NextMarker=encode(page.last) if page.truncated and delimiter else None,
             MaxKeys=limit,

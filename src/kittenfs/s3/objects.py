@@ -26,6 +26,7 @@ from . import xml
 from .body import CHECKSUM_HEADER, request_body
 from .call import Call, object_key
 from .errors import S3Error
+from .reading import describe, object_chunks
 
 #: Request headers stored with an object and returned with it.
 CONTENT_HEADERS = (
@@ -117,7 +118,7 @@ async def put_object(call: Call) -> web.Response:
         raise S3Error("NotImplemented", "conditional PUT supports If-None-Match: * only")
     body = request_body(call.request, call.verified)
     meta = meta_from(headers)
-    result = await _put(
+    result = await put_value(
         call,
         call.native_key,
         body.chunks,
@@ -131,7 +132,7 @@ async def put_object(call: Call) -> web.Response:
     return web.Response(headers=response_headers)
 
 
-async def _put(
+async def put_value(
     call: Call,
     key: str,
     chunks: AsyncIterator[bytes],
@@ -163,27 +164,22 @@ async def copy_object(call: Call) -> web.Response:
     """PUT /<bucket>/<key> with x-amz-copy-source: copy another object's bytes (and, with
     the COPY directive, its metadata)."""
     headers = call.request.headers
-    source_bucket, source_key = parse_copy_source(headers["x-amz-copy-source"])
-    source = object_key(source_bucket, source_key)
-    call.require(Role.READ, source)
-    found = await _find(call, source_bucket, source)
+    bucket, name = parse_copy_source(headers["x-amz-copy-source"])
+    chunks, size, found = await source_chunks(call, bucket, name, None)
     record = found.record
-    check_conditions(headers, record, prefix="x-amz-copy-source-", code="PreconditionFailed")
     directive = headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", f"unknown x-amz-metadata-directive {directive!r}")
-    if source == call.native_key and directive == "COPY":
+    if record.key == call.native_key and directive == "COPY":
         raise S3Error(
             "InvalidRequest",
             "This copy request is illegal because it is trying to copy an object to itself "
             "without changing the object's metadata, storage class, website redirect "
             "location or encryption attributes.",
         )
-    meta = record.meta if directive == "COPY" else meta_from(headers)
-    checksum = tuple((k, v) for k, v in record.meta if k.startswith(CHECKSUM_HEADER))
-    if directive == "REPLACE":
-        meta = (*meta, *checksum)
-    copied = await _put(call, call.native_key, _value_chunks(call, found), record.size, meta)
+    kept = tuple((k, v) for k, v in record.meta if not k.startswith(("x-kfs-", CHECKSUM_HEADER)))
+    meta = kept if directive == "COPY" else meta_from(headers)
+    copied = await put_value(call, call.native_key, chunks, size, meta)
     body = xml.document(
         "CopyObjectResult",
         xml.elements(LastModified=xml.timestamp(copied.modified_ms), ETag=f'"{copied.md5}"'),
@@ -200,15 +196,29 @@ def parse_copy_source(value: str) -> tuple[str, str]:
     return bucket, key
 
 
-async def _value_chunks(call: Call, found: Found) -> AsyncIterator[bytes]:
-    """Yield the whole value of a found record (the cached bytes, or from its replicas)."""
-    record = found.record
-    reader = call.state.reader
-    if found.value is not None or record.size == 0:
-        yield found.value or b""
-        return
-    async for chunk in reader.stream(record, 0, record.size - 1, reader.candidates(record)):
-        yield chunk
+async def source_chunks(
+    call: Call, bucket: str, name: str, range_header: str | None
+) -> tuple[AsyncIterator[bytes], int, Found]:
+    """Return the bytes of a copy's source object (the range ``range_header`` names, if
+    any), their count and the source's record, after its x-amz-copy-source-if-* checks."""
+    source = object_key(bucket, name)
+    call.require(Role.READ, source)
+    found = await _find(call, bucket, source)
+    check_conditions(
+        call.request.headers, found.record, prefix="x-amz-copy-source-", code="PreconditionFailed"
+    )
+    size = describe(found.record).size
+    first, last = 0, size - 1
+    if range_header is not None:
+        if not range_header.startswith("bytes=") or range_header.endswith("-"):
+            raise S3Error("InvalidArgument", "x-amz-copy-source-range must be bytes=first-last")
+        try:
+            first, last = parse_range(range_header, size)
+        except HTTPProblem:
+            raise S3Error(
+                "InvalidRange", "the x-amz-copy-source-range is not satisfiable"
+            ) from None
+    return object_chunks(call.state.reader, found, first, last), last - first + 1, found
 
 
 async def _find(call: Call, bucket: str, key: str) -> Found:
@@ -244,9 +254,10 @@ def check_conditions(
     ``prefix``): 412 PreconditionFailed, or ``code`` (304 on GET and HEAD) when the object
     has not changed."""
     modified = record.modified_ms // 1000
+    etag = describe(record).etag
     if_match = headers.get(f"{prefix}If-Match")
     if if_match is not None:
-        if not _etag_in(if_match, record.md5):
+        if not _etag_in(if_match, etag):
             raise S3Error(
                 "PreconditionFailed",
                 "At least one of the pre-conditions you specified did not hold",
@@ -262,7 +273,7 @@ def check_conditions(
             )
     if_none = headers.get(f"{prefix}If-None-Match")
     if if_none is not None:
-        if _etag_in(if_none, record.md5):
+        if _etag_in(if_none, etag):
             raise S3Error(code, "not modified")
     else:
         since = _http_date(headers.get(f"{prefix}If-Modified-Since"))
@@ -273,7 +284,7 @@ def check_conditions(
 def object_headers(record: IndexRecord, checksum: bool) -> dict[str, str]:
     """Return the headers that describe an object in GET and HEAD answers."""
     headers = {
-        "ETag": f'"{record.md5}"',
+        "ETag": f'"{describe(record).etag}"',
         "Last-Modified": format_datetime(
             datetime.fromtimestamp(record.modified_ms // 1000, UTC), usegmt=True
         ),
@@ -284,7 +295,7 @@ def object_headers(record: IndexRecord, checksum: bool) -> dict[str, str]:
         if name.startswith(CHECKSUM_HEADER):
             if checksum:
                 headers[name] = value
-        else:
+        elif not name.startswith("x-kfs-"):
             headers[name.title() if not name.startswith("x-amz-") else name] = value
     return headers
 
@@ -295,46 +306,54 @@ async def get_object(call: Call) -> web.StreamResponse:
     request = call.request
     found = await _find(call, call.bucket, call.native_key)
     record = found.record
-    check_conditions(request.headers, record)
     checksum = request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     headers = object_headers(record, checksum)
+    try:
+        check_conditions(request.headers, record)
+    except S3Error as exc:
+        if exc.code != "NotModified":
+            raise
+        return web.Response(
+            status=304, headers={"ETag": headers["ETag"], "Last-Modified": headers["Last-Modified"]}
+        )
     for param, header in OVERRIDES.items():
         if param in request.query:
             headers[header] = request.query[param]
-    span = _span(request, record)
+    size = describe(record).size
+    span = _span(request, size)
     if span is not None:
-        headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{record.size}"
-        headers.pop(CHECKSUM_HEADER + "crc32", None)
+        headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{size}"
+        for name in [h for h in headers if h.startswith(CHECKSUM_HEADER)]:
+            del headers[name]  # a checksum is of the whole object
     status = 206 if span is not None else 200
-    first, last = span if span is not None else (0, record.size - 1)
+    first, last = span if span is not None else (0, size - 1)
     if request.method == "HEAD":
         return web.Response(
             status=status, headers={**headers, "Content-Length": str(last - first + 1)}
         )
     reader = call.state.reader
-    if record.size == 0 or (span is None and reader.whole_value(found, False)):
-        value = await reader.value(found) if record.size else b""
+    if size == 0 or (span is None and reader.whole_value(found, False)):
+        value = await reader.value(found) if size else b""
         return web.Response(status=status, body=value, headers=headers)
     response = web.StreamResponse(status=status, headers=headers)
-    return await send_stream(
-        request, call.state, record, response, (first, last), reader.candidates(record)
-    )
+    chunks = object_chunks(reader, found, first, last)
+    return await send_stream(request, response, last - first + 1, chunks)
 
 
-def _span(request: web.Request, record: IndexRecord) -> tuple[int, int] | None:
+def _span(request: web.Request, size: int) -> tuple[int, int] | None:
     """Return the byte span a Range asks for; None for the whole object (a Range S3 cannot
     parse is ignored, as S3 does); InvalidRange if it cannot be satisfied."""
     asked = range_asked(request.headers)
     if asked is None:
         return None
     try:
-        return parse_range(asked, record.size)
+        return parse_range(asked, size)
     except HTTPProblem as exc:
         if exc.error == "range_not_satisfiable":
             raise S3Error(
                 "InvalidRange",
                 "The requested range is not satisfiable",
-                ActualObjectSize=str(record.size),
+                ActualObjectSize=str(size),
             ) from None
         return None
 

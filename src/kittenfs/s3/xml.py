@@ -16,7 +16,18 @@ DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 #: Largest request document read (DeleteObjects of 1,000 keys of 1,024 bytes fits).
 MAX_REQUEST_XML = 2 * 1024 * 1024
 
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"})
+#: Markup, and control characters as character references (a parser would fold a raw
+#: newline or tab in a key into a space, or strip it).
+_ESCAPES = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "'": "&apos;",
+        **{chr(c): f"&#x{c:X};" for c in range(32)},
+    }
+)
 
 
 def escape(text: str) -> str:

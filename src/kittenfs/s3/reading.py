@@ -1,0 +1,104 @@
+"""Reading an S3 object: a plain value, or one completed from a multipart upload.
+
+A multipart object's key holds a *manifest* (multipart.py): a small JSON value naming its
+parts, which stay stored as keys of their own; its record's ``meta`` says so
+(``x-kfs-manifest``: the object's size and ETag).  Its bytes are its parts' bytes in order,
+read from the replicas of each part in turn; a part whose record no longer matches the
+manifest (an MD5 that differs) fails the read rather than give other bytes.
+"""
+
+import json
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from ..errors import NoGoodReplica
+from ..master.reader import Found, Reader
+from ..records import IndexRecord
+
+#: The ``meta`` entry of a manifest: "<size> <etag>".
+MANIFEST = "x-kfs-manifest"
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a multipart object, as its manifest names it."""
+
+    key: str
+    size: int
+    md5: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What S3 shows of an object: its size and ETag (unquoted)."""
+
+    size: int
+    etag: str
+    manifest: bool
+
+
+def describe(record: IndexRecord) -> ObjectInfo:
+    """Return the S3 size and ETag of the object whose key has ``record``."""
+    for name, value in record.meta:
+        if name == MANIFEST:
+            size, _, etag = value.partition(" ")
+            return ObjectInfo(int(size), etag, True)
+    return ObjectInfo(record.size, record.md5, False)
+
+
+def manifest_bytes(parts: list[Part], upload: str) -> bytes:
+    """Return the value a multipart object's key holds."""
+    listed = [{"key": p.key, "size": p.size, "md5": p.md5} for p in parts]
+    return json.dumps({"kittenfs-multipart": 1, "upload": upload, "parts": listed}).encode()
+
+
+async def _whole(reader: Reader, found: Found) -> bytes:
+    record = found.record
+    if record.size == 0:
+        return b""
+    if found.value is not None or reader.whole_value(found, False):
+        return await reader.value(found)
+    pieces = [
+        chunk
+        async for chunk in reader.stream(record, 0, record.size - 1, reader.candidates(record))
+    ]
+    return b"".join(pieces)
+
+
+async def parts_of(reader: Reader, found: Found) -> list[Part]:
+    """Return the parts a manifest names."""
+    raw = json.loads(await _whole(reader, found))
+    return [Part(p["key"], int(p["size"]), p["md5"]) for p in raw["parts"]]
+
+
+async def object_chunks(
+    reader: Reader, found: Found, first: int, last: int
+) -> AsyncGenerator[bytes, None]:
+    """Yield bytes ``first`` .. ``last`` of the object whose key has ``found``."""
+    if last < first:
+        return
+    info = describe(found.record)
+    if not info.manifest:
+        if found.value is not None:
+            yield found.value[first : last + 1]
+            return
+        record = found.record
+        async for chunk in reader.stream(record, first, last, reader.candidates(record)):
+            yield chunk
+        return
+    offset = 0
+    for part in await parts_of(reader, found):
+        start, end = offset, offset + part.size - 1
+        offset += part.size
+        if end < first or start > last or part.size == 0:
+            continue
+        stored = await reader.find(part.key)
+        if stored is None or stored.record.md5 != part.md5:
+            raise NoGoodReplica(f"part {part.key!r} of the object is gone or changed", "no_part")
+        record = stored.record
+        span_first, span_last = max(first, start) - start, min(last, end) - start
+        if stored.value is not None:
+            yield stored.value[span_first : span_last + 1]
+            continue
+        async for chunk in reader.stream(record, span_first, span_last, reader.candidates(record)):
+            yield chunk

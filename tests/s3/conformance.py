@@ -74,33 +74,40 @@ def write_conf(cluster: Cluster, path: Path) -> None:
     )
 
 
-def run(cluster: Cluster, report: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """Run the selection against ``cluster``; junit XML goes to ``report``."""
+def run(cluster: Cluster, report: Path, *extra: str) -> str:
+    """Run the selection against ``cluster``; return pytest's output (also in ``report``.log).
+
+    The junit XML goes to ``report``; the log is written as the tests run, so a slow test
+    can be seen while it runs.
+    """
     conf = report.with_suffix(".conf")
+    log = report.with_suffix(".log")
     write_conf(cluster, conf)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(SUITE / "s3tests" / "functional" / "test_s3.py"),
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "addopts=",
-            "-q",
-            "--timeout=120",
-            f"--junitxml={report}",
-            *deselect_args(),
-            *extra,
-        ],
-        env={**os.environ, "S3TEST_CONF": str(conf)},
-        cwd=SUITE,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
+    with log.open("w") as out:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(SUITE / "s3tests" / "functional" / "test_s3.py"),
+                "-p",
+                "no:cacheprovider",
+                "-o",
+                "addopts=",
+                "-v",
+                "--timeout=120",
+                f"--junitxml={report}",
+                *deselect_args(),
+                *extra,
+            ],
+            env={**os.environ, "S3TEST_CONF": str(conf)},
+            cwd=SUITE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+            check=False,
+        )
+    return log.read_text()
 
 
 def results(report: Path) -> dict[str, str]:
@@ -125,9 +132,9 @@ def by_area(outcomes: dict[str, str]) -> dict[str, Counter[str]]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        print("log:", root / "report.log", flush=True)
         with started(root / "c", master_args=["--s3-port", "0"], token=TOKEN) as cluster:
-            done = run(cluster, root / "report.xml", *sys.argv[1:])
-            print(done.stdout[-6000:], done.stderr[-2000:])
+            print(run(cluster, root / "report.xml", *sys.argv[1:])[-6000:])
             outcomes = results(root / "report.xml")
     print(json.dumps({a: dict(c) for a, c in sorted(by_area(outcomes).items())}, indent=1))
     print(dict(Counter(outcomes.values())))

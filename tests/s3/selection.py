@@ -102,7 +102,6 @@ EXCLUDED_NAMES = {
     "get_object_attributes": "no GetObjectAttributes",
     "obj_attrs": "no GetObjectAttributes",
     "delete_objects_": "conditional batch deletes: not yet",
-    "dbstore": "RGW's dbstore backend",
     "cksum": "per-part checksums: not yet",
 }
 

@@ -145,8 +145,8 @@ def _operation(request: web.Request, bucket: str, key: str) -> Operation:
             "GET": multipart.list_parts,
         }
         return upload_operations.get(method, _not_allowed)
-    if "partNumber" in query:
-        return _not_implemented("reading one part of an object is not supported")
+    if "partNumber" in query and method not in ("GET", "HEAD"):
+        return _not_allowed
     if "versionId" in query and query["versionId"] != "null":
         return _no_such_version
     operations: dict[str, Operation] = {

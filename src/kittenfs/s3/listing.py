@@ -8,6 +8,7 @@ from just past the prefix instead of through every key under it.
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ from ..records import IndexRecord
 from . import xml
 from .call import Call, bucket_prefix
 from .errors import S3Error
+from .reading import describe
 
 #: Most keys a page of a listing holds, as S3.
 MAX_KEYS = 1000
@@ -83,7 +85,7 @@ def _max_keys(call: Call) -> int:
     return min(int(text), MAX_KEYS)
 
 
-def _encoder(call: Call):  # type: ignore[no-untyped-def]
+def _encoder(call: Call) -> Callable[[str], str]:
     kind = call.request.query.get("encoding-type")
     if kind is None:
         return lambda name: name
@@ -93,13 +95,14 @@ def _encoder(call: Call):  # type: ignore[no-untyped-def]
 
 
 def _object(record: IndexRecord, name: str, owner: str | None, version: bool = False) -> str:
+    info = describe(record)
     fields = xml.elements(
         Key=name,
         VersionId="null" if version else None,
         IsLatest=True if version else None,
         LastModified=xml.timestamp(record.modified_ms),
-        ETag=f'"{record.md5}"',
-        Size=record.size,
+        ETag=f'"{info.etag}"',
+        Size=info.size,
         StorageClass="STANDARD",
     )
     if owner is not None:

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from ..credentials import Role
 from ..errors import NotFound
+from ..locks import KeyLocks
 from ..master.index import Space
 from ..master.state import MasterState
 from ..records import IndexRecord
@@ -44,7 +45,7 @@ from .objects import (
     refuse_unsupported,
     source_chunks,
 )
-from .reading import MANIFEST, Part, describe, manifest_bytes
+from .reading import MANIFEST, ObjectInfo, Part, describe, manifest_bytes
 
 log = logging.getLogger("kittenfs.s3")
 
@@ -56,6 +57,10 @@ OBJECT = "x-kfs-object"
 MIN_PART = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10_000
 MAX_PARTS_LISTED = 1000
+
+#: The uploads being completed or aborted, by upload key: one ending at a time per upload.
+#: These are not the store's key locks, which the writes and deletes inside take.
+ENDING = KeyLocks()
 
 
 def upload_key(bucket: str, upload: str) -> str:
@@ -170,9 +175,10 @@ async def complete(call: Call) -> web.Response:
         raise S3Error("MalformedXML", "CompleteMultipartUpload names no part")
     if any(b[0] <= a[0] for a, b in itertools.pairwise(asked)):
         raise S3Error("InvalidPartOrder", "the list of parts was not in ascending order")
-    async with call.state.store.locks.hold(
-        upload_key(call.bucket, call.request.query.get("uploadId", ""))
-    ):
+    async with ENDING.hold(upload_key(call.bucket, call.request.query.get("uploadId", ""))):
+        done = await _completed(call)
+        if done is not None:
+            return _completed_answer(call, done.etag)
         upload = await _upload(call)
         upload_id = upload.key.rsplit("/", 1)[1]
         stored = {_number(r): r for r in await _parts(call.state, call.bucket, upload_id)}
@@ -205,6 +211,20 @@ async def complete(call: Call) -> web.Response:
             ((MANIFEST, f"{size} {etag}"), ("x-kfs-upload", upload_id), *kept),
         )
         await delete_key(call, upload.key)
+    return _completed_answer(call, etag)
+
+
+async def _completed(call: Call) -> ObjectInfo | None:
+    """Return the object if the request's upload already completed it (a retried
+    Complete is answered as the first was), else None."""
+    record = await call.state.index.get(Space.LIVE, call.native_key)
+    upload = call.request.query.get("uploadId", "")
+    if record is None or not upload or not _uses(record, upload):
+        return None
+    return describe(record)
+
+
+def _completed_answer(call: Call, etag: str) -> web.Response:
     body = xml.document(
         "CompleteMultipartUploadResult",
         xml.elements(
@@ -225,8 +245,9 @@ async def abort(call: Call) -> web.Response:
     """DELETE /<bucket>/<key>?uploadId=ID: end the upload and delete its parts."""
     call.require(Role.WRITE)
     await call.existing_bucket()
-    upload = await _upload(call)
-    await _remove_upload(call.state, call.bucket, upload.key.rsplit("/", 1)[1])
+    async with ENDING.hold(upload_key(call.bucket, call.request.query.get("uploadId", ""))):
+        upload = await _upload(call)
+        await _remove_upload(call.state, call.bucket, upload.key.rsplit("/", 1)[1])
     return web.Response(status=204)
 
 

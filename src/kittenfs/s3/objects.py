@@ -7,6 +7,7 @@ GETs are streamed through this process: S3 clients do not follow redirects.
 """
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from . import xml
 from .body import CHECKSUM_HEADER, request_body
 from .call import Call, object_key
 from .errors import S3Error
-from .reading import describe, object_chunks
+from .reading import describe, object_chunks, part_sizes
 
 #: Request headers stored with an object and returned with it.
 CONTENT_HEADERS = (
@@ -41,6 +42,8 @@ USER_META = "x-amz-meta-"
 #: Most bytes of user metadata (names and values), as S3 allows.
 MAX_USER_META = 2048
 DEFAULT_TYPE = "binary/octet-stream"
+#: The only form UploadPartCopy's x-amz-copy-source-range takes.
+COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 #: GET query parameters that override a response header (presigned downloads use them).
 OVERRIDES = {
     "response-content-type": "Content-Type",
@@ -210,14 +213,15 @@ async def source_chunks(
     size = describe(found.record).size
     first, last = 0, size - 1
     if range_header is not None:
-        if not range_header.startswith("bytes=") or range_header.endswith("-"):
+        span = COPY_RANGE.fullmatch(range_header)
+        if span is None:
             raise S3Error("InvalidArgument", "x-amz-copy-source-range must be bytes=first-last")
-        try:
-            first, last = parse_range(range_header, size)
-        except HTTPProblem:
+        first, last = int(span[1]), int(span[2])
+        if first > last or last >= size:
             raise S3Error(
-                "InvalidRange", "the x-amz-copy-source-range is not satisfiable"
-            ) from None
+                "InvalidRange",
+                f"the x-amz-copy-source-range is not satisfiable: the source has {size} bytes",
+            )
     return object_chunks(call.state.reader, found, first, last), last - first + 1, found
 
 
@@ -319,8 +323,14 @@ async def get_object(call: Call) -> web.StreamResponse:
     for param, header in OVERRIDES.items():
         if param in request.query:
             headers[header] = request.query[param]
-    size = describe(record).size
-    span = _span(request, size)
+    info = describe(record)
+    size = info.size
+    if "partNumber" in request.query:
+        part, count = await _part_span(call, found)
+        headers["x-amz-mp-parts-count"] = str(count)
+        span = None if part == (0, size - 1) else part  # the whole object: a 200
+    else:
+        span = _span(request, size)
     if span is not None:
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{size}"
         for name in [h for h in headers if h.startswith(CHECKSUM_HEADER)]:
@@ -332,12 +342,28 @@ async def get_object(call: Call) -> web.StreamResponse:
             status=status, headers={**headers, "Content-Length": str(last - first + 1)}
         )
     reader = call.state.reader
-    if size == 0 or (span is None and reader.whole_value(found, False)):
+    whole = span is None and not info.manifest and reader.whole_value(found, False)
+    if size == 0 or whole:
         value = await reader.value(found) if size else b""
         return web.Response(status=status, body=value, headers=headers)
     response = web.StreamResponse(status=status, headers=headers)
     chunks = object_chunks(reader, found, first, last)
     return await send_stream(request, response, last - first + 1, chunks)
+
+
+async def _part_span(call: Call, found: Found) -> tuple[tuple[int, int], int]:
+    """Return the byte span of the part ``?partNumber=`` names, and the object's part count
+    (a single PUT's object is one part); InvalidPart past the last part."""
+    number = call.request.query["partNumber"]
+    if not number.isdigit() or not 1 <= int(number) <= 10_000:
+        raise S3Error("InvalidArgument", "partNumber must be an integer from 1 to 10000")
+    if range_asked(call.request.headers) is not None:
+        raise S3Error("InvalidRequest", "a GET cannot name both a Range and a partNumber")
+    sizes = await part_sizes(call.state.reader, found)
+    if int(number) > len(sizes):
+        raise S3Error("InvalidPart", f"the object has {len(sizes)} part(s)", PartNumber=number)
+    first = sum(sizes[: int(number) - 1])
+    return (first, first + sizes[int(number) - 1] - 1), len(sizes)
 
 
 def _span(request: web.Request, size: int) -> tuple[int, int] | None:

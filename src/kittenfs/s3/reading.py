@@ -71,6 +71,13 @@ async def parts_of(reader: Reader, found: Found) -> list[Part]:
     return [Part(p["key"], int(p["size"]), p["md5"]) for p in raw["parts"]]
 
 
+async def part_sizes(reader: Reader, found: Found) -> list[int]:
+    """Return the sizes of the object's parts in order (one part for a single PUT's object)."""
+    if not describe(found.record).manifest:
+        return [found.record.size]
+    return [part.size for part in await parts_of(reader, found)]
+
+
 async def object_chunks(
     reader: Reader, found: Found, first: int, last: int
 ) -> AsyncGenerator[bytes, None]:

@@ -58,7 +58,7 @@ def write_conf(cluster: Cluster, path: Path) -> None:
         access, secret = make_key(cluster)
         sections.append(
             f"[s3 {name}]\ndisplay_name = {access}\nuser_id = {access}\n"
-            f"email = {name}@example.com\napi_name = default\n"
+            f"email = {name}@example.com\napi_name = \n"  # us-east-1: no LocationConstraint
             f"access_key = {access}\nsecret_key = {secret}\ntenant = kfs\n"
         )
     # IAM is not part of the selection, but the suite reads these sections at import.

@@ -1,10 +1,14 @@
 """The selection of ceph/s3-tests that kittenFS's S3 API answers for, with the reason for
 each exclusion (docs/s3.md reports the counts)."""
 
+import os
 from pathlib import Path
 
-#: The unmodified snapshot of ceph/s3-tests beside the project.
-SUITE = Path(__file__).resolve().parents[3] / "shared" / "s3-tests"
+#: The unmodified snapshot of ceph/s3-tests: $KFS_S3_TESTS, else ../shared/s3-tests beside
+#: the project's directory.
+SUITE = Path(
+    os.environ.get("KFS_S3_TESTS", Path(__file__).resolve().parents[3] / "shared" / "s3-tests")
+)
 
 #: Markers of features kittenFS does not have (they answer NotImplemented), or of tests
 #: that need another server's particulars.
@@ -101,6 +105,11 @@ EXCLUDED_NAMES = {
     "ifnonmatch": "If-None-Match on PUT: not yet",
     "get_object_attributes": "no GetObjectAttributes",
     "obj_attrs": "no GetObjectAttributes",
+    "object_attributes": "no GetObjectAttributes",
+    "exists_nonowner": "buckets have no owners: every credential is the cluster's",
+    "special_key_names": "sets an object ACL (PutObjectAcl) midway",
+    "list_return_data": "reads object ACLs for the owner's display name",
+    "list_multipart_upload_owner": "sets a bucket ACL (PutBucketAcl) midway",
     "delete_objects_": "conditional batch deletes: not yet",
     "cksum": "per-part checksums: not yet",
 }

@@ -19,6 +19,8 @@ from . import multipart, xml
 from .call import Call, bucket_prefix
 from .errors import S3Error
 
+#: The most buckets one ListBuckets answer shows (S3: 10,000).
+MAX_BUCKETS_LISTED = 10_000
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
@@ -46,25 +48,39 @@ def _is_ip(name: str) -> bool:
 
 
 async def list_buckets(call: Call) -> web.Response:
-    """GET /: the buckets the caller may list."""
+    """GET /: the buckets the caller may list, in name order; ``max-buckets`` pages them
+    (the ContinuationToken is the last name shown), ``prefix`` picks them by name."""
     call.require_listing("/")
-    visible = []
-    for bucket in await call.state.index.buckets():
+    query = call.request.query
+    limit_text = query.get("max-buckets", str(MAX_BUCKETS_LISTED))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_BUCKETS_LISTED:
+        raise S3Error("InvalidArgument", f"max-buckets must be from 1 to {MAX_BUCKETS_LISTED}")
+    after, prefix = query.get("continuation-token", ""), query.get("prefix", "")
+    visible: list[Bucket] = []
+    for bucket in sorted(await call.state.index.buckets(), key=lambda b: b.name):
+        if bucket.name <= after or not bucket.name.startswith(prefix):
+            continue
         try:
             call.require_listing(bucket_prefix(bucket.name))
         except S3Error:
             continue
-        visible.append(
-            "<Bucket>"
-            + xml.elements(Name=bucket.name, CreationDate=xml.timestamp(bucket.created_ms))
-            + "</Bucket>"
-        )
+        visible.append(bucket)
+    shown = visible[: int(limit_text)]
     body = xml.document(
         "ListAllMyBucketsResult",
         "<Owner>" + xml.elements(ID=call.owner, DisplayName=call.owner) + "</Owner>",
         "<Buckets>",
-        visible,
+        [
+            "<Bucket>"
+            + xml.elements(Name=b.name, CreationDate=xml.timestamp(b.created_ms))
+            + "</Bucket>"
+            for b in shown
+        ],
         "</Buckets>",
+        xml.elements(
+            ContinuationToken=shown[-1].name if len(visible) > len(shown) else None,
+            Prefix=prefix or None,
+        ),
     )
     return web.Response(body=body, content_type="application/xml")
 

@@ -1,0 +1,39 @@
+"""ceph/s3-tests' selection (selection.py) against a real cluster: the pass count holds.
+
+It takes two to three minutes on 2 cores, so it is marked slow (CI runs it).  The counts
+and the known failures are in docs/s3.md.
+"""
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cluster import started
+from s3.conformance import TOKEN, results, run
+from s3.selection import SUITE
+
+#: The tests known to fail, each explained in docs/s3.md.
+KNOWN_FAILURES = {
+    "test_object_set_get_unicode_metadata",
+    "test_multipart_resend_first_finishes_last",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(not SUITE.is_dir(), reason=f"no ceph/s3-tests snapshot at {SUITE}")
+def test_the_s3_tests_selection_passes(tmp_path: Path) -> None:
+    with started(tmp_path / "c", master_args=["--s3-port", "0"], token=TOKEN) as cluster:
+        log = run(cluster, tmp_path / "report.xml", "--tb=line", "-q")
+    outcomes = results(tmp_path / "report.xml")
+    failed = {name for name, outcome in outcomes.items() if outcome in ("failed", "error")}
+    counts = Counter(outcomes.values())
+    assert len(outcomes) >= 170, f"the selection shrank: {counts}"
+    assert failed <= KNOWN_FAILURES, (
+        f"new failures: {sorted(failed - KNOWN_FAILURES)}\n{log[-4000:]}"
+    )
+    assert counts["passed"] >= len(outcomes) - len(KNOWN_FAILURES) - 1, counts

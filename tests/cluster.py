@@ -371,6 +371,8 @@ def running_up(root: Path, *flags: str, until: str) -> Iterator[Up]:
                 str(up.port),
                 "--data",
                 str(root / "data"),
+                "--s3-port",  # never the default 9000, which parallel tests would share
+                str(free_port_block(1)),
                 *flags,
             ],
             stdout=out,

@@ -350,6 +350,13 @@ def run_local_cluster(config: UpConfig) -> int:
     ``data/tls``)."""
     ports = range(config.port, config.port + config.workers + 1)
     taken = [port for port in ports if not port_free(port, reuse=True)]
+    s3_port = _s3_port(config, ports)
+    if s3_port in ports or not port_free(s3_port, reuse=True):
+        error(
+            f"port {s3_port} (the S3 API) is in use on 127.0.0.1 or is one of the cluster's "
+            f"ports {ports.start}..{ports.stop - 1}: give --s3-port another one"
+        )
+        return 1
     if taken:
         names = ", ".join(f"{port} ({_role(port - config.port)})" for port in taken)
         which = f"ports {names} are" if len(taken) > 1 else f"port {names} is"
@@ -364,6 +371,7 @@ def run_local_cluster(config: UpConfig) -> int:
         config.workers,
         config.replicas,
         ("--verbose",) if config.verbose else (),
+        master_extra=("--s3-port", str(s3_port)),
         auth=config.auth,
         tls=config.tls,
     )
@@ -382,6 +390,9 @@ def run_local_cluster(config: UpConfig) -> int:
             f"data in {config.data}",
             flush=True,
         )
+        print(
+            f"  S3 API at {cluster.scheme}://{cluster.host(0)}:{s3_port} (docs/s3.md)", flush=True
+        )
         _print_tour(cluster)
         return _supervise(cluster)
     except KeyboardInterrupt:
@@ -394,6 +405,23 @@ def run_local_cluster(config: UpConfig) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.stop()
         print("kittenfs up: stopped", flush=True)
+
+
+#: The S3 API's port under ``kittenfs up`` unless --s3-port says otherwise (MinIO's).
+S3_PORT = 9000
+
+
+def _s3_port(config: UpConfig, ports: range) -> int:
+    """Return the port ``up``'s S3 API takes: --s3-port, else 9000 if it is free and not one
+    of the cluster's ``ports``, else a free port."""
+    if config.s3_port is not None:
+        return config.s3_port
+    if S3_PORT not in ports and port_free(S3_PORT, reuse=True):
+        return S3_PORT
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _role(child: int) -> str:

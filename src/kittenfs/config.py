@@ -538,6 +538,14 @@ class UpConfig:
         "serve HTTPS, with certificates from a local CA made in the data directory (tls/ca.pem)",
         env=False,
     )
+    #: The S3 API's port (docs/s3.md); None: 9000, or a free port if 9000 is taken.
+    s3_port: int | None = setting(
+        None,
+        "port of the S3 API (default: 9000, or a free one when 9000 is taken)",
+        check=between(1, 65535),
+        shown="9000",
+        env=False,
+    )
     #: Log one line per request.
     verbose: bool = setting(False, "log every request", env=False)
 

@@ -111,6 +111,8 @@ class Up:
                     str(port),
                     "--data",
                     str(data),
+                    "--s3-port",  # never the default 9000, which parallel tests would share
+                    str(free_port_block(1)),
                 ],
                 stdout=out,
                 stderr=err,

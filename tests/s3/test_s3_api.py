@@ -130,6 +130,12 @@ def test_conditionals_and_content_md5(s3: BaseClient, bucket: str) -> None:
         "BadDigest",
     )
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v1"
+    stale = error_of(s3.put_object, Bucket=bucket, Key="k", Body=b"v4", IfMatch='"0000"')
+    assert stale == (412, "PreconditionFailed")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v5", IfMatch=etag)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v5"
+    missing = error_of(s3.put_object, Bucket=bucket, Key="none", Body=b"x", IfMatch="*")
+    assert missing == (404, "NoSuchKey")
 
 
 def test_listing_pages_delimiters_and_deletes_many(s3: BaseClient, bucket: str) -> None:

@@ -2,6 +2,7 @@
 a PUT failed in turn leaves nothing acknowledged missing, nothing half-visible, and every
 leftover copy owned by an index entry that the reaper cleans."""
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -173,6 +174,15 @@ def test_refusals_change_nothing(tmp_path: Path) -> None:
         before = core.transport.all_blobs()
         with pytest.raises(PreconditionFailed):
             await core.store.put("/k", chunks(b"two"), 3, if_none_match="*")
+        seen: list[IndexRecord | None] = []
+
+        def refuse(live: IndexRecord | None) -> None:
+            seen.append(live)
+            raise PreconditionFailed("the caller's condition does not hold")
+
+        with pytest.raises(PreconditionFailed):
+            await core.store.put("/k", chunks(b"two"), 3, precondition=refuse)
+        assert [r.md5 if r else None for r in seen] == [hashlib.md5(b"one").hexdigest()]
         with pytest.raises(TooLarge):
             await core.store.put("/big", chunks(b"x" * 1001), 1001)
         with pytest.raises(TooLarge):  # no Content-Length: counted as it streams

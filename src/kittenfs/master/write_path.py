@@ -92,6 +92,7 @@ class Store:
         if_none_match: str | None = None,
         meta: tuple[tuple[str, str], ...] = (),
         finish: Callable[[int, str], tuple[tuple[str, str], ...]] | None = None,
+        precondition: Callable[[IndexRecord | None], None] | None = None,
     ) -> PutResult:
         """Store ``body`` as the value of ``key`` on every replica, then make it live.
 
@@ -102,7 +103,9 @@ class Store:
         ``finish`` gets the size and MD5 every replica holds once the body has ended, before
         the commit, and returns more metadata to store (a checksum of the body); whatever
         it raises fails the write, which leaves nothing visible (the S3 API checks
-        Content-MD5 and the SDKs' checksums there).
+        Content-MD5 and the SDKs' checksums there).  ``precondition`` gets the live record
+        (None if there is none) under the key's lock, before anything is written; whatever
+        it raises fails the write (the S3 API's If-Match and If-None-Match).
         """
         if size is not None and size > self.max_value_bytes:
             raise TooLarge(self.max_value_bytes)
@@ -112,6 +115,8 @@ class Store:
             live = await self.index.get(Space.LIVE, key)
             if live is not None and etag_matches(if_none_match, live.md5):
                 raise PreconditionFailed(f"{key!r} exists and its ETag matches If-None-Match")
+            if precondition is not None:
+                precondition(live)
             now = int(time.time() * 1000)
             pending = IndexRecord(
                 key, new_version(), -1, "", tuple(self.membership.choose_replicas(key)), now, now

@@ -44,6 +44,7 @@ from .objects import (
     put_value,
     refuse_unsupported,
     source_chunks,
+    write_conditions,
 )
 from .reading import MANIFEST, ObjectInfo, Part, describe, manifest_bytes
 
@@ -209,6 +210,7 @@ async def complete(call: Call) -> web.Response:
             _bytes(manifest),
             len(manifest),
             ((MANIFEST, f"{size} {etag}"), ("x-kfs-upload", upload_id), *kept),
+            precondition=write_conditions(call.request.headers),
         )
         await delete_key(call, upload.key)
     return _completed_answer(call, etag)

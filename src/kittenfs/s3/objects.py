@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ..credentials import Role
-from ..errors import InvalidRequest, NotFound, PreconditionFailed, TooLarge
+from ..errors import InvalidRequest, NotFound, TooLarge
 from ..httputil import HTTPProblem, parse_range, range_asked
 from ..keys import InvalidKey, check_key
 from ..master.read_path import send_stream
@@ -117,18 +117,10 @@ async def put_object(call: Call) -> web.Response:
     refuse_unsupported(headers)
     if "x-amz-copy-source" in headers:
         return await copy_object(call)
-    if "If-Match" in headers:
-        raise S3Error("NotImplemented", "conditional PUT supports If-None-Match: * only")
     body = request_body(call.request, call.verified)
     meta = meta_from(headers)
     result = await put_value(
-        call,
-        call.native_key,
-        body.chunks,
-        body.size,
-        meta,
-        body.check,
-        headers.get("If-None-Match"),
+        call, call.native_key, body.chunks, body.size, meta, body.check, write_conditions(headers)
     )
     response_headers = {"ETag": f'"{result.md5}"'}
     response_headers.update((k, v) for k, v in result.meta if k.startswith(CHECKSUM_HEADER))
@@ -142,22 +134,16 @@ async def put_value(
     size: int | None,
     meta: tuple[tuple[str, str], ...],
     finish: Callable[[int, str], tuple[tuple[str, str], ...]] | None = None,
-    if_none_match: str | None = None,
+    precondition: Callable[[IndexRecord | None], None] | None = None,
 ) -> IndexRecord:
     try:
         result = await call.state.store.put(
-            check_key(key), chunks, size, if_none_match, meta, finish
+            check_key(key), chunks, size, None, meta, finish, precondition
         )
     except InvalidKey as exc:
         raise S3Error("InvalidArgument", str(exc)) from None
     except TooLarge as exc:
         raise S3Error("EntityTooLarge", str(exc)) from None
-    except PreconditionFailed:
-        raise S3Error(
-            "PreconditionFailed",
-            "At least one of the pre-conditions you specified did not hold",
-            Condition="If-None-Match",
-        ) from None
     except InvalidRequest as exc:
         raise S3Error("IncompleteBody", str(exc)) from None
     return result.record
@@ -283,6 +269,37 @@ def check_conditions(
         since = _http_date(headers.get(f"{prefix}If-Modified-Since"))
         if since is not None and modified <= since and since <= time.time():
             raise S3Error(code, "not modified")
+
+
+def write_conditions(
+    headers: Mapping[str, str],
+) -> Callable[[IndexRecord | None], None] | None:
+    """Return the check of a write's If-Match and If-None-Match against the object's ETag,
+    made under the key's lock (write_path.Store.put): NoSuchKey for If-Match on a missing
+    object, PreconditionFailed when a condition does not hold; None without conditions."""
+    if_match, if_none = headers.get("If-Match"), headers.get("If-None-Match")
+    if if_match is None and if_none is None:
+        return None
+
+    def check(live: IndexRecord | None) -> None:
+        etag = describe(live).etag if live is not None else None
+        if if_match is not None:
+            if etag is None:
+                raise S3Error("NoSuchKey", "If-Match names an object that does not exist")
+            if not _etag_in(if_match, etag):
+                raise S3Error(
+                    "PreconditionFailed",
+                    "At least one of the pre-conditions you specified did not hold",
+                    Condition="If-Match",
+                )
+        if if_none is not None and etag is not None and _etag_in(if_none, etag):
+            raise S3Error(
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+                Condition="If-None-Match",
+            )
+
+    return check
 
 
 def object_headers(record: IndexRecord, checksum: bool) -> dict[str, str]:

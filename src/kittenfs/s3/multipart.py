@@ -253,6 +253,13 @@ async def abort(call: Call) -> web.Response:
     return web.Response(status=204)
 
 
+async def _end_upload(state: MasterState, bucket: str, upload: str) -> None:
+    """Abort an upload unless a Complete or an abort ended it first (it holds ENDING)."""
+    async with ENDING.hold(upload_key(bucket, upload)):
+        if await state.index.get(Space.LIVE, upload_key(bucket, upload)) is not None:
+            await _remove_upload(state, bucket, upload)
+
+
 async def _remove_upload(state: MasterState, bucket: str, upload: str) -> None:
     """Delete an upload's record, then its parts (parts left by a crash are cleaned later)."""
     with contextlib.suppress(NotFound):
@@ -379,7 +386,7 @@ async def list_uploads(call: Call) -> web.Response:
 async def abort_all(state: MasterState, bucket: str) -> None:
     """Abort every upload in progress in ``bucket`` (it is being deleted)."""
     async for record in state.index.records(Space.LIVE, f"{UPLOADS}{bucket}/"):
-        await _remove_upload(state, bucket, record.key.rsplit("/", 1)[1])
+        await _end_upload(state, bucket, record.key.rsplit("/", 1)[1])
 
 
 async def clean_once(state: MasterState, abandoned_after: float) -> int:
@@ -393,7 +400,7 @@ async def clean_once(state: MasterState, abandoned_after: float) -> int:
             log.info(
                 "aborting the multipart upload %s of %s: abandoned", upload, _meta(record, OBJECT)
             )
-            await _remove_upload(state, bucket, upload)
+            await _end_upload(state, bucket, upload)
             ended += 1
     orphans: dict[tuple[str, str], list[str]] = {}
     async for record in state.index.records(Space.LIVE, PARTS):

@@ -1,7 +1,8 @@
-"""Real S3 clients, unchanged, against a real cluster with auth on: the AWS CLI and minio-py.
+"""Real S3 clients, unchanged, against a real cluster with auth on: the AWS CLI, minio-py,
+pandas through s3fs and pyarrow's own S3 filesystem.
 
-The AWS CLI pins its own botocore, so it lives in a venv of its own beside the test venv
-(made once, under the test venv's prefix, and reused).
+The AWS CLI pins its own botocore, and s3fs (with pandas and pyarrow) needs aiobotocore's:
+each runs from a venv of its own (side.py).
 """
 
 import hashlib
@@ -10,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster import Cluster, started
 from s3.conformance import TOKEN, make_key, s3_url
+from s3.side import side_venv
 
 MiB = 1024 * 1024
-AWS_CLI_VENV = Path(sys.prefix) / "side" / "awscli"
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +35,8 @@ def s3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def aws_cli() -> Path:
-    """Return the AWS CLI's executable, installing it into its own venv the first time."""
-    aws = AWS_CLI_VENV / "bin" / "aws"
-    if not aws.exists():
-        venv.create(AWS_CLI_VENV, with_pip=True)
-        subprocess.run(
-            [AWS_CLI_VENV / "bin" / "pip", "install", "-q", "awscli>=1.36"],
-            check=True,
-            timeout=600,
-        )
-    return aws
+    """Return the AWS CLI's executable."""
+    return side_venv("awscli", "awscli>=1.36") / "aws"
 
 
 def test_the_aws_cli_copies_syncs_lists_and_removes(s3_cluster: Cluster, tmp_path: Path) -> None:
@@ -119,3 +111,19 @@ def test_minio_py(s3_cluster: Cluster) -> None:
     client.remove_object("minio-bucket", "a/big")
     client.remove_bucket("minio-bucket")
     assert not client.bucket_exists("minio-bucket")
+
+
+def test_pandas_s3fs_and_pyarrow_read_and_write_parquet(s3_cluster: Cluster) -> None:
+    """pandas through s3fs, and pyarrow's own S3 filesystem (scripts/dataframes.py)."""
+    python = side_venv("dataframes", "s3fs>=2024.6", "pandas>=2.1", "pyarrow>=15") / "python"
+    access, secret = make_key(s3_cluster)
+    done = subprocess.run(
+        [python, Path(__file__).parent / "scripts" / "dataframes.py"],
+        env={**os.environ, "S3_URL": s3_url(s3_cluster), "S3_KEY": access, "S3_SECRET": secret},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert done.stdout.strip().endswith("ok"), done.stdout

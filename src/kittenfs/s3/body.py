@@ -4,10 +4,10 @@
   body differs;
 - ``x-amz-content-sha256`` with a hex digest: the body's SHA-256 must match
   (``XAmzContentSHA256Mismatch``);
-- the checksums current SDKs send by default (``x-amz-checksum-crc32``/``crc32c``/``sha1``/
-  ``sha256``, in a header or in an aws-chunked trailer named by ``x-amz-trailer``; or only
-  ``x-amz-sdk-checksum-algorithm``, asking the server to compute one): checked, stored
-  with the object and returned when asked;
+- the checksums current SDKs send by default (``x-amz-checksum-crc32``/``crc32c``/
+  ``crc64nvme``/``sha1``/``sha256``, in a header or in an aws-chunked trailer named by
+  ``x-amz-trailer``; or only ``x-amz-sdk-checksum-algorithm``, asking the server to
+  compute one): checked, stored with the object and returned when asked;
 - aws-chunked bodies: each chunk's signature (``STREAMING-AWS4-HMAC-SHA256-PAYLOAD``)
   chained from the request's, and the trailer (``...-TRAILER`` variants).
 
@@ -57,10 +57,27 @@ class _CRC32C(_CRC32):
         self.value = crc32c.crc32c(data, self.value)
 
 
+class _CRC64NVME(_CRC32):
+    """CRC64/NVME, by awscrt (what the AWS SDKs use); imported on first use: 70 ms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from awscrt import checksums
+
+        self.crc64nvme = checksums.crc64nvme
+
+    def update(self, data: bytes) -> None:
+        self.value = self.crc64nvme(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(8, "big")
+
+
 #: The checksum algorithms S3 clients send, by lower-case name.
 ALGORITHMS: dict[str, Callable[[], Digest]] = {
     "crc32": _CRC32,
     "crc32c": _CRC32C,
+    "crc64nvme": _CRC64NVME,
     "sha1": lambda: hashlib.sha1(usedforsecurity=False),
     "sha256": hashlib.sha256,
 }

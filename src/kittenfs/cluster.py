@@ -413,15 +413,16 @@ S3_PORT = 9000
 
 def _s3_port(config: UpConfig, ports: range) -> int:
     """Return the port ``up``'s S3 API takes: --s3-port, else 9000 if it is free and not one
-    of the cluster's ``ports``, else a free port."""
+    of the cluster's ``ports``, else a free port that is not one of them."""
     if config.s3_port is not None:
         return config.s3_port
     if S3_PORT not in ports and port_free(S3_PORT, reuse=True):
         return S3_PORT
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    for _ in range(100):
+        port = free_port_block(1)
+        if port not in ports:
+            return port
+    raise RuntimeError("no free port found for the S3 API")
 
 
 def _role(child: int) -> str:

@@ -31,6 +31,11 @@ SEND_BUFFER = 64 * 1024
 BUDGET_WAIT = 10.0
 
 
+async def one_chunk(value: bytes) -> AsyncIterator[bytes]:
+    """Yield ``value`` whole: a body already in memory, for a write that takes a stream."""
+    yield value
+
+
 class ByteBudget:
     """The bytes that streams in progress may hold at once, handed out first come first served."""
 

@@ -11,6 +11,9 @@ from ..records import Bucket
 from .auth import Verified
 from .errors import S3Error
 
+#: Part numbers run from 1 to this, as S3's.
+MAX_PART_NUMBER = 10_000
+
 
 def bucket_prefix(bucket: str) -> str:
     """Return the key prefix of a bucket's objects: ``/<bucket>/``."""
@@ -45,6 +48,15 @@ class Call:
     def owner(self) -> str:
         """The id S3 documents show as the owner (the caller's access key)."""
         return self.verified.caller.credential
+
+    def part_number(self) -> int:
+        """Return the request's ``partNumber``; InvalidArgument unless 1..MAX_PART_NUMBER."""
+        text = self.request.query.get("partNumber", "")
+        if not text.isdigit() or not 1 <= int(text) <= MAX_PART_NUMBER:
+            raise S3Error(
+                "InvalidArgument", f"partNumber must be an integer from 1 to {MAX_PART_NUMBER}"
+            )
+        return int(text)
 
     def require(self, role: Role, key: str | None = None) -> None:
         """Raise AccessDenied unless the caller has ``role`` on ``key`` (the request's)."""

@@ -22,7 +22,6 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from aiohttp import web
@@ -33,6 +32,7 @@ from ..locks import KeyLocks
 from ..master.index import Space
 from ..master.state import MasterState
 from ..records import IndexRecord
+from ..streaming import one_chunk
 from . import xml
 from .body import CHECKSUM_HEADER, request_body
 from .call import Call
@@ -56,7 +56,6 @@ PARTS = "/_s3/parts/"
 OBJECT = "x-kfs-object"
 #: The smallest part but the last, as S3 requires.
 MIN_PART = 5 * 1024 * 1024
-MAX_PART_NUMBER = 10_000
 MAX_PARTS_LISTED = 1000
 
 #: The uploads being completed or aborted, by upload key: one ending at a time per upload.
@@ -102,7 +101,7 @@ async def create(call: Call) -> web.Response:
     algorithm = headers.get("x-amz-checksum-algorithm")
     if algorithm:
         meta.append(("x-kfs-checksum-algorithm", algorithm.lower()))
-    await put_value(call, upload_key(call.bucket, upload), _empty(), 0, tuple(meta))
+    await put_value(call, upload_key(call.bucket, upload), one_chunk(b""), 0, tuple(meta))
     body = xml.document(
         "InitiateMultipartUploadResult",
         xml.elements(Bucket=call.bucket, Key=call.key, UploadId=upload),
@@ -110,25 +109,12 @@ async def create(call: Call) -> web.Response:
     return web.Response(body=body, content_type="application/xml")
 
 
-async def _empty() -> AsyncIterator[bytes]:
-    yield b""
-
-
-def _part_number(call: Call) -> int:
-    text = call.request.query.get("partNumber", "")
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PART_NUMBER:
-        raise S3Error(
-            "InvalidArgument", f"partNumber must be an integer from 1 to {MAX_PART_NUMBER}"
-        )
-    return int(text)
-
-
 async def upload_part(call: Call) -> web.Response:
     """PUT /<bucket>/<key>?partNumber=N&uploadId=ID: store one part (or copy one, with
     x-amz-copy-source and an optional x-amz-copy-source-range)."""
     call.require(Role.WRITE)
     await call.existing_bucket()
-    number = _part_number(call)
+    number = call.part_number()
     upload = await _upload(call)
     key = part_key(call.bucket, upload.key.rsplit("/", 1)[1], number)
     meta = ((OBJECT, call.native_key),)
@@ -207,7 +193,7 @@ async def complete(call: Call) -> web.Response:
         await put_value(
             call,
             call.native_key,
-            _bytes(manifest),
+            one_chunk(manifest),
             len(manifest),
             ((MANIFEST, f"{size} {etag}"), ("x-kfs-upload", upload_id), *kept),
             precondition=write_conditions(call.request.headers),
@@ -237,10 +223,6 @@ def _completed_answer(call: Call, etag: str) -> web.Response:
         ),
     )
     return web.Response(body=body, content_type="application/xml")
-
-
-async def _bytes(value: bytes) -> AsyncIterator[bytes]:
-    yield value
 
 
 async def abort(call: Call) -> web.Response:

@@ -371,16 +371,14 @@ async def get_object(call: Call) -> web.StreamResponse:
 async def _part_span(call: Call, found: Found) -> tuple[tuple[int, int], int]:
     """Return the byte span of the part ``?partNumber=`` names, and the object's part count
     (a single PUT's object is one part); InvalidPart past the last part."""
-    number = call.request.query["partNumber"]
-    if not number.isdigit() or not 1 <= int(number) <= 10_000:
-        raise S3Error("InvalidArgument", "partNumber must be an integer from 1 to 10000")
+    number = call.part_number()
     if range_asked(call.request.headers) is not None:
         raise S3Error("InvalidRequest", "a GET cannot name both a Range and a partNumber")
     sizes = await part_sizes(call.state.reader, found)
-    if int(number) > len(sizes):
-        raise S3Error("InvalidPart", f"the object has {len(sizes)} part(s)", PartNumber=number)
-    first = sum(sizes[: int(number) - 1])
-    return (first, first + sizes[int(number) - 1] - 1), len(sizes)
+    if number > len(sizes):
+        raise S3Error("InvalidPart", f"the object has {len(sizes)} part(s)", PartNumber=str(number))
+    first = sum(sizes[: number - 1])
+    return (first, first + sizes[number - 1] - 1), len(sizes)
 
 
 def _span(request: web.Request, size: int) -> tuple[int, int] | None:

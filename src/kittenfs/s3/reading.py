@@ -52,17 +52,26 @@ def manifest_bytes(parts: list[Part], upload: str) -> bytes:
     return json.dumps({"kittenfs-multipart": 1, "upload": upload, "parts": listed}).encode()
 
 
-async def _whole(reader: Reader, found: Found) -> bytes:
+async def _value_span(
+    reader: Reader, found: Found, first: int, last: int
+) -> AsyncGenerator[bytes, None]:
+    """Yield bytes ``first`` .. ``last`` of one stored value: its cached bytes, or from its
+    replicas in turn."""
+    if found.value is not None:
+        yield found.value[first : last + 1]
+        return
     record = found.record
-    if record.size == 0:
+    async for chunk in reader.stream(record, first, last, reader.candidates(record)):
+        yield chunk
+
+
+async def _whole(reader: Reader, found: Found) -> bytes:
+    size = found.record.size
+    if size == 0:
         return b""
     if found.value is not None or reader.whole_value(found, False):
         return await reader.value(found)
-    pieces = [
-        chunk
-        async for chunk in reader.stream(record, 0, record.size - 1, reader.candidates(record))
-    ]
-    return b"".join(pieces)
+    return b"".join([chunk async for chunk in _value_span(reader, found, 0, size - 1)])
 
 
 async def parts_of(reader: Reader, found: Found) -> list[Part]:
@@ -84,13 +93,8 @@ async def object_chunks(
     """Yield bytes ``first`` .. ``last`` of the object whose key has ``found``."""
     if last < first:
         return
-    info = describe(found.record)
-    if not info.manifest:
-        if found.value is not None:
-            yield found.value[first : last + 1]
-            return
-        record = found.record
-        async for chunk in reader.stream(record, first, last, reader.candidates(record)):
+    if not describe(found.record).manifest:
+        async for chunk in _value_span(reader, found, first, last):
             yield chunk
         return
     offset = 0
@@ -102,10 +106,6 @@ async def object_chunks(
         stored = await reader.find(part.key)
         if stored is None or stored.record.md5 != part.md5:
             raise NoGoodReplica(f"part {part.key!r} of the object is gone or changed", "no_part")
-        record = stored.record
         span_first, span_last = max(first, start) - start, min(last, end) - start
-        if stored.value is not None:
-            yield stored.value[span_first : span_last + 1]
-            continue
-        async for chunk in reader.stream(record, span_first, span_last, reader.candidates(record)):
+        async for chunk in _value_span(reader, stored, span_first, span_last):
             yield chunk

@@ -8,7 +8,7 @@ check every byte before it is sent (serve.py); guard.py says who may ask what.
 import asyncio
 import errno
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -25,6 +25,7 @@ from ..metrics import Metrics
 from ..placement import blob_id, is_blob_id
 from ..records import BlobListing
 from ..server import METRICS
+from ..streaming import one_chunk
 from .blobstore import BlobExists, BlobStore, CorruptBlob, SizeMismatch
 from .guard import GUARD
 from .serve import STORE, get_blob
@@ -161,17 +162,13 @@ async def _apply(store: BlobStore, op: batch.Op) -> dict[str, object]:
         with _storing(op.blob):
             if isinstance(op, batch.DeleteOp):
                 return {"status": 204 if await store.delete(op.blob) else 404}
-            meta = await store.put(op.blob, op.key, op.version, _once(op.value), len(op.value))
+            meta = await store.put(op.blob, op.key, op.version, one_chunk(op.value), len(op.value))
             return {"status": 201, "size": meta.size, "md5": meta.md5}
     except HTTPProblem as problem:
         return {"status": problem.status, "error": problem.error, "message": problem.detail}
     except OSError as exc:
         log.error("batch op on %s failed: %s", op.blob, exc)
         return {"status": 500, "error": "io_error", "message": str(exc)}
-
-
-async def _once(value: bytes) -> AsyncIterator[bytes]:
-    yield value
 
 
 async def check_blob(request: web.Request, blob: str) -> web.Response:

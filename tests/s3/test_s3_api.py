@@ -203,6 +203,12 @@ def test_multipart_upload_completes_without_copying_and_reads_parts(
     assert hashlib.md5(got["Body"].read()).digest() == hashlib.md5(first + last).digest()
     second = s3.get_object(Bucket=bucket, Key="big", PartNumber=2)
     assert second["Body"].read() == last and second["PartsCount"] == 2
+    assert error_of(s3.get_object, Bucket=bucket, Key="big", PartNumber=3) == (400, "InvalidPart")
+    zero = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "big", "PartNumber": 0}, ExpiresIn=60
+    )
+    refused = httpx.get(zero)
+    assert refused.status_code == 400 and b"<Code>InvalidArgument</Code>" in refused.content
     across = s3.get_object(Bucket=bucket, Key="big", Range=f"bytes={5 * MiB - 2}-{5 * MiB + 1}")
     assert across["Body"].read() == b"aata"
     listed_size = s3.list_objects_v2(Bucket=bucket)["Contents"][0]["Size"]

@@ -196,3 +196,51 @@ def trailer_string(signed: Signed, previous: str, trailer: bytes) -> str:
     """Return the string a trailer's signature signs."""
     digest = hashlib.sha256(trailer).hexdigest()
     return f"{ALGORITHM}-TRAILER\n{signed.amz_date}\n{signed.scope}\n{previous}\n{digest}"
+
+
+def authorize(
+    method: str,
+    target: str,
+    host: str,
+    access_key: str,
+    secret: str,
+    payload: str = UNSIGNED_PAYLOAD,
+    headers: Mapping[str, str] | None = None,
+    region: str = "us-east-1",
+    now: datetime | None = None,
+) -> dict[str, str]:
+    """Return the headers that sign a request as a client does (``Authorization`` and the
+    ``x-amz-*`` it covers), for load generators and tests that speak S3 without an SDK.
+
+    ``target`` is the raw path and query (percent-encoded, as sent); ``payload`` the body's
+    SHA-256 or ``UNSIGNED-PAYLOAD``; every header of ``headers`` is signed too.
+    """
+    moment = (now or datetime.now(UTC)).strftime(_AMZ_DATE)
+    signed_values = {
+        "host": host,
+        "x-amz-content-sha256": payload,
+        "x-amz-date": moment,
+        **{name.lower(): value for name, value in (headers or {}).items()},
+    }
+    names = tuple(sorted(signed_values))
+    claim = Signed(access_key, moment[:8], region, "s3", moment, names, "")
+    path, _, raw_query = target.partition("?")
+    canonical = canonical_request(
+        method,
+        unquote(path),
+        query_pairs(raw_query),
+        {name: [value] for name, value in signed_values.items()},
+        names,
+        payload,
+    )
+    signature = sign(signing_key(secret, claim), string_to_sign(claim, canonical))
+    credential = f"{access_key}/{claim.scope}"
+    return {
+        **(headers or {}),
+        "x-amz-content-sha256": payload,
+        "x-amz-date": moment,
+        "Authorization": (
+            f"{ALGORITHM} Credential={credential}, SignedHeaders={';'.join(names)}, "
+            f"Signature={signature}"
+        ),
+    }

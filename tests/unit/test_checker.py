@@ -54,3 +54,27 @@ def test_concurrency_and_unknown_outcomes_allow_either_value() -> None:
     assert violations(history, [read("c", 20, 20)]) == {}
     assert violations([put("a", 0, 1), delete(2, 3, UNKNOWN)], [read("", 9, 9)]) == {}
     assert violations([put("a", 0, 1), delete(2, 3, UNKNOWN)], [read("a", 9, 9)]) == {}
+
+
+def complete(md5: str, size: int, start: float, end: float, etag: str = "") -> Op:
+    return Op(0, "complete", "/k", md5, size, start, end, OK, etag=etag)
+
+
+def test_a_completed_multipart_upload_is_a_write_like_a_put() -> None:
+    history = [put("a", 0, 1), complete("m", 12, 2, 3), read("a", 4, 5)]
+    assert violations(history, [read("m", 9, 9)]) == {"stale_reads": 1}
+    assert violations([complete("m", 12, 0, 1)], [read("", 9, 9)]) == {"lost_writes": 1}
+
+
+def test_fewer_bytes_than_a_write_gave_are_partial_and_a_failed_final_read_unreadable() -> None:
+    cut = Op(1, "get", "/k", "prefix", 5, 4, 5, OK)
+    assert violations([complete("m", 12, 0, 1)], [cut]) == {"partial": 1}
+    failing = Op(-1, "get", "/k", "", 0, 9, 9, FAILED, "500")
+    assert violations([complete("m", 12, 0, 1)], [failing]) == {"unreadable": 1}
+
+
+def test_an_s3_read_must_carry_the_etag_its_bytes_were_written_with() -> None:
+    written = complete("m", 12, 0, 1, etag="e-2")
+    assert violations([written], [Op(1, "get", "/k", "m", 12, 9, 9, OK, etag="e-2")]) == {}
+    wrong = Op(1, "get", "/k", "m", 12, 9, 9, OK, etag="m")
+    assert violations([written], [wrong]) == {"wrong_etag": 1}

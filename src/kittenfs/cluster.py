@@ -114,7 +114,8 @@ class LocalCluster:
     each on a host of its own when ``network`` is given (child ``c`` on host ``c``).
 
     They share a cluster secret kept in ``data``; with ``auth``, the master also has an
-    admin token kept there (``token``), which this object uses for its own requests."""
+    admin token kept there (``token``), which this object uses for its own requests.  With
+    ``s3_port``, the master serves the S3 API there too (at ``s3_url``)."""
 
     def __init__(
         self,
@@ -128,10 +129,13 @@ class LocalCluster:
         network: "Network | None" = None,
         auth: bool = False,
         tls: bool = False,
+        s3_port: int | None = None,
     ) -> None:
         self.data, self.port, self.workers, self.replicas = data, port, workers, replicas
         self.extra, self.log, self.master_extra = extra, log, master_extra
         self.network = network
+        if s3_port is not None:
+            self.master_extra = (*master_extra, "--s3-port", str(s3_port))
         #: With ``tls``: a local CA made in ``data/tls`` (its certificate is ``self.ca``).
         self.ca: Path | None = None
         if tls:
@@ -148,6 +152,7 @@ class LocalCluster:
             )
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://{self.host(0)}:{port}"
+        self.s3_url = f"{self.scheme}://{self.host(0)}:{s3_port}" if s3_port is not None else None
         self.urls: list[str] = []
         self.children: list[subprocess.Popen[bytes]] = []
         self.commands: list[list[str]] = []
@@ -296,12 +301,14 @@ def local_cluster(
     master_extra: tuple[str, ...] = (),
     hosts: bool = False,
     auth: bool | None = None,
+    s3: bool = False,
 ) -> Iterator[LocalCluster]:
     """Run a fresh local cluster in a temp dir (under ``keep``, and kept, if given), with its
     logs in cluster.log there: the benchmark and the reliability suite run on one.  With
     ``hosts``, every process runs in a network namespace of its own (this needs root).
     ``auth`` (by default: with ``hosts``, as a master off loopback must) gives the master an
-    admin token; ``cluster.headers`` carry it."""
+    admin token; ``cluster.headers`` carry it.  With ``s3``, the master serves the S3 API on
+    the port after the last worker's (``cluster.s3_url``)."""
     if keep is not None:
         Path(keep).mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="kfs-", dir=keep))
@@ -312,7 +319,8 @@ def local_cluster(
 
             network = Network(workers + 1)
             cleanup.callback(network.teardown)
-        port = 3000 if network else free_port_block(workers + 1)  # a namespace's ports are free
+        ports = workers + 1 + s3
+        port = 3000 if network else free_port_block(ports)  # a namespace's ports are free
         cluster = LocalCluster(
             data,
             port,
@@ -322,6 +330,7 @@ def local_cluster(
             master_extra=master_extra,
             network=network,
             auth=hosts if auth is None else auth,
+            s3_port=port + workers + 1 if s3 else None,
         )
         try:
             try:
@@ -371,9 +380,9 @@ def run_local_cluster(config: UpConfig) -> int:
         config.workers,
         config.replicas,
         ("--verbose",) if config.verbose else (),
-        master_extra=("--s3-port", str(s3_port)),
         auth=config.auth,
         tls=config.tls,
+        s3_port=s3_port,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -390,9 +399,7 @@ def run_local_cluster(config: UpConfig) -> int:
             f"data in {config.data}",
             flush=True,
         )
-        print(
-            f"  S3 API at {cluster.scheme}://{cluster.host(0)}:{s3_port} (docs/s3.md)", flush=True
-        )
+        print(f"  S3 API at {cluster.s3_url} (docs/s3.md)", flush=True)
         _print_tour(cluster)
         return _supervise(cluster)
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""The short reliability run (CI): workload, faults, repair, checker, on real processes.
+"""The short reliability run (CI): workload, faults, repair, checker, on real processes;
+native clients, and S3 clients with multipart uploads (--workload s3).
 
 The soak is the same command with a longer --duration (docs/reliability.md)."""
 
@@ -88,3 +89,30 @@ def test_network_faults_on_loopback_are_refused_with_a_reason() -> None:
     )
     assert done.returncode == 2
     assert "cut_worker cannot run here: --loopback" in done.stderr
+
+
+@pytest.mark.slow  # a 15 s run of faults, then up to 15 s for the upload cleaner (25-40 s)
+def test_an_s3_run_with_kills_mid_upload_loses_no_object(tmp_path: Path) -> None:
+    done, summary = run_reporting(
+        tmp_path / "nemesis.json",
+        "nemesis",
+        "--workload",
+        "s3",
+        "--duration",
+        "15",
+        "--seed",
+        "5",
+        "--only",
+        "kill_master",
+        "--only",
+        "kill_worker",
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    s3 = summary["s3"]
+    assert s3["kills_during_multipart"].get("kill_master", 0) >= 1, summary["fault_log"]
+    assert s3["kills_during_multipart"].get("kill_worker", 0) >= 1, summary["fault_log"]
+    assert summary["acknowledged_writes_lost"] == 0 and summary["partial_or_unreadable"] == 0
+    assert summary["wrong_bytes_read"] == 0 and summary["stale_or_resurrected_reads"] == 0
+    assert s3["multipart_completed"] >= 5 and s3["acknowledged_objects"] > 100, s3
+    assert s3["uploads_left_after_cleaner"] == 0 and summary["passed"]

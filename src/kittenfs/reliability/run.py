@@ -1,9 +1,9 @@
-"""``kittenfs nemesis``: run the workload against a local cluster while the nemesis injects
-faults, heal, repair, then check the history and print the figures (docs/reliability.md)."""
+"""``kittenfs nemesis``: run the workload (native, or S3 with ``--workload s3``) against a
+local cluster while the nemesis injects faults, heal, repair, then check the history and print
+the figures (docs/reliability.md)."""
 
 import argparse
 import asyncio
-import hashlib
 import json
 import random
 import sys
@@ -18,10 +18,16 @@ from . import attacks, network
 from .checker import VIOLATIONS, check
 from .history import Op
 from .nemesis import FAULTS, NETWORK_FAULTS, Nemesis
-from .workload import run_clients
+from .s3load import BUCKET, S3Endpoint, S3Load, prepare, run_s3_clients, settle
+from .workload import native_final_reads, run_clients
 
 #: Seconds the cluster gets to be whole again (every key fully replicated) after the faults.
 REPLICATION_DEADLINE = 120.0
+#: The master's --s3-abandoned-after under the S3 workload: short, so that its cleaner runs
+#: during the run and ends, before the final reads, every upload that a fault left open.
+S3_ABANDONED_AFTER = 15.0
+#: The faults that kill a process (the S3 summary counts those that hit a multipart upload).
+KILLS = ("kill_master", "kill_worker")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--keys", type=int, default=40, help="size of the key set")
     parser.add_argument("--workers", type=int, default=4, help="workers of the local cluster")
+    parser.add_argument(
+        "--workload",
+        choices=("native", "s3"),
+        default="native",
+        help="the clients' API: native, or S3 on the master's S3 port (PutObject, multipart "
+        "uploads, GetObject, DeleteObject, signed)",
+    )
+    parser.add_argument(
+        "--multipart-mib",
+        type=int,
+        default=256,
+        help="with --workload s3: MiB of multipart objects to upload, spread over the run",
+    )
     parser.add_argument("--faults", type=int, default=12, help="most faults to inject")
     parser.add_argument(
         "--only", choices=FAULTS, action="append", help="inject only these faults (repeatable)"
@@ -55,7 +74,15 @@ def run_nemesis(args: argparse.Namespace) -> int:
             f"kittenfs nemesis: {', '.join(args.only)} cannot run here: {why_not}", file=sys.stderr
         )
         return 2
-    with local_cluster(args.workers, 3, args.keep, hosts=why_not is None) as cluster:
+    s3 = args.workload == "s3"
+    with local_cluster(
+        args.workers,
+        3,
+        args.keep,
+        master_extra=("--s3-abandoned-after", str(S3_ABANDONED_AFTER)) if s3 else (),
+        hosts=why_not is None,
+        s3=s3,
+    ) as cluster:
         summary = asyncio.run(_run(cluster, args, seed, faults))
     summary["hosts"] = (
         "a network namespace per process"
@@ -75,11 +102,20 @@ async def _run(
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     nemesis = Nemesis(cluster, rng, faults)
+    endpoint = await _s3_endpoint(cluster) if args.workload == "s3" else None
     started = time.monotonic()
-    history, _ = await asyncio.gather(
-        run_clients(cluster.url, args.clients, args.keys, args.duration, seed, cluster.headers),
-        nemesis.run(args.duration, args.faults),
-    )
+    if endpoint is None:
+        clients = run_clients(
+            cluster.url, args.clients, args.keys, args.duration, seed, cluster.headers
+        )
+        history, _ = await asyncio.gather(clients, nemesis.run(args.duration, args.faults))
+    else:
+        s3_clients = run_s3_clients(
+            endpoint, args.clients, args.keys, args.duration, seed, args.multipart_mib << 20
+        )
+        (history, load), _ = await asyncio.gather(
+            s3_clients, nemesis.run(args.duration, args.faults)
+        )
     healed = time.monotonic()
     async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=60), headers=cluster.headers
@@ -87,15 +123,20 @@ async def _run(
         await _wait_workers(http, cluster)
         repair = await _repair(http, cluster.url)
         replicated = await _replicated(http, cluster.url, healed)
-        final = await _final_reads(http, cluster.url, args.keys)
+    if endpoint is None:
+        final = await native_final_reads(cluster.url, args.keys, cluster.headers)
+    else:
+        deadline = time.monotonic() + S3_ABANDONED_AFTER + 30
+        uploads_left, final = await settle(endpoint, args.keys, deadline)
     verdict = check(history, final)
     if args.history:
         await asyncio.to_thread(_write_history, args.history, [*history, *final], started)
     injected = Counter(fault["fault"] for fault in nemesis.log)
     lost = verdict.violations["lost_writes"]
     refused = all(attacks.refused(result) for result in nemesis.attacks)
-    return {
+    summary = {
         "seed": seed,
+        "workload": args.workload,
         "duration_s": round(healed - started, 1),
         "clients": args.clients,
         "keys": args.keys,
@@ -107,7 +148,9 @@ async def _run(
         "stale_or_resurrected_reads": verdict.violations["stale_reads"]
         + verdict.violations["resurrected"],
         "wrong_bytes_read": verdict.violations["phantom"]
-        + verdict.violations["failed_write_visible"],
+        + verdict.violations["failed_write_visible"]
+        + verdict.violations["wrong_etag"],
+        "partial_or_unreadable": verdict.violations["partial"] + verdict.violations["unreadable"],
         "attacks": {
             "sent": len(nemesis.attacks),
             "all_refused": refused,
@@ -118,6 +161,50 @@ async def _run(
         "repair": {k: repair.get(k) for k in ("state", "found", "fixed", "errors")},
         "seconds_to_full_replication": replicated,
         "passed": not any(verdict.violations.values()) and replicated is not None and refused,
+    }
+    if endpoint is not None:
+        summary["s3"] = _s3_figures(verdict.ops, nemesis.log, load, uploads_left)
+        summary["passed"] = summary["passed"] and uploads_left == 0
+    return summary
+
+
+async def _s3_endpoint(cluster: LocalCluster) -> S3Endpoint:
+    """Return the cluster's S3 API, with a fresh credential (write, on the workload's bucket)
+    when auth is on, once the bucket is made."""
+    assert cluster.s3_url is not None, "the cluster was started without s3"
+    endpoint = S3Endpoint(cluster.s3_url)
+    if cluster.token is not None:
+        async with (
+            aiohttp.ClientSession(headers=cluster.headers) as http,
+            http.post(
+                f"{cluster.url}/_keys", json={"role": "write", "prefix": f"/{BUCKET}/"}
+            ) as resp,
+        ):
+            resp.raise_for_status()
+            made = await resp.json()
+        endpoint = S3Endpoint(cluster.s3_url, made["access_key"], made["secret_key"])
+    await prepare(endpoint, time.monotonic() + 60)
+    return endpoint
+
+
+def _s3_figures(
+    ops: Counter[str], log: list[dict[str, Any]], load: S3Load, uploads_left: int
+) -> dict[str, Any]:
+    """The S3 run's own figures: objects acknowledged, uploads, and kills during uploads."""
+    hit = Counter(
+        fault["fault"]
+        for fault in log
+        if fault["fault"] in KILLS and any(s <= fault["at"] <= e for s, e in load.uploads)
+    )
+    return {
+        "acknowledged_objects": ops["put ok"] + ops["complete ok"],
+        "multipart_uploads": len(load.uploads),
+        "multipart_completed": ops["complete ok"],
+        "multipart_aborted": ops["abort ok"],
+        "multipart_mib": round(load.uploaded / 2**20),
+        "kills": sum(fault["fault"] in KILLS for fault in log),
+        "kills_during_multipart": dict(sorted(hit.items())),
+        "uploads_left_after_cleaner": uploads_left,
     }
 
 
@@ -175,25 +262,3 @@ async def _replicated(http: aiohttp.ClientSession, url: str, since: float) -> fl
             return round(time.monotonic() - since, 2)
         await asyncio.sleep(0.5)
     return None
-
-
-async def _final_reads(http: aiohttp.ClientSession, url: str, keys: int) -> list[Op]:
-    """Read every key once more (retrying failures), as the checker's final state."""
-    final = []
-    for k in range(keys):
-        key = f"/nemesis/{k}"
-        for _ in range(5):
-            start = time.monotonic()
-            async with http.get(f"{url}{key}") as resp:
-                body = await resp.read()
-                status = resp.status
-            if status in (200, 404):
-                md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() if status == 200 else ""
-                final.append(
-                    Op(-1, "get", key, md5, len(body), start, time.monotonic(), "ok", "final")
-                )
-                break
-            await asyncio.sleep(1)
-        else:
-            print(f"final read of {key} kept failing ({status})", file=sys.stderr)
-    return final

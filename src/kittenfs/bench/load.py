@@ -4,6 +4,10 @@ A phase runs one operation over a list of keys at a given concurrency.  The keys
 among the processes, and each process runs ``concurrency / processes`` tasks, so the
 generator's own CPU is spread over cores; its CPU seconds are reported so a saturated client
 shows up in the results.
+
+The ``s3*`` operations speak S3 to any S3 endpoint (keys are ``/<bucket>/<key>``), every
+request signed with Signature V4 and an ``UNSIGNED-PAYLOAD``, so that the generator never
+hashes a body; large objects go up as multipart uploads.
 """
 
 import asyncio
@@ -16,7 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import httpx
+from yarl import URL
 
+from ..s3.sigv4 import authorize, uri_encode
 from .procstat import own_cpu_seconds
 
 #: GETs of values this large are streamed and counted, not read into memory.
@@ -24,6 +31,17 @@ STREAM_FROM = 1024 * 1024
 STREAM_CHUNK = 1024 * 1024
 #: Operations a phase can run.
 OPERATIONS = ("put", "get", "delete", "cycle", "mixed", "list")
+S3_OPERATIONS = ("s3put", "s3get", "s3multipart", "s3delete")
+#: Part size of the multipart uploads ("s3multipart"), unless a phase says otherwise.
+PART_SIZE = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class S3Credential:
+    """An S3 access key and its secret: the ``s3*`` operations sign every request with it."""
+
+    access_key: str
+    secret: str
 
 
 @dataclass
@@ -42,6 +60,9 @@ class Phase:
     page: int = 1000
     #: Headers every request carries (a credential, when the target has auth on).
     headers: dict[str, str] = field(default_factory=dict)
+    #: For the ``s3*`` operations: the key that signs them, and the multipart part size.
+    s3: S3Credential | None = None
+    part_size: int = PART_SIZE
 
 
 @dataclass
@@ -184,6 +205,8 @@ async def _operate(
             assert resp.status == 200 and await resp.read() == value, f"GET {resp.status}"
         await _delete(session, url)
         return 2 * phase.value_size
+    if operation in S3_OPERATIONS:
+        return await _s3_operate(session, phase, key)
     if operation == "list":
         listed, start = 0, ""
         while True:
@@ -207,3 +230,105 @@ async def _put(session: aiohttp.ClientSession, url: str, value: bytes, ok: tuple
 async def _delete(session: aiohttp.ClientSession, url: str) -> None:
     async with session.delete(url) as resp:
         assert resp.status == 204, f"DELETE {resp.status}"
+
+
+def create_bucket(s3_url: str, credential: S3Credential, bucket: str) -> bool:
+    """Create ``bucket`` (signed with ``credential``); return True once it exists."""
+    url = httpx.URL(s3_url)
+    host = f"{url.host}:{url.port}"
+    headers = authorize("PUT", f"/{bucket}", host, credential.access_key, credential.secret)
+    try:
+        made = httpx.put(f"{s3_url}/{bucket}", headers=headers, timeout=10.0)
+    except httpx.HTTPError:
+        return False
+    return made.status_code == 200 or "BucketAlreadyOwnedByYou" in made.text
+
+
+async def _s3_operate(session: aiohttp.ClientSession, phase: Phase, key: str) -> int:
+    """Run one S3 operation on ``key`` (``/<bucket>/<key>``); return the value bytes moved."""
+    if phase.operation == "s3put":
+        await _s3_send(session, phase, "PUT", key, value_for(key, phase.value_size))
+        return phase.value_size
+    if phase.operation == "s3get":
+        return await _s3_get(session, phase, key)
+    if phase.operation == "s3delete":
+        await _s3_send(session, phase, "DELETE", key, ok=204)
+        return 0
+    if phase.operation == "s3multipart":
+        await _multipart(session, phase, key)
+        return phase.value_size
+    raise ValueError(f"unknown operation {phase.operation!r}")
+
+
+async def _multipart(session: aiohttp.ClientSession, phase: Phase, key: str) -> None:
+    """Upload ``phase.value_size`` bytes to ``key`` in parts of ``phase.part_size``, one
+    part after the other (the phase's concurrency is the number of uploads at a time)."""
+    created = await _s3_text(session, phase, "POST", f"{key}?uploads")
+    upload = uri_encode(_element(created, "UploadId"), slash=False)
+    parts = []
+    for number, start in enumerate(range(0, phase.value_size, phase.part_size), start=1):
+        size = min(phase.part_size, phase.value_size - start)
+        target = f"{key}?partNumber={number}&uploadId={upload}"
+        etag = await _s3_send(session, phase, "PUT", target, value_for(f"{key}#{number}", size))
+        parts.append(f"<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>")
+    document = f"<CompleteMultipartUpload>{''.join(parts)}</CompleteMultipartUpload>"
+    done = await _s3_text(session, phase, "POST", f"{key}?uploadId={upload}", document.encode())
+    assert "<Error>" not in done and "ETag" in done, f"Complete answered {done[:200]!r}"
+
+
+async def _s3_text(
+    session: aiohttp.ClientSession, phase: Phase, method: str, target: str, body: bytes = b""
+) -> str:
+    """Send one signed S3 request that must answer 200; return its body as text."""
+    url, headers = _signed(phase, method, target)
+    async with session.request(method, url, headers=headers, data=body) as resp:
+        text = await resp.text()
+        assert resp.status == 200, f"S3 {method} {resp.status} {text[:300]}"
+        return text
+
+
+async def _s3_send(
+    session: aiohttp.ClientSession,
+    phase: Phase,
+    method: str,
+    target: str,
+    body: bytes | None = None,
+    ok: int = 200,
+) -> str:
+    """Send one signed S3 request that must answer ``ok``; return its ETag."""
+    url, headers = _signed(phase, method, target)
+    async with session.request(method, url, headers=headers, data=body) as resp:
+        answer = await resp.read()
+        assert resp.status == ok, f"S3 {method} {resp.status} {answer[:300]!r}"
+        return resp.headers.get("ETag", "")
+
+
+async def _s3_get(session: aiohttp.ClientSession, phase: Phase, target: str) -> int:
+    """GET one object, signed; return the bytes received (counted as they stream)."""
+    url, headers = _signed(phase, "GET", target)
+    async with session.get(url, headers=headers) as resp:
+        if resp.status != 200:
+            answer = await resp.read()
+            raise AssertionError(f"S3 GET {resp.status} {answer[:300]!r}")
+        received = 0
+        async for chunk in resp.content.iter_chunked(STREAM_CHUNK):
+            received += len(chunk)
+        return received
+
+
+def _signed(phase: Phase, method: str, target: str) -> tuple[URL, dict[str, str]]:
+    """Return the URL (sent exactly as signed) and the signed headers of one request."""
+    assert phase.s3 is not None, "an s3 operation needs a credential"
+    url = URL(f"{phase.base_url}{target}", encoded=True)
+    host = f"{url.raw_host}:{url.explicit_port}" if url.explicit_port else str(url.raw_host)
+    headers = authorize(method, target, host, phase.s3.access_key, phase.s3.secret)
+    headers["Host"] = host
+    return url, headers
+
+
+def _element(document: str, name: str) -> str:
+    """Return the text of the first ``<name>`` element of an S3 XML answer."""
+    start = document.find(f"<{name}>")
+    end = document.find(f"</{name}>", start)
+    assert start >= 0 and end > start, f"no {name} in {document[:200]!r}"
+    return document[start + len(name) + 2 : end]

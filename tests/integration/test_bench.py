@@ -1,4 +1,6 @@
-"""``kittenfs bench --quick`` runs end to end and writes a valid JSON report (no speed asserted)."""
+"""``kittenfs bench --quick`` runs end to end and writes a valid JSON report (no speed asserted).
+
+The S3 phases and the SeaweedFS peer have tests of their own (test_bench_s3.py)."""
 
 import json
 import subprocess
@@ -38,6 +40,10 @@ def test_quick_bench_runs_and_reports_json(tmp_path: Path) -> None:
         "large PUT 16MiB c4",
         "large GET 16MiB c16",
         "list 1000 keys",
+        "S3 small PUT c16",
+        "S3 small GET c16",
+        "S3 large PUT 10MiB multipart c4",
+        "S3 large GET 10MiB c4",
     ):
         assert expected in names
     for phase in data["phases"]:

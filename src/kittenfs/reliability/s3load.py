@@ -139,9 +139,8 @@ class S3Load:
             outcome, detail = (OK if reply.status < 300 else FAILED), str(reply.status)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             outcome, detail = lost(exc)
-        return Op(
-            client, kind, key, md5, size, start, time.monotonic(), outcome, detail, etag
-        ), reply
+        end = time.monotonic()
+        return Op(client, kind, key, md5, size, start, end, outcome, detail, etag), reply
 
     async def put(self, client: int, key: str, rng: random.Random) -> list[Op]:
         """PutObject: a value of the native workload's sizes, with its Content-MD5."""
@@ -235,7 +234,7 @@ class S3Load:
         most); return every try's Op."""
         ops = []
         for _ in range(TRIES):
-            op, reply = await self.attempt(kind, client, key, *args, **dict(kw))
+            op, reply = await self.attempt(kind, client, key, *args, **kw)
             if kind == "complete":
                 op = _noting_etag(_complete_outcome(op, reply), reply)
             ops.append(op)

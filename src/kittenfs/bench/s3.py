@@ -157,7 +157,11 @@ def bench_s3(run: Run, sizes: S3Sizes, args: argparse.Namespace) -> None:
             run, args.processes, args.workers, args.replicas, args.keep, args.cache_bytes
         )
         targets = [stack.enter_context(ours)]
-        for name in args.peer:
+        run.notes.append(
+            "S3 phases: kittenFS's on a second local cluster of the same shape with auth on "
+            "(signed with an admin key of its own); requests signed with UNSIGNED-PAYLOAD"
+        )
+        for name in dict.fromkeys(args.peer):
             peer = PEERS[name](run, args.processes, not args.no_install, args.keep)
             if (started := stack.enter_context(peer)) is not None:
                 targets.append(started)

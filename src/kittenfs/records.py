@@ -52,6 +52,7 @@ class Bucket:
 
     name: str
     created_ms: int
+    location: str = ""  # the LocationConstraint it was created with ("": us-east-1)
 
 
 @dataclass(frozen=True, slots=True)

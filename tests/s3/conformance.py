@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from cluster import Cluster, started  # noqa: E402
-from s3.selection import SUITE, deselect_args  # noqa: E402
+from s3.selection import FILES, SUITE, deselect_args  # noqa: E402
 
 S3_AT = re.compile(r"S3 API at (https?://\S+)")
 TOKEN = "s3-tests-admin-token-0123456789"
@@ -58,7 +58,7 @@ def write_conf(cluster: Cluster, path: Path) -> None:
         access, secret = make_key(cluster)
         sections.append(
             f"[s3 {name}]\ndisplay_name = {access}\nuser_id = {access}\n"
-            f"email = {name}@example.com\napi_name = \n"  # us-east-1: no LocationConstraint
+            f"email = {name}@example.com\napi_name = kfs-{name}\n"
             f"access_key = {access}\nsecret_key = {secret}\ntenant = kfs\n"
         )
     # IAM is not part of the selection, but the suite reads these sections at import.
@@ -89,7 +89,7 @@ def run(cluster: Cluster, report: Path, *extra: str) -> str:
                 sys.executable,
                 "-m",
                 "pytest",
-                str(SUITE / "s3tests" / "functional" / "test_s3.py"),
+                *(str(SUITE / "s3tests" / "functional" / name) for name in FILES),
                 "-p",
                 "no:cacheprovider",
                 "-o",

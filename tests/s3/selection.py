@@ -10,6 +10,9 @@ SUITE = Path(
     os.environ.get("KFS_S3_TESTS", Path(__file__).resolve().parents[3] / "shared" / "s3-tests")
 )
 
+#: The suite's files the selection draws from: the S3 API's tests and the header tests.
+FILES = ("test_s3.py", "test_headers.py")
+
 #: Markers of features kittenFS does not have (they answer NotImplemented), or of tests
 #: that need another server's particulars.
 EXCLUDED_MARKERS = {
@@ -111,6 +114,11 @@ EXCLUDED_NAMES = {
     "list_multipart_upload_owner": "sets a bucket ACL (PutBucketAcl) midway",
     "delete_objects_": "conditional batch deletes: not yet",
     "cksum": "per-part checksums: not yet",
+    "bad_authorization_empty": "cannot blank the header: botocore signs after the test's hook",
+    "bad_authorization_none": "cannot drop the header: botocore signs after the test's hook",
+    "bad_contentlength_none": "botocore sets Content-Length again after the test's hook "
+    "(tests/s3 checks MissingContentLength with a raw request)",
+    "bad_expect_mismatch": "passes an int header value, which current botocore refuses",
 }
 
 

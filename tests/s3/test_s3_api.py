@@ -6,6 +6,7 @@ kittenFS key (``/<bucket>/<key>``), so some tests look at it through the native 
 
 import hashlib
 import itertools
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster import Cluster, started
 from s3.conformance import TOKEN, make_key, s3_url
+
+from kittenfs.s3 import sigv4
 
 MiB = 1024 * 1024
 _names = itertools.count()
@@ -76,6 +79,10 @@ def test_buckets_are_created_listed_and_deleted_only_when_empty(s3: BaseClient) 
     assert "kfs-buckets" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert s3.head_bucket(Bucket="kfs-buckets")["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert s3.get_bucket_location(Bucket="kfs-buckets").get("LocationConstraint") is None
+    placed = {"LocationConstraint": "eu-west-1"}
+    s3.create_bucket(Bucket="kfs-placed", CreateBucketConfiguration=placed)
+    assert s3.get_bucket_location(Bucket="kfs-placed")["LocationConstraint"] == "eu-west-1"
+    s3.delete_bucket(Bucket="kfs-placed")
     assert error_of(s3.create_bucket, Bucket="Not_A_Bucket") == (400, "InvalidBucketName")
     assert error_of(s3.head_bucket, Bucket="kfs-no-such-bucket")[0] == 404
     s3.put_object(Bucket="kfs-buckets", Key="x", Body=b"1")
@@ -238,11 +245,23 @@ def test_multipart_errors(s3: BaseClient, bucket: str) -> None:
     assert complete(in_order) == (400, "EntityTooSmall")
     assert complete(in_order[::-1]) == (400, "InvalidPartOrder")
     assert complete([{"ETag": '"ffff"', "PartNumber": 1}]) == (400, "InvalidPart")
-    s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload)
-    assert error_of(s3.list_parts, Bucket=bucket, Key="k", UploadId=upload) == (
-        404,
-        "NoSuchUpload",
+    assert complete([in_order[0], in_order[0], {"ETag": '"ffff"', "PartNumber": 1}]) == (
+        400,
+        "InvalidPart",
     )
+    # A part named twice (a client that re-sent it): the last ETag given counts.
+    stale = {"ETag": '"0123456789abcdef0123456789abcdef"', "PartNumber": 1}
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="k", UploadId=upload, MultipartUpload={"Parts": [stale, in_order[0]]}
+    )
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+    aborted = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=aborted)
+    for gone in (upload, aborted):
+        assert error_of(s3.list_parts, Bucket=bucket, Key="k", UploadId=gone) == (
+            404,
+            "NoSuchUpload",
+        )
 
 
 def test_abandoned_uploads_are_cleaned_up(s3: BaseClient, s3_cluster: Cluster, bucket: str) -> None:
@@ -280,6 +299,26 @@ def test_signatures_presigned_urls_and_scoped_keys(
     reader = client_for(s3_cluster, *make_key(s3_cluster, "read"))
     assert reader.get_object(Bucket=bucket, Key="shared/new")["Body"].read() == b"ok"
     assert error_of(reader.delete_object, Bucket=bucket, Key="shared/new")[1] == "AccessDenied"
+
+
+def test_a_put_without_content_length_is_refused(s3_cluster: Cluster, bucket: str) -> None:
+    """411 MissingContentLength, as S3 answers: neither a length nor a chunked body."""
+    access, secret = make_key(s3_cluster)
+    url = httpx.URL(s3_url(s3_cluster))
+    host = f"{url.host}:{url.port}"
+    target = f"/{bucket}/no-length"
+    signed = sigv4.authorize("PUT", target, host, access, secret, sigv4.EMPTY_SHA256)
+    head = "".join(f"{name}: {value}\r\n" for name, value in signed.items())
+    with socket.create_connection((url.host, url.port), timeout=30) as conn:
+        conn.sendall(
+            f"PUT {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{head}\r\n".encode()
+        )
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 411 "), answer[:200]
+    assert b"<Code>MissingContentLength</Code>" in answer
+    signed_put = sigv4.authorize("PUT", target, host, access, secret, sigv4.EMPTY_SHA256)
+    stored = httpx.put(f"http://{host}{target}", headers=signed_put, content=b"")
+    assert stored.status_code == 200, stored.text
 
 
 def test_hostile_requests_get_xml_errors(s3_cluster: Cluster, bucket: str) -> None:

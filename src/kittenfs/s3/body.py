@@ -135,6 +135,8 @@ def request_body(request: web.Request, verified: Verified) -> Body:
         size: int | None = int(decoded)
     else:
         size = request.content_length
+        if size is None and "chunked" not in headers.get("Transfer-Encoding", "").lower():
+            raise S3Error("MissingContentLength", "you must provide the Content-Length header")
     body = Body(body_chunks(request, READ_CHUNK), size)
     if "Content-MD5" in headers:
         body.content_md5 = _content_md5(headers["Content-MD5"])

@@ -91,12 +91,13 @@ async def create_bucket(call: Call) -> web.Response:
     check_name(call.bucket)
     call.require(Role.WRITE, bucket_prefix(call.bucket))
     raw = await call.request.read()
-    if raw.strip():
-        xml.parse(raw)  # a CreateBucketConfiguration; its location is this cluster
+    # A CreateBucketConfiguration's LocationConstraint is kept and answered back; every
+    # bucket is in this cluster whatever it names.
+    location = (xml.text(xml.parse(raw), "LocationConstraint") or "") if raw.strip() else ""
     index = call.state.index
     async with call.state.store.locks.hold(bucket_prefix(call.bucket)):
         if await index.bucket(call.bucket) is None:
-            await index.save_bucket(Bucket(call.bucket, int(time.time() * 1000)))
+            await index.save_bucket(Bucket(call.bucket, int(time.time() * 1000), location.strip()))
     return web.Response(headers={"Location": f"/{call.bucket}"})
 
 
@@ -108,10 +109,10 @@ async def head_bucket(call: Call) -> web.Response:
 
 
 async def bucket_location(call: Call) -> web.Response:
-    """GET /<bucket>?location: every bucket is in the cluster's one location."""
+    """GET /<bucket>?location: the LocationConstraint the bucket was created with."""
     call.require_listing(bucket_prefix(call.bucket))
-    await call.existing_bucket()
-    body = xml.document("LocationConstraint")
+    bucket = await call.existing_bucket()
+    body = xml.document("LocationConstraint", xml.escape(bucket.location))
     return web.Response(body=body, content_type="application/xml")
 
 

@@ -160,8 +160,9 @@ async def complete(call: Call) -> web.Response:
         asked.append((int(number_text), etag_text.strip().strip('"')))
     if not asked:
         raise S3Error("MalformedXML", "CompleteMultipartUpload names no part")
-    if any(b[0] <= a[0] for a, b in itertools.pairwise(asked)):
+    if any(b[0] < a[0] for a, b in itertools.pairwise(asked)):
         raise S3Error("InvalidPartOrder", "the list of parts was not in ascending order")
+    asked = list(dict(asked).items())  # a part named twice: the last ETag given counts
     async with ENDING.hold(upload_key(call.bucket, call.request.query.get("uploadId", ""))):
         done = await _completed(call)
         if done is not None:

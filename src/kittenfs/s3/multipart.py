@@ -165,7 +165,8 @@ async def complete(call: Call) -> web.Response:
     asked = list(dict(asked).items())  # a part named twice: the last ETag given counts
     async with ENDING.hold(upload_key(call.bucket, call.request.query.get("uploadId", ""))):
         done = await _completed(call)
-        if done is not None:
+        if done is not None:  # a crash may have left the upload's record: end it now
+            await delete_key(call, upload_key(call.bucket, call.request.query["uploadId"]))
             return _completed_answer(call, done.etag)
         upload = await _upload(call)
         upload_id = upload.key.rsplit("/", 1)[1]
@@ -244,9 +245,16 @@ async def _end_upload(state: MasterState, bucket: str, upload: str) -> None:
 
 
 async def _remove_upload(state: MasterState, bucket: str, upload: str) -> None:
-    """Delete an upload's record, then its parts (parts left by a crash are cleaned later)."""
+    """Delete an upload's record, then its parts (parts left by a crash are cleaned later),
+    unless its object's manifest names them: a crash between a Complete's manifest and
+    the end of its upload leaves the record of an upload that is complete."""
+    ending = await state.index.get(Space.LIVE, upload_key(bucket, upload))
     with contextlib.suppress(NotFound):
         await state.store.delete(upload_key(bucket, upload))
+    name = _meta(ending, OBJECT) if ending is not None else None
+    owner = await state.index.get(Space.LIVE, name) if name else None
+    if owner is not None and _uses(owner, upload):
+        return
     for record in await _parts(state, bucket, upload):
         with contextlib.suppress(NotFound):
             await state.store.delete(record.key)

@@ -1,23 +1,23 @@
 """Bucket operations: a bucket is the key prefix ``/<name>/`` made visible to S3.
 
-CreateBucket stores a bucket record (index ``b:<name>``); the keys under its prefix, written
-through S3 or the native API, are its objects.  Creating a bucket over a prefix that already
-holds native keys adopts them.  A bucket is deleted only when it holds no object and no
-multipart upload in progress (those are aborted with it).
+CreateBucket stores the bucket's marker, an empty value ``/_s3/buckets/<name>``; the keys
+under its prefix, written through S3 or the native API, are its objects.  Creating a
+bucket over a prefix that already holds native keys adopts them.  A bucket is deleted only
+when it holds no object; its multipart uploads in progress are aborted with it.
 """
 
 import ipaddress
 import re
-import time
 
 from aiohttp import web
 
 from ..credentials import Role
 from ..master.index import Space
-from ..records import Bucket
+from ..streaming import one_chunk
 from . import multipart, xml
-from .call import Call, bucket_prefix
+from .call import BUCKETS, LOCATION, Bucket, Call, bucket_marker, bucket_prefix
 from .errors import S3Error
+from .objects import delete_key, put_value
 
 #: The most buckets one ListBuckets answer shows (S3: 10,000).
 MAX_BUCKETS_LISTED = 10_000
@@ -57,14 +57,17 @@ async def list_buckets(call: Call) -> web.Response:
         raise S3Error("InvalidArgument", f"max-buckets must be from 1 to {MAX_BUCKETS_LISTED}")
     after, prefix = query.get("continuation-token", ""), query.get("prefix", "")
     visible: list[Bucket] = []
-    for bucket in sorted(await call.state.index.buckets(), key=lambda b: b.name):
-        if bucket.name <= after or not bucket.name.startswith(prefix):
+    async for marker in call.state.index.records(Space.LIVE, BUCKETS + prefix, BUCKETS + after):
+        bucket = Bucket.of(marker)
+        if bucket.name <= after:
             continue
         try:
             call.require_listing(bucket_prefix(bucket.name))
         except S3Error:
             continue
         visible.append(bucket)
+        if len(visible) > int(limit_text):
+            break
     shown = visible[: int(limit_text)]
     body = xml.document(
         "ListAllMyBucketsResult",
@@ -94,10 +97,11 @@ async def create_bucket(call: Call) -> web.Response:
     # A CreateBucketConfiguration's LocationConstraint is kept and answered back; every
     # bucket is in this cluster whatever it names.
     location = (xml.text(xml.parse(raw), "LocationConstraint") or "") if raw.strip() else ""
-    index = call.state.index
+    marker = bucket_marker(call.bucket)
     async with call.state.store.locks.hold(bucket_prefix(call.bucket)):
-        if await index.bucket(call.bucket) is None:
-            await index.save_bucket(Bucket(call.bucket, int(time.time() * 1000), location.strip()))
+        if await call.state.index.get(Space.LIVE, marker) is None:
+            meta = ((LOCATION, location.strip()),) if location.strip() else ()
+            await put_value(call, marker, one_chunk(b""), 0, meta)
     return web.Response(headers={"Location": f"/{call.bucket}"})
 
 
@@ -131,5 +135,5 @@ async def delete_bucket(call: Call) -> web.Response:
                 BucketName=call.bucket,
             )
         await multipart.abort_all(call.state, call.bucket)
-        await index.delete_bucket(call.bucket)
+        await delete_key(call, bucket_marker(call.bucket))
     return web.Response(status=204)

@@ -6,13 +6,39 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from ..credentials import Role, covers, listing_prefix
+from ..master.index import Space
 from ..master.state import MasterState
-from ..records import Bucket
+from ..records import IndexRecord
 from .auth import Verified
 from .errors import S3Error
 
 #: Part numbers run from 1 to this, as S3's.
 MAX_PART_NUMBER = 10_000
+#: Where buckets are: an empty value ``/_s3/buckets/<name>`` per bucket, so that its
+#: replicas (and ``kittenfs rebuild``) keep it as they keep every key.
+BUCKETS = "/_s3/buckets/"
+#: The marker's ``meta`` entry holding the bucket's LocationConstraint.
+LOCATION = "x-kfs-location"
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """An S3 bucket: the key prefix ``/<name>/`` made visible to the S3 API (docs/s3.md)."""
+
+    name: str
+    created_ms: int
+    location: str = ""  # the LocationConstraint it was created with ("": us-east-1)
+
+    @classmethod
+    def of(cls, marker: IndexRecord) -> "Bucket":
+        """Return the bucket whose marker key has the record ``marker``."""
+        location = next((value for name, value in marker.meta if name == LOCATION), "")
+        return cls(marker.key[len(BUCKETS) :], marker.created_ms, location)
+
+
+def bucket_marker(bucket: str) -> str:
+    """Return the key that records a bucket."""
+    return BUCKETS + bucket
 
 
 def bucket_prefix(bucket: str) -> str:
@@ -76,11 +102,10 @@ class Call:
             raise S3Error("AccessDenied", f"{caller.describe()} may not list {prefix}")
         return scoped
 
-    async def existing_bucket(self) -> Bucket:
-        """Return the request's bucket; NoSuchBucket if there is none."""
-        bucket = await self.state.index.bucket(self.bucket)
-        if bucket is None:
-            raise S3Error(
-                "NoSuchBucket", "the specified bucket does not exist", BucketName=self.bucket
-            )
-        return bucket
+    async def existing_bucket(self, name: str | None = None) -> Bucket:
+        """Return the request's bucket (or ``name``); NoSuchBucket if there is none."""
+        name = name or self.bucket
+        marker = await self.state.index.get(Space.LIVE, bucket_marker(name))
+        if marker is None:
+            raise S3Error("NoSuchBucket", "the specified bucket does not exist", BucketName=name)
+        return Bucket.of(marker)

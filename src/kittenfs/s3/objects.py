@@ -212,8 +212,7 @@ async def source_chunks(
 
 
 async def _find(call: Call, bucket: str, key: str) -> Found:
-    if await call.state.index.bucket(bucket) is None:
-        raise S3Error("NoSuchBucket", "the specified bucket does not exist", BucketName=bucket)
+    await call.existing_bucket(bucket)
     found = await call.state.reader.find(key)
     if found is None:
         raise S3Error("NoSuchKey", "the specified key does not exist", Key=key.split("/", 2)[2])

@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Protocol
 
 from ...credentials import Credential
-from ...records import Bucket, IndexRecord, WorkerInfo
+from ...records import IndexRecord, WorkerInfo
 
 
 class Space(bytes, Enum):
@@ -167,24 +167,6 @@ class Index(Protocol):
 
     async def remove_worker(self, index: int) -> None:
         """Forget a worker: its registration and its drain mark."""
-        ...
-
-    # S3 buckets.
-
-    async def bucket(self, name: str) -> Bucket | None:
-        """Return the bucket called ``name``, or None."""
-        ...
-
-    async def buckets(self) -> list[Bucket]:
-        """Return every bucket, by name."""
-        ...
-
-    async def save_bucket(self, bucket: Bucket) -> None:
-        """Store a bucket, durably."""
-        ...
-
-    async def delete_bucket(self, name: str) -> None:
-        """Forget a bucket (its keys are the caller's business)."""
         ...
 
     # Credentials and identity.

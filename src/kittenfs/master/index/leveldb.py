@@ -12,7 +12,6 @@ Key spaces (docs/format.md), each ordered by the bytes after its prefix:
 - ``w:<index>`` registered worker -> WorkerInfo
 - ``x:<index>`` worker being drained -> b"draining" (new replicas avoid it)
 - ``a:<access key>``  a credential -> Credential (no secret: it derives from master.key)
-- ``b:<name>``  an S3 bucket -> Bucket
 - ``c:id``      this master's id
 - ``c:cluster`` the id of this master's cluster (workers bind to it)
 - ``c:next_worker``  the next worker index to give: indices are never reused
@@ -31,7 +30,7 @@ from ...credentials import Credential
 from ...keys import encode_key
 from ...ldb import SyncedDB
 from ...placement import blob_id
-from ...records import Bucket, IndexRecord, WorkerInfo, decode, encode
+from ...records import IndexRecord, WorkerInfo, decode, encode
 from .base import HELD, EntryId, Space
 
 
@@ -290,23 +289,6 @@ class LevelDBIndex:
             return False
         await self.db.write(deletes=[b"a:" + access_key.encode("ascii")])
         return True
-
-    async def bucket(self, name: str) -> Bucket | None:
-        """Return the bucket called ``name``, or None."""
-        raw = self.db.get(b"b:" + name.encode("utf-8"))
-        return decode(Bucket, raw) if raw is not None else None
-
-    async def buckets(self) -> list[Bucket]:
-        """Return every bucket, by name."""
-        return [decode(Bucket, raw) for _, raw in self.db.scan(b"b:")]
-
-    async def save_bucket(self, bucket: Bucket) -> None:
-        """Store a bucket, durably."""
-        await self.db.write({b"b:" + bucket.name.encode("utf-8"): encode(bucket)})
-
-    async def delete_bucket(self, name: str) -> None:
-        """Forget a bucket."""
-        await self.db.write(deletes=[b"b:" + name.encode("utf-8")])
 
     async def identity(self, new_id: str) -> str:
         """Return this master's id, storing ``new_id`` the first time."""

@@ -215,31 +215,35 @@ def meta_digest(block: bytes) -> int:
     return xxhash.xxh3_64_intdigest(block)
 
 
-#: The length that ends a metadata frame (``meta_frame``).
-_FRAME_LENGTH = struct.Struct(">I")
+#: What ends a metadata frame (``meta_frame``): the block's length and a magic.
+_FRAME_END = struct.Struct(">I4s")
+META_FRAME_MAGIC = b"KFSM"
 #: Most bytes a metadata frame takes at the end of an upload's body.
-MAX_META_FRAME = MAX_META_BYTES + _FRAME_LENGTH.size
+MAX_META_FRAME = MAX_META_BYTES + _FRAME_END.size
 
 
 def meta_frame(meta: Meta) -> bytes:
     """Return the frame that ends an upload body sent with ``X-Kfs-Meta: trailer``: the
-    metadata block, then its length (big-endian uint32).  It follows the value because the
-    metadata may be known only once the value has streamed through (an S3 checksum)."""
+    metadata block, its length (big-endian uint32) and ``KFSM``.  It follows the value
+    because the metadata may be known only once the value has streamed through (an S3
+    checksum)."""
     block = meta_block(meta)
-    return block + _FRAME_LENGTH.pack(len(block))
+    return block + _FRAME_END.pack(len(block), META_FRAME_MAGIC)
 
 
 def split_meta_frame(tail: bytes) -> tuple[bytes, Meta]:
     """Return (the value's bytes before the frame, the metadata) of the end of an upload body,
     ``tail``: at least the whole frame.  Raise RecordError if it does not end in a frame."""
-    if len(tail) < _FRAME_LENGTH.size:
+    if len(tail) < _FRAME_END.size:
         raise RecordError("the body ends before its metadata frame")
-    (length,) = _FRAME_LENGTH.unpack_from(tail, len(tail) - _FRAME_LENGTH.size)
+    length, magic = _FRAME_END.unpack_from(tail, len(tail) - _FRAME_END.size)
+    if magic != META_FRAME_MAGIC:
+        raise RecordError("the body does not end in a metadata frame")
     if length > MAX_META_BYTES:
         raise MetaTooLarge(f"a metadata frame of {length} bytes, over {MAX_META_BYTES}")
-    if length + _FRAME_LENGTH.size > len(tail):
+    if length + _FRAME_END.size > len(tail):
         raise RecordError("the body is shorter than its metadata frame")
-    end = len(tail) - _FRAME_LENGTH.size
+    end = len(tail) - _FRAME_END.size
     return tail[: end - length], parse_meta_block(tail[end - length : end])
 
 
@@ -355,7 +359,10 @@ class BlobHeader:
     def describes_meta(self, meta: Meta) -> bool:
         """Return True if this header's metadata section describes ``meta`` (formats 1 and
         2 describe none)."""
-        block = meta_block(meta)
+        try:
+            block = meta_block(meta)
+        except MetaTooLarge:
+            return False
         if self.meta_length < 0:
             return not block
         return len(block) == self.meta_length and meta_digest(block) == self.meta_digest

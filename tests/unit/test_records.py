@@ -12,19 +12,27 @@ import pytest
 
 from kittenfs.records import (
     BLOB_FORMAT,
+    BLOB_FORMAT_META,
     BLOB_MAGIC,
     FORMAT,
     MAX_HEADER_LENGTH,
+    MAX_META_BYTES,
     BlobHeader,
     BlobListing,
     BlobMeta,
     CopyState,
     IndexRecord,
+    MetaTooLarge,
     RecordError,
     WorkerInfo,
     block_digest,
     decode,
     encode,
+    meta_block,
+    meta_digest,
+    meta_frame,
+    parse_meta_block,
+    split_meta_frame,
 )
 
 VERSION = "17979cfe3d85cd1501020304"
@@ -238,7 +246,8 @@ def test_blob_header_length() -> None:
     assert BlobHeader.length("/kätzchen") == FIXED + len("/kätzchen".encode()) == FIXED + 10
     assert BlobHeader.length("/🐱") == FIXED + 5
     assert BlobHeader.length("/cats/tom.jpg", 4096) == FIXED + 4 + 13
-    assert MAX_HEADER_LENGTH == FIXED + 4 + 1024
+    assert BlobHeader.length("/cats/tom.jpg", 4096, meta=True) == FIXED + 4 + 12 + 13
+    assert MAX_HEADER_LENGTH == FIXED + 4 + 12 + 1024
 
 
 def test_blob_header_non_ascii_key_length_is_in_bytes() -> None:
@@ -254,7 +263,7 @@ def test_blob_header_bad_magic(magic: bytes) -> None:
         BlobHeader.unpack(magic + HEADER.pack()[4:])
 
 
-@pytest.mark.parametrize("fmt", [0, 3, 255])
+@pytest.mark.parametrize("fmt", [0, 4, 255])
 def test_blob_header_bad_format(fmt: int) -> None:
     packed = bytearray(HEADER.pack())
     packed[4] = fmt
@@ -308,3 +317,176 @@ def test_a_malformed_blob_listing_is_a_record_error() -> None:
 
 def test_copy_states_are_the_strings_jobs_report() -> None:
     assert [state.value for state in CopyState] == ["good", "missing", "corrupt"]
+
+
+# --- a value's metadata: the block, the frame, format 3 -----------------------------------
+
+META = (("content-type", "text/plain"), ("x-amz-meta-colour", "ginger"))
+META_BLOCK = b'[["content-type","text/plain"],["x-amz-meta-colour","ginger"]]'
+
+
+def test_meta_block_golden_bytes() -> None:
+    # GOLDEN: the metadata block of format-3 blob files (and of upload frames).
+    assert meta_block(META) == META_BLOCK
+    assert meta_digest(META_BLOCK) == 0x322C9F34F0A565F7
+    assert meta_block(()) == b""  # no metadata: no block
+    assert meta_block((("x-amz-meta-名", "🐱"),)) == '[["x-amz-meta-名","🐱"]]'.encode()
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [META, (), (("a", ""),), (("x-amz-meta-k", "v" * 1000),) * 10, (("n", '"[],\\\n'),)],
+    ids=["s3", "none", "empty-value", "large", "escapes"],
+)
+def test_meta_block_round_trip(meta: tuple[tuple[str, str], ...]) -> None:
+    assert parse_meta_block(meta_block(meta)) == meta
+
+
+def test_metadata_over_the_limit_is_refused() -> None:
+    at_limit = (("x-amz-meta-k", "v" * (MAX_META_BYTES - len('[["x-amz-meta-k",""]]'))),)
+    assert len(meta_block(at_limit)) == MAX_META_BYTES == 16 * 1024
+    over = (("x-amz-meta-k", at_limit[0][1] + "v"),)
+    with pytest.raises(MetaTooLarge, match="over the limit of 16384"):
+        meta_block(over)
+    with pytest.raises(MetaTooLarge):
+        parse_meta_block(b" " * (MAX_META_BYTES + 1))
+    with pytest.raises(MetaTooLarge):
+        meta_frame(over)
+    assert issubclass(MetaTooLarge, RecordError)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"{",
+        b"\xff",
+        b"null",
+        b'{"a": "b"}',
+        b'[["a"]]',
+        b'[["a", 1]]',
+        b'[["a","b","c"]]',
+        b'["ab"]',
+    ],
+)
+def test_a_malformed_meta_block_is_a_record_error(block: bytes) -> None:
+    with pytest.raises(RecordError):
+        parse_meta_block(block)
+
+
+def test_blob_header_format_3_golden_bytes() -> None:
+    # GOLDEN: format 3 (a value with metadata) adds the metadata block's length and xxh3-64
+    # after the block size; the block itself ends the file, after the digest table.
+    header = BlobHeader.with_meta("/cats/tom.jpg", VERSION, 5, MD5_HELLO, 262144, META_BLOCK)
+    assert header.pack() == (
+        b"KFSB"  # magic
+        b"\x03"  # format
+        b"\x00"  # flags
+        b"\x00\x0d"  # key length 13, big-endian
+        b"\x00\x00\x00\x00\x00\x00\x00\x05"  # size 5, big-endian
+        b"]A@*\xbcK*v\xb9q\x9d\x91\x10\x17\xc5\x92"  # md5 digest, raw
+        b"17979cfe3d85cd1501020304"  # version, ASCII
+        b"\x00\x04\x00\x00"  # block size 262144, big-endian
+        b"\x00\x00\x00\x3e"  # metadata block length 62, big-endian
+        b"\x32\x2c\x9f\x34\xf0\xa5\x65\xf7"  # its xxh3-64, big-endian
+        b"/cats/tom.jpg"  # key, UTF-8
+    )
+    assert BLOB_FORMAT_META == header.format == 3
+    assert header.data_offset == FIXED + 4 + 12 + 13 == 85
+    assert header.meta_offset == 85 + 5 + 8  # after the value and its one block digest
+    assert header.file_size == header.meta_offset + 62
+    assert BlobHeader.unpack(header.pack()) == header
+    assert header.check_meta_block(META_BLOCK) == META
+    assert header.describes_meta(META) and not header.describes_meta(())
+
+
+def test_formats_1_and_2_describe_no_metadata() -> None:
+    for header in (HEADER, BlobHeader("/k", VERSION, 5, MD5_HELLO, 4096)):
+        assert header.meta_length == -1 and header.format in (1, 2)
+        assert header.describes_meta(()) and not header.describes_meta(META)
+        assert header.check_meta_block(b"") == ()
+        assert header.file_size == header.meta_offset
+
+
+def test_a_format_3_file_may_have_an_empty_metadata_block() -> None:
+    """An upload that said metadata might follow, and then had none."""
+    header = BlobHeader.with_meta("/k", VERSION, 5, MD5_HELLO, 4096, b"")
+    assert header.format == 3 and header.meta_length == 0
+    assert BlobHeader.unpack(header.pack()) == header
+    assert header.file_size == header.meta_offset
+    assert header.check_meta_block(b"") == ()
+    assert header.describes_meta(()) and not header.describes_meta(META)
+
+
+@pytest.mark.parametrize("where", range(len(META_BLOCK)))
+def test_a_damaged_meta_block_fails_its_digest(where: int) -> None:
+    header = BlobHeader.with_meta("/k", VERSION, 5, MD5_HELLO, 4096, META_BLOCK)
+    damaged = bytearray(META_BLOCK)
+    damaged[where] ^= 0x01
+    with pytest.raises(RecordError, match="fails its checksum"):
+        header.check_meta_block(bytes(damaged))
+    with pytest.raises(RecordError):
+        header.check_meta_block(META_BLOCK[:-1])
+
+
+def test_a_format_3_header_is_checked() -> None:
+    packed = BlobHeader.with_meta("/k", VERSION, 5, MD5_HELLO, 4096, META_BLOCK).pack()
+    for cut in (FIXED + 4, FIXED + 4 + 11, FIXED + 4 + 12 + 1):
+        with pytest.raises(RecordError, match="truncated"):
+            BlobHeader.unpack(packed[:cut])
+    too_long = bytearray(packed)
+    too_long[FIXED + 4 : FIXED + 8] = (MAX_META_BYTES + 1).to_bytes(4, "big")
+    with pytest.raises(RecordError, match="over the limit"):
+        BlobHeader.unpack(bytes(too_long))
+    no_blocks = bytearray(packed)
+    no_blocks[FIXED : FIXED + 4] = bytes(4)
+    with pytest.raises(RecordError, match="block size of 0"):
+        BlobHeader.unpack(bytes(no_blocks))
+    with pytest.raises(ValueError, match="needs a block size"):
+        BlobHeader("/k", VERSION, 5, MD5_HELLO, 0, 0, 0).pack()  # format 3 needs blocks
+
+
+def test_meta_frame_golden_bytes_and_split() -> None:
+    # The end of an upload body sent with X-Kfs-Meta: trailer (docs/api.md).
+    assert meta_frame((("a", "b"),)) == b'[["a","b"]]' + b"\x00\x00\x00\x0bKFSM"
+    assert meta_frame(()) == b"\x00\x00\x00\x00KFSM"
+    assert split_meta_frame(b"value" + meta_frame(META)) == (b"value", META)
+    assert split_meta_frame(meta_frame(())) == (b"", ())
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"", b"KFSM", b"value", b"value\x00\x00\x00\x00KFSX", b"\x00\x00\x00\x09KFSM"],
+    ids=["empty", "short", "no-frame", "bad-magic", "block-beyond-body"],
+)
+def test_a_body_that_does_not_end_in_a_frame_is_refused(tail: bytes) -> None:
+    with pytest.raises(RecordError):
+        split_meta_frame(tail)
+
+
+def test_an_oversized_frame_is_refused() -> None:
+    tail = b"x" * 10 + (MAX_META_BYTES + 1).to_bytes(4, "big") + b"KFSM"
+    with pytest.raises(MetaTooLarge):
+        split_meta_frame(tail)
+
+
+def test_blob_meta_with_metadata_golden_bytes() -> None:
+    # GOLDEN: a worker's BlobMeta keeps the value's metadata last; without any (above) its
+    # bytes are those of every BlobMeta written before.
+    meta = dataclasses.replace(META_INLINE, meta=(("content-type", "text/plain"),))
+    assert encode(meta) == (
+        b'\x01{"key":"/\xc3\xb1","version":"17979cfe3d85cd1501020304","size":5,'
+        b'"md5":"5d41402abc4b2a76b9719d911017c592","inline":true,"created_ms":1700000000123,'
+        b'"meta":[["content-type","text/plain"]]}'
+    )
+    assert decode(BlobMeta, encode(meta)) == meta
+    assert decode(BlobMeta, encode(META_INLINE)).meta == ()
+
+
+def test_a_blob_listing_carries_metadata_only_when_there_is_some() -> None:
+    meta = BlobMeta("/k", VERSION, 3, "a" * 32, False, 1700000000000, META)
+    listing = BlobListing.of("b" * 32 + "-" + VERSION, meta)
+    raw = json.loads(json.dumps(listing.to_json()))
+    assert raw["meta"] == [list(pair) for pair in META]
+    assert BlobListing.from_json(raw) == listing and listing.meta == META
+    with pytest.raises(RecordError):
+        BlobListing.from_json(dict(raw, meta=[["only a name"]]))

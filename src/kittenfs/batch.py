@@ -7,7 +7,8 @@ as one ``POST /batch``; the worker applies them concurrently, so its LevelDB com
 one fsync, and answers each one.  docs/api.md ("Worker API") is the contract:
 
     request body:  <4-byte big-endian n> <n bytes of JSON: {"ops": [op, ...]}> <values>
-    op:            {"op": "put", "blob": id, "key": key, "version": v, "size": bytes}
+    op:            {"op": "put", "blob": id, "key": key, "version": v, "size": bytes,
+                    "meta": [[name, value], ...]}      (meta only when the value has some)
                    {"op": "delete", "blob": id}
     values:        the values of the put ops, in op order, back to back
     response:      200 {"results": [{"status": 201, "size": n, "md5": hex}
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from .httputil import parse_json
 from .keys import InvalidKey, check_key
 from .placement import blob_id, is_blob_id
+from .records import Meta, RecordError, meta_block, meta_from_json
 
 #: Most operations in one batch.
 MAX_OPS = 512
@@ -39,12 +41,13 @@ class BadBatch(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PutOp:
-    """Store ``value`` as ``blob``, one version of ``key``."""
+    """Store ``value`` as ``blob``, one version of ``key``, with its metadata ``meta``."""
 
     blob: str
     key: str
     version: str
     value: bytes
+    meta: Meta = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +63,25 @@ Op = PutOp | DeleteOp
 def encode(ops: list[Op]) -> bytes:
     """Return the request body carrying ``ops``."""
     manifest = [
-        {"op": "put", "blob": op.blob, "key": op.key, "version": op.version, "size": len(op.value)}
-        if isinstance(op, PutOp)
-        else {"op": "delete", "blob": op.blob}
-        for op in ops
+        _put_entry(op) if isinstance(op, PutOp) else {"op": "delete", "blob": op.blob} for op in ops
     ]
     head = json.dumps({"ops": manifest}, separators=(",", ":"), ensure_ascii=False).encode()
     return b"".join(
         [_LENGTH.pack(len(head)), head, *(op.value for op in ops if isinstance(op, PutOp))]
     )
+
+
+def _put_entry(op: PutOp) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "op": "put",
+        "blob": op.blob,
+        "key": op.key,
+        "version": op.version,
+        "size": len(op.value),
+    }
+    if op.meta:
+        entry["meta"] = op.meta
+    return entry
 
 
 def decode(body: bytes) -> list[Op]:
@@ -114,4 +127,9 @@ def _decode_op(number: int, item: object, body: bytes, offset: int) -> tuple[Op,
         raise BadBatch(f"op {number}: the blob id does not match its key and version")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(body) - offset:
         raise BadBatch(f"op {number}: size must count bytes present in the body")
-    return PutOp(blob, key, version, body[offset : offset + size]), offset + size
+    try:
+        meta = meta_from_json(item.get("meta", []))
+        meta_block(meta)  # within its limit
+    except RecordError as exc:
+        raise BadBatch(f"op {number}: {exc}") from None
+    return PutOp(blob, key, version, body[offset : offset + size], meta), offset + size

@@ -34,6 +34,30 @@ def test_golden_encoding() -> None:
     )
 
 
+def test_a_put_carries_its_metadata_only_when_it_has_some() -> None:
+    meta = (("content-type", "text/plain"), ("x-amz-meta-k", "ü"))
+    op = batch.PutOp(blob_id("/a", VERSION), "/a", VERSION, b"xyz", meta)
+    raw = batch.encode([op, put("/b", b"")])
+    assert b'"size":3,"meta":[["content-type","text/plain"],["x-amz-meta-k","\xc3\xbc"]]}' in raw
+    assert raw.count(b'"meta"') == 1
+    assert batch.decode(raw) == [op, put("/b", b"")]
+
+
+@pytest.mark.parametrize(
+    ("meta", "why"),
+    [
+        ([["only a name"]], "string pairs"),
+        ("text", "string pairs"),
+        ([["k", "v" * 20000]], "limit"),
+    ],
+)
+def test_a_put_with_bad_metadata_is_refused(meta: object, why: str) -> None:
+    entry = {"op": "put", "blob": blob_id("/a", VERSION), "key": "/a", "version": VERSION}
+    raw = body({"ops": [entry | {"size": 0, "meta": meta}]})
+    with pytest.raises(batch.BadBatch, match=why):
+        batch.decode(raw)
+
+
 #: Text a key may hold: any character but NUL and lone surrogates (not UTF-8).
 KEY_TEXT = st.text(
     st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),

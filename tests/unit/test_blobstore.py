@@ -10,7 +10,15 @@ from typing import TypedDict, TypeVar, Unpack
 import pytest
 
 from kittenfs.placement import blob_id, blob_relpath, new_version
-from kittenfs.records import BLOCK_DIGEST, BlobHeader, BlobMeta, block_digest
+from kittenfs.records import (
+    BLOCK_DIGEST,
+    MAX_META_BYTES,
+    BlobHeader,
+    BlobMeta,
+    MetaTooLarge,
+    block_digest,
+    meta_block,
+)
 from kittenfs.worker.blobstore import (
     BLOCK_SIZE,
     DEFAULT_INLINE_MAX,
@@ -19,11 +27,13 @@ from kittenfs.worker.blobstore import (
     CorruptBlob,
     SizeMismatch,
     read_checked,
+    read_meta,
 )
 
 T = TypeVar("T")
 
 INLINE_MAX = 1000
+FIXED_HEADER = 56  # a blob header's fixed part (records._HEADER)
 
 
 async def chunked(data: bytes, size: int = 333) -> AsyncIterator[bytes]:
@@ -706,5 +716,145 @@ def test_iter_meta_from_is_in_blob_id_order(tmp_path: Path) -> None:
 def test_free_bytes(tmp_path: Path) -> None:
     async def body(store: BlobStore) -> None:
         assert store.free_bytes() > 0
+
+    run(tmp_path, body)
+
+
+# --- a value's metadata (format 3) --------------------------------------------------------
+
+S3_META = (("content-type", "image/jpeg"), ("x-amz-meta-colour", "ginger"))
+
+
+def test_a_file_with_metadata_is_format_3_and_keeps_it_last(tmp_path: Path) -> None:
+    key, data = "/meta/big", value(5000)
+    blob, version = new_blob(key)
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, key, version, chunked(data), len(data), S3_META)
+        assert meta.meta == S3_META and store.meta(blob) == meta
+        raw = store.path(blob).read_bytes()
+        block = meta_block(S3_META)
+        header = BlobHeader.unpack(raw)
+        assert header == BlobHeader.with_meta(key, version, len(data), meta.md5, BLOCK_SIZE, block)
+        assert header.format == 3
+        # header, value, the digest table, then the metadata block
+        assert raw[header.data_offset : header.data_offset + len(data)] == data
+        assert raw[header.meta_offset - BLOCK_DIGEST.size : header.meta_offset] == block_digest(
+            data
+        )
+        assert raw[header.meta_offset :] == block and len(raw) == header.file_size
+        where = store.locate_file(blob, meta)
+        assert read_meta(where) == S3_META
+        assert read_all(store, blob, meta) == data
+        assert store.check(blob) == meta
+
+    run(tmp_path, body)
+
+
+def test_an_inline_value_keeps_its_metadata_in_its_blob_meta(tmp_path: Path) -> None:
+    blob, version = new_blob("/meta/small")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/meta/small", version, chunked(b"hi"), 2, S3_META)
+        assert meta.inline and store.meta(blob) == meta and meta.meta == S3_META
+        assert store.check(blob) == meta
+
+    run(tmp_path, body)
+
+
+def test_metadata_given_after_the_value_is_kept(tmp_path: Path) -> None:
+    """An upload whose metadata follows its bytes: the store asks for it once they ended,
+    and a file is laid out for it from the start (format 3, even if there is none)."""
+    blob, version = new_blob("/meta/late")
+    other, other_version = new_blob("/meta/late-none")
+    asked: list[int] = []
+
+    def late() -> tuple[tuple[str, str], ...]:
+        asked.append(1)
+        return S3_META
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/meta/late", version, chunked(value(5000)), 5000, late)
+        assert asked == [1] and meta.meta == S3_META
+        assert read_meta(store.locate_file(blob, meta)) == S3_META
+        none = await store.put(
+            other, "/meta/late-none", other_version, chunked(value(5000)), 5000, lambda: ()
+        )
+        header = store.locate_file(other, none).header
+        assert none.meta == () and (header.format, header.meta_length) == (3, 0)
+
+    run(tmp_path, body)
+
+
+def test_a_value_without_metadata_is_written_as_before(tmp_path: Path) -> None:
+    blob, version = new_blob("/plain")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/plain", version, chunked(value(5000)), 5000)
+        assert BlobHeader.unpack(store.path(blob).read_bytes()).format == 2
+        assert meta.meta == () and b'"meta"' not in (store.db.get(b"m:" + blob.encode()) or b"")
+
+    run(tmp_path, body)
+
+
+def test_metadata_over_the_limit_keeps_nothing(tmp_path: Path) -> None:
+    blob, version = new_blob("/meta/huge")
+    huge = (("x-amz-meta-big", "x" * MAX_META_BYTES),)
+
+    async def body(store: BlobStore) -> None:
+        for size, meta in ((5000, huge), (10, huge)):
+            with pytest.raises(MetaTooLarge):
+                await store.put(blob, "/meta/huge", version, chunked(value(size)), size, meta)
+            assert_nothing_kept(store, blob)
+        with pytest.raises(MetaTooLarge):
+            await store.put(blob, "/meta/huge", version, chunked(value(5000)), 5000, lambda: huge)
+        assert_nothing_kept(store, blob)
+
+    run(tmp_path, body)
+
+
+@pytest.mark.parametrize("where", ["block", "length", "digest"])
+def test_a_damaged_metadata_block_is_found(tmp_path: Path, where: str) -> None:
+    """A flipped byte in the block fails the deep check (scrub, repair) and a read of the
+    metadata; one in the header's length or digest of it fails every read."""
+    blob, version = new_blob("/meta/flip")
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/meta/flip", version, chunked(value(5000)), 5000, S3_META)
+        header = store.locate_file(blob, meta).header
+        at = {
+            "block": header.meta_offset + 3,
+            "length": FIXED_HEADER + 4 + 3,
+            "digest": FIXED_HEADER + 4 + 4 + 2,
+        }[where]
+        with store.path(blob).open("r+b") as handle:
+            handle.seek(at)
+            byte = handle.read(1)
+            handle.seek(at)
+            handle.write(bytes((byte[0] ^ 0x01,)))
+        if where == "block":
+            where_ = store.locate_file(blob, meta)  # the header still matches
+            assert read_all(store, blob, meta) == value(5000)  # the value is intact
+            with pytest.raises(CorruptBlob, match="metadata block fails its checksum"):
+                read_meta(where_)
+        else:
+            with pytest.raises(CorruptBlob):
+                store.locate_file(blob, meta)
+        with pytest.raises(CorruptBlob):
+            store.check(blob)
+
+    run(tmp_path, body)
+
+
+def test_a_repair_gives_a_copy_its_metadata(tmp_path: Path) -> None:
+    """The same bytes again replace a copy, metadata and all (a copy written before workers
+    kept metadata, or one whose metadata block was damaged)."""
+    blob, version = new_blob("/meta/again")
+
+    async def body(store: BlobStore) -> None:
+        await store.put(blob, "/meta/again", version, chunked(value(5000)), 5000)
+        meta = await store.put(blob, "/meta/again", version, chunked(value(5000)), 5000, S3_META)
+        assert store.meta(blob) == meta and store.check(blob) == meta
+        assert store.key_count == 1
 
     run(tmp_path, body)

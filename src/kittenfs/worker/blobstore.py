@@ -3,7 +3,8 @@
 Layout under the worker's data directory (docs/format.md):
 
 - ``index/``  LevelDB: ``m:<blob>`` -> BlobMeta, and ``v:<blob>`` -> the bytes of inline blobs;
-- ``blobs/ab/cd/<blob>``  one file per large blob: a BlobHeader, then the value;
+- ``blobs/ab/cd/<blob>``  one file per large blob: a BlobHeader, then the value (and, for a
+  value with metadata, its metadata block last);
 - ``tmp/``  uploads in progress, removed at start.
 
 A blob is one version of one key; its id begins with the hash of the key, so its location
@@ -19,7 +20,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -36,10 +37,12 @@ from ..records import (
     MAX_HEADER_LENGTH,
     BlobHeader,
     BlobMeta,
+    Meta,
     RecordError,
     block_digest,
     decode,
     encode,
+    meta_block,
 )
 
 log = logging.getLogger("kittenfs.worker")
@@ -177,12 +180,18 @@ class BlobStore:
         version: str,
         chunks: AsyncIterator[bytes],
         expected_size: int | None = None,
+        meta: Meta | Callable[[], Meta] = (),
     ) -> BlobMeta:
         """Store the bytes of ``chunks`` as a blob and return its metadata once durable.
 
-        Raise SizeMismatch unless exactly ``expected_size`` bytes arrive (when it is given).
-        On any failure nothing is kept.
+        ``meta`` is the value's metadata (kept in BlobMeta, and in a file's metadata block),
+        or a function that returns it once ``chunks`` has ended (an upload whose metadata
+        follows the value).  A file-backed value is written in format 3 when it has metadata
+        or may have (a function), else in format 2.  Raise SizeMismatch unless exactly
+        ``expected_size`` bytes arrive (when it is given), MetaTooLarge for metadata over its
+        limit.  On any failure nothing is kept.
         """
+        with_meta = callable(meta) or bool(meta)
         digest = hashlib.md5(usedforsecurity=False)
         buffer = bytearray()
         spill: _Spill | None = None
@@ -199,37 +208,48 @@ class BlobStore:
                     continue
                 if spill is None:
                     spill = _Spill(
-                        self.tmp_dir / blob, BlobHeader.length(key, BLOCK_SIZE), BLOCK_SIZE
+                        self.tmp_dir / blob,
+                        BlobHeader.length(key, BLOCK_SIZE, with_meta),
+                        BLOCK_SIZE,
                     )
                     spill.write(buffer)
                     buffer.clear()
                 spill.write(chunk)
             if expected_size is not None and size != expected_size:
                 raise SizeMismatch(f"{size} bytes arrived, {expected_size} were announced")
-            meta = BlobMeta(
-                key, version, size, digest.hexdigest(), spill is None, int(time.time() * 1000)
+            pairs = meta() if callable(meta) else meta
+            block = meta_block(pairs)
+            stored = BlobMeta(
+                key,
+                version,
+                size,
+                digest.hexdigest(),
+                spill is None,
+                int(time.time() * 1000),
+                pairs,
             )
-            puts = {meta_key(blob): encode(meta)}
-            if meta.inline:
+            puts = {meta_key(blob): encode(stored)}
+            if stored.inline:
                 puts[_value_key(blob)] = bytes(buffer)
             async with self._locks.hold(blob):
                 old = self.meta(blob)
-                if old is not None and (old.size, old.md5) != (meta.size, meta.md5):
+                if old is not None and (old.size, old.md5) != (stored.size, stored.md5):
                     raise BlobExists(f"blob {blob} is held with other bytes (MD5 {old.md5})")
                 if spill is not None:  # the same bytes again (a repair) replace a bad copy
-                    await spill.finish(
-                        BlobHeader(key, version, size, meta.md5, BLOCK_SIZE),
-                        self.path(blob),
-                        self._durable_dirs,
+                    header = (
+                        BlobHeader.with_meta(key, version, size, stored.md5, BLOCK_SIZE, block)
+                        if with_meta
+                        else BlobHeader(key, version, size, stored.md5, BLOCK_SIZE)
                     )
+                    await spill.finish(header, block, self.path(blob), self._durable_dirs)
                     spill = None
                 await self.db.write(puts)
                 self._account(old, -1)
-                self._account(meta, +1)
+                self._account(stored, +1)
         finally:
             if spill is not None:
                 spill.discard()
-        return meta
+        return stored
 
     def _account(self, meta: BlobMeta | None, sign: int) -> None:
         if meta is not None:
@@ -250,8 +270,9 @@ class BlobStore:
 
     def check(self, blob: str) -> BlobMeta | None:
         """Return a blob's metadata once every byte has been checked against it (every block
-        digest and the MD5); None if the blob is not held.  Raise CorruptBlob if anything does
-        not match.  (Blocking: it reads the whole value; run it in a thread.)"""
+        digest, the MD5 and a format-3 file's metadata block); None if the blob is not held.
+        Raise CorruptBlob if anything does not match.  (Blocking: it reads the whole value;
+        run it in a thread.)"""
         meta = self.meta(blob)
         if meta is None:
             return None
@@ -264,6 +285,8 @@ class BlobStore:
             digest.update(piece)
         if digest.hexdigest() != meta.md5:
             raise CorruptBlob(f"blob {blob} fails its MD5 check")
+        if read_meta(where) != meta.meta:
+            raise CorruptBlob(f"blob {blob}: its metadata block does not match its metadata")
         return meta
 
     def locate_file(self, blob: str, meta: BlobMeta) -> BlobFile:
@@ -283,7 +306,7 @@ class BlobStore:
             meta.version,
             meta.size,
             meta.md5,
-        ):
+        ) or not header.describes_meta(meta.meta):
             raise CorruptBlob(f"blob {blob}: header does not match its metadata")
         if length != header.file_size:
             raise CorruptBlob(f"blob {blob}: {length} bytes on disk, {header.file_size} expected")
@@ -313,7 +336,8 @@ class BlobStore:
 
 class _Spill:
     """A temp file that receives a large upload and becomes a blob file once durable: the
-    header (written last), the value, then the digest of every ``block_size`` bytes."""
+    header (written last), the value, then the digest of every ``block_size`` bytes and (in
+    format 3) the metadata block."""
 
     def __init__(self, path: Path, header_length: int, block_size: int) -> None:
         self.tmp = path.with_name(f"{path.name}.{os.urandom(4).hex()}")
@@ -344,9 +368,12 @@ class _Spill:
         self._block.reset()
         self._in_block = 0
 
-    async def finish(self, header: BlobHeader, final: Path, durable_dirs: set[Path]) -> None:
+    async def finish(
+        self, header: BlobHeader, meta: bytes, final: Path, durable_dirs: set[Path]
+    ) -> None:
         if self._in_block:
             self._end_block()
+        self._digests += meta
         table = memoryview(self._digests)
         while table:
             table = table[os.write(self.fd, table) :]
@@ -381,6 +408,20 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_meta(where: BlobFile) -> Meta:
+    """Return the metadata a blob file holds (none before format 3), its block checked
+    against the header's digest; raise CorruptBlob if it fails.  (Blocking.)"""
+    header = where.header
+    if header.meta_length <= 0:
+        return ()
+    try:
+        with where.path.open("rb", buffering=0) as handle:
+            block = os.pread(handle.fileno(), header.meta_length, header.meta_offset)
+        return header.check_meta_block(block)
+    except (OSError, RecordError) as exc:
+        raise CorruptBlob(f"{where.path.name}: {exc}") from None
 
 
 def read_checked(

@@ -2,12 +2,13 @@
 
 ``kittenfs worker --clone-from INDEX`` asks the master where worker INDEX is, then copies
 every blob it lists (``GET /blobs``, then ``GET /blob/<id>``), each checked against the MD5
-the source lists, before this worker registers.  A blob it already holds intact is skipped,
-so a clone cut off by a crash goes on where it stopped when the worker starts again (it
-clones until its first registration).  A blob that cannot be copied (the source fails on it)
-is left out and logged.  Once registered, the worker asks the master to adopt what it holds
-(``POST /_workers/<index>/adopt``): every blob that is the current version of its key gets
-this worker added to the key's replicas.  Until the master has answered, a marker file
+the source lists and kept with the metadata it lists, before this worker registers.  A blob
+it already holds intact (with that metadata) is skipped, so a clone cut off by a crash goes
+on where it stopped when the worker starts again (it clones until its first registration).
+A blob that cannot be copied (the source fails on it) is left out and logged.  Once
+registered, the worker asks the master to adopt what it holds (``POST
+/_workers/<index>/adopt``): every blob that is the current version of its key gets this
+worker added to the key's replicas.  Until the master has answered, a marker file
 (``adopt.pending``) makes the worker ask again after a restart.
 """
 
@@ -62,7 +63,7 @@ async def clone(
         copied = skipped = failed = 0
         async for blob in list_blobs(session, url, PAGE):
             held = store.meta(blob.blob)
-            if held is not None and held.md5 == blob.md5:
+            if held is not None and (held.md5, held.meta) == (blob.md5, blob.meta):
                 skipped += 1
                 continue
             progress.note(blob.size)
@@ -133,13 +134,7 @@ async def _copy(
             async for chunk in resp.content.iter_chunked(CHUNK):
                 yield chunk
 
-        meta = await store.put(
-            blob.blob,
-            blob.key,
-            blob.version,
-            chunks(),
-            blob.size,
-        )
+        meta = await store.put(blob.blob, blob.key, blob.version, chunks(), blob.size, blob.meta)
     if meta.md5 != blob.md5:
         log.error(
             "clone: blob %s arrived with MD5 %s, %s expected; dropped",

@@ -8,7 +8,7 @@ check every byte before it is sent (serve.py); guard.py says who may ask what.
 import asyncio
 import errno
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -23,7 +23,7 @@ from ..keys import InvalidKey, decode_key
 from ..limits import body_chunks, read_body
 from ..metrics import Metrics
 from ..placement import blob_id, is_blob_id
-from ..records import BlobListing
+from ..records import MAX_META_FRAME, BlobListing, Meta, MetaTooLarge, RecordError, split_meta_frame
 from ..server import METRICS
 from ..streaming import one_chunk
 from .blobstore import BlobExists, BlobStore, CorruptBlob, SizeMismatch
@@ -102,16 +102,69 @@ def _blob_id(text: str) -> str:
 
 
 async def put_blob(request: web.Request, blob: str) -> web.Response:
-    """PUT /blob/<id> with X-Kfs-Key and X-Kfs-Version: 201 {size, md5} once durable."""
+    """PUT /blob/<id> with X-Kfs-Key and X-Kfs-Version: 201 {size, md5} once durable.
+
+    With ``X-Kfs-Meta: trailer`` the body is the value, then the frame of its metadata
+    (records.meta_frame), and ``X-Kfs-Size`` (optional) gives the value's size.
+    """
     key = _header_key(request.headers.get("X-Kfs-Key", ""))
     version = request.headers.get("X-Kfs-Version", "")
     if blob_id(key, version) != blob:
         raise HTTPProblem(400, "bad_blob_id", "the id does not match X-Kfs-Key and X-Kfs-Version")
+    chunks = body_chunks(request, READ_CHUNK)
+    size = request.content_length
+    meta: Meta | Callable[[], Meta] = ()
+    mode = request.headers.get("X-Kfs-Meta")
+    if mode is not None:
+        if mode != "trailer":
+            raise HTTPProblem(400, "bad_meta", "X-Kfs-Meta must be 'trailer'")
+        trailer = Trailer(chunks)
+        chunks, meta, size = trailer.value(), trailer.meta, _size(request)
     with _storing(blob):
-        meta = await _store(request).put(
-            blob, key, version, body_chunks(request, READ_CHUNK), request.content_length
-        )
-    return web.json_response({"size": meta.size, "md5": meta.md5}, status=201)
+        stored = await _store(request).put(blob, key, version, chunks, size, meta)
+    return web.json_response({"size": stored.size, "md5": stored.md5}, status=201)
+
+
+def _size(request: web.Request) -> int | None:
+    text = request.headers.get("X-Kfs-Size")
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 20):
+        raise HTTPProblem(400, "bad_size", "X-Kfs-Size must be a byte count")
+    return int(text)
+
+
+class Trailer:
+    """An upload body that ends in its value's metadata frame (records.meta_frame): gives the
+    value's bytes, holding the last MAX_META_FRAME bytes back until the body has ended."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self.chunks = chunks
+        self._meta: Meta | None = None
+
+    async def value(self) -> AsyncIterator[bytes]:
+        """Yield the value's bytes; raise RecordError if the body does not end in a frame."""
+        tail = b""
+        async for chunk in self.chunks:
+            if len(chunk) >= MAX_META_FRAME:
+                if tail:
+                    yield tail
+                yield chunk[:-MAX_META_FRAME]
+                tail = chunk[-MAX_META_FRAME:]
+                continue
+            tail += chunk
+            if len(tail) > MAX_META_FRAME:
+                yield tail[:-MAX_META_FRAME]
+                tail = tail[-MAX_META_FRAME:]
+        rest, self._meta = split_meta_frame(tail)
+        if rest:
+            yield rest
+
+    def meta(self) -> Meta:
+        """Return the metadata, once ``value`` has given every byte."""
+        if self._meta is None:
+            raise RecordError("the body's metadata frame has not been read")
+        return self._meta
 
 
 def _header_key(header: str) -> str:
@@ -131,6 +184,10 @@ def _storing(blob: str) -> Iterator[None]:
         yield
     except SizeMismatch as exc:
         raise HTTPProblem(400, "size_mismatch", str(exc)) from None
+    except MetaTooLarge as exc:
+        raise HTTPProblem(400, "meta_too_large", str(exc)) from None
+    except RecordError as exc:
+        raise HTTPProblem(400, "bad_meta", str(exc)) from None
     except BlobExists as exc:
         raise HTTPProblem(409, "blob_exists", str(exc)) from None
     except OSError as exc:
@@ -162,7 +219,9 @@ async def _apply(store: BlobStore, op: batch.Op) -> dict[str, object]:
         with _storing(op.blob):
             if isinstance(op, batch.DeleteOp):
                 return {"status": 204 if await store.delete(op.blob) else 404}
-            meta = await store.put(op.blob, op.key, op.version, one_chunk(op.value), len(op.value))
+            meta = await store.put(
+                op.blob, op.key, op.version, one_chunk(op.value), len(op.value), op.meta
+            )
             return {"status": 201, "size": meta.size, "md5": meta.md5}
     except HTTPProblem as problem:
         return {"status": problem.status, "error": problem.error, "message": problem.detail}

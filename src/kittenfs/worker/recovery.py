@@ -29,7 +29,7 @@ import plyvel
 from ..ldb import SyncedDB
 from ..placement import blob_id, is_blob_id
 from ..records import MAX_HEADER_LENGTH, BlobHeader, BlobMeta, RecordError, decode, encode
-from .blobstore import BlobStore, meta_key
+from .blobstore import BlobFile, BlobStore, CorruptBlob, meta_key, read_meta
 from .heartbeat import RECHECK_MARKER
 
 log = logging.getLogger("kittenfs.worker")
@@ -200,7 +200,9 @@ def _subdirs(folder: Path) -> list[Path]:
 
 def _from_file(path: Path, recovery: Recovery) -> BlobMeta | None:
     """Return the metadata a file without any names in its header (checked against its name
-    and length); None, counted unreadable, if it is not a blob."""
+    and length) and, in format 3, its metadata block (checked against its digest); None,
+    counted unreadable, if it is not a blob or its metadata block is damaged: a copy without
+    its metadata would lose it for good at a rebuild of the master's index."""
     try:
         with path.open("rb") as handle:
             header = BlobHeader.unpack(handle.read(MAX_HEADER_LENGTH))
@@ -218,4 +220,10 @@ def _from_file(path: Path, recovery: Recovery) -> BlobMeta | None:
         log.warning("%s does not hold the blob its name says", path)
         recovery.unreadable += 1
         return None
-    return BlobMeta(header.key, header.version, header.size, header.md5, False, created)
+    try:
+        meta = read_meta(BlobFile(path, header))
+    except CorruptBlob as exc:
+        log.warning("%s has a damaged metadata block: %s", path, exc)
+        recovery.unreadable += 1
+        return None
+    return BlobMeta(header.key, header.version, header.size, header.md5, False, created, meta)

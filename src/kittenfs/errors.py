@@ -22,7 +22,8 @@ to a status: the statuses on the right are that map, written down nowhere else):
     ├── StateConflict           409: a job runs already; a worker is up, down or taken
     ├── PreconditionFailed      412: If-None-Match matches the live value
     ├── InvalidRequest          400: the body ended before its Content-Length
-    │   └── TooLarge            413: the value is over --max-value-bytes
+    │   ├── TooLarge            413: the value is over --max-value-bytes
+    │   └── MetadataTooLarge    400: the value's metadata is over records.MAX_META_BYTES
     ├── NoGoodReplica           502: no replica could serve the value
     └── ReplicaUnavailable      503: the replicas a request needs cannot be had
         └── NotEnoughWorkers    503: fewer workers are up than a write needs
@@ -131,6 +132,12 @@ class InvalidRequest(StoreError):
     """The request's body is not what it announced."""
 
     code = "bad_request"
+
+
+class MetadataTooLarge(InvalidRequest):
+    """The value's metadata is larger than a blob can carry (records.MAX_META_BYTES)."""
+
+    code = "metadata_too_large"
 
 
 class TooLarge(InvalidRequest):

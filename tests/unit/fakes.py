@@ -18,7 +18,7 @@ from kittenfs.master.membership import Membership
 from kittenfs.master.move import Mover
 from kittenfs.master.write_path import Store
 from kittenfs.placement import blob_id
-from kittenfs.records import BlobListing, CopyState, IndexRecord
+from kittenfs.records import BlobListing, CopyState, IndexRecord, Meta, split_meta_frame
 
 T = TypeVar("T")
 
@@ -38,6 +38,7 @@ class Blob:
     key: str
     version: str
     value: bytes
+    meta: Meta = ()
 
     @property
     def md5(self) -> str:
@@ -84,18 +85,22 @@ class FakeTransport:
         version: str,
         body: AsyncIterator[bytes],
         size: int | None,
+        meta_follows: bool = False,
     ) -> tuple[int, str]:
         value = b"".join([chunk async for chunk in body])
+        meta: Meta = ()
         self._check("upload", worker, blob)
-        stored = self.held(worker)[blob] = Blob(key, version, value)
+        if meta_follows:  # as a worker splits it (worker/handlers.Trailer)
+            value, meta = split_meta_frame(value)
+        stored = self.held(worker)[blob] = Blob(key, version, value, meta)
         return len(value), stored.md5
 
     async def put_small(
-        self, worker: int, blob: str, key: str, version: str, value: bytes
+        self, worker: int, blob: str, key: str, version: str, value: bytes, meta: Meta = ()
     ) -> tuple[int, str]:
         await asyncio.sleep(0)
         self._check("put_small", worker, blob)
-        stored = self.held(worker)[blob] = Blob(key, version, value)
+        stored = self.held(worker)[blob] = Blob(key, version, value, meta)
         return len(value), stored.md5
 
     @contextlib.asynccontextmanager
@@ -135,7 +140,9 @@ class FakeTransport:
 
     async def list_blobs(self, worker: int, page: int = 1000) -> AsyncIterator[BlobListing]:
         for blob, held in sorted(self.held(worker).items()):
-            yield BlobListing(blob, held.key, held.version, len(held.value), held.md5, True, 0)
+            yield BlobListing(
+                blob, held.key, held.version, len(held.value), held.md5, True, 0, held.meta
+            )
 
     async def copy(self, record: IndexRecord, source: int, dest: int) -> tuple[int, str]:
         blob = blob_id(record.key, record.version)
@@ -143,7 +150,7 @@ class FakeTransport:
         held = self.held(source).get(blob)
         if held is None:
             raise ReplicaError(f"worker {source} answered 404")
-        self.held(dest)[blob] = Blob(held.key, held.version, held.value)
+        self.held(dest)[blob] = Blob(held.key, held.version, held.value, record.meta)
         return len(held.value), held.md5
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ from fakes import Core, chunks, open_core, run
 
 from kittenfs.errors import (
     InvalidRequest,
+    MetadataTooLarge,
     NotEnoughWorkers,
     NotFound,
     PreconditionFailed,
@@ -20,7 +21,7 @@ from kittenfs.errors import (
 from kittenfs.master.index import Space
 from kittenfs.master.write_path import BATCHED_VALUE_MAX
 from kittenfs.placement import blob_id
-from kittenfs.records import IndexRecord
+from kittenfs.records import MAX_META_BYTES, IndexRecord
 
 SMALL = b"small value"
 LARGE = os.urandom(BATCHED_VALUE_MAX * 3 + 17)
@@ -242,6 +243,94 @@ def test_an_unreachable_replica_is_marked_down(tmp_path: Path) -> None:
         with pytest.raises(ReplicaUnavailable):
             await put(core, "/k", LARGE)
         assert not core.membership.is_up(worker)
+        await core.index.close()
+
+    run(main())
+
+
+# --- a value's metadata goes to every replica ---------------------------------------------
+
+META = (("content-type", "text/plain"), ("x-amz-meta-colour", "ginger"))
+
+
+def checksum(size: int, md5: str) -> tuple[tuple[str, str], ...]:
+    """A ``finish`` as the S3 API's: metadata known once the body has been counted."""
+    return (("x-amz-checksum-test", f"{size}:{md5}"),)
+
+
+@pytest.mark.parametrize("value", [SMALL, LARGE, b""], ids=["batched", "streamed", "empty"])
+@pytest.mark.parametrize("known", [True, False], ids=["known-size", "no-content-length"])
+def test_every_replica_keeps_the_values_metadata(tmp_path: Path, value: bytes, known: bool) -> None:
+    """Metadata given with the PUT and what ``finish`` adds reach every replica with the
+    value's exact bytes (a streamed value carries them in a frame after its bytes)."""
+
+    async def main() -> None:
+        core = await open_core(tmp_path)
+        size = len(value) if known else None
+        result = await core.store.put("/m", chunks(value, 7000), size, None, META, checksum)
+        md5 = hashlib.md5(value).hexdigest()
+        expected = (*META, ("x-amz-checksum-test", f"{len(value)}:{md5}"))
+        assert result.record.meta == expected
+        blob = blob_id("/m", result.record.version)
+        for worker in result.record.replicas:
+            held = core.transport.held(worker)[blob]
+            assert (held.value, held.meta) == (value, expected)
+        await core.index.close()
+
+    run(main())
+
+
+def test_a_value_without_metadata_is_sent_as_before(tmp_path: Path) -> None:
+    async def main() -> None:
+        core = await open_core(tmp_path)
+        for value in (SMALL, LARGE):
+            record = await put(core, "/plain", value)
+            for worker in record.replicas:
+                held = core.transport.held(worker)[blob_id("/plain", record.version)]
+                assert (held.value, held.meta) == (value, ())
+        await core.index.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("value", [SMALL, LARGE], ids=["batched", "streamed"])
+def test_metadata_over_the_limit_is_refused_and_leaves_nothing(
+    tmp_path: Path, value: bytes
+) -> None:
+    huge = (("x-amz-meta-big", "x" * MAX_META_BYTES),)
+
+    async def main() -> None:
+        core = await open_core(tmp_path)
+        with pytest.raises(MetadataTooLarge, match="over the limit"):
+            await core.store.put("/huge", chunks(value), len(value), None, huge)
+        assert core.transport.calls == []  # refused before anything was written
+        with pytest.raises(MetadataTooLarge):  # what finish adds counts too
+            await core.store.put("/huge", chunks(value), len(value), None, (), lambda *_: huge)
+        assert await core.index.get(Space.LIVE, "/huge") is None
+        await heal_and_reap(core)
+        assert core.transport.all_blobs() == set()
+        await core.index.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("value", [SMALL, LARGE], ids=["batched", "streamed"])
+def test_a_finish_that_refuses_the_body_leaves_nothing(tmp_path: Path, value: bytes) -> None:
+    """The S3 API's BadDigest: raised before the replicas are told the body ended."""
+
+    def refuse(size: int, md5: str) -> tuple[tuple[str, str], ...]:
+        raise Boom("the checksum does not match")
+
+    async def main() -> None:
+        core = await open_core(tmp_path)
+        with pytest.raises(Boom):
+            await core.store.put("/bad", chunks(value), len(value), None, META, refuse)
+        with pytest.raises(InvalidRequest, match="Content-Length"):
+            await core.store.put("/short", chunks(value), len(value) + 1, None, META, checksum)
+        assert await core.index.get(Space.LIVE, "/bad") is None
+        await assert_accounted(core)
+        await heal_and_reap(core)
+        assert core.transport.all_blobs() == set()
         await core.index.close()
 
     run(main())

@@ -10,7 +10,8 @@ For a key whose record names version v on replicas S:
    lost (or unavailable while a replica is down) and left alone;
 4. a move record ``p:<blob>@move`` names the workers in T that lack a good copy, so a crash
    from here on leaves their copies as garbage, never as unreferenced bytes;
-5. each of them gets a copy streamed from a good one; its size and MD5 must be the record's;
+5. each of them gets a copy streamed from a good one, with the record's metadata (which the
+   copy keeps, for ``kittenfs rebuild``); its size and MD5 must be the record's;
 6. under the key's lock, and only if the key still has the same record, the new copies are
    checked again, and so is every byte of the copies that stay (before any replica is
    dropped, the kept ones must be known good, not just listed).  Then one synced batch,

@@ -25,7 +25,7 @@ from .. import batch
 from ..clusterauth import session_middlewares
 from ..errors import ReplicaError
 from ..placement import blob_id
-from ..records import BlobListing, CopyState, IndexRecord
+from ..records import BlobListing, CopyState, IndexRecord, Meta, RecordError, meta_frame
 from ..signing import ClusterKey
 
 #: Chunk size when a value is copied from one worker to another.
@@ -126,15 +126,22 @@ async def upload(
     version: str,
     body: AsyncIterator[bytes],
     size: int | None,
+    meta_follows: bool = False,
 ) -> tuple[int, str]:
-    """Stream ``body`` to a worker as a blob; return the (size, MD5) it made durable."""
+    """Stream ``body`` to a worker as a blob; return the (size, MD5) it made durable.
+
+    ``meta_follows``: ``body`` ends with a metadata frame, whose length is not known before
+    it is sent, so the value's ``size`` goes in X-Kfs-Size and the body is chunked.
+    """
     headers = {
         "X-Kfs-Key": quote(key, safe=""),
         "X-Kfs-Version": version,
         "Content-Type": "application/octet-stream",
     }
+    if meta_follows:
+        headers["X-Kfs-Meta"] = "trailer"
     if size is not None:
-        headers["Content-Length"] = str(size)
+        headers["X-Kfs-Size" if meta_follows else "Content-Length"] = str(size)
     with _talking_to(worker_url):
         async with session.put(blob_url(worker_url, blob), data=body, headers=headers) as resp:
             if resp.status != 201:
@@ -170,10 +177,11 @@ class Batcher:
         self._senders: set[asyncio.Task[None]] = set()
 
     async def put(
-        self, worker_url: str, blob: str, key: str, version: str, value: bytes
+        self, worker_url: str, blob: str, key: str, version: str, value: bytes, meta: Meta = ()
     ) -> tuple[int, str]:
-        """Store ``value`` as a blob on a worker; return the (size, MD5) it made durable."""
-        result = await self._submit(worker_url, batch.PutOp(blob, key, version, value))
+        """Store ``value`` as a blob on a worker, with its metadata ``meta``; return the
+        (size, MD5) it made durable."""
+        result = await self._submit(worker_url, batch.PutOp(blob, key, version, value, meta))
         if result.get("status") != 201:
             raise _refused(worker_url, result)
         try:
@@ -277,6 +285,13 @@ async def _chunks(worker_url: str, resp: aiohttp.ClientResponse) -> AsyncIterato
             yield chunk
 
 
+async def _followed_by(chunks: AsyncIterator[bytes], last: bytes) -> AsyncIterator[bytes]:
+    """Yield ``chunks``, then ``last``."""
+    async for chunk in chunks:
+        yield chunk
+    yield last
+
+
 def _refused(worker_url: str, result: dict[str, Any]) -> ReplicaError:
     return ReplicaError(
         f"{worker_url} answered {result.get('status')}: "
@@ -300,15 +315,18 @@ class HttpTransport:
         version: str,
         body: AsyncIterator[bytes],
         size: int | None,
+        meta_follows: bool = False,
     ) -> tuple[int, str]:
         """Stream ``body`` to a worker as a blob; return the (size, MD5) it made durable."""
-        return await upload(self.session, self.url_of(worker), blob, key, version, body, size)
+        return await upload(
+            self.session, self.url_of(worker), blob, key, version, body, size, meta_follows
+        )
 
     async def put_small(
-        self, worker: int, blob: str, key: str, version: str, value: bytes
+        self, worker: int, blob: str, key: str, version: str, value: bytes, meta: Meta = ()
     ) -> tuple[int, str]:
         """Store a small value through the batcher; return the (size, MD5) made durable."""
-        return await self.batcher.put(self.url_of(worker), blob, key, version, value)
+        return await self.batcher.put(self.url_of(worker), blob, key, version, value, meta)
 
     @contextlib.asynccontextmanager
     async def read(
@@ -340,21 +358,28 @@ class HttpTransport:
         return list_blobs(self.session, self.url_of(worker), page)
 
     async def copy(self, record: IndexRecord, source: int, dest: int) -> tuple[int, str]:
-        """Stream ``record``'s blob from ``source`` to ``dest``; return what ``dest`` holds."""
+        """Stream ``record``'s blob from ``source`` to ``dest``, followed by the record's
+        metadata if it has any; return what ``dest`` holds."""
         blob = blob_id(record.key, record.version)
         source_url = self.url_of(source)
+        try:
+            frame = meta_frame(record.meta) if record.meta else b""
+        except RecordError as exc:
+            raise ReplicaError(f"{record.key!r} cannot be copied: {exc}") from None
         with _talking_to(source_url):
             async with self.session.get(blob_url(source_url, blob)) as resp:
                 if resp.status != 200:
                     raise ReplicaError(f"worker {source} answered {resp.status}")
+                chunks: AsyncIterator[bytes] = resp.content.iter_chunked(COPY_CHUNK)
                 return await upload(
                     self.session,
                     self.url_of(dest),
                     blob,
                     record.key,
                     record.version,
-                    resp.content.iter_chunked(COPY_CHUNK),
+                    _followed_by(chunks, frame) if frame else chunks,
                     record.size,
+                    meta_follows=bool(frame),
                 )
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from ..placement import blob_id
-from ..records import BlobListing, CopyState, IndexRecord
+from ..records import BlobListing, CopyState, IndexRecord, Meta
 
 
 class ReplicaTransport(Protocol):
@@ -25,14 +25,20 @@ class ReplicaTransport(Protocol):
         version: str,
         body: AsyncIterator[bytes],
         size: int | None,
+        meta_follows: bool = False,
     ) -> tuple[int, str]:
-        """Stream ``body`` to a worker as a blob; return the (size, MD5) it made durable."""
+        """Stream ``body`` to a worker as a blob; return the (size, MD5) it made durable.
+
+        ``meta_follows``: ``body`` ends with the value's metadata frame (records.meta_frame)
+        after its ``size`` bytes of value; the worker keeps the metadata with the blob.
+        """
         ...
 
     async def put_small(
-        self, worker: int, blob: str, key: str, version: str, value: bytes
+        self, worker: int, blob: str, key: str, version: str, value: bytes, meta: Meta = ()
     ) -> tuple[int, str]:
-        """Store a small value whole (batched with others); return its durable (size, MD5)."""
+        """Store a small value whole, with its metadata (batched with others); return its
+        durable (size, MD5)."""
         ...
 
     def read(
@@ -61,8 +67,8 @@ class ReplicaTransport(Protocol):
         ...
 
     async def copy(self, record: IndexRecord, source: int, dest: int) -> tuple[int, str]:
-        """Stream ``record``'s blob from worker ``source`` to ``dest``; return what ``dest``
-        made durable."""
+        """Stream ``record``'s blob from worker ``source`` to ``dest``, with the record's
+        metadata; return what ``dest`` made durable."""
         ...
 
     async def close(self) -> None:

@@ -5,7 +5,9 @@ PUT, for one key at a time (writes to a key are serialized by a per-key lock):
 1. choose replicas: the first R workers in the key's rendezvous order that are up;
 2. record the write as pending (synced), naming a fresh version of the key;
 3. stream the body once, to every replica in parallel; each makes it durable and answers
-   with its size and MD5, which must equal what the master counted;
+   with its size and MD5, which must equal what the master counted.  A value with metadata
+   (the S3 API's) carries it to the replicas too, after its bytes (the checksums among it
+   are known only then), so ``kittenfs rebuild`` can restore it;
 4. commit: one synced batch makes the new version live and turns the version it replaces
    into garbage; only then is the client answered;
 5. garbage is deleted from the replicas in the background (garbage.py), and retried until it
@@ -26,6 +28,7 @@ from typing import TypeVar
 
 from ..errors import (
     InvalidRequest,
+    MetadataTooLarge,
     NotFound,
     PreconditionFailed,
     ReplicaError,
@@ -36,7 +39,7 @@ from ..errors import (
 from ..httputil import etag_matches
 from ..locks import KeyLocks
 from ..placement import blob_id, new_version
-from ..records import IndexRecord
+from ..records import IndexRecord, Meta, MetaTooLarge, meta_block, meta_frame
 from .cache import ValueCache
 from .fanout import FanOut, Stalled
 from .garbage import Reaper
@@ -90,8 +93,8 @@ class Store:
         body: AsyncIterator[bytes],
         size: int | None,
         if_none_match: str | None = None,
-        meta: tuple[tuple[str, str], ...] = (),
-        finish: Callable[[int, str], tuple[tuple[str, str], ...]] | None = None,
+        meta: Meta = (),
+        finish: Callable[[int, str], Meta] | None = None,
         precondition: Callable[[IndexRecord | None], None] | None = None,
     ) -> PutResult:
         """Store ``body`` as the value of ``key`` on every replica, then make it live.
@@ -99,9 +102,10 @@ class Store:
         Raise PreconditionFailed if ``if_none_match`` (an If-None-Match header) matches the
         live value's ETag (``*``: the key exists), TooLarge if the body is over the limit,
         InvalidRequest if it is shorter than ``size``, ReplicaUnavailable if too few workers
-        are up or a replica fails.  ``meta`` is stored in the record (IndexRecord.meta).
-        ``finish`` gets the size and MD5 every replica holds once the body has ended, before
-        the commit, and returns more metadata to store (a checksum of the body); whatever
+        are up or a replica fails.  ``meta`` is stored in the record (IndexRecord.meta) and
+        with every replica (MetadataTooLarge if it is over records.MAX_META_BYTES).
+        ``finish`` gets the size and MD5 of the body once it has ended, before the replicas
+        are told so, and returns more metadata to store (a checksum of the body); whatever
         it raises fails the write, which leaves nothing visible (the S3 API checks
         Content-MD5 and the SDKs' checksums there).  ``precondition`` gets the live record
         (None if there is none) under the key's lock, before anything is written; whatever
@@ -109,6 +113,7 @@ class Store:
         """
         if size is not None and size > self.max_value_bytes:
             raise TooLarge(self.max_value_bytes)
+        _check_meta(meta)
         small = size is not None and size <= BATCHED_VALUE_MAX
         value = await _read_whole(body, size) if small and size is not None else None
         async with self.locks.hold(key):
@@ -124,11 +129,13 @@ class Store:
             await self.index.begin_write(pending)
             try:
                 if value is not None:
-                    written_size, md5 = await self._replicate_small(pending, value)
+                    md5 = hashlib.md5(value, usedforsecurity=False).hexdigest()
+                    meta = _finished(meta, finish, len(value), md5)
+                    written_size, md5 = await self._replicate_small(pending, value, md5, meta)
                 else:
-                    written_size, md5 = await self._replicate(pending, body, size)
-                if finish is not None:
-                    meta = (*meta, *finish(written_size, md5))
+                    written_size, md5, meta = await self._replicate(
+                        pending, body, size, meta, finish
+                    )
             except BaseException:
                 await asyncio.shield(self.reaper.abandon(pending))
                 raise
@@ -162,9 +169,17 @@ class Store:
         return PutResult(live is None, record)
 
     async def _replicate(
-        self, pending: IndexRecord, body: AsyncIterator[bytes], size: int | None
-    ) -> tuple[int, str]:
-        """Copy ``body`` to the pending write's replicas; return the size and MD5 they hold."""
+        self,
+        pending: IndexRecord,
+        body: AsyncIterator[bytes],
+        size: int | None,
+        meta: Meta,
+        finish: Callable[[int, str], Meta] | None,
+    ) -> tuple[int, str, Meta]:
+        """Copy ``body`` to the pending write's replicas, then (if there may be any) its
+        metadata, ``finish``'s included; return the size and MD5 they hold, and the
+        metadata."""
+        trailing = bool(meta) or finish is not None
         fan = FanOut(len(pending.replicas), self.replica_timeout)
         blob = blob_id(pending.key, pending.version)
         uploads = [
@@ -176,6 +191,7 @@ class Store:
                     pending.version,
                     aiter(branch),
                     size,
+                    trailing,
                 )
             )
             for index, branch in zip(pending.replicas, fan.branches, strict=False)
@@ -201,6 +217,13 @@ class Store:
                     fan.abort()
                     break
             else:
+                if trailing:  # the metadata ends the body, once the body has been counted
+                    if size is not None and total != size:
+                        raise InvalidRequest(
+                            f"Content-Length was {size}, got {total} bytes", "short_body"
+                        )
+                    meta = _finished(meta, finish, total, digest.hexdigest())
+                    await fan.send(meta_frame(meta))
                 await fan.close()
         except BaseException as exc:
             fan.abort()
@@ -214,24 +237,23 @@ class Store:
             fan.abort()
         if size is not None and total != size and not _failures(results):
             raise InvalidRequest(f"Content-Length was {size}, got {total} bytes", "short_body")
-        return _agreed(pending.replicas, results, (total, digest.hexdigest()))
+        return (*_agreed(pending.replicas, results, (total, digest.hexdigest())), meta)
 
-    async def _replicate_small(self, pending: IndexRecord, value: bytes) -> tuple[int, str]:
-        """Copy a small value to the replicas through the batcher; return its size and MD5."""
+    async def _replicate_small(
+        self, pending: IndexRecord, value: bytes, md5: str, meta: Meta
+    ) -> tuple[int, str]:
+        """Copy a small value (whose MD5 is ``md5``) and its metadata to the replicas
+        through the batcher; return its size and MD5."""
         blob = blob_id(pending.key, pending.version)
         puts = [
             asyncio.create_task(
-                self.transport.put_small(index, blob, pending.key, pending.version, value)
+                self.transport.put_small(index, blob, pending.key, pending.version, value, meta)
             )
             for index in pending.replicas
         ]
         results = await self._await_uploads(puts, pending.replicas)
         self._suspect_unreachable(pending.replicas, results, [False] * len(results))
-        return _agreed(
-            pending.replicas,
-            results,
-            (len(value), hashlib.md5(value, usedforsecurity=False).hexdigest()),
-        )
+        return _agreed(pending.replicas, results, (len(value), md5))
 
     async def _await_uploads(
         self, uploads: list[asyncio.Task[tuple[int, str]]], replicas: tuple[int, ...]
@@ -311,6 +333,23 @@ class Store:
                 if not start:
                     break
         return deleted
+
+
+def _check_meta(meta: Meta) -> None:
+    """Raise MetadataTooLarge if ``meta`` is more than a blob can carry."""
+    try:
+        meta_block(meta)
+    except MetaTooLarge as exc:
+        raise MetadataTooLarge(str(exc)) from None
+
+
+def _finished(meta: Meta, finish: Callable[[int, str], Meta] | None, size: int, md5: str) -> Meta:
+    """Return ``meta`` and what ``finish`` adds for a body of ``size`` bytes and ``md5``."""
+    if finish is None:
+        return meta
+    meta = (*meta, *finish(size, md5))
+    _check_meta(meta)
+    return meta
 
 
 async def _read_whole(body: AsyncIterator[bytes], size: int) -> bytes:

@@ -1,8 +1,10 @@
 """Rebuild a master's index from what the workers hold, for when the master's disk is lost.
 
-Every blob names its key, version, size and MD5 (docs/format.md), so the index can be
-rebuilt whole: for each key the newest version held anywhere becomes live, on every worker
-that holds it with the same size and MD5.  Workers keep their ids and indices.
+Every blob names its key, version, size, MD5 and metadata (docs/format.md), so the index can
+be rebuilt whole: for each key the newest version held anywhere becomes live, on every worker
+that holds it with the same size and MD5, with the metadata its copies hold (the S3 API's
+Content-Type, user metadata, checksums and multipart manifests).  Workers keep their ids
+and indices.
 
 Nothing is deleted: older versions, and copies that disagree, are left on the workers and
 reported.  The newest version may be a write that failed (its clean-up cut off by the same
@@ -29,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .clusterauth import HttpxClusterAuth
 from .master.index import LevelDBIndex
-from .records import BlobListing, IndexRecord, WorkerInfo
+from .records import BlobListing, IndexRecord, Meta, WorkerInfo
 from .signing import ClusterKey
 
 #: Blobs listed per request.
@@ -110,11 +112,20 @@ def plan(found: Found) -> tuple[list[IndexRecord], int]:
         # The copies that agree with the most common (size, md5) are the value.
         votes = Counter((blob.size, blob.md5) for _, blob in copies)
         size, md5 = votes.most_common(1)[0][0]
-        holders = tuple(sorted(w for w, b in copies if (b.size, b.md5) == (size, md5)))
+        agreeing = [(w, b) for w, b in copies if (b.size, b.md5) == (size, md5)]
+        holders = tuple(sorted(w for w, _ in agreeing))
         created = min(b.created_ms for _, b in copies)
-        live.append(IndexRecord(key, newest, size, md5, holders, created, created))
+        meta = _meta_of([b for _, b in agreeing])
+        live.append(IndexRecord(key, newest, size, md5, holders, created, created, meta))
         stale += sum(len(copies) for copies in versions.values()) - len(holders)
     return live, stale
+
+
+def _meta_of(copies: list[BlobListing]) -> Meta:
+    """Return the metadata most copies of one value hold, a copy with some outvoting any
+    number without (copies written before workers kept metadata hold none)."""
+    votes = Counter(blob.meta for blob in copies)
+    return max(votes.items(), key=lambda vote: (bool(vote[0]), vote[1]))[0]
 
 
 def rebuild(data: Path, worker_urls: list[str], key: ClusterKey | None = None) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from . import __version__, settings
 from .config import (
     ClientConfig,
     ConfigError,
+    GatewayConfig,
     JobOptions,
     MasterConfig,
     RebuildConfig,
@@ -70,7 +71,7 @@ SERVER_PACKAGES = (
     "crc32c",
 )
 #: The commands that run (or open) the servers, which need the "server" extra.
-SERVER_COMMANDS = frozenset({"master", "worker", "up", "rebuild", "bench", "nemesis", "soak"})
+SERVER_COMMANDS = frozenset({"master", "worker", "s3", "up", "rebuild", "bench", "nemesis", "soak"})
 _RED = "\033[31m"
 _RESET = "\033[0m"
 
@@ -121,6 +122,14 @@ class Parser(argparse.ArgumentParser):
 def _master(args: argparse.Namespace) -> int:
     config = settings.resolve(MasterConfig, args)
     from .master.app import run
+
+    run(config)
+    return 0
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    config = settings.resolve(GatewayConfig, args)
+    from .s3.gateway import run
 
     run(config)
     return 0
@@ -312,6 +321,7 @@ _UP = _server(UpConfig, _up, file=False)
 COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
     ("master", "run the master (the index)", _server(MasterConfig, _master)),
     ("worker", "run a worker (stores values)", _server(WorkerConfig, _worker)),
+    ("s3", "run an S3 gateway in front of a master", _server(GatewayConfig, _gateway)),
     ("up", "run a local cluster: one master and N workers, until Ctrl-C", _UP),
     ("rebuild", "rebuild a lost master index from the workers", _rebuild_arguments),
     *((name, heavy[0], _heavy_arguments(name)) for name, heavy in _HEAVY.items()),

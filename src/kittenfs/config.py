@@ -483,6 +483,42 @@ class WorkerConfig:
         _check_cluster_key(self.host, self.cluster_key)
 
 
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Settings of an S3 gateway (``kittenfs s3``): the S3 API in a process of its own."""
+
+    #: URL of the master, which must serve S3 itself (``--s3-port``): writes go there.
+    master: str = setting(help="URL of the master, e.g. http://127.0.0.1:3000", check=URL)
+    #: Port to listen on; 0 picks a free one.
+    port: int = setting(9000, "port to listen on; 0 picks a free one", check=_PORT)
+    #: Address to listen on.
+    host: str = setting("127.0.0.1", "address to listen on")
+    #: Domain of virtual-host-style requests, as the master's ``--s3-domain``.
+    s3_domain: str | None = setting(
+        None,
+        "domain of virtual-host-style S3 requests (<bucket>.<domain>)",
+        metavar="DOMAIN",
+        shown="path-style only",
+    )
+    #: Seconds a credential's signing key is used before the master is asked again: a
+    #: revoked credential works here this long at most.
+    key_ttl: float = setting(
+        10.0, "seconds a signing key is kept before asking the master again", check=POSITIVE
+    )
+    #: Time and concurrency limits of the HTTP server.
+    limits: Limits = Limits()
+    #: The cluster secret: the gateway reads the index and the workers as a member.
+    cluster_key: ClusterKey | None = _cluster_key("the master's own")
+    #: TLS: serve HTTPS, and the CA of the master's and the workers' certificates.
+    tls: TLS = TLS()
+    #: Log one line per request.
+    verbose: bool = setting(False, "log every request")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _check_cluster_key(self.host, self.cluster_key)
+
+
 #: The URL a client talks to when none is given.
 DEFAULT_URL = "http://127.0.0.1:3000"
 

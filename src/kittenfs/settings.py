@@ -25,6 +25,7 @@ from .config import (
     ENV_PREFIX,
     ClientConfig,
     ConfigError,
+    GatewayConfig,
     JobOptions,
     MasterConfig,
     RebuildConfig,
@@ -354,6 +355,7 @@ def _read_file(
 DOCUMENTED = (
     ("kittenfs master", MasterConfig),
     ("kittenfs worker", WorkerConfig),
+    ("kittenfs s3 (the S3 gateway)", GatewayConfig),
     ("client commands (put, get, ls, ...)", ClientConfig),
     ("kittenfs up", UpConfig),
     ("kittenfs rebuild", RebuildConfig),

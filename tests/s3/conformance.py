@@ -23,7 +23,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from cluster import Cluster, started  # noqa: E402
+from cluster import Cluster, Proc, started  # noqa: E402
 from s3.selection import FILES, SUITE, deselect_args  # noqa: E402
 
 S3_AT = re.compile(r"S3 API at (https?://\S+)")
@@ -50,9 +50,21 @@ def make_key(cluster: Cluster, role: str = "admin", prefix: str = "/") -> tuple[
     return body["access_key"], body["secret_key"]
 
 
-def write_conf(cluster: Cluster, path: Path) -> None:
-    """Write an s3-tests configuration for ``cluster``'s S3 API with three fresh key pairs."""
-    url = httpx.URL(s3_url(cluster))
+def gateway(cluster: Cluster, member: bool = True) -> Proc:
+    """Return an S3 gateway (``kittenfs s3``) in front of ``cluster``, not started; it
+    keeps signing keys one second, and has the cluster secret if it is a ``member``."""
+    secret = ["--cluster-secret-file", str(cluster.root / "cluster.secret")] if member else []
+    return Proc(
+        "s3",
+        ["s3", "--master", cluster.url, "--port", "0", "--key-ttl", "1", *secret],
+        cluster.root / "gateway.log",
+    )
+
+
+def write_conf(cluster: Cluster, path: Path, endpoint: str | None = None) -> None:
+    """Write an s3-tests configuration for ``cluster``'s S3 API (or ``endpoint``) with
+    three fresh key pairs."""
+    url = httpx.URL(endpoint or s3_url(cluster))
     sections = []
     for name in ("main", "alt", "tenant"):
         access, secret = make_key(cluster)
@@ -74,7 +86,7 @@ def write_conf(cluster: Cluster, path: Path) -> None:
     )
 
 
-def run(cluster: Cluster, report: Path, *extra: str) -> str:
+def run(cluster: Cluster, report: Path, *extra: str, endpoint: str | None = None) -> str:
     """Run the selection against ``cluster``; return pytest's output (also in ``report``.log).
 
     The junit XML goes to ``report``; the log is written as the tests run, so a slow test
@@ -82,7 +94,7 @@ def run(cluster: Cluster, report: Path, *extra: str) -> str:
     """
     conf = report.with_suffix(".conf")
     log = report.with_suffix(".log")
-    write_conf(cluster, conf)
+    write_conf(cluster, conf, endpoint)
     with log.open("w") as out:
         subprocess.run(
             [
@@ -130,11 +142,21 @@ def by_area(outcomes: dict[str, str]) -> dict[str, Counter[str]]:
 
 
 def main() -> None:
+    """Run the selection; ``--gateway`` first: through an S3 gateway (``kittenfs s3``)."""
+    through_gateway = sys.argv[1:2] == ["--gateway"]
+    extra = sys.argv[2:] if through_gateway else sys.argv[1:]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         print("log:", root / "report.log", flush=True)
         with started(root / "c", master_args=["--s3-port", "0"], token=TOKEN) as cluster:
-            print(run(cluster, root / "report.xml", *sys.argv[1:])[-6000:])
+            front = gateway(cluster)
+            if through_gateway:
+                front.start()
+            try:
+                endpoint = front.url if through_gateway else None
+                print(run(cluster, root / "report.xml", *extra, endpoint=endpoint)[-6000:])
+            finally:
+                front.stop()
             outcomes = results(root / "report.xml")
     print(json.dumps({a: dict(c) for a, c in sorted(by_area(outcomes).items())}, indent=1))
     print(dict(Counter(outcomes.values())))

@@ -31,10 +31,13 @@ MiB = 1024 * 1024
 _names = itertools.count()
 
 
-def client_for(cluster: Cluster, access: str, secret: str) -> BaseClient:
+def client_for(
+    cluster: Cluster, access: str, secret: str, endpoint: str | None = None
+) -> BaseClient:
+    """Return boto3's S3 client of the cluster's S3 API (or of ``endpoint``)."""
     return boto3.client(
         "s3",
-        endpoint_url=s3_url(cluster),
+        endpoint_url=endpoint or s3_url(cluster),
         aws_access_key_id=access,
         aws_secret_access_key=secret,
         region_name="us-east-1",

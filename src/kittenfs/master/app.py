@@ -40,10 +40,13 @@ def _s3_api(config: MasterConfig):  # type: ignore[no-untyped-def]
     async def context(app: web.Application) -> AsyncIterator[None]:
         # Only masters that serve S3 import it.
         from ..s3.app import build_s3_app
+        from ..s3.auth import MasterKeys
         from ..s3.multipart import clean_forever
 
-        s3 = build_s3_app(config, app[METRICS])
-        s3[STATE] = app[STATE]
+        state = app[STATE]
+        s3 = build_s3_app(
+            config.limits, config.s3_domain, app[METRICS], state, MasterKeys(state.access)
+        )
         runner = Runner(s3, config.limits)
         await runner.setup()
         tls = server_context(config.tls)
@@ -53,7 +56,7 @@ def _s3_api(config: MasterConfig):  # type: ignore[no-untyped-def]
         except OSError as exc:
             await runner.cleanup()
             raise ConfigError(f"--s3-port {config.s3_port}: cannot listen there ({exc})") from None
-        port = runner.addresses[0][1]
+        port = app[STATE].s3_port = runner.addresses[0][1]
         cleaner = asyncio.create_task(clean_forever(app[STATE], config.s3_abandoned_after))
         log.info(
             "serving the S3 API at %s://%s:%d",

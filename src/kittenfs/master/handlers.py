@@ -17,7 +17,7 @@ from ..httputil import Handler, HTTPProblem, etag
 from ..keys import MAX_KEY_BYTES, InvalidKey, key_from_raw_path
 from ..limits import body_chunks, paced
 from ..server import METRICS
-from . import admin, credential_api, read_path, worker_link
+from . import admin, credential_api, gateway_link, read_path, worker_link
 from .access import Caller, Need
 from .index import Space
 from .state import STATE, MasterState
@@ -275,6 +275,10 @@ _ROUTES: dict[str, tuple[tuple[str, ...], Need, Handler]] = {
     "/_workers/register": (("POST",), Need.MEMBER, worker_link.register),
     "/_workers/heartbeat": (("POST",), Need.MEMBER, worker_link.heartbeat),
     "/_workers/corrupt": (("POST",), Need.MEMBER, worker_link.corrupt),
+    "/_gateway/hello": (("GET",), Need.MEMBER, gateway_link.hello),
+    "/_gateway/record": (("GET",), Need.MEMBER, gateway_link.record),
+    "/_gateway/records": (("GET",), Need.MEMBER, gateway_link.records),
+    "/_gateway/signing-key": (("POST",), Need.MEMBER, gateway_link.signing_key),
 }
 
 #: Routes under a prefix, each routed further by its own module (which checks the need).

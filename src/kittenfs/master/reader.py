@@ -21,14 +21,13 @@ import hashlib
 import random
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import NoGoodReplica, ReplicaError, ReplicaUnavailable
 from ..placement import blob_id
 from ..records import IndexRecord
 from .cache import ValueCache
-from .damage import Damage
-from .index import Index, Space
-from .membership import Membership
+from .index import Space
 from .transport import ReplicaTransport
 
 
@@ -40,15 +39,39 @@ class Found:
     value: bytes | None = None
 
 
+class Records(Protocol):
+    """What reads need of the index (index.Index; an S3 gateway's asks its master)."""
+
+    async def get(self, space: Space, key: str) -> IndexRecord | None: ...
+
+
+class Workers(Protocol):
+    """What reads need to know of the workers (membership.Membership; an S3 gateway's view
+    is the master's ``/_cluster``)."""
+
+    def live_replicas(self, replicas: tuple[int, ...]) -> list[int]: ...
+    def is_up(self, index: int) -> bool: ...
+    def suspect(self, index: int, why: str) -> None: ...
+
+
+class DamageLog(Protocol):
+    """Where reads report damaged copies (damage.Damage queues their repair)."""
+
+    def mark(self, record: IndexRecord, worker: int) -> None: ...
+    def of(self, record: IndexRecord) -> set[int]: ...
+    def suspect(self, record: IndexRecord, workers: tuple[int, ...]) -> None: ...
+
+
 class Reader:
-    """The read decisions of one master, over its index, cache, workers and transport."""
+    """The read decisions of one master (or S3 gateway), over its index, cache, workers
+    and transport."""
 
     def __init__(
         self,
-        index: Index,
+        index: Records,
         cache: ValueCache,
-        membership: Membership,
-        damage: Damage,
+        membership: Workers,
+        damage: DamageLog,
         transport: ReplicaTransport,
     ) -> None:
         self.index = index

@@ -44,6 +44,9 @@ class MasterState:
     mover: Mover
     reader: Reader
     url: str = ""
+    #: The port this master serves the S3 API on (None if it does not): S3 gateways
+    #: forward writes there.
+    s3_port: int | None = None
 
     @property
     def public_url(self) -> str:

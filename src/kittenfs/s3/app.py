@@ -1,9 +1,12 @@
-"""The S3 API's HTTP side: an aiohttp application on its own port, over a master's state.
+"""The S3 API's HTTP side: an aiohttp application on its own port, over a master's state
+(or, in an S3 gateway, over its view of a master: gateway.py).
 
-``dispatch`` authenticates the request (auth.py), finds its bucket and key (path-style
-``/<bucket>/<key>``, or ``<bucket>.<--s3-domain>`` virtual-host style), and hands it to the
-one operation its method and sub-resource name.  ``s3_errors`` turns every failure into
-S3's XML error body, with the request id that ``x-amz-request-id`` carries.
+``dispatch`` finds the request's bucket and key (path-style ``/<bucket>/<key>``, or
+``<bucket>.<--s3-domain>`` virtual-host style) and the one operation its method and
+sub-resource name, authenticates it (auth.py), and runs the operation.  A gateway runs only
+the operations that read (``READS``) and forwards the others to its master.  ``s3_errors``
+turns every failure into S3's XML error body, with the request id that
+``x-amz-request-id`` carries.
 """
 
 import logging
@@ -12,20 +15,26 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from ..config import MasterConfig
+from ..config import Limits
 from ..httputil import Handler, HTTPProblem, failure
-from ..master.state import STATE
 from ..metrics import Metrics
 from ..server import new_app
 from . import buckets, listing, multipart, objects, xml
-from .auth import authenticate
-from .call import Call, new_request_id
+from .auth import Keys, authenticate
+from .call import Backing, Call, new_request_id
 from .errors import S3Error
 
 log = logging.getLogger("kittenfs.s3")
 
 Operation = Callable[[Call], Awaitable[web.StreamResponse]]
+#: How a gateway hands a request that writes to its master.
+Forward = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "kittenfs.s3.request_id"
+#: What the operations run over, and where signatures are checked.
+BACKING: web.AppKey[Backing] = web.AppKey("s3_backing")
+KEYS: web.AppKey[Keys] = web.AppKey("s3_keys")
+FORWARD: web.AppKey[Forward | None] = web.AppKey("s3_forward")
+DOMAIN = web.AppKey("s3_domain", str)
 
 #: Sub-resources of features kittenFS does not have: answered NotImplemented, never with a
 #: wrong success.
@@ -56,15 +65,23 @@ _CODES = {
 }
 
 
-def build_s3_app(config: MasterConfig, metrics: Metrics) -> web.Application:
-    """Return the S3 application; the master's lifecycle gives it the master's state."""
-    app = new_app(metrics, config.limits, s3_errors)
-    app[DOMAIN] = config.s3_domain or ""
+def build_s3_app(
+    limits: Limits,
+    domain: str | None,
+    metrics: Metrics,
+    backing: Backing,
+    keys: Keys,
+    forward: Forward | None = None,
+) -> web.Application:
+    """Return the S3 application over ``backing``, checking signatures with ``keys``; with
+    ``forward`` (a gateway), only the operations that read run here."""
+    app = new_app(metrics, limits, s3_errors)
+    app[DOMAIN] = domain or ""
+    app[BACKING] = backing
+    app[KEYS] = keys
+    app[FORWARD] = forward
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     return app
-
-
-DOMAIN = web.AppKey("s3_domain", str)
 
 
 @web.middleware
@@ -79,7 +96,7 @@ async def s3_errors(request: web.Request, handler: Handler) -> web.StreamRespons
     except Exception as exc:  # the master's own errors, mapped to S3's codes
         problem = failure(request, exc)
         response = error_response(request, _from_problem(problem), request_id)
-    response.headers["x-amz-request-id"] = request_id
+    response.headers.setdefault("x-amz-request-id", request_id)  # a forwarded one has its own
     return response
 
 
@@ -104,12 +121,15 @@ def error_response(request: web.Request, error: S3Error, request_id: str) -> web
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    """Route an S3 request to its operation."""
-    state = request.app[STATE]
-    verified = await authenticate(request, state.access)
+    """Route an S3 request to its operation (or, in a gateway, forward it if it writes)."""
     bucket, key = _address(request)
-    call = Call(request, state, verified, bucket, key, request[REQUEST_ID])
-    return await _operation(request, bucket, key)(call)
+    operation = _operation(request, bucket, key)
+    forward = request.app[FORWARD]
+    if forward is not None and operation not in READS:
+        return await forward(request)
+    verified = await authenticate(request, request.app[KEYS])
+    call = Call(request, request.app[BACKING], verified, bucket, key, request[REQUEST_ID])
+    return await operation(call)
 
 
 def _address(request: web.Request) -> tuple[str, str]:
@@ -205,3 +225,20 @@ async def _versioning(call: Call) -> web.StreamResponse:
     return web.Response(
         body=xml.document("VersioningConfiguration"), content_type="application/xml"
     )
+
+
+#: The operations that only read: an S3 gateway runs these itself.
+READS: frozenset[Operation] = frozenset(
+    {
+        objects.get_object,
+        listing.list_objects,
+        listing.list_objects_v2,
+        listing.list_object_versions,
+        buckets.list_buckets,
+        buckets.head_bucket,
+        buckets.bucket_location,
+        multipart.list_parts,
+        multipart.list_uploads,
+        _versioning,
+    }
+)

@@ -10,6 +10,7 @@ request may do everything and signatures are not checked, as on the native API.
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 from aiohttp import web
 
@@ -30,7 +31,59 @@ class Verified:
     key: bytes | None = None
 
 
-async def authenticate(request: web.Request, access: Access) -> Verified:
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """The key that checks signatures of one credential for one day's scope, and who the
+    credential is."""
+
+    key: bytes
+    caller: Caller
+
+
+class Keys(Protocol):
+    """Where signatures are checked against: a master's credential store (MasterKeys), or
+    an S3 gateway's master (gateway.py)."""
+
+    @property
+    def enabled(self) -> bool:
+        """Auth is on: signatures are checked."""
+        ...
+
+    @property
+    def anonymous_role(self) -> Role | None:
+        """What an unsigned request may do."""
+        ...
+
+    async def signing_key(self, signed: sigv4.Signed) -> SigningKey | None:
+        """Return the signing key of ``signed``'s credential and scope; None if there is no
+        such credential (unknown, revoked or expired)."""
+        ...
+
+
+class MasterKeys:
+    """The Keys of the master's own credential store."""
+
+    def __init__(self, access: Access) -> None:
+        self.access = access
+
+    @property
+    def enabled(self) -> bool:
+        return self.access.enabled
+
+    @property
+    def anonymous_role(self) -> Role | None:
+        return self.access.anonymous_role
+
+    async def signing_key(self, signed: sigv4.Signed) -> SigningKey | None:
+        credential = await self.access.credential(signed.access_key)
+        if credential is None:
+            return None
+        key = sigv4.signing_key(secret_of(self.access.master_key, credential), signed)
+        caller = Caller(credential.access_key, Role.named(credential.role), credential.prefix)
+        return SigningKey(key, caller)
+
+
+async def authenticate(request: web.Request, access: Keys) -> Verified:
     """Return the caller of ``request``; raise S3Error if its signature does not hold."""
     payload = request.headers.get("x-amz-content-sha256", sigv4.UNSIGNED_PAYLOAD)
     header = request.headers.get("Authorization")
@@ -50,12 +103,12 @@ async def authenticate(request: web.Request, access: Access) -> Verified:
     if not access.enabled:
         return Verified(Caller(role=Role.ADMIN), payload)
     _check_time(signed, time.time())
-    credential = await access.credential(signed.access_key)
-    if credential is None:
+    found = await access.signing_key(signed)
+    if found is None:
         raise S3Error(
             "InvalidAccessKeyId", "the access key does not exist, or was revoked or expired"
         )
-    key = sigv4.signing_key(secret_of(access.master_key, credential), signed)
+    key = found.key
     pairs = [
         (name, value)
         for name, value in sigv4.query_pairs(request.rel_url.raw_query_string)
@@ -76,8 +129,7 @@ async def authenticate(request: web.Request, access: Access) -> Verified:
             "SignatureDoesNotMatch",
             "the request signature we calculated does not match the signature you provided",
         )
-    caller = Caller(credential.access_key, Role.named(credential.role), credential.prefix)
-    return Verified(caller, payload, signed, key)
+    return Verified(found.caller, payload, signed, key)
 
 
 def _amz_date(request: web.Request) -> str | None:

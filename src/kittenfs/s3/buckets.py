@@ -124,11 +124,11 @@ async def delete_bucket(call: Call) -> web.Response:
     """DELETE /<bucket>: 204; BucketNotEmpty while it holds an object.  Its multipart
     uploads in progress are aborted with it, as S3 does (s3-tests' clean-up counts on it)."""
     call.require(Role.WRITE, bucket_prefix(call.bucket))
-    index = call.state.index
     async with call.state.store.locks.hold(bucket_prefix(call.bucket)):
         await call.existing_bucket()
-        keys, _ = await index.keys(Space.LIVE, bucket_prefix(call.bucket), "", 1)
-        if keys:
+        if await anext(
+            aiter(call.state.index.records(Space.LIVE, bucket_prefix(call.bucket))), None
+        ):
             raise S3Error(
                 "BucketNotEmpty",
                 "the bucket you tried to delete is not empty",

@@ -1,13 +1,16 @@
 """One S3 request as the operations see it: the master's state, who asked, and what for."""
 
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
 from ..credentials import Role, covers, listing_prefix
 from ..master.index import Space
-from ..master.state import MasterState
+from ..master.reader import Reader
+from ..master.write_path import Store
 from ..records import IndexRecord
 from .auth import Verified
 from .errors import S3Error
@@ -19,6 +22,34 @@ MAX_PART_NUMBER = 10_000
 BUCKETS = "/_s3/buckets/"
 #: The marker's ``meta`` entry holding the bucket's LocationConstraint.
 LOCATION = "x-kfs-location"
+
+
+class Records(Protocol):
+    """What the S3 operations read of the index."""
+
+    async def get(self, space: Space, key: str) -> IndexRecord | None: ...
+
+    def records(
+        self, space: Space, prefix: str = "", start: str = ""
+    ) -> AsyncIterator[IndexRecord]: ...
+
+
+class Backing(Protocol):
+    """What the S3 operations use of a master: its index, read path and write path.
+
+    A master's state (master/state.py) is one.  An S3 gateway's (gateway.py) reads the
+    index over HTTP and has no write path: it forwards every operation that writes to the
+    master, so that one process orders the writes of a key.
+    """
+
+    @property
+    def index(self) -> Records: ...
+
+    @property
+    def reader(self) -> Reader: ...
+
+    @property
+    def store(self) -> Store: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +91,7 @@ class Call:
     """An S3 request on its way through the operations."""
 
     request: web.Request
-    state: MasterState
+    state: Backing
     verified: Verified
     bucket: str = ""
     key: str = ""  # the object's name in its bucket ("" for bucket operations)

@@ -30,12 +30,11 @@ from ..credentials import Role
 from ..errors import NotFound
 from ..locks import KeyLocks
 from ..master.index import Space
-from ..master.state import MasterState
 from ..records import IndexRecord
 from ..streaming import one_chunk
 from . import xml
 from .body import CHECKSUM_HEADER, request_body
-from .call import Call
+from .call import Backing, Call
 from .errors import S3Error
 from .objects import (
     delete_key,
@@ -137,7 +136,7 @@ async def upload_part(call: Call) -> web.Response:
     return web.Response(headers=response)
 
 
-async def _parts(state: MasterState, bucket: str, upload: str, after: int = 0) -> list[IndexRecord]:
+async def _parts(state: Backing, bucket: str, upload: str, after: int = 0) -> list[IndexRecord]:
     prefix = f"{PARTS}{bucket}/{upload}/"
     start = part_key(bucket, upload, after + 1) if after else ""
     return [record async for record in state.index.records(Space.LIVE, prefix, start)]
@@ -237,14 +236,14 @@ async def abort(call: Call) -> web.Response:
     return web.Response(status=204)
 
 
-async def _end_upload(state: MasterState, bucket: str, upload: str) -> None:
+async def _end_upload(state: Backing, bucket: str, upload: str) -> None:
     """Abort an upload unless a Complete or an abort ended it first (it holds ENDING)."""
     async with ENDING.hold(upload_key(bucket, upload)):
         if await state.index.get(Space.LIVE, upload_key(bucket, upload)) is not None:
             await _remove_upload(state, bucket, upload)
 
 
-async def _remove_upload(state: MasterState, bucket: str, upload: str) -> None:
+async def _remove_upload(state: Backing, bucket: str, upload: str) -> None:
     """Delete an upload's record, then its parts (parts left by a crash are cleaned later),
     unless its object's manifest names them: a crash between a Complete's manifest and
     the end of its upload leaves the record of an upload that is complete."""
@@ -374,13 +373,13 @@ async def list_uploads(call: Call) -> web.Response:
     return web.Response(body=body, content_type="application/xml")
 
 
-async def abort_all(state: MasterState, bucket: str) -> None:
+async def abort_all(state: Backing, bucket: str) -> None:
     """Abort every upload in progress in ``bucket`` (it is being deleted)."""
     async for record in state.index.records(Space.LIVE, f"{UPLOADS}{bucket}/"):
         await _end_upload(state, bucket, record.key.rsplit("/", 1)[1])
 
 
-async def clean_once(state: MasterState, abandoned_after: float) -> int:
+async def clean_once(state: Backing, abandoned_after: float) -> int:
     """Abort uploads older than ``abandoned_after`` seconds and delete parts that neither an
     upload in progress nor a live manifest names; return how many uploads were ended."""
     now_ms = time.time() * 1000
@@ -416,7 +415,7 @@ def _uses(record: IndexRecord, upload: str) -> bool:
     return _meta(record, "x-kfs-upload") == upload
 
 
-async def clean_forever(state: MasterState, abandoned_after: float) -> None:
+async def clean_forever(state: Backing, abandoned_after: float) -> None:
     """Run clean_once every tenth of ``abandoned_after`` (at least every 10 minutes)."""
     interval = min(600.0, max(1.0, abandoned_after / 10))
     while True:

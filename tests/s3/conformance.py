@@ -3,11 +3,15 @@
 The suite (an unmodified snapshot, ../shared/s3-tests) needs three key pairs ([s3 main],
 [s3 alt], [s3 tenant]); they are admin credentials made on a cluster with auth on.  The
 selection of its tests that kittenFS answers for is in selection.py, each exclusion with
-its reason.  ``python tests/s3/conformance.py`` runs it and prints the counts by area.
+its reason.  ``python tests/s3/conformance.py`` runs it and prints the counts by area;
+``--gateway`` runs it through an S3 gateway, and ``--against seaweedfs`` against SeaweedFS's
+S3 gateway (the bench's peer, kittenfs.bench.seaweedfs, with three admin identities), to
+compare like with like.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -20,6 +24,10 @@ from pathlib import Path
 
 import httpx
 
+from kittenfs.bench import seaweedfs
+from kittenfs.bench.load import S3Credential
+from kittenfs.s3.sigv4 import authorize
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
@@ -28,6 +36,8 @@ from s3.selection import FILES, SUITE, deselect_args  # noqa: E402
 
 S3_AT = re.compile(r"S3 API at (https?://\S+)")
 TOKEN = "s3-tests-admin-token-0123456789"
+#: The suite's key pairs ([s3 main], [s3 alt], [s3 tenant]).
+USERS = ("main", "alt", "tenant")
 
 
 def s3_url(cluster: Cluster) -> str:
@@ -61,17 +71,17 @@ def gateway(cluster: Cluster, member: bool = True) -> Proc:
     )
 
 
-def write_conf(cluster: Cluster, path: Path, endpoint: str | None = None) -> None:
-    """Write an s3-tests configuration for ``cluster``'s S3 API (or ``endpoint``) with
-    three fresh key pairs."""
-    url = httpx.URL(endpoint or s3_url(cluster))
+def write_conf(path: Path, endpoint: str, users: dict[str, tuple[str, S3Credential]]) -> None:
+    """Write an s3-tests configuration for the S3 API at ``endpoint``; ``users`` gives each
+    of USERS's user ID (also its display name) and key pair."""
+    url = httpx.URL(endpoint)
     sections = []
-    for name in ("main", "alt", "tenant"):
-        access, secret = make_key(cluster)
+    for name in USERS:
+        user, key = users[name]
         sections.append(
-            f"[s3 {name}]\ndisplay_name = {access}\nuser_id = {access}\n"
+            f"[s3 {name}]\ndisplay_name = {user}\nuser_id = {user}\n"
             f"email = {name}@example.com\napi_name = kfs-{name}\n"
-            f"access_key = {access}\nsecret_key = {secret}\ntenant = kfs\n"
+            f"access_key = {key.access_key}\nsecret_key = {key.secret}\ntenant = kfs\n"
         )
     # IAM is not part of the selection, but the suite reads these sections at import.
     for name in ("iam", "iam root", "iam alt root"):
@@ -87,14 +97,44 @@ def write_conf(cluster: Cluster, path: Path, endpoint: str | None = None) -> Non
 
 
 def run(cluster: Cluster, report: Path, *extra: str, endpoint: str | None = None) -> str:
-    """Run the selection against ``cluster``; return pytest's output (also in ``report``.log).
+    """Run the selection against ``cluster``'s S3 API (or ``endpoint``) with three fresh
+    admin keys, each key's user ID its access key; return pytest's output (see suite)."""
+    users = {}
+    for name in USERS:
+        access, secret = make_key(cluster)
+        users[name] = (access, S3Credential(access, secret))
+    write_conf(report.with_suffix(".conf"), endpoint or s3_url(cluster), users)
+    return suite(report, *extra)
+
+
+def run_seaweedfs(report: Path, *extra: str) -> str:
+    """Run the selection against a SeaweedFS peer's S3 gateway (installed if missing), its
+    identities main, alt and tenant (each account's ID its name); return pytest's output."""
+    weed, why = seaweedfs.find_weed(install=True)
+    if weed is None:
+        raise SystemExit(why)
+    print(seaweedfs.version(weed), flush=True)
+    with seaweedfs.seaweedfs(weed, users=USERS) as peer:
+        print("SeaweedFS PIDs:", peer.pids(), flush=True)
+        # The peer's readiness check made a bucket; the suite expects none at the start.
+        host = httpx.URL(peer.s3_url).netloc.decode()
+        key = peer.credential
+        signed = authorize("DELETE", "/kfs-ready", host, key.access_key, key.secret)
+        httpx.delete(f"{peer.s3_url}/kfs-ready", headers=signed, timeout=30).raise_for_status()
+        users = {name: (name, key) for name, key in peer.users.items()}
+        write_conf(report.with_suffix(".conf"), peer.s3_url, users)
+        return suite(report, *extra)
+
+
+def suite(report: Path, *extra: str) -> str:
+    """Run the selection with the configuration at ``report``.conf; return pytest's output
+    (also in ``report``.log).
 
     The junit XML goes to ``report``; the log is written as the tests run, so a slow test
     can be seen while it runs.
     """
     conf = report.with_suffix(".conf")
     log = report.with_suffix(".log")
-    write_conf(cluster, conf, endpoint)
     with log.open("w") as out:
         subprocess.run(
             [
@@ -142,22 +182,30 @@ def by_area(outcomes: dict[str, str]) -> dict[str, Counter[str]]:
 
 
 def main() -> None:
-    """Run the selection; ``--gateway`` first: through an S3 gateway (``kittenfs s3``)."""
-    through_gateway = sys.argv[1:2] == ["--gateway"]
-    extra = sys.argv[2:] if through_gateway else sys.argv[1:]
+    """Run the selection and print the counts; other arguments go to pytest."""
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
+    parser.add_argument("--gateway", action="store_true", help="through a kittenfs s3 gateway")
+    parser.add_argument("--against", choices=["kittenfs", "seaweedfs"], default="kittenfs")
+    parser.add_argument("--out", type=Path, help="keep the report, log and config here")
+    args, extra = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        print("log:", root / "report.log", flush=True)
-        with started(root / "c", master_args=["--s3-port", "0"], token=TOKEN) as cluster:
-            front = gateway(cluster)
-            if through_gateway:
-                front.start()
-            try:
-                endpoint = front.url if through_gateway else None
-                print(run(cluster, root / "report.xml", *extra, endpoint=endpoint)[-6000:])
-            finally:
-                front.stop()
-            outcomes = results(root / "report.xml")
+        report = (args.out or root) / "report.xml"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        print("log:", report.with_suffix(".log"), flush=True)
+        if args.against == "seaweedfs":
+            print(run_seaweedfs(report, *extra)[-6000:])
+        else:
+            with started(root / "c", master_args=["--s3-port", "0"], token=TOKEN) as cluster:
+                front = gateway(cluster)
+                if args.gateway:
+                    front.start()
+                try:
+                    endpoint = front.url if args.gateway else None
+                    print(run(cluster, report, *extra, endpoint=endpoint)[-6000:])
+                finally:
+                    front.stop()
+        outcomes = results(report)
     print(json.dumps({a: dict(c) for a, c in sorted(by_area(outcomes).items())}, indent=1))
     print(dict(Counter(outcomes.values())))
     print("not passed:", sorted(n for n, o in outcomes.items() if o != "passed"))

@@ -331,3 +331,19 @@ def test_hostile_requests_get_xml_errors(s3_cluster: Cluster, bucket: str) -> No
     assert anonymous.headers["content-type"].startswith("application/xml")
     garbled = httpx.get(f"{base}/{bucket}", headers={"Authorization": "AWS4-HMAC-SHA256 nonsense"})
     assert garbled.status_code in (400, 403) and b"<Error>" in garbled.content
+
+
+def test_content_headers_past_what_a_blob_carries_are_refused(s3: BaseClient, bucket: str) -> None:
+    """Each content header fits an HTTP header, together they pass the 16 KiB a blob
+    keeps with its value: MetadataTooLarge, and nothing is stored."""
+    big = "x" * 6000
+    assert error_of(
+        s3.put_object,
+        Bucket=bucket,
+        Key="k",
+        Body=b"v",
+        ContentDisposition=big,
+        CacheControl=big,
+        ContentLanguage=big,
+    ) == (400, "MetadataTooLarge")
+    assert error_of(s3.head_object, Bucket=bucket, Key="k")[0] == 404

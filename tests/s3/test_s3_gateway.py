@@ -162,3 +162,15 @@ def test_a_gateway_without_the_cluster_secret_does_not_start(cluster: Cluster) -
     said = lone.log.read_text()
     assert "Traceback" not in said and "cannot start" in said, said  # one clear line
     assert "sign the request with the cluster secret" in said
+
+
+def test_a_chunked_body_is_forwarded_as_it_came(cluster: Cluster, front: Proc) -> None:
+    """Transfer-Encoding: chunked, signed as the client sent it (s3-tests does this)."""
+    s3 = s3_client(cluster, front, *make_key(cluster))
+    s3.create_bucket(Bucket="gw-chunked")
+    s3.meta.events.register_first(
+        "before-sign.*.*",
+        lambda request, **_: request.headers.add_header("Transfer-Encoding", "chunked"),
+    )
+    s3.put_object(Bucket="gw-chunked", Key="k", Body=b"bar")
+    assert s3.get_object(Bucket="gw-chunked", Key="k")["Body"].read() == b"bar"

@@ -235,7 +235,8 @@ class GatewayState:
 
 class Forwarder:
     """Send a request to the master's S3 port as it came (the master checks its signature,
-    which covers its Host header) and its answer back to the client, both streamed."""
+    which covers its Host header) and its answer back to the client, both streamed.  A
+    body without a Content-Length goes on chunked, as it came (aiohttp adds the header)."""
 
     def __init__(self, session: aiohttp.ClientSession, s3_url: str) -> None:
         self.session = session
@@ -247,8 +248,6 @@ class Forwarder:
             for name, value in request.headers.items()
             if name.lower() not in HOP_BY_HOP
         )
-        if "Transfer-Encoding" in request.headers and "Content-Length" not in headers:
-            headers["Transfer-Encoding"] = "chunked"
         body = _body(request) if request.body_exists else None
         target = URL(self.s3_url + request.raw_path, encoded=True)
         try:

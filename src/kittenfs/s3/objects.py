@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ..credentials import Role
-from ..errors import InvalidRequest, NotFound, TooLarge
+from ..errors import InvalidRequest, MetadataTooLarge, NotFound, TooLarge
 from ..httputil import HTTPProblem, parse_range, range_asked
 from ..keys import InvalidKey, check_key
 from ..master.read_path import send_stream
@@ -144,6 +144,8 @@ async def put_value(
         raise S3Error("InvalidArgument", str(exc)) from None
     except TooLarge as exc:
         raise S3Error("EntityTooLarge", str(exc)) from None
+    except MetadataTooLarge as exc:
+        raise S3Error("MetadataTooLarge", str(exc)) from None
     except InvalidRequest as exc:
         raise S3Error("IncompleteBody", str(exc)) from None
     return result.record

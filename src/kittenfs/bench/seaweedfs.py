@@ -7,8 +7,9 @@ master, three volume servers, a filer and an S3 gateway, each a ``weed`` process
 keeps three copies of every object (placement ``002``: two more on other servers of the same
 rack) and fsyncs every write before answering (the filer's ``fsync`` option for
 ``/buckets/``; SeaweedFS does not fsync by default).  The S3 gateway checks Signature V4
-against one identity written to its ``-config`` JSON.  Issue 12's filer phases can use
-``filer_url``.
+against the identities written to its ``-config`` JSON: the bench's, and any ``users``
+asked for (tests/s3/conformance.py's main, alt and tenant), each an account of its own.
+Issue 12's filer phases can use ``filer_url``.
 """
 
 import json
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ CONFIGURE = f"fs.configure -locationPrefix=/buckets/ -fsync -replication={REPLIC
 #: Seconds to wait for the peer to serve S3 (a bucket made), and for a process to stop.
 START_TIMEOUT = 90.0
 STOP_GRACE = 10.0
+#: What every identity may do: anything.
+ACTIONS = ["Admin", "Read", "Write", "List", "Tagging"]
 
 
 def side_venv() -> Path:
@@ -90,6 +93,8 @@ class SeaweedFS:
     filer_url: str
     credential: S3Credential
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: More identities by name (``seaweedfs(users=...)``); each one's account ID is its name.
+    users: dict[str, S3Credential] = field(default_factory=dict)
 
     def pids(self) -> dict[str, int]:
         """Return the PID of each process by role: master, volume-0.., filer, s3."""
@@ -97,16 +102,19 @@ class SeaweedFS:
 
 
 @contextmanager
-def seaweedfs(weed: Path, keep: str | None = None) -> Iterator[SeaweedFS]:
+def seaweedfs(
+    weed: Path, keep: str | None = None, users: Sequence[str] = ()
+) -> Iterator[SeaweedFS]:
     """Run a SeaweedFS peer in a temp dir (kept under ``keep`` if given) until the block
-    ends; every process is stopped by its PID, also when starting fails."""
+    ends, with an identity for the bench and one for each of ``users``; every process is
+    stopped by its PID, also when starting fails."""
     if keep is not None:
         Path(keep).mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="kfs-seaweedfs-", dir=keep))
     ports = iter(range(port := free_port_block(2 * (VOLUMES + 3)), port + 2 * (VOLUMES + 3)))
-    credential = S3Credential(f"KFSBENCH{secrets.token_hex(6).upper()}", secrets.token_hex(20))
     master, filer, s3 = (_address(ports) for _ in range(3))
-    peer = SeaweedFS(root, f"http://{s3[0]}", f"http://{filer[0]}", credential)
+    peer = SeaweedFS(root, f"http://{s3[0]}", f"http://{filer[0]}", _credential())
+    peer.users = {name: _credential() for name in users}
     try:
         _start(peer, weed, master, filer, s3, ports)
         _wait_ready(peer, master[0])
@@ -116,6 +124,10 @@ def seaweedfs(weed: Path, keep: str | None = None) -> Iterator[SeaweedFS]:
         _stop(peer)
         if keep is None:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _credential() -> S3Credential:
+    return S3Credential(f"KFSBENCH{secrets.token_hex(6).upper()}", secrets.token_hex(20))
 
 
 def _address(ports: Iterator[int]) -> tuple[str, str]:
@@ -141,7 +153,7 @@ def _start(
     """Start the master, the volume servers, the filer and the S3 gateway."""
     loopback = ["-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
     config = peer.root / "s3.json"
-    config.write_text(json.dumps(_identities(peer.credential)))
+    config.write_text(json.dumps(_identities(peer)))
     config.chmod(0o600)
     _spawn(
         peer,
@@ -197,19 +209,25 @@ def _start(
     )
 
 
-def _identities(credential: S3Credential) -> dict[str, object]:
-    """The S3 gateway's configuration: one identity that may do anything."""
-    return {
-        "identities": [
-            {
-                "name": "bench",
-                "credentials": [
-                    {"accessKey": credential.access_key, "secretKey": credential.secret}
-                ],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }
-        ]
-    }
+def _identities(peer: SeaweedFS) -> dict[str, object]:
+    """The S3 gateway's configuration: identities that may do anything, the bench's (in
+    SeaweedFS's default account, ``admin``) and each user's (in an account of its own)."""
+    identities = [_identity("bench", peer.credential)]
+    identities += [_identity(name, key, {"id": name}) for name, key in peer.users.items()]
+    accounts = [
+        {"id": name, "displayName": name, "emailAddress": f"{name}@example.com"}
+        for name in peer.users
+    ]
+    return {"identities": identities, "accounts": accounts}
+
+
+def _identity(
+    name: str, credential: S3Credential, account: dict[str, str] | None = None
+) -> dict[str, object]:
+    keys = {"accessKey": credential.access_key, "secretKey": credential.secret}
+    return {"name": name, "credentials": [keys], "actions": ACTIONS} | (
+        {"account": account} if account else {}
+    )
 
 
 def _dir(peer: SeaweedFS, name: str) -> Path:

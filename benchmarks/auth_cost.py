@@ -24,7 +24,7 @@ def _keys(prefix: str, count: int) -> list[str]:
     return [f"{prefix}/{i:06d}" for i in range(count)]
 
 
-def _phase(
+def measure_phase(
     cluster: LocalCluster, operation: str, keys: list[str], concurrency: int, size: int
 ) -> dict[str, float]:
     """Run one phase; return its rate and the servers' CPU per operation."""
@@ -44,12 +44,12 @@ def one_round(auth: bool) -> dict[str, dict[str, float]]:
     with local_cluster(3, 3, auth=auth) as cluster:
         small, large = _keys("/cost/small", 3000), _keys("/cost/large", 16)
         figures = {
-            "small PUT c16": _phase(cluster, "put", small, 16, 1024),
-            "small GET c16": _phase(cluster, "get", small * 3, 16, 1024),
+            "small PUT c16": measure_phase(cluster, "put", small, 16, 1024),
+            "small GET c16": measure_phase(cluster, "get", small * 3, 16, 1024),
         }
-        _phase(cluster, "put", large, 4, 16 * MiB)
-        figures["large GET 16MiB c16"] = _phase(cluster, "get", large * 8, 16, 16 * MiB)
-        figures["small DELETE c16"] = _phase(cluster, "delete", small, 16, 1024)
+        measure_phase(cluster, "put", large, 4, 16 * MiB)
+        figures["large GET 16MiB c16"] = measure_phase(cluster, "get", large * 8, 16, 16 * MiB)
+        figures["small DELETE c16"] = measure_phase(cluster, "delete", small, 16, 1024)
         return figures
 
 

@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,15 @@ def run_reporting(
         check=False,
     )
     return done, json.loads(report.read_text()) if report.exists() else {}
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Wait until ``condition()`` is true, checking every 0.1 s; fail naming ``what`` after
+    ``timeout`` seconds (generous: a loaded machine is slow, never wrong)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
+        time.sleep(0.1)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cluster import Cluster, MakeCluster
+from cluster import Cluster, MakeCluster, wait_until
 
 
 def md5(data: bytes) -> str:
@@ -189,7 +189,11 @@ def test_delete_removes_from_index_and_replicas(http: httpx.Client, cluster: Clu
     assert all(len(cluster.worker_blobs(node)) == 1 for node in cluster.nodes)
     assert http.delete("/del").status_code == 204
     assert http.get("/del").status_code == 404
-    assert all(cluster.worker_blobs(node) == [] for node in cluster.nodes)
+    # The copies are the reaper's from the acknowledgement on: deleted in the background.
+    wait_until(
+        lambda: all(cluster.worker_blobs(node) == [] for node in cluster.nodes),
+        "the workers delete the copies",
+    )
     assert http.delete("/del").status_code == 404
 
 

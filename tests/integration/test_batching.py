@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from cluster import Cluster
+from cluster import Cluster, wait_until
 
 from kittenfs import batch
 from kittenfs.placement import blob_id, new_version
@@ -98,5 +98,11 @@ def test_concurrent_small_puts_each_land_whole_on_every_replica(shared: Cluster)
         with ThreadPoolExecutor(32) as pool:
             codes = pool.map(lambda k: http.delete(f"{shared.url}{k}").status_code, values)
             assert set(codes) == {204}
-    for node in shared.nodes:
-        assert not [b for b in shared.worker_blobs(node) if b["key"] in values]
+    wait_until(
+        lambda: (
+            not [
+                b for node in shared.nodes for b in shared.worker_blobs(node) if b["key"] in values
+            ]
+        ),
+        "the workers delete the copies",
+    )

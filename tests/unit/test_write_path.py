@@ -225,8 +225,12 @@ def test_delete_unlink_and_clear(tmp_path: Path) -> None:
         assert await core.index.get(Space.UNLINKED, "/a") == a
         assert core.transport.holders(a) == set(a.replicas)  # unlinked keeps its bytes
         await core.store.delete("/a")
+        assert await core.index.current("/a") is None  # gone from the index at once
+        assert core.transport.holders(a) == set(a.replicas)  # its copies: the reaper's now
+        assert await core.reaper.delete_queued() == 1
         assert core.transport.holders(a) == set()
         assert await core.store.clear() == 1
+        await core.reaper.delete_queued()
         assert core.transport.all_blobs() == set()
         await heal_and_reap(core)
         await core.index.close()

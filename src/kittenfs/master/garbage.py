@@ -1,13 +1,19 @@
 """Garbage: copies that no live or unlinked record needs any more, and the reaper that deletes them.
 
-Garbage is made by the write path (a replaced version, a failed write's copies, a write cut
-off by a crash: its pending record, turned into garbage at start) and by moves (a replica
-dropped, a move's copies abandoned).  Each is an index entry (``d:<blob>``, or
+Garbage is made by the write path (a deleted or replaced version, a failed write's copies, a
+write cut off by a crash: its pending record, turned into garbage at start) and by moves (a
+replica dropped, a move's copies abandoned).  Each is an index entry (``d:<blob>``, or
 ``d:<blob>@<worker>`` for one replica) naming the copies still to delete.  The reaper deletes
 them from their workers, and forgets the entry once every copy is gone; a worker that cannot
 be reached keeps its entry, retried every REAP_INTERVAL seconds.  A replaced version is kept
 ``replaced_grace`` seconds first, for reads already redirected to it.  A copy that the key's
 current record names again (a move put it back) is never deleted.
+
+A DELETE is acknowledged once its garbage entry is durable in the index: the reaper owns the
+copies from then on (``later``), and deletes them in the background, LATER_WORKERS at a time,
+in the batches the transport sends each worker.  A crash before it is done leaves the entry,
+which the next pass finds.  (Waiting for the workers made a DELETE cost two synced index
+writes and a round of worker fsyncs instead of one index write: docs/performance.md.)
 """
 
 import asyncio
@@ -30,6 +36,11 @@ REAP_INTERVAL = 2.0
 #: workers: reads that were redirected to it just before the change can still fetch it.
 #: The default of the setting --replaced-grace (config.py).
 REPLACED_GRACE = MasterConfig.replaced_grace
+#: Deleted values whose copies wait for the background at most: past it, a DELETE waits for
+#: room (memory stays bounded, and deletes cannot outrun the reaper for ever).
+LATER_QUEUE = 4096
+#: Deleted values whose copies are deleted at the same time.
+LATER_WORKERS = 32
 
 
 class Reaper:
@@ -49,6 +60,7 @@ class Reaper:
         self.transport = transport
         self.locks = locks
         self.replaced_grace = replaced_grace
+        self._later: asyncio.Queue[IndexRecord] = asyncio.Queue(LATER_QUEUE)
 
     async def abandon(self, pending: IndexRecord) -> None:
         """Clean up after a failed write: its copies go, and its pending record with them.
@@ -102,14 +114,47 @@ class Reaper:
         if count:
             log.info("recovered %d interrupted writes; their copies will be removed", count)
 
-    async def reap_forever(self) -> None:
-        """Delete garbage from replicas, retrying records whose replicas were unreachable."""
+    async def later(self, record: IndexRecord) -> None:
+        """Own the copies of a removed value, whose garbage entry is durable: delete them
+        soon, in the background (waiting only while LATER_QUEUE others wait)."""
+        await self._later.put(record)
+
+    async def delete_queued(self) -> int:
+        """Delete the copies handed to ``later`` and not yet deleted, now; return how many
+        values were cleaned (tests, and a master that stops)."""
+        cleaned = 0
+        while not self._later.empty():
+            cleaned += await self._delete_later(self._later.get_nowait())
+        return cleaned
+
+    async def _delete_later(self, record: IndexRecord) -> bool:
+        """Delete a removed value's copies (False: some replica is down; its entry stays
+        for a later pass)."""
+        async with self.locks.hold(record.key):
+            return await self.delete(record)
+
+    async def _drain_later(self) -> None:
         while True:
+            record = await self._later.get()
             try:
-                await self.reap_once()
-            except Exception:  # the reaper must outlive any one failure
-                log.exception("garbage pass failed; will retry")
-            await asyncio.sleep(REAP_INTERVAL)
+                await self._delete_later(record)
+            except Exception:  # its entry stays: the next pass retries it
+                log.exception("deleting the copies of %r failed; will retry", record.key)
+
+    async def reap_forever(self) -> None:
+        """Delete garbage from replicas (removed values' copies as soon as they are handed
+        over), retrying records whose replicas were unreachable."""
+        drains = [asyncio.create_task(self._drain_later()) for _ in range(LATER_WORKERS)]
+        try:
+            while True:
+                try:
+                    await self.reap_once()
+                except Exception:  # the reaper must outlive any one failure
+                    log.exception("garbage pass failed; will retry")
+                await asyncio.sleep(REAP_INTERVAL)
+        finally:
+            for drain in drains:
+                drain.cancel()
 
     async def reap_once(self) -> int:
         """Run one pass over the garbage records; return how many were cleaned.

@@ -285,10 +285,11 @@ class Store:
                 self.membership.suspect(index, str(result))
 
     async def delete(self, key: str) -> None:
-        """Remove ``key`` (live or unlinked) from the index, then from its replicas.
+        """Remove ``key`` (live or unlinked) from the index; its copies go in the background.
 
-        Replicas that cannot be reached keep a garbage record, retried in the background.
-        Raise NotFound if the key is absent.
+        Done once the removal (and the garbage entry naming the copies) is durable in the
+        index: the reaper owns the copies from then on (garbage.py).  Raise NotFound if the
+        key is absent.
         """
         async with self.locks.hold(key):
             found = await self.index.current(key)
@@ -297,7 +298,7 @@ class Store:
             _, record = found
             await self.index.remove(record)
             self.cache.invalidate(key)
-            await self.reaper.delete(record)
+        await self.reaper.later(record)
 
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
@@ -306,7 +307,7 @@ class Store:
             if record is None or await self.index.get(Space.LIVE, key) is not None:
                 return
             await self.index.remove(record)
-            await self.reaper.delete(record)
+        await self.reaper.later(record)
 
     async def unlink(self, key: str) -> None:
         """Hide ``key`` from reads and listing, keeping its bytes; NotFound if it is not live."""

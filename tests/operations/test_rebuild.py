@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import plyvel
-from cluster import MakeCluster
+from cluster import Cluster, MakeCluster, Proc
 
 from kittenfs.records import IndexRecord, decode
 
@@ -21,6 +21,27 @@ def live_records(index_dir: Path) -> dict[str, IndexRecord]:
         }
     finally:
         db.close()
+
+
+def rebuild(cluster: Cluster, into: Path, nodes: list[Proc]) -> subprocess.CompletedProcess[str]:
+    """Run ``kittenfs rebuild`` of the index into ``into`` from ``nodes``' copies."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kittenfs",
+            "rebuild",
+            "--data",
+            str(into),
+            "--cluster-secret-file",
+            str(cluster.root / "cluster.secret"),
+            *[arg for node in nodes for arg in ("--worker", node.url)],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def test_rebuild_restores_every_key_with_the_same_md5(
@@ -37,23 +58,7 @@ def test_rebuild_restores_every_key_with_the_same_md5(
     cluster.master.stop()
     original = live_records(cluster.root / "master" / "index")
     rebuilt_dir = tmp_path / "rebuilt"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kittenfs",
-            "rebuild",
-            "--data",
-            str(rebuilt_dir),
-            "--cluster-secret-file",
-            str(cluster.root / "cluster.secret"),
-            *[arg for node in cluster.nodes for arg in ("--worker", node.url)],
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    done = rebuild(cluster, rebuilt_dir, cluster.nodes)
     assert done.returncode == 0, done.stderr
     assert "rebuilt 25 keys" in done.stdout
     rebuilt = live_records(rebuilt_dir / "index")
@@ -66,23 +71,7 @@ def test_rebuild_restores_every_key_with_the_same_md5(
             record.md5,
             set(record.replicas),
         ), key
-    second = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kittenfs",
-            "rebuild",
-            "--data",
-            str(rebuilt_dir),
-            "--cluster-secret-file",
-            str(cluster.root / "cluster.secret"),
-            "--worker",
-            cluster.nodes[0].url,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    second = rebuild(cluster, rebuilt_dir, cluster.nodes[:1])
     assert second.returncode == 1 and "exists" in second.stderr
     # The master's disk is lost: it starts on the rebuilt index, and every key reads back.
     shutil.rmtree(cluster.root / "master")

@@ -6,8 +6,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ from botocore.config import Config
 from cluster import Cluster, MakeCluster
 from jobs import preferred
 from test_drain import drain
-from test_rebuild import live_records
+from test_rebuild import live_records, rebuild
 
 MiB = 1024 * 1024
 S3_AT = re.compile(r"S3 API at (https?://\S+)")
@@ -144,23 +142,7 @@ def test_rebuild_restores_s3_metadata_of_moved_copies(
         assert blob["version"] == record.version
         assert [tuple(pair) for pair in blob.get("meta", [])] == list(record.meta), blob
     rebuilt_dir = tmp_path / "rebuilt"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kittenfs",
-            "rebuild",
-            "--data",
-            str(rebuilt_dir),
-            "--cluster-secret-file",
-            str(cluster.root / "cluster.secret"),
-            *[arg for node in stay for arg in ("--worker", node.url)],
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    done = rebuild(cluster, rebuilt_dir, stay)
     assert done.returncode == 0, done.stderr
     rebuilt = live_records(rebuilt_dir / "index")
     assert rebuilt.keys() == original.keys()

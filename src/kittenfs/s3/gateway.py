@@ -21,6 +21,7 @@ most).  It caches no value, so a read is never staler than the index.
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -147,7 +148,10 @@ class RemoteWorkers:
         self.up = {int(w["index"]) for w in workers if w.get("state") == "up"}
 
     def live_replicas(self, replicas: tuple[int, ...]) -> list[int]:
-        return [index for index in replicas if index in self.up]
+        """Return the replicas that are up, in a random order (reads spread over them)."""
+        alive = [index for index in replicas if index in self.up]
+        random.shuffle(alive)
+        return alive
 
     def is_up(self, index: int) -> bool:
         return index in self.up

@@ -174,3 +174,21 @@ def test_a_chunked_body_is_forwarded_as_it_came(cluster: Cluster, front: Proc) -
     )
     s3.put_object(Bucket="gw-chunked", Key="k", Body=b"bar")
     assert s3.get_object(Bucket="gw-chunked", Key="k")["Body"].read() == b"bar"
+
+
+def test_a_master_without_a_cluster_secret_serves_no_gateway_when_auth_is_on(
+    tmp_path: Path,
+) -> None:
+    """Without a secret, anyone on loopback would pass for a member: with auth on, the
+    gateway routes (records, signing keys) answer 403 to everyone."""
+    args = ["--s3-port", "0"]
+    with started(tmp_path, master_args=args, token=TOKEN, secret=False) as lone:
+        for route in ("/_gateway/hello", "/_gateway/record?key=/a", "/_gateway/records"):
+            answer = httpx.get(f"{lone.url}{route}", timeout=30)
+            assert answer.status_code == 403 and answer.json()["error"] == "no_cluster_secret"
+        signing = httpx.post(
+            f"{lone.url}/_gateway/signing-key",
+            json={"access_key": "KFS", "date": "20261203", "region": "us-east-1", "service": "s3"},
+            timeout=30,
+        )
+        assert signing.status_code == 403

@@ -58,6 +58,10 @@ class IndexRecord:
     modified_ms: int
     meta: Meta = ()
 
+    def meta_value(self, name: str) -> str | None:
+        """Return the value of the ``meta`` entry called ``name``, or None."""
+        return next((value for key, value in self.meta if key == name), None)
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:

@@ -63,7 +63,7 @@ class Bucket:
     @classmethod
     def of(cls, marker: IndexRecord) -> "Bucket":
         """Return the bucket whose marker key has the record ``marker``."""
-        location = next((value for name, value in marker.meta if name == LOCATION), "")
+        location = marker.meta_value(LOCATION) or ""
         return cls(marker.key[len(BUCKETS) :], marker.created_ms, location)
 
 

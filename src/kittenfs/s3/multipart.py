@@ -70,17 +70,13 @@ def part_key(bucket: str, upload: str, number: int) -> str:
     return f"{PARTS}{bucket}/{upload}/{number:05d}"
 
 
-def _meta(record: IndexRecord, name: str) -> str | None:
-    return next((value for key, value in record.meta if key == name), None)
-
-
 async def _upload(call: Call) -> IndexRecord:
     """Return the record of the request's upload; NoSuchUpload if it is not in progress."""
     upload = call.request.query.get("uploadId", "")
     record = (
         await call.state.index.get(Space.LIVE, upload_key(call.bucket, upload)) if upload else None
     )
-    if record is None or _meta(record, OBJECT) != call.native_key:
+    if record is None or record.meta_value(OBJECT) != call.native_key:
         raise S3Error(
             "NoSuchUpload",
             "the specified upload does not exist: it was completed or aborted, or its id is wrong",
@@ -250,7 +246,7 @@ async def _remove_upload(state: Backing, bucket: str, upload: str) -> None:
     ending = await state.index.get(Space.LIVE, upload_key(bucket, upload))
     with contextlib.suppress(NotFound):
         await state.store.delete(upload_key(bucket, upload))
-    name = _meta(ending, OBJECT) if ending is not None else None
+    name = ending.meta_value(OBJECT) if ending is not None else None
     owner = await state.index.get(Space.LIVE, name) if name else None
     if owner is not None and _uses(owner, upload):
         return
@@ -318,7 +314,7 @@ async def list_uploads(call: Call) -> web.Response:
     base = f"/{call.bucket}/"
     found = []
     async for record in call.state.index.records(Space.LIVE, f"{UPLOADS}{call.bucket}/"):
-        name = (_meta(record, OBJECT) or base)[len(base) :]
+        name = (record.meta_value(OBJECT) or base)[len(base) :]
         upload = record.key.rsplit("/", 1)[1]
         if name.startswith(prefix) and (name, upload) > (
             key_marker,
@@ -388,7 +384,9 @@ async def clean_once(state: Backing, abandoned_after: float) -> int:
         if now_ms - record.created_ms > abandoned_after * 1000:
             bucket, upload = record.key[len(UPLOADS) :].rsplit("/", 1)
             log.info(
-                "aborting the multipart upload %s of %s: abandoned", upload, _meta(record, OBJECT)
+                "aborting the multipart upload %s of %s: abandoned",
+                upload,
+                record.meta_value(OBJECT),
             )
             await _end_upload(state, bucket, upload)
             ended += 1
@@ -399,7 +397,7 @@ async def clean_once(state: Backing, abandoned_after: float) -> int:
             continue  # written in the last minute: its upload may be completing
         if await state.index.get(Space.LIVE, upload_key(bucket, upload)) is not None:
             continue
-        owner = await state.index.get(Space.LIVE, _meta(record, OBJECT) or "")
+        owner = await state.index.get(Space.LIVE, record.meta_value(OBJECT) or "")
         if owner is not None and describe(owner).manifest and _uses(owner, upload):
             continue
         orphans.setdefault((bucket, upload), []).append(record.key)
@@ -412,7 +410,7 @@ async def clean_once(state: Backing, abandoned_after: float) -> int:
 
 def _uses(record: IndexRecord, upload: str) -> bool:
     """Return True if a manifest's record belongs to ``upload`` (its ``x-kfs-upload``)."""
-    return _meta(record, "x-kfs-upload") == upload
+    return record.meta_value("x-kfs-upload") == upload
 
 
 async def clean_forever(state: Backing, abandoned_after: float) -> None:

@@ -39,10 +39,10 @@ class ObjectInfo:
 
 def describe(record: IndexRecord) -> ObjectInfo:
     """Return the S3 size and ETag of the object whose key has ``record``."""
-    for name, value in record.meta:
-        if name == MANIFEST:
-            size, _, etag = value.partition(" ")
-            return ObjectInfo(int(size), etag, True)
+    manifest = record.meta_value(MANIFEST)
+    if manifest is not None:
+        size, _, etag = manifest.partition(" ")
+        return ObjectInfo(int(size), etag, True)
     return ObjectInfo(record.size, record.md5, False)
 
 

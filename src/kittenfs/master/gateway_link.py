@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..credentials import secret_of
 from ..httputil import HTTPProblem, json_object
 from ..records import IndexRecord, encode
 from ..s3 import sigv4
+from ..s3.auth import MasterKeys
 from .index import Space
 from .state import STATE, MasterState
 
@@ -51,7 +51,7 @@ async def hello(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "auth": state.access.enabled,
-            "anonymous_role": role.name.lower() if (role := state.access.anonymous_role) else None,
+            "anonymous_role": role.label if (role := state.access.anonymous_role) else None,
             "s3_port": state.s3_port,
         }
     )
@@ -99,17 +99,17 @@ async def signing_key(request: web.Request) -> web.Response:
     if not all(isinstance(f, str) and f for f in fields):
         raise HTTPProblem(400, "bad_scope", "need {access_key, date, region, service}")
     access_key, date, region, service = (str(f) for f in fields)
-    access = _state(request).access
-    credential = await access.credential(access_key)
-    if credential is None:
-        raise HTTPProblem(404, "unknown_credential", "unknown, revoked or expired")
     scope = sigv4.Signed(access_key, date, region, service, "", (), "")
-    key = sigv4.signing_key(secret_of(access.master_key, credential), scope)
+    found = await MasterKeys(_state(request).access).signing_key(scope)
+    if found is None:
+        raise HTTPProblem(404, "unknown_credential", "unknown, revoked or expired")
+    caller = found.caller
+    assert caller.role is not None  # a credential always has one
     return web.json_response(
         {
-            "key": key.hex(),
-            "access_key": credential.access_key,
-            "role": credential.role,
-            "prefix": credential.prefix,
+            "key": found.key.hex(),
+            "access_key": caller.credential,
+            "role": caller.role.label,
+            "prefix": caller.prefix,
         }
     )

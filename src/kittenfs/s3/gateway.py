@@ -34,6 +34,7 @@ from yarl import URL
 from ..config import GatewayConfig
 from ..credentials import Role
 from ..errors import NotFound
+from ..limits import body_chunks
 from ..master.access import Caller
 from ..master.cache import ValueCache
 from ..master.index import Space
@@ -200,7 +201,7 @@ class RemoteKeys:
     def update(self, hello: dict[str, Any]) -> None:
         self.enabled = bool(hello["auth"])
         role = hello.get("anonymous_role")
-        self.anonymous_role = Role[role.upper()] if role else None
+        self.anonymous_role = Role.named(role) if role else None
 
     async def signing_key(self, signed: sigv4.Signed) -> SigningKey | None:
         scope = (signed.access_key, signed.date, signed.region, signed.service)
@@ -252,7 +253,7 @@ class Forwarder:
             for name, value in request.headers.items()
             if name.lower() not in HOP_BY_HOP
         )
-        body = _body(request) if request.body_exists else None
+        body = body_chunks(request, READ_CHUNK) if request.body_exists else None
         target = URL(self.s3_url + request.raw_path, encoded=True)
         try:
             async with self.session.request(
@@ -261,11 +262,6 @@ class Forwarder:
                 return await _relay(request, answer)
         except aiohttp.ClientError as exc:
             raise S3Error("ServiceUnavailable", f"the master's S3 API: {exc}") from None
-
-
-async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    while chunk := await request.content.read(READ_CHUNK):
-        yield chunk
 
 
 async def _relay(request: web.Request, answer: aiohttp.ClientResponse) -> web.StreamResponse:

@@ -121,7 +121,8 @@ class Reaper:
 
     async def delete_queued(self) -> int:
         """Delete the copies handed to ``later`` and not yet deleted, now; return how many
-        values were cleaned (tests, and a master that stops)."""
+        values were cleaned.  For tests, which run no background task: a master that stops
+        leaves what is queued to its garbage records, which the next pass finds."""
         cleaned = 0
         while not self._later.empty():
             cleaned += await self._delete_later(self._later.get_nowait())

@@ -144,20 +144,23 @@ class BlobListing:
 
     def to_json(self) -> dict[str, Any]:
         """Return the listing as the JSON object a worker sends."""
-        fields = {name: getattr(self, name) for name in self.__slots__}
-        if not self.meta:
-            del fields["meta"]
-        return fields
+        return _fields(self)
 
 
-def encode(record: Any) -> bytes:
-    """Return the stored form of a record dataclass."""
+def _fields(record: Any) -> dict[str, Any]:
+    """Return a record dataclass's fields, without ``meta`` when it is empty: the form of
+    records without metadata stays as it was before there was any."""
     # A shallow dict (fields are plain values and tuples): dataclasses.asdict deep-copies,
     # which showed in profiles of the write path.
     fields = {name: getattr(record, name) for name in record.__slots__}
     if not fields.get("meta", True):
-        del fields["meta"]  # the format of records without metadata stays as it was
-    body = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+        del fields["meta"]
+    return fields
+
+
+def encode(record: Any) -> bytes:
+    """Return the stored form of a record dataclass."""
+    body = json.dumps(_fields(record), separators=(",", ":"), ensure_ascii=False)
     return bytes((FORMAT,)) + body.encode("utf-8")
 
 
@@ -170,7 +173,7 @@ def decode(cls: type[T], raw: bytes) -> T:
         if "replicas" in fields:
             fields["replicas"] = tuple(fields["replicas"])
         if "meta" in fields:
-            fields["meta"] = tuple((str(name), str(value)) for name, value in fields["meta"])
+            fields["meta"] = meta_from_json(fields["meta"])
         return cls(**fields)
     except (ValueError, TypeError) as exc:
         raise RecordError(f"bad {cls.__name__} record: {exc}") from None

@@ -17,6 +17,7 @@ from ..httputil import Handler, HTTPProblem, etag
 from ..keys import MAX_KEY_BYTES, InvalidKey, key_from_raw_path
 from ..limits import body_chunks, paced
 from ..server import METRICS
+from ..streaming import one_chunk
 from . import admin, credential_api, gateway_link, read_path, worker_link
 from .access import Caller, Need
 from .index import Space
@@ -213,7 +214,7 @@ async def _seed_form(request: web.Request, key: str) -> web.Response:
         form = await paced(request, request.post())  # a form must arrive within one timeout
         if "value" in form and isinstance(form["value"], str):
             data = form["value"].encode("utf-8")
-            return await _seed_store(request, key, _one(data), len(data))
+            return await _seed_store(request, key, one_chunk(data), len(data))
         if "file" in form:
             raise HTTPProblem(
                 400, "file_not_uploaded", "'file' must be an uploaded file: use curl -F file=@PATH"
@@ -236,10 +237,6 @@ async def _seed_store(
 async def _part_chunks(request: web.Request, part: aiohttp.BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await paced(request, part.read_chunk(READ_CHUNK)):
         yield chunk
-
-
-async def _one(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 async def seed_get(request: web.Request, key: str) -> web.StreamResponse:

@@ -218,10 +218,7 @@ class Store:
                     break
             else:
                 if trailing:  # the metadata ends the body, once the body has been counted
-                    if size is not None and total != size:
-                        raise InvalidRequest(
-                            f"Content-Length was {size}, got {total} bytes", "short_body"
-                        )
+                    _check_length(size, total)
                     meta = _finished(meta, finish, total, digest.hexdigest())
                     await fan.send(meta_frame(meta))
                 await fan.close()
@@ -235,8 +232,8 @@ class Store:
         self._suspect_unreachable(pending.replicas, results, [b.aborted for b in fan.branches])
         if any(isinstance(result, BaseException) for result in results):
             fan.abort()
-        if size is not None and total != size and not _failures(results):
-            raise InvalidRequest(f"Content-Length was {size}, got {total} bytes", "short_body")
+        if not _failures(results):
+            _check_length(size, total)
         return (*_agreed(pending.replicas, results, (total, digest.hexdigest())), meta)
 
     async def _replicate_small(
@@ -356,9 +353,15 @@ def _finished(meta: Meta, finish: Callable[[int, str], Meta] | None, size: int, 
 async def _read_whole(body: AsyncIterator[bytes], size: int) -> bytes:
     """Return a small body whole; raise InvalidRequest if it ends before its Content-Length."""
     value = b"".join([chunk async for chunk in body])
-    if len(value) != size:
-        raise InvalidRequest(f"Content-Length was {size}, got {len(value)} bytes", "short_body")
+    _check_length(size, len(value))
     return value
+
+
+def _check_length(size: int | None, got: int) -> None:
+    """Raise InvalidRequest if a body announced as ``size`` bytes (None: unknown) had
+    ``got``."""
+    if size is not None and got != size:
+        raise InvalidRequest(f"Content-Length was {size}, got {got} bytes", "short_body")
 
 
 async def to_completion(step: Awaitable[T]) -> T:

@@ -281,16 +281,22 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop every child: SIGTERM, then SIGKILL after STOP_GRACE seconds."""
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for child in self.children:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        stop_processes(self.children)
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE) -> None:
+    """Stop ``processes`` by their PIDs: SIGTERM to each in turn, then SIGKILL to any still
+    running ``grace`` seconds later; return once every one has been reaped."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager

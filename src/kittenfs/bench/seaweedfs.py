@@ -13,10 +13,8 @@ Issue 12's filer phases can use ``filer_url``.
 """
 
 import json
-import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from ..cluster import free_port_block
+from ..cluster import free_port_block, stop_processes
 from .load import S3Credential, create_bucket
 
 #: The package (and its version, so that runs compare) that ships the ``weed`` binary.
@@ -297,14 +295,4 @@ def _tail(peer: SeaweedFS, role: str) -> str:
 
 def _stop(peer: SeaweedFS) -> None:
     """Stop every process by its PID, the gateway first: SIGTERM, SIGKILL after a grace."""
-    running = list(reversed(peer.processes.values()))
-    for process in running:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
-    for process in running:
-        try:
-            process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_processes(list(reversed(peer.processes.values())), STOP_GRACE)

@@ -12,8 +12,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
+from ..client import Client
 from ..cluster import local_cluster
 from . import seaweedfs
 from .load import S3Credential, create_bucket
@@ -106,14 +105,9 @@ def kittenfs_target(
     extra = ("--cache-bytes", str(cache_bytes))
     with local_cluster(workers, replicas, keep, extra, auth=True, s3=True) as cluster:
         assert cluster.s3_url is not None
-        made = httpx.post(
-            f"{cluster.url}/_keys",
-            json={"role": "admin", "prefix": "/"},
-            headers=cluster.headers,
-            timeout=30,
-        )
-        made.raise_for_status()
-        credential = S3Credential(made.json()["access_key"], made.json()["secret_key"])
+        with Client(cluster.url, token=cluster.token) as admin:
+            made = admin.create_key("admin")
+        credential = S3Credential(made["access_key"], made["secret_key"])
         if not create_bucket(cluster.s3_url, credential, BUCKET):
             raise RuntimeError(f"kittenFS's S3 API did not create bucket {BUCKET}")
         yield Measured(run, cluster.s3_url, "kittenfs", cluster.pids(), generators, s3=credential)

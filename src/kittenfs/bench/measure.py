@@ -45,6 +45,7 @@ def summarize(
     latencies = sorted(result.latencies)
     done = len(latencies)
     wall = max(result.wall, 1e-9)
+    server_cpu = sum(process["cpu_s"] for process in processes.values())
     return {
         "name": name,
         "target": target,
@@ -62,6 +63,9 @@ def summarize(
         "error_samples": result.error_samples,
         "wall_s": result.wall,
         "client_cpu_s": result.client_cpu,
+        # CPU per operation, summed over every process of the target: less load-dependent
+        # than throughput, so it compares targets and trees on a noisy machine.
+        "server_cpu_us_op": server_cpu / max(done, 1) * 1e6,
         "processes": processes,
         "throughput_unit": "MB/s" if unit_bytes else "ops/s",
     }
@@ -118,3 +122,32 @@ class Measured:
         if record:
             self.run.phases.append(figures)
         return figures
+
+
+class InTurn:
+    """Runs each phase against several targets, one after the other, alternating which goes
+    first: on a noisy machine every target's phase is slowed alike, and no target always
+    runs on the caches (or in the debris) of another's.  All targets run throughout."""
+
+    def __init__(self, targets: list[Measured]) -> None:
+        self.targets = targets
+        self._phases = 0
+
+    def phase(
+        self,
+        name: str,
+        operation: str,
+        keys: list[str],
+        concurrency: int,
+        value_size: int = 1024,
+        record: bool = True,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Run one phase against every target; return the first target's figures."""
+        order = self.targets if self._phases % 2 == 0 else list(reversed(self.targets))
+        self._phases += 1
+        figures = {
+            id(m): m.phase(name, operation, keys, concurrency, value_size, record, **extra)
+            for m in order
+        }
+        return figures[id(self.targets[0])]

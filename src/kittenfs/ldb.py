@@ -6,13 +6,14 @@ so many concurrent requests share one fsync.  Reads go straight to plyvel: they 
 from LevelDB's caches in microseconds and need no thread hop.
 
 Where a commit runs depends on how fast the disk syncs.  A commit thread keeps the event
-loop serving while a slow fsync (milliseconds) is under way; but handing a commit to it and
-back costs two cross-core wake-ups, about 110-130 µs of CPU on this project's 2-core VM,
-more than a fast disk's whole fsync (about 200 µs here), and on a CPU-bound small write that
-was a tenth of the servers' CPU.  So each commit's duration is measured, and while their
-moving average is under INLINE_BELOW the commit runs on the event loop itself (which then
-waits that long); once commits are slower it goes back to the thread.  The first commits
-run in the thread, until there is a measure.
+loop serving while a slow fsync (a disk that takes tens of milliseconds) is under way; but
+handing a commit to it and back costs two cross-core wake-ups, 110-130 µs of CPU on this
+project's 2-core VM, while a commit here takes 0.2-1 ms, during which the CPU is free for
+the other processes.  On a CPU-bound small write the hand-offs were a sixth of the servers'
+CPU (docs/performance.md).  So each commit's duration is measured, and while their moving
+average is under INLINE_BELOW the commit runs on the event loop itself, which waits for it
+(a stall of that order for the process's other requests); once commits are slower they go
+back to the thread.  The first commit runs in the thread, until there is a measure.
 
 The database is opened with paranoid checks (a damaged log or table is an error, never
 silently skipped) and scans verify block checksums.  After each commit the database's
@@ -33,7 +34,7 @@ import plyvel
 Ops = tuple[Mapping[bytes, bytes], Iterable[bytes]]
 
 #: Commits expected to take less than this many seconds run on the event loop (see above).
-INLINE_BELOW = 0.0005
+INLINE_BELOW = 0.002
 #: Weight of the latest commit in the moving average of commit durations.
 SMOOTHING = 0.2
 

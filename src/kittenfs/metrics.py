@@ -8,6 +8,7 @@ state (``gauge``), read when Prometheus scrapes.
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
@@ -16,6 +17,9 @@ from prometheus_client.exposition import generate_latest
 from .httputil import HTTPProblem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Most (route, method, status) series whose lookup is kept (Metrics.record).
+SERIES_CACHED = 1024
 
 #: Latency buckets, in seconds: loopback requests take well under a millisecond, large
 #: transfers seconds.
@@ -51,6 +55,10 @@ class Metrics:
         #: Awaited before each scrape: gauges whose values take long to compute (a scan of
         #: the index) refresh them here, without blocking the server, and read them after.
         self.before_scrape: list[Callable[[], Awaitable[None]]] = []
+        #: The labelled series of each (route, method, status) met so far: looking them up
+        #: with ``labels()`` (checks, a lock) on every request was a twelfth of a small
+        #: GET's CPU.  At most SERIES_CACHED: a client may make up methods.
+        self._series: dict[tuple[str, str, int], _Series] = {}
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """Add a gauge whose value ``read`` gives at every scrape."""
@@ -87,10 +95,22 @@ class Metrics:
         self, route: str, method: str, status: int, seconds: float, received: int, sent: int
     ) -> None:
         """Count one request answered (or one message of a stream, as its method says)."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.seconds.labels(route).observe(seconds)
-        self.bytes_in.labels(route).inc(received)
-        self.bytes_out.labels(route).inc(sent)
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = _Series(
+                self.requests.labels(route, method, str(status)),
+                self.seconds.labels(route),
+                self.bytes_in.labels(route),
+                self.bytes_out.labels(route),
+            )
+            if len(self._series) < SERIES_CACHED:
+                self._series[(route, method, status)] = series
+        series.requests.inc()
+        series.seconds.observe(seconds)
+        if received:
+            series.bytes_in.inc(received)
+        if sent:
+            series.bytes_out.inc(sent)
 
     @staticmethod
     def sendfile_sent(response: web.StreamResponse, count: int) -> None:
@@ -107,6 +127,16 @@ class Metrics:
 
 
 _SENDFILE = "kittenfs.sendfile_bytes"
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """The series one (route, method, status) of requests counts in."""
+
+    requests: Counter
+    seconds: Histogram
+    bytes_in: Counter
+    bytes_out: Counter
 
 
 def _sent(response: web.StreamResponse | None) -> int:

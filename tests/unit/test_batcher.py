@@ -320,5 +320,25 @@ def test_an_answer_later_than_the_timeout_fails_the_batch_and_closes_the_stream(
     run(main())
 
 
+def test_a_batch_the_worker_fails_with_is_answered_at_once(stream: bool) -> None:
+    """A worker's own failure is an answer (500, or an error on the stream), not a wait for
+    the answer timeout."""
+
+    async def main() -> None:
+        def broken(op: batch.Op) -> dict[str, Any]:
+            raise RuntimeError("index on fire")
+
+        worker = FakeWorker(stream, answer=broken)
+        async with serving(worker, answer_timeout=30.0) as (url, session):
+            batcher = Batcher(session)
+            with pytest.raises(ReplicaError, match=r"500|RuntimeError: index on fire"):
+                await asyncio.wait_for(batcher.put(url, *put_args(0)), 10)
+            worker.answer = None
+            assert await batcher.put(url, *put_args(1, b"ok")) == (2, _md5(b"ok"))
+            await batcher.close()
+
+    run(main())
+
+
 def _md5(value: bytes) -> str:
     return hashlib.md5(value, usedforsecurity=False).hexdigest()

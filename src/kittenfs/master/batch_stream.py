@@ -26,6 +26,9 @@ from ..errors import ReplicaError
 
 #: Seconds before a worker that refused the upgrade is asked again.
 RETRY_UPGRADE = 60.0
+#: Seconds a closing stream waits for the worker's close frame (a paused worker sends none:
+#: the batches waiting on it must not wait that long as well).
+CLOSE_TIMEOUT = 1.0
 
 
 class BatchStream:
@@ -115,25 +118,37 @@ class BatchStreams:
         self.answer_timeout = answer_timeout
         self._open: dict[str, BatchStream] = {}
         self._refused: dict[str, float] = {}  # worker URL -> when it refused the upgrade
+        self._opening: dict[str, asyncio.Lock] = {}
 
     async def get(self, worker_url: str) -> BatchStream | None:
         """Return an open stream to the worker (opening one if needed), or None if the worker
         does not serve the stream.  Raise ReplicaError if it cannot be reached."""
-        stream = self._open.get(worker_url)
-        if stream is not None and stream.usable:
+        async with self._opening.setdefault(worker_url, asyncio.Lock()):  # one stream each
+            stream = self._open.get(worker_url)
+            if stream is not None and stream.usable:
+                return stream
+            refused = self._refused.get(worker_url, -RETRY_UPGRADE)
+            if time.monotonic() - refused < RETRY_UPGRADE:
+                return None
+            socket = await self._connect(worker_url)
+            if socket is None:
+                self._refused[worker_url] = time.monotonic()
+                return None
+            self._open[worker_url] = stream = BatchStream(worker_url, socket, self.answer_timeout)
             return stream
-        if time.monotonic() - self._refused.get(worker_url, -RETRY_UPGRADE) < RETRY_UPGRADE:
-            return None
+
+    async def _connect(self, worker_url: str) -> aiohttp.ClientWebSocketResponse | None:
+        """Open the WebSocket; None if the worker does not serve it."""
         try:
-            socket = await self.session.ws_connect(
+            return await self.session.ws_connect(
                 f"{worker_url}/batch",
                 max_msg_size=batch.MAX_STREAM_MESSAGE,
                 compress=0,
                 autoping=True,
+                timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),
             )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (400, 404, 405):
-                self._refused[worker_url] = time.monotonic()
                 return None
             raise ReplicaError(
                 f"{worker_url} refused the batch stream: {exc.status}", status=exc.status
@@ -142,8 +157,6 @@ class BatchStreams:
             raise ReplicaError(
                 f"{worker_url}: {type(exc).__name__}: {exc}", unreachable=True
             ) from None
-        self._open[worker_url] = stream = BatchStream(worker_url, socket, self.answer_timeout)
-        return stream
 
     async def close(self) -> None:
         """Close every stream."""

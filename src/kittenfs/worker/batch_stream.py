@@ -7,7 +7,8 @@ worker, signed at the upgrade like any member's request, and sends each batch as
 message: an 8-byte id, then the body ``POST /batch`` takes (kittenfs/batch.py).  The worker
 applies it as ``POST /batch`` does and answers with one binary message: the same id, then
 the JSON ``POST /batch`` answers (``{"results": [...]}``), or ``{"error": "bad_batch",
-"message": ...}`` for a batch that does not follow the format.
+"message": ...}`` for a batch that does not follow the format (``"internal"`` for a
+failure of the worker's own, where ``POST /batch`` answers 500).
 
 The batches of one stream are applied concurrently, so that one fsync commits several;
 at most STREAM_BATCHES at a time (reading pauses beyond), and answers may leave in any
@@ -101,6 +102,9 @@ async def _answer(
         status = 200
     except batch.BadBatch as exc:
         answer, status = {"error": "bad_batch", "message": str(exc)}, 400
+    except Exception as exc:  # answered at once, as POST /batch's 500 is, not left to time out
+        log.exception("batch failed")
+        answer, status = {"error": "internal", "message": f"{type(exc).__name__}: {exc}"}, 500
     reply = message[: batch.STREAM_ID_BYTES] + json.dumps(answer, separators=(",", ":")).encode()
     elapsed = time.perf_counter() - started
     metrics.record("batch", "STREAM", status, elapsed, len(message), len(reply))

@@ -1,6 +1,6 @@
-"""A/B of small writes between two source trees: 1 KiB PUT and DELETE at c16 against a local
-cluster (5 workers, 3 replicas, fsync on) started from tree A, then from tree B, in
-interleaved rounds, with the servers' CPU per operation.
+"""A/B of small operations between two source trees: 1 KiB PUT, GET (each key read twice)
+and DELETE at c16 against a local cluster (5 workers, 3 replicas, fsync on) started from
+tree A, then from tree B, in interleaved rounds, with the servers' CPU per operation.
 
 For a change to the write path, A is a worktree of the commit before it
 (``git worktree add /tmp/before HEAD~1``) and B this tree.  Prints JSON: per figure, each
@@ -31,6 +31,7 @@ def one_round(tree: Path) -> dict[str, dict[str, float]]:
     with local_cluster(5, 3) as cluster:
         return {
             "small PUT c16": measure_phase(cluster, "put", keys, 16, 1024),
+            "small GET c16": measure_phase(cluster, "get", keys * 2, 16, 1024),
             "small DELETE c16": measure_phase(cluster, "delete", keys, 16, 1024),
         }
 

@@ -114,7 +114,9 @@ def test_an_s3_run_with_kills_mid_upload_loses_no_object(tmp_path: Path) -> None
     assert s3["kills_during_multipart"].get("kill_worker", 0) >= 1, summary["fault_log"]
     assert summary["acknowledged_writes_lost"] == 0 and summary["partial_or_unreadable"] == 0
     assert summary["wrong_bytes_read"] == 0 and summary["stale_or_resurrected_reads"] == 0
-    # Enough was acknowledged for the checks to mean something (a loaded machine, as CI's
-    # with three other test processes, acknowledged 61 objects where a quiet one did 495).
-    assert s3["multipart_completed"] >= 3 and s3["acknowledged_objects"] >= 20, s3
+    # Enough was acknowledged for the checks to mean something: a multipart object read back
+    # whole, and a few others.  Not more: a quiet machine acknowledged 495 objects, CI's with
+    # three other test processes 61, and one also running the million-key soak (load 10)
+    # 17, of which 1 multipart (6 of its 7 uploads were cut by the kills, as they should be).
+    assert s3["multipart_completed"] >= 1 and s3["acknowledged_objects"] >= 5, s3
     assert s3["uploads_left_after_cleaner"] == 0 and summary["passed"]

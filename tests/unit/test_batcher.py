@@ -306,7 +306,7 @@ def test_a_stream_that_breaks_fails_its_batch_and_the_next_batch_opens_another()
 def test_an_answer_later_than_the_timeout_fails_the_batch_and_closes_the_stream() -> None:
     async def main() -> None:
         worker = FakeWorker(stream=True)
-        async with serving(worker, answer_timeout=0.3) as (url, session):
+        async with serving(worker, answer_timeout=2.0) as (url, session):
             batcher = Batcher(session)
             worker.hold.clear()
             with pytest.raises(ReplicaError, match="no answer") as failed:

@@ -13,7 +13,8 @@ the other processes.  On a CPU-bound small write, committing on the loop saved 9
 servers' CPU per PUT and 16% per DELETE (docs/performance.md).  So each commit's duration
 is measured, and while their moving average is under INLINE_BELOW the commit runs on the
 event loop itself, which waits for it (a stall of that order for the process's other
-requests); once commits are slower they go back to the thread.  The first commit runs in the thread, until there is a measure.
+requests); once commits are slower they go back to the thread.  The first commit runs in
+the thread, until there is a measure.
 
 The database is opened with paranoid checks (a damaged log or table is an error, never
 silently skipped) and scans verify block checksums.  After each commit the database's

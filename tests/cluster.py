@@ -25,6 +25,7 @@ import httpx
 
 from kittenfs.clusterauth import HttpxClusterAuth
 from kittenfs.localca import local_ca
+from kittenfs.placement import blob_relpath
 from kittenfs.signing import HEADER, ClusterKey
 from kittenfs.tls import client_context
 
@@ -300,6 +301,12 @@ class Cluster:
             if not page["next"]:
                 return blobs
             start = page["next"]
+
+    def blob_file(self, node: int, key: str) -> Path:
+        """Return the path of the file of a file-backed value's blob on worker ``node``."""
+        blob = next(b for b in self.worker_blobs(self.nodes[node]) if b["key"] == key)
+        assert not blob["inline"], f"{key!r} is inline on worker {node}"
+        return self.root / f"worker-{node}" / "blobs" / blob_relpath(blob["blob"])
 
     def blob_url(self, key: str, node: int = 0) -> str:
         """Return the URL at which worker ``node`` serves the live version of ``key``.

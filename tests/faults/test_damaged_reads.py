@@ -21,13 +21,6 @@ from kittenfs.records import BlobHeader
 from kittenfs.worker.blobstore import BLOCK_SIZE
 
 
-def blob_path(cluster: Cluster, node: int, key: str) -> Path:
-    blob: str = next(
-        b["blob"] for b in cluster.worker_blobs(cluster.nodes[node]) if b["key"] == key
-    )
-    return cluster.root / f"worker-{node}" / "blobs" / blob[0:2] / blob[2:4] / blob
-
-
 def redirect_to(http: httpx.Client, cluster: Cluster, key: str, node: int) -> str:
     """Return a redirect Location for ``key`` that names worker ``node`` (asking the master
     again until its random choice falls there; a redirect alone changes nothing)."""
@@ -52,7 +45,7 @@ def test_a_worker_without_the_blob_sends_the_client_back_and_the_read_goes_on(
     value = os.urandom(200_000)
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
         assert http.put("/back/and/on", content=value).status_code == 201
-        blob_path(cluster, 1, "/back/and/on").unlink()
+        cluster.blob_file(1, "/back/and/on").unlink()
         location = redirect_to(http, cluster, "/back/and/on", 1)
         at_worker = httpx.get(location, timeout=30)
         assert at_worker.status_code == 302, at_worker.text
@@ -93,7 +86,7 @@ def test_damaged_blocks_on_every_replica_are_served_around(make_cluster: MakeClu
         key = f"/stitched/{name}"
         assert httpx.put(f"{cluster.url}{key}", content=value, timeout=30).status_code == 201
         for node, block in enumerate((2, 5, 8)):
-            path = blob_path(cluster, node, key)
+            path = cluster.blob_file(node, key)
             offset = BlobHeader.unpack(path.read_bytes()[:2000]).data_offset
             flip(path, offset + block * BLOCK_SIZE + 1000)
         return key
@@ -138,7 +131,7 @@ def test_format_1_blob_files_are_still_served_and_checked(cluster: Cluster) -> N
         assert http.put("/old/format", content=value).status_code == 201
         md5 = http.head("/old/format").headers["content-md5"]
         for node in range(3):
-            path = blob_path(cluster, node, "/old/format")
+            path = cluster.blob_file(node, "/old/format")
             header = BlobHeader.unpack(path.read_bytes()[:2000])
             old = BlobHeader(header.key, header.version, header.size, md5)  # format 1
             path.write_bytes(old.pack() + value)
@@ -150,7 +143,7 @@ def test_format_1_blob_files_are_still_served_and_checked(cluster: Cluster) -> N
                 ).content
                 == value[1000:2000]
             )
-        path = blob_path(cluster, 0, "/old/format")
+        path = cluster.blob_file(0, "/old/format")
         flip(path, len(path.read_bytes()) - 5000)
         location = redirect_to(
             httpx.Client(base_url=cluster.url, timeout=30), cluster, "/old/format", 0

@@ -4,17 +4,8 @@ import os
 import shutil
 
 import httpx
-from cluster import Cluster, MakeCluster
+from cluster import MakeCluster
 from jobs import holders, run_job
-
-from kittenfs.placement import blob_relpath
-
-
-def blob_file(cluster: Cluster, node: int, key: str) -> str:
-    """Return the path of a file-backed value's blob on worker ``node``."""
-    blob = next(b for b in cluster.worker_blobs(cluster.nodes[node]) if b["key"] == key)
-    assert not blob["inline"]
-    return str(cluster.root / f"worker-{node}" / "blobs" / blob_relpath(blob["blob"]))
 
 
 def test_repair_restores_a_deleted_and_a_corrupted_replica(make_cluster: MakeCluster) -> None:
@@ -23,8 +14,8 @@ def test_repair_restores_a_deleted_and_a_corrupted_replica(make_cluster: MakeClu
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:
         for key, value in values.items():
             assert http.put(key, content=value).status_code == 201
-        os.remove(blob_file(cluster, 0, "/fix/1"))
-        path = blob_file(cluster, 1, "/fix/2")
+        os.remove(cluster.blob_file(0, "/fix/1"))
+        path = cluster.blob_file(1, "/fix/2")
         with open(path, "r+b") as handle:
             handle.seek(-10, os.SEEK_END)
             handle.write(b"\x00" * 10)

@@ -6,7 +6,6 @@ import time
 
 import httpx
 from cluster import MakeCluster
-from test_repair import blob_file
 
 
 def test_a_corrupt_blob_found_by_the_scrub_is_repaired(make_cluster: MakeCluster) -> None:
@@ -15,7 +14,7 @@ def test_a_corrupt_blob_found_by_the_scrub_is_repaired(make_cluster: MakeCluster
     with httpx.Client(base_url=cluster.url, timeout=30, follow_redirects=True) as http:
         for key, value in values.items():
             assert http.put(key, content=value).status_code == 201
-        path = blob_file(cluster, 2, "/scrub/5")
+        path = cluster.blob_file(2, "/scrub/5")
         with open(path, "r+b") as handle:
             handle.seek(-100, os.SEEK_END)
             handle.write(b"rot" * 10)

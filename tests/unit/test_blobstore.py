@@ -24,7 +24,9 @@ from kittenfs.worker.blobstore import (
     DEFAULT_INLINE_MAX,
     BlobExists,
     BlobStore,
+    CheckedReader,
     CorruptBlob,
+    NotCached,
     SizeMismatch,
     read_checked,
     read_meta,
@@ -351,7 +353,9 @@ def test_flipped_byte_in_file_fails_its_block(tmp_path: Path) -> None:
 
 def test_only_the_blocks_a_read_covers_are_read_and_checked(tmp_path: Path) -> None:
     """A value of 3 1/2 blocks with a flipped byte in block 2: a range in blocks 0-1 is
-    served; one that reaches block 2 yields blocks 0 and 1, then fails, never bad bytes."""
+    served; one that reaches block 2 yields blocks 0 and 1, then fails, never bad bytes
+    (in pieces of one block or of four: the good blocks before a bad one come out first,
+    so a read cut there can go on at another replica from as far as possible)."""
     blob, version = new_blob("/blocks")
     data = os.urandom(3 * BLOCK_SIZE + BLOCK_SIZE // 2)
 
@@ -371,8 +375,88 @@ def test_only_the_blocks_a_read_covers_are_read_and_checked(tmp_path: Path) -> N
             for piece in read_checked(where, 0, len(data), piece=BLOCK_SIZE):
                 served.append(piece)  # noqa: PERF402 - what came out before the failure
         assert b"".join(served) == data[: 2 * BLOCK_SIZE]
-        with pytest.raises(CorruptBlob, match="block 2"):  # in pieces of 4 blocks: at once
-            next(read_checked(where, 0, len(data), piece=4 * BLOCK_SIZE))
+        pieces = read_checked(where, 0, len(data), piece=4 * BLOCK_SIZE)
+        assert next(pieces) == data[: 2 * BLOCK_SIZE]  # in pieces of 4: the good ones first
+        with pytest.raises(CorruptBlob, match="block 2"):
+            next(pieces)
+
+    run(tmp_path, body)
+
+
+def drop_from_page_cache(path: Path) -> None:
+    """Evict a file's (clean) pages from the page cache, as memory pressure would (not on
+    tmpfs, whose pages are the file: those tests skip there)."""
+    if _filesystem(path) == "tmpfs":
+        pytest.skip("tmpfs keeps every page of its files")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _filesystem(path: Path) -> str:
+    """The type of the filesystem ``path`` is on (the longest mount point above it)."""
+    best, kind = "", ""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, point, fstype = line.split()[:3]
+        if str(path).startswith(point.rstrip("/") + "/") and len(point) > len(best):
+            best, kind = point, fstype
+    return kind
+
+
+def test_nowait_reads_only_cached_pieces_and_stays_put_otherwise(tmp_path: Path) -> None:
+    """``read(nowait=True)`` of a piece whose pages were evicted raises NotCached without
+    moving on; ``read()`` then reads the same piece from the disk, and once cached the next
+    nowait read goes on from there: the pieces still make up the value exactly."""
+    blob, version = new_blob("/cold")
+    data = os.urandom(3 * BLOCK_SIZE + 123)
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/cold", version, chunked(data, 100_000))
+        where = store.locate_file(blob, meta)
+        drop_from_page_cache(where.path)
+        with CheckedReader(where, 5, len(data) - 5, piece=BLOCK_SIZE) as reader:
+            with pytest.raises(NotCached):
+                reader.read(nowait=True)
+            pieces = [bytes(reader.read() or b"")]  # from the disk, now cached
+            while (piece := reader.read(nowait=True)) is not None:
+                pieces.append(bytes(piece))
+        assert b"".join(pieces) == data[5:]
+        assert len(pieces) == 4
+
+    run(tmp_path, body)
+
+
+def test_check_next_gives_the_file_spans_of_checked_blocks(tmp_path: Path) -> None:
+    """``check_next`` checks a span's blocks and gives where the asked bytes lie in the file
+    (for sendfile): the spans read back from the file are the value's range; a damaged block
+    fails before its span is given, with the good blocks before it given first."""
+    blob, version = new_blob("/spans")
+    data = os.urandom(5 * BLOCK_SIZE + 77)
+
+    async def body(store: BlobStore) -> None:
+        meta = await store.put(blob, "/spans", version, chunked(data, 100_000))
+        where = store.locate_file(blob, meta)
+        raw = where.path.read_bytes()
+        first, count = BLOCK_SIZE // 2, 4 * BLOCK_SIZE
+        with CheckedReader(where, first, count, piece=2 * BLOCK_SIZE) as reader:
+            spans: list[tuple[int, int]] = []
+            while (span := reader.check_next(nowait=len(spans) % 2 == 0)) is not None:
+                spans.append(span)
+        assert (
+            b"".join(raw[offset : offset + n] for offset, n in spans) == data[first : first + count]
+        )
+        assert [n for _, n in spans] == [2 * BLOCK_SIZE - first, 2 * BLOCK_SIZE, first]
+        with where.path.open("r+b") as handle:
+            handle.seek(where.offset + 3 * BLOCK_SIZE + 1)
+            handle.write(b"\x00" if data[3 * BLOCK_SIZE + 1] else b"\x01")
+        with CheckedReader(where, 0, len(data), piece=2 * BLOCK_SIZE) as reader:
+            assert reader.check_next() == (where.offset, 2 * BLOCK_SIZE)
+            # blocks 2-3: block 2 is given alone, then block 3 fails
+            assert reader.check_next(nowait=True) == (where.offset + 2 * BLOCK_SIZE, BLOCK_SIZE)
+            with pytest.raises(CorruptBlob, match="block 3"):
+                reader.check_next(nowait=True)
 
     run(tmp_path, body)
 

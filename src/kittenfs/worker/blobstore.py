@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -429,60 +429,175 @@ def read_checked(
 ) -> Iterator[bytes]:
     """Yield ``count`` bytes of a blob file's value from ``first``, in pieces of about
     ``piece`` bytes, each checked before it is yielded; raise CorruptBlob at the first bad
-    one.  (Blocking.)
+    one.  (Blocking: see CheckedReader.)"""
+    with CheckedReader(where, first, count, piece) as reader:
+        while (data := reader.read()) is not None:
+            yield bytes(data)
 
-    Format 2: every block the span covers is read whole and checked against its digest (a
-    piece is a run of whole blocks, read with their digests in two reads).  Format 1 has no
-    block digests: the whole value is checked against its MD5 first, then read again.
+
+#: A piece of a value read from a file: bytes, or a view of a buffer it was read into.
+Piece = bytes | bytearray | memoryview
+
+
+class NotCached(Exception):
+    """Some of the bytes asked for are not in the page cache: reading them waits for the disk."""
+
+
+class CheckedReader:
+    """Reads ``count`` bytes of a blob file's value from ``first``, in pieces of about
+    ``piece`` bytes, each checked before it is returned; CorruptBlob at the first bad one.
+
+    Format 2 and 3: every block a piece covers is read whole and checked against its digest
+    (a piece is a run of whole blocks, read with their digests in two reads).  Format 1 has
+    no block digests: the whole value is checked against its MD5 first, then read again.
+
+    ``read()`` may wait for the disk, so the event loop calls it in a thread.  But handing
+    each piece of a hot value to a thread and back cost a 16 MiB GET more CPU than its bytes
+    (the GIL passed back and forth some 800 times: docs/performance.md), so the loop first
+    tries ``read(nowait=True)``, which takes the next piece only if all of it is in the
+    page cache (``RWF_NOWAIT``) and otherwise raises NotCached without moving on.
     """
-    header = where.header
-    try:
-        with where.path.open("rb", buffering=0) as handle:
-            if header.block_size:
-                yield from _blocks_checked(handle, header, first, count, piece)
-            else:
-                yield from _md5_checked(handle, header, first, count, piece)
-    except OSError as exc:
-        raise CorruptBlob(f"{where.path.name}: {exc}") from None
 
+    def __init__(self, where: BlobFile, first: int, count: int, piece: int = READ_PIECE) -> None:
+        self.header = where.header
+        self.name = where.path.name
+        try:
+            self._handle = where.path.open("rb", buffering=0)
+        except OSError as exc:
+            raise CorruptBlob(f"{self.name}: {exc}") from None
+        size = self.header.block_size
+        self._legacy = (
+            None if size else _md5_checked(self._handle, self.header, first, count, piece)
+        )
+        self._first, self._last = first, first + count - 1
+        self._per_piece = max(1, piece // size) if size else 0
+        self._block = first // size if size and count else 0
+        self._final = self._last // size if size and count else -1
 
-def _blocks_checked(
-    handle: BinaryIO, header: BlobHeader, first: int, count: int, piece: int
-) -> Iterator[bytes]:
-    if not count:
-        return
-    size, offset, fd = header.block_size, header.data_offset, handle.fileno()
-    last = first + count - 1
-    per_piece = max(1, piece // size)
-    block, final = first // size, last // size
-    while block <= final:
-        blocks = min(per_piece, final - block + 1)
+    @property
+    def file(self) -> BinaryIO:
+        """The open blob file (for sendfile of the spans ``check_next`` returns)."""
+        return self._handle
+
+    def __enter__(self) -> "CheckedReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._legacy is not None:
+            self._legacy.close()
+        self._handle.close()
+
+    def read(self, nowait: bool = False) -> Piece | None:
+        """Return the next checked piece, or None after the last; with ``nowait``, raise
+        NotCached (and stay where it was) unless the piece is all in the page cache."""
+        try:
+            if self._legacy is not None:
+                if nowait:
+                    raise NotCached(self.name)
+                return next(self._legacy, None)
+            run = self._next_run(nowait, None)
+        except BlockingIOError:
+            raise NotCached(self.name) from None
+        except OSError as exc:
+            raise CorruptBlob(f"{self.name}: {exc}") from None
+        if run is None:
+            return None
+        data, _, low, high = run
+        return data if (low, high) == (0, len(data)) else data[low:high]
+
+    def check_next(self, nowait: bool = False) -> tuple[int, int] | None:
+        """Check the next piece without keeping its bytes (format 2 and 3 only); return
+        where it lies in the file, (offset, length), for sendfile; None after the last.
+        ``nowait`` as for ``read``."""
+        assert self._legacy is None, "a format-1 file has no blocks to check one by one"
+        length = self._per_piece * self.header.block_size
+        # On the event loop (nowait) every read shares one buffer, in a thread each has its
+        # own: a paused stream holds no buffer between its steps.
+        scratch = _loop_scratch(length) if nowait else bytearray(length)
+        try:
+            run = self._next_run(nowait, scratch)
+        except BlockingIOError:
+            raise NotCached(self.name) from None
+        except OSError as exc:
+            raise CorruptBlob(f"{self.name}: {exc}") from None
+        if run is None:
+            return None
+        _, start, low, high = run
+        return self.header.data_offset + start + low, high - low
+
+    def _next_run(
+        self, nowait: bool, scratch: bytearray | None
+    ) -> tuple[Piece, int, int, int] | None:
+        """Read and check the next run of whole blocks (into ``scratch`` if given); return
+        it, the value offset it starts at, and the slice of it that was asked for."""
+        header, block = self.header, self._block
+        if block > self._final:
+            return None
+        size, offset, fd = header.block_size, header.data_offset, self._handle.fileno()
+        blocks = min(self._per_piece, self._final - block + 1)
         start = block * size
         length = min(blocks * size, header.size - start)
-        data = os.pread(fd, length, offset + start)
-        stored = os.pread(
-            fd, blocks * BLOCK_DIGEST.size, offset + header.size + block * BLOCK_DIGEST.size
-        )
-        view = memoryview(data)
-        for i in range(blocks):
+        digests = blocks * BLOCK_DIGEST.size
+        data = _pread(fd, length, offset + start, nowait, scratch)
+        stored = _pread(fd, digests, offset + header.size + block * BLOCK_DIGEST.size, nowait)
+        good = _good_blocks(data, stored, size, header.size - start)
+        if good == 0:
+            raise CorruptBlob(
+                f"{header.key!r}: block {block} (bytes {block * size}.."
+                f"{min(header.size, (block + 1) * size) - 1}) fails its checksum"
+            )
+        if good < blocks:  # the good blocks before the bad one first: the next read fails
+            blocks, length, data = good, good * size, data[: good * size]
+        self._block = block + blocks
+        low, high = max(self._first, start) - start, min(self._last, start + length - 1) - start
+        return data, start, low, high + 1
+
+
+def _good_blocks(data: Piece, stored: Piece, size: int, left: int) -> int:
+    """Return how many of the blocks in ``data`` match their digests in ``stored``, from
+    the first (``left``: the value's bytes from the first block on)."""
+    with memoryview(data) as view:
+        for i in range(len(stored) // BLOCK_DIGEST.size):
             chunk = view[i * size : (i + 1) * size]
             if (
-                len(chunk) != min(size, header.size - start - i * size)
-                or block_digest(chunk) != stored[i * 8 : (i + 1) * 8]
+                len(chunk) != min(size, left - i * size)
+                or block_digest(chunk)
+                != stored[i * BLOCK_DIGEST.size : (i + 1) * BLOCK_DIGEST.size]
             ):
-                bad = block + i
-                raise CorruptBlob(
-                    f"{header.key!r}: block {bad} (bytes {bad * size}.."
-                    f"{min(header.size, (bad + 1) * size) - 1}) fails its checksum"
-                )
-        view.release()
-        yield data[max(first, start) - start : min(last, start + length - 1) - start + 1]
-        block += blocks
+                return i
+    return len(stored) // BLOCK_DIGEST.size
+
+
+_LOOP_SCRATCH = bytearray()
+
+
+def _loop_scratch(length: int) -> bytearray:
+    """The buffer that checks on the event loop read into (one at a time: the loop runs one
+    at a time), grown to ``length`` bytes if smaller."""
+    global _LOOP_SCRATCH
+    if len(_LOOP_SCRATCH) < length:
+        _LOOP_SCRATCH = bytearray(length)
+    return _LOOP_SCRATCH
+
+
+def _pread(fd: int, length: int, offset: int, nowait: bool, into: bytearray | None = None) -> Piece:
+    """Read ``length`` bytes at ``offset`` (fewer at the end of the file), into ``into`` if
+    given; with ``nowait``, raise NotCached unless every one of them is in the page cache."""
+    if into is None and not nowait:
+        return os.pread(fd, length, offset)
+    buffer = memoryview(bytearray(length) if into is None else into)[:length]
+    got = os.preadv(fd, [buffer], offset, os.RWF_NOWAIT if nowait else 0)
+    if nowait and got < length and got < os.fstat(fd).st_size - offset:
+        raise NotCached("part of the range is not cached")
+    return buffer[:got]
 
 
 def _md5_checked(
     handle: BinaryIO, header: BlobHeader, first: int, count: int, piece: int
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     handle.seek(header.data_offset)
     digest = hashlib.md5(usedforsecurity=False)
     while chunk := handle.read(piece):

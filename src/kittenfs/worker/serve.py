@@ -7,6 +7,13 @@
   ``verify_max`` bytes of a read are checked before the response starts, so a bad block
   there still lets the worker answer otherwise; a bad block later can only cut the
   response, which the client (or the master, streaming) completes from another replica.
+- On a TCP connection without TLS, a format-2 file goes out in spans of SEND_SPAN bytes,
+  each checked whole (block by block) and then sent by the kernel with sendfile(2), from
+  the very pages just checked: no copy passes through Python.  (Pages evicted and read back
+  from a disk that changed them in the milliseconds between the check and the send would
+  go out unchecked; that is the one window, and scrub still finds such damage.)  Otherwise
+  (TLS, format 1) pieces are read, checked and written.  Either way the step after the one
+  going out is taken meanwhile: on the event loop if its pages are cached, else in a thread.
 - A blob this worker lacks, or finds damaged before the response starts, sends a client
   that came with a link from the master back along the link's fallback (302), so the read
   goes on at another replica; without a fallback the answer is 404 or 500.
@@ -17,7 +24,7 @@ Damage found by a read is logged and reported to the master, which repairs it.
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -35,14 +42,26 @@ from ..placement import blob_id
 from ..records import BlobMeta
 from ..server import BUDGET
 from ..streaming import Sender
-from .blobstore import READ_PIECE, BlobFile, BlobStore, CorruptBlob, read_checked
+from .blobstore import (
+    READ_PIECE,
+    BlobFile,
+    BlobStore,
+    CheckedReader,
+    CorruptBlob,
+    NotCached,
+    Piece,
+)
 from .guard import GUARD
 
 log = logging.getLogger("kittenfs.worker")
 
-#: Bytes one checked stream may hold: the piece being sent, the transport's copy of what the
-#: client has not taken yet (up to a piece), and the next piece being read.
-STREAM_BYTES = 3 * READ_PIECE
+#: Bytes sent with one sendfile: a span checked whole first (no copy of it is kept).
+SEND_SPAN = 4 * READ_PIECE
+#: Bytes one checked stream may hold: written, the piece being sent, the transport's copy of
+#: what the client has not taken yet (up to a piece) and the next piece being read; sent
+#: with sendfile, the span being checked in a thread (checks on the event loop share one
+#: buffer, and nothing is held between spans).
+STREAM_BYTES = max(3 * READ_PIECE, SEND_SPAN)
 #: Seconds a value read whole without fault is taken as checked by the next reads' pre-check
 #: (they still check every block they send).
 CHECKED_FOR = 60.0
@@ -86,14 +105,19 @@ async def get_blob(request: web.Request, blob: str, fallback: str | None) -> web
         return head_response(status, headers, count)
     client = None if request.app[GUARD].is_member(request) else request.remote or "?"
     async with request.app[BUDGET].reserve(STREAM_BYTES, client):
-        pieces = read_checked(where, first, count)
+        steps = None
         try:
-            await _check_first(request, store, where, first, count)
-            head = await asyncio.to_thread(_next, pieces)  # checked before the response starts
-        except CorruptBlob as exc:
-            _damaged(request, blob, meta, exc)
-            return _cannot_serve(blob, fallback, HTTPProblem(500, "corrupt", str(exc)))
-        response = await _stream(request, status, headers, pieces, head, count, meta)
+            try:
+                await _check_first(request, store, where, first, count)
+                steps = _steps(request, where, first, count)
+                head = await steps.next()  # checked before the response starts
+            except CorruptBlob as exc:
+                _damaged(request, blob, meta, exc)
+                return _cannot_serve(blob, fallback, HTTPProblem(500, "corrupt", str(exc)))
+            response = await _stream(request, status, headers, steps, head, count, meta)
+        finally:
+            if steps is not None:
+                steps.close()
     if first == 0 and count == meta.size:
         request.app[CHECKED].note(blob)
     return response
@@ -107,9 +131,32 @@ async def _check_first(
     checked = request.app[CHECKED]
     if checked.recently(where.path.name):
         return
-    await asyncio.to_thread(_check_span, where, first, min(count, store.verify_max))
+    reader = CheckedReader(where, first, min(count, store.verify_max))
+    steps = _Ahead(reader, reader.check_next if where.header.block_size else reader.read)
+    try:
+        while await steps.next() is not None:
+            pass
+    finally:
+        steps.close()
     if first == 0 and count == where.size <= store.verify_max:
         checked.note(where.path.name)  # every block of the value was just checked
+
+
+def _steps(request: web.Request, where: BlobFile, first: int, count: int) -> "_Ahead":
+    """How a read goes out: spans of the file checked, then sent by the kernel (sendfile:
+    no copy through Python), on a TCP connection without TLS; else pieces read, checked and
+    written (a format-1 file, TLS)."""
+    transport = request.transport
+    if (
+        where.header.block_size
+        and transport is not None
+        and transport.get_extra_info("sslcontext") is None
+        and transport.get_extra_info("socket") is not None
+    ):
+        reader = CheckedReader(where, first, count, SEND_SPAN)
+        return _Ahead(reader, reader.check_next)
+    reader = CheckedReader(where, first, count)
+    return _Ahead(reader, reader.read)
 
 
 def _cannot_serve(blob: str, fallback: str | None, problem: HTTPProblem) -> web.Response:
@@ -131,47 +178,91 @@ def _damaged(request: web.Request, blob: str, meta: BlobMeta, exc: CorruptBlob) 
     request.app[REPORT](meta)
 
 
-def _check_span(where: BlobFile, first: int, count: int) -> None:
-    """Check ``count`` bytes from ``first`` (blocking); raise CorruptBlob if any is bad."""
-    for _ in read_checked(where, first, count):
-        pass
+#: One step of a read: a checked piece of the value, or a checked span of its file
+#: (offset, length) for sendfile.
+Step = Piece | tuple[int, int]
 
 
 async def _stream(
     request: web.Request,
     status: int,
     headers: dict[str, str],
-    pieces: Iterator[bytes],
-    head: bytes | None,
+    steps: "_Ahead",
+    head: Step | None,
     count: int,
     meta: BlobMeta,
 ) -> web.StreamResponse:
-    """Send ``count`` checked bytes, ``head`` first, then the rest of ``pieces``, reading
-    the next piece while the last one goes out; a block that fails its check cuts the
-    response."""
+    """Send ``count`` checked bytes, ``head`` first, then the rest of ``steps``, taking the
+    next step while the last goes out; a block that fails its check cuts the response."""
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = count
     sender = Sender(request, response, request.app[LIMITS].send_timeout)
     await sender.start()
-    upcoming: asyncio.Future[bytes | None] | None = None
     try:
-        piece = head
-        while piece is not None:
-            upcoming = asyncio.ensure_future(asyncio.to_thread(_next, pieces))
-            await sender.write(piece)
-            piece = await upcoming
+        step = head
+        while step is not None:
+            steps.read_ahead()
+            if isinstance(step, tuple):
+                await sender.sendfile(steps.reader.file, *step)
+            else:
+                await sender.write(step)
+            step = await steps.next()
     except CorruptBlob as exc:
         _damaged(request, _blob_of(meta), meta, exc)
         raise ResponseAborted(f"cut after {sender.sent} bytes: {exc}") from None
-    finally:
-        if upcoming is not None:
-            upcoming.cancel()
     await sender.finish()
     return response
 
 
-def _next(pieces: Iterator[bytes]) -> bytes | None:
-    return next(pieces, None)
+class _Ahead:
+    """The checked steps of one read, one taken ahead while the last goes out: on the event
+    loop while they are in the page cache, else in a thread (CheckedReader says why).
+    Owns the reader: ``close`` closes it once no thread uses it."""
+
+    def __init__(self, reader: CheckedReader, step: Callable[[bool], Step | None]) -> None:
+        self.reader = reader
+        self._step = step
+        self._ahead: asyncio.Future[Step | None] | None = None
+
+    def read_ahead(self) -> None:
+        """Start taking the next step, unless that is under way."""
+        if self._ahead is not None:
+            return
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[Step | None] = loop.create_future()
+        try:
+            ready.set_result(self._step(True))
+        except NotCached:
+            self._ahead = loop.run_in_executor(None, self._step, False)
+            return
+        except CorruptBlob as exc:
+            ready.set_exception(exc)
+        self._ahead = ready
+
+    async def next(self) -> Step | None:
+        """Return the next checked step (None after the last); CorruptBlob if it is bad."""
+        self.read_ahead()
+        ahead = self._ahead
+        assert ahead is not None
+        # Shielded: a cancelled request must not leave a thread reading a closed file.
+        step = await asyncio.shield(ahead)
+        self._ahead = None
+        return step
+
+    def close(self) -> None:
+        """Close the file, once a step in a thread (if one is under way) is done with it."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            self.reader.close()
+            return
+        ahead.add_done_callback(_retrieve)
+        ahead.add_done_callback(lambda _: self.reader.close())
+
+
+def _retrieve(done: asyncio.Future[Step | None]) -> None:
+    """Take the outcome of a step nobody awaits any more (no 'never retrieved' warning)."""
+    if not done.cancelled():
+        done.exception()
 
 
 class RecentlyChecked:

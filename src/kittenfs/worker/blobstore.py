@@ -315,12 +315,15 @@ class BlobStore:
     async def delete(self, blob: str) -> bool:
         """Remove a blob (metadata, inline bytes and file); return whether it was held.
 
-        The metadata goes first, so a crash can leave at most an unreferenced file.
+        The metadata goes first, so a crash can leave at most an unreferenced file.  (An
+        inline blob has no file, so none is looked for.)
         """
         async with self._locks.hold(blob):
             meta = self.meta(blob)
             await self.db.write(deletes=(meta_key(blob), _value_key(blob)))
             self._account(meta, -1)
+        if meta is not None and meta.inline:
+            return True  # its bytes were in the index: no file to remove
         path = self.path(blob)
         try:
             path.unlink()

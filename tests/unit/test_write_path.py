@@ -21,7 +21,7 @@ from kittenfs.errors import (
 from kittenfs.master.index import Space
 from kittenfs.master.write_path import BATCHED_VALUE_MAX
 from kittenfs.placement import blob_id
-from kittenfs.records import MAX_META_BYTES, IndexRecord
+from kittenfs.records import MAX_META_BYTES, IndexRecord, encode
 
 SMALL = b"small value"
 LARGE = os.urandom(BATCHED_VALUE_MAX * 3 + 17)
@@ -232,6 +232,29 @@ def test_delete_unlink_and_clear(tmp_path: Path) -> None:
         assert await core.store.clear() == 1
         await core.reaper.delete_queued()
         assert core.transport.all_blobs() == set()
+        await heal_and_reap(core)
+        await core.index.close()
+
+    run(main())
+
+
+def test_a_garbage_entry_whose_copies_are_gone_is_cleaned_again(tmp_path: Path) -> None:
+    """A crash between the reaper's deletes and its forget leaves a garbage entry whose
+    copies are gone: the reaper deletes them again (gone counts as deleted) and forgets it,
+    and the key written again meanwhile keeps its new copies."""
+
+    async def main() -> None:
+        core = await open_core(tmp_path)
+        await put(core, "/again", b"old")
+        await core.store.delete("/again")
+        [(entry, old)] = await core.index.garbage()
+        assert await core.reaper.delete_queued() == 1
+        assert await core.index.garbage() == []
+        new = await put(core, "/again", b"new")
+        await core.index.db.write({entry: encode(old)})  # as if the forget never landed
+        assert await core.index.garbage() == [(entry, old)]
+        assert await core.reaper.reap_once() == 1
+        assert core.transport.holders(new) == set(new.replicas)
         await heal_and_reap(core)
         await core.index.close()
 

@@ -16,18 +16,14 @@ took a master from 50 to 348 MiB.  So a streamed response
 """
 
 import asyncio
-import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
-from typing import BinaryIO
 
 import aiohttp
 from aiohttp import web
 
 from .httputil import HTTPProblem, ResponseAborted
-from .metrics import Metrics
 
 #: Bytes a connection's transport may buffer before a write waits for the client.
 SEND_BUFFER = 64 * 1024
@@ -132,33 +128,11 @@ class Sender:
         write (slicing it cost a third of a fast reader's throughput); while the write waits
         for the client, the deadline moves on whenever the client has taken bytes, so a slow
         reader that keeps reading is never cut."""
-        transport = self.request.transport
-        buffered = transport.get_write_buffer_size if transport is not None else lambda: 0
-        await self._sending(self.response.write(data), lambda: -buffered())
-        self.sent += len(data)
-
-    async def sendfile(self, file: BinaryIO, offset: int, count: int) -> None:
-        """Send ``count`` bytes of ``file`` from ``offset`` with the kernel's sendfile (no copy
-        through Python), under the same deadline as ``write``: here the client has taken
-        bytes when its TCP acknowledgements (TCP_INFO) say so."""
-        transport = self.request.transport
-        if transport is None:
-            raise ResponseAborted("the client went away")
-        sock = transport.get_extra_info("socket")
-        loop = asyncio.get_running_loop()
-        if transport.is_closing():
-            raise ResponseAborted("the client went away")
-        await self._sending(loop.sendfile(transport, file, offset, count), partial(_acked, sock))
-        self.sent += count
-        Metrics.sendfile_sent(self.response, self.sent)  # the response's own count misses these
-
-    async def _sending(self, sending: Awaitable[object], taken: Callable[[], int]) -> None:
-        """Await ``sending`` within the deadline that ``taken`` growing moves on."""
         try:
             async with asyncio.timeout(self.send_timeout) as deadline:
-                watch = _ProgressWatch(taken, deadline, self.send_timeout)
+                watch = _ProgressWatch(self.request.transport, deadline, self.send_timeout)
                 try:
-                    await sending
+                    await self.response.write(data)
                 finally:
                     watch.stop()
         except TimeoutError:
@@ -168,6 +142,7 @@ class Sender:
             ) from None
         except (ConnectionError, aiohttp.ClientConnectionError) as exc:
             raise ResponseAborted(f"the client went away: {exc}") from None
+        self.sent += len(data)
 
     async def finish(self) -> None:
         """End the response."""
@@ -186,37 +161,28 @@ class Sender:
 
 
 class _ProgressWatch:
-    """Moves a send's deadline to ``timeout`` seconds after the client last took bytes
-    (looked at four times per ``timeout``: ``taken()`` grew)."""
+    """Moves a write's deadline to ``timeout`` seconds after the client last took bytes
+    (looked at four times per ``timeout``: the transport's buffer shrank)."""
 
-    def __init__(self, taken: Callable[[], int], deadline: asyncio.Timeout, timeout: float) -> None:
-        self._taken = taken
+    def __init__(
+        self, transport: asyncio.BaseTransport | None, deadline: asyncio.Timeout, timeout: float
+    ) -> None:
+        self._transport = transport if isinstance(transport, asyncio.WriteTransport) else None
         self._deadline = deadline
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
-        self._last = taken()
+        self._buffered = self._buffer_size()
         self._timer = self._loop.call_later(timeout / 4, self._look)
 
+    def _buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
     def _look(self) -> None:
-        taken = self._taken()
-        if taken > self._last:
+        buffered = self._buffer_size()
+        if buffered < self._buffered:
             self._deadline.reschedule(self._loop.time() + self._timeout)
-        self._last = taken
+        self._buffered = buffered
         self._timer = self._loop.call_later(self._timeout / 4, self._look)
 
     def stop(self) -> None:
         self._timer.cancel()
-
-
-#: Bytes of Linux's struct tcp_info up to and including tcpi_bytes_acked (at offset 120).
-TCP_INFO_ACKED_END = 128
-
-
-def _acked(sock: socket.socket) -> int:
-    """The bytes the peer of a TCP connection has acknowledged (tcpi_bytes_acked, Linux
-    4.1+; 0 where unknown: a sendfile then has ``send_timeout`` for the whole span)."""
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_ACKED_END)
-    except (OSError, AttributeError):
-        return 0
-    return int.from_bytes(info[120:TCP_INFO_ACKED_END], "little") if len(info) >= 128 else 0

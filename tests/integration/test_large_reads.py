@@ -1,9 +1,7 @@
-"""A worker serving a file-backed value: each span checked, then sent with sendfile(2).
-
-The spans are checked on the event loop while their pages are cached, in a thread when they
-are not; a reader that stops reading is cut after --send-timeout, whichever way the bytes
-go; the bytes-out metric counts what sendfile sent.
-"""
+"""A worker serving a file-backed value: pieces read and checked on the event loop while
+their pages are cached, in a thread when they are not; a bad block found in the first piece
+still sends the client back, even when the pre-check was skipped; readers that stop reading
+are cut after --send-timeout."""
 
 import os
 import time
@@ -12,8 +10,9 @@ from pathlib import Path
 import httpx
 from cluster import Cluster, MakeCluster, wait_until
 
+from kittenfs.records import BlobHeader
 from kittenfs.reliability.stalled import stalled_reader
-from kittenfs.worker.serve import SEND_SPAN
+from kittenfs.worker.blobstore import BLOCK_SIZE, READ_PIECE
 
 MiB = 1024 * 1024
 
@@ -29,8 +28,8 @@ def evict(path: Path) -> None:
 
 def test_a_value_out_of_the_page_cache_is_served_whole_and_in_ranges(cluster: Cluster) -> None:
     """With every copy's pages evicted before each read, the value and a range across two
-    sendfile spans come back exact (the spans were read and checked in a thread)."""
-    value = os.urandom(2 * SEND_SPAN + MiB + 5)
+    pieces come back exact (the pieces were read and checked in a thread)."""
+    value = os.urandom(4 * READ_PIECE + 5)
     key = "/cold/value"
     with httpx.Client(base_url=cluster.url, timeout=60, follow_redirects=True) as http:
         assert http.put(key, content=value).status_code == 201
@@ -40,32 +39,33 @@ def test_a_value_out_of_the_page_cache_is_served_whole_and_in_ranges(cluster: Cl
         assert http.get(key).content == value
         for path in files:
             evict(path)
-        first, last = SEND_SPAN - 10, 2 * SEND_SPAN + 10
+        first, last = READ_PIECE - 10, 2 * READ_PIECE + 10
         part = http.get(key, headers={"Range": f"bytes={first}-{last}"})
         assert part.status_code == 206 and part.content == value[first : last + 1]
 
 
-def test_the_bytes_out_metric_counts_what_sendfile_sent(cluster: Cluster) -> None:
+def test_a_bad_block_in_the_first_piece_sends_the_client_back(cluster: Cluster) -> None:
+    """A value read whole lately skips the pre-check of its next reads; a bad block in the
+    first piece must still send the client back to the master (302), not start a 200 that
+    is then cut after the good blocks before it."""
     value = os.urandom(3 * MiB)
-    key = "/counted/value"
-    assert httpx.put(f"{cluster.url}{key}", content=value, timeout=60).status_code == 201
-    link = httpx.get(f"{cluster.url}{key}").headers["location"]
-    worker = next(node for node in cluster.nodes if link.startswith(node.url + "/"))
-
-    def blob_bytes_out() -> float:
-        text = httpx.get(f"{worker.url}/metrics", timeout=10).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith('kittenfs_bytes_out_total{route="blob"')
-        )
-
-    before = blob_bytes_out()
-    assert httpx.get(link, timeout=60).content == value
-    assert blob_bytes_out() - before == len(value)
+    key = "/first/piece"
+    with httpx.Client(base_url=cluster.url, timeout=60) as http:
+        assert http.put(key, content=value).status_code == 201
+        link = http.get(key).headers["location"]
+        assert httpx.get(link, timeout=60).content == value  # now "recently checked"
+        node = next(i for i, n in enumerate(cluster.nodes) if link.startswith(n.url + "/"))
+        path = cluster.blob_file(node, key)
+        offset = BlobHeader.unpack(path.read_bytes()[:2000]).data_offset + 3 * BLOCK_SIZE
+        with path.open("r+b") as handle:
+            handle.seek(offset)
+            handle.write(bytes([value[3 * BLOCK_SIZE] ^ 0xFF]))
+        answer = httpx.get(link, timeout=60)
+        assert answer.status_code == 302, answer.status_code
+        assert answer.headers["x-kfs-error"] == "corrupt"
 
 
-def test_readers_that_stop_reading_a_sendfile_response_are_cut(make_cluster: MakeCluster) -> None:
+def test_readers_that_stop_reading_a_worker_are_cut(make_cluster: MakeCluster) -> None:
     """40 readers that take nothing of a 24 MiB value from a worker with --send-timeout 2:
     every connection is cut within seconds, and the value still reads whole."""
     cluster = make_cluster(worker_args=["--send-timeout", "2"], master_args=["--cache-bytes", "0"])

@@ -3,6 +3,8 @@
 import asyncio
 import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypedDict, TypeVar, Unpack
@@ -426,6 +428,38 @@ def test_nowait_reads_only_cached_pieces_and_stays_put_otherwise(tmp_path: Path)
         assert len(pieces) == 4
 
     run(tmp_path, body)
+
+
+def test_a_filesystem_without_nowait_reads_is_read_in_the_thread_not_found_corrupt() -> None:
+    """tmpfs has no RWF_NOWAIT: there a nowait read is NotCached (the loop then reads in a
+    thread), never CorruptBlob, which once made every file value there unreadable."""
+    shm = Path("/dev/shm")
+    if _filesystem(shm / "x") != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm")
+    blob, version = new_blob("/shm")
+    data = os.urandom(2 * BLOCK_SIZE + 9)
+    root = Path(tempfile.mkdtemp(dir=shm))
+    try:
+
+        async def body(store: BlobStore) -> None:
+            meta = await store.put(blob, "/shm", version, chunked(data, 100_000))
+            where = store.locate_file(blob, meta)
+            with CheckedReader(where, 0, len(data)) as reader:
+                try:
+                    piece = reader.read(nowait=True)
+                except NotCached:
+                    piece = reader.read()
+                assert piece is not None and bytes(piece) == data
+            with CheckedReader(where, 0, len(data)) as reader:
+                try:
+                    span = reader.check_next(nowait=True)
+                except NotCached:
+                    span = reader.check_next()
+                assert span == (where.offset, len(data))
+
+        run(root, body)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_check_next_gives_the_file_spans_of_checked_blocks(tmp_path: Path) -> None:

@@ -451,14 +451,18 @@ class CheckedReader:
     ``piece`` bytes, each checked before it is returned; CorruptBlob at the first bad one.
 
     Format 2 and 3: every block a piece covers is read whole and checked against its digest
-    (a piece is a run of whole blocks, read with their digests in two reads).  Format 1 has
-    no block digests: the whole value is checked against its MD5 first, then read again.
+    (a piece is a run of whole blocks, read with their digests in two reads); a piece with a
+    bad block gives the good blocks before it (``damage_ahead`` says so), and the next read
+    fails, so a read cut there resumes at another replica from as far as possible.  Format
+    1 has no block digests: the whole value is checked against its MD5 first, then read
+    again.
 
     ``read()`` may wait for the disk, so the event loop calls it in a thread.  But handing
     each piece of a hot value to a thread and back cost a 16 MiB GET more CPU than its bytes
     (the GIL passed back and forth some 800 times: docs/performance.md), so the loop first
     tries ``read(nowait=True)``, which takes the next piece only if all of it is in the
-    page cache (``RWF_NOWAIT``) and otherwise raises NotCached without moving on.
+    page cache (``RWF_NOWAIT``; a filesystem without it: always NotCached) and otherwise
+    raises NotCached without moving on.
     """
 
     def __init__(self, where: BlobFile, first: int, count: int, piece: int = READ_PIECE) -> None:
@@ -476,11 +480,8 @@ class CheckedReader:
         self._per_piece = max(1, piece // size) if size else 0
         self._block = first // size if size and count else 0
         self._final = self._last // size if size and count else -1
-
-    @property
-    def file(self) -> BinaryIO:
-        """The open blob file (for sendfile of the spans ``check_next`` returns)."""
-        return self._handle
+        #: The damage the next read will raise: the last piece was cut short before it.
+        self.damage_ahead: CorruptBlob | None = None
 
     def __enter__(self) -> "CheckedReader":
         return self
@@ -513,8 +514,8 @@ class CheckedReader:
 
     def check_next(self, nowait: bool = False) -> tuple[int, int] | None:
         """Check the next piece without keeping its bytes (format 2 and 3 only); return
-        where it lies in the file, (offset, length), for sendfile; None after the last.
-        ``nowait`` as for ``read``."""
+        where it lies in the file, (offset, length); None after the last.  ``nowait`` as
+        for ``read``."""
         assert self._legacy is None, "a format-1 file has no blocks to check one by one"
         length = self._per_piece * self.header.block_size
         # On the event loop (nowait) every read shares one buffer, in a thread each has its
@@ -548,15 +549,20 @@ class CheckedReader:
         stored = _pread(fd, digests, offset + header.size + block * BLOCK_DIGEST.size, nowait)
         good = _good_blocks(data, stored, size, header.size - start)
         if good == 0:
-            raise CorruptBlob(
-                f"{header.key!r}: block {block} (bytes {block * size}.."
-                f"{min(header.size, (block + 1) * size) - 1}) fails its checksum"
-            )
+            raise _bad_block(header, block)
         if good < blocks:  # the good blocks before the bad one first: the next read fails
             blocks, length, data = good, good * size, data[: good * size]
+            self.damage_ahead = _bad_block(header, block + good)
         self._block = block + blocks
         low, high = max(self._first, start) - start, min(self._last, start + length - 1) - start
         return data, start, low, high + 1
+
+
+def _bad_block(header: BlobHeader, block: int) -> CorruptBlob:
+    return CorruptBlob(
+        f"{header.key!r}: block {block} (bytes {block * header.block_size}.."
+        f"{min(header.size, (block + 1) * header.block_size) - 1}) fails its checksum"
+    )
 
 
 def _good_blocks(data: Piece, stored: Piece, size: int, left: int) -> int:
@@ -592,7 +598,12 @@ def _pread(fd: int, length: int, offset: int, nowait: bool, into: bytearray | No
     if into is None and not nowait:
         return os.pread(fd, length, offset)
     buffer = memoryview(bytearray(length) if into is None else into)[:length]
-    got = os.preadv(fd, [buffer], offset, os.RWF_NOWAIT if nowait else 0)
+    try:
+        got = os.preadv(fd, [buffer], offset, os.RWF_NOWAIT if nowait else 0)
+    except OSError as exc:
+        if nowait and exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise NotCached("this filesystem cannot say (no RWF_NOWAIT)") from None
+        raise
     if nowait and got < length and got < os.fstat(fd).st_size - offset:
         raise NotCached("part of the range is not cached")
     return buffer[:got]

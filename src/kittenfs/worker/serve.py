@@ -7,13 +7,10 @@
   ``verify_max`` bytes of a read are checked before the response starts, so a bad block
   there still lets the worker answer otherwise; a bad block later can only cut the
   response, which the client (or the master, streaming) completes from another replica.
-- On a TCP connection without TLS, a format-2 file goes out in spans of SEND_SPAN bytes,
-  each checked whole (block by block) and then sent by the kernel with sendfile(2), from
-  the very pages just checked: no copy passes through Python.  (Pages evicted and read back
-  from a disk that changed them in the milliseconds between the check and the send would
-  go out unchecked; that is the one window, and scrub still finds such damage.)  Otherwise
-  (TLS, format 1) pieces are read, checked and written.  Either way the step after the one
-  going out is taken meanwhile: on the event loop if its pages are cached, else in a thread.
+- A file goes out in pieces, each read into memory, checked and written from there; the
+  next piece is taken while the last goes out: on the event loop if its pages are cached,
+  else in a thread.  (Not with sendfile: the kernel would send the pages as they are then,
+  and a slow reader makes "then" minutes after the check; docs/performance.md.)
 - A blob this worker lacks, or finds damaged before the response starts, sends a client
   that came with a link from the master back along the link's fallback (302), so the read
   goes on at another replica; without a fallback the answer is 404 or 500.
@@ -55,13 +52,9 @@ from .guard import GUARD
 
 log = logging.getLogger("kittenfs.worker")
 
-#: Bytes sent with one sendfile: a span checked whole first (no copy of it is kept).
-SEND_SPAN = 4 * READ_PIECE
-#: Bytes one checked stream may hold: written, the piece being sent, the transport's copy of
-#: what the client has not taken yet (up to a piece) and the next piece being read; sent
-#: with sendfile, the span being checked in a thread (checks on the event loop share one
-#: buffer, and nothing is held between spans).
-STREAM_BYTES = max(3 * READ_PIECE, SEND_SPAN)
+#: Bytes one checked stream may hold: the piece being sent, the transport's copy of what the
+#: client has not taken yet (up to a piece), and the next piece being read.
+STREAM_BYTES = 3 * READ_PIECE
 #: Seconds a value read whole without fault is taken as checked by the next reads' pre-check
 #: (they still check every block they send).
 CHECKED_FOR = 60.0
@@ -109,8 +102,11 @@ async def get_blob(request: web.Request, blob: str, fallback: str | None) -> web
         try:
             try:
                 await _check_first(request, store, where, first, count)
-                steps = _steps(request, where, first, count)
+                reader = CheckedReader(where, first, count)
+                steps = _Ahead(reader, reader.read)
                 head = await steps.next()  # checked before the response starts
+                if reader.damage_ahead is not None:  # a bad block in the first piece
+                    raise reader.damage_ahead
             except CorruptBlob as exc:
                 _damaged(request, blob, meta, exc)
                 return _cannot_serve(blob, fallback, HTTPProblem(500, "corrupt", str(exc)))
@@ -142,23 +138,6 @@ async def _check_first(
         checked.note(where.path.name)  # every block of the value was just checked
 
 
-def _steps(request: web.Request, where: BlobFile, first: int, count: int) -> "_Ahead":
-    """How a read goes out: spans of the file checked, then sent by the kernel (sendfile:
-    no copy through Python), on a TCP connection without TLS; else pieces read, checked and
-    written (a format-1 file, TLS)."""
-    transport = request.transport
-    if (
-        where.header.block_size
-        and transport is not None
-        and transport.get_extra_info("sslcontext") is None
-        and transport.get_extra_info("socket") is not None
-    ):
-        reader = CheckedReader(where, first, count, SEND_SPAN)
-        return _Ahead(reader, reader.check_next)
-    reader = CheckedReader(where, first, count)
-    return _Ahead(reader, reader.read)
-
-
 def _cannot_serve(blob: str, fallback: str | None, problem: HTTPProblem) -> web.Response:
     """Send the client back along its link's fallback, or answer ``problem``."""
     if fallback is None:
@@ -178,8 +157,8 @@ def _damaged(request: web.Request, blob: str, meta: BlobMeta, exc: CorruptBlob) 
     request.app[REPORT](meta)
 
 
-#: One step of a read: a checked piece of the value, or a checked span of its file
-#: (offset, length) for sendfile.
+#: One step of a read: a checked piece of the value (``_stream``), or where a checked piece
+#: lies in the file (``_check_first``, which keeps no bytes).
 Step = Piece | tuple[int, int]
 
 
@@ -193,7 +172,7 @@ async def _stream(
     meta: BlobMeta,
 ) -> web.StreamResponse:
     """Send ``count`` checked bytes, ``head`` first, then the rest of ``steps``, taking the
-    next step while the last goes out; a block that fails its check cuts the response."""
+    next piece while the last goes out; a block that fails its check cuts the response."""
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = count
     sender = Sender(request, response, request.app[LIMITS].send_timeout)
@@ -201,11 +180,9 @@ async def _stream(
     try:
         step = head
         while step is not None:
+            assert not isinstance(step, tuple), "a stream reads pieces"
             steps.read_ahead()
-            if isinstance(step, tuple):
-                await sender.sendfile(steps.reader.file, *step)
-            else:
-                await sender.write(step)
+            await sender.write(step)
             step = await steps.next()
     except CorruptBlob as exc:
         _damaged(request, _blob_of(meta), meta, exc)

@@ -497,16 +497,14 @@ class CheckedReader:
     def read(self, nowait: bool = False) -> Piece | None:
         """Return the next checked piece, or None after the last; with ``nowait``, raise
         NotCached (and stay where it was) unless the piece is all in the page cache."""
-        try:
-            if self._legacy is not None:
-                if nowait:
-                    raise NotCached(self.name)
+        if self._legacy is not None:
+            if nowait:
+                raise NotCached(self.name)
+            try:
                 return next(self._legacy, None)
-            run = self._next_run(nowait, None)
-        except BlockingIOError:
-            raise NotCached(self.name) from None
-        except OSError as exc:
-            raise CorruptBlob(f"{self.name}: {exc}") from None
+            except OSError as exc:
+                raise CorruptBlob(f"{self.name}: {exc}") from None
+        run = self._next_run(nowait, None)
         if run is None:
             return None
         data, _, low, high = run
@@ -521,12 +519,7 @@ class CheckedReader:
         # On the event loop (nowait) every read shares one buffer, in a thread each has its
         # own: a paused stream holds no buffer between its steps.
         scratch = _loop_scratch(length) if nowait else bytearray(length)
-        try:
-            run = self._next_run(nowait, scratch)
-        except BlockingIOError:
-            raise NotCached(self.name) from None
-        except OSError as exc:
-            raise CorruptBlob(f"{self.name}: {exc}") from None
+        run = self._next_run(nowait, scratch)
         if run is None:
             return None
         _, start, low, high = run
@@ -536,7 +529,18 @@ class CheckedReader:
         self, nowait: bool, scratch: bytearray | None
     ) -> tuple[Piece, int, int, int] | None:
         """Read and check the next run of whole blocks (into ``scratch`` if given); return
-        it, the value offset it starts at, and the slice of it that was asked for."""
+        it, the value offset it starts at, and the slice of it that was asked for.  A read
+        that would wait is NotCached (with ``nowait``), one that fails CorruptBlob."""
+        try:
+            return self._read_run(nowait, scratch)
+        except BlockingIOError:
+            raise NotCached(self.name) from None
+        except OSError as exc:
+            raise CorruptBlob(f"{self.name}: {exc}") from None
+
+    def _read_run(
+        self, nowait: bool, scratch: bytearray | None
+    ) -> tuple[Piece, int, int, int] | None:
         header, block = self.header, self._block
         if block > self._final:
             return None

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -98,7 +99,7 @@ async def get_blob(request: web.Request, blob: str, fallback: str | None) -> web
         return head_response(status, headers, count)
     client = None if request.app[GUARD].is_member(request) else request.remote or "?"
     async with request.app[BUDGET].reserve(STREAM_BYTES, client):
-        steps = None
+        steps: _Ahead[Piece] | None = None
         try:
             try:
                 await _check_first(request, store, where, first, count)
@@ -159,15 +160,15 @@ def _damaged(request: web.Request, blob: str, meta: BlobMeta, exc: CorruptBlob) 
 
 #: One step of a read: a checked piece of the value (``_stream``), or where a checked piece
 #: lies in the file (``_check_first``, which keeps no bytes).
-Step = Piece | tuple[int, int]
+Step = TypeVar("Step")
 
 
 async def _stream(
     request: web.Request,
     status: int,
     headers: dict[str, str],
-    steps: "_Ahead",
-    head: Step | None,
+    steps: "_Ahead[Piece]",
+    head: Piece | None,
     count: int,
     meta: BlobMeta,
 ) -> web.StreamResponse:
@@ -178,12 +179,11 @@ async def _stream(
     sender = Sender(request, response, request.app[LIMITS].send_timeout)
     await sender.start()
     try:
-        step = head
-        while step is not None:
-            assert not isinstance(step, tuple), "a stream reads pieces"
+        piece = head
+        while piece is not None:
             steps.read_ahead()
-            await sender.write(step)
-            step = await steps.next()
+            await sender.write(piece)
+            piece = await steps.next()
     except CorruptBlob as exc:
         _damaged(request, _blob_of(meta), meta, exc)
         raise ResponseAborted(f"cut after {sender.sent} bytes: {exc}") from None
@@ -191,13 +191,13 @@ async def _stream(
     return response
 
 
-class _Ahead:
+class _Ahead(Generic[Step]):
     """The checked steps of one read, one taken ahead while the last goes out: on the event
     loop while they are in the page cache, else in a thread (CheckedReader says why).
     Owns the reader: ``close`` closes it once no thread uses it."""
 
     def __init__(self, reader: CheckedReader, step: Callable[[bool], Step | None]) -> None:
-        self.reader = reader
+        self._reader = reader
         self._step = step
         self._ahead: asyncio.Future[Step | None] | None = None
 
@@ -230,13 +230,13 @@ class _Ahead:
         """Close the file, once a step in a thread (if one is under way) is done with it."""
         ahead, self._ahead = self._ahead, None
         if ahead is None:
-            self.reader.close()
+            self._reader.close()
             return
         ahead.add_done_callback(_retrieve)
-        ahead.add_done_callback(lambda _: self.reader.close())
+        ahead.add_done_callback(lambda _: self._reader.close())
 
 
-def _retrieve(done: asyncio.Future[Step | None]) -> None:
+def _retrieve(done: "asyncio.Future[Any]") -> None:
     """Take the outcome of a step nobody awaits any more (no 'never retrieved' warning)."""
     if not done.cancelled():
         done.exception()

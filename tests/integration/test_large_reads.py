@@ -5,25 +5,16 @@ are cut after --send-timeout."""
 
 import os
 import time
-from pathlib import Path
 
 import httpx
 from cluster import Cluster, MakeCluster, wait_until
+from pagecache import drop_from_page_cache
 
 from kittenfs.records import BlobHeader
 from kittenfs.reliability.stalled import stalled_reader
 from kittenfs.worker.blobstore import BLOCK_SIZE, READ_PIECE
 
 MiB = 1024 * 1024
-
-
-def evict(path: Path) -> None:
-    """Drop a blob file's pages from the page cache (they are clean: it was fsynced)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def test_a_value_out_of_the_page_cache_is_served_whole_and_in_ranges(cluster: Cluster) -> None:
@@ -35,10 +26,10 @@ def test_a_value_out_of_the_page_cache_is_served_whole_and_in_ranges(cluster: Cl
         assert http.put(key, content=value).status_code == 201
         files = [cluster.blob_file(node, key) for node in range(len(cluster.nodes))]
         for path in files:
-            evict(path)
+            drop_from_page_cache(path)
         assert http.get(key).content == value
         for path in files:
-            evict(path)
+            drop_from_page_cache(path)
         first, last = READ_PIECE - 10, 2 * READ_PIECE + 10
         part = http.get(key, headers={"Range": f"bytes={first}-{last}"})
         assert part.status_code == 206 and part.content == value[first : last + 1]

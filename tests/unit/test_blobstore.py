@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypedDict, TypeVar, Unpack
 
 import pytest
+from pagecache import drop_from_page_cache, filesystem
 
 from kittenfs.placement import blob_id, blob_relpath, new_version
 from kittenfs.records import (
@@ -385,28 +386,6 @@ def test_only_the_blocks_a_read_covers_are_read_and_checked(tmp_path: Path) -> N
     run(tmp_path, body)
 
 
-def drop_from_page_cache(path: Path) -> None:
-    """Evict a file's (clean) pages from the page cache, as memory pressure would (not on
-    tmpfs, whose pages are the file: those tests skip there)."""
-    if _filesystem(path) == "tmpfs":
-        pytest.skip("tmpfs keeps every page of its files")
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def _filesystem(path: Path) -> str:
-    """The type of the filesystem ``path`` is on (the longest mount point above it)."""
-    best, kind = "", ""
-    for line in Path("/proc/mounts").read_text().splitlines():
-        _, point, fstype = line.split()[:3]
-        if str(path).startswith(point.rstrip("/") + "/") and len(point) > len(best):
-            best, kind = point, fstype
-    return kind
-
-
 def test_nowait_reads_only_cached_pieces_and_stays_put_otherwise(tmp_path: Path) -> None:
     """``read(nowait=True)`` of a piece whose pages were evicted raises NotCached without
     moving on; ``read()`` then reads the same piece from the disk, and once cached the next
@@ -434,7 +413,7 @@ def test_a_filesystem_without_nowait_reads_is_read_in_the_thread_not_found_corru
     """tmpfs has no RWF_NOWAIT: there a nowait read is NotCached (the loop then reads in a
     thread), never CorruptBlob, which once made every file value there unreadable."""
     shm = Path("/dev/shm")
-    if _filesystem(shm / "x") != "tmpfs":
+    if filesystem(shm / "x") != "tmpfs":
         pytest.skip("no tmpfs at /dev/shm")
     blob, version = new_blob("/shm")
     data = os.urandom(2 * BLOCK_SIZE + 9)

@@ -152,6 +152,10 @@ class Cluster:
     token: str | None = None
     #: Serve HTTPS, with certificates from a local CA made under ``root/tls``.
     tls: bool = False
+    #: The master's index: "" for LevelDB in its data directory, "postgresql" for a new
+    #: database on this test process's PostgreSQL (pgserver.py), or an ``--index`` URL.
+    #: By default $KFS_TEST_INDEX, so that the whole suite can run on PostgreSQL.
+    index: str = field(default_factory=lambda: os.environ.get("KFS_TEST_INDEX", ""))
     master: Proc = field(init=False)
     nodes: list[Proc] = field(init=False, default_factory=list)
     key: ClusterKey | None = field(init=False, default=None)
@@ -181,6 +185,12 @@ class Cluster:
         # late by a second flipped workers down mid-test, and writes went elsewhere).
         self.worker_args = [*shared, "--heartbeat-interval", "0.5", *self.worker_args]
         shared_master = [*shared, "--admin-token", self.token] if self.token is not None else shared
+        if self.index == "postgresql":
+            from pgserver import required_server  # it imports this module
+
+            self.index = required_server().database()
+        if self.index:
+            shared_master = [*shared_master, "--index", self.index]
         self.master = Proc(
             "master",
             [

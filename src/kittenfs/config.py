@@ -57,6 +57,10 @@ NOT_NEGATIVE = Check(lambda v: v >= 0 and math.isfinite(v), "0 or more")
 AT_LEAST_ONE = Check(lambda v: v >= 1, "at least 1")
 URL = Check(lambda v: v.startswith(("http://", "https://")), "a URL such as http://127.0.0.1:3000")
 FILE = Check(lambda p: p.is_file(), "an existing file")
+INDEX = Check(
+    lambda v: v == "" or v.startswith(("leveldb:", "postgresql://", "postgres://")),
+    "leveldb:DIR or postgresql://USER@HOST:PORT/DB",
+)
 LONG_TOKEN = Check(lambda v: len(v) >= 16, "at least 16 characters long")
 
 
@@ -260,6 +264,15 @@ class MasterConfig:
 
     #: Directory of the master's LevelDB index (created if missing).
     data: Path = setting(help="directory of the index (created if missing)", metavar="DIR")
+    #: Where the index lives: LevelDB under ``data`` (the default), ``leveldb:DIR``, or a
+    #: PostgreSQL database, ``postgresql://USER@HOST:PORT/DB`` (master/index/engine.py).
+    index: str = setting(
+        "",
+        "where the index lives: leveldb:DIR or postgresql://USER@HOST:PORT/DB",
+        metavar="URL",
+        check=INDEX,
+        shown="LevelDB in DATA/index",
+    )
     #: Port to listen on; 0 picks a free one (the "listening on" log line tells which).
     port: int = setting(3000, "port to listen on; 0 picks a free one", check=_PORT)
     #: Address to listen on.

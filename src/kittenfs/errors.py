@@ -25,6 +25,7 @@ to a status: the statuses on the right are that map, written down nowhere else):
     │   ├── TooLarge            413: the value is over --max-value-bytes
     │   └── MetadataTooLarge    400: the value's metadata is over records.MAX_META_BYTES
     ├── NoGoodReplica           502: no replica could serve the value
+    ├── IndexUnavailable        503: the index's engine cannot be reached
     └── ReplicaUnavailable      503: the replicas a request needs cannot be had
         └── NotEnoughWorkers    503: fewer workers are up than a write needs
 
@@ -168,6 +169,14 @@ class NotEnoughWorkers(ReplicaUnavailable):
 
     def __init__(self, needed: int, up: int) -> None:
         super().__init__(f"{needed} replicas are needed and {up} workers are up")
+
+
+class IndexUnavailable(StoreError):
+    """The index's engine (a PostgreSQL server) cannot be reached or did not answer in
+    time; a commit cut this way may have landed, so a write that meets it is failed or
+    unknown, never acknowledged."""
+
+    code = "index_unavailable"
 
 
 class ReplicaError(Exception):

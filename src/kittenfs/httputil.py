@@ -51,6 +51,7 @@ STATUS: dict[type[errors.StoreError], int] = {
     errors.TooLarge: 413,
     errors.NoGoodReplica: 502,
     errors.ReplicaUnavailable: 503,
+    errors.IndexUnavailable: 503,
 }
 
 

@@ -23,21 +23,21 @@ from s3.conformance import TOKEN, make_key
 from s3.test_s3_api import MiB, client_for
 
 from kittenfs.cluster import free_port_block
-from kittenfs.master.index import LevelDBIndex, Space
+from kittenfs.master.index import Index, Space, open_index
 from kittenfs.records import IndexRecord
 
 
-def _with_index(cluster: Cluster, use: Callable[[LevelDBIndex], Awaitable[object]]) -> object:
+def _with_index(cluster: Cluster, use: Callable[[Index], Awaitable[object]]) -> object:
     """Run ``use`` on the master's index while the master is stopped; start it again."""
     cluster.master.stop()
     try:
 
         async def run() -> object:
-            index = LevelDBIndex(str(cluster.root / "master" / "index"))
+            index = await open_index(cluster.index, cluster.root / "master")
             try:
                 return await use(index)
             finally:
-                await index.db.close()
+                await index.close()
 
         return asyncio.run(run())
     finally:
@@ -62,7 +62,7 @@ def test_a_leftover_upload_record_never_costs_the_completed_object(tmp_path: Pat
         ]
         upload_key = f"/_s3/uploads/crash/{upload}"
 
-        async def save(index: LevelDBIndex) -> IndexRecord | None:
+        async def save(index: Index) -> IndexRecord | None:
             return await index.get(Space.LIVE, upload_key)
 
         leftover = _with_index(cluster, save)
@@ -71,7 +71,7 @@ def test_a_leftover_upload_record_never_costs_the_completed_object(tmp_path: Pat
             Bucket="crash", Key="obj", UploadId=upload, MultipartUpload={"Parts": parts}
         )
 
-        async def restore(index: LevelDBIndex) -> None:
+        async def restore(index: Index) -> None:
             await index.update(Space.LIVE, leftover)
 
         _with_index(cluster, restore)  # the crash's outcome: both the object and the upload

@@ -121,6 +121,13 @@ def load_master_key(data: Path) -> bytes:
     return key
 
 
+def key_check(master_key: bytes) -> str:
+    """Return a value that tells master keys apart without revealing them: the index keeps
+    it, so that a master started with another key (a fresh data directory on a shared
+    index) is refused instead of turning every credential and link invalid."""
+    return hmac.new(derive(master_key, "key-check"), b"", hashlib.sha256).hexdigest()[:32]
+
+
 def _fingerprint(master_key: bytes, token: str) -> str:
     """Return what names the admin token in the links it signs: keyed with the master's key,
     so a link does not hand out a hash of the token to guess it from."""

@@ -15,6 +15,7 @@ from ..server import METRICS, new_app, serve, setup_logging, url_host
 from ..tls import client_context, server_context
 from . import admin
 from .handlers import dispatch
+from .index.engine import describe
 from .jobs.converge import DEFAULT_CONCURRENCY
 from .observe import master_metrics
 from .replica_io import new_session
@@ -139,9 +140,10 @@ def run(config: MasterConfig) -> None:
         app[STATE].url = url
         (config.data / MASTER_ID_FILE).write_text(app[STATE].master_id + "\n")
         log.info(
-            "master %s: data in %s, %d replicas",
+            "master %s: data in %s, index %s, %d replicas",
             app[STATE].master_id,
             config.data,
+            describe(config.index, config.data),
             config.replicas,
         )
         if config.host in ("0.0.0.0", "::", "") and config.advertise is None:

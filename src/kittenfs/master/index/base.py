@@ -195,6 +195,11 @@ class Index(Protocol):
         """Return the id of this master's cluster, storing ``new_id`` the first time."""
         ...
 
+    async def key_check(self, new_check: str) -> str:
+        """Return the check value of the master key this index's credentials derive from,
+        storing ``new_check`` the first time (the key itself is never stored here)."""
+        ...
+
     async def close(self) -> None:
         """Close the index after queued writes."""
         ...

@@ -15,6 +15,7 @@ Key spaces (docs/format.md), each ordered by the bytes after its prefix:
 - ``c:id``      this master's id
 - ``c:cluster`` the id of this master's cluster (workers bind to it)
 - ``c:next_worker``  the next worker index to give: indices are never reused
+- ``c:key_check``  a check value of the master key (access.key_check), never the key
 
 A key's state is the space its record is in.  Every change is one synced batch, so a crash
 leaves each key either as it was or as it became, and a ``p:`` record found at start is a
@@ -298,6 +299,10 @@ class LevelDBIndex:
         """Return the id of this master's cluster, storing ``new_id`` the first time: workers
         bind to it and refuse any other cluster's master (a rebuilt index keeps it)."""
         return await self._setting(b"c:cluster", new_id)
+
+    async def key_check(self, new_check: str) -> str:
+        """Return the check value of the master key, storing ``new_check`` the first time."""
+        return await self._setting(b"c:key_check", new_check)
 
     async def _setting(self, name: bytes, first: str) -> str:
         stored = self.db.get(name)

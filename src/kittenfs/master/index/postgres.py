@@ -1,0 +1,599 @@
+"""The master's index in PostgreSQL (``PostgresIndex``): the ``Index`` interface (base.py)
+over any PostgreSQL 13 or later, through asyncpg.
+
+Tables (``MIGRATIONS``, applied at open under an advisory lock):
+
+- ``kfs_records(key, space, record)``: a key's live (``k``) or unlinked (``u``) record.  The
+  key is the primary key, so a key is in at most one space by construction.
+- ``kfs_pending(blob, move, record)``: a write (``move`` false) or a move's copies (true) in
+  flight.
+- ``kfs_garbage(blob, worker, record)``: a version's replicas still to delete: the whole
+  version (``worker`` -1), or one replica left by a move.
+- ``kfs_workers``, ``kfs_draining``, ``kfs_credentials``, ``kfs_settings`` (ids, the next
+  worker index, the schema's version).
+
+Records are stored as records.encode() gives them (the same bytes as in LevelDB).  Keys are
+``text COLLATE "C"``: in a UTF8 database that orders them by their UTF-8 bytes, as LevelDB
+does, so listings and pages agree between the engines.
+
+Durability: every change is one transaction, committed with ``synchronous_commit = on`` (set
+for each connection), so a commit has returned only once the engine's WAL is flushed.
+
+A commit whose connection breaks has an unknown outcome: it may have landed.  Callers treat a
+failed commit as not landed and abandon the write, so ``abandon_write`` here turns a pending
+record into garbage only if it is still there (a landed commit removed it), and the reaper
+never deletes a replica the live record names (garbage.py).  Unreachable engines raise
+errors.IndexUnavailable (503).
+"""
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+import asyncpg
+
+from ...credentials import Credential
+from ...errors import IndexUnavailable
+from ...placement import blob_id
+from ...records import IndexRecord, WorkerInfo, decode, encode
+from .base import HELD, EntryId, Space
+
+T = TypeVar("T")
+
+#: Rows one page of a scan reads.
+PAGE = 1000
+#: Seconds any one statement may take before the request fails (503) instead of hanging.
+STATEMENT_TIMEOUT = 30.0
+#: Connections one master keeps to the engine at most.
+POOL_SIZE = 16
+#: The advisory lock that serializes schema migrations between masters starting together.
+MIGRATION_LOCK = 0x6B667321
+
+#: The schema, one migration per version; a database is at the version of the last applied.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE kfs_records (
+        key text COLLATE "C" PRIMARY KEY,
+        space text NOT NULL CHECK (space IN ('k', 'u')),
+        record bytea NOT NULL
+    );
+    CREATE INDEX kfs_records_by_space ON kfs_records (space, key);
+    CREATE TABLE kfs_pending (
+        blob text COLLATE "C" NOT NULL,
+        move boolean NOT NULL,
+        record bytea NOT NULL,
+        PRIMARY KEY (blob, move)
+    );
+    CREATE TABLE kfs_garbage (
+        blob text COLLATE "C" NOT NULL,
+        worker integer NOT NULL,
+        record bytea NOT NULL,
+        PRIMARY KEY (blob, worker)
+    );
+    CREATE TABLE kfs_workers (idx integer PRIMARY KEY, info bytea NOT NULL);
+    CREATE TABLE kfs_draining (idx integer PRIMARY KEY);
+    CREATE TABLE kfs_credentials (
+        access_key text COLLATE "C" PRIMARY KEY,
+        credential bytea NOT NULL
+    );
+    """,
+)
+
+#: The errors that mean the engine could not be reached or did not answer.
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+
+#: A whole version's garbage entry has this worker.
+WHOLE = -1
+
+
+def _space(space: Space) -> str:
+    return space.value[:1].decode("ascii")
+
+
+def _held(code: str) -> Space:
+    return Space.LIVE if code == "k" else Space.UNLINKED
+
+
+def _entry(blob: str, worker: int) -> EntryId:
+    return f"{worker}:{blob}".encode("ascii")
+
+
+def _parse_entry(entry: EntryId) -> tuple[str, int]:
+    worker, _, blob = entry.decode("ascii").partition(":")
+    return blob, int(worker)
+
+
+def _blob(record: IndexRecord) -> str:
+    return blob_id(record.key, record.version)
+
+
+def prefix_end(prefix: str) -> str | None:
+    """Return the least string above every string that starts with ``prefix`` (None if there
+    is none): code point order is UTF-8 byte order, which COLLATE "C" compares."""
+    stripped = prefix.rstrip("\U0010ffff")
+    if not stripped:
+        return None
+    following = ord(stripped[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters
+        following = 0xE000
+    return stripped[:-1] + chr(following)
+
+
+@contextmanager
+def _reaching(url: str) -> Iterator[None]:
+    """Turn the engine's unreachability into IndexUnavailable (503)."""
+    try:
+        yield
+    except _UNREACHABLE as exc:
+        raise IndexUnavailable(
+            f"the index at {redact(url)} cannot be reached: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def redact(url: str) -> str:
+    """Return ``url`` without its password, for logs and errors."""
+    head, at, tail = url.rpartition("@")
+    if not at or "://" not in head:
+        return url
+    scheme, _, user = head.partition("://")
+    return f"{scheme}://{user.split(':', 1)[0]}@{tail}"
+
+
+class PostgresIndex:
+    """The Index (base.py) in a PostgreSQL database; open it with :meth:`open`."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        self._pool = pool
+        self.url = url
+
+    @classmethod
+    async def open(cls, url: str) -> "PostgresIndex":
+        """Connect to the database at ``url`` and bring its schema up to date.
+
+        Raise IndexUnavailable if it cannot be reached, ValueError if it is not a UTF8
+        database or its schema is newer than this kittenFS knows."""
+        with _reaching(url):
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=POOL_SIZE,
+                command_timeout=STATEMENT_TIMEOUT,
+                server_settings={
+                    "synchronous_commit": "on",
+                    "application_name": "kittenfs-master",
+                },
+            )
+        index = cls(pool, url)
+        try:
+            await index._migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return index
+
+    async def _migrate(self) -> None:
+        async with self._transaction() as conn:
+            encoding = await conn.fetchval("SHOW server_encoding")
+            if encoding != "UTF8":
+                raise ValueError(f"{redact(self.url)}: the database must be UTF8, not {encoding}")
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS kfs_settings "
+                "(name text PRIMARY KEY, value text NOT NULL)"
+            )
+            found = await conn.fetchval("SELECT value FROM kfs_settings WHERE name = 'schema'")
+            version = int(found or 0)
+            if version > len(MIGRATIONS):
+                raise ValueError(
+                    f"{redact(self.url)}: schema version {version} is newer than this "
+                    f"kittenfs knows ({len(MIGRATIONS)}); upgrade kittenfs"
+                )
+            for migration in MIGRATIONS[version:]:
+                await conn.execute(migration)
+            await conn.execute(
+                "INSERT INTO kfs_settings VALUES ('schema', $1) "
+                "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                str(len(MIGRATIONS)),
+            )
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        """One connection in one transaction, committed when the block ends without error."""
+        with _reaching(self.url):
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield conn
+
+    async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
+        with _reaching(self.url):
+            return await method(*args)
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+        return await self._call(self._pool.fetch, query, *args)
+
+    async def _fetchval(self, query: str, *args: Any) -> Any:
+        return await self._call(self._pool.fetchval, query, *args)
+
+    async def _execute(self, query: str, *args: Any) -> str:
+        return await self._call(self._pool.execute, query, *args)
+
+    # Keys and their records.
+
+    async def get(self, space: Space, key: str) -> IndexRecord | None:
+        """Return the record of ``key`` in a key-named space (LIVE or UNLINKED), or None."""
+        raw = await self._fetchval(
+            "SELECT record FROM kfs_records WHERE key = $1 AND space = $2", key, _space(space)
+        )
+        return None if raw is None else decode(IndexRecord, raw)
+
+    async def current(self, key: str) -> tuple[Space, IndexRecord] | None:
+        """Return the key's live or unlinked record, with its space, or None."""
+        rows = await self._fetch("SELECT space, record FROM kfs_records WHERE key = $1", key)
+        if not rows:
+            return None
+        return _held(rows[0]["space"]), decode(IndexRecord, rows[0]["record"])
+
+    async def all_current(self) -> AsyncIterator[tuple[Space, IndexRecord]]:
+        """Yield every live, then every unlinked, record with its space, a page at a time."""
+        for space in HELD:
+            async for record in self.records(space):
+                yield space, record
+
+    async def records(
+        self, space: Space, prefix: str = "", start: str = ""
+    ) -> AsyncIterator[IndexRecord]:
+        """Yield the records of a space in key order, from ``start`` on, under ``prefix``.
+        Each page is read on its own, so the scan sees changes made while it runs (as a
+        listing by pages does), never a key twice or out of order."""
+        low, high = max(prefix, start), prefix_end(prefix)
+        while True:
+            rows = await self._fetch(
+                "SELECT key, record FROM kfs_records WHERE space = $1 AND key >= $2 "
+                "AND ($3::text IS NULL OR key < $3) ORDER BY key LIMIT $4",
+                _space(space),
+                low,
+                high,
+                PAGE,
+            )
+            for row in rows:
+                yield decode(IndexRecord, row["record"])
+            if len(rows) < PAGE:
+                return
+            low = rows[-1]["key"] + "\x01"  # keys hold no NUL: nothing sorts in between
+
+    async def keys(
+        self, space: Space, prefix: str, start: str, limit: int
+    ) -> tuple[list[str], str]:
+        """Return up to ``limit`` keys of a space under ``prefix`` from ``start`` on, and the
+        first key of the next page ("" on the last page)."""
+        rows = await self._fetch(
+            "SELECT key FROM kfs_records WHERE space = $1 AND key >= $2 "
+            "AND ($3::text IS NULL OR key < $3) ORDER BY key LIMIT $4",
+            _space(space),
+            max(prefix, start),
+            prefix_end(prefix),
+            limit + 1,
+        )
+        found = [row["key"] for row in rows]
+        return (found[:limit], found[limit]) if len(found) > limit else (found, "")
+
+    # The write path, moves and garbage.
+
+    async def begin_write(self, pending: IndexRecord) -> None:
+        """Record a write as in flight before any replica receives a byte."""
+        await self._execute(
+            "INSERT INTO kfs_pending VALUES ($1, false, $2) "
+            "ON CONFLICT (blob, move) DO UPDATE SET record = EXCLUDED.record",
+            _blob(pending),
+            encode(pending),
+        )
+
+    async def commit_write(self, record: IndexRecord, replaced: list[IndexRecord]) -> None:
+        """Make ``record`` the key's live value; the versions it replaces become garbage.
+        One statement, so one round trip and one transaction."""
+        await self._execute(
+            """
+            WITH done AS (DELETE FROM kfs_pending WHERE blob = $3 AND NOT move),
+            old AS (
+                INSERT INTO kfs_garbage SELECT blob, -1, record FROM unnest($4::text[], $5::bytea[])
+                    AS replaced(blob, record)
+                ON CONFLICT (blob, worker) DO UPDATE SET record = EXCLUDED.record
+            )
+            INSERT INTO kfs_records VALUES ($1, 'k', $2)
+            ON CONFLICT (key) DO UPDATE SET space = 'k', record = EXCLUDED.record
+            """,
+            record.key,
+            encode(record),
+            _blob(record),
+            [_blob(old) for old in replaced],
+            [encode(old) for old in replaced],
+        )
+
+    async def abandon_write(self, pending: IndexRecord) -> None:
+        """Turn a failed write's pending record into garbage, for replicas not yet cleaned;
+        nothing, if the record is gone (its commit landed after all)."""
+        await self._execute(
+            """
+            WITH gone AS (DELETE FROM kfs_pending WHERE blob = $1 AND NOT move RETURNING blob)
+            INSERT INTO kfs_garbage SELECT blob, -1, $2 FROM gone
+            ON CONFLICT (blob, worker) DO UPDATE SET record = EXCLUDED.record
+            """,
+            _blob(pending),
+            encode(pending),
+        )
+
+    async def begin_move(self, move: IndexRecord) -> None:
+        """Record a move's copies (``move.replicas``) as in flight before any is made."""
+        await self._execute(
+            "INSERT INTO kfs_pending VALUES ($1, true, $2) "
+            "ON CONFLICT (blob, move) DO UPDATE SET record = EXCLUDED.record",
+            _blob(move),
+            encode(move),
+        )
+
+    async def move_in_flight(self, record: IndexRecord) -> tuple[int, ...]:
+        """Return the workers that a move in flight is copying ``record``'s version to."""
+        raw = await self._fetchval(
+            "SELECT record FROM kfs_pending WHERE blob = $1 AND move", _blob(record)
+        )
+        return () if raw is None else decode(IndexRecord, raw).replicas
+
+    async def commit_move(
+        self, space: Space, record: IndexRecord, moved: IndexRecord, dropped: tuple[int, ...]
+    ) -> None:
+        """Switch a key's record to ``moved``; each dropped replica gets its own garbage
+        entry, stamped now so the reaper gives reads already sent there their grace."""
+        entries = _replica_garbage(record, dropped, int(time.time() * 1000))
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO kfs_records VALUES ($1, $2, $3) "
+                "ON CONFLICT (key) DO UPDATE SET space = EXCLUDED.space, record = EXCLUDED.record",
+                record.key,
+                _space(space),
+                encode(moved),
+            )
+            await _put_garbage(conn, entries)
+            await conn.execute("DELETE FROM kfs_pending WHERE blob = $1 AND move", _blob(record))
+
+    async def abandon_move(self, move: IndexRecord) -> list[tuple[EntryId, IndexRecord]]:
+        """Turn a failed move's copies into one garbage entry each; return the entries."""
+        entries = _replica_garbage(move, move.replicas, 0)
+        async with self._transaction() as conn:
+            await _put_garbage(conn, entries)
+            await conn.execute("DELETE FROM kfs_pending WHERE blob = $1 AND move", _blob(move))
+        return [(_entry(blob, worker), record) for blob, worker, record in entries]
+
+    async def update(self, space: Space, record: IndexRecord) -> None:
+        """Replace a key's record in ``space`` (the caller holds the key's lock)."""
+        await self._put_record(space, record)
+
+    async def unlink(self, record: IndexRecord) -> None:
+        """Hide a live value from reads and listing, keeping its bytes."""
+        await self._put_record(Space.UNLINKED, record)
+
+    async def _put_record(self, space: Space, record: IndexRecord) -> None:
+        await self._execute(
+            "INSERT INTO kfs_records VALUES ($1, $2, $3) "
+            "ON CONFLICT (key) DO UPDATE SET space = EXCLUDED.space, record = EXCLUDED.record",
+            record.key,
+            _space(space),
+            encode(record),
+        )
+
+    async def remove(self, record: IndexRecord) -> None:
+        """Remove a live or unlinked value from the index; its replicas become garbage."""
+        await self._execute(
+            """
+            WITH gone AS (DELETE FROM kfs_records WHERE key = $1)
+            INSERT INTO kfs_garbage VALUES ($2, -1, $3)
+            ON CONFLICT (blob, worker) DO UPDATE SET record = EXCLUDED.record
+            """,
+            record.key,
+            _blob(record),
+            encode(record),
+        )
+
+    async def owned(self, blob: str) -> bool:
+        """Return True if a pending record or a garbage entry exists for ``blob``."""
+        found: bool = await self._fetchval(
+            "SELECT EXISTS (SELECT 1 FROM kfs_pending WHERE blob = $1) "
+            "OR EXISTS (SELECT 1 FROM kfs_garbage WHERE blob = $1)",
+            blob,
+        )
+        return found
+
+    async def garbage(self) -> list[tuple[EntryId, IndexRecord]]:
+        """Return every garbage entry as (its id, its record)."""
+        rows = await self._fetch(
+            "SELECT blob, worker, record FROM kfs_garbage ORDER BY blob, worker"
+        )
+        return [(_entry(r["blob"], r["worker"]), decode(IndexRecord, r["record"])) for r in rows]
+
+    async def garbage_entry(self, entry: EntryId) -> IndexRecord | None:
+        """Return the garbage entry stored under ``entry`` now, or None."""
+        raw = await self._fetchval(
+            "SELECT record FROM kfs_garbage WHERE blob = $1 AND worker = $2", *_parse_entry(entry)
+        )
+        return None if raw is None else decode(IndexRecord, raw)
+
+    async def forget(self, entry: EntryId) -> None:
+        """Drop one garbage entry, by its id, once its replicas have been cleaned."""
+        await self._execute(
+            "DELETE FROM kfs_garbage WHERE blob = $1 AND worker = $2", *_parse_entry(entry)
+        )
+
+    async def forget_garbage(self, record: IndexRecord) -> None:
+        """Drop a version's garbage record whose replicas have all been cleaned."""
+        await self.forget(_entry(_blob(record), WHOLE))
+
+    async def pending_to_garbage(self) -> int:
+        """At start, turn every write and move in flight at a crash into garbage."""
+        rows = await self._fetch("SELECT move, record FROM kfs_pending ORDER BY blob, move")
+        for row in rows:
+            record = decode(IndexRecord, row["record"])
+            if row["move"]:
+                await self.abandon_move(record)
+            else:
+                await self.abandon_write(record)
+        return len(rows)
+
+    async def load(
+        self, records: list[IndexRecord], workers: list[WorkerInfo], cluster: str | None
+    ) -> None:
+        """Write a rebuilt index's live records, workers and cluster id."""
+        if cluster is not None:
+            await self.cluster_id(cluster)
+        for info in workers:
+            await self.save_worker(info)
+        for start in range(0, len(records), PAGE):
+            page = records[start : start + PAGE]
+            await self._execute(
+                "INSERT INTO kfs_records SELECT key, 'k', record "
+                "FROM unnest($1::text[], $2::bytea[]) AS loaded(key, record) "
+                "ON CONFLICT (key) DO UPDATE SET space = 'k', record = EXCLUDED.record",
+                [r.key for r in page],
+                [encode(r) for r in page],
+            )
+
+    # Workers.
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return every registered worker, by index."""
+        rows = await self._fetch("SELECT info FROM kfs_workers ORDER BY idx")
+        return [decode(WorkerInfo, row["info"]) for row in rows]
+
+    async def save_worker(self, info: WorkerInfo) -> None:
+        """Persist a worker's registration, and that its index is never to be given again."""
+        await self._execute(
+            """
+            WITH saved AS (
+                INSERT INTO kfs_workers VALUES ($1, $2)
+                ON CONFLICT (idx) DO UPDATE SET info = EXCLUDED.info
+            )
+            INSERT INTO kfs_settings VALUES ('next_worker', $3)
+            ON CONFLICT (name) DO UPDATE
+                SET value = GREATEST(kfs_settings.value::integer, EXCLUDED.value::integer)::text
+            """,
+            info.index,
+            encode(info),
+            str(max(await self.next_worker(), info.index + 1)),
+        )
+
+    async def next_worker(self) -> int:
+        """Return the lowest index never given to a worker (removed ones included)."""
+        found: int = await self._fetchval(
+            "SELECT COALESCE((SELECT value::integer FROM kfs_settings WHERE name = 'next_worker'), "
+            "(SELECT max(idx) + 1 FROM kfs_workers), 0)"
+        )
+        return found
+
+    async def draining(self) -> set[int]:
+        """Return the indices of the workers being drained."""
+        return {row["idx"] for row in await self._fetch("SELECT idx FROM kfs_draining")}
+
+    async def set_draining(self, index: int, draining: bool) -> None:
+        """Mark a worker as being drained (or not), durably."""
+        if draining:
+            await self._execute(
+                "INSERT INTO kfs_draining VALUES ($1) ON CONFLICT DO NOTHING", index
+            )
+        else:
+            await self._execute("DELETE FROM kfs_draining WHERE idx = $1", index)
+
+    async def remove_worker(self, index: int) -> None:
+        """Forget a worker: its registration and its drain mark."""
+        await self._execute(
+            "WITH mark AS (DELETE FROM kfs_draining WHERE idx = $1) "
+            "DELETE FROM kfs_workers WHERE idx = $1",
+            index,
+        )
+
+    # Credentials and identity.
+
+    async def credential(self, access_key: str) -> Credential | None:
+        """Return the credential with this access key, or None."""
+        raw = await self._fetchval(
+            "SELECT credential FROM kfs_credentials WHERE access_key = $1", access_key
+        )
+        return None if raw is None else decode(Credential, raw)
+
+    async def credentials(self) -> list[Credential]:
+        """Return every credential, by access key."""
+        rows = await self._fetch("SELECT credential FROM kfs_credentials ORDER BY access_key")
+        return [decode(Credential, row["credential"]) for row in rows]
+
+    async def save_credential(self, credential: Credential) -> None:
+        """Store a credential, durably."""
+        await self._execute(
+            "INSERT INTO kfs_credentials VALUES ($1, $2) "
+            "ON CONFLICT (access_key) DO UPDATE SET credential = EXCLUDED.credential",
+            credential.access_key,
+            encode(credential),
+        )
+
+    async def delete_credential(self, access_key: str) -> bool:
+        """Revoke a credential; return whether it existed."""
+        status = await self._execute(
+            "DELETE FROM kfs_credentials WHERE access_key = $1", access_key
+        )
+        return status != "DELETE 0"
+
+    async def identity(self, new_id: str) -> str:
+        """Return this master's id, storing ``new_id`` the first time."""
+        return await self._setting("master_id", new_id)
+
+    async def cluster_id(self, new_id: str) -> str:
+        """Return the id of this master's cluster, storing ``new_id`` the first time."""
+        return await self._setting("cluster", new_id)
+
+    async def key_check(self, new_check: str) -> str:
+        """Return the check value of the master key, storing ``new_check`` the first time."""
+        return await self._setting("key_check", new_check)
+
+    async def _setting(self, name: str, first: str) -> str:
+        found: str = await self._fetchval(
+            "WITH stored AS (INSERT INTO kfs_settings VALUES ($1, $2) "
+            "ON CONFLICT (name) DO NOTHING RETURNING value) "
+            "SELECT value FROM stored UNION ALL SELECT value FROM kfs_settings WHERE name = $1",
+            name,
+            first,
+        )
+        return found
+
+    async def close(self) -> None:
+        """Close the connections once the statements under way have finished."""
+        try:
+            await asyncio.wait_for(self._pool.close(), STATEMENT_TIMEOUT)
+        except TimeoutError:
+            self._pool.terminate()
+
+
+def _replica_garbage(
+    record: IndexRecord, workers: tuple[int, ...], stamp_ms: int
+) -> list[tuple[str, int, IndexRecord]]:
+    """Return one garbage entry per worker for ``record``'s version."""
+    blob = _blob(record)
+    return [
+        (blob, index, dataclasses.replace(record, replicas=(index,), modified_ms=stamp_ms))
+        for index in workers
+    ]
+
+
+async def _put_garbage(conn: Any, entries: list[tuple[str, int, IndexRecord]]) -> None:
+    await conn.execute(
+        "INSERT INTO kfs_garbage SELECT * FROM unnest($1::text[], $2::integer[], $3::bytea[]) "
+        "ON CONFLICT (blob, worker) DO UPDATE SET record = EXCLUDED.record",
+        [blob for blob, _, _ in entries],
+        [worker for _, worker, _ in entries],
+        [encode(record) for _, _, record in entries],
+    )

@@ -1,0 +1,346 @@
+"""The index's contract (master/index/base.py), run against every engine: LevelDB in a
+temporary directory and PostgreSQL on a real server started for the test process
+(tests/pgserver.py), each test in a database of its own.
+
+A behaviour that one engine has and another lacks fails here, so the rest of the master can
+rely on the interface alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from pgserver import required_server
+
+from kittenfs.credentials import Credential
+from kittenfs.master.index import HELD, Index, Space, open_index
+from kittenfs.placement import blob_id
+from kittenfs.records import IndexRecord, WorkerInfo
+
+Opener = Callable[[], Awaitable[Index]]
+Contract = Callable[[Opener], Awaitable[None]]
+
+ENGINES = ["leveldb", "postgresql"]
+
+
+def engine_spec(engine: str, tmp_path: Path) -> str:
+    """Return the ``--index`` of a new, empty index on ``engine``."""
+    if engine == "leveldb":
+        return f"leveldb:{tmp_path / 'index'}"
+    return required_server().database()
+
+
+@pytest.fixture(params=ENGINES)
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Return a coroutine function that opens the same new index each time it is called."""
+    spec = engine_spec(request.param, tmp_path)
+    return lambda: open_index(spec, tmp_path)
+
+
+def contract(test: Contract) -> Callable[[Opener], None]:
+    """Make an async contract test a test pytest runs, with a generous deadline."""
+
+    def run(opener: Opener) -> None:
+        asyncio.run(asyncio.wait_for(test(opener), 120))
+
+    run.__name__ = test.__name__
+    run.__doc__ = test.__doc__
+    return run
+
+
+def rec(key: str, version: str = "v1", replicas: tuple[int, ...] = (0, 1, 2)) -> IndexRecord:
+    return IndexRecord(key, version, 5, "md5-" + version, replicas, 1000, 2000)
+
+
+def pending(record: IndexRecord) -> IndexRecord:
+    return dataclasses.replace(record, size=-1, md5="")
+
+
+async def _garbage(index: Index) -> list[IndexRecord]:
+    return sorted(
+        (record for _, record in await index.garbage()),
+        key=lambda r: (r.key, r.version, r.replicas),
+    )
+
+
+@contract
+async def test_a_write_in_flight_then_committed(opener: Opener) -> None:
+    """A write is pending (owned) until its commit makes it the live value, and the versions
+    it replaces become garbage in the same commit."""
+    index = await opener()
+    old, new = rec("/k", "v1"), rec("/k", "v2")
+    await index.commit_write(old, [])
+    await index.begin_write(pending(new))
+    assert await index.owned(blob_id("/k", "v2"))
+    assert await index.current("/k") == (Space.LIVE, old)
+    await index.commit_write(new, [old])
+    assert await index.current("/k") == (Space.LIVE, new)
+    assert await index.get(Space.LIVE, "/k") == new
+    assert await index.get(Space.UNLINKED, "/k") is None
+    assert await _garbage(index) == [old]
+    assert await index.owned(blob_id("/k", "v1"))  # its garbage
+    assert not await index.owned(blob_id("/k", "v2"))  # committed: nothing pending
+    await index.forget_garbage(old)
+    assert await index.garbage() == []
+    await index.close()
+
+
+@contract
+async def test_abandoned_write_becomes_garbage(opener: Opener) -> None:
+    index = await opener()
+    write = pending(rec("/k", "v1"))
+    await index.begin_write(write)
+    await index.abandon_write(write)
+    assert await index.current("/k") is None
+    assert await _garbage(index) == [write]
+    [(entry, _)] = await index.garbage()
+    assert await index.garbage_entry(entry) == write
+    await index.forget(entry)
+    assert await index.garbage_entry(entry) is None
+    assert not await index.owned(blob_id("/k", "v1"))
+    await index.close()
+
+
+@contract
+async def test_unlink_hides_and_a_write_revives(opener: Opener) -> None:
+    """An unlinked record leaves the live space for the unlinked one; a write makes the key
+    live again and drops the unlinked record; remove drops either into garbage."""
+    index = await opener()
+    first = rec("/k", "v1")
+    await index.commit_write(first, [])
+    await index.unlink(first)
+    assert await index.current("/k") == (Space.UNLINKED, first)
+    assert await index.get(Space.LIVE, "/k") is None
+    assert await index.keys(Space.LIVE, "", "", 10) == ([], "")
+    assert await index.keys(Space.UNLINKED, "", "", 10) == (["/k"], "")
+    second = rec("/k", "v2")
+    await index.commit_write(second, [first])
+    assert await index.current("/k") == (Space.LIVE, second)
+    assert await index.keys(Space.UNLINKED, "", "", 10) == ([], "")
+    await index.unlink(second)
+    await index.remove(second)
+    assert await index.current("/k") is None
+    assert await _garbage(index) == [first, second]
+    await index.close()
+
+
+@contract
+async def test_update_replaces_in_place(opener: Opener) -> None:
+    index = await opener()
+    record = rec("/k")
+    await index.commit_write(record, [])
+    fixed = dataclasses.replace(record, replicas=(0, 1, 3))
+    await index.update(Space.LIVE, fixed)
+    assert await index.current("/k") == (Space.LIVE, fixed)
+    await index.close()
+
+
+@contract
+async def test_a_move_committed_and_abandoned(opener: Opener) -> None:
+    """A move is in flight until committed; each dropped replica gets a garbage entry of
+    its own, and an abandoned move's copies are garbage, one entry each."""
+    index = await opener()
+    record = rec("/k", "v1", (0, 1, 2))
+    await index.commit_write(record, [])
+    move = dataclasses.replace(record, replicas=(3,))
+    await index.begin_move(move)
+    assert await index.move_in_flight(record) == (3,)
+    assert await index.owned(blob_id("/k", "v1"))
+    moved = dataclasses.replace(record, replicas=(0, 1, 3))
+    await index.commit_move(Space.LIVE, record, moved, (2,))
+    assert await index.move_in_flight(record) == ()
+    assert await index.current("/k") == (Space.LIVE, moved)
+    [(entry, dropped)] = await index.garbage()
+    assert (dropped.key, dropped.version, dropped.replicas) == ("/k", "v1", (2,))
+    assert dropped.modified_ms > 0  # stamped: the reaper's grace starts there
+    await index.forget(entry)
+
+    again = dataclasses.replace(moved, replicas=(4, 5))
+    await index.begin_move(again)
+    entries = await index.abandon_move(again)
+    assert sorted(r.replicas for _, r in entries) == [(4,), (5,)]
+    assert all(r.modified_ms == 0 for _, r in entries)
+    for entry, record_there in entries:
+        assert await index.garbage_entry(entry) == record_there
+    assert await index.move_in_flight(moved) == ()
+    assert await index.current("/k") == (Space.LIVE, moved)
+    await index.close()
+
+
+@contract
+async def test_a_move_of_an_unlinked_value(opener: Opener) -> None:
+    index = await opener()
+    record = rec("/k")
+    await index.commit_write(record, [])
+    await index.unlink(record)
+    moved = dataclasses.replace(record, replicas=(0, 1, 3))
+    await index.begin_move(dataclasses.replace(record, replicas=(3,)))
+    await index.commit_move(Space.UNLINKED, record, moved, (2,))
+    assert await index.current("/k") == (Space.UNLINKED, moved)
+    await index.close()
+
+
+@contract
+async def test_writes_in_flight_at_a_crash_become_garbage(opener: Opener) -> None:
+    """What was pending when the master stopped is turned into garbage at the next start."""
+    index = await opener()
+    live = rec("/live")
+    await index.commit_write(live, [])
+    await index.begin_write(pending(rec("/a", "v1")))
+    await index.begin_move(dataclasses.replace(live, replicas=(7,)))
+    await index.close()
+
+    index = await opener()
+    assert await index.pending_to_garbage() == 2
+    assert await index.pending_to_garbage() == 0
+    assert sorted((r.key, r.replicas) for r in await _garbage(index)) == [
+        ("/a", (0, 1, 2)),
+        ("/live", (7,)),
+    ]
+    assert await index.move_in_flight(live) == ()
+    assert await index.current("/live") == (Space.LIVE, live)
+    await index.close()
+
+
+ORDERED = [
+    "/a",
+    "/a/",
+    "/a/b",
+    "/a/b/c",
+    "/a/z",
+    "/a0",
+    "/a~",
+    "/a\x7f",
+    "/a\u00e9",
+    "/a\uffff",
+    "/a\U0001f600",
+    "/a\U0010ffff",
+    "/a\U0010ffffz",
+    "/b",
+    "/\u00e9t\u00e9",
+]
+
+
+@contract
+async def test_keys_list_in_utf8_byte_order_by_pages(opener: Opener) -> None:
+    """Keys list in the byte order of their UTF-8 form, under a prefix, from a start, a page
+    at a time, the same on every engine."""
+    index = await opener()
+    for key in ORDERED:
+        await index.commit_write(rec(key), [])
+    expected = sorted(ORDERED, key=lambda k: k.encode())
+    assert [r.key async for r in index.records(Space.LIVE)] == expected
+
+    collected, start = [], ""
+    while True:
+        page, start = await index.keys(Space.LIVE, "", start, 4)
+        collected += page
+        if not start:
+            break
+    assert collected == expected
+
+    for prefix in ["/a", "/a/", "/a/b", "/a\U0010ffff", "/\u00e9", "/c", ""]:
+        under = [k for k in expected if k.startswith(prefix)]
+        assert (await index.keys(Space.LIVE, prefix, "", 100))[0] == under, prefix
+        assert [r.key async for r in index.records(Space.LIVE, prefix)] == under, prefix
+        for start in ["/a/b", "/a0", "/"]:
+            want = [k for k in under if k.encode() >= start.encode()]
+            assert [r.key async for r in index.records(Space.LIVE, prefix, start)] == want
+    page, after = await index.keys(Space.LIVE, "/a/", "", 2)
+    assert (page, after) == (["/a/", "/a/b"], "/a/b/c")
+    await index.close()
+
+
+@contract
+async def test_whole_index_scans_cross_pages(opener: Opener) -> None:
+    """``load`` writes a rebuilt index; ``all_current`` then gives every record once, live
+    before unlinked, across many pages."""
+    index = await opener()
+    records = [rec(f"/bulk/{i:05d}") for i in range(2500)]
+    workers = [WorkerInfo(f"w-{i}", i, f"http://127.0.0.1:{4000 + i}", 5) for i in range(3)]
+    await index.load(records, workers, "c-rebuilt")
+    await index.unlink(records[10])
+    seen = [(space, r.key) async for space, r in index.all_current()]
+    assert len(seen) == 2500
+    assert seen[-1] == (Space.UNLINKED, "/bulk/00010")
+    assert {space for space, _ in seen[:-1]} == {Space.LIVE}
+    assert await index.cluster_id("c-other") == "c-rebuilt"
+    assert await index.workers() == workers
+    await index.close()
+
+
+@contract
+async def test_workers_and_their_indices(opener: Opener) -> None:
+    """Worker indices are never given twice, not even after a worker is removed."""
+    index = await opener()
+    assert await index.next_worker() == 0
+    for i in range(3):
+        await index.save_worker(WorkerInfo(f"w-{i}", i, f"http://127.0.0.1:{4000 + i}", 5))
+    assert await index.next_worker() == 3
+    await index.set_draining(1, True)
+    await index.set_draining(1, True)
+    assert await index.draining() == {1}
+    await index.remove_worker(2)
+    await index.remove_worker(1)
+    assert [w.index for w in await index.workers()] == [0]
+    assert await index.draining() == set()
+    assert await index.next_worker() == 3
+    await index.set_draining(0, True)
+    await index.set_draining(0, False)
+    assert await index.draining() == set()
+    await index.close()
+    index = await opener()
+    assert await index.next_worker() == 3
+    await index.close()
+
+
+@contract
+async def test_credentials(opener: Opener) -> None:
+    index = await opener()
+    one = Credential("AK1", "admin", "", 0, 1, "aa")
+    two = Credential("AK2", "read", "/p/", 99, 2, "bb")
+    await index.save_credential(two)
+    await index.save_credential(one)
+    assert await index.credentials() == [one, two]
+    assert await index.credential("AK2") == two
+    assert await index.credential("nope") is None
+    assert await index.delete_credential("AK2")
+    assert not await index.delete_credential("AK2")
+    assert await index.credentials() == [one]
+    await index.close()
+
+
+@contract
+async def test_ids_are_stored_once_and_kept(opener: Opener) -> None:
+    index = await opener()
+    assert await index.identity("m-first") == "m-first"
+    assert await index.identity("m-second") == "m-first"
+    assert await index.cluster_id("c-first") == "c-first"
+    await index.close()
+    index = await opener()
+    assert await index.cluster_id("c-second") == "c-first"
+    assert await index.identity("m-third") == "m-first"
+    await index.close()
+
+
+@contract
+async def test_everything_survives_a_reopen(opener: Opener) -> None:
+    index = await opener()
+    live, gone = rec("/live"), rec("/gone")
+    await index.commit_write(live, [])
+    await index.commit_write(gone, [])
+    await index.remove(gone)
+    await index.close()
+    index = await opener()
+    assert await index.current("/live") == (Space.LIVE, live)
+    assert await index.current("/gone") is None
+    assert await _garbage(index) == [gone]
+    await index.close()
+
+
+def test_held_spaces_are_live_then_unlinked() -> None:
+    assert HELD == (Space.LIVE, Space.UNLINKED)

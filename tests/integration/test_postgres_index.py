@@ -1,0 +1,111 @@
+"""A real cluster whose master keeps its index in PostgreSQL (``--index postgresql://``):
+everything the master knows is in the database, so a master killed and started again, even
+on an empty data directory (given the master key, a secret kept out of the database), serves
+what was written; an engine that goes away fails
+requests with a clear 503 and takes them again once it is back."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from cluster import started, wait_until
+from pgserver import PostgresServer, bindir, required_server
+
+
+def test_a_cluster_on_postgresql_keeps_everything_across_a_kill(tmp_path: Path) -> None:
+    with started(tmp_path / "c", index="postgresql") as cluster:
+        large = b"L" * 300_000
+        assert httpx.put(f"{cluster.url}/d/small", content=b"tiny").status_code == 201
+        assert httpx.put(f"{cluster.url}/d/large", content=large).status_code == 201
+        assert httpx.put(f"{cluster.url}/d/gone", content=b"x").status_code == 201
+        assert httpx.delete(f"{cluster.url}/d/gone").status_code == 204
+        listed = httpx.get(f"{cluster.url}/d/", params={"list": ""}).json()
+        assert listed["keys"] == ["/d/large", "/d/small"]
+
+        cluster.master.kill()  # kill -9: nothing is flushed at exit
+        # A fresh data directory: the database alone holds what the master knew, but the
+        # master key is a secret that never goes into it, so a master without it is refused.
+        fresh = tmp_path / "fresh-master"
+        args = cluster.master.args
+        args[args.index("--data") + 1] = str(fresh)
+        with pytest.raises(RuntimeError, match="not the master key"):
+            cluster.master.start()
+        shutil.copy(cluster.root / "master" / "master.key", fresh / "master.key")
+        cluster.master.start()
+        cluster.wait_workers_up(3)
+        assert httpx.get(f"{cluster.url}/d/small").content == b"tiny"
+        assert httpx.get(f"{cluster.url}/d/large", follow_redirects=True).content == large
+        assert httpx.get(f"{cluster.url}/d/gone").status_code == 404
+        info = cluster.cluster_info()
+        assert sorted(w["index"] for w in info["workers"]) == [0, 1, 2]
+
+
+def test_an_engine_that_goes_away_fails_requests_clearly_until_it_is_back(
+    tmp_path: Path,
+) -> None:
+    programs = bindir()
+    if programs is None:
+        required_server()  # skips, or fails where PostgreSQL is required
+        return
+    engine = PostgresServer(programs).start()
+    try:
+        url = engine.database()
+        with started(tmp_path / "c", index=url) as cluster:
+            assert httpx.put(f"{cluster.url}/before", content=b"kept").status_code == 201
+            engine.halt()  # a fast shutdown: its connections are cut
+            failed = httpx.put(f"{cluster.url}/during", content=b"lost?", timeout=120)
+            assert failed.status_code == 503
+            assert failed.json()["error"] == "index_unavailable"
+            assert "cannot be reached" in failed.json()["detail"]
+            assert httpx.get(f"{cluster.url}/before", timeout=120).status_code in (200, 503)
+            engine.start()
+
+            def writes_again() -> bool:
+                return httpx.put(f"{cluster.url}/after", content=b"new").status_code == 201
+
+            wait_until(writes_again, "writes to succeed once PostgreSQL is back")
+            assert httpx.get(f"{cluster.url}/before").content == b"kept"
+            assert httpx.get(f"{cluster.url}/after").content == b"new"
+            assert httpx.get(f"{cluster.url}/during").status_code == 404
+    finally:
+        engine.stop()
+
+
+def test_a_master_whose_engine_cannot_be_reached_says_so_and_exits(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kittenfs",
+            "master",
+            "--port",
+            "0",
+            "--data",
+            str(tmp_path / "m"),
+            "--index",
+            "postgresql://kfs:s3cret@127.0.0.1:1/nowhere",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "--index" in done.stderr and "cannot be reached" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout  # the password is never shown
+
+
+@pytest.mark.parametrize("bad", ["mysql://x/y", "/just/a/path"])
+def test_an_index_no_engine_takes_is_refused(tmp_path: Path, bad: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "kittenfs", "master", "--data", str(tmp_path), "--index", bad],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "--index" in done.stderr

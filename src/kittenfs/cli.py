@@ -154,17 +154,21 @@ def _rebuild(args: argparse.Namespace) -> int:
     config = settings.resolve(RebuildConfig, args)
     import httpx
 
+    from .errors import StoreError
+    from .master.index.engine import describe
     from .rebuild import rebuild
 
     try:
-        keys, stale = rebuild(config.data, args.worker, config.cluster_key)
-    except (OSError, ValueError, httpx.HTTPError) as exc:
+        keys, stale = rebuild(config.data, args.worker, config.cluster_key, config.index)
+    except (OSError, ValueError, httpx.HTTPError, StoreError) as exc:
         error(f"rebuild: {exc}")
         return 1
+    where = describe(config.index, config.data)
+    start = f"--data {config.data}" + (f" --index {where}" if config.index else "")
     print(
-        f"rebuilt {keys} keys from {len(args.worker)} workers into {config.data}/index; "
+        f"rebuilt {keys} keys from {len(args.worker)} workers into {where}; "
         f"{stale} copies of older versions (or that disagree) were left in place for "
-        f"`kittenfs gc`. Start the master with --data {config.data}."
+        f"`kittenfs gc`. Start the master with {start}."
     )
     return 0
 

@@ -613,6 +613,15 @@ class RebuildConfig:
 
     #: A new, empty directory for the master's index.
     data: Path = setting(help="new, empty data directory for the master", metavar="DIR", env=False)
+    #: Where to write the index (the master's ``--index``): by default LevelDB in DATA/index.
+    index: str = setting(
+        "",
+        "where to write the index: leveldb:DIR or postgresql://USER@HOST:PORT/DB (empty)",
+        metavar="URL",
+        check=INDEX,
+        shown="LevelDB in DATA/index",
+        env=False,
+    )
     #: The cluster secret, to list the workers' blobs.
     cluster_key: ClusterKey | None = _cluster_key("to list the workers' blobs")
 

@@ -9,8 +9,9 @@ and indices.
 Nothing is deleted: older versions, and copies that disagree, are left on the workers and
 reported.  The newest version may be a write that failed (its clean-up cut off by the same
 disaster), in which case the older one is the value to keep; ``kittenfs gc`` removes them
-only after its grace period.  The index is written to a temporary directory and renamed into
-place when complete, so a rebuild cut off by a crash leaves no half index for a master.
+only after its grace period.  A LevelDB index is written to a temporary directory and renamed
+into place when complete, and a PostgreSQL one in one transaction, so a rebuild cut off by a
+crash leaves no half index for a master.
 
 Limits (docs/operations.md): the workers do not know which keys were unlinked (they come back
 live), and a key deleted shortly before the loss, whose copies the reaper had not removed
@@ -30,7 +31,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .clusterauth import HttpxClusterAuth
-from .master.index import LevelDBIndex
+from .master.index import HELD, Index, open_index
+from .master.index.engine import describe, leveldb_path
 from .records import BlobListing, IndexRecord, Meta, WorkerInfo
 from .signing import ClusterKey
 
@@ -128,30 +130,47 @@ def _meta_of(copies: list[BlobListing]) -> Meta:
     return max(votes.items(), key=lambda vote: (bool(vote[0]), vote[1]))[0]
 
 
-def rebuild(data: Path, worker_urls: list[str], key: ClusterKey | None = None) -> tuple[int, int]:
-    """Write a new master index under ``data`` from the workers; return (keys, stale copies).
+def rebuild(
+    data: Path, worker_urls: list[str], key: ClusterKey | None = None, index: str = ""
+) -> tuple[int, int]:
+    """Write a new master index from the workers; return (keys, stale copies).
 
-    The index keeps the workers' cluster id, so they take the new master for theirs.
-    Refuses to touch an existing index.
+    ``index`` is where (``--index``: by default LevelDB under ``data``).  The index keeps
+    the workers' cluster id, so they take the new master for theirs.  Refuses to touch an
+    index that holds anything.
     """
-    final = data / "index"
-    if final.exists():
-        raise FileExistsError(f"{final} exists; rebuild into an empty --data")
     found = gather(worker_urls, key)
     live, stale = plan(found)
     data.mkdir(parents=True, exist_ok=True)
-    building = data / "index.rebuilding"
+    if index and not index.startswith("leveldb:"):
+        asyncio.run(_load(index, data, found.workers, live, found.cluster))
+        return len(live), stale
+    final = leveldb_path(index, data)
+    if final.exists():
+        raise FileExistsError(f"{final} exists; rebuild into an empty --data")
+    building = final.with_name(final.name + ".rebuilding")
     shutil.rmtree(building, ignore_errors=True)  # a rebuild cut off earlier
-    asyncio.run(_write(building, found.workers, live, found.cluster))
+    asyncio.run(_load(f"leveldb:{building}", data, found.workers, live, found.cluster))
     os.replace(building, final)
     return len(live), stale
 
 
-async def _write(
-    path: Path, workers: list[WorkerInfo], live: list[IndexRecord], cluster: str | None
+async def _load(
+    spec: str, data: Path, workers: list[WorkerInfo], live: list[IndexRecord], cluster: str | None
 ) -> None:
-    index = LevelDBIndex(str(path))
+    """Load the empty index ``spec`` names (a PostgreSQL index loads in one transaction)."""
+    index = await open_index(spec, data)
     try:
+        if not await _empty(index):
+            raise FileExistsError(f"the index at {describe(spec, data)} is not empty")
         await index.load(live, workers, cluster)
     finally:
         await index.close()
+
+
+async def _empty(index: Index) -> bool:
+    """Return True if ``index`` holds no key and no worker."""
+    for space in HELD:
+        if (await index.keys(space, "", "", 1))[0]:
+            return False
+    return not await index.workers()

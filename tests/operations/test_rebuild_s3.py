@@ -5,7 +5,6 @@ then the master's index lost and rebuilt from the workers, read back whole throu
 import hashlib
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from botocore.config import Config
 from cluster import Cluster, MakeCluster
 from jobs import preferred
 from test_drain import drain
-from test_rebuild import live_records, rebuild
+from test_rebuild import live_records, new_target, rebuild, start_on
 
 MiB = 1024 * 1024
 S3_AT = re.compile(r"S3 API at (https?://\S+)")
@@ -135,16 +134,16 @@ def test_rebuild_restores_s3_metadata_of_moved_copies(
     assert set(keys) <= {b["key"] for b in moved}, moved
 
     cluster.master.stop()
-    original = live_records(cluster.root / "master" / "index")
+    original = live_records(cluster.index, cluster.root / "master")
     assert original["/photos/archive.tar"].meta  # the manifest marker, ETag and metadata
     for blob in moved:  # each moved copy carries its record's metadata
         record = original[blob["key"]]
         assert blob["version"] == record.version
         assert [tuple(pair) for pair in blob.get("meta", [])] == list(record.meta), blob
-    rebuilt_dir = tmp_path / "rebuilt"
-    done = rebuild(cluster, rebuilt_dir, stay)
+    target = new_target(cluster, tmp_path / "rebuilt")
+    done = rebuild(cluster, target, stay)
     assert done.returncode == 0, done.stderr
-    rebuilt = live_records(rebuilt_dir / "index")
+    rebuilt = live_records(target.index, target.data)
     assert rebuilt.keys() == original.keys()
     for key, record in original.items():
         assert (rebuilt[key].version, rebuilt[key].md5, rebuilt[key].meta) == (
@@ -153,9 +152,7 @@ def test_rebuild_restores_s3_metadata_of_moved_copies(
             record.meta,
         ), key
 
-    shutil.rmtree(cluster.root / "master")  # the master's disk is lost
-    shutil.copytree(rebuilt_dir, cluster.root / "master")
-    cluster.master.start()
+    start_on(cluster, target)  # the master's disk is lost
     cluster.wait_workers_up(3)
     s3 = s3_client(cluster)
     # The bucket is a key too (/_s3/buckets/<name>), rebuilt with the others.

@@ -450,20 +450,25 @@ class PostgresIndex:
     async def load(
         self, records: list[IndexRecord], workers: list[WorkerInfo], cluster: str | None
     ) -> None:
-        """Write a rebuilt index's live records, workers and cluster id."""
-        if cluster is not None:
-            await self.cluster_id(cluster)
-        for info in workers:
-            await self.save_worker(info)
-        for start in range(0, len(records), PAGE):
-            page = records[start : start + PAGE]
-            await self._execute(
-                "INSERT INTO kfs_records SELECT key, 'k', record "
-                "FROM unnest($1::text[], $2::bytea[]) AS loaded(key, record) "
-                "ON CONFLICT (key) DO UPDATE SET space = 'k', record = EXCLUDED.record",
-                [r.key for r in page],
-                [encode(r) for r in page],
-            )
+        """Write a rebuilt index's live records, workers and cluster id, all in one
+        transaction: a load cut off leaves nothing."""
+        async with self._transaction() as conn:
+            if cluster is not None:
+                await conn.execute(
+                    "INSERT INTO kfs_settings VALUES ('cluster', $1) ON CONFLICT DO NOTHING",
+                    cluster,
+                )
+            for info in workers:
+                await conn.execute(_SAVE_WORKER, info.index, encode(info), str(info.index + 1))
+            for start in range(0, len(records), PAGE):
+                page = records[start : start + PAGE]
+                await conn.execute(
+                    "INSERT INTO kfs_records SELECT key, 'k', record "
+                    "FROM unnest($1::text[], $2::bytea[]) AS loaded(key, record) "
+                    "ON CONFLICT (key) DO UPDATE SET space = 'k', record = EXCLUDED.record",
+                    [r.key for r in page],
+                    [encode(r) for r in page],
+                )
 
     # Workers.
 
@@ -474,20 +479,7 @@ class PostgresIndex:
 
     async def save_worker(self, info: WorkerInfo) -> None:
         """Persist a worker's registration, and that its index is never to be given again."""
-        await self._execute(
-            """
-            WITH saved AS (
-                INSERT INTO kfs_workers VALUES ($1, $2)
-                ON CONFLICT (idx) DO UPDATE SET info = EXCLUDED.info
-            )
-            INSERT INTO kfs_settings VALUES ('next_worker', $3)
-            ON CONFLICT (name) DO UPDATE
-                SET value = GREATEST(kfs_settings.value::integer, EXCLUDED.value::integer)::text
-            """,
-            info.index,
-            encode(info),
-            str(max(await self.next_worker(), info.index + 1)),
-        )
+        await self._execute(_SAVE_WORKER, info.index, encode(info), str(info.index + 1))
 
     async def next_worker(self) -> int:
         """Return the lowest index never given to a worker (removed ones included)."""
@@ -576,6 +568,18 @@ class PostgresIndex:
             await asyncio.wait_for(self._pool.close(), STATEMENT_TIMEOUT)
         except TimeoutError:
             self._pool.terminate()
+
+
+#: Save a worker ($1 its index, $2 its info) and raise the next index to give to at least $3.
+_SAVE_WORKER = """
+    WITH saved AS (
+        INSERT INTO kfs_workers VALUES ($1, $2)
+        ON CONFLICT (idx) DO UPDATE SET info = EXCLUDED.info
+    )
+    INSERT INTO kfs_settings VALUES ('next_worker', $3)
+    ON CONFLICT (name) DO UPDATE
+        SET value = GREATEST(kfs_settings.value::integer, EXCLUDED.value::integer)::text
+"""
 
 
 def _replica_garbage(

@@ -64,6 +64,7 @@ _JOBS = {
 SERVER_PACKAGES = (
     "aiohttp",
     "plyvel",
+    "asyncpg",
     "prometheus_client",
     "xxhash",
     "cryptography",
@@ -71,7 +72,9 @@ SERVER_PACKAGES = (
     "crc32c",
 )
 #: The commands that run (or open) the servers, which need the "server" extra.
-SERVER_COMMANDS = frozenset({"master", "worker", "s3", "up", "rebuild", "bench", "nemesis", "soak"})
+SERVER_COMMANDS = frozenset(
+    {"master", "worker", "s3", "up", "rebuild", "index", "bench", "nemesis", "soak"}
+)
 _RED = "\033[31m"
 _RESET = "\033[0m"
 
@@ -237,6 +240,51 @@ def _server(cls: type, run: Callable[[argparse.Namespace], int], file: bool = Tr
     return build
 
 
+def _index_copy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import plyvel
+
+    from .master.index.copy import CopyError, copy_index
+    from .master.index.engine import describe
+
+    try:
+        copied = copy_index(args.source, args.target)
+    except CopyError as exc:
+        error(f"index copy: {exc}")
+        return 1
+    except plyvel.Error as exc:
+        error(f"index copy: {exc.args[0]!r}: is a master using it? Stop it first")
+        return 1
+    kinds = ", ".join(f"{n} {kind.name.lower()}" for kind, n in sorted(copied.kinds.items()))
+    print(
+        f"copied {copied.entries} entries ({kinds or 'none'}) from "
+        f"{describe(args.source, Path())} to {describe(args.target, Path())}, "
+        "and checked them entry by entry"
+    )
+    return 0
+
+
+def _index_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    copy = _add(actions, "copy", "copy a stopped master's index to another engine, checked")
+    copy.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="INDEX",
+        help="leveldb:DIR or postgresql://...",
+    )
+    copy.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="INDEX",
+        help="an empty index: leveldb:DIR (a new directory) or postgresql://...",
+    )
+    copy.set_defaults(run=_index_copy)
+
+
 def _rebuild_arguments(parser: argparse.ArgumentParser) -> None:
     settings.add_flags(parser, RebuildConfig)
     parser.add_argument(
@@ -328,6 +376,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("s3", "run an S3 gateway in front of a master", _server(GatewayConfig, _gateway)),
     ("up", "run a local cluster: one master and N workers, until Ctrl-C", _UP),
     ("rebuild", "rebuild a lost master index from the workers", _rebuild_arguments),
+    ("index", "copy a master's index between engines (LevelDB, PostgreSQL)", _index_arguments),
     *((name, heavy[0], _heavy_arguments(name)) for name, heavy in _HEAVY.items()),
     ("put", "store a file (or stdin) as the value of KEY", _put),
     ("get", "print the value of KEY, or write it to a file", _get),

@@ -11,9 +11,9 @@ The key spaces and their meaning are in docs/format.md and leveldb.py.  Every ch
 atomic, durable commit: a crash leaves each key either as it was or as it became.
 """
 
-from collections.abc import AsyncIterator
-from enum import Enum
-from typing import Protocol
+from collections.abc import AsyncGenerator, AsyncIterator
+from enum import Enum, StrEnum
+from typing import NamedTuple, Protocol
 
 from ...credentials import Credential
 from ...records import IndexRecord, WorkerInfo
@@ -33,6 +33,31 @@ HELD = (Space.LIVE, Space.UNLINKED)
 
 #: A garbage entry's own id (opaque to callers): a version's, or one replica's of it.
 EntryId = bytes
+
+
+class Kind(StrEnum):
+    """What one exported entry of an index is (``Entry``), in export order: each kind is
+    named by its LevelDB key space's letter (format.md)."""
+
+    CREDENTIAL = "a"
+    SETTING = "c"
+    GARBAGE = "d"
+    LIVE = "k"
+    PENDING = "p"
+    UNLINKED = "u"
+    WORKER = "w"
+    DRAINING = "x"
+
+
+class Entry(NamedTuple):
+    """One piece of an index's state in the form every engine shares, for ``kittenfs index
+    copy``: ``name`` is what follows the kind's prefix in a LevelDB key (a key, a blob id,
+    ``<blob>@move``, ``<blob>@<worker>``, a zero-padded worker index, a setting's name) and
+    ``value`` the stored bytes (a record as records.encode gives it)."""
+
+    kind: Kind
+    name: str
+    value: bytes
 
 
 class Index(Protocol):
@@ -198,6 +223,17 @@ class Index(Protocol):
     async def key_check(self, new_check: str) -> str:
         """Return the check value of the master key this index's credentials derive from,
         storing ``new_check`` the first time (the key itself is never stored here)."""
+        ...
+
+    # Copying between engines.
+
+    def export(self) -> AsyncGenerator[Entry, None]:
+        """Yield every entry of the index, from one consistent snapshot, ordered by kind
+        (``Kind``'s order) then by the UTF-8 bytes of the name."""
+        ...
+
+    async def import_entries(self, entries: list[Entry]) -> None:
+        """Write ``entries`` (as ``export`` gives them) in one commit."""
         ...
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@
   shows in no process list.
 """
 
+import os
 from pathlib import Path
 
 from ...config import ConfigError
@@ -47,4 +48,6 @@ async def open_index(spec: str, data: Path) -> Index:
             raise ConfigError(f"--index: {exc}") from None
     if spec and not spec.startswith("leveldb:"):
         raise ConfigError(f"--index {spec}: not leveldb:DIR or postgresql://...")
-    return LevelDBIndex(str(leveldb_path(spec, data)))
+    path = leveldb_path(spec, data)
+    os.makedirs(path.parent, exist_ok=True)  # LevelDB creates only its own directory
+    return LevelDBIndex(str(path))

@@ -25,14 +25,14 @@ write (or a move's copies) that never committed: it becomes garbage.
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from ...credentials import Credential
 from ...keys import encode_key
 from ...ldb import SyncedDB
 from ...placement import blob_id
 from ...records import IndexRecord, WorkerInfo, decode, encode
-from .base import HELD, EntryId, Space
+from .base import HELD, Entry, EntryId, Kind, Space
 
 
 def _key(space: Space, key: str) -> bytes:
@@ -310,6 +310,21 @@ class LevelDBIndex:
             return stored.decode("ascii")
         await self.db.write({name: first.encode("ascii")})
         return first
+
+    async def export(self) -> AsyncGenerator[Entry, None]:
+        """Yield every entry, ordered by its key (an iterator reads one snapshot)."""
+        kinds = {kind.value.encode("ascii"): kind for kind in Kind}
+        with self.db.scan(b"") as entries:
+            for n, (raw_key, raw) in enumerate(entries, 1):
+                yield Entry(kinds[raw_key[:1]], raw_key[2:].decode("utf-8"), raw)
+                if n % SCAN_BATCH == 0:
+                    await asyncio.sleep(0)
+
+    async def import_entries(self, entries: list[Entry]) -> None:
+        """Write ``entries`` in one synced batch."""
+        await self.db.write(
+            {e.kind.value.encode("ascii") + b":" + e.name.encode("utf-8"): e.value for e in entries}
+        )
 
     async def close(self) -> None:
         """Close the database after queued writes."""

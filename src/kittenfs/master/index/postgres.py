@@ -29,7 +29,7 @@ errors.IndexUnavailable (503).
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
@@ -39,7 +39,7 @@ from ...credentials import Credential
 from ...errors import IndexUnavailable
 from ...placement import blob_id
 from ...records import IndexRecord, WorkerInfo, decode, encode
-from .base import HELD, EntryId, Space
+from .base import HELD, Entry, EntryId, Kind, Space
 
 T = TypeVar("T")
 
@@ -49,6 +49,8 @@ PAGE = 1000
 STATEMENT_TIMEOUT = 30.0
 #: Connections one master keeps to the engine at most.
 POOL_SIZE = 16
+#: The name a master's connections carry (pg_stat_activity.application_name).
+APPLICATION = "kittenfs-master"
 #: The advisory lock that serializes schema migrations between masters starting together.
 MIGRATION_LOCK = 0x6B667321
 
@@ -171,7 +173,7 @@ class PostgresIndex:
                 command_timeout=STATEMENT_TIMEOUT,
                 server_settings={
                     "synchronous_commit": "on",
-                    "application_name": "kittenfs-master",
+                    "application_name": APPLICATION,
                 },
             )
         index = cls(pool, url)
@@ -542,7 +544,7 @@ class PostgresIndex:
 
     async def identity(self, new_id: str) -> str:
         """Return this master's id, storing ``new_id`` the first time."""
-        return await self._setting("master_id", new_id)
+        return await self._setting("id", new_id)
 
     async def cluster_id(self, new_id: str) -> str:
         """Return the id of this master's cluster, storing ``new_id`` the first time."""
@@ -559,6 +561,36 @@ class PostgresIndex:
             "SELECT value FROM stored UNION ALL SELECT value FROM kfs_settings WHERE name = $1",
             name,
             first,
+        )
+        return found
+
+    # Copying between engines.
+
+    async def export(self) -> AsyncGenerator[Entry, None]:
+        """Yield every entry, ordered by kind then name, from one snapshot (a cursor in a
+        repeatable-read transaction), a page at a time."""
+        with _reaching(self.url):
+            async with (
+                self._pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                async for row in conn.cursor(_EXPORT, prefetch=PAGE):
+                    yield Entry(Kind(row["kind"]), row["name"], row["value"])
+
+    async def import_entries(self, entries: list[Entry]) -> None:
+        """Write ``entries`` in one transaction."""
+        async with self._transaction() as conn:
+            for kind in Kind:
+                rows = [(e.name, e.value) for e in entries if e.kind is kind]
+                if rows:
+                    await conn.executemany(_IMPORT[kind], [_import_row(kind, *r) for r in rows])
+
+    async def masters_attached(self) -> int:
+        """Return how many other connections of kittenFS masters the database has now."""
+        found: int = await self._fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = $1 AND pid <> pg_backend_pid()",
+            APPLICATION,
         )
         return found
 
@@ -580,6 +612,53 @@ _SAVE_WORKER = """
     ON CONFLICT (name) DO UPDATE
         SET value = GREATEST(kfs_settings.value::integer, EXCLUDED.value::integer)::text
 """
+
+
+#: Every entry of the index with its name as in a LevelDB key (base.Entry), in export order.
+_EXPORT = """
+SELECT kind, name, value FROM (
+    SELECT 'a' AS kind, access_key AS name, credential AS value FROM kfs_credentials
+    UNION ALL SELECT 'c', name, convert_to(value, 'UTF8') FROM kfs_settings WHERE name <> 'schema'
+    UNION ALL SELECT 'd', CASE WHEN worker = -1 THEN blob ELSE blob || '@' || worker END, record
+        FROM kfs_garbage
+    UNION ALL SELECT space, key, record FROM kfs_records
+    UNION ALL SELECT 'p', CASE WHEN move THEN blob || '@move' ELSE blob END, record
+        FROM kfs_pending
+    UNION ALL SELECT 'w', lpad(idx::text, 8, '0'), info FROM kfs_workers
+    UNION ALL SELECT 'x', lpad(idx::text, 8, '0'), convert_to('draining', 'UTF8')
+        FROM kfs_draining
+) AS entries ORDER BY kind COLLATE "C", name COLLATE "C"
+"""
+
+#: How an entry of each kind is written (its parameters: ``_import_row``).
+_IMPORT = {
+    Kind.CREDENTIAL: "INSERT INTO kfs_credentials VALUES ($1, $2)",
+    Kind.SETTING: "INSERT INTO kfs_settings VALUES ($1, $2) "
+    "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+    Kind.GARBAGE: "INSERT INTO kfs_garbage VALUES ($1, $2, $3)",
+    Kind.LIVE: "INSERT INTO kfs_records VALUES ($1, 'k', $2)",
+    Kind.PENDING: "INSERT INTO kfs_pending VALUES ($1, $2, $3)",
+    Kind.UNLINKED: "INSERT INTO kfs_records VALUES ($1, 'u', $2)",
+    Kind.WORKER: "INSERT INTO kfs_workers VALUES ($1, $2)",
+    Kind.DRAINING: "INSERT INTO kfs_draining VALUES ($1)",
+}
+
+
+def _import_row(kind: Kind, name: str, value: bytes) -> tuple[Any, ...]:
+    """Return the parameters of ``_IMPORT[kind]`` for one entry."""
+    if kind is Kind.SETTING:
+        return name, value.decode("utf-8")
+    if kind is Kind.GARBAGE:
+        blob, at, worker = name.partition("@")
+        return blob, int(worker) if at else WHOLE, value
+    if kind is Kind.PENDING:
+        blob, _, move = name.partition("@")
+        return blob, move == "move", value
+    if kind is Kind.WORKER:
+        return int(name), value
+    if kind is Kind.DRAINING:
+        return (int(name),)
+    return name, value
 
 
 def _replica_garbage(

@@ -15,9 +15,13 @@ from pathlib import Path
 from .config import ConfigError
 
 LOCK_FILE = "kittenfs.lock"
-#: The master's id, written in its data directory once it listens, so that a supervisor
-#: (``kittenfs up``) can tell its own master's ``/health`` from another's on the same port.
+#: The master's id, made at its first start and kept in its data directory: its writes in
+#: flight carry it (an index shared by masters tells whose they are by it), and a supervisor
+#: (``kittenfs up``) tells its own master's ``/health`` from another's on the same port by it.
 MASTER_ID_FILE = "master.id"
+#: The master's key (master/access.py): credentials' secrets and signed links derive from
+#: it; masters that share an index have the same one.
+MASTER_KEY_FILE = "master.key"
 
 
 class DataDirInUse(ConfigError):
@@ -46,3 +50,28 @@ def claim(data: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     return fd
+
+
+def master_id(data: Path) -> str:
+    """Return the id of the master whose data directory ``data`` is: the one kept in
+    ``master.id``, or a new one (``m-`` and 12 hex digits), written and synced first."""
+    path = data / MASTER_ID_FILE
+    try:
+        kept = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        kept = ""
+    if kept:
+        return kept
+    made = f"m-{os.urandom(6).hex()}"
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="ascii") as out:
+        out.write(made + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    directory = os.open(data, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return made

@@ -26,6 +26,7 @@ to a status: the statuses on the right are that map, written down nowhere else):
     │   └── MetadataTooLarge    400: the value's metadata is over records.MAX_META_BYTES
     ├── NoGoodReplica           502: no replica could serve the value
     ├── IndexUnavailable        503: the index's engine cannot be reached
+    ├── WriteAbandoned          503: another master took this one for dead mid-write
     └── ReplicaUnavailable      503: the replicas a request needs cannot be had
         └── NotEnoughWorkers    503: fewer workers are up than a write needs
 
@@ -177,6 +178,13 @@ class IndexUnavailable(StoreError):
     unknown, never acknowledged."""
 
     code = "index_unavailable"
+
+
+class WriteAbandoned(StoreError):
+    """The write's record in flight was turned into garbage before it could commit: its
+    master was taken for dead by another (it stopped for too long).  Nothing was written."""
+
+    code = "write_abandoned"
 
 
 class ReplicaError(Exception):

@@ -52,6 +52,7 @@ STATUS: dict[type[errors.StoreError], int] = {
     errors.NoGoodReplica: 502,
     errors.ReplicaUnavailable: 503,
     errors.IndexUnavailable: 503,
+    errors.WriteAbandoned: 503,
 }
 
 

@@ -18,7 +18,7 @@ import pytest
 from pgserver import required_server
 
 from kittenfs.credentials import Credential
-from kittenfs.master.index import HELD, Index, Space, open_index
+from kittenfs.master.index import HELD, Index, NoLongerPending, Raced, Space, open_index
 from kittenfs.master.index.base import Entry, Kind
 from kittenfs.placement import blob_id
 from kittenfs.records import IndexRecord, WorkerInfo
@@ -62,6 +62,12 @@ def pending(record: IndexRecord) -> IndexRecord:
     return dataclasses.replace(record, size=-1, md5="")
 
 
+async def write(index: Index, record: IndexRecord, replaced: list[IndexRecord]) -> None:
+    """Write ``record`` as the write path does: pending first, then the commit."""
+    await index.begin_write(pending(record))
+    await index.commit_write(record, replaced)
+
+
 async def _garbage(index: Index) -> list[IndexRecord]:
     return sorted(
         (record for _, record in await index.garbage()),
@@ -75,7 +81,7 @@ async def test_a_write_in_flight_then_committed(opener: Opener) -> None:
     it replaces become garbage in the same commit."""
     index = await opener()
     old, new = rec("/k", "v1"), rec("/k", "v2")
-    await index.commit_write(old, [])
+    await write(index, old, [])
     await index.begin_write(pending(new))
     assert await index.owned(blob_id("/k", "v2"))
     assert await index.current("/k") == (Space.LIVE, old)
@@ -113,14 +119,14 @@ async def test_unlink_hides_and_a_write_revives(opener: Opener) -> None:
     live again and drops the unlinked record; remove drops either into garbage."""
     index = await opener()
     first = rec("/k", "v1")
-    await index.commit_write(first, [])
+    await write(index, first, [])
     await index.unlink(first)
     assert await index.current("/k") == (Space.UNLINKED, first)
     assert await index.get(Space.LIVE, "/k") is None
     assert await index.keys(Space.LIVE, "", "", 10) == ([], "")
     assert await index.keys(Space.UNLINKED, "", "", 10) == (["/k"], "")
     second = rec("/k", "v2")
-    await index.commit_write(second, [first])
+    await write(index, second, [first])
     assert await index.current("/k") == (Space.LIVE, second)
     assert await index.keys(Space.UNLINKED, "", "", 10) == ([], "")
     await index.unlink(second)
@@ -134,7 +140,7 @@ async def test_unlink_hides_and_a_write_revives(opener: Opener) -> None:
 async def test_update_replaces_in_place(opener: Opener) -> None:
     index = await opener()
     record = rec("/k")
-    await index.commit_write(record, [])
+    await write(index, record, [])
     fixed = dataclasses.replace(record, replicas=(0, 1, 3))
     await index.update(Space.LIVE, fixed)
     assert await index.current("/k") == (Space.LIVE, fixed)
@@ -147,7 +153,7 @@ async def test_a_move_committed_and_abandoned(opener: Opener) -> None:
     its own, and an abandoned move's copies are garbage, one entry each."""
     index = await opener()
     record = rec("/k", "v1", (0, 1, 2))
-    await index.commit_write(record, [])
+    await write(index, record, [])
     move = dataclasses.replace(record, replicas=(3,))
     await index.begin_move(move)
     assert await index.move_in_flight(record) == (3,)
@@ -177,7 +183,7 @@ async def test_a_move_committed_and_abandoned(opener: Opener) -> None:
 async def test_a_move_of_an_unlinked_value(opener: Opener) -> None:
     index = await opener()
     record = rec("/k")
-    await index.commit_write(record, [])
+    await write(index, record, [])
     await index.unlink(record)
     moved = dataclasses.replace(record, replicas=(0, 1, 3))
     await index.begin_move(dataclasses.replace(record, replicas=(3,)))
@@ -187,18 +193,32 @@ async def test_a_move_of_an_unlinked_value(opener: Opener) -> None:
 
 
 @contract
+async def test_own_writes_in_flight_are_left_alone_while_running(opener: Opener) -> None:
+    """The pass that runs while masters serve takes only the dead masters' writes: this
+    one's go on."""
+    index = await opener()
+    await index.beat("http://127.0.0.1:1")
+    record = rec("/k")
+    await index.begin_write(pending(record))
+    assert await index.pending_to_garbage(15.0, at_start=False) == 0
+    await index.commit_write(record, [])
+    assert await index.current("/k") == (Space.LIVE, record)
+    await index.close()
+
+
+@contract
 async def test_writes_in_flight_at_a_crash_become_garbage(opener: Opener) -> None:
     """What was pending when the master stopped is turned into garbage at the next start."""
     index = await opener()
     live = rec("/live")
-    await index.commit_write(live, [])
+    await write(index, live, [])
     await index.begin_write(pending(rec("/a", "v1")))
     await index.begin_move(dataclasses.replace(live, replicas=(7,)))
     await index.close()
 
     index = await opener()
-    assert await index.pending_to_garbage() == 2
-    assert await index.pending_to_garbage() == 0
+    assert await index.pending_to_garbage(15.0) == 2
+    assert await index.pending_to_garbage(15.0) == 0
     assert sorted((r.key, r.replicas) for r in await _garbage(index)) == [
         ("/a", (0, 1, 2)),
         ("/live", (7,)),
@@ -233,7 +253,7 @@ async def test_keys_list_in_utf8_byte_order_by_pages(opener: Opener) -> None:
     at a time, the same on every engine."""
     index = await opener()
     for key in ORDERED:
-        await index.commit_write(rec(key), [])
+        await write(index, rec(key), [])
     expected = sorted(ORDERED, key=lambda k: k.encode())
     assert [r.key async for r in index.records(Space.LIVE)] == expected
 
@@ -319,13 +339,89 @@ async def test_credentials(opener: Opener) -> None:
 @contract
 async def test_ids_are_stored_once_and_kept(opener: Opener) -> None:
     index = await opener()
-    assert await index.identity("m-first") == "m-first"
-    assert await index.identity("m-second") == "m-first"
     assert await index.cluster_id("c-first") == "c-first"
+    assert await index.key_check("k-first") == "k-first"
     await index.close()
     index = await opener()
     assert await index.cluster_id("c-second") == "c-first"
-    assert await index.identity("m-third") == "m-first"
+    assert await index.key_check("k-second") == "k-first"
+    await index.close()
+
+
+@contract
+async def test_a_commit_over_a_changed_key_is_refused_whole(opener: Opener) -> None:
+    """Every change of a key's record lands only over the record its caller read (another
+    master may have changed it meanwhile): otherwise Raced, and nothing is written."""
+    index = await opener()
+    first, second, third = rec("/k", "v1"), rec("/k", "v2"), rec("/k", "v3")
+    await write(index, first, [])
+    await index.begin_write(pending(third))
+    with pytest.raises(Raced):  # another write committed as if /k had no value
+        await index.commit_write(third, [])
+    await write(index, second, [first])
+    with pytest.raises(Raced):  # over v1, which v2 replaced meanwhile
+        await index.commit_write(third, [first])
+    assert await index.current("/k") == (Space.LIVE, second)
+    assert await index.move_in_flight(third) == ()
+    assert await index.owned(blob_id("/k", "v3"))  # still pending: the caller may go on
+    assert await _garbage(index) == [first]
+    for stale in (index.remove(first), index.unlink(first), index.update(Space.LIVE, first)):
+        with pytest.raises(Raced):
+            await stale
+    assert await index.current("/k") == (Space.LIVE, second)
+    await index.commit_write(third, [second])
+    assert await index.current("/k") == (Space.LIVE, third)
+    await index.close()
+
+
+@contract
+async def test_a_write_no_longer_pending_cannot_commit(opener: Opener) -> None:
+    """A write whose pending record became garbage (its master taken for dead) is refused
+    at its commit, so its copies, which the reaper deletes, are never named live."""
+    index = await opener()
+    record = rec("/k")
+    await index.begin_write(pending(record))
+    await index.abandon_write(pending(record))
+    with pytest.raises(NoLongerPending):
+        await index.commit_write(record, [])
+    assert await index.current("/k") is None
+    with pytest.raises(NoLongerPending):
+        await index.commit_write(record, [])  # never pending at all
+    await index.close()
+
+
+@contract
+async def test_a_move_over_a_changed_record_is_refused(opener: Opener) -> None:
+    index = await opener()
+    record = rec("/k", "v1", (0, 1, 2))
+    await write(index, record, [])
+    move = dataclasses.replace(record, replicas=(3,))
+    moved = dataclasses.replace(record, replicas=(0, 1, 3))
+    await index.begin_move(move)
+    await index.unlink(record)  # same version, another space
+    with pytest.raises(Raced):
+        await index.commit_move(Space.LIVE, record, moved, (2,))
+    fixed = dataclasses.replace(record, replicas=(0, 1, 4))
+    await index.update(Space.UNLINKED, fixed)  # same version, other replicas
+    with pytest.raises(Raced):
+        await index.commit_move(Space.UNLINKED, record, moved, (2,))
+    assert await index.current("/k") == (Space.UNLINKED, fixed)
+    assert await index.move_in_flight(record) == (3,)
+    await index.abandon_move(move)
+    with pytest.raises(NoLongerPending):
+        await index.commit_move(Space.UNLINKED, fixed, moved, (4,))
+    assert await index.garbage() != []
+    await index.close()
+
+
+@contract
+async def test_a_worker_index_is_given_once(opener: Opener) -> None:
+    index = await opener()
+    await index.save_worker(WorkerInfo("w-a", 0, "http://127.0.0.1:4000", 5))
+    await index.save_worker(WorkerInfo("w-a", 0, "http://127.0.0.1:4009", 5))  # a new URL
+    with pytest.raises(Raced):
+        await index.save_worker(WorkerInfo("w-b", 0, "http://127.0.0.1:4001", 6))
+    assert [(w.id, w.url) for w in await index.workers()] == [("w-a", "http://127.0.0.1:4009")]
     await index.close()
 
 
@@ -333,8 +429,8 @@ async def test_ids_are_stored_once_and_kept(opener: Opener) -> None:
 async def test_everything_survives_a_reopen(opener: Opener) -> None:
     index = await opener()
     live, gone = rec("/live"), rec("/gone")
-    await index.commit_write(live, [])
-    await index.commit_write(gone, [])
+    await write(index, live, [])
+    await write(index, gone, [])
     await index.remove(gone)
     await index.close()
     index = await opener()
@@ -350,7 +446,6 @@ def test_held_spaces_are_live_then_unlinked() -> None:
 
 async def _fill(index: Index) -> None:
     """Give ``index`` some of every kind of entry."""
-    await index.identity("m-1")
     await index.cluster_id("c-1")
     await index.key_check("check")
     await index.save_credential(Credential("AK1", "admin", "", 0, 1, "aa"))
@@ -358,8 +453,8 @@ async def _fill(index: Index) -> None:
         await index.save_worker(WorkerInfo(f"w-{i}", i, f"http://127.0.0.1:{4000 + i}", 5))
     await index.set_draining(10, True)
     for key in ORDERED:
-        await index.commit_write(rec(key, "v1"), [])
-    await index.commit_write(rec("/a", "v2"), [rec("/a", "v1")])
+        await write(index, rec(key, "v1"), [])
+    await write(index, rec("/a", "v2"), [rec("/a", "v1")])
     await index.unlink(rec("/b"))
     await index.begin_write(pending(rec("/new", "v9")))
     record = rec("/a/b")

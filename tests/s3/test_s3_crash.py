@@ -71,8 +71,9 @@ def test_a_leftover_upload_record_never_costs_the_completed_object(tmp_path: Pat
             Bucket="crash", Key="obj", UploadId=upload, MultipartUpload={"Parts": parts}
         )
 
-        async def restore(index: Index) -> None:
-            await index.update(Space.LIVE, leftover)
+        async def restore(index: Index) -> None:  # written back, as a write would
+            await index.begin_write(leftover)
+            await index.commit_write(leftover, [])
 
         _with_index(cluster, restore)  # the crash's outcome: both the object and the upload
         s3 = client_for(cluster, *make_key(cluster))

@@ -102,8 +102,9 @@ def test_a_worker_that_keys_still_need_is_not_removed(tmp_path: Path) -> None:
         membership = await registered(tmp_path, 3)
         only = IndexRecord("/only", "v1", 1, "m", (1,), 1, 1)
         shared = IndexRecord("/shared", "v1", 1, "m", (0, 1), 1, 1)
-        await membership.index.commit_write(only, [])
-        await membership.index.commit_write(shared, [])
+        for record in (only, shared):
+            await membership.index.begin_write(record)
+            await membership.index.commit_write(record, [])
         membership.suspect(1, "test")
         with pytest.raises(StateConflict) as refused:
             await membership.remove(1, force=True)

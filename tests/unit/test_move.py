@@ -91,7 +91,7 @@ def test_garbage_of_a_crashed_move_spares_the_copies_of_the_next_one(tmp_path: P
         await core.index.begin_move(crashed)
         for dest in plan.needs:
             await core.transport.copy(record, plan.good[0], dest)
-        assert await core.index.pending_to_garbage() == 1  # the master restarted
+        assert await core.index.pending_to_garbage(15.0) == 1  # the master restarted
 
         copy = core.transport.copy
 

@@ -145,7 +145,7 @@ def test_a_write_cut_off_by_a_crash_becomes_garbage_at_start(tmp_path: Path) -> 
         for worker in pending.replicas:  # the copies landed; the master died before commit
             await core.transport.put_small(worker, blob_id("/k", pending.version), "/k", "v", b"x")
         await assert_accounted(core)
-        await core.reaper.recover()
+        await core.reaper.recover(15.0)
         assert await core.index.get(Space.LIVE, "/k") is None
         await heal_and_reap(core)
         await core.index.close()

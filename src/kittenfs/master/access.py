@@ -36,13 +36,11 @@ from ..credentials import (
     secret_of,
     secrets_match,
 )
+from ..datadir import MASTER_KEY_FILE
 from ..httputil import HTTPProblem
 from ..signing import HEADER, ClusterKey, KeyLink, LinkKey, derive
 from .index import Index
 
-#: The file under the master's data directory that holds its own key (credential secrets
-#: and signed links derive from it).
-MASTER_KEY_FILE = "master.key"
 #: Query parameters of a signed key link.
 LINK_PARAMS = ("kfs-method", "kfs-expires", "kfs-credential", "kfs-exclude", "kfs-signature")
 #: The credential id of requests without one.

@@ -69,7 +69,9 @@ def start(
     state: MasterState, kind: str, options: dict[str, Any], only_worker: int | None = None
 ) -> Job:
     """Start a rebalance, repair or drain job with validated ``options``.  A drain (of
-    ``only_worker``) first marks the worker draining, unless it is a dry run."""
+    ``only_worker``) first marks the worker draining, unless it is a dry run.  Raise
+    StateConflict unless this master holds the cluster's duties (duties.py)."""
+    state.duties.require("a job")
     converger = Converger(state.mover)
 
     async def body(job: Job) -> None:
@@ -88,7 +90,9 @@ def start(
 
 
 def start_gc(state: MasterState, options: dict[str, Any]) -> Job:
-    """Start a garbage collection job with validated ``options``."""
+    """Start a garbage collection job with validated ``options`` (on the master holding the
+    cluster's duties: StateConflict elsewhere)."""
+    state.duties.require("a job")
     collector = Collector(state.store, state.transport)
 
     async def body(job: Job) -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..config import ConfigError, MasterConfig
-from ..datadir import MASTER_ID_FILE, claim
+from ..datadir import claim
 from ..limits import Runner
 from ..server import METRICS, new_app, serve, setup_logging, url_host
 from ..tls import client_context, server_context
@@ -85,6 +85,7 @@ def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
             asyncio.create_task(state.reaper.reap_forever()),
             asyncio.create_task(state.repairs.run_forever()),
             asyncio.create_task(_watch_liveness(state)),
+            asyncio.create_task(state.duties.run_forever(lambda: state.public_url)),
         ]
         yield
         for task in tasks:
@@ -114,6 +115,7 @@ async def _watch_liveness(state: MasterState) -> None:
             and changed is not None
             and time.monotonic() - changed >= delay
             and state.jobs.running() is None
+            and state.duties.held
         ):
             changed = None
             log.info("the up workers changed %.0f s ago: starting a rebalance", delay)
@@ -138,7 +140,6 @@ def run(config: MasterConfig) -> None:
 
     async def listening(url: str) -> None:
         app[STATE].url = url
-        (config.data / MASTER_ID_FILE).write_text(app[STATE].master_id + "\n")
         log.info(
             "master %s: data in %s, index %s, %d replicas",
             app[STATE].master_id,

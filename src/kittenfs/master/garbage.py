@@ -60,6 +60,10 @@ class Reaper:
         self.transport = transport
         self.locks = locks
         self.replaced_grace = replaced_grace
+        #: Whether the background passes over the garbage run here (duties.py: on the one
+        #: master holding the cluster's duties).  Removed values' copies are deleted by the
+        #: master that removed them either way.
+        self.sweeping = True
         self._later: asyncio.Queue[IndexRecord] = asyncio.Queue(LATER_QUEUE)
 
     async def abandon(self, pending: IndexRecord) -> None:
@@ -108,11 +112,14 @@ class Reaper:
             await self.index.forget(entry)
         return True
 
-    async def recover(self) -> None:
-        """At start: every write a crash cut off becomes garbage (it was never acknowledged)."""
-        count = await self.index.pending_to_garbage()
+    async def recover(self, dead_after: float, at_start: bool = True) -> int:
+        """Every write a crash cut off becomes garbage (it was never acknowledged): those of
+        other masters sharing the index that have not been heard from for ``dead_after``
+        seconds and, ``at_start``, this master's.  Return how many."""
+        count = await self.index.pending_to_garbage(dead_after, at_start)
         if count:
             log.info("recovered %d interrupted writes; their copies will be removed", count)
+        return count
 
     async def later(self, record: IndexRecord) -> None:
         """Own the copies of a removed value, whose garbage entry is durable: delete them
@@ -149,7 +156,8 @@ class Reaper:
         try:
             while True:
                 try:
-                    await self.reap_once()
+                    if self.sweeping:
+                        await self.reap_once()
                 except Exception:  # the reaper must outlive any one failure
                     log.exception("garbage pass failed; will retry")
                 await asyncio.sleep(REAP_INTERVAL)

@@ -173,6 +173,9 @@ async def cluster(request: web.Request) -> web.Response:
     state = _state(request)
     body: dict[str, Any] = {
         "master": {"id": state.master_id, "url": state.url, "started": state.started},
+        # Masters sharing the index (PostgreSQL), and the one holding the duties (duties.py).
+        "masters": [{"id": id_, "url": url} for id_, url in state.duties.masters],
+        "duties": state.duties.holder,
         "replicas": state.config.replicas,
         "workers": state.membership.describe(),
         "cache": {"max_bytes": state.store.cache.max_bytes, **vars(state.store.cache.stats)},

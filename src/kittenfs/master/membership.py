@@ -4,6 +4,11 @@ Workers register once (the master assigns the next index: 0, 1, 2, ...) and then
 heartbeat every second.  A worker whose last heartbeat is older than ``down_after`` seconds
 is down; it is up again with its next heartbeat.  Registrations are durable in the index;
 liveness is kept in memory only, and at start every known worker is given one grace period.
+
+Masters that share an index (PostgreSQL) each keep their own view: a worker sends its
+heartbeats to every master it knows, and each master takes in the registrations and drain
+marks the others saved (``refresh``) when a worker it does not know turns up, and every
+few seconds.
 """
 
 import asyncio
@@ -16,7 +21,7 @@ from typing import Any
 from ..errors import NotEnoughWorkers, NotFound, StateConflict
 from ..placement import rank
 from ..records import WorkerInfo
-from .index import Index
+from .index import Index, Raced
 
 log = logging.getLogger("kittenfs.master")
 
@@ -76,7 +81,26 @@ class Membership:
         async with self._registering:
             return await self._register(worker_id, url, wanted)
 
+    async def refresh(self) -> None:
+        """Take in the workers and drain marks the index holds now (other masters may have
+        saved some), keeping what this master saw of the liveness of those it knew."""
+        infos, draining = await self.index.workers(), await self.index.draining()
+        now = time.monotonic()
+        known = self.workers
+        self.workers = {}
+        for info in infos:
+            state = known.get(info.index)
+            if state is None or state.info.id != info.id:
+                state = WorkerState(info, now)  # counted up until its beats say otherwise
+                log.info("worker %d (id %s), registered elsewhere, taken in", info.index, info.id)
+            state.info = info
+            self.workers[info.index] = state
+        self._by_id = {state.info.id: state for state in self.workers.values()}
+        self.draining = draining & set(self.workers)
+
     async def _register(self, worker_id: str, url: str, wanted: int | None) -> WorkerInfo:
+        if worker_id not in self._by_id and self.index.shared:
+            await self.refresh()  # registered through another master, perhaps
         state = self._by_id.get(worker_id)
         if state is not None and state.info.url == url:
             self._seen(state)
@@ -92,7 +116,13 @@ class Membership:
         info = WorkerInfo(
             worker_id, index, url, state.info.registered_ms if state else int(time.time() * 1000)
         )
-        await self.index.save_worker(info)
+        try:
+            await self.index.save_worker(info)
+        except Raced:  # another master gave this index away meanwhile
+            await self.refresh()
+            raise StateConflict(
+                f"worker index {index} was just given to another worker; register again"
+            ) from None
         fresh = WorkerState(info, time.monotonic())
         self.workers[index] = self._by_id[worker_id] = fresh
         log.info("worker %d registered at %s (id %s)", index, url, worker_id)

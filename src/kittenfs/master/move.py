@@ -37,7 +37,7 @@ from ..locks import KeyLocks
 from ..records import CopyState, IndexRecord
 from .cache import ValueCache
 from .garbage import Reaper
-from .index import Index, Space
+from .index import Index, Raced, Space
 from .membership import Membership
 from .transport import ReplicaTransport, check_copy
 from .write_path import to_completion
@@ -149,7 +149,11 @@ class Mover:
                 await to_completion(self.reaper.abandon_move(move))
                 return Outcome.CHANGED_MEANWHILE if not current else Outcome.NOT_VERIFIED
             moved = dataclasses.replace(record, replicas=plan.target)
-            await to_completion(self.index.commit_move(space, record, moved, dropped))
+            try:
+                await to_completion(self.index.commit_move(space, record, moved, dropped))
+            except Raced:  # another master changed the key (or took this one for dead)
+                await to_completion(self.reaper.abandon_move(move))
+                return Outcome.CHANGED_MEANWHILE
             self.cache.invalidate(record.key)
         return Outcome.MOVED
 
@@ -208,11 +212,14 @@ class Mover:
                 or not await self._holds(worker, record)
             ):
                 return False
-            await to_completion(
-                self.index.update(
-                    space, dataclasses.replace(record, replicas=(*record.replicas, worker))
+            try:
+                await to_completion(
+                    self.index.update(
+                        space, dataclasses.replace(record, replicas=(*record.replicas, worker))
+                    )
                 )
-            )
+            except Raced:  # written again meanwhile, by another master
+                return False
             self.cache.invalidate(key)
             return True
 

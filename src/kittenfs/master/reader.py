@@ -3,7 +3,9 @@ serve it, in what order, and what a failed replica means (read_path.py maps the 
 responses).
 
 1. ``find``: the hot-value cache if it holds the key (its entry is the live record and the
-   value, cache.py says why that is correct), else the index.
+   value, cache.py says why that is correct), else the index.  With masters sharing the
+   index, another may have replaced the value: the record is read then, and a cached value
+   served only if it is still the record's.
 2. ``value``: a small value whole, from the cache or read through from a replica whose
    bytes match the record's MD5, then kept in the cache (guarded by a ticket: the index may
    have changed while the read-through ran).
@@ -41,6 +43,10 @@ class Found:
 
 class Records(Protocol):
     """What reads need of the index (index.Index; an S3 gateway's asks its master)."""
+
+    #: Other masters may change the records (index.Index.shared): a cached value is then
+    #: checked against the record before it is served.
+    shared: bool
 
     async def get(self, space: Space, key: str) -> IndexRecord | None: ...
 
@@ -86,13 +92,13 @@ class Reader:
         ``exclude``: replicas that already failed this read; their copies are checked in the
         background."""
         hit = self.cache.get(key)
-        if hit is not None:
+        if hit is not None and not self.index.shared:
             found = Found(*hit)
-        else:
+        else:  # with masters sharing the index, another may have replaced a cached value
             record = await self.index.get(Space.LIVE, key)
             if record is None:
                 return None
-            found = Found(record)
+            found = Found(*hit) if hit is not None and hit[0] == record else Found(record)
         if exclude:
             self.damage.suspect(found.record, exclude)
         return found

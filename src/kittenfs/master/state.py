@@ -7,13 +7,15 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from ..config import MasterConfig
+from .. import datadir
+from ..config import ConfigError, MasterConfig
 from ..locks import KeyLocks
-from .access import Access, load_master_key
+from .access import Access, key_check, load_master_key
 from .cache import ValueCache
 from .damage import Damage
+from .duties import DEAD_AFTER, Duties
 from .garbage import Reaper
-from .index import Index, LevelDBIndex, Space
+from .index import Index, Space, open_index
 from .jobs import Jobs
 from .jobs.converge import Converger, RepairQueue
 from .membership import Membership
@@ -43,6 +45,7 @@ class MasterState:
     reaper: Reaper
     mover: Mover
     reader: Reader
+    duties: Duties
     url: str = ""
     #: The port this master serves the S3 API on (None if it does not): S3 gateways
     #: forward writes there.
@@ -61,14 +64,23 @@ class MasterState:
 
     @classmethod
     async def open(cls, config: MasterConfig, session: aiohttp.ClientSession) -> "MasterState":
-        """Open the index under ``config.data`` and recover from any crash."""
+        """Open the index (``config.index``, by default under ``config.data``) and recover
+        from any crash."""
         config.data.mkdir(parents=True, exist_ok=True)
-        index: Index = LevelDBIndex(str(config.data / "index"))
-        master_id = await index.identity(f"m-{uuid.uuid4().hex[:12]}")
+        master_id = datadir.master_id(config.data)
+        index = await open_index(config.index, config.data, master_id)
         cluster_id = await index.cluster_id(f"c-{uuid.uuid4().hex[:24]}")
+        master_key = load_master_key(config.data)
+        if await index.key_check(key_check(master_key)) != key_check(master_key):
+            await index.close()
+            raise ConfigError(
+                f"{config.data / datadir.MASTER_KEY_FILE} is not the master key this index's "
+                "credentials and links derive from: copy master.key from the data directory "
+                "of a master that used this index (docs/operations.md)"
+            )
         access = Access(
             index,
-            load_master_key(config.data),
+            master_key,
             config.cluster_key,
             config.admin_token,
             config.anonymous,
@@ -89,7 +101,8 @@ class MasterState:
             config.replica_timeout,
         )
         mover = Mover(index, membership, transport, locks, cache, reaper)
-        await reaper.recover()
+        await reaper.recover(DEAD_AFTER)
+        duties = Duties(index, master_id, reaper, membership)
         repairs = RepairQueue(Converger(mover))
         reader = Reader(index, cache, membership, repairs.damage, transport)
         return cls(
@@ -108,6 +121,7 @@ class MasterState:
             reaper,
             mover,
             reader,
+            duties,
         )
 
     async def key_health(self) -> dict[str, int]:

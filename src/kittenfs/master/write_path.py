@@ -33,8 +33,10 @@ from ..errors import (
     PreconditionFailed,
     ReplicaError,
     ReplicaUnavailable,
+    StateConflict,
     StoreError,
     TooLarge,
+    WriteAbandoned,
 )
 from ..httputil import etag_matches
 from ..locks import KeyLocks
@@ -43,7 +45,7 @@ from ..records import IndexRecord, Meta, MetaTooLarge, meta_block, meta_frame
 from .cache import ValueCache
 from .fanout import FanOut, Stalled
 from .garbage import Reaper
-from .index import HELD, Index, Space
+from .index import HELD, Index, NoLongerPending, Raced, Space
 from .membership import Membership
 from .transport import ReplicaTransport
 
@@ -118,10 +120,7 @@ class Store:
         value = await _read_whole(body, size) if small and size is not None else None
         async with self.locks.hold(key):
             live = await self.index.get(Space.LIVE, key)
-            if live is not None and etag_matches(if_none_match, live.md5):
-                raise PreconditionFailed(f"{key!r} exists and its ETag matches If-None-Match")
-            if precondition is not None:
-                precondition(live)
+            _check(key, live, if_none_match, precondition)  # again at the commit
             now = int(time.time() * 1000)
             pending = IndexRecord(
                 key, new_version(), -1, "", tuple(self.membership.choose_replicas(key)), now, now
@@ -140,33 +139,49 @@ class Store:
                 await asyncio.shield(self.reaper.abandon(pending))
                 raise
             record = IndexRecord(
-                key,
-                pending.version,
-                written_size,
-                md5,
-                pending.replicas,
-                live.created_ms if live else now,
-                now,
-                meta,
+                key, pending.version, written_size, md5, pending.replicas, now, now, meta
             )
-            # Garbage is stamped with the time it was replaced: the reaper waits out the grace.
-            replaced = [
-                dataclasses.replace(old, modified_ms=now)
-                for old in (live, await self.index.get(Space.UNLINKED, key))
-                if old
-            ]
             # Once started, the commit lands even if the client goes away, and the key stays
             # locked until it has.
             try:
-                await to_completion(self.index.commit_write(record, replaced))
+                record, live = await to_completion(
+                    self._commit(record, if_none_match, precondition)
+                )
             except Exception:
-                await asyncio.shield(self.reaper.abandon(pending))  # the batch did not land
+                await asyncio.shield(self.reaper.abandon(pending))  # the commit did not land
                 raise
             finally:
                 self.cache.invalidate(key)
             if value is not None:  # written through: a value just written is likely read soon
                 self.cache.put(record, value)
         return PutResult(live is None, record)
+
+    async def _commit(
+        self,
+        record: IndexRecord,
+        if_none_match: str | None,
+        precondition: Callable[[IndexRecord | None], None] | None,
+    ) -> tuple[IndexRecord, IndexRecord | None]:
+        """Make ``record`` live over the key's current record, read again (and the
+        preconditions checked again) each time another master committed the key meanwhile;
+        return the committed record and the live one it replaced.  Raise WriteAbandoned if
+        the write was turned into garbage under it."""
+
+        async def attempt() -> tuple[IndexRecord, IndexRecord | None]:
+            found = await self.index.current(record.key)
+            live = found[1] if found and found[0] is Space.LIVE else None
+            _check(record.key, live, if_none_match, precondition)
+            now = record.modified_ms
+            made = dataclasses.replace(record, created_ms=live.created_ms if live else now)
+            # Garbage is stamped with the time it was replaced: the reaper waits out the grace.
+            replaced = [dataclasses.replace(found[1], modified_ms=now)] if found else []
+            await self.index.commit_write(made, replaced)
+            return made, live
+
+        try:
+            return await settled(record.key, attempt)
+        except NoLongerPending as exc:
+            raise WriteAbandoned(str(exc)) from None
 
     async def _replicate(
         self,
@@ -288,31 +303,42 @@ class Store:
         index: the reaper owns the copies from then on (garbage.py).  Raise NotFound if the
         key is absent.
         """
-        async with self.locks.hold(key):
+
+        async def attempt() -> IndexRecord:
             found = await self.index.current(key)
             if found is None:
                 raise NotFound(f"no key {key!r}")
-            _, record = found
-            await self.index.remove(record)
+            await self.index.remove(found[1])
+            return found[1]
+
+        async with self.locks.hold(key):
+            record = await settled(key, attempt)
             self.cache.invalidate(key)
         await self.reaper.later(record)
 
     async def purge_unlinked(self, key: str) -> None:
         """Delete ``key`` if it is unlinked (not if it was written again meanwhile)."""
         async with self.locks.hold(key):
-            record = await self.index.get(Space.UNLINKED, key)
-            if record is None or await self.index.get(Space.LIVE, key) is not None:
+            found = await self.index.current(key)
+            if found is None or found[0] is not Space.UNLINKED:
                 return
-            await self.index.remove(record)
-        await self.reaper.later(record)
+            try:
+                await self.index.remove(found[1])
+            except Raced:
+                return  # written again meanwhile, by another master
+        await self.reaper.later(found[1])
 
     async def unlink(self, key: str) -> None:
         """Hide ``key`` from reads and listing, keeping its bytes; NotFound if it is not live."""
-        async with self.locks.hold(key):
+
+        async def attempt() -> None:
             record = await self.index.get(Space.LIVE, key)
             if record is None:
                 raise NotFound(f"no live key {key!r}")
             await self.index.unlink(record)
+
+        async with self.locks.hold(key):
+            await settled(key, attempt)
             self.cache.invalidate(key)
 
     async def clear(self) -> int:
@@ -362,6 +388,44 @@ def _check_length(size: int | None, got: int) -> None:
     ``got``."""
     if size is not None and got != size:
         raise InvalidRequest(f"Content-Length was {size}, got {got} bytes", "short_body")
+
+
+#: Times a change of one key is read and tried again because another master changed the key
+#: in between, before the request fails (409 key_busy).
+RACE_TRIES = 20
+
+
+async def settled(key: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run ``attempt`` (a read of ``key`` and a conditional commit) again each time another
+    master changed the key in between (Raced), up to RACE_TRIES times."""
+    tries = 1
+    while True:
+        try:
+            return await attempt()
+        except NoLongerPending:
+            raise
+        except Raced:
+            if tries == RACE_TRIES:
+                raise StateConflict(
+                    f"{key!r} changed {RACE_TRIES} times under this request; try again",
+                    "key_busy",
+                ) from None
+            log.info("%r changed under a request, by another master; trying again", key)
+            tries += 1
+
+
+def _check(
+    key: str,
+    live: IndexRecord | None,
+    if_none_match: str | None,
+    precondition: Callable[[IndexRecord | None], None] | None,
+) -> None:
+    """Raise PreconditionFailed if ``if_none_match`` matches the live record's ETag, and
+    whatever ``precondition`` raises on it."""
+    if live is not None and etag_matches(if_none_match, live.md5):
+        raise PreconditionFailed(f"{key!r} exists and its ETag matches If-None-Match")
+    if precondition is not None:
+        precondition(live)
 
 
 async def to_completion(step: Awaitable[T]) -> T:

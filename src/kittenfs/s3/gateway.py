@@ -104,6 +104,9 @@ class MasterLink:
 class RemoteRecords:
     """The master's index, read over the gateway link (live records only)."""
 
+    #: Records change under the gateway (it keeps no cached values).
+    shared = True
+
     def __init__(self, link: MasterLink) -> None:
         self.link = link
 

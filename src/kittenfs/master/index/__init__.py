@@ -2,7 +2,7 @@
 (LevelDB, leveldb.py, the embedded default; PostgreSQL, postgres.py) and how ``--index``
 picks one (engine.py)."""
 
-from .base import HELD, EntryId, Index, Space
+from .base import HELD, EntryId, Index, NoLongerPending, Raced, Space
 from .engine import open_index
 from .leveldb import SCAN_BATCH, LevelDBIndex
 
@@ -12,6 +12,8 @@ __all__ = [
     "EntryId",
     "Index",
     "LevelDBIndex",
+    "NoLongerPending",
+    "Raced",
     "Space",
     "open_index",
 ]

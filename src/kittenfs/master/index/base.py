@@ -9,6 +9,14 @@ cache's generations, cache.py).
 
 The key spaces and their meaning are in docs/format.md and leveldb.py.  Every change is one
 atomic, durable commit: a crash leaves each key either as it was or as it became.
+
+Every commit that changes a key's record is conditional, so that writes to one key are
+serialized by the engine even when several masters share it (PostgreSQL): it lands only if
+the key's record is still the one the caller read (see each method), and a write's or a
+move's commit only if its pending record is still there (a master taken for dead had its
+writes in flight turned into garbage).  Otherwise it raises ``Raced`` and changes nothing;
+the caller reads again and decides anew.  Under one master, whose key locks already
+serialize a key's changes, it never raises.
 """
 
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -17,6 +25,16 @@ from typing import NamedTuple, Protocol
 
 from ...credentials import Credential
 from ...records import IndexRecord, WorkerInfo
+
+
+class Raced(Exception):
+    """A conditional commit found the key changed since the caller read it, and wrote
+    nothing: read again and decide anew."""
+
+
+class NoLongerPending(Raced):
+    """A write's or a move's commit found its pending record gone (its master was taken for
+    dead, and its writes in flight became garbage): the write must fail."""
 
 
 class Space(bytes, Enum):
@@ -63,6 +81,10 @@ class Entry(NamedTuple):
 class Index(Protocol):
     """Durable state of the master: keys, writes in flight, garbage, workers, credentials."""
 
+    #: True if other masters may use the index at the same time (PostgreSQL): what they
+    #: save there must then be read again (membership.refresh), and cached values checked.
+    shared: bool
+
     # Keys and their records.
 
     async def get(self, space: Space, key: str) -> IndexRecord | None:
@@ -98,7 +120,11 @@ class Index(Protocol):
         ...
 
     async def commit_write(self, record: IndexRecord, replaced: list[IndexRecord]) -> None:
-        """Make ``record`` the key's live value; the versions it replaces become garbage."""
+        """Make ``record`` the key's live value; the versions it replaces become garbage.
+
+        ``replaced`` is the key's live or unlinked record as the caller read it (empty if it
+        had none); Raced if the key's record is another version now, or the write's pending
+        record is gone."""
         ...
 
     async def abandon_write(self, pending: IndexRecord) -> None:
@@ -118,7 +144,8 @@ class Index(Protocol):
         self, space: Space, record: IndexRecord, moved: IndexRecord, dropped: tuple[int, ...]
     ) -> None:
         """Switch a key's record to ``moved`` (the same version on other replicas); each
-        dropped replica gets its own garbage entry."""
+        dropped replica gets its own garbage entry.  Raced if the key's record is no longer
+        ``record`` (in ``space``), or the move's pending record is gone."""
         ...
 
     async def abandon_move(self, move: IndexRecord) -> list[tuple[EntryId, IndexRecord]]:
@@ -126,15 +153,18 @@ class Index(Protocol):
         ...
 
     async def update(self, space: Space, record: IndexRecord) -> None:
-        """Replace a key's record in ``space`` (the caller holds the key's lock)."""
+        """Replace a key's record in ``space`` with the same version on other replicas;
+        Raced if the key holds another version now."""
         ...
 
     async def unlink(self, record: IndexRecord) -> None:
-        """Hide a live value from reads and listing, keeping its bytes."""
+        """Hide a live value from reads and listing, keeping its bytes; Raced if the key
+        holds another version now."""
         ...
 
     async def remove(self, record: IndexRecord) -> None:
-        """Remove a live or unlinked value from the index; its replicas become garbage."""
+        """Remove a live or unlinked value from the index; its replicas become garbage.
+        Raced if the key holds another version now."""
         ...
 
     async def owned(self, blob: str) -> bool:
@@ -157,9 +187,11 @@ class Index(Protocol):
         """Drop a version's garbage record whose replicas have all been cleaned."""
         ...
 
-    async def pending_to_garbage(self) -> int:
-        """At start, turn every write and move in flight at a crash into garbage; return
-        how many there were."""
+    async def pending_to_garbage(self, dead_after: float, at_start: bool = True) -> int:
+        """Turn into garbage every write and move in flight of masters not heard from
+        (``beat``) for ``dead_after`` seconds and, ``at_start``, of this master (left by a
+        crash); return how many there were.  Their commits, should such a master come back,
+        raise NoLongerPending."""
         ...
 
     async def load(
@@ -175,7 +207,8 @@ class Index(Protocol):
         ...
 
     async def save_worker(self, info: WorkerInfo) -> None:
-        """Persist a worker's registration, and that its index is never to be given again."""
+        """Persist a worker's registration, and that its index is never to be given again;
+        Raced if the index is another worker's (registered meanwhile by another master)."""
         ...
 
     async def next_worker(self) -> int:
@@ -212,10 +245,6 @@ class Index(Protocol):
         """Revoke a credential; return whether it existed."""
         ...
 
-    async def identity(self, new_id: str) -> str:
-        """Return this master's id, storing ``new_id`` the first time."""
-        ...
-
     async def cluster_id(self, new_id: str) -> str:
         """Return the id of this master's cluster, storing ``new_id`` the first time."""
         ...
@@ -223,6 +252,22 @@ class Index(Protocol):
     async def key_check(self, new_check: str) -> str:
         """Return the check value of the master key this index's credentials derive from,
         storing ``new_check`` the first time (the key itself is never stored here)."""
+        ...
+
+    # Masters sharing the index.
+
+    async def beat(self, url: str) -> None:
+        """Record that this master is alive, and reachable at ``url``."""
+        ...
+
+    async def masters(self, within: float) -> list[tuple[str, str]]:
+        """Return (id, URL) of every master heard from within ``within`` seconds, by id."""
+        ...
+
+    async def lease(self, name: str, seconds: float) -> str:
+        """Take the lease ``name`` for this master, or keep it, for ``seconds`` from now by
+        the engine's clock, unless another master holds it and it has not run out; return
+        the id of the master that holds it now."""
         ...
 
     # Copying between engines.

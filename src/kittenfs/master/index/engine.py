@@ -34,8 +34,9 @@ def leveldb_path(spec: str, data: Path) -> Path:
     return Path(spec.removeprefix("leveldb:")) if spec else data / "index"
 
 
-async def open_index(spec: str, data: Path) -> Index:
-    """Open the index ``spec`` names (``data`` is the master's data directory).
+async def open_index(spec: str, data: Path, owner: str = "") -> Index:
+    """Open the index ``spec`` names (``data`` is the master's data directory, ``owner`` the
+    id of the master that will use it: its writes in flight carry it).
 
     Raise ConfigError, saying why, if no engine takes ``spec``, the engine cannot be
     reached, or its database cannot hold an index."""
@@ -43,11 +44,11 @@ async def open_index(spec: str, data: Path) -> Index:
         from .postgres import PostgresIndex  # asyncpg is loaded only by those who use it
 
         try:
-            return await PostgresIndex.open(spec)
+            return await PostgresIndex.open(spec, owner)
         except (IndexUnavailable, ValueError) as exc:
             raise ConfigError(f"--index: {exc}") from None
     if spec and not spec.startswith("leveldb:"):
         raise ConfigError(f"--index {spec}: not leveldb:DIR or postgresql://...")
     path = leveldb_path(spec, data)
     os.makedirs(path.parent, exist_ok=True)  # LevelDB creates only its own directory
-    return LevelDBIndex(str(path))
+    return LevelDBIndex(str(path), owner)

@@ -12,7 +12,7 @@ Key spaces (docs/format.md), each ordered by the bytes after its prefix:
 - ``w:<index>`` registered worker -> WorkerInfo
 - ``x:<index>`` worker being drained -> b"draining" (new replicas avoid it)
 - ``a:<access key>``  a credential -> Credential (no secret: it derives from master.key)
-- ``c:id``      this master's id
+- ``c:id``      this master's id (no longer written: master.id in the data directory)
 - ``c:cluster`` the id of this master's cluster (workers bind to it)
 - ``c:next_worker``  the next worker index to give: indices are never reused
 - ``c:key_check``  a check value of the master key (access.key_check), never the key
@@ -32,7 +32,7 @@ from ...keys import encode_key
 from ...ldb import SyncedDB
 from ...placement import blob_id
 from ...records import IndexRecord, WorkerInfo, decode, encode
-from .base import HELD, Entry, EntryId, Kind, Space
+from .base import HELD, Entry, EntryId, Kind, NoLongerPending, Raced, Space
 
 
 def _key(space: Space, key: str) -> bytes:
@@ -75,8 +75,14 @@ class LevelDBIndex:
     """The Index (base.py) in one LevelDB: reads are direct (they never suspend, though
     callers may not rely on that), commits are synced batches with group commit."""
 
-    def __init__(self, path: str) -> None:
+    #: Other masters may use the same index at once.
+    shared = False
+
+    def __init__(self, path: str, owner: str = "") -> None:
         self.db = SyncedDB(path)
+        #: The master using this index (the only one: LevelDB is locked by its process).
+        self.owner = owner
+        self._url = ""
 
     async def get(self, space: Space, key: str) -> IndexRecord | None:
         """Return the record of ``key`` in a key-named space (LIVE or UNLINKED), or None."""
@@ -103,12 +109,29 @@ class LevelDBIndex:
                     await asyncio.sleep(0)
                 yield space, record
 
+    def _expect(self, key: str, version: str | None) -> None:
+        """Raise Raced unless ``key``'s live or unlinked record has ``version`` (None: it
+        has none).  Read and commit queue with no suspension between them."""
+        for space in HELD:
+            raw = self.db.get(_key(space, key))
+            if raw is not None:
+                found = decode(IndexRecord, raw).version
+                break
+        else:
+            found = None
+        if found != version:
+            raise Raced(f"{key!r} holds version {found}, not {version}")
+
     async def begin_write(self, pending: IndexRecord) -> None:
         """Record a write as in flight before any replica receives a byte."""
         await self.db.write({_blob_key(Space.PENDING, pending): encode(pending)})
 
     async def commit_write(self, record: IndexRecord, replaced: list[IndexRecord]) -> None:
-        """Make ``record`` the key's live value; the versions it replaces become garbage."""
+        """Make ``record`` the key's live value; the versions it replaces become garbage
+        (Raced if ``replaced`` is not the key's record, or the write is not pending)."""
+        self._expect(record.key, replaced[0].version if replaced else None)
+        if self.db.get(_blob_key(Space.PENDING, record)) is None:
+            raise NoLongerPending(f"the write of {record.key!r} is no longer pending")
         puts = {_key(Space.LIVE, record.key): encode(record)}
         puts.update({_blob_key(Space.GARBAGE, old): encode(old) for old in replaced})
         deletes = [_blob_key(Space.PENDING, record), _key(Space.UNLINKED, record.key)]
@@ -119,7 +142,12 @@ class LevelDBIndex:
     ) -> None:
         """Switch a key's record (live or unlinked) to ``moved``, the same version on other
         replicas: the move's pending record goes, and each dropped replica gets its own
-        garbage entry, stamped now so the reaper gives reads already sent there their grace."""
+        garbage entry, stamped now so the reaper gives reads already sent there their grace.
+        Raced if the key's record is no longer ``record``, or the move is not pending."""
+        if await self.get(space, record.key) != record:
+            raise Raced(f"{record.key!r} changed during its move")
+        if self.db.get(_move_key(record)) is None:
+            raise NoLongerPending(f"the move of {record.key!r} is no longer pending")
         puts = {_key(space, record.key): encode(moved)}
         puts.update(_replica_garbage(record, dropped, int(time.time() * 1000)))
         await self.db.write(puts, [_move_key(record)])
@@ -146,7 +174,8 @@ class LevelDBIndex:
         return None if raw is None else decode(IndexRecord, raw)
 
     async def update(self, space: Space, record: IndexRecord) -> None:
-        """Replace a key's record in ``space`` (the caller holds the key's lock)."""
+        """Replace a key's record in ``space`` with the same version on other replicas."""
+        self._expect(record.key, record.version)
         await self.db.write({_key(space, record.key): encode(record)})
 
     async def owned(self, blob: str) -> bool:
@@ -175,12 +204,14 @@ class LevelDBIndex:
 
     async def unlink(self, record: IndexRecord) -> None:
         """Hide a live value from reads and listing, keeping its bytes."""
+        self._expect(record.key, record.version)
         await self.db.write(
             {_key(Space.UNLINKED, record.key): encode(record)}, [_key(Space.LIVE, record.key)]
         )
 
     async def remove(self, record: IndexRecord) -> None:
         """Remove a live or unlinked value from the index; its replicas become garbage."""
+        self._expect(record.key, record.version)
         await self.db.write(
             {_blob_key(Space.GARBAGE, record): encode(record)},
             [_key(Space.LIVE, record.key), _key(Space.UNLINKED, record.key)],
@@ -190,8 +221,11 @@ class LevelDBIndex:
         """Drop a garbage record whose replicas have all been cleaned."""
         await self.db.write(deletes=[_blob_key(Space.GARBAGE, record)])
 
-    async def pending_to_garbage(self) -> int:
-        """At start, turn every write and move that was in flight at a crash into garbage."""
+    async def pending_to_garbage(self, dead_after: float, at_start: bool = True) -> int:
+        """At start, turn every write and move that was in flight at a crash into garbage
+        (every one: no other master uses this index); later, none."""
+        if not at_start:
+            return 0
         pending = [(raw_key, decode(IndexRecord, raw)) for raw_key, raw in self.db.scan(b"p:")]
         for raw_key, record in pending:
             if raw_key.endswith(_MOVE):
@@ -230,7 +264,11 @@ class LevelDBIndex:
         return [decode(WorkerInfo, raw) for _, raw in self.db.scan(b"w:")]
 
     async def save_worker(self, info: WorkerInfo) -> None:
-        """Persist a worker's registration, and that its index is never to be given again."""
+        """Persist a worker's registration, and that its index is never to be given again;
+        Raced if the index is another worker's."""
+        held = self.db.get(b"w:%08d" % info.index)
+        if held is not None and decode(WorkerInfo, held).id != info.id:
+            raise Raced(f"worker index {info.index} belongs to another worker")
         await self.db.write(
             {
                 b"w:%08d" % info.index: encode(info),
@@ -291,10 +329,6 @@ class LevelDBIndex:
         await self.db.write(deletes=[b"a:" + access_key.encode("ascii")])
         return True
 
-    async def identity(self, new_id: str) -> str:
-        """Return this master's id, storing ``new_id`` the first time."""
-        return await self._setting(b"c:id", new_id)
-
     async def cluster_id(self, new_id: str) -> str:
         """Return the id of this master's cluster, storing ``new_id`` the first time: workers
         bind to it and refuse any other cluster's master (a rebuilt index keeps it)."""
@@ -310,6 +344,18 @@ class LevelDBIndex:
             return stored.decode("ascii")
         await self.db.write({name: first.encode("ascii")})
         return first
+
+    async def beat(self, url: str) -> None:
+        """Remember where this master is reachable (no other master reads it)."""
+        self._url = url
+
+    async def masters(self, within: float) -> list[tuple[str, str]]:
+        """Return this master: the only one."""
+        return [(self.owner, self._url)]
+
+    async def lease(self, name: str, seconds: float) -> str:
+        """Return this master: the only one, so it holds every lease."""
+        return self.owner
 
     async def export(self) -> AsyncGenerator[Entry, None]:
         """Yield every entry, ordered by its key (an iterator reads one snapshot)."""

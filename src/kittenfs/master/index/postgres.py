@@ -1,16 +1,6 @@
 """The master's index in PostgreSQL (``PostgresIndex``): the ``Index`` interface (base.py)
-over any PostgreSQL 13 or later, through asyncpg.
-
-Tables (``MIGRATIONS``, applied at open under an advisory lock):
-
-- ``kfs_records(key, space, record)``: a key's live (``k``) or unlinked (``u``) record.  The
-  key is the primary key, so a key is in at most one space by construction.
-- ``kfs_pending(blob, move, record)``: a write (``move`` false) or a move's copies (true) in
-  flight.
-- ``kfs_garbage(blob, worker, record)``: a version's replicas still to delete: the whole
-  version (``worker`` -1), or one replica left by a move.
-- ``kfs_workers``, ``kfs_draining``, ``kfs_credentials``, ``kfs_settings`` (ids, the next
-  worker index, the schema's version).
+over any PostgreSQL 13 or later, through asyncpg.  The tables, and the function every key
+change goes through, are in pg_schema.py.
 
 Records are stored as records.encode() gives them (the same bytes as in LevelDB).  Keys are
 ``text COLLATE "C"``: in a UTF8 database that orders them by their UTF-8 bytes, as LevelDB
@@ -18,6 +8,10 @@ does, so listings and pages agree between the engines.
 
 Durability: every change is one transaction, committed with ``synchronous_commit = on`` (set
 for each connection), so a commit has returned only once the engine's WAL is flushed.
+
+Several masters may share one database.  Writes to one key are serialized by the engine:
+every key change is conditional (``kfs_change``, raising base.Raced), and a write's commit
+needs its pending record, which carries the master that runs it (``owner``).
 
 A commit whose connection breaks has an unknown outcome: it may have landed.  Callers treat a
 failed commit as not landed and abandon the write, so ``abandon_write`` here turns a pending
@@ -39,7 +33,8 @@ from ...credentials import Credential
 from ...errors import IndexUnavailable
 from ...placement import blob_id
 from ...records import IndexRecord, WorkerInfo, decode, encode
-from .base import HELD, Entry, EntryId, Kind, Space
+from .base import HELD, Entry, EntryId, Kind, NoLongerPending, Raced, Space
+from .pg_schema import KEY_CHANGED, MIGRATIONS, PENDING_GONE
 
 T = TypeVar("T")
 
@@ -53,36 +48,6 @@ POOL_SIZE = 16
 APPLICATION = "kittenfs-master"
 #: The advisory lock that serializes schema migrations between masters starting together.
 MIGRATION_LOCK = 0x6B667321
-
-#: The schema, one migration per version; a database is at the version of the last applied.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE kfs_records (
-        key text COLLATE "C" PRIMARY KEY,
-        space text NOT NULL CHECK (space IN ('k', 'u')),
-        record bytea NOT NULL
-    );
-    CREATE INDEX kfs_records_by_space ON kfs_records (space, key);
-    CREATE TABLE kfs_pending (
-        blob text COLLATE "C" NOT NULL,
-        move boolean NOT NULL,
-        record bytea NOT NULL,
-        PRIMARY KEY (blob, move)
-    );
-    CREATE TABLE kfs_garbage (
-        blob text COLLATE "C" NOT NULL,
-        worker integer NOT NULL,
-        record bytea NOT NULL,
-        PRIMARY KEY (blob, worker)
-    );
-    CREATE TABLE kfs_workers (idx integer PRIMARY KEY, info bytea NOT NULL);
-    CREATE TABLE kfs_draining (idx integer PRIMARY KEY);
-    CREATE TABLE kfs_credentials (
-        access_key text COLLATE "C" PRIMARY KEY,
-        credential bytea NOT NULL
-    );
-    """,
-)
 
 #: The errors that mean the engine could not be reached or did not answer.
 _UNREACHABLE = (
@@ -155,13 +120,19 @@ def redact(url: str) -> str:
 class PostgresIndex:
     """The Index (base.py) in a PostgreSQL database; open it with :meth:`open`."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    #: Other masters may use the same index at once.
+    shared = True
+
+    def __init__(self, pool: asyncpg.Pool, url: str, owner: str) -> None:
         self._pool = pool
         self.url = url
+        #: The master using this index: its writes in flight carry this id.
+        self.owner = owner
 
     @classmethod
-    async def open(cls, url: str) -> "PostgresIndex":
-        """Connect to the database at ``url`` and bring its schema up to date.
+    async def open(cls, url: str, owner: str = "") -> "PostgresIndex":
+        """Connect to the database at ``url`` and bring its schema up to date; ``owner`` is
+        the id of the master that uses it.
 
         Raise IndexUnavailable if it cannot be reached, ValueError if it is not a UTF8
         database or its schema is newer than this kittenFS knows."""
@@ -176,7 +147,7 @@ class PostgresIndex:
                     "application_name": APPLICATION,
                 },
             )
-        index = cls(pool, url)
+        index = cls(pool, url, owner)
         try:
             await index._migrate()
         except BaseException:
@@ -293,32 +264,33 @@ class PostgresIndex:
 
     async def begin_write(self, pending: IndexRecord) -> None:
         """Record a write as in flight before any replica receives a byte."""
+        await self._begin(pending, move=False)
+
+    async def begin_move(self, move: IndexRecord) -> None:
+        """Record a move's copies (``move.replicas``) as in flight before any is made."""
+        await self._begin(move, move=True)
+
+    async def _begin(self, record: IndexRecord, move: bool) -> None:
         await self._execute(
-            "INSERT INTO kfs_pending VALUES ($1, false, $2) "
-            "ON CONFLICT (blob, move) DO UPDATE SET record = EXCLUDED.record",
-            _blob(pending),
-            encode(pending),
+            "INSERT INTO kfs_pending VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (blob, move) DO UPDATE "
+            "SET owner = EXCLUDED.owner, record = EXCLUDED.record",
+            _blob(record),
+            move,
+            self.owner,
+            encode(record),
         )
 
     async def commit_write(self, record: IndexRecord, replaced: list[IndexRecord]) -> None:
         """Make ``record`` the key's live value; the versions it replaces become garbage.
-        One statement, so one round trip and one transaction."""
-        await self._execute(
-            """
-            WITH done AS (DELETE FROM kfs_pending WHERE blob = $3 AND NOT move),
-            old AS (
-                INSERT INTO kfs_garbage SELECT blob, -1, record FROM unnest($4::text[], $5::bytea[])
-                    AS replaced(blob, record)
-                ON CONFLICT (blob, worker) DO UPDATE SET record = EXCLUDED.record
-            )
-            INSERT INTO kfs_records VALUES ($1, 'k', $2)
-            ON CONFLICT (key) DO UPDATE SET space = 'k', record = EXCLUDED.record
-            """,
+        Raced if ``replaced`` is not the key's record now, or the write is not pending."""
+        await self._change(
             record.key,
-            encode(record),
-            _blob(record),
-            [_blob(old) for old in replaced],
-            [encode(old) for old in replaced],
+            replaced[0].version if replaced else None,
+            Space.LIVE,
+            record,
+            pending=(_blob(record), False),
+            garbage=[(_blob(old), WHOLE, old) for old in replaced],
         )
 
     async def abandon_write(self, pending: IndexRecord) -> None:
@@ -334,15 +306,6 @@ class PostgresIndex:
             encode(pending),
         )
 
-    async def begin_move(self, move: IndexRecord) -> None:
-        """Record a move's copies (``move.replicas``) as in flight before any is made."""
-        await self._execute(
-            "INSERT INTO kfs_pending VALUES ($1, true, $2) "
-            "ON CONFLICT (blob, move) DO UPDATE SET record = EXCLUDED.record",
-            _blob(move),
-            encode(move),
-        )
-
     async def move_in_flight(self, record: IndexRecord) -> tuple[int, ...]:
         """Return the workers that a move in flight is copying ``record``'s version to."""
         raw = await self._fetchval(
@@ -354,56 +317,82 @@ class PostgresIndex:
         self, space: Space, record: IndexRecord, moved: IndexRecord, dropped: tuple[int, ...]
     ) -> None:
         """Switch a key's record to ``moved``; each dropped replica gets its own garbage
-        entry, stamped now so the reaper gives reads already sent there their grace."""
-        entries = _replica_garbage(record, dropped, int(time.time() * 1000))
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO kfs_records VALUES ($1, $2, $3) "
-                "ON CONFLICT (key) DO UPDATE SET space = EXCLUDED.space, record = EXCLUDED.record",
-                record.key,
-                _space(space),
-                encode(moved),
-            )
-            await _put_garbage(conn, entries)
-            await conn.execute("DELETE FROM kfs_pending WHERE blob = $1 AND move", _blob(record))
+        entry, stamped now so the reaper gives reads already sent there their grace.  Raced
+        if the key's record is no longer ``record`` in ``space``, or the move is not pending."""
+        await self._change(
+            record.key,
+            record.version,
+            space,
+            moved,
+            pending=(_blob(record), True),
+            garbage=_replica_garbage(record, dropped, int(time.time() * 1000)),
+            exactly=(space, record),
+        )
 
     async def abandon_move(self, move: IndexRecord) -> list[tuple[EntryId, IndexRecord]]:
         """Turn a failed move's copies into one garbage entry each; return the entries."""
         entries = _replica_garbage(move, move.replicas, 0)
         async with self._transaction() as conn:
+            if not await conn.fetchval(
+                "WITH gone AS (DELETE FROM kfs_pending WHERE blob = $1 AND move RETURNING 1) "
+                "SELECT count(*) FROM gone",
+                _blob(move),
+            ):
+                return []  # committed after all, or abandoned already
             await _put_garbage(conn, entries)
-            await conn.execute("DELETE FROM kfs_pending WHERE blob = $1 AND move", _blob(move))
         return [(_entry(blob, worker), record) for blob, worker, record in entries]
 
     async def update(self, space: Space, record: IndexRecord) -> None:
-        """Replace a key's record in ``space`` (the caller holds the key's lock)."""
-        await self._put_record(space, record)
+        """Replace a key's record in ``space`` with the same version on other replicas."""
+        await self._change(record.key, record.version, space, record)
 
     async def unlink(self, record: IndexRecord) -> None:
         """Hide a live value from reads and listing, keeping its bytes."""
-        await self._put_record(Space.UNLINKED, record)
-
-    async def _put_record(self, space: Space, record: IndexRecord) -> None:
-        await self._execute(
-            "INSERT INTO kfs_records VALUES ($1, $2, $3) "
-            "ON CONFLICT (key) DO UPDATE SET space = EXCLUDED.space, record = EXCLUDED.record",
-            record.key,
-            _space(space),
-            encode(record),
-        )
+        await self._change(record.key, record.version, Space.UNLINKED, record)
 
     async def remove(self, record: IndexRecord) -> None:
         """Remove a live or unlinked value from the index; its replicas become garbage."""
-        await self._execute(
-            """
-            WITH gone AS (DELETE FROM kfs_records WHERE key = $1)
-            INSERT INTO kfs_garbage VALUES ($2, -1, $3)
-            ON CONFLICT (blob, worker) DO UPDATE SET record = EXCLUDED.record
-            """,
-            record.key,
-            _blob(record),
-            encode(record),
+        await self._change(
+            record.key, record.version, None, record, garbage=[(_blob(record), WHOLE, record)]
         )
+
+    async def _change(
+        self,
+        key: str,
+        expected: str | None,
+        space: Space | None,
+        record: IndexRecord,
+        pending: tuple[str, bool] | None = None,
+        garbage: list[tuple[str, int, IndexRecord]] | None = None,
+        exactly: tuple[Space, IndexRecord] | None = None,
+    ) -> None:
+        """Change ``key``'s record through kfs_change (pg_schema.py): to ``record`` in
+        ``space`` (None: remove it), if its version is still ``expected`` (and, given
+        ``exactly``, its space and record are those), dropping the ``pending`` record (blob,
+        move) and adding ``garbage`` (blob, worker, record); otherwise raise Raced."""
+        entries = garbage or []
+        try:
+            await self._execute(
+                "SELECT kfs_change($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                key,
+                expected,
+                _space(exactly[0]) if exactly else None,
+                encode(exactly[1]) if exactly else None,
+                _space(space) if space else None,
+                record.version,
+                encode(record),
+                pending[0] if pending else None,
+                pending[1] if pending else None,
+                [blob for blob, _, _ in entries],
+                [worker for _, worker, _ in entries],
+                [encode(old) for _, _, old in entries],
+            )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == KEY_CHANGED:
+                raise Raced(str(exc)) from None
+            if exc.sqlstate == PENDING_GONE:
+                raise NoLongerPending(str(exc)) from None
+            raise
 
     async def owned(self, blob: str) -> bool:
         """Return True if a pending record or a garbage entry exists for ``blob``."""
@@ -438,9 +427,19 @@ class PostgresIndex:
         """Drop a version's garbage record whose replicas have all been cleaned."""
         await self.forget(_entry(_blob(record), WHOLE))
 
-    async def pending_to_garbage(self) -> int:
-        """At start, turn every write and move in flight at a crash into garbage."""
-        rows = await self._fetch("SELECT move, record FROM kfs_pending ORDER BY blob, move")
+    async def pending_to_garbage(self, dead_after: float, at_start: bool = True) -> int:
+        """Turn into garbage the writes and moves in flight of masters not heard from for
+        ``dead_after`` seconds (or unknown: a copied index's) and, ``at_start``, of this
+        master (left by a crash)."""
+        rows = await self._fetch(
+            "SELECT move, record FROM kfs_pending AS p WHERE owner = $1 "
+            "OR (owner <> $3 AND NOT EXISTS (SELECT 1 FROM kfs_masters AS m "
+            "WHERE m.id = p.owner AND m.seen > now() - make_interval(secs => $2))) "
+            "ORDER BY blob, move",
+            self.owner if at_start else None,
+            dead_after,
+            self.owner,
+        )
         for row in rows:
             record = decode(IndexRecord, row["record"])
             if row["move"]:
@@ -461,14 +460,17 @@ class PostgresIndex:
                     cluster,
                 )
             for info in workers:
-                await conn.execute(_SAVE_WORKER, info.index, encode(info), str(info.index + 1))
+                await _save_worker(conn, info)
             for start in range(0, len(records), PAGE):
                 page = records[start : start + PAGE]
                 await conn.execute(
-                    "INSERT INTO kfs_records SELECT key, 'k', record "
-                    "FROM unnest($1::text[], $2::bytea[]) AS loaded(key, record) "
-                    "ON CONFLICT (key) DO UPDATE SET space = 'k', record = EXCLUDED.record",
+                    "INSERT INTO kfs_records SELECT key, 'k', version, record "
+                    "FROM unnest($1::text[], $2::text[], $3::bytea[]) "
+                    "AS loaded(key, version, record) "
+                    "ON CONFLICT (key) DO UPDATE "
+                    "SET space = 'k', version = EXCLUDED.version, record = EXCLUDED.record",
                     [r.key for r in page],
+                    [r.version for r in page],
                     [encode(r) for r in page],
                 )
 
@@ -480,8 +482,10 @@ class PostgresIndex:
         return [decode(WorkerInfo, row["info"]) for row in rows]
 
     async def save_worker(self, info: WorkerInfo) -> None:
-        """Persist a worker's registration, and that its index is never to be given again."""
-        await self._execute(_SAVE_WORKER, info.index, encode(info), str(info.index + 1))
+        """Persist a worker's registration, and that its index is never to be given again;
+        Raced if the index is another worker's."""
+        async with self._transaction() as conn:
+            await _save_worker(conn, info)
 
     async def next_worker(self) -> int:
         """Return the lowest index never given to a worker (removed ones included)."""
@@ -512,7 +516,7 @@ class PostgresIndex:
             index,
         )
 
-    # Credentials and identity.
+    # Credentials and ids.
 
     async def credential(self, access_key: str) -> Credential | None:
         """Return the credential with this access key, or None."""
@@ -542,10 +546,6 @@ class PostgresIndex:
         )
         return status != "DELETE 0"
 
-    async def identity(self, new_id: str) -> str:
-        """Return this master's id, storing ``new_id`` the first time."""
-        return await self._setting("id", new_id)
-
     async def cluster_id(self, new_id: str) -> str:
         """Return the id of this master's cluster, storing ``new_id`` the first time."""
         return await self._setting("cluster", new_id)
@@ -563,6 +563,48 @@ class PostgresIndex:
             first,
         )
         return found
+
+    # Masters sharing the index.
+
+    async def beat(self, url: str) -> None:
+        """Record that this master is alive, and reachable at ``url`` (the engine's clock)."""
+        await self._execute(
+            "INSERT INTO kfs_masters VALUES ($1, $2, now()) "
+            "ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, seen = EXCLUDED.seen",
+            self.owner,
+            url,
+        )
+
+    async def masters(self, within: float) -> list[tuple[str, str]]:
+        """Return (id, URL) of every master heard from within ``within`` seconds, by id."""
+        rows = await self._fetch(
+            "SELECT id, url FROM kfs_masters "
+            "WHERE seen > now() - make_interval(secs => $1) ORDER BY id",
+            within,
+        )
+        return [(row["id"], row["url"]) for row in rows]
+
+    async def lease(self, name: str, seconds: float) -> str:
+        """Take or keep the lease ``name`` for this master for ``seconds`` (the engine's
+        clock), unless another holds it unexpired; return its holder now."""
+        holder: str = await self._fetchval(
+            """
+            WITH taken AS (
+                INSERT INTO kfs_leases VALUES ($1, $2, now() + make_interval(secs => $3))
+                ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder,
+                    expires = EXCLUDED.expires
+                WHERE kfs_leases.holder = EXCLUDED.holder OR kfs_leases.expires < now()
+                RETURNING holder
+            )
+            SELECT holder FROM taken
+            UNION ALL SELECT holder FROM kfs_leases
+                WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM taken)
+            """,
+            name,
+            self.owner,
+            seconds,
+        )
+        return holder
 
     # Copying between engines.
 
@@ -602,16 +644,24 @@ class PostgresIndex:
             self._pool.terminate()
 
 
-#: Save a worker ($1 its index, $2 its info) and raise the next index to give to at least $3.
-_SAVE_WORKER = """
-    WITH saved AS (
-        INSERT INTO kfs_workers VALUES ($1, $2)
-        ON CONFLICT (idx) DO UPDATE SET info = EXCLUDED.info
+async def _save_worker(conn: Any, info: WorkerInfo) -> None:
+    """Save a worker's registration unless its index is another worker's (Raced), and raise
+    the next index to give past it."""
+    saved = await conn.fetchval(
+        "WITH saved AS (INSERT INTO kfs_workers VALUES ($1, $2, $3) "
+        "ON CONFLICT (idx) DO UPDATE SET info = EXCLUDED.info WHERE kfs_workers.id = EXCLUDED.id "
+        "RETURNING 1) SELECT count(*) FROM saved",
+        info.index,
+        info.id,
+        encode(info),
     )
-    INSERT INTO kfs_settings VALUES ('next_worker', $3)
-    ON CONFLICT (name) DO UPDATE
-        SET value = GREATEST(kfs_settings.value::integer, EXCLUDED.value::integer)::text
-"""
+    if not saved:
+        raise Raced(f"worker index {info.index} belongs to another worker")
+    await conn.execute(
+        "INSERT INTO kfs_settings VALUES ('next_worker', $1) ON CONFLICT (name) DO UPDATE "
+        "SET value = GREATEST(kfs_settings.value::integer, EXCLUDED.value::integer)::text",
+        str(info.index + 1),
+    )
 
 
 #: Every entry of the index with its name as in a LevelDB key (base.Entry), in export order.
@@ -636,10 +686,10 @@ _IMPORT = {
     Kind.SETTING: "INSERT INTO kfs_settings VALUES ($1, $2) "
     "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
     Kind.GARBAGE: "INSERT INTO kfs_garbage VALUES ($1, $2, $3)",
-    Kind.LIVE: "INSERT INTO kfs_records VALUES ($1, 'k', $2)",
-    Kind.PENDING: "INSERT INTO kfs_pending VALUES ($1, $2, $3)",
-    Kind.UNLINKED: "INSERT INTO kfs_records VALUES ($1, 'u', $2)",
-    Kind.WORKER: "INSERT INTO kfs_workers VALUES ($1, $2)",
+    Kind.LIVE: "INSERT INTO kfs_records VALUES ($1, 'k', $2, $3)",
+    Kind.PENDING: "INSERT INTO kfs_pending VALUES ($1, $2, '', $3)",
+    Kind.UNLINKED: "INSERT INTO kfs_records VALUES ($1, 'u', $2, $3)",
+    Kind.WORKER: "INSERT INTO kfs_workers VALUES ($1, $2, $3)",
     Kind.DRAINING: "INSERT INTO kfs_draining VALUES ($1)",
 }
 
@@ -654,8 +704,10 @@ def _import_row(kind: Kind, name: str, value: bytes) -> tuple[Any, ...]:
     if kind is Kind.PENDING:
         blob, _, move = name.partition("@")
         return blob, move == "move", value
+    if kind in (Kind.LIVE, Kind.UNLINKED):
+        return name, decode(IndexRecord, value).version, value
     if kind is Kind.WORKER:
-        return int(name), value
+        return int(name), decode(WorkerInfo, value).id, value
     if kind is Kind.DRAINING:
         return (int(name),)
     return name, value

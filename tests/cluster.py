@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -156,7 +157,11 @@ class Cluster:
     #: database on this test process's PostgreSQL (pgserver.py), or an ``--index`` URL.
     #: By default $KFS_TEST_INDEX, so that the whole suite can run on PostgreSQL.
     index: str = field(default_factory=lambda: os.environ.get("KFS_TEST_INDEX", ""))
+    #: Masters on the one index (more than one: on PostgreSQL); ``master`` is the first,
+    #: ``others`` the rest, each with a data directory of its own and the first's key.
+    masters: int = 1
     master: Proc = field(init=False)
+    others: list[Proc] = field(init=False, default_factory=list)
     nodes: list[Proc] = field(init=False, default_factory=list)
     key: ClusterKey | None = field(init=False, default=None)
     ca: Path | None = field(init=False, default=None)
@@ -185,28 +190,33 @@ class Cluster:
         # late by a second flipped workers down mid-test, and writes went elsewhere).
         self.worker_args = [*shared, "--heartbeat-interval", "0.5", *self.worker_args]
         shared_master = [*shared, "--admin-token", self.token] if self.token is not None else shared
+        if self.masters > 1 and not self.index:
+            self.index = "postgresql"
         if self.index == "postgresql":
-            from pgserver import required_server  # it imports this module
+            from pgserver import required_server
 
             self.index = required_server().database()
         if self.index:
             shared_master = [*shared_master, "--index", self.index]
-        self.master = Proc(
-            "master",
-            [
-                "master",
-                "--port",
-                "0",
-                "--data",
-                str(self.root / "master"),
-                "--replicas",
-                str(self.replicas),
-                "--down-after",
-                "4",
-                *shared_master,
-                *self.master_args,
-            ],
-            self.root / "master.log",
+        self.master, *self.others = (
+            Proc(
+                name,
+                [
+                    "master",
+                    "--port",
+                    "0",
+                    "--data",
+                    str(self.root / name),
+                    "--replicas",
+                    str(self.replicas),
+                    "--down-after",
+                    "4",
+                    *shared_master,
+                    *self.master_args,
+                ],
+                self.root / f"{name}.log",
+            )
+            for name in ["master", *(f"master-{j}" for j in range(1, self.masters))]
         )
 
     @property
@@ -235,8 +245,14 @@ class Cluster:
         return self.master.url
 
     def start(self) -> Cluster:
-        """Start the master, then the workers, and wait until the master sees all of them up."""
+        """Start the masters, then the workers, and wait until the master sees all of them up."""
         self.master.start()
+        for other in self.others:
+            # The master key never goes into the index: every master is given the first's.
+            data = self.root / other.name
+            data.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.root / "master" / "master.key", data / "master.key")
+            other.start()
         for i in range(self.workers):
             # One after the other, each registered before the next starts: the master
             # numbers workers as they register, and tests count on nodes[i] being worker i.
@@ -252,7 +268,7 @@ class Cluster:
             [
                 "worker",
                 "--master",
-                self.url,
+                ",".join(m.url for m in [self.master, *self.others]),
                 "--port",
                 "0",
                 "--data",
@@ -333,11 +349,11 @@ class Cluster:
         return f"{self.nodes[node].url}/blob/{held[0]['blob']}"
 
     def pids(self) -> list[int]:
-        return [p.pid for p in [self.master, *self.nodes] if p.popen is not None]
+        return [p.pid for p in [self.master, *self.others, *self.nodes] if p.popen is not None]
 
     def stop(self) -> None:
         """Stop every process this cluster started, side by side."""
-        procs = [*self.nodes, self.master]
+        procs = [*self.nodes, self.master, *self.others]
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -377,13 +393,14 @@ class Up:
 
 
 @contextmanager
-def running_up(root: Path, *flags: str, until: str) -> Iterator[Up]:
+def running_up(root: Path, *flags: str, until: str, ports: int = 3) -> Iterator[Up]:
     """Run ``kittenfs up --workers 2`` with ``flags`` and data under ``root`` until the block
     ends (SIGTERM, then kill -9 if it does not stop within 60 s), once its output shows
-    ``until``.  Its output goes to a file, never to a pipe a stuck reader could fill."""
+    ``until``.  Its output goes to a file, never to a pipe a stuck reader could fill.
+    ``ports``: how many ports in a row its processes take (a second master takes one)."""
     from kittenfs.cluster import free_port_block
 
-    up = Up(free_port_block(3), root / "up.log")
+    up = Up(free_port_block(ports), root / "up.log")
     with up.log.open("wb") as out:
         process = subprocess.Popen(
             [

@@ -105,14 +105,6 @@ def _headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _settings(token: str | None, ca: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """Return the httpx client options for a credential and a CA (both optional)."""
-    return {
-        "headers": _headers(token),
-        "verify": ssl.create_default_context(cafile=str(ca)) if ca else True,
-    }
-
-
 class _TLSWhenNeeded(httpx.BaseTransport):
     """httpx's transport, with its TLS context made at the first HTTPS request: reading the
     CA bundle takes about 50 ms, a third of a CLI command that talks plain HTTP."""
@@ -136,8 +128,106 @@ class _TLSWhenNeeded(httpx.BaseTransport):
             self._tls.close()
 
 
+def master_urls(url: str) -> list[httpx.URL]:
+    """Return the masters ``url`` names: one URL, or several comma-separated (masters that
+    share an index, docs/architecture.md)."""
+    return [httpx.URL(part.strip().rstrip("/")) for part in url.split(",") if part.strip()]
+
+
+class _Masters:
+    """Where a request to the master goes: to the master that last took a connection, and,
+    should it refuse one, to the next in turn.  Only a failure to connect moves a request on
+    (nothing of it was sent), so a request is never made twice; requests to others (the
+    workers a read is redirected to) go where they are addressed."""
+
+    def __init__(self, urls: list[httpx.URL]) -> None:
+        self.urls = urls
+        self.current = 0
+
+    def targets(self, request: httpx.Request) -> list[httpx.URL]:
+        """Return the URLs to try ``request`` at, in order."""
+        if len(self.urls) < 2 or _origin(request.url) not in map(_origin, self.urls):
+            return [request.url]
+        turn = self.urls[self.current :] + self.urls[: self.current]
+        return [request.url.copy_with(scheme=u.scheme, host=u.host, port=u.port) for u in turn]
+
+    def aim(self, request: httpx.Request, url: httpx.URL) -> None:
+        """Point ``request`` at ``url`` (and its Host header with it)."""
+        if url != request.url:
+            request.url = url
+            request.headers["Host"] = url.netloc.decode("ascii")
+
+    def took(self, url: httpx.URL) -> None:
+        """Remember the master that took a connection."""
+        for i, master in enumerate(self.urls):
+            if _origin(master) == _origin(url):
+                self.current = i
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
+#: The errors that mean a request was not sent at all: it may go to another master.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+class _FailingOver(httpx.BaseTransport):
+    """A transport that moves a request to the next master when one refuses a connection."""
+
+    def __init__(self, inner: httpx.BaseTransport, masters: _Masters) -> None:
+        self.inner = inner
+        self.masters = masters
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        *others, last = self.masters.targets(request)
+        for url in others:
+            self.masters.aim(request, url)
+            try:
+                response = self.inner.handle_request(request)
+            except _NOT_SENT:
+                continue
+            self.masters.took(url)
+            return response
+        self.masters.aim(request, last)
+        response = self.inner.handle_request(request)
+        self.masters.took(last)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _AsyncFailingOver(httpx.AsyncBaseTransport):
+    """The asyncio twin of _FailingOver."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, masters: _Masters) -> None:
+        self.inner = inner
+        self.masters = masters
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        *others, last = self.masters.targets(request)
+        for url in others:
+            self.masters.aim(request, url)
+            try:
+                response = await self.inner.handle_async_request(request)
+            except _NOT_SENT:
+                continue
+            self.masters.took(url)
+            return response
+        self.masters.aim(request, last)
+        response = await self.inner.handle_async_request(request)
+        self.masters.took(last)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 class Client:
-    """A blocking client of one kittenFS master."""
+    """A blocking client of kittenFS: of one master, or of several sharing an index
+    (``url`` "http://m1:3000,http://m2:3000": a request that cannot connect to one goes to
+    the next)."""
 
     def __init__(
         self,
@@ -146,13 +236,14 @@ class Client:
         token: str | None = None,
         ca: str | os.PathLike[str] | None = None,
     ):
-        self.url = url.rstrip("/")
+        masters = master_urls(url)
+        self.url = str(masters[0])
         self.http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
             follow_redirects=True,
             headers=_headers(token),
-            transport=_TLSWhenNeeded(ca),
+            transport=_FailingOver(_TLSWhenNeeded(ca), _Masters(masters)),
         )
 
     def __enter__(self) -> Self:
@@ -431,7 +522,7 @@ class KeyValueMapping(MutableMapping[str, bytes]):
 
 
 class AsyncClient:
-    """The asyncio twin of Client, for the same API."""
+    """The asyncio twin of Client, for the same API (several masters too)."""
 
     def __init__(
         self,
@@ -440,9 +531,15 @@ class AsyncClient:
         token: str | None = None,
         ca: str | os.PathLike[str] | None = None,
     ):
-        self.url = url.rstrip("/")
+        masters = master_urls(url)
+        self.url = str(masters[0])
+        verify = ssl.create_default_context(cafile=str(ca)) if ca else True
         self.http = httpx.AsyncClient(
-            base_url=self.url, timeout=timeout, follow_redirects=True, **_settings(token, ca)
+            base_url=self.url,
+            timeout=timeout,
+            follow_redirects=True,
+            headers=_headers(token),
+            transport=_AsyncFailingOver(httpx.AsyncHTTPTransport(verify=verify), _Masters(masters)),
         )
 
     async def __aenter__(self) -> Self:

@@ -3,6 +3,10 @@
 Each process gets its own directory under the data directory (``master/``, ``worker-0/``,
 ...), so starting again with the same data directory finds every worker and value again.
 The benchmark starts the same cluster, with its output sent to log files.
+
+With ``--index postgres`` the index is in a PostgreSQL server of the cluster's own
+(``DATA/postgres``, localpg.py), shared by two masters (``master/``, ``master-1/``; more
+with ``--masters``), and every worker beats to each.
 """
 
 import os
@@ -26,8 +30,9 @@ import httpx
 
 from .cli import error
 from .config import MasterConfig, UpConfig, WorkerConfig
-from .datadir import MASTER_ID_FILE
+from .datadir import MASTER_ID_FILE, MASTER_KEY_FILE
 from .localca import local_ca
+from .localpg import LocalPostgres, PostgresMissing, home_for
 from .settings import CONFIG_ENV, options
 from .tls import client_context
 
@@ -130,12 +135,18 @@ class LocalCluster:
         auth: bool = False,
         tls: bool = False,
         s3_port: int | None = None,
+        index: str = "",
+        masters: int = 1,
     ) -> None:
         self.data, self.port, self.workers, self.replicas = data, port, workers, replicas
+        #: The masters' ``--index`` ("": LevelDB in each one's directory), and how many:
+        #: more than one share a PostgreSQL index.  Master 0 listens on ``port``, master j
+        #: on ``port + workers + j``; children are the masters, then the workers.
+        self.index, self.masters = index, masters
         self.extra, self.log, self.master_extra = extra, log, master_extra
         self.network = network
-        if s3_port is not None:
-            self.master_extra = (*master_extra, "--s3-port", str(s3_port))
+        #: The first master serves the S3 API there (given).
+        self.s3_port = s3_port
         #: With ``tls``: a local CA made in ``data/tls`` (its certificate is ``self.ca``).
         self.ca: Path | None = None
         if tls:
@@ -152,6 +163,10 @@ class LocalCluster:
             )
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://{self.host(0)}:{port}"
+        self.master_urls = [
+            self.url,
+            *(f"{self.scheme}://{self.host(j)}:{port + workers + j}" for j in range(1, masters)),
+        ]
         self.s3_url = f"{self.scheme}://{self.host(0)}:{s3_port}" if s3_port is not None else None
         self.urls: list[str] = []
         self.children: list[subprocess.Popen[bytes]] = []
@@ -165,27 +180,46 @@ class LocalCluster:
         return self.network.address(child) if self.network else "127.0.0.1"
 
     def start(self) -> None:
-        """Start the master, then the workers one at a time (so worker-i gets index i)."""
-        self._spawn(
-            self.port,
-            "master",
-            "--data",
-            str(self.data / "master"),
-            "--replicas",
-            str(self.replicas),
-            *self.master_extra,
-        )
-        self._wait_healthy(0)
+        """Start the masters, then the workers one at a time (so worker-i gets index i)."""
+        index = ("--index", self.index) if self.index else ()
+        for j in range(self.masters):
+            data = self.data / self.master_name(j)
+            if j:  # every master has the first's key: it never goes into the index
+                data.mkdir(parents=True, exist_ok=True)
+                shutil.copy(self.data / "master" / MASTER_KEY_FILE, data / MASTER_KEY_FILE)
+            self._spawn(
+                self.port + (self.workers + j if j else 0),
+                "master",
+                "--data",
+                str(data),
+                "--replicas",
+                str(self.replicas),
+                *index,
+                *(("--s3-port", str(self.s3_port)) if self.s3_port and not j else ()),
+                *self.master_extra,
+            )
+            self._wait_healthy(0)
         for i in range(self.workers):
             self._spawn(
                 self.port + 1 + i,
                 "worker",
                 "--master",
-                self.url,
+                ",".join(self.master_urls),
                 "--data",
                 str(self.data / f"worker-{i}"),
             )
             self._wait_healthy(i + 1)
+
+    @staticmethod
+    def master_name(j: int) -> str:
+        """The name (and directory) of master ``j``: master, master-1, ..."""
+        return f"master-{j}" if j else "master"
+
+    def role(self, child: int) -> str:
+        """The name of child ``child``: master, master-1, ..., worker-0, ..."""
+        if child < self.masters:
+            return self.master_name(child)
+        return f"worker-{child - self.masters}"
 
     def _spawn(self, port: int, *args: str) -> None:
         child = len(self.children)
@@ -211,7 +245,8 @@ class LocalCluster:
         self.urls.append(f"{self.scheme}://{self.host(child)}:{port}")
 
     def signal(self, child: int, signum: int) -> None:
-        """Send ``signum`` to child ``child`` (0 is the master, 1 + i is worker i)."""
+        """Send ``signum`` to child ``child`` (0 is the master; with one master, 1 + i is
+        worker i)."""
         if self.children[child].poll() is None:
             self.children[child].send_signal(signum)
 
@@ -276,8 +311,7 @@ class LocalCluster:
 
     def pids(self) -> dict[str, int]:
         """Return the PID of each process by role: master, worker-0, worker-1, ..."""
-        names = ["master", *(f"worker-{i}" for i in range(len(self.children) - 1))]
-        return {name: child.pid for name, child in zip(names, self.children, strict=False)}
+        return {self.role(i): child.pid for i, child in enumerate(self.children)}
 
     def stop(self) -> None:
         """Stop every child: SIGTERM, then SIGKILL after STOP_GRACE seconds."""
@@ -308,13 +342,16 @@ def local_cluster(
     hosts: bool = False,
     auth: bool | None = None,
     s3: bool = False,
+    index: str = "",
+    masters: int = 1,
 ) -> Iterator[LocalCluster]:
     """Run a fresh local cluster in a temp dir (under ``keep``, and kept, if given), with its
     logs in cluster.log there: the benchmark and the reliability suite run on one.  With
     ``hosts``, every process runs in a network namespace of its own (this needs root).
     ``auth`` (by default: with ``hosts``, as a master off loopback must) gives the master an
     admin token; ``cluster.headers`` carry it.  With ``s3``, the master serves the S3 API on
-    the port after the last worker's (``cluster.s3_url``)."""
+    the port after the last worker's (``cluster.s3_url``); ``index`` and ``masters`` are
+    LocalCluster's (several masters on a PostgreSQL index)."""
     if keep is not None:
         Path(keep).mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="kfs-", dir=keep))
@@ -325,7 +362,7 @@ def local_cluster(
 
             network = Network(workers + 1)
             cleanup.callback(network.teardown)
-        ports = workers + 1 + s3
+        ports = workers + masters + s3
         port = 3000 if network else free_port_block(ports)  # a namespace's ports are free
         cluster = LocalCluster(
             data,
@@ -336,7 +373,9 @@ def local_cluster(
             master_extra=master_extra,
             network=network,
             auth=hosts if auth is None else auth,
-            s3_port=port + workers + 1 if s3 else None,
+            s3_port=port + workers + masters if s3 else None,
+            index=index,
+            masters=masters,
         )
         try:
             try:
@@ -363,7 +402,7 @@ def run_local_cluster(config: UpConfig) -> int:
     (with backoff) a worker that dies; return the exit status (with ``auth``: an admin
     token, made in ``data`` and printed; with ``tls``: HTTPS, with a local CA in
     ``data/tls``)."""
-    ports = range(config.port, config.port + config.workers + 1)
+    ports = range(config.port, config.port + config.workers + config.masters)
     taken = [port for port in ports if not port_free(port, reuse=True)]
     s3_port = _s3_port(config, ports)
     if s3_port in ports or not port_free(s3_port, reuse=True):
@@ -373,13 +412,40 @@ def run_local_cluster(config: UpConfig) -> int:
         )
         return 1
     if taken:
-        names = ", ".join(f"{port} ({_role(port - config.port)})" for port in taken)
+        names = ", ".join(f"{port} ({_role(config, port - config.port)})" for port in taken)
         which = f"ports {names} are" if len(taken) > 1 else f"port {names} is"
         error(
             f"{which} in use on 127.0.0.1 (another kittenFS, or another program): stop it, "
             f"or give --port the first of {len(ports)} free ports in a row"
         )
         return 1
+    with ExitStack() as cleanup:
+        index = ""
+        if config.index == "postgres":
+            try:
+                index = _local_postgres(config.data, cleanup)
+            except (PostgresMissing, subprocess.CalledProcessError, OSError) as exc:
+                detail = getattr(exc, "stderr", b"") or b""
+                error(f"up: PostgreSQL did not start: {exc} {detail.decode(errors='replace')}")
+                return 1
+        return _run(config, s3_port, index)
+
+
+def _local_postgres(data: Path, cleanup: ExitStack) -> str:
+    """Start the cluster's own PostgreSQL server (in ``data/postgres``, on a free port; it
+    stops when ``cleanup`` closes) and return the URL of its ``kittenfs`` database."""
+    server = LocalPostgres(home_for(data), free_port_block(1)).start()
+    cleanup.callback(server.halt)
+    url = server.create_database("kittenfs")
+    print(
+        f"  PostgreSQL {server.bin.parent.name} for the index: {url} (files in {server.root})",
+        flush=True,
+    )
+    return url
+
+
+def _run(config: UpConfig, s3_port: int, index: str) -> int:
+    """Run the cluster until a signal (see run_local_cluster)."""
     cluster = LocalCluster(
         config.data,
         config.port,
@@ -389,6 +455,8 @@ def run_local_cluster(config: UpConfig) -> int:
         auth=config.auth,
         tls=config.tls,
         s3_port=s3_port,
+        index=index,
+        masters=config.masters,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -401,8 +469,8 @@ def run_local_cluster(config: UpConfig) -> int:
     try:
         cluster.start()
         print(
-            f"kittenFS is up: master {cluster.url}, {config.workers} workers, "
-            f"data in {config.data}",
+            f"kittenFS is up: master {', '.join(cluster.master_urls)}, "
+            f"{config.workers} workers, data in {config.data}",
             flush=True,
         )
         print(f"  S3 API at {cluster.s3_url} (docs/s3.md)", flush=True)
@@ -438,8 +506,13 @@ def _s3_port(config: UpConfig, ports: range) -> int:
     raise RuntimeError("no free port found for the S3 API")
 
 
-def _role(child: int) -> str:
-    return "the master" if child == 0 else f"worker-{child - 1}"
+def _role(config: UpConfig, offset: int) -> str:
+    """The name of the child on port ``config.port + offset``."""
+    if offset == 0:
+        return "the master"
+    if offset <= config.workers:
+        return f"worker-{offset - 1}"
+    return LocalCluster.master_name(offset - config.workers)
 
 
 def _supervise(cluster: LocalCluster) -> int:
@@ -460,7 +533,7 @@ def _supervise(cluster: LocalCluster) -> int:
                     delay[child] = RESTART_FIRST
                 continue
             print(
-                f"kittenfs up: {_role(child)} exited with status {status}; "
+                f"kittenfs up: {cluster.role(child)} exited with status {status}; "
                 f"starting it again in {delay[child]:.0f} s",
                 file=sys.stderr,
                 flush=True,

@@ -57,6 +57,18 @@ NOT_NEGATIVE = Check(lambda v: v >= 0 and math.isfinite(v), "0 or more")
 AT_LEAST_ONE = Check(lambda v: v >= 1, "at least 1")
 URL = Check(lambda v: v.startswith(("http://", "https://")), "a URL such as http://127.0.0.1:3000")
 FILE = Check(lambda p: p.is_file(), "an existing file")
+MASTERS = Check(
+    lambda v: all(u.strip().startswith(("http://", "https://")) for u in v.split(",")),
+    "a URL such as http://127.0.0.1:3000, or several, comma-separated",
+)
+
+
+def masters(value: str) -> list[str]:
+    """Return the master URLs of a ``--master`` value (one URL, or several, comma-separated:
+    masters that share an index)."""
+    return [url.strip().rstrip("/") for url in value.split(",") if url.strip()]
+
+
 INDEX = Check(
     lambda v: v == "" or v.startswith(("leveldb:", "postgresql://", "postgres://")),
     "leveldb:DIR or postgresql://USER@HOST:PORT/DB",
@@ -404,8 +416,13 @@ WORKER_LIMITS = Limits(uploads_per_client=Limits.uploads, stream_buffer=256 * Mi
 class WorkerConfig:
     """Settings of a worker process (``kittenfs worker``)."""
 
-    #: URL of the master, e.g. http://127.0.0.1:3000.
-    master: str = setting(help="URL of the master, e.g. http://127.0.0.1:3000", check=URL)
+    #: URL of the master, e.g. http://127.0.0.1:3000; or of each of the masters that share
+    #: an index, comma-separated: the worker beats to every one.
+    master: str = setting(
+        help="URL of the master, e.g. http://127.0.0.1:3000 (masters sharing an index: "
+        "each, comma-separated)",
+        check=MASTERS,
+    )
     #: Directory of the worker's blobs and LevelDB (created if missing).
     data: Path = setting(help="directory of the blobs (created if missing)", metavar="DIR")
     #: Port to listen on; 0 picks a free one.
@@ -595,15 +612,41 @@ class UpConfig:
         shown="9000",
         env=False,
     )
+    #: Where the index lives: LevelDB in the master's directory, or a PostgreSQL server of
+    #: the cluster's own (in DATA/postgres) shared by ``masters`` masters.
+    index: str = setting(
+        "leveldb",
+        "where the index lives: leveldb (in the master's directory), or postgres (a local "
+        "PostgreSQL server in DATA/postgres, shared by several masters)",
+        choices=("leveldb", "postgres"),
+        env=False,
+    )
+    #: Masters to run (more than one needs --index postgres); 0: 1, or 2 with postgres.
+    masters: int = setting(
+        0,
+        "number of masters (more than one needs --index postgres); master j > 0 listens "
+        "after the workers",
+        metavar="N",
+        check=NOT_NEGATIVE,
+        shown="1, or 2 with --index postgres",
+        env=False,
+    )
     #: Log one line per request.
     verbose: bool = setting(False, "log every request", env=False)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if not self.masters:
+            object.__setattr__(self, "masters", 2 if self.index == "postgres" else 1)
         _require(
-            self.port + self.workers <= 65535,
-            f"--port {self.port}: the master and its {self.workers} workers need ports "
-            f"{self.port}..{self.port + self.workers}, all between 1 and 65535",
+            self.masters == 1 or self.index == "postgres",
+            f"--masters {self.masters}: several masters share an index: add --index postgres",
+        )
+        last = self.port + self.workers + self.masters - 1
+        _require(
+            last <= 65535,
+            f"--port {self.port}: the masters and their {self.workers} workers need ports "
+            f"{self.port}..{last}, all between 1 and 65535",
         )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cluster import started, wait_until
-from pgserver import PostgresServer, bindir, required_server
+from pgserver import own_server
 
 
 def test_a_cluster_on_postgresql_keeps_everything_across_a_kill(tmp_path: Path) -> None:
@@ -48,11 +48,7 @@ def test_a_cluster_on_postgresql_keeps_everything_across_a_kill(tmp_path: Path) 
 def test_an_engine_that_goes_away_fails_requests_clearly_until_it_is_back(
     tmp_path: Path,
 ) -> None:
-    programs = bindir()
-    if programs is None:
-        required_server()  # skips, or fails where PostgreSQL is required
-        return
-    engine = PostgresServer(programs).start()
+    engine = own_server()
     try:
         url = engine.database()
         with started(tmp_path / "c", index=url) as cluster:

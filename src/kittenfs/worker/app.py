@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import WorkerConfig
+from ..config import WorkerConfig, masters
 from ..datadir import claim
 from ..server import new_app, serve, setup_logging, stop_process
 from ..tls import client_context, server_context
@@ -16,7 +16,7 @@ from .blobstore import BlobStore
 from .clone import clone
 from .guard import GUARD, Guard
 from .handlers import DESCRIBE, dispatch, worker_metrics
-from .heartbeat import ADOPT_MARKER, MasterLink
+from .heartbeat import ADOPT_MARKER, MasterLinks
 from .identity import Identity
 from .recovery import StoreUnusable, open_store
 from .scrub import scrub_forever
@@ -26,7 +26,7 @@ log = logging.getLogger("kittenfs.worker")
 
 
 def build_app(
-    config: WorkerConfig, store: BlobStore, identity: Identity, link: MasterLink
+    config: WorkerConfig, store: BlobStore, identity: Identity, link: MasterLinks
 ) -> web.Application:
     """Return a worker's application over an open blob store and its link to the master."""
     app = new_app(worker_metrics(store), config.limits)
@@ -74,7 +74,7 @@ async def _main(config: WorkerConfig) -> None:
         raise SystemExit(1) from None
     if config.clone_from is not None and identity.index is None:
         await clone(
-            config.master,
+            masters(config.master)[0],
             config.clone_from,
             store,
             config.clone_rate,
@@ -86,8 +86,8 @@ async def _main(config: WorkerConfig) -> None:
         log.info(
             "--clone-from ignored: this worker is registered already (index %d)", identity.index
         )
-    link = MasterLink(
-        config.master,
+    link = MasterLinks(
+        masters(config.master),
         identity,
         store,
         config.data,

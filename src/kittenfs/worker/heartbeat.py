@@ -1,8 +1,13 @@
-"""The worker's link to the master: register once, then a heartbeat every second.
+"""The worker's link to its masters: register once with each, then a heartbeat to each
+every second.
 
 A heartbeat answered 404 means the master does not know this worker (its index was lost):
 the worker registers again, asking for the index it kept.  Losing and finding the master is
 logged once each, not once per beat.
+
+Masters that share an index (PostgreSQL) each keep their own view of which workers are up,
+so a worker given several (``--master URL1,URL2``) beats to every one (``MasterLinks``).  It
+registers with one at a time, so that it gets one index, which it then asks every other for.
 """
 
 import asyncio
@@ -41,8 +46,14 @@ class MasterLink:
         interval: float,
         key: ClusterKey | None,
         tls: ssl.SSLContext | None = None,
+        registering: asyncio.Lock | None = None,
+        asks: bool = True,
     ) -> None:
         self.master = master.rstrip("/")
+        #: Held while registering, shared by the links to every master.
+        self.registering = registering or asyncio.Lock()
+        #: Whether this link makes the pending requests (adopt, recheck): one link does.
+        self.asks = asks
         self.key = key
         self.tls = tls
         self.url = ""  # where the master reaches this worker: known once it listens
@@ -80,7 +91,8 @@ class MasterLink:
             while True:
                 try:
                     if not self.registered:
-                        await self._register(session)
+                        async with self.registering:
+                            await self._register(session)
                     await self._beat(session)
                     self._ask_pending()
                     self._connected(True, "")
@@ -141,7 +153,12 @@ class MasterLink:
     def _ask_pending(self) -> None:
         """Start each pending request (a marker file) that is not under way already."""
         for marker in PENDING:
-            if self.registered and marker not in self.asking and (self.data_dir / marker).exists():
+            if (
+                self.asks
+                and self.registered
+                and marker not in self.asking
+                and (self.data_dir / marker).exists()
+            ):
                 self.asking[marker] = asyncio.create_task(self._ask(marker))
 
     async def _ask(self, marker: str) -> None:
@@ -181,6 +198,45 @@ class MasterLink:
             if resp.status == 401:
                 _refused(401, await resp.json(), self.master)
             resp.raise_for_status()
+
+
+class MasterLinks:
+    """The worker's links to every master it knows, all kept at once; the first makes the
+    pending requests, and reports go to the first that takes them."""
+
+    def __init__(
+        self,
+        masters: list[str],
+        identity: Identity,
+        store: BlobStore,
+        data_dir: Path,
+        interval: float,
+        key: ClusterKey | None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        registering = asyncio.Lock()
+        self.links = [
+            MasterLink(
+                master, identity, store, data_dir, interval, key, tls, registering, asks=i == 0
+            )
+            for i, master in enumerate(masters)
+        ]
+
+    async def run(self, url: str) -> None:
+        """Keep every link (see MasterLink.run) until cancelled."""
+        await asyncio.gather(*(link.run(url) for link in self.links))
+
+    async def report_corrupt(self, blobs: list[dict[str, str]]) -> None:
+        """Report corrupt blobs to the first master that takes the report."""
+        for link in self.links[:-1]:
+            try:
+                await link.report_corrupt(blobs)
+                return
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                log.warning(
+                    "corrupt blobs not reported to %s (%s); trying the next", link.master, exc
+                )
+        await self.links[-1].report_corrupt(blobs)
 
 
 class Refused(Exception):

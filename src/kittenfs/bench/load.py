@@ -96,12 +96,17 @@ def value_for(key: str, size: int) -> bytes:
 
 
 def run_phase(phase: Phase, processes: int) -> PhaseResult:
-    """Run ``phase`` over ``processes`` generator processes; return the merged result."""
-    processes = max(1, min(processes, phase.concurrency))
+    """Run ``phase`` over ``processes`` generator processes; return the merged result.
+
+    A ``base_url`` naming several masters (comma-separated: they share an index) spreads
+    the processes over them, one process at least for each."""
+    bases = phase.base_url.split(",")
+    processes = max(1, min(max(processes, len(bases)), phase.concurrency))
     shares = [
         Phase(
             **{
                 **phase.__dict__,
+                "base_url": bases[i % len(bases)],
                 "keys": phase.keys[i::processes],
                 "concurrency": _share(phase.concurrency, processes, i),
             }

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,51 @@ def bench_kittenfs(
         m.phase("list cleanup", "delete", listed, 64, record=False)
 
 
+#: The index engines ``--engines`` measures: (engine, masters).
+ENGINES = (("leveldb", 1), ("postgresql", 1), ("postgresql", 2), ("postgresql", 3))
+
+
+def bench_engines(run: Run, sizes: Sizes, args: argparse.Namespace) -> None:
+    """Small PUT and GET with the index in each engine: LevelDB (the embedded default, one
+    master) and a local PostgreSQL with 1, 2 and 3 masters sharing it, the load spread over
+    the masters.  Each configuration is a fresh cluster; PostgreSQL's CPU is counted with
+    the servers' (target ``index <engine> x<masters>``)."""
+    from ..localpg import PostgresMissing, temporary_postgres
+
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(temporary_postgres())
+        except (PostgresMissing, subprocess.CalledProcessError) as exc:
+            run.notes.append(f"index engines skipped: {exc}")
+            return
+        for engine, masters in ENGINES:
+            index = "" if engine == "leveldb" else server.create_database(f"bench{masters}")
+            with local_cluster(
+                args.workers,
+                args.replicas,
+                args.keep,
+                ("--cache-bytes", str(args.cache_bytes)),
+                auth=args.auth,
+                index=index,
+                masters=masters,
+            ) as cluster:
+                pids = cluster.pids()
+                if index:
+                    pids["postgres"] = server.pid
+                m = Measured(
+                    run,
+                    ",".join(cluster.master_urls),
+                    f"index {engine} x{masters}",
+                    pids,
+                    args.processes,
+                    cluster.headers,
+                )
+                for concurrency in (16, 64):
+                    keys = _keys(f"/bench/engine/c{concurrency}", sizes.small_ops[concurrency])
+                    m.phase(f"small PUT c{concurrency}", "put", keys, concurrency)
+                    m.phase(f"small GET c{concurrency}", "get", keys * GET_REPEAT, concurrency)
+
+
 def bench_nginx(run: Run, sizes: Sizes, generators: int, install: bool) -> None:
     """The HTTP ceiling: nginx serving the same 1 KiB and 16 MiB files from disk."""
     binary, why = references.find_nginx(install)
@@ -171,6 +216,15 @@ def compute_ratios(run: Run, s3_sizes: s3.S3Sizes, peer_names: list[str]) -> Non
                 "met": None if value is None or least is None else value >= least,
             }
     run.ratios.update(s3.ratios(run, s3_sizes, peer_names))
+    for engine, masters in ENGINES[1:]:  # against the embedded default, reported only
+        for phase in ("small PUT c16", "small GET c16", "small PUT c64", "small GET c64"):
+            value = ratio(
+                figure(f"index {engine} x{masters}", phase, "ops_s"),
+                figure("index leveldb x1", phase, "ops_s"),
+            )
+            if value is not None:
+                name = f"{engine}_x{masters}_{phase.split()[1].lower()}_{phase.split()[2]}"
+                run.ratios[f"{name}_vs_leveldb"] = {"value": value, "target": None, "met": None}
 
 
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
@@ -353,6 +407,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "token with every request, to measure what auth costs",
     )
     parser.add_argument("--token", help="with --url: a credential to send")
+    parser.add_argument(
+        "--engines",
+        action="store_true",
+        help="also measure small PUT and GET with the index in LevelDB and in a local "
+        "PostgreSQL with 1, 2 and 3 masters (docs/performance.md)",
+    )
+    parser.add_argument(
+        "--only-engines",
+        action="store_true",
+        help="measure the index engines (--engines) and nothing else",
+    )
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -375,6 +440,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
         )
     )
     install = not args.no_install
+    if args.engines or args.only_engines:
+        bench_engines(run, sizes, args)
+    if args.only_engines:
+        return _report(run, args, console, s3_sizes)
     with peers.running(run, args.peer, args.processes, install, args.keep) as started:
         with holder() as cluster:
             base = args.url.rstrip("/") if args.url else cluster.url
@@ -402,6 +471,12 @@ def run_benchmark(args: argparse.Namespace) -> int:
     else:
         bench_nginx(run, sizes, args.processes, install=not args.no_install)
     bench_disk(run, sizes, args.keep)
+    return _report(run, args, console, s3_sizes)
+
+
+def _report(run: Run, args: argparse.Namespace, console: Console, s3_sizes: s3.S3Sizes) -> int:
+    """Compute the ratios, print the report (and write its JSON and charts); return the exit
+    status: 1 if any operation failed."""
     compute_ratios(run, s3_sizes, args.peer)
     print_report(run, console)
     report = json.dumps(run.__dict__, indent=2)

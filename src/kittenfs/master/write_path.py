@@ -119,8 +119,8 @@ class Store:
         small = size is not None and size <= BATCHED_VALUE_MAX
         value = await _read_whole(body, size) if small and size is not None else None
         async with self.locks.hold(key):
-            live = await self.index.get(Space.LIVE, key)
-            _check(key, live, if_none_match, precondition)  # again at the commit
+            if if_none_match is not None or precondition is not None:  # fail before uploading
+                _check(key, await self.index.get(Space.LIVE, key), if_none_match, precondition)
             now = int(time.time() * 1000)
             pending = IndexRecord(
                 key, new_version(), -1, "", tuple(self.membership.choose_replicas(key)), now, now

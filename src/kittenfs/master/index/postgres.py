@@ -142,6 +142,7 @@ class PostgresIndex:
                 min_size=1,
                 max_size=POOL_SIZE,
                 command_timeout=STATEMENT_TIMEOUT,
+                reset=_keep_session,
                 server_settings={
                     "synchronous_commit": "on",
                     "application_name": APPLICATION,
@@ -711,6 +712,15 @@ def _import_row(kind: Kind, name: str, value: bytes) -> tuple[Any, ...]:
     if kind is Kind.DRAINING:
         return (int(name),)
     return name, value
+
+
+async def _keep_session(conn: Any) -> None:
+    """What a connection needs when it goes back to the pool: nothing but the end of a
+    transaction cut off.  (asyncpg's default resets the whole session, one more round trip
+    per statement: 12% of a master's CPU on small PUTs.  The index keeps no session state:
+    no LISTEN, no session advisory locks, no temporary tables.)"""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 def _replica_garbage(

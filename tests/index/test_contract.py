@@ -142,7 +142,7 @@ async def test_update_replaces_in_place(opener: Opener) -> None:
     record = rec("/k")
     await write(index, record, [])
     fixed = dataclasses.replace(record, replicas=(0, 1, 3))
-    await index.update(Space.LIVE, fixed)
+    await index.update(Space.LIVE, record, fixed)
     assert await index.current("/k") == (Space.LIVE, fixed)
     await index.close()
 
@@ -365,7 +365,11 @@ async def test_a_commit_over_a_changed_key_is_refused_whole(opener: Opener) -> N
     assert await index.move_in_flight(third) == ()
     assert await index.owned(blob_id("/k", "v3"))  # still pending: the caller may go on
     assert await _garbage(index) == [first]
-    for stale in (index.remove(first), index.unlink(first), index.update(Space.LIVE, first)):
+    for stale in (
+        index.remove(first),
+        index.unlink(first),
+        index.update(Space.LIVE, first, first),
+    ):
         with pytest.raises(Raced):
             await stale
     assert await index.current("/k") == (Space.LIVE, second)
@@ -402,7 +406,7 @@ async def test_a_move_over_a_changed_record_is_refused(opener: Opener) -> None:
     with pytest.raises(Raced):
         await index.commit_move(Space.LIVE, record, moved, (2,))
     fixed = dataclasses.replace(record, replicas=(0, 1, 4))
-    await index.update(Space.UNLINKED, fixed)  # same version, other replicas
+    await index.update(Space.UNLINKED, record, fixed)  # same version, other replicas
     with pytest.raises(Raced):
         await index.commit_move(Space.UNLINKED, record, moved, (2,))
     assert await index.current("/k") == (Space.UNLINKED, fixed)
@@ -512,3 +516,32 @@ async def test_an_import_of_an_export_is_the_same_index(opener: Opener) -> None:
             assert await copy.next_worker() == 11
         finally:
             await copy.close()
+
+
+@contract
+async def test_a_change_over_moved_or_unlinked_copies_is_refused(opener: Opener) -> None:
+    """The version alone does not make a record the one read: a move changes its replicas
+    and an unlink its space, and a change made over either is refused (its garbage would
+    name the wrong copies, or a removed key come back)."""
+    index = await opener()
+    record = rec("/k", "v1", (0, 1, 2))
+    await write(index, record, [])
+    moved = dataclasses.replace(record, replicas=(0, 1, 3))
+    await index.update(Space.LIVE, record, moved)
+    for stale in (
+        index.remove(record),
+        index.unlink(record),
+        index.update(Space.LIVE, record, record),
+        write(index, rec("/k", "v2"), [record]),
+    ):
+        with pytest.raises(Raced):
+            await stale
+    await index.unlink(moved)
+    with pytest.raises(Raced):  # unlinked meanwhile: an update must not make it live again
+        await index.update(Space.LIVE, moved, dataclasses.replace(moved, replicas=(4,)))
+    assert await index.current("/k") == (Space.UNLINKED, moved)
+    await index.begin_move(dataclasses.replace(moved, replicas=(5,)))
+    with pytest.raises(Raced):  # a move of this version is in flight already
+        await index.begin_move(dataclasses.replace(moved, replicas=(6,)))
+    assert await index.move_in_flight(moved) == (5,)
+    await index.close()

@@ -23,7 +23,7 @@ index every REFRESH_EVERY seconds, besides the heartbeats each worker sends it).
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..errors import StateConflict, StoreError
 from .garbage import Reaper
@@ -60,15 +60,19 @@ class Duties:
         #: The id of the master holding the duties, as last seen: a master alone on its index
         #: holds them from the start; one sharing it, once a beat has taken the lease.
         self.holder = "" if index.shared else master_id
-        reaper.sweeping = self.held
+        reaper.sweeping = lambda: self.held
         #: The masters heard from lately: (id, URL).
         self.masters: list[tuple[str, str]] = []
         self._renewed = float("-inf")  # when the lease was last renewed (monotonic)
 
     @property
     def held(self) -> bool:
-        """True if this master holds the duties."""
-        return self.holder == self.master_id
+        """True if this master holds the duties: the last beat said so, and renewed the
+        lease less than LEASE_SECONDS ago (a beat stuck on a slow engine lets it go)."""
+        if not self.index.shared:
+            return self.holder == self.master_id
+        fresh = time.monotonic() - self._renewed < LEASE_SECONDS - BEAT_EVERY
+        return self.holder == self.master_id and fresh
 
     def require(self, what: str) -> None:
         """Raise StateConflict (409 not_holding_duties) unless this master holds the duties,
@@ -92,42 +96,55 @@ class Duties:
         self._hold(holder)
 
     def lapse(self) -> None:
-        """Give the duties up if the lease may have run out unrenewed (the engine was out of
+        """Say so once the duties are given up for want of a renewal (the engine was out of
         reach): another master may hold them by now."""
-        if self.held and time.monotonic() - self._renewed >= LEASE_SECONDS:
+        if self.holder == self.master_id and not self.held:
             self._hold("")
 
     def _hold(self, holder: str) -> None:
-        was = self.held
+        was = self.holder == self.master_id
         self.holder = holder
-        if self.held != was:
+        if (holder == self.master_id) != was:
             log.info(
                 "master %s %s the cluster's duties",
                 self.master_id,
                 "now holds" if self.held else "no longer holds",
             )
-        self.reaper.sweeping = self.held
 
     async def run_forever(self, url: Callable[[], str]) -> None:
-        """Beat every BEAT_EVERY seconds; while holding the duties, turn dead masters' writes
-        into garbage every RECOVER_EVERY seconds; with a shared index, read the workers
-        again every REFRESH_EVERY seconds."""
-        recovered = refreshed = time.monotonic()
+        """Beat every BEAT_EVERY seconds, and beside the beats (which nothing may hold up):
+        while holding the duties, turn dead masters' writes into garbage every RECOVER_EVERY
+        seconds; with a shared index, read the workers again every REFRESH_EVERY seconds."""
+        tasks = [asyncio.create_task(self._every("recovery", RECOVER_EVERY, self._recover))]
+        if self.index.shared:
+            refresh = self._every("workers' refresh", REFRESH_EVERY, self.membership.refresh)
+            tasks.append(asyncio.create_task(refresh))
+        try:
+            await self._every("beat", BEAT_EVERY, lambda: self.beat(url()), self.lapse)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _recover(self) -> None:
+        if self.held:
+            await self.reaper.recover(DEAD_AFTER, at_start=False)
+
+    async def _every(
+        self,
+        name: str,
+        seconds: float,
+        step: Callable[[], Awaitable[object]],
+        failed: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Run ``step`` every ``seconds`` for ever, logging (and calling ``failed`` on) each
+        failure: the engine may be away for a while."""
         while True:
             try:
-                await self.beat(url())
-                now = time.monotonic()
-                if self.held and now - recovered >= RECOVER_EVERY:
-                    recovered = now
-                    await self.reaper.recover(DEAD_AFTER, at_start=False)
-                if self.index.shared and now - refreshed >= REFRESH_EVERY:
-                    refreshed = now
-                    await self.membership.refresh()
+                await step()
             except StoreError as exc:  # the engine is away: keep trying
-                if self.held:
-                    log.warning("cannot renew the duties' lease: %s", exc)
-                self.lapse()
+                log.warning("the %s failed: %s", name, exc)
+                failed()
             except Exception:
-                log.exception("the duties' beat failed; will retry")
-                self.lapse()
-            await asyncio.sleep(BEAT_EVERY)
+                log.exception("the %s failed; will retry", name)
+                failed()
+            await asyncio.sleep(seconds)

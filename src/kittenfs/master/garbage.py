@@ -19,6 +19,7 @@ writes and a round of worker fsyncs instead of one index write: docs/performance
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from ..config import MasterConfig
 from ..locks import KeyLocks
@@ -60,10 +61,10 @@ class Reaper:
         self.transport = transport
         self.locks = locks
         self.replaced_grace = replaced_grace
-        #: Whether the background passes over the garbage run here (duties.py: on the one
-        #: master holding the cluster's duties).  Removed values' copies are deleted by the
-        #: master that removed them either way.
-        self.sweeping = True
+        #: Whether the background passes over the garbage run here now (duties.py: on the
+        #: one master holding the cluster's duties).  Removed values' copies are deleted by
+        #: the master that removed them either way.
+        self.sweeping: Callable[[], bool] = lambda: True
         self._later: asyncio.Queue[IndexRecord] = asyncio.Queue(LATER_QUEUE)
 
     async def abandon(self, pending: IndexRecord) -> None:
@@ -156,7 +157,7 @@ class Reaper:
         try:
             while True:
                 try:
-                    if self.sweeping:
+                    if self.sweeping():
                         await self.reap_once()
                 except Exception:  # the reaper must outlive any one failure
                     log.exception("garbage pass failed; will retry")

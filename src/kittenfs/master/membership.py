@@ -83,7 +83,12 @@ class Membership:
 
     async def refresh(self) -> None:
         """Take in the workers and drain marks the index holds now (other masters may have
-        saved some), keeping what this master saw of the liveness of those it knew."""
+        saved some), keeping what this master saw of the liveness of those it knew; not
+        while this master registers one."""
+        async with self._registering:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         infos, draining = await self.index.workers(), await self.index.draining()
         now = time.monotonic()
         known = self.workers
@@ -100,7 +105,7 @@ class Membership:
 
     async def _register(self, worker_id: str, url: str, wanted: int | None) -> WorkerInfo:
         if worker_id not in self._by_id and self.index.shared:
-            await self.refresh()  # registered through another master, perhaps
+            await self._refresh()  # registered through another master, perhaps
         state = self._by_id.get(worker_id)
         if state is not None and state.info.url == url:
             self._seen(state)
@@ -119,7 +124,7 @@ class Membership:
         try:
             await self.index.save_worker(info)
         except Raced:  # another master gave this index away meanwhile
-            await self.refresh()
+            await self._refresh()
             raise StateConflict(
                 f"worker index {index} was just given to another worker; register again"
             ) from None

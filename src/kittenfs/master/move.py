@@ -128,7 +128,10 @@ class Mover:
             # Under the key's lock: a reaper deleting old garbage of this very version
             # either finishes first or sees the move in flight and spares its copies.
             async with self.locks.hold(record.key):
-                await self.index.begin_move(move)
+                try:
+                    await self.index.begin_move(move)
+                except Raced:  # another master moves this very version
+                    return Outcome.BUSY
         try:
             for dest in plan.needs:
                 await self._copy(record, plan.good, dest)
@@ -215,7 +218,9 @@ class Mover:
             try:
                 await to_completion(
                     self.index.update(
-                        space, dataclasses.replace(record, replicas=(*record.replicas, worker))
+                        space,
+                        record,
+                        dataclasses.replace(record, replicas=(*record.replicas, worker)),
                     )
                 )
             except Raced:  # written again meanwhile, by another master

@@ -12,7 +12,8 @@ atomic, durable commit: a crash leaves each key either as it was or as it became
 
 Every commit that changes a key's record is conditional, so that writes to one key are
 serialized by the engine even when several masters share it (PostgreSQL): it lands only if
-the key's record is still the one the caller read (see each method), and a write's or a
+the key's record is still the one the caller read (its version and replicas, and its space
+where that matters: see each method), and a write's or a
 move's commit only if its pending record is still there (a master taken for dead had its
 writes in flight turned into garbage).  Otherwise it raises ``Raced`` and changes nothing;
 the caller reads again and decides anew.  Under one master, whose key locks already
@@ -132,7 +133,8 @@ class Index(Protocol):
         ...
 
     async def begin_move(self, move: IndexRecord) -> None:
-        """Record a move's copies (``move.replicas``) as in flight before any is made."""
+        """Record a move's copies (``move.replicas``) as in flight before any is made; Raced
+        if a move of this version is in flight already."""
         ...
 
     async def move_in_flight(self, record: IndexRecord) -> tuple[int, ...]:
@@ -152,19 +154,19 @@ class Index(Protocol):
         """Turn a failed move's copies into one garbage entry each; return the entries."""
         ...
 
-    async def update(self, space: Space, record: IndexRecord) -> None:
-        """Replace a key's record in ``space`` with the same version on other replicas;
-        Raced if the key holds another version now."""
+    async def update(self, space: Space, record: IndexRecord, updated: IndexRecord) -> None:
+        """Replace a key's record ``record`` in ``space`` with ``updated`` (the same version
+        on other replicas); Raced if the key's record is not ``record`` in ``space`` now."""
         ...
 
     async def unlink(self, record: IndexRecord) -> None:
-        """Hide a live value from reads and listing, keeping its bytes; Raced if the key
-        holds another version now."""
+        """Hide a live value from reads and listing, keeping its bytes; Raced if the key's
+        live record is not ``record`` now."""
         ...
 
     async def remove(self, record: IndexRecord) -> None:
         """Remove a live or unlinked value from the index; its replicas become garbage.
-        Raced if the key holds another version now."""
+        Raced if the key's record is not ``record`` now."""
         ...
 
     async def owned(self, blob: str) -> bool:

@@ -109,18 +109,28 @@ class LevelDBIndex:
                     await asyncio.sleep(0)
                 yield space, record
 
-    def _expect(self, key: str, version: str | None) -> None:
-        """Raise Raced unless ``key``'s live or unlinked record has ``version`` (None: it
-        has none).  Read and commit queue with no suspension between them."""
-        for space in HELD:
-            raw = self.db.get(_key(space, key))
+    def _expect(self, key: str, expected: IndexRecord | None, space: Space | None = None) -> None:
+        """Raise Raced unless ``key``'s record has ``expected``'s version and replicas (None:
+        the key has no record) and, given, is in ``space``.  Read and commit queue with no
+        suspension between them."""
+        found = None
+        for held in HELD:
+            raw = self.db.get(_key(held, key))
             if raw is not None:
-                found = decode(IndexRecord, raw).version
+                found = (held, decode(IndexRecord, raw))
                 break
+        if expected is None:
+            matches = found is None
         else:
-            found = None
-        if found != version:
-            raise Raced(f"{key!r} holds version {found}, not {version}")
+            matches = (
+                found is not None
+                and (found[1].version, found[1].replicas) == (expected.version, expected.replicas)
+                and space in (None, found[0])
+            )
+        if not matches:
+            raise Raced(
+                f"{key!r} holds {found and found[1].version}, not {expected and expected.version}"
+            )
 
     async def begin_write(self, pending: IndexRecord) -> None:
         """Record a write as in flight before any replica receives a byte."""
@@ -129,7 +139,7 @@ class LevelDBIndex:
     async def commit_write(self, record: IndexRecord, replaced: list[IndexRecord]) -> None:
         """Make ``record`` the key's live value; the versions it replaces become garbage
         (Raced if ``replaced`` is not the key's record, or the write is not pending)."""
-        self._expect(record.key, replaced[0].version if replaced else None)
+        self._expect(record.key, replaced[0] if replaced else None)
         if self.db.get(_blob_key(Space.PENDING, record)) is None:
             raise NoLongerPending(f"the write of {record.key!r} is no longer pending")
         puts = {_key(Space.LIVE, record.key): encode(record)}
@@ -144,8 +154,7 @@ class LevelDBIndex:
         replicas: the move's pending record goes, and each dropped replica gets its own
         garbage entry, stamped now so the reaper gives reads already sent there their grace.
         Raced if the key's record is no longer ``record``, or the move is not pending."""
-        if await self.get(space, record.key) != record:
-            raise Raced(f"{record.key!r} changed during its move")
+        self._expect(record.key, record, space)
         if self.db.get(_move_key(record)) is None:
             raise NoLongerPending(f"the move of {record.key!r} is no longer pending")
         puts = {_key(space, record.key): encode(moved)}
@@ -155,6 +164,8 @@ class LevelDBIndex:
     async def begin_move(self, move: IndexRecord) -> None:
         """Record a move's copies (``move.replicas``) as in flight before any is made.  A move
         has its own pending key, so it never meets the version's own write records."""
+        if self.db.get(_move_key(move)) is not None:
+            raise Raced(f"a move of {move.key!r} is in flight already")
         await self.db.write({_move_key(move): encode(move)})
 
     async def move_in_flight(self, record: IndexRecord) -> tuple[int, ...]:
@@ -173,10 +184,10 @@ class LevelDBIndex:
         raw = self.db.get(entry)
         return None if raw is None else decode(IndexRecord, raw)
 
-    async def update(self, space: Space, record: IndexRecord) -> None:
-        """Replace a key's record in ``space`` with the same version on other replicas."""
-        self._expect(record.key, record.version)
-        await self.db.write({_key(space, record.key): encode(record)})
+    async def update(self, space: Space, record: IndexRecord, updated: IndexRecord) -> None:
+        """Replace a key's record ``record`` in ``space`` with ``updated``."""
+        self._expect(record.key, record, space)
+        await self.db.write({_key(space, record.key): encode(updated)})
 
     async def owned(self, blob: str) -> bool:
         """Return True if a pending record or a garbage entry exists for ``blob``: the write
@@ -204,14 +215,14 @@ class LevelDBIndex:
 
     async def unlink(self, record: IndexRecord) -> None:
         """Hide a live value from reads and listing, keeping its bytes."""
-        self._expect(record.key, record.version)
+        self._expect(record.key, record, Space.LIVE)
         await self.db.write(
             {_key(Space.UNLINKED, record.key): encode(record)}, [_key(Space.LIVE, record.key)]
         )
 
     async def remove(self, record: IndexRecord) -> None:
         """Remove a live or unlinked value from the index; its replicas become garbage."""
-        self._expect(record.key, record.version)
+        self._expect(record.key, record)
         await self.db.write(
             {_blob_key(Space.GARBAGE, record): encode(record)},
             [_key(Space.LIVE, record.key), _key(Space.UNLINKED, record.key)],

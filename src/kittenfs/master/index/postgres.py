@@ -22,6 +22,7 @@ errors.IndexUnavailable (503).
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -145,6 +146,9 @@ class PostgresIndex:
                 reset=_keep_session,
                 server_settings={
                     "synchronous_commit": "on",
+                    # A master paused inside a transaction must not hold its row locks for
+                    # ever: the engine ends such a transaction (and its connection) after 30 s.
+                    "idle_in_transaction_session_timeout": "30000",
                     "application_name": APPLICATION,
                 },
             )
@@ -268,26 +272,27 @@ class PostgresIndex:
         await self._begin(pending, move=False)
 
     async def begin_move(self, move: IndexRecord) -> None:
-        """Record a move's copies (``move.replicas``) as in flight before any is made."""
+        """Record a move's copies (``move.replicas``) as in flight before any is made;
+        Raced if a move of this version is in flight already (another master's)."""
         await self._begin(move, move=True)
 
     async def _begin(self, record: IndexRecord, move: bool) -> None:
-        await self._execute(
-            "INSERT INTO kfs_pending VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (blob, move) DO UPDATE "
-            "SET owner = EXCLUDED.owner, record = EXCLUDED.record",
+        status = await self._execute(
+            "INSERT INTO kfs_pending VALUES ($1, $2, $3, $4) ON CONFLICT (blob, move) DO NOTHING",
             _blob(record),
             move,
             self.owner,
             encode(record),
         )
+        if status == "INSERT 0 0":
+            raise Raced(f"a {'move' if move else 'write'} of {record.key!r} is in flight already")
 
     async def commit_write(self, record: IndexRecord, replaced: list[IndexRecord]) -> None:
         """Make ``record`` the key's live value; the versions it replaces become garbage.
         Raced if ``replaced`` is not the key's record now, or the write is not pending."""
         await self._change(
             record.key,
-            replaced[0].version if replaced else None,
+            replaced[0] if replaced else None,
             Space.LIVE,
             record,
             pending=(_blob(record), False),
@@ -299,7 +304,10 @@ class PostgresIndex:
         nothing, if the record is gone (its commit landed after all)."""
         await self._execute(
             """
-            WITH gone AS (DELETE FROM kfs_pending WHERE blob = $1 AND NOT move RETURNING blob)
+            WITH gone AS (
+                DELETE FROM kfs_pending WHERE blob = $1 AND NOT move AND record = $2
+                RETURNING blob
+            )
             INSERT INTO kfs_garbage SELECT blob, -1, $2 FROM gone
             ON CONFLICT (blob, worker) DO UPDATE SET record = EXCLUDED.record
             """,
@@ -322,12 +330,12 @@ class PostgresIndex:
         if the key's record is no longer ``record`` in ``space``, or the move is not pending."""
         await self._change(
             record.key,
-            record.version,
+            record,
             space,
             moved,
             pending=(_blob(record), True),
             garbage=_replica_garbage(record, dropped, int(time.time() * 1000)),
-            exactly=(space, record),
+            expected_space=space,
         )
 
     async def abandon_move(self, move: IndexRecord) -> list[tuple[EntryId, IndexRecord]]:
@@ -335,55 +343,60 @@ class PostgresIndex:
         entries = _replica_garbage(move, move.replicas, 0)
         async with self._transaction() as conn:
             if not await conn.fetchval(
-                "WITH gone AS (DELETE FROM kfs_pending WHERE blob = $1 AND move RETURNING 1) "
-                "SELECT count(*) FROM gone",
+                "WITH gone AS (DELETE FROM kfs_pending WHERE blob = $1 AND move AND record = $2 "
+                "RETURNING 1) SELECT count(*) FROM gone",
                 _blob(move),
+                encode(move),
             ):
                 return []  # committed after all, or abandoned already
             await _put_garbage(conn, entries)
         return [(_entry(blob, worker), record) for blob, worker, record in entries]
 
-    async def update(self, space: Space, record: IndexRecord) -> None:
-        """Replace a key's record in ``space`` with the same version on other replicas."""
-        await self._change(record.key, record.version, space, record)
+    async def update(self, space: Space, record: IndexRecord, updated: IndexRecord) -> None:
+        """Replace a key's record ``record`` in ``space`` with ``updated`` (the same version
+        on other replicas)."""
+        await self._change(record.key, record, space, updated, expected_space=space)
 
     async def unlink(self, record: IndexRecord) -> None:
         """Hide a live value from reads and listing, keeping its bytes."""
-        await self._change(record.key, record.version, Space.UNLINKED, record)
+        await self._change(record.key, record, Space.UNLINKED, record, expected_space=Space.LIVE)
 
     async def remove(self, record: IndexRecord) -> None:
         """Remove a live or unlinked value from the index; its replicas become garbage."""
         await self._change(
-            record.key, record.version, None, record, garbage=[(_blob(record), WHOLE, record)]
+            record.key, record, None, record, garbage=[(_blob(record), WHOLE, record)]
         )
 
     async def _change(
         self,
         key: str,
-        expected: str | None,
+        expected: IndexRecord | None,
         space: Space | None,
         record: IndexRecord,
         pending: tuple[str, bool] | None = None,
         garbage: list[tuple[str, int, IndexRecord]] | None = None,
-        exactly: tuple[Space, IndexRecord] | None = None,
+        expected_space: Space | None = None,
     ) -> None:
         """Change ``key``'s record through kfs_change (pg_schema.py): to ``record`` in
-        ``space`` (None: remove it), if its version is still ``expected`` (and, given
-        ``exactly``, its space and record are those), dropping the ``pending`` record (blob,
-        move) and adding ``garbage`` (blob, worker, record); otherwise raise Raced."""
+        ``space`` (None: remove it), if it still has ``expected``'s version and replicas
+        (None: the key has no record) and, given, ``expected_space``; dropping this master's
+        ``pending`` record (blob, move) and adding ``garbage`` (blob, worker, record).
+        Otherwise raise Raced (NoLongerPending if the pending record is gone)."""
         entries = garbage or []
         try:
             await self._execute(
-                "SELECT kfs_change($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "SELECT kfs_change($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 key,
-                expected,
-                _space(exactly[0]) if exactly else None,
-                encode(exactly[1]) if exactly else None,
+                expected.version if expected else None,
+                list(expected.replicas) if expected else None,
+                _space(expected_space) if expected_space else None,
                 _space(space) if space else None,
                 record.version,
+                list(record.replicas),
                 encode(record),
                 pending[0] if pending else None,
                 pending[1] if pending else None,
+                self.owner,
                 [blob for blob, _, _ in entries],
                 [worker for _, worker, _ in entries],
                 [encode(old) for _, _, old in entries],
@@ -465,13 +478,15 @@ class PostgresIndex:
             for start in range(0, len(records), PAGE):
                 page = records[start : start + PAGE]
                 await conn.execute(
-                    "INSERT INTO kfs_records SELECT key, 'k', version, record "
-                    "FROM unnest($1::text[], $2::text[], $3::bytea[]) "
-                    "AS loaded(key, version, record) "
-                    "ON CONFLICT (key) DO UPDATE "
-                    "SET space = 'k', version = EXCLUDED.version, record = EXCLUDED.record",
+                    "INSERT INTO kfs_records SELECT key, 'k', version, "
+                    "ARRAY(SELECT jsonb_array_elements_text(replicas)::integer), record "
+                    "FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[]) "
+                    "AS loaded(key, version, replicas, record) "
+                    "ON CONFLICT (key) DO UPDATE SET space = 'k', version = EXCLUDED.version, "
+                    "replicas = EXCLUDED.replicas, record = EXCLUDED.record",
                     [r.key for r in page],
                     [r.version for r in page],
+                    [json.dumps(list(r.replicas)) for r in page],
                     [encode(r) for r in page],
                 )
 
@@ -587,19 +602,18 @@ class PostgresIndex:
 
     async def lease(self, name: str, seconds: float) -> str:
         """Take or keep the lease ``name`` for this master for ``seconds`` (the engine's
-        clock), unless another holds it unexpired; return its holder now."""
+        clock), unless another holds it unexpired; return its holder now.  The row is
+        always updated (to itself, when another holds it), so the holder returned is the
+        one the row lock saw, not an older snapshot's."""
         holder: str = await self._fetchval(
             """
-            WITH taken AS (
-                INSERT INTO kfs_leases VALUES ($1, $2, now() + make_interval(secs => $3))
-                ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder,
-                    expires = EXCLUDED.expires
-                WHERE kfs_leases.holder = EXCLUDED.holder OR kfs_leases.expires < now()
-                RETURNING holder
-            )
-            SELECT holder FROM taken
-            UNION ALL SELECT holder FROM kfs_leases
-                WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM taken)
+            INSERT INTO kfs_leases VALUES ($1, $2, now() + make_interval(secs => $3))
+            ON CONFLICT (name) DO UPDATE SET
+                holder = CASE WHEN kfs_leases.holder = EXCLUDED.holder
+                    OR kfs_leases.expires < now() THEN EXCLUDED.holder ELSE kfs_leases.holder END,
+                expires = CASE WHEN kfs_leases.holder = EXCLUDED.holder
+                    OR kfs_leases.expires < now() THEN EXCLUDED.expires ELSE kfs_leases.expires END
+            RETURNING holder
             """,
             name,
             self.owner,
@@ -687,9 +701,9 @@ _IMPORT = {
     Kind.SETTING: "INSERT INTO kfs_settings VALUES ($1, $2) "
     "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
     Kind.GARBAGE: "INSERT INTO kfs_garbage VALUES ($1, $2, $3)",
-    Kind.LIVE: "INSERT INTO kfs_records VALUES ($1, 'k', $2, $3)",
+    Kind.LIVE: "INSERT INTO kfs_records VALUES ($1, 'k', $2, $3, $4)",
     Kind.PENDING: "INSERT INTO kfs_pending VALUES ($1, $2, '', $3)",
-    Kind.UNLINKED: "INSERT INTO kfs_records VALUES ($1, 'u', $2, $3)",
+    Kind.UNLINKED: "INSERT INTO kfs_records VALUES ($1, 'u', $2, $3, $4)",
     Kind.WORKER: "INSERT INTO kfs_workers VALUES ($1, $2, $3)",
     Kind.DRAINING: "INSERT INTO kfs_draining VALUES ($1)",
 }
@@ -706,7 +720,8 @@ def _import_row(kind: Kind, name: str, value: bytes) -> tuple[Any, ...]:
         blob, _, move = name.partition("@")
         return blob, move == "move", value
     if kind in (Kind.LIVE, Kind.UNLINKED):
-        return name, decode(IndexRecord, value).version, value
+        record = decode(IndexRecord, value)
+        return name, record.version, list(record.replicas), value
     if kind is Kind.WORKER:
         return int(name), decode(WorkerInfo, value).id, value
     if kind is Kind.DRAINING:

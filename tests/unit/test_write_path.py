@@ -10,6 +10,7 @@ import pytest
 from fakes import Core, chunks, open_core, run
 
 from kittenfs.errors import (
+    IndexUnavailable,
     InvalidRequest,
     MetadataTooLarge,
     NotEnoughWorkers,
@@ -113,6 +114,33 @@ def test_a_failed_step_leaves_the_old_value_and_a_cleanup_path(
         assert core.cache.get("/k") is None or core.cache.get("/k") == (old, b"old value")
         await assert_accounted(core)
         monkeypatch.undo()
+        await heal_and_reap(core)
+        await core.index.close()
+
+    run(main())
+
+
+def test_a_failed_write_whose_cleanup_meets_no_index_is_cleaned_up_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit fails and so does turning the pending record into garbage (the index's
+    engine is away): the client gets the commit's error, and a later pass of the reaper
+    abandons the write, once the engine is back."""
+
+    async def main() -> None:
+        core = await open_core(tmp_path)
+
+        async def away(*_: object) -> None:
+            raise IndexUnavailable("the index at postgresql://x cannot be reached")
+
+        monkeypatch.setattr(core.index, "commit_write", away)
+        monkeypatch.setattr(core.index, "abandon_write", away)
+        with pytest.raises(IndexUnavailable):
+            await put(core, "/k", SMALL)
+        monkeypatch.undo()
+        assert core.transport.all_blobs(), "its copies wait for the engine"
+        assert await core.reaper.abandon_again() == 0
+        assert await core.index.get(Space.LIVE, "/k") is None
         await heal_and_reap(core)
         await core.index.close()
 

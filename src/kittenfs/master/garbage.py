@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 from ..config import MasterConfig
+from ..errors import StoreError
 from ..locks import KeyLocks
 from ..placement import blob_id
 from ..records import IndexRecord
@@ -40,6 +41,8 @@ REPLACED_GRACE = MasterConfig.replaced_grace
 #: Deleted values whose copies wait for the background at most: past it, a DELETE waits for
 #: room (memory stays bounded, and deletes cannot outrun the reaper for ever).
 LATER_QUEUE = 4096
+#: Failed writes and moves kept to be abandoned later (the index away) at most.
+UNABANDONED_MAX = 100_000
 #: Deleted values whose copies are deleted at the same time.
 LATER_WORKERS = 32
 
@@ -66,18 +69,52 @@ class Reaper:
         #: the master that removed them either way.
         self.sweeping: Callable[[], bool] = lambda: True
         self._later: asyncio.Queue[IndexRecord] = asyncio.Queue(LATER_QUEUE)
+        #: Failed writes and moves whose pending record could not be turned into garbage
+        #: (the engine was away): (record, is a move), tried again at each pass.
+        self._unabandoned: list[tuple[IndexRecord, bool]] = []
 
     async def abandon(self, pending: IndexRecord) -> None:
         """Clean up after a failed write: its copies go, and its pending record with them.
-        The caller holds the key's lock."""
-        await self.index.abandon_write(pending)
+        The caller holds the key's lock.  If the index cannot be reached, the write is kept
+        to be abandoned by a later pass (its pending record would otherwise stay until this
+        master starts again)."""
+        try:
+            await self.index.abandon_write(pending)
+        except StoreError as exc:
+            self._keep_unabandoned(pending, False, exc)
+            return
         await self.delete(pending)
 
     async def abandon_move(self, move: IndexRecord) -> None:
         """Clean up after a failed move: each copy it made goes (but never one the live
-        record names).  The caller holds the key's lock."""
-        for entry, record in await self.index.abandon_move(move):
+        record names).  The caller holds the key's lock.  Kept for a later pass, as a write
+        is, if the index cannot be reached."""
+        try:
+            entries = await self.index.abandon_move(move)
+        except StoreError as exc:
+            self._keep_unabandoned(move, True, exc)
+            return
+        for entry, record in entries:
             await self.delete(record, entry)
+
+    def _keep_unabandoned(self, record: IndexRecord, move: bool, exc: StoreError) -> None:
+        if len(self._unabandoned) >= UNABANDONED_MAX:
+            log.error("failed %s of %r not abandoned (%s): too many wait already; its pending "
+                      "record stays until this master starts again", "move" if move else "write",
+                      record.key, exc)  # fmt: skip
+            return
+        log.warning("failed %s of %r not abandoned yet (%s); will retry",
+                    "move" if move else "write", record.key, exc)  # fmt: skip
+        self._unabandoned.append((record, move))
+
+    async def abandon_again(self) -> int:
+        """Abandon the failed writes and moves kept by ``abandon`` and ``abandon_move``
+        while the index was away; return how many are still waiting."""
+        waiting, self._unabandoned = self._unabandoned, []
+        for record, move in waiting:
+            async with self.locks.hold(record.key):
+                await (self.abandon_move(record) if move else self.abandon(record))
+        return len(self._unabandoned)
 
     async def delete(self, record: IndexRecord, entry: bytes | None = None) -> bool:
         """Delete a garbage version's blob on each replica; forget it once all are gone.
@@ -157,6 +194,7 @@ class Reaper:
         try:
             while True:
                 try:
+                    await self.abandon_again()
                     if self.sweeping():
                         await self.reap_once()
                 except Exception:  # the reaper must outlive any one failure

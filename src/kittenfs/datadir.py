@@ -63,15 +63,24 @@ def master_id(data: Path) -> str:
     if kept:
         return kept
     made = f"m-{os.urandom(6).hex()}"
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="ascii") as out:
-        out.write(made + "\n")
-        out.flush()
-        os.fsync(out.fileno())
+    write_durably(path, f"{made}\n".encode("ascii"))
+    return made
+
+
+def write_durably(path: Path, content: bytes, mode: int = 0o644) -> None:
+    """Replace the file ``path`` with ``content``, durably: written to a temporary file,
+    fsynced, renamed over ``path``, and the directory fsynced, so that a crash leaves the
+    old file or the new one, whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
-    directory = os.open(data, os.O_RDONLY | os.O_DIRECTORY)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
-    return made

@@ -36,7 +36,7 @@ from ..credentials import (
     secret_of,
     secrets_match,
 )
-from ..datadir import MASTER_KEY_FILE
+from ..datadir import MASTER_KEY_FILE, write_durably
 from ..httputil import HTTPProblem
 from ..signing import HEADER, ClusterKey, KeyLink, LinkKey, derive
 from .index import Index
@@ -103,19 +103,7 @@ def load_master_key(data: Path) -> bytes:
             raise ValueError(f"{path} holds {len(key)} bytes, not 32: restore it from a backup")
         return key
     key = os.urandom(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(data, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_durably(path, key, 0o600)
     return key
 
 

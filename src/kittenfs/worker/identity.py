@@ -6,10 +6,11 @@ comes back as the same worker with the same index.
 """
 
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..datadir import write_durably
 
 FILENAME = "worker.json"
 
@@ -37,14 +38,5 @@ class Identity:
 
     def save(self, data: Path) -> None:
         """Write the identity durably."""
-        tmp = data / f"{FILENAME}.tmp"
-        with tmp.open("w") as handle:
-            json.dump({"id": self.id, "index": self.index, "cluster": self.cluster}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, data / FILENAME)
-        fd = os.open(data, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        body = {"id": self.id, "index": self.index, "cluster": self.cluster}
+        write_durably(data / FILENAME, json.dumps(body).encode())

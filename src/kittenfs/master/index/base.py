@@ -1,6 +1,8 @@
 """The master's index as an interface: what the rest of the master may ask of it.
 
-``Index`` is a Protocol; ``leveldb.LevelDBIndex`` is its only implementation today.  Every
+``Index`` is a Protocol; ``leveldb.LevelDBIndex`` (embedded) and ``postgres.PostgresIndex``
+(shared by any number of masters) implement it, and one contract suite (tests/index) holds
+them to it.  Every
 read and every commit is a coroutine, so a backend whose reads go over the network
 (PostgreSQL, etcd) can be added without touching a caller.  Callers must therefore assume
 that any index call may suspend: a decision made on what one read returned holds only under
@@ -273,6 +275,11 @@ class Index(Protocol):
         ...
 
     # Copying between engines.
+
+    async def masters_attached(self) -> int:
+        """Return how many master processes other than the caller use the index right now
+        (``kittenfs index copy`` refuses one in use)."""
+        ...
 
     def export(self) -> AsyncGenerator[Entry, None]:
         """Yield every entry of the index, from one consistent snapshot, ordered by kind

@@ -6,8 +6,8 @@ an export of the source imported into the target in batches, and the check an ex
 compared in step: the copy succeeds only if the two are equal entry for entry.
 
 Offline: no master may use either index while it runs.  A LevelDB index is locked by its
-master, so opening it fails; for PostgreSQL, a master's connections are looked for and the
-copy refuses while there are any.  A change made anyway during the copy fails the check.
+master, so opening it fails; for PostgreSQL, the copy refuses while a master's connections
+are there (``Index.masters_attached``).  A change made anyway during the copy fails the check.
 The target must be empty; a copy cut off leaves it partly written (drop it and copy again).
 The master key is not in any index: the master started on the copy keeps its data directory
 (its ``master.key``).
@@ -73,8 +73,7 @@ async def _copy_checked(source_spec: str, target_spec: str) -> Copied:
 async def _open(spec: str) -> Index:
     """Open an index for the copy, refusing one a master is using."""
     index = await open_index(spec, Path())
-    attached = getattr(index, "masters_attached", None)  # PostgreSQL: masters seen there
-    if attached is not None and await attached():
+    if await index.masters_attached():
         await index.close()
         raise CopyError(f"a master is using {describe(spec, Path())}: stop it first")
     return index

@@ -1,5 +1,5 @@
 """The master's index over LevelDB (``LevelDBIndex``): the only code on the master that
-touches LevelDB, and the only implementation of the ``Index`` interface (base.py).
+touches LevelDB, and the embedded implementation of the ``Index`` interface (base.py).
 
 Key spaces (docs/format.md), each ordered by the bytes after its prefix:
 
@@ -367,6 +367,10 @@ class LevelDBIndex:
     async def lease(self, name: str, seconds: float) -> str:
         """Return this master: the only one, so it holds every lease."""
         return self.owner
+
+    async def masters_attached(self) -> int:
+        """Return 0: LevelDB's lock keeps every other process out while this one has it."""
+        return 0
 
     async def export(self) -> AsyncGenerator[Entry, None]:
         """Yield every entry, ordered by its key (an iterator reads one snapshot)."""

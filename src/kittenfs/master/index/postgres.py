@@ -643,7 +643,8 @@ class PostgresIndex:
                     await conn.executemany(_IMPORT[kind], [_import_row(kind, *r) for r in rows])
 
     async def masters_attached(self) -> int:
-        """Return how many other connections of kittenFS masters the database has now."""
+        """Return how many other connections of kittenFS masters the database has now
+        (``pg_stat_activity``, by their application name)."""
         found: int = await self._fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND application_name = $1 AND pid <> pg_backend_pid()",

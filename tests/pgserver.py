@@ -10,37 +10,23 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
-import shutil
-import signal
-import socket
 import tempfile
 from pathlib import Path
 
+from kittenfs.cluster import free_port_block
 from kittenfs.localpg import LocalPostgres, bindir
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class PostgresServer(LocalPostgres):
     """A LocalPostgres in a new temporary directory, on a free port."""
 
     def __init__(self) -> None:
-        super().__init__(Path(tempfile.mkdtemp(prefix="kfs-pg-")), _free_port())
+        super().__init__(Path(tempfile.mkdtemp(prefix="kfs-pg-")), free_port_block(1))
         self._names = itertools.count()
 
     def database(self, prefix: str = "kfs") -> str:
         """Create a new, empty database and return its URL."""
         return self.create_database(f"{prefix}_{os.getpid()}_{next(self._names)}")
-
-    def stop(self) -> None:
-        """Stop the server at once and remove its directory."""
-        self.halt(signal.SIGQUIT)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 _SHARED: list[PostgresServer] = []
@@ -62,13 +48,13 @@ def required_server() -> PostgresServer:
         pytest.skip("PostgreSQL is not installed")
     if not _SHARED:
         server = PostgresServer()
-        atexit.register(server.stop)
+        atexit.register(server.remove)
         _SHARED.append(server.start())
     return _SHARED[0]
 
 
 def own_server() -> PostgresServer:
-    """Return a started PostgreSQL server of the caller's own (stop it when done); skip or
-    fail as ``required_server`` does if PostgreSQL is not installed."""
+    """Return a started PostgreSQL server of the caller's own (``remove`` it when done);
+    skip or fail as ``required_server`` does if PostgreSQL is not installed."""
     required_server()
     return PostgresServer().start()

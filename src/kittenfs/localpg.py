@@ -13,7 +13,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -144,20 +143,21 @@ class LocalPostgres:
             time.sleep(0.05)
         self.pid = 0
 
+    def remove(self) -> None:
+        """Stop the server at once (SIGQUIT) and remove its files."""
+        self.halt(signal.SIGQUIT)
+        shutil.rmtree(self.root, ignore_errors=True)
+
 
 @contextlib.contextmanager
-def temporary_postgres() -> Iterator[LocalPostgres]:
-    """Yield a started server in a new temporary directory on a free port of 127.0.0.1;
-    stop it and remove its files when the block ends."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def temporary_postgres(port: int) -> Iterator[LocalPostgres]:
+    """Yield a server started in a new temporary directory on ``port``; stop it and remove
+    its files when the block ends."""
     server = LocalPostgres(Path(tempfile.mkdtemp(prefix="kfs-pg-")), port)
     try:
         yield server.start()
     finally:
-        server.halt(signal.SIGQUIT)
-        shutil.rmtree(server.root, ignore_errors=True)
+        server.remove()
 
 
 def _alive(pid: int) -> bool:

@@ -7,13 +7,11 @@ requests with a clear 503 and takes them again once it is back."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from cluster import started, wait_until
+from cluster import run_kittenfs, started, wait_until
 from pgserver import own_server
 
 
@@ -69,26 +67,18 @@ def test_an_engine_that_goes_away_fails_requests_clearly_until_it_is_back(
             assert httpx.get(f"{cluster.url}/after").content == b"new"
             assert httpx.get(f"{cluster.url}/during").status_code == 404
     finally:
-        engine.stop()
+        engine.remove()
 
 
 def test_a_master_whose_engine_cannot_be_reached_says_so_and_exits(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kittenfs",
-            "master",
-            "--port",
-            "0",
-            "--data",
-            str(tmp_path / "m"),
-            "--index",
-            "postgresql://kfs:s3cret@127.0.0.1:1/nowhere",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_kittenfs(
+        "master",
+        "--port",
+        "0",
+        "--data",
+        str(tmp_path / "m"),
+        "--index",
+        "postgresql://kfs:s3cret@127.0.0.1:1/nowhere",
     )
     assert done.returncode != 0
     assert "--index" in done.stderr and "cannot be reached" in done.stderr
@@ -97,11 +87,6 @@ def test_a_master_whose_engine_cannot_be_reached_says_so_and_exits(tmp_path: Pat
 
 @pytest.mark.parametrize("bad", ["mysql://x/y", "/just/a/path"])
 def test_an_index_no_engine_takes_is_refused(tmp_path: Path, bad: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "kittenfs", "master", "--data", str(tmp_path), "--index", bad],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_kittenfs("master", "--data", str(tmp_path), "--index", bad)
     assert done.returncode != 0
     assert "--index" in done.stderr

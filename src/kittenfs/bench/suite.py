@@ -117,7 +117,7 @@ def bench_engines(run: Run, sizes: Sizes, args: argparse.Namespace) -> None:
 
     with ExitStack() as stack:
         try:
-            server = stack.enter_context(temporary_postgres())
+            server = stack.enter_context(temporary_postgres(free_port_block(1)))
         except (PostgresMissing, subprocess.CalledProcessError) as exc:
             run.notes.append(f"index engines skipped: {exc}")
             return

@@ -48,6 +48,21 @@ def run_reporting(
     return done, json.loads(report.read_text()) if report.exists() else {}
 
 
+def run_kittenfs(
+    *args: str, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m kittenfs`` with ``args`` to its end (``env`` added to this process's
+    environment); return its exit status and what it printed, as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "kittenfs", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
     """Wait until ``condition()`` is true, checking every 0.1 s; fail naming ``what`` after
     ``timeout`` seconds (generous: a loaded machine is slow, never wrong)."""

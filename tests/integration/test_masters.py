@@ -10,13 +10,12 @@ import concurrent.futures
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from cluster import Cluster, MakeCluster, running_up, wait_until
+from cluster import Cluster, MakeCluster, run_kittenfs, running_up, wait_until
 from pgserver import required_server
 
 import kittenfs
@@ -155,13 +154,7 @@ def test_clients_given_both_masters_go_on_when_one_dies(make_cluster: MakeCluste
             return await client.get("/fo/async")
 
     assert asyncio.run(via_async()) == b"three"
-    listed = subprocess.run(
-        [sys.executable, "-m", "kittenfs", "ls", "/fo/"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "KITTENFS_URL": both},
-    )
+    listed = run_kittenfs("ls", "/fo/", timeout=60, env={"KITTENFS_URL": both})
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.split() == ["/fo/after", "/fo/async", "/fo/before"]
 

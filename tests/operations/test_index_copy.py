@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
-from cluster import Cluster, MakeCluster
+from cluster import Cluster, MakeCluster, run_kittenfs
 from pgserver import required_server
 
 from kittenfs.master.index import open_index
@@ -21,13 +20,7 @@ ADMIN = "admin-" + os.urandom(12).hex()
 
 
 def index_copy(source: str, target: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kittenfs", "index", "copy", "--from", source, "--to", target],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_kittenfs("index", "copy", "--from", source, "--to", target, timeout=300)
 
 
 def exported(spec: str) -> list[Entry]:

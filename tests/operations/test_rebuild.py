@@ -4,12 +4,11 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from cluster import Cluster, MakeCluster, Proc
+from cluster import Cluster, MakeCluster, Proc, run_kittenfs
 from pgserver import required_server
 
 from kittenfs.master.index import Space, open_index
@@ -45,23 +44,14 @@ def live_records(index: str, data: Path) -> dict[str, IndexRecord]:
 
 def rebuild(cluster: Cluster, into: Target, nodes: list[Proc]) -> subprocess.CompletedProcess[str]:
     """Run ``kittenfs rebuild`` of the index into ``into`` from ``nodes``' copies."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kittenfs",
-            "rebuild",
-            "--data",
-            str(into.data),
-            *(["--index", into.index] if into.index else []),
-            "--cluster-secret-file",
-            str(cluster.root / "cluster.secret"),
-            *[arg for node in nodes for arg in ("--worker", node.url)],
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    return run_kittenfs(
+        "rebuild",
+        "--data",
+        str(into.data),
+        *(["--index", into.index] if into.index else []),
+        "--cluster-secret-file",
+        str(cluster.root / "cluster.secret"),
+        *[arg for node in nodes for arg in ("--worker", node.url)],
     )
 
 

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from cluster import Cluster
+from cluster import Cluster, run_kittenfs
 from rawhttp import raw_request
 
 from kittenfs import batch
@@ -155,21 +155,8 @@ def test_a_second_worker_on_a_data_dir_in_use_stops_before_touching_it(cluster: 
 
 
 def test_a_second_master_on_a_data_dir_in_use_stops(cluster: Cluster) -> None:
-    second = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kittenfs",
-            "master",
-            "--port",
-            "0",
-            "--data",
-            str(cluster.root / "master"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    second = run_kittenfs(
+        "master", "--port", "0", "--data", str(cluster.root / "master"), timeout=60
     )
     assert second.returncode != 0 and "in use by another kittenfs process" in second.stderr
     assert httpx.put(f"{cluster.url}/still/works", content=b"yes").status_code == 201

@@ -6,13 +6,17 @@ requests with a clear 503 and takes them again once it is back."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 from cluster import run_kittenfs, started, wait_until
-from pgserver import own_server
+from pgserver import own_server, required_server
+
+from kittenfs.master.index import open_index
 
 
 def test_a_cluster_on_postgresql_keeps_everything_across_a_kill(tmp_path: Path) -> None:
@@ -90,3 +94,40 @@ def test_an_index_no_engine_takes_is_refused(tmp_path: Path, bad: str) -> None:
     done = run_kittenfs("master", "--data", str(tmp_path), "--index", bad)
     assert done.returncode != 0
     assert "--index" in done.stderr
+
+
+def test_a_database_that_cannot_hold_an_index_is_refused(tmp_path: Path) -> None:
+    """A database that is not UTF8 (keys would not order as on LevelDB), or whose schema a
+    newer kittenFS wrote, stops the master at start with a usage error saying which."""
+    server = required_server()
+    name = f"ascii_{os.getpid()}"
+    server.sql(
+        f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' "
+        "TEMPLATE template0"
+    )
+    ascii_db = run_kittenfs("master", "--data", str(tmp_path / "a"), "--index", server.url(name))
+    assert ascii_db.returncode == 2 and "must be UTF8" in ascii_db.stderr
+
+    newer = server.database()
+
+    async def migrate() -> None:
+        await (await open_index(newer, tmp_path)).close()
+
+    asyncio.run(migrate())
+    server.sql(
+        "UPDATE kfs_settings SET value = '999' WHERE name = 'schema'", newer.rsplit("/", 1)[1]
+    )
+    refused = run_kittenfs("master", "--data", str(tmp_path / "b"), "--index", newer)
+    assert refused.returncode == 2 and "schema version 999 is newer" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["up", "--masters", "2"], "add --index postgres"),
+        (["worker", "--master", "http://127.0.0.1:1,ftp://x"], "--master"),
+    ],
+)
+def test_masters_given_wrongly_are_refused(tmp_path: Path, args: list[str], says: str) -> None:
+    done = run_kittenfs(*args, "--data", str(tmp_path / "d"))
+    assert done.returncode == 2 and says in done.stderr, done.stderr

@@ -31,7 +31,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .clusterauth import HttpxClusterAuth
-from .master.index import HELD, Index, open_index
+from .master.index import open_index
+from .master.index.copy import empty
 from .master.index.engine import describe, leveldb_path
 from .records import BlobListing, IndexRecord, Meta, WorkerInfo
 from .signing import ClusterKey
@@ -161,16 +162,8 @@ async def _load(
     """Load the empty index ``spec`` names (a PostgreSQL index loads in one transaction)."""
     index = await open_index(spec, data)
     try:
-        if not await _empty(index):
+        if not await empty(index):
             raise FileExistsError(f"the index at {describe(spec, data)} is not empty")
         await index.load(live, workers, cluster)
     finally:
         await index.close()
-
-
-async def _empty(index: Index) -> bool:
-    """Return True if ``index`` holds no key and no worker."""
-    for space in HELD:
-        if (await index.keys(space, "", "", 1))[0]:
-            return False
-    return not await index.workers()

@@ -58,9 +58,8 @@ async def _copy_checked(source_spec: str, target_spec: str) -> Copied:
     try:
         target = await _open(target_spec)
         try:
-            async with aclosing(target.export()) as entries:
-                if await anext(entries, None) is not None:
-                    raise CopyError(f"{describe(target_spec, Path())} is not empty")
+            if not await empty(target):
+                raise CopyError(f"{describe(target_spec, Path())} is not empty")
             copied = await _copy(source, target)
             await _check(source, target)
             return copied
@@ -68,6 +67,12 @@ async def _copy_checked(source_spec: str, target_spec: str) -> Copied:
             await target.close()
     finally:
         await source.close()
+
+
+async def empty(index: Index) -> bool:
+    """Return True if ``index`` holds nothing at all (no entry of any kind)."""
+    async with aclosing(index.export()) as entries:
+        return await anext(entries, None) is None
 
 
 async def _open(spec: str) -> Index:

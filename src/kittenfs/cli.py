@@ -273,14 +273,14 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
         dest="source",
         required=True,
         metavar="INDEX",
-        help="leveldb:DIR or postgresql://...",
+        help="leveldb:DIR, postgresql://... or etcd://HOST:PORT,.../PREFIX",
     )
     copy.add_argument(
         "--to",
         dest="target",
         required=True,
         metavar="INDEX",
-        help="an empty index: leveldb:DIR (a new directory) or postgresql://...",
+        help="an empty index: leveldb:DIR (a new directory), postgresql://... or etcd://...",
     )
     copy.set_defaults(run=_index_copy)
 
@@ -376,7 +376,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("s3", "run an S3 gateway in front of a master", _server(GatewayConfig, _gateway)),
     ("up", "run a local cluster: one master and N workers, until Ctrl-C", _UP),
     ("rebuild", "rebuild a lost master index from the workers", _rebuild_arguments),
-    ("index", "copy a master's index between engines (LevelDB, PostgreSQL)", _index_arguments),
+    ("index", "copy an index between engines (LevelDB, PostgreSQL, etcd)", _index_arguments),
     *((name, heavy[0], _heavy_arguments(name)) for name, heavy in _HEAVY.items()),
     ("put", "store a file (or stdin) as the value of KEY", _put),
     ("get", "print the value of KEY, or write it to a file", _get),

@@ -1,6 +1,7 @@
 """The index's contract (master/index/base.py), run against every engine: LevelDB in a
-temporary directory and PostgreSQL on a real server started for the test process
-(tests/pgserver.py), each test in a database of its own.
+temporary directory, PostgreSQL on a real server started for the test process
+(tests/pgserver.py), each test in a database of its own, and etcd on a real member started
+for the test process (tests/etcdserver.py), each test under a key prefix of its own.
 
 A behaviour that one engine has and another lacks fails here, so the rest of the master can
 rely on the interface alone.
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from etcdserver import required_etcd
 from pgserver import required_server
 
 from kittenfs.credentials import Credential
@@ -26,13 +28,15 @@ from kittenfs.records import IndexRecord, WorkerInfo
 Opener = Callable[[], Awaitable[Index]]
 Contract = Callable[[Opener], Awaitable[None]]
 
-ENGINES = ["leveldb", "postgresql"]
+ENGINES = ["leveldb", "postgresql", "etcd"]
 
 
 def engine_spec(engine: str, tmp_path: Path) -> str:
     """Return the ``--index`` of a new, empty index on ``engine``."""
     if engine == "leveldb":
         return f"leveldb:{tmp_path / 'index'}"
+    if engine == "etcd":
+        return required_etcd().index()
     return required_server().database()
 
 
@@ -492,9 +496,10 @@ def test_every_engine_exports_the_same_entries(tmp_path: Path) -> None:
         finally:
             await index.close()
 
-    leveldb, postgresql = (asyncio.run(export_of(engine)) for engine in ENGINES)
+    leveldb, *others = (asyncio.run(export_of(engine)) for engine in ENGINES)
     assert {e.kind for e in leveldb} == set(Kind)
-    assert _without_stamps(leveldb) == _without_stamps(postgresql)
+    for engine, other in zip(ENGINES[1:], others, strict=True):
+        assert _without_stamps(leveldb) == _without_stamps(other), engine
 
 
 @contract

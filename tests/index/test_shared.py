@@ -1,5 +1,6 @@
-"""Several masters on one PostgreSQL index: two ``PostgresIndex`` objects with different
-owners on the same database, as two master processes would have.  Writes to one key from
+"""Several masters on one shared index, on each shared engine (PostgreSQL, etcd): two index
+objects with different owners on the same database or key prefix, as two master processes
+would have.  Writes to one key from
 both are serialized by the engine; the duties' lease passes to the other once it runs out;
 a master taken for dead has its writes in flight turned into garbage, and their commits are
 refused."""
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from etcdserver import required_etcd
 from pgserver import required_server
 from test_contract import pending
 
@@ -21,10 +23,18 @@ from kittenfs.master.index import Index, NoLongerPending, Space, open_index
 from kittenfs.master.write_path import settled
 from kittenfs.records import IndexRecord
 
+#: The engines that masters can share.
+SHARED = ["postgresql", "etcd"]
 
-def run(body: Callable[[str], Awaitable[None]]) -> None:
-    """Run ``body`` with the URL of a new database, with a generous deadline."""
-    url = required_server().database()
+
+@pytest.fixture(params=SHARED)
+def url(request: pytest.FixtureRequest) -> str:
+    """Return the ``--index`` of a new, empty index on each shared engine."""
+    return required_etcd().index() if request.param == "etcd" else required_server().database()
+
+
+def run(body: Callable[[str], Awaitable[None]], url: str) -> None:
+    """Run ``body`` with the ``--index`` of a new index, with a generous deadline."""
     asyncio.run(asyncio.wait_for(body(url), 120))
 
 
@@ -32,7 +42,7 @@ async def two(url: str) -> tuple[Index, Index]:
     return await open_index(url, Path(), "m-a"), await open_index(url, Path(), "m-b")
 
 
-def test_writes_to_one_key_from_two_masters_are_serialized() -> None:
+def test_writes_to_one_key_from_two_masters_are_serialized(url: str) -> None:
     """Forty writers on two masters write one key five times each, every commit over the
     record its writer read (retried when another committed first), under its master's key
     lock as write_path does: every version but the last ends in the garbage exactly once,
@@ -65,10 +75,10 @@ def test_writes_to_one_key_from_two_masters_are_serialized() -> None:
         await a.close()
         await b.close()
 
-    run(body)
+    run(body, url)
 
 
-def test_the_lease_passes_to_another_master_once_it_runs_out() -> None:
+def test_the_lease_passes_to_another_master_once_it_runs_out(url: str) -> None:
     async def body(url: str) -> None:
         a, b = await two(url)
         assert await a.lease("duties", 1.0) == "m-a"
@@ -82,10 +92,10 @@ def test_the_lease_passes_to_another_master_once_it_runs_out() -> None:
         await a.close()
         await b.close()
 
-    run(body)
+    run(body, url)
 
 
-def test_a_master_taken_for_dead_loses_its_writes_in_flight() -> None:
+def test_a_master_taken_for_dead_loses_its_writes_in_flight(url: str) -> None:
     async def body(url: str) -> None:
         a, b = await two(url)
         await a.beat("http://127.0.0.1:1")
@@ -105,4 +115,4 @@ def test_a_master_taken_for_dead_loses_its_writes_in_flight() -> None:
         await a.close()
         await b.close()
 
-    run(body)
+    run(body, url)

@@ -81,6 +81,29 @@ class Entry(NamedTuple):
     value: bytes
 
 
+def expect(
+    key: str,
+    found: tuple[Space, IndexRecord] | None,
+    expected: IndexRecord | None,
+    space: Space | None = None,
+) -> None:
+    """Raise Raced unless ``found`` (the key's record with its space, as just read) has
+    ``expected``'s version and replicas (None: the key has no record) and, given, is in
+    ``space``: the check of every conditional key change in a key-value engine."""
+    if expected is None:
+        matches = found is None
+    else:
+        matches = (
+            found is not None
+            and (found[1].version, found[1].replicas) == (expected.version, expected.replicas)
+            and space in (None, found[0])
+        )
+    if not matches:
+        raise Raced(
+            f"{key!r} holds {found and found[1].version}, not {expected and expected.version}"
+        )
+
+
 class Index(Protocol):
     """Durable state of the master: keys, writes in flight, garbage, workers, credentials."""
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .base import Entry, Index, Kind
-from .engine import POSTGRES_SCHEMES, describe, open_index
+from .engine import SPECS, describe, open_index
 
 #: Entries written per commit.
 BATCH = 2000
@@ -46,8 +46,10 @@ def copy_index(source_spec: str, target_spec: str) -> Copied:
     check the two are equal entry by entry; raise CopyError if either cannot be used (and
     ConfigError if an engine cannot be reached)."""
     for spec in (source_spec, target_spec):
-        if not spec.startswith(("leveldb:", *POSTGRES_SCHEMES)):
-            raise CopyError(f"{spec!r}: name an index as leveldb:DIR or postgresql://...")
+        if not spec.startswith(SPECS):
+            raise CopyError(
+                f"{spec!r}: name an index as leveldb:DIR, postgresql://... or etcd://..."
+            )
     if source_spec.startswith("leveldb:") and not Path(source_spec[8:]).is_dir():
         raise CopyError(f"{source_spec}: no such index")
     return asyncio.run(_copy_checked(source_spec, target_spec))

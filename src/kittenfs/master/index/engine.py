@@ -4,7 +4,8 @@
 - ``leveldb:DIR``: LevelDB in ``DIR``;
 - ``postgresql://USER@HOST:PORT/DB`` (or ``postgres://``): PostgreSQL (postgres.py); the
   password comes best from ``PGPASSWORD`` or ``~/.pgpass``, which asyncpg reads, so that it
-  shows in no process list.
+  shows in no process list;
+- ``etcd://HOST:PORT[,HOST:PORT...]/PREFIX``: etcd (etcd.py), the index under ``PREFIX/``.
 """
 
 import os
@@ -17,6 +18,10 @@ from .leveldb import LevelDBIndex
 
 #: The schemes of a PostgreSQL index's URL.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+#: The scheme of an etcd index's URL.
+ETCD_SCHEME = "etcd://"
+#: The prefixes of every index that ``--index`` and ``kittenfs index copy`` take.
+SPECS = ("leveldb:", *POSTGRES_SCHEMES, ETCD_SCHEME)
 
 
 def describe(spec: str, data: Path) -> str:
@@ -26,6 +31,8 @@ def describe(spec: str, data: Path) -> str:
         from .postgres import redact
 
         return redact(spec)
+    if spec.startswith(ETCD_SCHEME):
+        return spec
     return f"leveldb:{leveldb_path(spec, data)}"
 
 
@@ -47,8 +54,15 @@ async def open_index(spec: str, data: Path, owner: str = "") -> Index:
             return await PostgresIndex.open(spec, owner)
         except (IndexUnavailable, ValueError) as exc:
             raise ConfigError(f"--index: {exc}") from None
+    if spec.startswith(ETCD_SCHEME):
+        from .etcd import EtcdIndex  # gRPC is loaded only by those who use it
+
+        try:
+            return await EtcdIndex.open(spec, owner)
+        except (IndexUnavailable, ValueError) as exc:
+            raise ConfigError(f"--index: {exc}") from None
     if spec and not spec.startswith("leveldb:"):
-        raise ConfigError(f"--index {spec}: not leveldb:DIR or postgresql://...")
+        raise ConfigError(f"--index {spec}: not leveldb:DIR, postgresql://... or etcd://...")
     path = leveldb_path(spec, data)
     os.makedirs(path.parent, exist_ok=True)  # LevelDB creates only its own directory
     return LevelDBIndex(str(path), owner)

@@ -1,74 +1,34 @@
 """The master's index over LevelDB (``LevelDBIndex``): the only code on the master that
 touches LevelDB, and the embedded implementation of the ``Index`` interface (base.py).
 
-Key spaces (docs/format.md), each ordered by the bytes after its prefix:
-
-- ``k:<key>``   live value        -> IndexRecord
-- ``u:<key>``   unlinked value    -> IndexRecord (hidden from GET and listing, bytes kept)
-- ``p:<blob>``  write in progress -> IndexRecord (replicas may hold a partial or durable copy)
-- ``p:<blob>@move``  a move's copies in progress -> IndexRecord naming the receiving workers
-- ``d:<blob>``  garbage           -> IndexRecord (replicas still to be told to delete it)
-- ``d:<blob>@<worker>``  garbage of one replica, left by a move (rebalance, repair)
-- ``w:<index>`` registered worker -> WorkerInfo
-- ``x:<index>`` worker being drained -> b"draining" (new replicas avoid it)
-- ``a:<access key>``  a credential -> Credential (no secret: it derives from master.key)
-- ``c:id``      this master's id (no longer written: master.id in the data directory)
-- ``c:cluster`` the id of this master's cluster (workers bind to it)
-- ``c:next_worker``  the next worker index to give: indices are never reused
-- ``c:key_check``  a check value of the master key (access.key_check), never the key
-
-A key's state is the space its record is in.  Every change is one synced batch, so a crash
-leaves each key either as it was or as it became, and a ``p:`` record found at start is a
-write (or a move's copies) that never committed: it becomes garbage.
+Its key spaces are layout.py's; a key's state is the space its record is in.  Every change is
+one synced batch, so a crash leaves each key either as it was or as it became, and a ``p:``
+record found at start is a write (or a move's copies) that never committed: it becomes
+garbage.
 """
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from ...credentials import Credential
-from ...keys import encode_key
 from ...ldb import SyncedDB
-from ...placement import blob_id
 from ...records import IndexRecord, WorkerInfo, decode, encode
-from .base import HELD, Entry, EntryId, Kind, NoLongerPending, Raced, Space
-
-
-def _key(space: Space, key: str) -> bytes:
-    return space.value + encode_key(key)
-
-
-def _blob_key(space: Space, record: IndexRecord) -> bytes:
-    return space.value + blob_id(record.key, record.version).encode("ascii")
-
-
-def _replica_garbage_key(record: IndexRecord, index: int) -> bytes:
-    return _blob_key(Space.GARBAGE, record) + b"@%d" % index
-
-
-def _replica_garbage(
-    record: IndexRecord, workers: tuple[int, ...], stamp_ms: int
-) -> dict[bytes, bytes]:
-    """Return one garbage entry per worker for ``record``'s version (``stamp_ms`` starts the
-    reaper's grace; a size of -1 needs none)."""
-    return {
-        _replica_garbage_key(record, index): encode(
-            dataclasses.replace(record, replicas=(index,), modified_ms=stamp_ms)
-        )
-        for index in workers
-    }
-
+from .base import HELD, Entry, EntryId, Kind, NoLongerPending, Raced, Space, expect
+from .layout import (
+    MOVE,
+    NEXT_WORKER,
+    blob_key,
+    credential_key,
+    draining_key,
+    key_of,
+    move_key,
+    replica_garbage,
+    worker_key,
+)
 
 #: Records a whole-index scan (``all_current``) reads between two turns of the event loop.
 SCAN_BATCH = 2000
-
-#: The suffix of a move's pending key: ``p:<blob>@move``.
-_MOVE = b"@move"
-
-
-def _move_key(record: IndexRecord) -> bytes:
-    return _blob_key(Space.PENDING, record) + _MOVE
 
 
 class LevelDBIndex:
@@ -86,7 +46,7 @@ class LevelDBIndex:
 
     async def get(self, space: Space, key: str) -> IndexRecord | None:
         """Return the record of ``key`` in a key-named space (LIVE or UNLINKED), or None."""
-        raw = self.db.get(_key(space, key))
+        raw = self.db.get(key_of(space, key))
         return None if raw is None else decode(IndexRecord, raw)
 
     async def current(self, key: str) -> tuple[Space, IndexRecord] | None:
@@ -110,41 +70,29 @@ class LevelDBIndex:
                 yield space, record
 
     def _expect(self, key: str, expected: IndexRecord | None, space: Space | None = None) -> None:
-        """Raise Raced unless ``key``'s record has ``expected``'s version and replicas (None:
-        the key has no record) and, given, is in ``space``.  Read and commit queue with no
-        suspension between them."""
+        """Raise Raced unless ``key``'s record is still ``expected`` (base.expect).  Read and
+        commit queue with no suspension between them."""
         found = None
         for held in HELD:
-            raw = self.db.get(_key(held, key))
+            raw = self.db.get(key_of(held, key))
             if raw is not None:
                 found = (held, decode(IndexRecord, raw))
                 break
-        if expected is None:
-            matches = found is None
-        else:
-            matches = (
-                found is not None
-                and (found[1].version, found[1].replicas) == (expected.version, expected.replicas)
-                and space in (None, found[0])
-            )
-        if not matches:
-            raise Raced(
-                f"{key!r} holds {found and found[1].version}, not {expected and expected.version}"
-            )
+        expect(key, found, expected, space)
 
     async def begin_write(self, pending: IndexRecord) -> None:
         """Record a write as in flight before any replica receives a byte."""
-        await self.db.write({_blob_key(Space.PENDING, pending): encode(pending)})
+        await self.db.write({blob_key(Space.PENDING, pending): encode(pending)})
 
     async def commit_write(self, record: IndexRecord, replaced: list[IndexRecord]) -> None:
         """Make ``record`` the key's live value; the versions it replaces become garbage
         (Raced if ``replaced`` is not the key's record, or the write is not pending)."""
         self._expect(record.key, replaced[0] if replaced else None)
-        if self.db.get(_blob_key(Space.PENDING, record)) is None:
+        if self.db.get(blob_key(Space.PENDING, record)) is None:
             raise NoLongerPending(f"the write of {record.key!r} is no longer pending")
-        puts = {_key(Space.LIVE, record.key): encode(record)}
-        puts.update({_blob_key(Space.GARBAGE, old): encode(old) for old in replaced})
-        deletes = [_blob_key(Space.PENDING, record), _key(Space.UNLINKED, record.key)]
+        puts = {key_of(Space.LIVE, record.key): encode(record)}
+        puts.update({blob_key(Space.GARBAGE, old): encode(old) for old in replaced})
+        deletes = [blob_key(Space.PENDING, record), key_of(Space.UNLINKED, record.key)]
         await self.db.write(puts, deletes)
 
     async def commit_move(
@@ -155,28 +103,28 @@ class LevelDBIndex:
         garbage entry, stamped now so the reaper gives reads already sent there their grace.
         Raced if the key's record is no longer ``record``, or the move is not pending."""
         self._expect(record.key, record, space)
-        if self.db.get(_move_key(record)) is None:
+        if self.db.get(move_key(record)) is None:
             raise NoLongerPending(f"the move of {record.key!r} is no longer pending")
-        puts = {_key(space, record.key): encode(moved)}
-        puts.update(_replica_garbage(record, dropped, int(time.time() * 1000)))
-        await self.db.write(puts, [_move_key(record)])
+        puts = {key_of(space, record.key): encode(moved)}
+        puts.update(replica_garbage(record, dropped, int(time.time() * 1000)))
+        await self.db.write(puts, [move_key(record)])
 
     async def begin_move(self, move: IndexRecord) -> None:
         """Record a move's copies (``move.replicas``) as in flight before any is made.  A move
         has its own pending key, so it never meets the version's own write records."""
-        if self.db.get(_move_key(move)) is not None:
+        if self.db.get(move_key(move)) is not None:
             raise Raced(f"a move of {move.key!r} is in flight already")
-        await self.db.write({_move_key(move): encode(move)})
+        await self.db.write({move_key(move): encode(move)})
 
     async def move_in_flight(self, record: IndexRecord) -> tuple[int, ...]:
         """Return the workers that a move in flight is copying ``record``'s version to."""
-        raw = self.db.get(_move_key(record))
+        raw = self.db.get(move_key(record))
         return () if raw is None else decode(IndexRecord, raw).replicas
 
     async def abandon_move(self, move: IndexRecord) -> list[tuple[EntryId, IndexRecord]]:
         """Turn a failed move's copies into one garbage entry each; return the entries."""
-        entries = _replica_garbage(move, move.replicas, 0)
-        await self.db.write(entries, [_move_key(move)])
+        entries = replica_garbage(move, move.replicas, 0)
+        await self.db.write(entries, [move_key(move)])
         return [(key, decode(IndexRecord, raw)) for key, raw in entries.items()]
 
     async def garbage_entry(self, entry: EntryId) -> IndexRecord | None:
@@ -187,7 +135,7 @@ class LevelDBIndex:
     async def update(self, space: Space, record: IndexRecord, updated: IndexRecord) -> None:
         """Replace a key's record ``record`` in ``space`` with ``updated``."""
         self._expect(record.key, record, space)
-        await self.db.write({_key(space, record.key): encode(updated)})
+        await self.db.write({key_of(space, record.key): encode(updated)})
 
     async def owned(self, blob: str) -> bool:
         """Return True if a pending record or a garbage entry exists for ``blob``: the write
@@ -209,28 +157,28 @@ class LevelDBIndex:
     async def abandon_write(self, pending: IndexRecord) -> None:
         """Turn a failed write's pending record into garbage, for replicas not yet cleaned."""
         await self.db.write(
-            {_blob_key(Space.GARBAGE, pending): encode(pending)},
-            [_blob_key(Space.PENDING, pending)],
+            {blob_key(Space.GARBAGE, pending): encode(pending)},
+            [blob_key(Space.PENDING, pending)],
         )
 
     async def unlink(self, record: IndexRecord) -> None:
         """Hide a live value from reads and listing, keeping its bytes."""
         self._expect(record.key, record, Space.LIVE)
         await self.db.write(
-            {_key(Space.UNLINKED, record.key): encode(record)}, [_key(Space.LIVE, record.key)]
+            {key_of(Space.UNLINKED, record.key): encode(record)}, [key_of(Space.LIVE, record.key)]
         )
 
     async def remove(self, record: IndexRecord) -> None:
         """Remove a live or unlinked value from the index; its replicas become garbage."""
         self._expect(record.key, record)
         await self.db.write(
-            {_blob_key(Space.GARBAGE, record): encode(record)},
-            [_key(Space.LIVE, record.key), _key(Space.UNLINKED, record.key)],
+            {blob_key(Space.GARBAGE, record): encode(record)},
+            [key_of(Space.LIVE, record.key), key_of(Space.UNLINKED, record.key)],
         )
 
     async def forget_garbage(self, record: IndexRecord) -> None:
         """Drop a garbage record whose replicas have all been cleaned."""
-        await self.db.write(deletes=[_blob_key(Space.GARBAGE, record)])
+        await self.db.write(deletes=[blob_key(Space.GARBAGE, record)])
 
     async def pending_to_garbage(self, dead_after: float, at_start: bool = True) -> int:
         """At start, turn every write and move that was in flight at a crash into garbage
@@ -239,7 +187,7 @@ class LevelDBIndex:
             return 0
         pending = [(raw_key, decode(IndexRecord, raw)) for raw_key, raw in self.db.scan(b"p:")]
         for raw_key, record in pending:
-            if raw_key.endswith(_MOVE):
+            if raw_key.endswith(MOVE):
                 await self.abandon_move(record)
             else:
                 await self.abandon_write(record)
@@ -249,8 +197,8 @@ class LevelDBIndex:
         self, space: Space, prefix: str = "", start: str = ""
     ) -> AsyncIterator[IndexRecord]:
         """Yield the records of a space in key order, from ``start`` on, under ``prefix``."""
-        low = space.value + encode_key(start)
-        for _, raw in self.db.scan(space.value + encode_key(prefix), low):
+        low = key_of(space, start)
+        for _, raw in self.db.scan(key_of(space, prefix), low):
             yield decode(IndexRecord, raw)
 
     async def keys(
@@ -262,8 +210,8 @@ class LevelDBIndex:
         """
         strip = len(space.value)
         found: list[str] = []
-        low = space.value + encode_key(start)
-        with self.db.scan(space.value + encode_key(prefix), low, include_value=False) as iterator:
+        low = key_of(space, start)
+        with self.db.scan(key_of(space, prefix), low, include_value=False) as iterator:
             for raw in iterator:
                 found.append(raw[strip:].decode("utf-8"))
                 if len(found) > limit:
@@ -277,19 +225,19 @@ class LevelDBIndex:
     async def save_worker(self, info: WorkerInfo) -> None:
         """Persist a worker's registration, and that its index is never to be given again;
         Raced if the index is another worker's."""
-        held = self.db.get(b"w:%08d" % info.index)
+        held = self.db.get(worker_key(info.index))
         if held is not None and decode(WorkerInfo, held).id != info.id:
             raise Raced(f"worker index {info.index} belongs to another worker")
         await self.db.write(
             {
-                b"w:%08d" % info.index: encode(info),
-                b"c:next_worker": b"%d" % max(await self.next_worker(), info.index + 1),
+                worker_key(info.index): encode(info),
+                NEXT_WORKER: b"%d" % max(await self.next_worker(), info.index + 1),
             }
         )
 
     async def next_worker(self) -> int:
         """Return the lowest index never given to a worker (removed ones included)."""
-        raw = self.db.get(b"c:next_worker")
+        raw = self.db.get(NEXT_WORKER)
         return int(raw) if raw else max((w.index + 1 for w in await self.workers()), default=0)
 
     async def load(
@@ -302,7 +250,7 @@ class LevelDBIndex:
             await self.save_worker(info)
         for start in range(0, len(records), 1000):
             await self.db.write(
-                {_key(Space.LIVE, r.key): encode(r) for r in records[start : start + 1000]}
+                {key_of(Space.LIVE, r.key): encode(r) for r in records[start : start + 1000]}
             )
 
     async def draining(self) -> set[int]:
@@ -312,17 +260,17 @@ class LevelDBIndex:
     async def set_draining(self, index: int, draining: bool) -> None:
         """Mark a worker as being drained (or not), durably."""
         if draining:
-            await self.db.write({b"x:%08d" % index: b"draining"})
+            await self.db.write({draining_key(index): b"draining"})
         else:
-            await self.db.write(deletes=[b"x:%08d" % index])
+            await self.db.write(deletes=[draining_key(index)])
 
     async def remove_worker(self, index: int) -> None:
         """Forget a worker: its registration and its drain mark."""
-        await self.db.write(deletes=[b"w:%08d" % index, b"x:%08d" % index])
+        await self.db.write(deletes=[worker_key(index), draining_key(index)])
 
     async def credential(self, access_key: str) -> Credential | None:
         """Return the credential with this access key, or None."""
-        raw = self.db.get(b"a:" + access_key.encode("ascii", "replace"))
+        raw = self.db.get(credential_key(access_key))
         return None if raw is None else decode(Credential, raw)
 
     async def credentials(self) -> list[Credential]:
@@ -331,13 +279,13 @@ class LevelDBIndex:
 
     async def save_credential(self, credential: Credential) -> None:
         """Store a credential, durably."""
-        await self.db.write({b"a:" + credential.access_key.encode("ascii"): encode(credential)})
+        await self.db.write({credential_key(credential.access_key): encode(credential)})
 
     async def delete_credential(self, access_key: str) -> bool:
         """Revoke a credential; return whether it existed."""
         if await self.credential(access_key) is None:
             return False
-        await self.db.write(deletes=[b"a:" + access_key.encode("ascii")])
+        await self.db.write(deletes=[credential_key(access_key)])
         return True
 
     async def cluster_id(self, new_id: str) -> str:

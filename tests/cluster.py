@@ -169,10 +169,11 @@ class Cluster:
     #: Serve HTTPS, with certificates from a local CA made under ``root/tls``.
     tls: bool = False
     #: The master's index: "" for LevelDB in its data directory, "postgresql" for a new
-    #: database on this test process's PostgreSQL (pgserver.py), or an ``--index`` URL.
-    #: By default $KFS_TEST_INDEX, so that the whole suite can run on PostgreSQL.
+    #: database on this test process's PostgreSQL (pgserver.py), "etcd" for a new prefix on
+    #: this test process's etcd (etcdserver.py), or an ``--index`` URL.  By default
+    #: $KFS_TEST_INDEX, so that the whole suite can run on either.
     index: str = field(default_factory=lambda: os.environ.get("KFS_TEST_INDEX", ""))
-    #: Masters on the one index (more than one: on PostgreSQL); ``master`` is the first,
+    #: Masters on the one index (more than one: PostgreSQL's, or etcd's); ``master`` is the first,
     #: ``others`` the rest, each with a data directory of its own and the first's key.
     masters: int = 1
     master: Proc = field(init=False)
@@ -211,6 +212,10 @@ class Cluster:
             from pgserver import required_server
 
             self.index = required_server().database()
+        if self.index == "etcd":
+            from etcdserver import required_etcd
+
+            self.index = required_etcd().index()
         if self.index:
             shared_master = [*shared_master, "--index", self.index]
         self.master, *self.others = (

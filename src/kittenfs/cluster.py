@@ -5,8 +5,9 @@ Each process gets its own directory under the data directory (``master/``, ``wor
 The benchmark starts the same cluster, with its output sent to log files.
 
 With ``--index postgres`` the index is in a PostgreSQL server of the cluster's own
-(``DATA/postgres``, localpg.py), shared by two masters (``master/``, ``master-1/``; more
-with ``--masters``), and every worker beats to each.
+(``DATA/postgres``, localpg.py), with ``--index etcd`` in an etcd cluster of its own (three
+members in ``DATA/etcd``, localetcd.py); either is shared by two masters (``master/``,
+``master-1/``; more with ``--masters``), and every worker beats to each.
 """
 
 import os
@@ -32,6 +33,7 @@ from .cli import error
 from .config import MasterConfig, UpConfig, WorkerConfig
 from .datadir import MASTER_ID_FILE, MASTER_KEY_FILE
 from .localca import local_ca
+from .localetcd import EtcdMissing, LocalEtcd
 from .localpg import LocalPostgres, PostgresMissing, home_for
 from .settings import CONFIG_ENV, options
 from .tls import client_context
@@ -428,6 +430,12 @@ def run_local_cluster(config: UpConfig) -> int:
                 detail = getattr(exc, "stderr", b"") or b""
                 error(f"up: PostgreSQL did not start: {exc} {detail.decode(errors='replace')}")
                 return 1
+        if config.index == "etcd":
+            try:
+                index = _local_etcd(config.data, cleanup)
+            except (EtcdMissing, RuntimeError, OSError) as exc:
+                error(f"up: etcd did not start: {exc}")
+                return 1
         return _run(config, s3_port, index)
 
 
@@ -441,6 +449,24 @@ def _local_postgres(data: Path, cleanup: ExitStack) -> str:
         f"  PostgreSQL {server.bin.parent.name} for the index: {url} (files in {server.root})",
         flush=True,
     )
+    return url
+
+
+def _local_etcd(data: Path, cleanup: ExitStack) -> str:
+    """Start the cluster's own etcd cluster (three members in ``data/etcd``, on free ports;
+    they stop when ``cleanup`` closes) and return the ``--index`` of its ``kittenfs``
+    prefix."""
+    members, root = 3, data / "etcd"
+    # The members' peer URLs are in their data: they start again on the ports they had.
+    ports = root / "port"
+    port = int(ports.read_text()) if ports.exists() else free_port_block(2 * members)
+    etcd = LocalEtcd(root, port, members)
+    root.mkdir(parents=True, exist_ok=True)
+    ports.write_text(f"{port}\n")
+    cleanup.callback(etcd.stop)
+    etcd.start()
+    url = etcd.url()
+    print(f"  etcd ({members} members) for the index: {url} (files in {etcd.root})", flush=True)
     return url
 
 

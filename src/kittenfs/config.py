@@ -70,8 +70,8 @@ def masters(value: str) -> list[str]:
 
 
 INDEX = Check(
-    lambda v: v == "" or v.startswith(("leveldb:", "postgresql://", "postgres://")),
-    "leveldb:DIR or postgresql://USER@HOST:PORT/DB",
+    lambda v: v == "" or v.startswith(("leveldb:", "postgresql://", "postgres://", "etcd://")),
+    "leveldb:DIR, postgresql://USER@HOST:PORT/DB or etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
 )
 LONG_TOKEN = Check(lambda v: len(v) >= 16, "at least 16 characters long")
 
@@ -276,11 +276,13 @@ class MasterConfig:
 
     #: Directory of the master's LevelDB index (created if missing).
     data: Path = setting(help="directory of the index (created if missing)", metavar="DIR")
-    #: Where the index lives: LevelDB under ``data`` (the default), ``leveldb:DIR``, or a
-    #: PostgreSQL database, ``postgresql://USER@HOST:PORT/DB`` (master/index/engine.py).
+    #: Where the index lives: LevelDB under ``data`` (the default), ``leveldb:DIR``, a
+    #: PostgreSQL database, ``postgresql://USER@HOST:PORT/DB``, or a prefix of an etcd
+    #: cluster, ``etcd://HOST:PORT[,HOST:PORT...]/PREFIX`` (master/index/engine.py).
     index: str = setting(
         "",
-        "where the index lives: leveldb:DIR or postgresql://USER@HOST:PORT/DB",
+        "where the index lives: leveldb:DIR, postgresql://USER@HOST:PORT/DB or "
+        "etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
         metavar="URL",
         check=INDEX,
         shown="LevelDB in DATA/index",
@@ -612,23 +614,25 @@ class UpConfig:
         shown="9000",
         env=False,
     )
-    #: Where the index lives: LevelDB in the master's directory, or a PostgreSQL server of
-    #: the cluster's own (in DATA/postgres) shared by ``masters`` masters.
+    #: Where the index lives: LevelDB in the master's directory, a PostgreSQL server of
+    #: the cluster's own (in DATA/postgres) or an etcd cluster of its own (three members,
+    #: in DATA/etcd), shared by ``masters`` masters.
     index: str = setting(
         "leveldb",
-        "where the index lives: leveldb (in the master's directory), or postgres (a local "
-        "PostgreSQL server in DATA/postgres, shared by several masters)",
-        choices=("leveldb", "postgres"),
+        "where the index lives: leveldb (in the master's directory), postgres (a local "
+        "PostgreSQL server in DATA/postgres) or etcd (a local 3-member etcd cluster in "
+        "DATA/etcd); postgres and etcd are shared by several masters",
+        choices=("leveldb", "postgres", "etcd"),
         env=False,
     )
-    #: Masters to run (more than one needs --index postgres); 0: 1, or 2 with postgres.
+    #: Masters to run (more than one needs a shared index); 0: 1, or 2 with a shared one.
     masters: int = setting(
         0,
-        "number of masters (more than one needs --index postgres); master j > 0 listens "
-        "after the workers",
+        "number of masters (more than one needs --index postgres or etcd); master j > 0 "
+        "listens after the workers",
         metavar="N",
         check=NOT_NEGATIVE,
-        shown="1, or 2 with --index postgres",
+        shown="1, or 2 with --index postgres or etcd",
         env=False,
     )
     #: Log one line per request.
@@ -636,11 +640,13 @@ class UpConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        shared = self.index in ("postgres", "etcd")
         if not self.masters:
-            object.__setattr__(self, "masters", 2 if self.index == "postgres" else 1)
+            object.__setattr__(self, "masters", 2 if shared else 1)
         _require(
-            self.masters == 1 or self.index == "postgres",
-            f"--masters {self.masters}: several masters share an index: add --index postgres",
+            self.masters == 1 or shared,
+            f"--masters {self.masters}: several masters share an index: add --index postgres "
+            "or --index etcd",
         )
         last = self.port + self.workers + self.masters - 1
         _require(

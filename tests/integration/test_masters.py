@@ -1,4 +1,5 @@
-"""Two masters on one PostgreSQL index, serving the same workers: a value written through
+"""Two masters on one shared index (PostgreSQL, and etcd where the engine matters), serving
+the same workers: a value written through
 one is read through the other (never a stale cached value), concurrent writes to the same
 keys through both leave one winner per key and no copy unaccounted for, jobs run on the
 master that holds the cluster's duties, and when it is killed the other takes them over."""
@@ -9,13 +10,16 @@ import asyncio
 import concurrent.futures
 import os
 import shutil
+import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from cluster import Cluster, MakeCluster, run_kittenfs, running_up, wait_until
+import pytest
+from cluster import Cluster, MakeCluster, Proc, run_kittenfs, running_up, wait_until
 from pgserver import required_server
 
 import kittenfs
@@ -49,8 +53,18 @@ def holder(cluster: Cluster) -> str:
     return held
 
 
-def test_two_masters_serve_one_cluster(make_cluster: MakeCluster) -> None:
-    cluster = make_cluster(masters=2, master_args=["--replaced-grace", "0"])
+#: The engines that masters can share.
+SHARED = ["postgresql", "etcd"]
+
+
+@pytest.fixture(params=SHARED)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine masters can share, as Cluster's ``index``."""
+    return str(request.param)
+
+
+def test_two_masters_serve_one_cluster(make_cluster: MakeCluster, engine: str) -> None:
+    cluster = make_cluster(masters=2, master_args=["--replaced-grace", "0"], index=engine)
     a, b = cluster.master.url, cluster.others[0].url
     wait_up(b, 3)
     assert [m["url"] for m in info(a)["masters"]] != []
@@ -72,12 +86,12 @@ def test_two_masters_serve_one_cluster(make_cluster: MakeCluster) -> None:
 
 
 def test_concurrent_writes_through_both_masters_leave_one_winner(
-    make_cluster: MakeCluster,
+    make_cluster: MakeCluster, engine: str
 ) -> None:
     """Eight threads write the same 10 keys through both masters at once; afterwards each
     key reads the same through both, its value one of those written, and once the garbage
     is swept every worker holds exactly the copies the index names."""
-    cluster = make_cluster(masters=2, master_args=["--replaced-grace", "0"])
+    cluster = make_cluster(masters=2, master_args=["--replaced-grace", "0"], index=engine)
     urls = [cluster.master.url, cluster.others[0].url]
     wait_up(urls[1], 3)
     written: dict[str, set[bytes]] = {f"/race/{k}": set() for k in range(10)}
@@ -107,9 +121,9 @@ def test_concurrent_writes_through_both_masters_leave_one_winner(
 
 
 def test_duties_move_to_the_other_master_when_their_holder_dies(
-    make_cluster: MakeCluster,
+    make_cluster: MakeCluster, engine: str
 ) -> None:
-    cluster = make_cluster(masters=2)
+    cluster = make_cluster(masters=2, index=engine)
     masters = {p.url: p for p in [cluster.master, *cluster.others]}
     held = holder(cluster)
     by_id = {info(url)["master"]["id"]: url for url in masters}
@@ -179,29 +193,29 @@ def test_up_with_postgres_runs_two_masters_on_its_own_server(tmp_path: Path) -> 
         shutil.rmtree(home, ignore_errors=True)  # outside tmp_path when run as root
 
 
-def test_no_acknowledged_write_is_lost_while_a_master_dies_and_returns(
-    make_cluster: MakeCluster,
-) -> None:
-    """Four writers put distinct keys through clients given both masters while the first
-    master is killed (-9) and later started again: every acknowledged write reads back
-    whole through both masters, and a write that failed is absent or whole, never other
-    bytes."""
-    cluster = make_cluster(masters=2, master_args=["--replaced-grace", "0"])
-    both = f"{cluster.master.url},{cluster.others[0].url}"
-    wait_up(cluster.others[0].url, 3)
+def value_of(key: str) -> bytes:
+    return key.encode() * (1 + len(key) % 7 * 3000)
+
+
+def writes_through_a_fault(
+    masters: list[Proc], fault: Callable[[], None], recover: Callable[[], None], resume_at: int
+) -> tuple[list[str], list[str]]:
+    """Four writers put 120 distinct keys each through clients given both ``masters`` (in
+    that order); after a quarter of the writes ``fault()`` runs, and ``recover()`` once
+    ``resume_at`` writes are done.  Check that every acknowledged write reads back whole
+    through both masters, and a write that failed is absent or whole, never other bytes;
+    return both lists."""
+    both = ",".join(m.url for m in masters)
     acknowledged: list[str] = []
     failed: list[str] = []
     progress = [0]
-
-    def value(key: str) -> bytes:
-        return key.encode() * (1 + len(key) % 7 * 3000)
 
     def writer(n: int) -> None:
         with kittenfs.Client(both, timeout=httpx.Timeout(60)) as client:
             for i in range(120):
                 key = f"/fail/{n}/{i}"
                 try:
-                    client.put(key, value(key))
+                    client.put(key, value_of(key))
                     acknowledged.append(key)
                 except kittenfs.KittenError:
                     failed.append(key)
@@ -210,21 +224,82 @@ def test_no_acknowledged_write_is_lost_while_a_master_dies_and_returns(
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         writers = [pool.submit(writer, n) for n in range(4)]
         wait_until(lambda: progress[0] >= 120, "a quarter of the writes")
-        cluster.master.kill()
-        wait_until(lambda: progress[0] >= 300, "writes through the other master")
-        cluster.master.start()
+        fault()
+        wait_until(lambda: progress[0] >= resume_at, f"{resume_at} writes done")
+        recover()
         for done in writers:
             done.result()
 
     assert len(acknowledged) + len(failed) == 480
-    assert len(acknowledged) > 400, failed  # only writes in flight at the kill may fail
-    wait_up(cluster.master.url, 3)
-    for url in (cluster.master.url, cluster.others[0].url):
+    for master in masters:
+        wait_up(master.url, 3)
+    for url in (m.url for m in masters):
         with httpx.Client(base_url=url, timeout=60, follow_redirects=True) as http:
             for key in acknowledged:
                 got = http.get(key)
-                assert got.status_code == 200 and got.content == value(key), (url, key)
+                assert got.status_code == 200 and got.content == value_of(key), (url, key)
             for key in failed:
                 got = http.get(key)
-                assert got.status_code == 404 or got.content == value(key), (url, key)
+                assert got.status_code == 404 or got.content == value_of(key), (url, key)
     print(f"{len(acknowledged)} acknowledged, {len(failed)} failed or unknown: {failed}")
+    return acknowledged, failed
+
+
+def test_no_acknowledged_write_is_lost_while_a_master_dies_and_returns(
+    make_cluster: MakeCluster, engine: str
+) -> None:
+    """Writes go on through the other master while the first is killed (-9) and later
+    started again; only writes in flight at the kill may fail."""
+    cluster = make_cluster(masters=2, master_args=["--replaced-grace", "0"], index=engine)
+    wait_up(cluster.others[0].url, 3)
+    acknowledged, failed = writes_through_a_fault(
+        [cluster.master, *cluster.others], cluster.master.kill, cluster.master.start, 300
+    )
+    assert len(acknowledged) > 400, failed
+
+
+#: What a master logs when it turns a dead master's writes in flight into garbage.
+RECOVERED = "interrupted writes; their copies will be removed"
+
+
+def test_a_paused_master_loses_its_duties_and_its_writes_in_flight(
+    make_cluster: MakeCluster, engine: str
+) -> None:
+    """The first master, holding the duties, is paused (SIGSTOP) under writes until the
+    other has taken the duties and counts it dead; resumed, its writes in flight fail (the
+    other turned them into garbage) and none that was acknowledged is lost."""
+    cluster = make_cluster(masters=2, master_args=["--replaced-grace", "0"], index=engine)
+    wait_up(cluster.others[0].url, 3)
+    a_id = holder(cluster)
+    a, b = sorted(
+        [cluster.master, *cluster.others], key=lambda m: info(m.url)["master"]["id"] != a_id
+    )
+    took = [0.0]
+
+    def pause() -> None:
+        os.kill(a.pid, signal.SIGSTOP)
+        paused = time.monotonic()
+        wait_until(lambda: info(b.url)["duties"] == info(b.url)["master"]["id"], "b's duties")
+        took[0] = time.monotonic() - paused
+        wait_until(
+            lambda: a_id not in [m["id"] for m in info(b.url)["masters"]],
+            "b to count the paused master dead",
+            timeout=120,
+        )
+        # b's next recovery passes (every 5 s) turn a's writes in flight into garbage, if
+        # the pause caught any
+        dead = time.monotonic()
+        wait_until(
+            lambda: RECOVERED in b.log.read_text() or time.monotonic() > dead + 15,
+            "b's recovery passes",
+        )
+
+    def resume() -> None:
+        os.kill(a.pid, signal.SIGCONT)
+
+    _, failed = writes_through_a_fault([a, b], pause, resume, resume_at=0)
+    print(f"duties taken over {took[0]:.1f} s after the holder was paused")
+    if RECOVERED in b.log.read_text():
+        assert failed, "a write taken over by b was acknowledged by a"
+    assert took[0] < 30, took
+    wait_until(lambda: info(a.url)["duties"] == info(b.url)["master"]["id"], "a to follow b")

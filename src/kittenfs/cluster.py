@@ -353,7 +353,7 @@ def local_cluster(
     ``auth`` (by default: with ``hosts``, as a master off loopback must) gives the master an
     admin token; ``cluster.headers`` carry it.  With ``s3``, the master serves the S3 API on
     the port after the last worker's (``cluster.s3_url``); ``index`` and ``masters`` are
-    LocalCluster's (several masters on a PostgreSQL index)."""
+    LocalCluster's (several masters on a shared index)."""
     if keep is not None:
         Path(keep).mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="kfs-", dir=keep))

@@ -1,6 +1,7 @@
 """An etcd cluster of our own, for ``kittenfs up --index etcd`` and the tests: ``members``
 etcd processes (Debian's ``etcd-server``) on consecutive ports of 127.0.0.1, each with its
-data under ``root``, fsync on (etcd syncs its log before it answers a write).
+data under ``root``, fsync on (etcd syncs its log before it answers a write), and the
+revisions older than 5 minutes compacted away (etcd keeps every one otherwise).
 
 Member ``i`` serves clients on ``port + 2i`` and its peers on ``port + 2i + 1``.  Each runs
 in a session of its own, so that it can be stopped (or paused, or killed) by its PID.
@@ -87,6 +88,8 @@ class LocalEtcd:
                     "--initial-advertise-peer-urls", self._peer(member),
                     "--initial-cluster", cluster, "--initial-cluster-token", TOKEN,
                     "--initial-cluster-state", "new",
+                    # etcd keeps every revision of every key until compacted: keep 5 min's
+                    "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m",
                 ],
                 log,
             )  # fmt: skip

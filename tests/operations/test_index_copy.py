@@ -1,6 +1,6 @@
-"""``kittenfs index copy``: a stopped master's index moved from LevelDB to PostgreSQL and
-back, checked entry by entry, and the master serving the same keys and credentials from the
-copy.  A running master's index, and a target that holds anything, are refused."""
+"""``kittenfs index copy``: a stopped master's index moved from LevelDB to PostgreSQL (or
+etcd) and back, checked entry by entry, and the master serving the same keys and credentials
+from the copy.  A running master's index, and a target that holds anything, are refused."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from cluster import Cluster, MakeCluster, run_kittenfs
+from etcdserver import required_etcd
 from pgserver import required_server
 
 from kittenfs.master.index import open_index
@@ -46,7 +48,15 @@ def use_index(cluster: Cluster, spec: str) -> None:
     cluster.wait_workers_up(3)
 
 
-def test_an_index_copied_to_postgresql_and_back(make_cluster: MakeCluster, tmp_path: Path) -> None:
+def new_index(engine: str) -> str:
+    """Return the ``--index`` of a new, empty index on ``engine``."""
+    return required_etcd().index() if engine == "etcd" else required_server().database()
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "etcd"])
+def test_an_index_copied_to_a_shared_engine_and_back(
+    make_cluster: MakeCluster, tmp_path: Path, engine: str
+) -> None:
     cluster = make_cluster(token=ADMIN, index="")
     admin = {"Authorization": f"Bearer {ADMIN}"}
     values = {f"/copy/{i}": os.urandom(100 + i * 20_000) for i in range(12)}
@@ -59,11 +69,11 @@ def test_an_index_copied_to_postgresql_and_back(make_cluster: MakeCluster, tmp_p
         reader = made.json()["token"]
     source = f"leveldb:{cluster.root / 'master' / 'index'}"
 
-    refused = index_copy(source, required_server().database())
+    refused = index_copy(source, new_index(engine))
     assert refused.returncode == 1 and "Stop it first" in refused.stderr  # the master runs
 
     cluster.master.stop()
-    database = required_server().database()
+    database = new_index(engine)
     done = index_copy(source, database)
     assert done.returncode == 0, done.stderr
     assert "checked them entry by entry" in done.stdout
@@ -77,7 +87,7 @@ def test_an_index_copied_to_postgresql_and_back(make_cluster: MakeCluster, tmp_p
             assert http.get(key, headers=admin).content == value
         assert http.get("/copy/0", headers=admin).status_code == 404  # still unlinked
         assert http.get("/copy/1", headers={"Authorization": f"Bearer {reader}"}).status_code == 200
-        assert http.put("/copy/new", content=b"on postgresql", headers=admin).status_code == 201
+        assert http.put("/copy/new", content=engine.encode(), headers=admin).status_code == 201
     refused = index_copy(database, f"leveldb:{tmp_path / 'back'}")
     assert refused.returncode == 1 and "a master is using" in refused.stderr
 
@@ -88,7 +98,7 @@ def test_an_index_copied_to_postgresql_and_back(make_cluster: MakeCluster, tmp_p
     assert exported(back) == exported(database)
     use_index(cluster, back)
     with httpx.Client(base_url=cluster.url, headers=admin, timeout=60) as http:
-        assert http.get("/copy/new").content == b"on postgresql"
+        assert http.get("/copy/new").content == engine.encode()
         assert http.get("/copy/5", follow_redirects=True).content == values["/copy/5"]
 
 
@@ -97,4 +107,4 @@ def test_a_copy_needs_two_indexes_it_can_name(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "no such index" in missing.stderr
     assert not (tmp_path / "nothing").exists()  # not created by looking
     unnamed = index_copy(str(tmp_path), f"leveldb:{tmp_path / 'to'}")
-    assert unnamed.returncode == 1 and "leveldb:DIR or postgresql://" in unnamed.stderr
+    assert unnamed.returncode == 1 and "leveldb:DIR, postgresql://... or etcd://" in unnamed.stderr

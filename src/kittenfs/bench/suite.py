@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, nullcontext
@@ -104,25 +105,75 @@ def bench_kittenfs(
         m.phase("list cleanup", "delete", listed, 64, record=False)
 
 
-#: The index engines ``--engines`` measures: (engine, masters).
-ENGINES = (("leveldb", 1), ("postgresql", 1), ("postgresql", 2), ("postgresql", 3))
+#: The index engines ``--engines`` measures: (engine, masters).  ``etcd`` is one member, as
+#: the PostgreSQL is one server; ``etcd-3`` a cluster of three, as etcd is deployed.
+ENGINES = (
+    ("leveldb", 1),
+    ("postgresql", 1),
+    ("postgresql", 2),
+    ("postgresql", 3),
+    ("etcd", 1),
+    ("etcd", 2),
+    ("etcd", 3),
+    ("etcd-3", 2),
+)
+
+
+class _EngineServers:
+    """The engines' servers for ``bench_engines``, each started when first asked for and
+    stopped when ``stack`` closes; ``index`` returns a new index's ``--index`` and the PIDs
+    whose CPU counts with the cluster's."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self.stack = stack
+        self.started: dict[str, Any] = {}
+        self.made = 0
+
+    def index(self, engine: str) -> tuple[str, dict[str, int]]:
+        from ..localetcd import LocalEtcd
+        from ..localpg import temporary_postgres
+
+        if engine == "leveldb":
+            return "", {}
+        self.made += 1
+        if engine not in self.started:
+            if engine == "postgresql":
+                started: Any = self.stack.enter_context(temporary_postgres(free_port_block(1)))
+            else:
+                members = 3 if engine == "etcd-3" else 1
+                root = Path(tempfile.mkdtemp(prefix="kfs-bench-etcd-"))
+                started = LocalEtcd(root, free_port_block(2 * members), members)
+                self.stack.callback(started.remove)
+                started.start()
+            self.started[engine] = started
+        server = self.started[engine]
+        if engine == "postgresql":
+            return server.create_database(f"bench{self.made}"), {"postgres": server.pid}
+        pids = {f"etcd{n}": pid for n, pid in enumerate(server.pids)}
+        return server.url(f"bench{self.made}"), pids
 
 
 def bench_engines(run: Run, sizes: Sizes, args: argparse.Namespace) -> None:
-    """Small PUT and GET with the index in each engine: LevelDB (the embedded default, one
-    master) and a local PostgreSQL with 1, 2 and 3 masters sharing it, the load spread over
-    the masters.  Each configuration is a fresh cluster; PostgreSQL's CPU is counted with
-    the servers' (target ``index <engine> x<masters>``)."""
-    from ..localpg import PostgresMissing, temporary_postgres
+    """Small PUT and GET with the index in each engine (ENGINES): LevelDB (the embedded
+    default, one master), a local PostgreSQL and a local etcd with 1, 2 and 3 masters
+    sharing it, the load spread over the masters.  Each configuration is a fresh cluster;
+    the engine's CPU is counted with the servers' (target ``index <engine> x<masters>``)."""
+    from ..localetcd import EtcdMissing
+    from ..localpg import PostgresMissing
 
     with ExitStack() as stack:
-        try:
-            server = stack.enter_context(temporary_postgres(free_port_block(1)))
-        except (PostgresMissing, subprocess.CalledProcessError) as exc:
-            run.notes.append(f"index engines skipped: {exc}")
-            return
+        servers = _EngineServers(stack)
         for engine, masters in ENGINES:
-            index = "" if engine == "leveldb" else server.create_database(f"bench{masters}")
+            try:
+                index, engine_pids = servers.index(engine)
+            except (
+                PostgresMissing,
+                EtcdMissing,
+                RuntimeError,
+                subprocess.CalledProcessError,
+            ) as exc:
+                run.notes.append(f"index {engine} skipped: {exc}")
+                continue
             with local_cluster(
                 args.workers,
                 args.replicas,
@@ -132,14 +183,11 @@ def bench_engines(run: Run, sizes: Sizes, args: argparse.Namespace) -> None:
                 index=index,
                 masters=masters,
             ) as cluster:
-                pids = cluster.pids()
-                if index:
-                    pids["postgres"] = server.pid
                 m = Measured(
                     run,
                     ",".join(cluster.master_urls),
                     f"index {engine} x{masters}",
-                    pids,
+                    {**cluster.pids(), **engine_pids},
                     args.processes,
                     cluster.headers,
                 )
@@ -410,8 +458,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engines",
         action="store_true",
-        help="also measure small PUT and GET with the index in LevelDB and in a local "
-        "PostgreSQL with 1, 2 and 3 masters (docs/performance.md)",
+        help="also measure small PUT and GET with the index in LevelDB, and in a local "
+        "PostgreSQL and etcd with 1, 2 and 3 masters (docs/performance.md)",
     )
     parser.add_argument(
         "--only-engines",

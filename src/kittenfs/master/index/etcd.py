@@ -35,6 +35,7 @@ with errors.IndexUnavailable (503); the next request goes to the next member.
 """
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
@@ -322,6 +323,8 @@ class EtcdIndex:
         self.owner = owner
         self._beat_lease = 0
         self._beat_url = ""
+        #: The etcd leases of the leases this master holds, by name: revoked at close.
+        self._holding: dict[str, int] = {}
 
     @classmethod
     async def open(cls, url: str, owner: str = "") -> "EtcdIndex":
@@ -764,7 +767,11 @@ class EtcdIndex:
             kv = await self._get(_LEASES + name.encode("utf-8"))
             if kv is not None:
                 holder = bytes(kv.value).decode("utf-8")
-                if holder != self.owner or await self.client.keep_alive(kv.lease) > 0:
+                if holder != self.owner:
+                    self._holding.pop(name, None)
+                    return holder
+                if await self.client.keep_alive(kv.lease) > 0:
+                    self._holding[name] = kv.lease
                     return holder
                 continue  # ours ran out just now: its entry is going
             granted = await self.client.grant(max(1, math.ceil(seconds)))
@@ -772,6 +779,7 @@ class EtcdIndex:
                 [_absent(key)], [_put(key, self.owner.encode("utf-8"), granted)], [_get(key)]
             )
             if response.succeeded:
+                self._holding[name] = granted
                 return self.owner
             await self.client.revoke(granted)
             taken = _found(response.responses[0])
@@ -818,5 +826,13 @@ class EtcdIndex:
         )
 
     async def close(self) -> None:
-        """Close the connections to etcd."""
+        """Leave (revoke the etcd leases of this master's ``m:`` entry and of the leases it
+        holds, so that the other masters see it gone, and another takes the duties, at
+        once), then close the connections to etcd."""
+        leaving = [lease for lease in (self._beat_lease, *self._holding.values()) if lease]
+        self._beat_lease, self._holding = 0, {}
+        with contextlib.suppress(IndexUnavailable, grpc.aio.AioRpcError, TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(self.client.revoke(lease) for lease in leaving)), CALL_TIMEOUT
+            )
         await asyncio.shield(self.client.close())

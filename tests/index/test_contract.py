@@ -353,6 +353,22 @@ async def test_ids_are_stored_once_and_kept(opener: Opener) -> None:
 
 
 @contract
+async def test_settings_are_stored_replaced_and_dropped(opener: Opener) -> None:
+    """What a master keeps in the index beside keys (the running job, say) survives it."""
+    index = await opener()
+    assert await index.setting("job") is None
+    await index.put_setting("job", '{"id": "j1"}')
+    await index.put_setting("job", '{"id": "j2", "é": 1}')
+    await index.close()
+    index = await opener()
+    assert await index.setting("job") == '{"id": "j2", "é": 1}'
+    await index.put_setting("job", None)
+    assert await index.setting("job") is None
+    await index.put_setting("job", None)  # dropping nothing is no error
+    await index.close()
+
+
+@contract
 async def test_a_commit_over_a_changed_key_is_refused_whole(opener: Opener) -> None:
     """Every change of a key's record lands only over the record its caller read (another
     master may have changed it meanwhile): otherwise Raced, and nothing is written."""

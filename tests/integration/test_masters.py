@@ -132,7 +132,10 @@ def test_duties_move_to_the_other_master_when_their_holder_dies(
     assert refused.status_code == 409, refused.text
     assert refused.json()["error"] == "not_holding_duties"
     assert held in refused.json()["detail"]
-    assert httpx.post(f"{leader}/_jobs/repair", json={"dry_run": True}).status_code == 202
+    started = httpx.post(f"{leader}/_jobs/repair", json={"dry_run": True})
+    assert started.status_code == 202
+    job = f"{leader}/_jobs/{started.json()['id']}"
+    wait_until(lambda: httpx.get(job).json()["state"] == "done", "the repair to end")
 
     wait_up(follower, 3)
     masters[leader].kill()  # kill -9
@@ -147,6 +150,38 @@ def test_duties_move_to_the_other_master_when_their_holder_dies(
     print(f"duties taken over {took:.1f} s after the holder's kill -9")
     assert httpx.put(f"{follower}/after", content=b"x").status_code == 201
     assert httpx.post(f"{follower}/_jobs/repair", json={"dry_run": True}).status_code == 202
+
+
+def test_a_job_is_taken_over_when_its_master_dies(make_cluster: MakeCluster, engine: str) -> None:
+    """A rebalance running on the holder of the duties is kept in the index; when that
+    master is killed (-9), the master that takes the duties starts it again, under its id,
+    and runs it to the end."""
+    cluster = make_cluster(masters=2, index=engine)
+    masters = {info(p.url)["master"]["id"]: p for p in [cluster.master, *cluster.others]}
+    wait_up(cluster.others[0].url, 3)
+    held = holder(cluster)
+    leader = masters.pop(held)
+    [follower] = masters.values()
+    with httpx.Client(base_url=leader.url, timeout=60) as http:
+        for i in range(40):
+            assert http.put(f"/job/{i}", content=b"x" * 100).status_code == 201
+        started = http.post("/_jobs/rebalance", json={"rate": 4})  # 10 s at least
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+        wait_until(lambda: http.get(f"/_jobs/{job_id}").json()["items_done"] >= 2, "progress")
+    leader.kill()
+
+    def taken_over() -> dict[str, Any] | None:
+        found = httpx.get(f"{follower.url}/_jobs", timeout=10).json()["jobs"]
+        return next((job for job in found if job["id"] == job_id), None)
+
+    wait_until(taken_over, "the other master to take the job over", timeout=90)
+    wait_until(lambda: (taken_over() or {}).get("state") == "done", "the job's end", timeout=90)
+    job = taken_over()
+    assert job is not None and job["kind"] == "rebalance" and job["options"]["rate"] == 4
+    assert job["items_done"] == job["items_total"] >= 40, job
+    again = httpx.post(f"{follower.url}/_jobs/rebalance", json={"dry_run": True})
+    assert again.status_code == 202  # the job's record is gone: nothing is left running
 
 
 def test_clients_given_both_masters_go_on_when_one_dies(make_cluster: MakeCluster) -> None:

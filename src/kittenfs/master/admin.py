@@ -15,17 +15,22 @@ POST   /_workers/<i>/recheck  check its copy of every key naming it; damaged one
                               repaired (a worker whose store lost blobs asks)
 """
 
+import asyncio
+import json
+import logging
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import NotFound
+from ..errors import NotFound, StateConflict, StoreError
 from ..httputil import HTTPProblem, finite_number, json_object
 from .access import Need
-from .jobs import Job, Throttle
+from .jobs import RUNNING, Job, Throttle
 from .jobs.converge import DEFAULT_CONCURRENCY, Converger
 from .jobs.gc import DEFAULT_GRACE, Collector
 from .state import MasterState
+
+log = logging.getLogger("kittenfs.master")
 
 #: Job kinds, and whether each reads every byte of every copy (``deep``).
 KINDS = {"rebalance": False, "repair": True}
@@ -66,11 +71,16 @@ async def dispatch_jobs(
 
 
 def start(
-    state: MasterState, kind: str, options: dict[str, Any], only_worker: int | None = None
+    state: MasterState,
+    kind: str,
+    options: dict[str, Any],
+    only_worker: int | None = None,
+    job_id: str | None = None,
 ) -> Job:
-    """Start a rebalance, repair or drain job with validated ``options``.  A drain (of
-    ``only_worker``) first marks the worker draining, unless it is a dry run.  Raise
-    StateConflict unless this master holds the cluster's duties (duties.py)."""
+    """Start a rebalance, repair or drain job with validated ``options`` (``job_id``: one
+    taken over).  A drain (of ``only_worker``) first marks the worker draining, unless it is
+    a dry run.  Raise StateConflict unless this master holds the cluster's duties
+    (duties.py)."""
     state.duties.require("a job")
     converger = Converger(state.mover)
 
@@ -86,10 +96,10 @@ def start(
             only_worker,
         )
 
-    return state.jobs.start(kind, options, body)
+    return state.jobs.start(kind, options, body, job_id)
 
 
-def start_gc(state: MasterState, options: dict[str, Any]) -> Job:
+def start_gc(state: MasterState, options: dict[str, Any], job_id: str | None = None) -> Job:
     """Start a garbage collection job with validated ``options`` (on the master holding the
     cluster's duties: StateConflict elsewhere)."""
     state.duties.require("a job")
@@ -104,7 +114,42 @@ def start_gc(state: MasterState, options: dict[str, Any]) -> Job:
             Throttle(options["rate"], options["bandwidth"]),
         )
 
-    return state.jobs.start("gc", options, body)
+    return state.jobs.start("gc", options, body, job_id)
+
+
+def duties_changed(state: MasterState, held: bool) -> None:
+    """Follow the cluster's duties (duties.Duties.changed): the master that takes them
+    starts again the job its last holder was running; one that loses them interrupts its
+    own (the job's record stays in the index for the next holder)."""
+    task = asyncio.create_task(take_over_job(state) if held else state.jobs.interrupt())
+    _following.add(task)
+    task.add_done_callback(_following.discard)
+
+
+#: The tasks duties_changed started, kept until done.
+_following: set[asyncio.Task[Any]] = set()
+
+
+async def take_over_job(state: MasterState) -> Job | None:
+    """Start again the job recorded in the index as running (its master died, or lost the
+    duties), under its id, unless a job runs here; return it, or None."""
+    try:
+        stored = await state.index.setting(RUNNING)
+    except StoreError as exc:
+        log.warning("could not read the running job from the index: %s", exc)
+        return None
+    if stored is None or state.jobs.running() is not None:
+        return None
+    record = json.loads(stored)
+    kind, options, job_id = record["kind"], record["options"], record["id"]
+    log.info("taking over %s job %s %s", kind, job_id, options)
+    try:
+        if kind == "gc":
+            return start_gc(state, options, job_id)
+        return start(state, kind, options, options.get("worker"), job_id)
+    except StateConflict as exc:  # the duties moved on meanwhile
+        log.info("job %s not taken over: %s", job_id, exc)
+        return None
 
 
 async def dispatch_workers(

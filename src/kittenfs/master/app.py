@@ -81,6 +81,7 @@ def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
         )
         state = await MasterState.open(config, session)
         app[STATE] = state
+        state.duties.changed = lambda held: admin.duties_changed(state, held)
         tasks = [
             asyncio.create_task(state.reaper.reap_forever()),
             asyncio.create_task(state.repairs.run_forever()),

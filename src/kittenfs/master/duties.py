@@ -64,6 +64,8 @@ class Duties:
         #: The masters heard from lately: (id, URL).
         self.masters: list[tuple[str, str]] = []
         self._renewed = float("-inf")  # when the lease was last renewed (monotonic)
+        #: Called with the new state whenever this master takes or gives up the duties.
+        self.changed: Callable[[bool], None] = lambda held: None
 
     @property
     def held(self) -> bool:
@@ -110,6 +112,7 @@ class Duties:
                 self.master_id,
                 "now holds" if self.held else "no longer holds",
             )
+            self.changed(self.held)
 
     async def run_forever(self, url: Callable[[], str]) -> None:
         """Beat every BEAT_EVERY seconds, and beside the beats (which nothing may hold up):

@@ -113,7 +113,7 @@ class MasterState:
             session,
             master_id,
             time.time(),
-            Jobs(),
+            Jobs(index if index.shared else None),
             repairs,
             access,
             cluster_id,

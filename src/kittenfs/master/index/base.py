@@ -281,6 +281,14 @@ class Index(Protocol):
         storing ``new_check`` the first time (the key itself is never stored here)."""
         ...
 
+    async def setting(self, name: str) -> str | None:
+        """Return the setting ``name`` (format.md's ``c:<name>``), or None."""
+        ...
+
+    async def put_setting(self, name: str, value: str | None) -> None:
+        """Store the setting ``name`` (None: drop it), durably."""
+        ...
+
     # Masters sharing the index.
 
     async def beat(self, url: str) -> None:

@@ -53,6 +53,7 @@ from .base import HELD, Entry, EntryId, Kind, NoLongerPending, Raced, Space, exp
 from .layout import (
     MOVE,
     NEXT_WORKER,
+    SETTING,
     blob_key,
     credential_key,
     draining_key,
@@ -720,6 +721,19 @@ class EtcdIndex:
     async def key_check(self, new_check: str) -> str:
         """Return the check value of the master key, storing ``new_check`` the first time."""
         return await self._setting(b"c:key_check", new_check)
+
+    async def setting(self, name: str) -> str | None:
+        """Return the setting ``name``, or None."""
+        kv = await self._get(SETTING + name.encode("ascii"))
+        return None if kv is None else bytes(kv.value).decode("utf-8")
+
+    async def put_setting(self, name: str, value: str | None) -> None:
+        """Store the setting ``name`` (None: drop it), durably."""
+        key = self._at(SETTING + name.encode("ascii"))
+        if value is None:
+            await self.client.delete(key)
+        else:
+            await self.client.txn([], [_put(key, value.encode("utf-8"))])
 
     async def _setting(self, name: bytes, first: str) -> str:
         key = self._at(name)

@@ -18,6 +18,7 @@ from .base import HELD, Entry, EntryId, Kind, NoLongerPending, Raced, Space, exp
 from .layout import (
     MOVE,
     NEXT_WORKER,
+    SETTING,
     blob_key,
     credential_key,
     draining_key,
@@ -296,6 +297,19 @@ class LevelDBIndex:
     async def key_check(self, new_check: str) -> str:
         """Return the check value of the master key, storing ``new_check`` the first time."""
         return await self._setting(b"c:key_check", new_check)
+
+    async def setting(self, name: str) -> str | None:
+        """Return the setting ``name``, or None."""
+        stored = self.db.get(SETTING + name.encode("ascii"))
+        return None if stored is None else stored.decode("utf-8")
+
+    async def put_setting(self, name: str, value: str | None) -> None:
+        """Store the setting ``name`` (None: drop it), durably."""
+        key = SETTING + name.encode("ascii")
+        if value is None:
+            await self.db.write(deletes=[key])
+        else:
+            await self.db.write({key: value.encode("utf-8")})
 
     async def _setting(self, name: bytes, first: str) -> str:
         stored = self.db.get(name)

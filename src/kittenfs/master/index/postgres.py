@@ -570,6 +570,25 @@ class PostgresIndex:
         """Return the check value of the master key, storing ``new_check`` the first time."""
         return await self._setting("key_check", new_check)
 
+    async def setting(self, name: str) -> str | None:
+        """Return the setting ``name``, or None."""
+        found: str | None = await self._fetchval(
+            "SELECT value FROM kfs_settings WHERE name = $1", name
+        )
+        return found
+
+    async def put_setting(self, name: str, value: str | None) -> None:
+        """Store the setting ``name`` (None: drop it), durably."""
+        if value is None:
+            await self._execute("DELETE FROM kfs_settings WHERE name = $1", name)
+        else:
+            await self._execute(
+                "INSERT INTO kfs_settings VALUES ($1, $2) "
+                "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                name,
+                value,
+            )
+
     async def _setting(self, name: str, first: str) -> str:
         found: str = await self._fetchval(
             "WITH stored AS (INSERT INTO kfs_settings VALUES ($1, $2) "

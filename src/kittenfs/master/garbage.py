@@ -68,6 +68,9 @@ class Reaper:
         #: one master holding the cluster's duties).  Removed values' copies are deleted by
         #: the master that removed them either way.
         self.sweeping: Callable[[], bool] = lambda: True
+        #: Told of a copy deleted although the key's record names it again (state.py: the
+        #: repair queue's damage marks), so that it is copied back at once.
+        self.lost: Callable[[IndexRecord, int], None] = lambda record, worker: None
         self._later: asyncio.Queue[IndexRecord] = asyncio.Queue(LATER_QUEUE)
         #: Failed writes and moves whose pending record could not be turned into garbage
         #: (the engine was away): (record, is a move), tried again at each pass.
@@ -123,13 +126,18 @@ class Reaper:
         A replica that the key's live or unlinked record still names for this very version
         (a move put it back there), or that a move in flight is copying this version to (a
         rebalance run again after a crash cut the last one), is never deleted: the bytes
-        are referenced again.  The caller holds the key's lock, so no move can commit
-        between that check and the delete.
+        are referenced again.  The caller holds the key's lock, so no move of this master
+        can commit between that check and the delete.  Another master's can, on a shared
+        index (a move back to a worker that lost this version's copy earlier): so there the
+        record is read again after the deletes, and a copy it names that was deleted is
+        reported ``lost``, to be copied back at once, instead of left for a scrub to find.
         """
         blob = blob_id(record.key, record.version)
         found = await self.index.current(record.key)
         keep = set(found[1].replicas) if found and found[1].version == record.version else set()
         keep.update(await self.index.move_in_flight(record))
+        if self.index.shared and any(i not in self.membership.workers for i in record.replicas):
+            await self.membership.refresh()  # registered through another master just now?
         # A removed worker is gone with its disk: nothing is left to delete there.
         targets = [
             index
@@ -142,6 +150,9 @@ class Reaper:
             *(self.transport.delete(index, blob) for index in targets),
             return_exceptions=True,
         )
+        if self.index.shared:
+            done = [t for t, r in zip(targets, results, strict=True) if r is None]
+            await self._recheck(record, done)
         if any(isinstance(result, BaseException) for result in results):
             return False
         if entry is None:
@@ -149,6 +160,21 @@ class Reaper:
         else:
             await self.index.forget(entry)
         return True
+
+    async def _recheck(self, record: IndexRecord, deleted: list[int]) -> None:
+        """Report the copies of ``record`` on ``deleted`` that the key's record names again
+        (a move on another master committed between the check and the deletes)."""
+        found = await self.index.current(record.key)
+        if found is None or found[1].version != record.version:
+            return
+        for worker in sorted(set(deleted) & set(found[1].replicas)):
+            log.warning(
+                "%r: the copy on worker %d was deleted as another master moved it back; "
+                "repairing it",
+                record.key,
+                worker,
+            )
+            self.lost(found[1], worker)
 
     async def recover(self, dead_after: float, at_start: bool = True) -> int:
         """Every write a crash cut off becomes garbage (it was never acknowledged): those of

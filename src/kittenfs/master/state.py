@@ -104,6 +104,7 @@ class MasterState:
         await reaper.recover(DEAD_AFTER)
         duties = Duties(index, master_id, reaper, membership)
         repairs = RepairQueue(Converger(mover))
+        reaper.lost = repairs.damage.mark
         reader = Reader(index, cache, membership, repairs.damage, transport)
         return cls(
             config,

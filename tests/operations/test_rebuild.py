@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 from cluster import Cluster, MakeCluster, Proc, run_kittenfs
+from etcdserver import required_etcd
 from pgserver import required_server
 
 from kittenfs.master.index import Space, open_index
@@ -18,7 +20,7 @@ from kittenfs.records import IndexRecord
 @dataclass
 class Target:
     """Where a rebuild writes: a new data directory, and the index on the cluster's engine
-    (``index`` "": LevelDB under ``data``; else a new PostgreSQL database)."""
+    (``index`` "": LevelDB under ``data``; else a new PostgreSQL database or etcd prefix)."""
 
     data: Path
     index: str = ""
@@ -26,6 +28,8 @@ class Target:
 
 def new_target(cluster: Cluster, data: Path) -> Target:
     """Return an empty index on the engine ``cluster``'s master uses."""
+    if cluster.index.startswith("etcd://"):
+        return Target(data, required_etcd().index())
     return Target(data, required_server().database() if cluster.index else "")
 
 
@@ -66,10 +70,14 @@ def start_on(cluster: Cluster, rebuilt: Target) -> None:
     cluster.master.start()
 
 
+@pytest.mark.parametrize("engine", ["as the suite runs", "etcd"])
 def test_rebuild_restores_every_key_with_the_same_md5(
-    make_cluster: MakeCluster, tmp_path: Path
+    make_cluster: MakeCluster, tmp_path: Path, engine: str
 ) -> None:
-    cluster = make_cluster(workers=4, master_args=["--replaced-grace", "0"])
+    """A rebuild into the suite's engine ($KFS_TEST_INDEX: LevelDB, or PostgreSQL in CI's
+    second pass), and into etcd."""
+    index = {"index": "etcd"} if engine == "etcd" else {}
+    cluster = make_cluster(workers=4, master_args=["--replaced-grace", "0"], **index)
     values = {f"/rb/{i}": os.urandom(10 + i * 7000) for i in range(25)}
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
         for key, value in values.items():

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_multihost import AUTH, TOKEN, Hosts, wait
+from test_multihost import AUTH, START, TOKEN, Hosts, wait
 
 import kittenfs
 from kittenfs.localetcd import program
@@ -75,15 +75,15 @@ def masters(tmp_path: Path) -> Iterator[tuple[Hosts, str, str]]:
                     stderr=log,
                 )
             )  # fmt: skip
-        wait(lambda: httpx.get(f"{client}/health", timeout=1).json()["health"] == "true", 60)
+        wait(lambda: httpx.get(f"{client}/health", timeout=1).json()["health"] == "true", START)
         index = f"etcd://{net.address(ETCD)}:2379/kittenfs"
         urls = [f"http://{net.address(host)}:3000" for host in (A, B)]
         net.run(A, *master_args(net, A, tmp_path, secret, index))
-        wait(lambda: httpx.get(f"{urls[0]}/health", timeout=1).status_code == 200, 60)
+        wait(lambda: httpx.get(f"{urls[0]}/health", timeout=1).status_code == 200, START)
         (tmp_path / f"master-{B}").mkdir()
         shutil.copy(tmp_path / f"master-{A}" / "master.key", tmp_path / f"master-{B}")
         net.run(B, *master_args(net, B, tmp_path, secret, index))
-        wait(lambda: httpx.get(f"{urls[1]}/health", timeout=1).status_code == 200, 60)
+        wait(lambda: httpx.get(f"{urls[1]}/health", timeout=1).status_code == 200, START)
         for w in range(WORKERS):
             host = 3 + w
             net.run(
@@ -92,7 +92,7 @@ def masters(tmp_path: Path) -> Iterator[tuple[Hosts, str, str]]:
                 "--cluster-secret-file", str(secret), "--heartbeat-interval", "0.5",
             )  # fmt: skip
         for url in urls:
-            wait(lambda url=url: sum(w["state"] == "up" for w in info(url)["workers"]) == 3, 60)
+            wait(lambda url=url: sum(w["state"] == "up" for w in info(url)["workers"]) == 3, START)
         yield net, urls[0], urls[1]
     finally:
         net.teardown()
@@ -146,20 +146,20 @@ def test_a_master_cut_off_from_etcd_gives_up_its_duties_and_loses_nothing(
     )
     a_id, b_id = holder, info(b)["master"]["id"]
     with Writers(a, b) as writers:
-        wait(lambda: len(writers.acknowledged) >= 40, 60)
+        wait(lambda: len(writers.acknowledged) >= 40, 120)
         net.blackhole(victim, ETCD)  # the victim reaches its clients and workers, not etcd
         cut = time.monotonic()
-        wait(lambda: info(b)["duties"] == b_id, 60)
+        wait(lambda: info(b)["duties"] == b_id, 120)
         took = time.monotonic() - cut
         wait(lambda: a_id not in [m["id"] for m in info(b)["masters"]], 90)
         failed_before = len(writers.failed)
-        wait(lambda: len(writers.failed) > failed_before, 60)  # the victim answers errors
+        wait(lambda: len(writers.failed) > failed_before, 120)  # the victim answers errors
         acked = len(writers.acknowledged)
-        wait(lambda: len(writers.acknowledged) >= acked + 20, 60)  # the other goes on
+        wait(lambda: len(writers.acknowledged) >= acked + 20, 120)  # the other goes on
         net.blackhole(victim, ETCD, on=False)
-        wait(lambda: info(a)["duties"] == b_id, 60)  # the victim is back, and follows
+        wait(lambda: info(a)["duties"] == b_id, 120)  # the victim is back, and follows
         back = len(writers.acknowledged)
-        wait(lambda: len(writers.acknowledged) >= back + 40, 60)
+        wait(lambda: len(writers.acknowledged) >= back + 40, 120)
     print(
         f"duties taken over {took:.1f} s after the cut; {len(writers.acknowledged)} "
         f"acknowledged, {len(writers.failed)} failed or unknown"

@@ -23,6 +23,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 WORKERS = 4
+#: Seconds a process may take to start: on a loaded machine, importing kittenfs alone once
+#: took close to a minute.
+START = 180
 #: Off loopback a master needs auth and a cluster secret: these hosts run with both.
 TOKEN = "multihost-admin-" + os.urandom(8).hex()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -79,7 +82,7 @@ def hosts(tmp_path: Path) -> Iterator[tuple[Hosts, str]]:
             "--admin-token",
             TOKEN,
         )
-        wait(lambda: httpx.get(f"{master}/health", timeout=1).status_code == 200, 60)
+        wait(lambda: httpx.get(f"{master}/health", timeout=1).status_code == 200, START)
         for w in range(WORKERS):
             net.run(
                 1 + w,
@@ -95,7 +98,7 @@ def hosts(tmp_path: Path) -> Iterator[tuple[Hosts, str]]:
                 "--cluster-secret-file",
                 str(secret),
             )
-            wait(partial(workers_up, master, w + 1), 60)
+            wait(partial(workers_up, master, w + 1), START)
         yield net, master
     finally:
         net.teardown()

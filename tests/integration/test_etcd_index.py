@@ -9,9 +9,12 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from cluster import MakeCluster, running_up, wait_until
 from etcdserver import own_cluster
 from test_masters import info, wait_up, writes_through_a_fault
+
+pytestmark = pytest.mark.own_engine  # its engines are its own: no second pass
 
 
 def test_no_acknowledged_write_is_lost_when_the_etcd_leader_dies(

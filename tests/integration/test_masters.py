@@ -25,6 +25,8 @@ from pgserver import required_server
 import kittenfs
 from kittenfs.localpg import home_for
 
+pytestmark = pytest.mark.own_engine  # its engines are its own: no second pass
+
 
 def info(url: str) -> dict[str, Any]:
     found: dict[str, Any] = httpx.get(f"{url}/_cluster", timeout=10).json()

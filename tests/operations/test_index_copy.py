@@ -18,6 +18,8 @@ from pgserver import required_server
 from kittenfs.master.index import open_index
 from kittenfs.master.index.base import Entry
 
+pytestmark = pytest.mark.own_engine  # its engines are its own: no second pass
+
 ADMIN = "admin-" + os.urandom(12).hex()
 
 

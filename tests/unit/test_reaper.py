@@ -3,6 +3,7 @@ check of a key and its delete of a garbage copy (the key lock is per master).  T
 reads the record again after its deletes and reports a copy it deleted that the record
 names again, so that it is copied back at once (the repair queue), not left for a scrub."""
 
+import asyncio
 import dataclasses
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -82,6 +83,38 @@ def test_garbage_on_a_worker_another_master_registered_is_deleted(tmp_path: Path
         assert await core.reaper.delete(record)
         assert 3 in core.membership.workers
         assert core.transport.holders(record) == set()
+        await core.index.close()
+
+    run(body())
+
+
+def test_a_move_in_flight_to_a_deleted_copy_is_watched_to_its_commit(tmp_path: Path) -> None:
+    """Another master begins a move of the version back to worker 2 between the reaper's
+    check and its delete, and commits it after the reaper's second read: the reaper watches
+    the move in flight and reports the copy once the commit names it."""
+
+    async def body() -> None:
+        core = await open_core(tmp_path)
+        core.transport = core.reaper.transport = MovedMeanwhile()
+        core.index.shared = True
+        lost: list[tuple[IndexRecord, int]] = []
+        core.reaper.lost = lambda record, worker: lost.append((record, worker))
+        record = IndexRecord("/k", "v1", 3, "md5", (0, 1), 1, 2)
+        await core.index.begin_write(dataclasses.replace(record, size=-1))
+        await core.index.commit_write(record, [])
+        for worker in (0, 1, 2):
+            core.transport.held(worker)[blob_id("/k", "v1")] = Blob("/k", "v1", b"abc")
+        move = dataclasses.replace(record, replicas=(2,))
+        core.transport.meanwhile = [core.index.begin_move(move)]
+        assert await core.reaper.delete(dataclasses.replace(record, replicas=(2,)))
+        assert lost == []  # the move has not committed yet
+        moved = dataclasses.replace(record, replicas=(0, 1, 2))
+        await core.index.commit_move(Space.LIVE, record, moved, ())
+        for _ in range(200):
+            if lost:
+                break
+            await asyncio.sleep(0.05)
+        assert lost == [(moved, 2)]
         await core.index.close()
 
     run(body())

@@ -59,7 +59,7 @@ async def dispatch_jobs(
                 405, "method_not_allowed", f"/_jobs/{name} accepts POST", Allow="POST"
             )
         options = await _options(request, gc=name == "gc")
-        job = start_gc(state, options) if name == "gc" else start(state, name, options)
+        job = await (start_gc(state, options) if name == "gc" else start(state, name, options))
         return web.json_response(job.describe(), status=202)
     if request.method == "GET":
         return web.json_response(state.jobs.get(name).describe())
@@ -70,7 +70,7 @@ async def dispatch_jobs(
     )
 
 
-def start(
+async def start(
     state: MasterState,
     kind: str,
     options: dict[str, Any],
@@ -96,10 +96,10 @@ def start(
             only_worker,
         )
 
-    return state.jobs.start(kind, options, body, job_id)
+    return await state.jobs.start(kind, options, body, job_id)
 
 
-def start_gc(state: MasterState, options: dict[str, Any], job_id: str | None = None) -> Job:
+async def start_gc(state: MasterState, options: dict[str, Any], job_id: str | None = None) -> Job:
     """Start a garbage collection job with validated ``options`` (on the master holding the
     cluster's duties: StateConflict elsewhere)."""
     state.duties.require("a job")
@@ -114,7 +114,7 @@ def start_gc(state: MasterState, options: dict[str, Any], job_id: str | None = N
             Throttle(options["rate"], options["bandwidth"]),
         )
 
-    return state.jobs.start("gc", options, body, job_id)
+    return await state.jobs.start("gc", options, body, job_id)
 
 
 def duties_changed(state: MasterState, held: bool) -> None:
@@ -128,6 +128,14 @@ def duties_changed(state: MasterState, held: bool) -> None:
 
 #: The tasks duties_changed started, kept until done.
 _following: set[asyncio.Task[Any]] = set()
+
+
+async def stop_following() -> None:
+    """Cancel the tasks duties_changed started, at shutdown (before the jobs stop: none may
+    start a job on a master that is closing)."""
+    for task in list(_following):
+        task.cancel()
+    await asyncio.gather(*_following, return_exceptions=True)
 
 
 async def take_over_job(state: MasterState) -> Job | None:
@@ -145,8 +153,8 @@ async def take_over_job(state: MasterState) -> Job | None:
     log.info("taking over %s job %s %s", kind, job_id, options)
     try:
         if kind == "gc":
-            return start_gc(state, options, job_id)
-        return start(state, kind, options, options.get("worker"), job_id)
+            return await start_gc(state, options, job_id)
+        return await start(state, kind, options, options.get("worker"), job_id)
     except StateConflict as exc:  # the duties moved on meanwhile
         log.info("job %s not taken over: %s", job_id, exc)
         return None
@@ -173,7 +181,7 @@ async def dispatch_workers(
         options = await _options(request)
         if index not in state.membership.workers:
             raise NotFound(f"no worker {index}", "unknown_worker")
-        job = start(state, "drain", {**options, "worker": index}, only_worker=index)
+        job = await start(state, "drain", {**options, "worker": index}, only_worker=index)
         return web.json_response(job.describe(), status=202)
     if action == "adopt" and request.method == "POST":
         return web.json_response(await state.mover.adopt(index))

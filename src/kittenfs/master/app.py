@@ -93,6 +93,7 @@ def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await admin.stop_following()
         await state.jobs.close()  # before the session its job uses
         await session.close()
         await state.close()
@@ -120,7 +121,7 @@ async def _watch_liveness(state: MasterState) -> None:
         ):
             changed = None
             log.info("the up workers changed %.0f s ago: starting a rebalance", delay)
-            admin.start(
+            await admin.start(
                 state,
                 "rebalance",
                 {

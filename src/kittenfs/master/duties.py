@@ -64,8 +64,11 @@ class Duties:
         #: The masters heard from lately: (id, URL).
         self.masters: list[tuple[str, str]] = []
         self._renewed = float("-inf")  # when the lease was last renewed (monotonic)
-        #: Called with the new state whenever this master takes or gives up the duties.
+        #: Called with the new state whenever this master takes or gives up the duties
+        #: (``held`` differs from what it was last told), and every RECOVER_EVERY seconds
+        #: while it holds them (jobs: a record left by a master that lost them).
         self.changed: Callable[[bool], None] = lambda held: None
+        self._told = self.held
 
     @property
     def held(self) -> bool:
@@ -104,9 +107,13 @@ class Duties:
             self._hold("")
 
     def _hold(self, holder: str) -> None:
-        was = self.holder == self.master_id
         self.holder = holder
-        if (holder == self.master_id) != was:
+        self._tell()
+
+    def _tell(self) -> None:
+        """Tell ``changed`` (and the log) if ``held`` is not what it was last told."""
+        if self.held != self._told:
+            self._told = self.held
             log.info(
                 "master %s %s the cluster's duties",
                 self.master_id,
@@ -123,14 +130,23 @@ class Duties:
             refresh = self._every("workers' refresh", REFRESH_EVERY, self.membership.refresh)
             tasks.append(asyncio.create_task(refresh))
         try:
-            await self._every("beat", BEAT_EVERY, lambda: self.beat(url()), self.lapse)
+            await self._every("beat", BEAT_EVERY, lambda: self._beat_in_time(url()), self.lapse)
         finally:
             for task in tasks:
                 task.cancel()
 
+    async def _beat_in_time(self, url: str) -> None:
+        """Beat, but give up (TimeoutError: the duties lapse) once the lease it would renew
+        has run out here: a beat stuck on a slow engine must not leave a job running beside
+        the next holder's."""
+        await asyncio.wait_for(self.beat(url), LEASE_SECONDS - BEAT_EVERY)
+
     async def _recover(self) -> None:
+        self._tell()
         if self.held:
             await self.reaper.recover(DEAD_AFTER, at_start=False)
+            if self.index.shared:
+                self.changed(True)
 
     async def _every(
         self,
@@ -144,7 +160,7 @@ class Duties:
         while True:
             try:
                 await step()
-            except StoreError as exc:  # the engine is away: keep trying
+            except (StoreError, TimeoutError) as exc:  # the engine is away: keep trying
                 log.warning("the %s failed: %s", name, exc)
                 failed()
             except Exception:

@@ -26,7 +26,7 @@ from ..errors import StoreError
 from ..locks import KeyLocks
 from ..placement import blob_id
 from ..records import IndexRecord
-from .index import Index
+from .index import Index, Space
 from .membership import Membership
 from .transport import ReplicaTransport
 
@@ -45,6 +45,12 @@ LATER_QUEUE = 4096
 UNABANDONED_MAX = 100_000
 #: Deleted values whose copies are deleted at the same time.
 LATER_WORKERS = 32
+#: Seconds between two readings of the workers for garbage on a worker not known here.
+REREAD_WORKERS = 2.0
+#: Seconds a move in flight to a copy just deleted is watched, for its commit (and how
+#: many such watches run at once at most).
+WATCH_MOVE = 60.0
+WATCHES_MAX = 1000
 
 
 class Reaper:
@@ -71,6 +77,8 @@ class Reaper:
         #: Told of a copy deleted although the key's record names it again (state.py: the
         #: repair queue's damage marks), so that it is copied back at once.
         self.lost: Callable[[IndexRecord, int], None] = lambda record, worker: None
+        self._workers_read = float("-inf")
+        self._watches: set[asyncio.Task[None]] = set()
         self._later: asyncio.Queue[IndexRecord] = asyncio.Queue(LATER_QUEUE)
         #: Failed writes and moves whose pending record could not be turned into garbage
         #: (the engine was away): (record, is a move), tried again at each pass.
@@ -136,7 +144,9 @@ class Reaper:
         found = await self.index.current(record.key)
         keep = set(found[1].replicas) if found and found[1].version == record.version else set()
         keep.update(await self.index.move_in_flight(record))
-        if self.index.shared and any(i not in self.membership.workers for i in record.replicas):
+        unknown = any(i not in self.membership.workers for i in record.replicas)
+        if unknown and self.index.shared and time.monotonic() - self._workers_read > REREAD_WORKERS:
+            self._workers_read = time.monotonic()
             await self.membership.refresh()  # registered through another master just now?
         # A removed worker is gone with its disk: nothing is left to delete there.
         targets = [
@@ -163,11 +173,40 @@ class Reaper:
 
     async def _recheck(self, record: IndexRecord, deleted: list[int]) -> None:
         """Report the copies of ``record`` on ``deleted`` that the key's record names again
-        (a move on another master committed between the check and the deletes)."""
-        found = await self.index.current(record.key)
-        if found is None or found[1].version != record.version:
+        (a move on another master committed between the check and the deletes); if a move
+        to one of them is still in flight, watch for its commit in the background."""
+        if self._report(record, deleted, await self.index.current(record.key)):
             return
-        for worker in sorted(set(deleted) & set(found[1].replicas)):
+        moving = set(await self.index.move_in_flight(record)) & set(deleted)
+        if moving and len(self._watches) < WATCHES_MAX:
+            watch = asyncio.create_task(self._watch_move(record, sorted(moving)))
+            self._watches.add(watch)
+            watch.add_done_callback(self._watches.discard)
+
+    async def _watch_move(self, record: IndexRecord, deleted: list[int]) -> None:
+        """Read the key again every second, for WATCH_MOVE seconds or until the move to
+        ``deleted`` is no longer in flight, and report the copies its commit names."""
+        deadline = time.monotonic() + WATCH_MOVE
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(1.0)
+                if self._report(record, deleted, await self.index.current(record.key)):
+                    return
+                if not set(await self.index.move_in_flight(record)) & set(deleted):
+                    self._report(record, deleted, await self.index.current(record.key))
+                    return
+        except StoreError as exc:
+            log.warning("%r: could not watch a move to deleted copies: %s", record.key, exc)
+
+    def _report(
+        self, record: IndexRecord, deleted: list[int], found: tuple[Space, IndexRecord] | None
+    ) -> bool:
+        """Report each of ``deleted`` that ``found`` (the key's record now) names for
+        ``record``'s version as lost; return whether any was."""
+        if found is None or found[1].version != record.version:
+            return False
+        lost = sorted(set(deleted) & set(found[1].replicas))
+        for worker in lost:
             log.warning(
                 "%r: the copy on worker %d was deleted as another master moved it back; "
                 "repairing it",
@@ -175,6 +214,7 @@ class Reaper:
                 worker,
             )
             self.lost(found[1], worker)
+        return bool(lost)
 
     async def recover(self, dead_after: float, at_start: bool = True) -> int:
         """Every write a crash cut off becomes garbage (it was never acknowledged): those of

@@ -8,8 +8,9 @@ clusters, or other programs, can share one etcd.
 
 Layout: layout.py's key spaces under ``PREFIX/``, as in LevelDB, plus
 
-- ``m:<master id>`` -> the master's URL, attached to an etcd lease the master keeps alive
-  (``beat``): it goes when the master has been silent for MASTER_TTL seconds;
+- ``m:<master id>`` -> the master's URL, written again at each beat (others time its
+  changes on their own clocks), on an etcd lease the master keeps alive: it goes when the
+  master has been silent for MASTER_TTL seconds;
 - ``l:<name>`` -> the id of the master holding the lease ``name``, attached to an etcd lease
   of the lease's length: etcd's clock ends it;
 - ``c:schema`` -> the layout's version (LAYOUT);
@@ -87,12 +88,22 @@ RETRIES = 20
 #: Seconds within which a master counts as attached (it beats every second).
 ATTACHED_WITHIN = 3.0
 
-#: The gRPC channel's options: reconnect soon after a member comes back.
+#: The largest answer taken from etcd: a page of PAGE records of up to 16 KiB of metadata
+#: each, and more (gRPC's default of 4 MiB is not).
+MAX_ANSWER = 64 << 20
+#: The gRPC channel's options: reconnect soon after a member comes back; large pages.
 _CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.max_receive_message_length", MAX_ANSWER),
 ]
+#: What gRPC and etcd say when a request never took effect: the member could not be
+#: reached at all, or had no leader to propose it to.  (A connection reset mid-call says
+#: "connect" too, but its request may have landed.)
+_UNSENT = ("failed to connect to all addresses", "etcdserver: no leader")
+#: The errors that mean a member did not answer (as opposed to a refused request).
+_AWAY = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _MASTERS = b"m:"
 _LEASES = b"l:"
 _SCHEMA = b"c:schema"
@@ -141,10 +152,21 @@ def prefix_end(prefix: bytes) -> bytes:
 def _unsent(error: grpc.aio.AioRpcError) -> bool:
     """Return True if a call failed before its request could take effect (the member could
     not be reached, or had no leader), so that another member may be asked."""
-    details = (error.details() or "").lower()
-    return error.code() == grpc.StatusCode.UNAVAILABLE and (
-        "connect" in details or "no leader" in details
-    )
+    details = error.details() or ""
+    return error.code() == grpc.StatusCode.UNAVAILABLE and any(u in details for u in _UNSENT)
+
+
+def _failure(url: str, endpoint: str, error: grpc.aio.AioRpcError) -> IndexUnavailable:
+    """Return the IndexUnavailable (503) that an etcd error is, saying which in words."""
+    details = error.details() or ""
+    code = error.code().name
+    if "database space exceeded" in details:
+        return IndexUnavailable(f"the index at {url} is full (etcd's quota): {details}")
+    if error.code() == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
+        return IndexUnavailable(
+            f"the index at {url} was compacted under a long read (start it again): {details}"
+        )
+    return IndexUnavailable(f"the index at {url} failed: {endpoint}: {code}: {details}")
 
 
 class _Stubs(NamedTuple):
@@ -171,29 +193,29 @@ class EtcdClient:
         return self._channels[endpoint][1]
 
     async def call(self, invoke: Callable[[_Stubs], Awaitable[T]], resend: bool = False) -> T:
-        """Run ``invoke`` against the current member; if it could not reach it (or, when
-        ``resend``, if the call failed for want of the member), against the next, and so on
-        once round.  Raise IndexUnavailable when no member answered."""
-        failure = ""
-        for _ in self.endpoints:
-            endpoint = self.endpoints[self._at]
+        """Run ``invoke`` against the member that answered last; if it could not reach it
+        (or, when ``resend``: the call is a read, if the member did not answer), against the
+        next, and so on once round.  Every gRPC error becomes IndexUnavailable (503)."""
+        start = self._at
+        error: grpc.aio.AioRpcError | None = None
+        endpoint = ""
+        for step in range(len(self.endpoints)):
+            at = (start + step) % len(self.endpoints)
+            endpoint = self.endpoints[at]
             try:
-                return await invoke(self._stubs(endpoint))
+                answer = await invoke(self._stubs(endpoint))
             except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    raise IndexUnavailable(
-                        f"the index at {self.url} is full: {exc.details()}"
-                    ) from None
-                if exc.code() not in (
-                    grpc.StatusCode.UNAVAILABLE,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                ):
-                    raise
-                failure = f"{endpoint}: {exc.code().name}: {exc.details()}"
-                self._at = (self._at + 1) % len(self.endpoints)
+                error = exc
+                if exc.code() not in _AWAY:
+                    break  # the member answered: refused, not away
+                self._at = (at + 1) % len(self.endpoints)  # the next call starts elsewhere
                 if not (resend or _unsent(exc)):
-                    break
-        raise IndexUnavailable(f"the index at {self.url} cannot be reached: {failure}")
+                    break  # it may have landed: its outcome is unknown
+                continue
+            self._at = at
+            return answer
+        assert error is not None
+        raise _failure(self.url, endpoint, error) from None
 
     async def range(
         self,
@@ -239,14 +261,6 @@ class EtcdClient:
             return 0
 
         return await self.call(renew, resend=True)
-
-    async def time_to_live(self, lease: int) -> tuple[int, int]:
-        """Return the granted and the remaining seconds of the etcd lease ``lease``."""
-        request = rpc.LeaseTimeToLiveRequest(ID=lease)
-        response = await self.call(
-            lambda s: s.lease.LeaseTimeToLive(request, timeout=CALL_TIMEOUT), resend=True
-        )
-        return int(response.grantedTTL), int(response.TTL)
 
     async def revoke(self, lease: int) -> None:
         """Revoke the etcd lease ``lease`` (its keys go with it)."""
@@ -323,9 +337,10 @@ class EtcdIndex:
         #: The master using this index: its writes in flight carry this id.
         self.owner = owner
         self._beat_lease = 0
-        self._beat_url = ""
         #: The etcd leases of the leases this master holds, by name: revoked at close.
         self._holding: dict[str, int] = {}
+        #: Each master's ``m:`` entry's mod revision, and when this process saw it change.
+        self._heard: dict[str, tuple[int, float]] = {}
 
     @classmethod
     async def open(cls, url: str, owner: str = "") -> "EtcdIndex":
@@ -747,29 +762,32 @@ class EtcdIndex:
     # Masters sharing the index.
 
     async def beat(self, url: str) -> None:
-        """Record that this master is alive, and reachable at ``url``: renew the etcd lease
-        its ``m:`` entry is attached to (a new one, and the entry written again, if it ran
-        out or the URL changed)."""
+        """Record that this master is alive, and reachable at ``url``: write its ``m:`` entry
+        again (a new mod revision is the beat others see), on an etcd lease renewed here
+        (a new one if it ran out), so that the entry goes MASTER_TTL seconds after the last
+        beat."""
         if self._beat_lease and await self.client.keep_alive(self._beat_lease) <= 0:
             self._beat_lease = 0
-        if self._beat_lease and url == self._beat_url:
-            return
         if not self._beat_lease:
             self._beat_lease = await self.client.grant(MASTER_TTL)
         key = self._at(_MASTERS + self.owner.encode("utf-8"))
         await self.client.txn([], [_put(key, url.encode("utf-8"), self._beat_lease)])
-        self._beat_url = url
 
     async def masters(self, within: float) -> list[tuple[str, str]]:
         """Return (id, URL) of every master heard from within ``within`` seconds, by id: by
-        etcd's clock, whose whole seconds may count one more (a beat renews the master's
-        lease to its full length, and etcd tells the seconds left rounded down)."""
+        this process's clock, since it last saw the master's ``m:`` entry change (a master
+        first seen counts as heard from then).  etcd's lease timers are not used: a new etcd
+        leader restarts every lease's time to live, which would bring dead masters back."""
         low, high = self._space_range(_MASTERS)
+        now = time.monotonic()
         found = []
         async for kv in self._scan(low, high):
-            granted, left = await self.client.time_to_live(kv.lease)
-            if left > 0 and granted - left <= within:
-                found.append((self._name(kv, 2).decode("utf-8"), bytes(kv.value).decode("utf-8")))
+            master = self._name(kv, 2).decode("utf-8")
+            seen = self._heard.get(master)
+            if seen is None or seen[0] != kv.mod_revision:
+                seen = self._heard[master] = (kv.mod_revision, now)
+            if now - seen[1] < within:
+                found.append((master, bytes(kv.value).decode("utf-8")))
         return found
 
     async def lease(self, name: str, seconds: float) -> str:
@@ -795,7 +813,8 @@ class EtcdIndex:
             if response.succeeded:
                 self._holding[name] = granted
                 return self.owner
-            await self.client.revoke(granted)
+            with contextlib.suppress(IndexUnavailable):  # it runs out on its own anyway
+                await self.client.revoke(granted)
             taken = _found(response.responses[0])
             if taken is not None:
                 return bytes(taken.value).decode("utf-8")
@@ -804,7 +823,10 @@ class EtcdIndex:
     # Copying between engines.
 
     async def masters_attached(self) -> int:
-        """Return how many other masters beat in the last ATTACHED_WITHIN seconds."""
+        """Return how many other masters beat while this one watched for ATTACHED_WITHIN
+        seconds (they beat every second)."""
+        await self.masters(ATTACHED_WITHIN)
+        await asyncio.sleep(ATTACHED_WITHIN)
         return sum(1 for m, _ in await self.masters(ATTACHED_WITHIN) if m != self.owner)
 
     async def export(self) -> AsyncGenerator[Entry, None]:
@@ -818,8 +840,8 @@ class EtcdIndex:
             revision = revision or int(page.header.revision)
             for kv in page.kvs:
                 name = self._name(kv, 0)
-                if name[:1] not in kinds or name == _SCHEMA:
-                    continue  # m:, l: and the layout's version are this engine's own
+                if name[:1] not in kinds or name[1:2] != b":" or name == _SCHEMA:
+                    continue  # m:, l:, the layout's version, and keys not of this index
                 value = bytes(kv.value)
                 if name.startswith(Space.PENDING.value):
                     value = _pending_parts(value)[1]
@@ -845,8 +867,7 @@ class EtcdIndex:
         once), then close the connections to etcd."""
         leaving = [lease for lease in (self._beat_lease, *self._holding.values()) if lease]
         self._beat_lease, self._holding = 0, {}
-        with contextlib.suppress(IndexUnavailable, grpc.aio.AioRpcError, TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(self.client.revoke(lease) for lease in leaving)), CALL_TIMEOUT
-            )
+        revokes = (self.client.revoke(lease) for lease in leaving)
+        with contextlib.suppress(TimeoutError):  # each revoke's own failure is returned
+            await asyncio.wait_for(asyncio.gather(*revokes, return_exceptions=True), CALL_TIMEOUT)
         await asyncio.shield(self.client.close())

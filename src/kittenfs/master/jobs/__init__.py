@@ -98,31 +98,36 @@ class Jobs:
         """Return the job that is running, if any."""
         return next((job for job in self.history if job.state == "running"), None)
 
-    def start(
+    async def start(
         self,
         kind: str,
         options: dict[str, Any],
         body: Callable[[Job], Awaitable[None]],
         job_id: str | None = None,
     ) -> Job:
-        """Start ``body`` as a job (with ``job_id``: one taken over, under its id); raise
-        StateConflict if another job is running."""
+        """Start ``body`` as a job (with ``job_id``: one taken over, under its id), recorded
+        in the index first if it is shared: a job acknowledged is one another master can
+        take over.  Raise StateConflict if another job is running."""
         current = self.running()
         if current is not None:
             raise StateConflict(
                 f"{current.kind} job {current.id} is running; wait or cancel it", "job_running"
             )
         job = Job(kind, options) if job_id is None else Job(kind, options, job_id)
-        self.history = [*self.history[-(KEEP_FINISHED - 1) :], job]
+        self.history = [*self.history[-(KEEP_FINISHED - 1) :], job]  # running from now on
+        if self.index is not None:
+            record = {"id": job.id, "kind": job.kind, "options": job.options}
+            try:
+                await self.index.put_setting(RUNNING, json.dumps(record))
+            except BaseException:
+                job.state, job.finished = "failed", time.time()
+                raise
         job.task = asyncio.create_task(self._run(job, body))
         log.info("%s job %s started %s", kind, job.id, options)
         return job
 
     async def _run(self, job: Job, body: Callable[[Job], Awaitable[None]]) -> None:
         try:
-            if self.index is not None:
-                record = {"id": job.id, "kind": job.kind, "options": job.options}
-                await self.index.put_setting(RUNNING, json.dumps(record))
             await body(job)
             job.state = "done"
         except asyncio.CancelledError:
@@ -148,8 +153,9 @@ class Jobs:
             )
 
     def get(self, job_id: str) -> Job:
-        """Return a job by id; raise NotFound if it is not known."""
-        for job in self.history:
+        """Return a job by id (the latest run of it: a job taken over twice by one master
+        has two); raise NotFound if it is not known."""
+        for job in reversed(self.history):
             if job.id == job_id:
                 return job
         raise NotFound(f"no job {job_id!r}", "no_such_job")
@@ -162,7 +168,7 @@ class Jobs:
             stored = await self.index.setting(RUNNING)
             if stored is not None and json.loads(stored).get("id") == job.id:
                 await self.index.put_setting(RUNNING, None)
-        except StoreError as exc:  # the next holder will run it again: harmless
+        except (StoreError, ValueError) as exc:  # the next holder runs it again: harmless
             log.warning("the record of job %s stays in the index: %s", job.id, exc)
 
     async def cancel(self, job_id: str) -> Job:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cluster import run_reporting
+from etcdserver import required_etcd
 
 from kittenfs.reliability.network import unavailable
 
@@ -89,6 +90,48 @@ def test_network_faults_on_loopback_are_refused_with_a_reason() -> None:
     )
     assert done.returncode == 2
     assert "cut_worker cannot run here: --loopback" in done.stderr
+
+
+@pytest.mark.slow  # a 25 s run of faults
+def test_masters_on_etcd_killed_and_paused_and_its_leader_killed_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    """Two masters on a 3-member etcd: the nemesis kills and pauses masters (past the 15 s
+    after which the other takes a paused one's writes for dead), and kills etcd's leader."""
+    required_etcd()  # skips, or fails where etcd is required
+    done, summary = run_reporting(
+        tmp_path / "nemesis.json",
+        "nemesis",
+        "--index",
+        "etcd",
+        "--duration",
+        "25",
+        "--seed",
+        "7",
+        *("--only", "kill_master", "--only", "pause_master", "--only", "kill_etcd_leader"),
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    assert summary["index"] == {"engine": "etcd", "masters": 2}
+    assert len(summary["faults"]) >= 2, summary["faults"]
+    assert summary["passed"] and summary["acknowledged_writes_lost"] == 0
+    assert summary["stale_or_resurrected_reads"] == 0 and summary["wrong_bytes_read"] == 0
+    assert summary["ops"].get("put ok", 0) > 50
+
+
+def test_faults_of_several_masters_need_them() -> None:
+    for args, why in (
+        (["--only", "pause_master"], "pause_master cannot run here: one master"),
+        (["--only", "kill_etcd_leader"], "kill_etcd_leader cannot run here: no etcd"),
+        (["--masters", "2"], "several masters need --index postgres or etcd"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "kittenfs", "nemesis", "--loopback", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and why in done.stderr, (args, done.stderr)
 
 
 @pytest.mark.slow  # a 15 s run of faults, then up to 15 s for the upload cleaner (25-40 s)

@@ -3,7 +3,12 @@
 One fault at a time, at most ``max_faults`` of them, each healed before the next:
 
 - ``kill_worker``: kill -9 a worker, restart it 1-3 s later;
-- ``kill_master``: kill -9 the master, restart it 1-3 s later;
+- ``kill_master``: kill -9 the master (one of them, if several share the index), restart it
+  1-3 s later;
+- ``pause_master``: SIGSTOP one of several masters for 2-20 s (so sometimes past the 15 s
+  after which the others take its writes in flight for dead), then SIGCONT it;
+- ``kill_etcd_leader``: kill -9 the leader of the index's etcd cluster, restart it 2-5 s
+  later (an index on etcd only);
 - ``pause_worker``: SIGSTOP a worker, SIGCONT it 1-4 s later (it misses heartbeats);
 - ``corrupt_blob``: overwrite the end of a random blob file on a random worker;
 - ``delete_blob``: delete a random blob file on a random worker;
@@ -30,11 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from ..cluster import LocalCluster
+from ..localetcd import LocalEtcd
 from . import attacks
 
 FAULTS = (
     "kill_worker",
     "kill_master",
+    "pause_master",
+    "kill_etcd_leader",
     "pause_worker",
     "corrupt_blob",
     "delete_blob",
@@ -45,15 +53,26 @@ FAULTS = (
 )
 #: The faults that need the processes on hosts of their own.
 NETWORK_FAULTS = ("cut_worker",)
+#: The faults that need several masters on a shared index, and an index on etcd.
+MASTERS_FAULTS = ("pause_master",)
+ETCD_FAULTS = ("kill_etcd_leader",)
 
 
 class Nemesis:
-    """Injects faults into a LocalCluster (child 0 is the master, 1 + i worker i)."""
+    """Injects faults into a LocalCluster (children 0 .. M-1 are its M masters, M + i
+    worker i) and, given, the etcd cluster that holds its index."""
 
-    def __init__(self, cluster: LocalCluster, rng: random.Random, faults: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        cluster: LocalCluster,
+        rng: random.Random,
+        faults: tuple[str, ...],
+        etcd: LocalEtcd | None = None,
+    ) -> None:
         self.cluster = cluster
         self.rng = rng
         self.faults = faults
+        self.etcd = etcd
         self.log: list[dict[str, Any]] = []
         self.paused: set[int] = set()
         self.cut: set[int] = set()
@@ -74,20 +93,39 @@ class Nemesis:
 
     async def kill_worker(self) -> dict[str, Any]:
         child = self._worker()
-        return await self._kill_restart(child, self.rng.uniform(1, 3)) | {"worker": child - 1}
+        down = self.rng.uniform(1, 3)
+        return await self._kill_restart(child, down) | {"worker": self._index(child)}
 
     async def kill_master(self) -> dict[str, Any]:
-        return await self._kill_restart(0, self.rng.uniform(1, 3))
+        child = self.rng.randrange(self.cluster.masters)
+        return await self._kill_restart(child, self.rng.uniform(1, 3)) | {"master": child}
 
     async def pause_worker(self) -> dict[str, Any]:
         child = self._worker()
+        return await self._pause(child, self.rng.uniform(1, 4)) | {"worker": self._index(child)}
+
+    async def pause_master(self) -> dict[str, Any]:
+        child = self.rng.randrange(self.cluster.masters)
+        return await self._pause(child, self.rng.uniform(2, 20)) | {"master": child}
+
+    async def kill_etcd_leader(self) -> dict[str, Any]:
+        assert self.etcd is not None, "kill_etcd_leader needs the index on etcd"
+        leader = await asyncio.to_thread(self.etcd.leader)
+        if leader is None:
+            return {"skipped": "no etcd leader"}
+        self.etcd.signal(leader, signal.SIGKILL)
+        down = self.rng.uniform(2, 5)
+        await asyncio.sleep(down)
+        await asyncio.to_thread(self.etcd.start_member, leader)
+        return {"member": leader, "seconds_down": round(down, 2)}
+
+    async def _pause(self, child: int, seconds: float) -> dict[str, Any]:
         self.cluster.signal(child, signal.SIGSTOP)
         self.paused.add(child)
-        pause = self.rng.uniform(1, 4)
-        await asyncio.sleep(pause)
+        await asyncio.sleep(seconds)
         self.cluster.signal(child, signal.SIGCONT)
         self.paused.discard(child)
-        return {"worker": child - 1, "seconds": round(pause, 2)}
+        return {"seconds": round(seconds, 2)}
 
     async def corrupt_blob(self) -> dict[str, Any]:
         path = self._blob_file()
@@ -113,7 +151,7 @@ class Nemesis:
         await asyncio.sleep(hold)
         self.cluster.signal(child, signal.SIGTERM)
         await asyncio.to_thread(self.cluster.restart, child)
-        return {"worker": child - 1, "seconds_full": round(hold, 2)}
+        return {"worker": self._index(child), "seconds_full": round(hold, 2)}
 
     async def cut_worker(self) -> dict[str, Any]:
         assert self.cluster.network is not None, "cut_worker needs hosts of their own"
@@ -124,11 +162,11 @@ class Nemesis:
         await asyncio.sleep(outage)
         self.cluster.network.restore(child)
         self.cut.discard(child)
-        return {"worker": child - 1, "seconds": round(outage, 2)}
+        return {"worker": self._index(child), "seconds": round(outage, 2)}
 
     async def lose_metadata(self) -> dict[str, Any]:
         child = self._worker()
-        index = self.cluster.data / f"worker-{child - 1}" / "index"
+        index = self.cluster.data / f"worker-{self._index(child)}" / "index"
         self.cluster.signal(child, signal.SIGKILL)
         await asyncio.to_thread(self.cluster.children[child].wait)
         how = self.rng.choice(("delete", "damage"))
@@ -140,7 +178,7 @@ class Nemesis:
                     handle.seek(min(7, log.stat().st_size))
                     handle.write(os.urandom(32))
         await asyncio.to_thread(self.cluster.restart, child)
-        return {"worker": child - 1, "leveldb": how}
+        return {"worker": self._index(child), "leveldb": how}
 
     async def attack(self) -> dict[str, Any]:
         results = await asyncio.to_thread(attacks.launch, self.cluster.url, self.cluster.headers)
@@ -159,6 +197,10 @@ class Nemesis:
         for child, process in enumerate(self.cluster.children):
             if process.poll() is not None:
                 await asyncio.to_thread(self.cluster.restart, child)
+        if self.etcd is not None:
+            for member, pid in enumerate(self.etcd.pids):
+                if not pid:
+                    await asyncio.to_thread(self.etcd.start_member, member)
 
     async def _kill_restart(self, child: int, down: float) -> dict[str, Any]:
         self.cluster.signal(child, signal.SIGKILL)
@@ -167,7 +209,12 @@ class Nemesis:
         return {"seconds_down": round(down, 2)}
 
     def _worker(self) -> int:
-        return self.rng.randrange(1, len(self.cluster.children))
+        """Return a random worker's child number."""
+        return self.rng.randrange(self.cluster.masters, len(self.cluster.children))
+
+    def _index(self, child: int) -> int:
+        """Return the worker index of child ``child``."""
+        return child - self.cluster.masters
 
     def _blob_file(self) -> Path | None:
         worker = self.rng.randrange(self.cluster.workers)

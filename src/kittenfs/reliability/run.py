@@ -7,17 +7,23 @@ import asyncio
 import json
 import random
 import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from ..cluster import LocalCluster, local_cluster
+from ..cluster import LocalCluster, free_port_block, local_cluster
+from ..localetcd import LocalEtcd
+from ..localpg import temporary_postgres
 from . import attacks, network
 from .checker import VIOLATIONS, check
 from .history import Op
-from .nemesis import FAULTS, NETWORK_FAULTS, Nemesis
+from .nemesis import ETCD_FAULTS, FAULTS, MASTERS_FAULTS, NETWORK_FAULTS, Nemesis
 from .s3load import BUCKET, S3Endpoint, S3Load, prepare, run_s3_clients, settle
 from .workload import native_final_reads, run_clients
 
@@ -58,6 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", help="write every operation to this file (JSON lines)")
     parser.add_argument("--keep", help="keep the cluster's data and log under this directory")
     parser.add_argument(
+        "--index",
+        choices=("leveldb", "postgres", "etcd"),
+        default="leveldb",
+        help="where the index lives: the master's LevelDB, or a local PostgreSQL or a local "
+        "3-member etcd shared by --masters masters (on 127.0.0.1: no network faults)",
+    )
+    parser.add_argument(
+        "--masters",
+        type=int,
+        default=0,
+        help="masters sharing the index (default: 1, or 2 with --index postgres or etcd)",
+    )
+    parser.add_argument(
         "--loopback",
         action="store_true",
         help="run every process on 127.0.0.1, not on hosts of their own "
@@ -68,28 +87,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_nemesis(args: argparse.Namespace) -> int:
     """Run the suite as ``args`` say; print the summary; exit 0 only if nothing was violated."""
     seed = args.seed if args.seed is not None else int(time.time())
-    why_not = "--loopback" if args.loopback else network.unavailable()
-    faults = tuple(f for f in args.only or FAULTS if not (why_not and f in NETWORK_FAULTS))
+    shared = args.index != "leveldb"
+    masters = args.masters or (2 if shared else 1)
+    if masters > 1 and not shared:
+        print("kittenfs nemesis: several masters need --index postgres or etcd", file=sys.stderr)
+        return 2
+    why_not = (
+        "--loopback"
+        if args.loopback
+        else "a shared index runs on 127.0.0.1"
+        if shared
+        else network.unavailable()
+    )
+    cannot = {
+        **dict.fromkeys(NETWORK_FAULTS, why_not),
+        **dict.fromkeys(MASTERS_FAULTS, None if masters > 1 else "one master"),
+        **dict.fromkeys(ETCD_FAULTS, None if args.index == "etcd" else "no etcd"),
+    }
+    faults = tuple(f for f in args.only or FAULTS if not cannot.get(f))
     if not faults:
-        print(
-            f"kittenfs nemesis: {', '.join(args.only)} cannot run here: {why_not}", file=sys.stderr
-        )
+        why = "; ".join(sorted({str(cannot[f]) for f in args.only}))
+        print(f"kittenfs nemesis: {', '.join(args.only)} cannot run here: {why}", file=sys.stderr)
         return 2
     s3 = args.workload == "s3"
-    with local_cluster(
-        args.workers,
-        3,
-        args.keep,
-        master_extra=("--s3-abandoned-after", str(S3_ABANDONED_AFTER)) if s3 else (),
-        hosts=why_not is None,
-        s3=s3,
-    ) as cluster:
-        summary = asyncio.run(_run(cluster, args, seed, faults))
+    with (
+        shared_index(args.index, args.keep) as (index, etcd),
+        local_cluster(
+            args.workers,
+            3,
+            args.keep,
+            master_extra=("--s3-abandoned-after", str(S3_ABANDONED_AFTER)) if s3 else (),
+            hosts=why_not is None,
+            s3=s3,
+            index=index,
+            masters=masters,
+        ) as cluster,
+    ):
+        summary = asyncio.run(_run(cluster, args, seed, faults, etcd))
     summary["hosts"] = (
         "a network namespace per process"
         if why_not is None
         else f"all on 127.0.0.1 ({why_not}: no network faults)"
     )
+    summary["index"] = {"engine": args.index, "masters": masters}
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:
@@ -98,16 +138,38 @@ def run_nemesis(args: argparse.Namespace) -> int:
     return 0 if summary["passed"] else 1
 
 
+@contextmanager
+def shared_index(engine: str, keep: str | None) -> Iterator[tuple[str, LocalEtcd | None]]:
+    """Yield the ``--index`` of a new index on ``engine`` ("" for LevelDB), on a server of
+    the run's own (PostgreSQL, or a 3-member etcd, stopped and removed at the end), and the
+    etcd cluster if it is one."""
+    with ExitStack() as stack:
+        if engine == "postgres":
+            server = stack.enter_context(temporary_postgres(free_port_block(1)))
+            yield server.create_database("kittenfs"), None
+        elif engine == "etcd":
+            root = Path(tempfile.mkdtemp(prefix="kfs-nemesis-etcd-", dir=keep))
+            etcd = LocalEtcd(root, free_port_block(6), 3)
+            stack.callback(etcd.remove)
+            yield etcd.start().url(), etcd
+        else:
+            yield "", None
+
+
 async def _run(
-    cluster: LocalCluster, args: argparse.Namespace, seed: int, faults: tuple[str, ...]
+    cluster: LocalCluster,
+    args: argparse.Namespace,
+    seed: int,
+    faults: tuple[str, ...],
+    etcd: LocalEtcd | None = None,
 ) -> dict[str, Any]:
     rng = random.Random(seed)
-    nemesis = Nemesis(cluster, rng, faults)
+    nemesis = Nemesis(cluster, rng, faults, etcd)
     endpoint = await _s3_endpoint(cluster) if args.workload == "s3" else None
     started = time.monotonic()
     if endpoint is None:
         clients = run_clients(
-            cluster.url, args.clients, args.keys, args.duration, seed, cluster.headers
+            cluster.master_urls, args.clients, args.keys, args.duration, seed, cluster.headers
         )
         history, _ = await asyncio.gather(clients, nemesis.run(args.duration, args.faults))
     else:
@@ -122,7 +184,7 @@ async def _run(
         timeout=aiohttp.ClientTimeout(total=60), headers=cluster.headers
     ) as http:
         await _wait_workers(http, cluster)
-        repair = await _repair(http, cluster.url)
+        repair = await _repair(http, cluster.master_urls)
         replicated = await _replicated(http, cluster.url, healed)
     if endpoint is None:
         final = await native_final_reads(cluster.url, args.keys, cluster.headers)
@@ -239,14 +301,19 @@ async def _wait_workers(http: aiohttp.ClientSession, cluster: LocalCluster) -> N
     raise RuntimeError("the workers did not all come back up within 60 s")
 
 
-async def _repair(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    """Run a repair job to its end (waiting for any job that is running first)."""
+async def _repair(http: aiohttp.ClientSession, urls: list[str]) -> dict[str, Any]:
+    """Run a repair job to its end on the master that takes it (the one holding the
+    cluster's duties), waiting for any job that is running first."""
     while True:
-        async with http.post(f"{url}/_jobs/repair") as resp:
-            job: dict[str, Any] = await resp.json()
-            if resp.status == 202:
-                break
-        await asyncio.sleep(1)
+        for url in urls:
+            async with http.post(f"{url}/_jobs/repair") as resp:
+                job: dict[str, Any] = await resp.json()
+                if resp.status == 202:
+                    break
+        else:
+            await asyncio.sleep(1)
+            continue
+        break
     while job["state"] == "running":
         await asyncio.sleep(0.5)
         async with http.get(f"{url}/_jobs/{job['id']}") as resp:

@@ -87,7 +87,7 @@ async def final_reads(read: Callable[[str], Awaitable[Op]], keys: int) -> list[O
 
 
 async def run_clients(
-    url: str,
+    urls: list[str],
     clients: int,
     keys: int,
     duration: float,
@@ -95,10 +95,11 @@ async def run_clients(
     headers: dict[str, str] | None = None,
 ) -> list[Op]:
     """Run ``clients`` clients of the native API for ``duration`` seconds (sending
-    ``headers``: a credential); return the whole history."""
+    ``headers``: a credential), client ``i`` through master ``urls[i % len(urls)]``;
+    return the whole history."""
     async with aiohttp.ClientSession(timeout=TIMEOUT, headers=headers) as session:
         return await drive(
-            {kind: (weight, _native(OPERATIONS[kind], session, url)) for kind, weight in MIX},
+            {kind: (weight, _native(OPERATIONS[kind], session, urls)) for kind, weight in MIX},
             clients,
             keys,
             duration,
@@ -114,9 +115,9 @@ async def native_final_reads(
         return await final_reads(lambda key: _get(session, url, -1, key, random.Random()), keys)
 
 
-def _native(operation: "Operation", session: aiohttp.ClientSession, url: str) -> Step:
+def _native(operation: "Operation", session: aiohttp.ClientSession, urls: list[str]) -> Step:
     async def step(client: int, key: str, rng: random.Random) -> list[Op]:
-        return [await operation(session, url, client, key, rng)]
+        return [await operation(session, urls[client % len(urls)], client, key, rng)]
 
     return step
 

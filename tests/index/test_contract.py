@@ -526,17 +526,17 @@ async def test_an_import_of_an_export_is_the_same_index(opener: Opener) -> None:
     await index.close()
 
     for engine in ENGINES:  # into an empty index of each engine, in batches
-        spec = engine_spec(engine, Path(tempfile.mkdtemp(prefix="kfs-import-")))
-        copy = await open_index(spec, Path())
-        try:
-            await copy.import_entries(entries[:7])
-            await copy.import_entries(entries[7:])
-            assert await _exported(copy) == entries, engine
-            assert await copy.current("/a") == (Space.LIVE, rec("/a", "v2"))
-            assert await copy.move_in_flight(rec("/a0")) == (9,)
-            assert await copy.next_worker() == 11
-        finally:
-            await copy.close()
+        with tempfile.TemporaryDirectory(prefix="kfs-import-") as directory:
+            copy = await open_index(engine_spec(engine, Path(directory)), Path())
+            try:
+                await copy.import_entries(entries[:7])
+                await copy.import_entries(entries[7:])
+                assert await _exported(copy) == entries, engine
+                assert await copy.current("/a") == (Space.LIVE, rec("/a", "v2"))
+                assert await copy.move_in_flight(rec("/a0")) == (9,)
+                assert await copy.next_worker() == 11
+            finally:
+                await copy.close()
 
 
 @contract

@@ -13,11 +13,15 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Self
+
+from .pids import alive, stop
 
 #: Seconds to wait for the cluster to elect a leader, or a member to stop.
 WAIT = 60.0
@@ -100,7 +104,7 @@ class LocalEtcd:
         deadline = time.monotonic() + WAIT
         for member in members:
             while not self.healthy(member):
-                if time.monotonic() > deadline or not _alive(self.pids[member]):
+                if time.monotonic() > deadline or not alive(self.pids[member]):
                     raise RuntimeError(f"etcd member {member} did not start:\n{self._last_words()}")
                 time.sleep(0.1)
 
@@ -134,20 +138,18 @@ class LocalEtcd:
         pid = self.pids[member]
         if not pid:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
         if sig == signal.SIGKILL:
-            _reap(pid)
+            stop(pid, sig, WAIT)
             self.pids[member] = 0
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def stop(self) -> None:
         """Stop every member (SIGTERM, then SIGKILL after WAIT seconds), keeping the data."""
         for member, pid in enumerate(self.pids):
             if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)  # a paused member cannot stop
-                    os.kill(pid, signal.SIGTERM)
-                _reap(pid)
+                stop(pid, signal.SIGTERM, WAIT)
                 self.pids[member] = 0
 
     def remove(self) -> None:
@@ -164,32 +166,21 @@ class LocalEtcd:
         return "\n".join(words)
 
 
+@contextlib.contextmanager
+def temporary_etcd(members: int, prefix: str = "kfs-etcd-") -> Iterator[LocalEtcd]:
+    """Yield a cluster of ``members`` started in a new temporary directory on free ports;
+    stop it and remove its files when the block ends."""
+    from .cluster import free_port_block  # cluster.py imports this module
+
+    etcd = LocalEtcd(Path(tempfile.mkdtemp(prefix=prefix)), free_port_block(2 * members), members)
+    try:
+        yield etcd.start()
+    finally:
+        etcd.remove()
+
+
 def _spawn(argv: list[str], log: IO[bytes]) -> int:
     process = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
     )
     return process.pid
-
-
-def _reap(pid: int) -> None:
-    """Wait for the child ``pid`` to end (SIGKILL after WAIT seconds)."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        with contextlib.suppress(ChildProcessError):
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        if not _alive(pid):
-            return
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -15,10 +15,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
+
+from .pids import stop
 
 #: Seconds to wait for the server to stop.
 STOP_TIMEOUT = 60.0
@@ -134,13 +135,7 @@ class LocalPostgres:
         connection cut; SIGQUIT: at once), keeping its data for a later ``start``."""
         if not self.pid:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, sig)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while _alive(self.pid):
-            if time.monotonic() > deadline:
-                os.kill(self.pid, signal.SIGKILL)
-            time.sleep(0.05)
+        stop(self.pid, sig, STOP_TIMEOUT)
         self.pid = 0
 
     def remove(self) -> None:
@@ -158,11 +153,3 @@ def temporary_postgres(port: int) -> Iterator[LocalPostgres]:
         yield server.start()
     finally:
         server.remove()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

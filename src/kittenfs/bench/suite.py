@@ -6,7 +6,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, nullcontext
@@ -130,7 +129,7 @@ class _EngineServers:
         self.made = 0
 
     def index(self, engine: str) -> tuple[str, dict[str, int]]:
-        from ..localetcd import LocalEtcd
+        from ..localetcd import temporary_etcd
         from ..localpg import temporary_postgres
 
         if engine == "leveldb":
@@ -140,11 +139,7 @@ class _EngineServers:
             if engine == "postgresql":
                 started: Any = self.stack.enter_context(temporary_postgres(free_port_block(1)))
             else:
-                members = 3 if engine == "etcd-3" else 1
-                root = Path(tempfile.mkdtemp(prefix="kfs-bench-etcd-"))
-                started = LocalEtcd(root, free_port_block(2 * members), members)
-                self.stack.callback(started.remove)
-                started.start()
+                started = self.stack.enter_context(temporary_etcd(3 if engine == "etcd-3" else 1))
             self.started[engine] = started
         server = self.started[engine]
         if engine == "postgresql":

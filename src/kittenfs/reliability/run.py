@@ -7,18 +7,16 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from ..cluster import LocalCluster, free_port_block, local_cluster
-from ..localetcd import LocalEtcd
+from ..localetcd import LocalEtcd, temporary_etcd
 from ..localpg import temporary_postgres
 from . import attacks, network
 from .checker import VIOLATIONS, check
@@ -111,7 +109,7 @@ def run_nemesis(args: argparse.Namespace) -> int:
         return 2
     s3 = args.workload == "s3"
     with (
-        shared_index(args.index, args.keep) as (index, etcd),
+        shared_index(args.index) as (index, etcd),
         local_cluster(
             args.workers,
             3,
@@ -139,7 +137,7 @@ def run_nemesis(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def shared_index(engine: str, keep: str | None) -> Iterator[tuple[str, LocalEtcd | None]]:
+def shared_index(engine: str) -> Iterator[tuple[str, LocalEtcd | None]]:
     """Yield the ``--index`` of a new index on ``engine`` ("" for LevelDB), on a server of
     the run's own (PostgreSQL, or a 3-member etcd, stopped and removed at the end), and the
     etcd cluster if it is one."""
@@ -148,10 +146,8 @@ def shared_index(engine: str, keep: str | None) -> Iterator[tuple[str, LocalEtcd
             server = stack.enter_context(temporary_postgres(free_port_block(1)))
             yield server.create_database("kittenfs"), None
         elif engine == "etcd":
-            root = Path(tempfile.mkdtemp(prefix="kfs-nemesis-etcd-", dir=keep))
-            etcd = LocalEtcd(root, free_port_block(6), 3)
-            stack.callback(etcd.remove)
-            yield etcd.start().url(), etcd
+            etcd = stack.enter_context(temporary_etcd(3))
+            yield etcd.url(), etcd
         else:
             yield "", None
 

@@ -104,6 +104,14 @@ def expect(
         )
 
 
+async def held_records(index: "Index") -> AsyncIterator[tuple[Space, IndexRecord]]:
+    """Yield every live, then every unlinked, record of ``index`` with its space, as its
+    ``records`` pages them: ``all_current`` for an engine whose reads are paged already."""
+    for space in HELD:
+        async for record in index.records(space):
+            yield space, record
+
+
 class Index(Protocol):
     """Durable state of the master: keys, writes in flight, garbage, workers, credentials."""
 

@@ -50,7 +50,7 @@ from aetcd import rpc
 from ...credentials import Credential
 from ...errors import IndexUnavailable
 from ...records import IndexRecord, WorkerInfo, decode, encode
-from .base import HELD, Entry, EntryId, Kind, NoLongerPending, Raced, Space, expect
+from .base import HELD, Entry, EntryId, Kind, NoLongerPending, Raced, Space, expect, held_records
 from .layout import (
     MOVE,
     NEXT_WORKER,
@@ -419,11 +419,9 @@ class EtcdIndex:
                 return (space, decode(IndexRecord, kv.value)), entries
         return None, entries
 
-    async def all_current(self) -> AsyncIterator[tuple[Space, IndexRecord]]:
+    def all_current(self) -> AsyncIterator[tuple[Space, IndexRecord]]:
         """Yield every live, then every unlinked, record with its space, a page at a time."""
-        for space in HELD:
-            async for record in self.records(space):
-                yield space, record
+        return held_records(self)
 
     async def records(
         self, space: Space, prefix: str = "", start: str = ""

@@ -34,7 +34,7 @@ from ...credentials import Credential
 from ...errors import IndexUnavailable
 from ...placement import blob_id
 from ...records import IndexRecord, WorkerInfo, decode, encode
-from .base import HELD, Entry, EntryId, Kind, NoLongerPending, Raced, Space
+from .base import Entry, EntryId, Kind, NoLongerPending, Raced, Space, held_records
 from .pg_schema import KEY_CHANGED, MIGRATIONS, PENDING_GONE
 
 T = TypeVar("T")
@@ -221,11 +221,9 @@ class PostgresIndex:
             return None
         return _held(rows[0]["space"]), decode(IndexRecord, rows[0]["record"])
 
-    async def all_current(self) -> AsyncIterator[tuple[Space, IndexRecord]]:
+    def all_current(self) -> AsyncIterator[tuple[Space, IndexRecord]]:
         """Yield every live, then every unlinked, record with its space, a page at a time."""
-        for space in HELD:
-            async for record in self.records(space):
-                yield space, record
+        return held_records(self)
 
     async def records(
         self, space: Space, prefix: str = "", start: str = ""

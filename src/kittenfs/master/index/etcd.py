@@ -232,9 +232,12 @@ class EtcdClient:
         return await self.call(lambda s: s.kv.Range(request, timeout=CALL_TIMEOUT), resend=True)
 
     async def txn(self, compare: list[Any], success: list[Any], failure: Iterable[Any] = ()) -> Any:
-        """Run one transaction; return etcd's TxnResponse."""
-        request = rpc.TxnRequest(compare=compare, success=success, failure=list(failure))
-        return await self.call(lambda s: s.kv.Txn(request, timeout=CALL_TIMEOUT))
+        """Run one transaction; return etcd's TxnResponse.  One that only reads is sent to
+        the next member when one does not answer, as a range is."""
+        failure = list(failure)
+        request = rpc.TxnRequest(compare=compare, success=success, failure=failure)
+        reads = all(op.WhichOneof("request") == "request_range" for op in [*success, *failure])
+        return await self.call(lambda s: s.kv.Txn(request, timeout=CALL_TIMEOUT), resend=reads)
 
     async def delete(self, key: bytes) -> int:
         """Delete ``key``; return how many keys went (0 or 1)."""

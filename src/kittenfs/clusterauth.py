@@ -9,9 +9,9 @@ import time
 from collections.abc import Generator
 
 import httpx
-from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse, web
+from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
 
-from .httputil import HTTPProblem
+from .httputil import HTTPProblem, RequestHead
 from .signing import HEADER, ClusterKey
 
 
@@ -43,7 +43,7 @@ class HttpxClusterAuth(httpx.Auth):
         yield request
 
 
-def is_member(request: web.BaseRequest, key: ClusterKey | None) -> bool:
+def is_member(request: RequestHead, key: ClusterKey | None) -> bool:
     """Return True if ``request`` is signed by a member of the cluster (always, without a
     cluster secret)."""
     return key is None or key.check_request(
@@ -51,7 +51,7 @@ def is_member(request: web.BaseRequest, key: ClusterKey | None) -> bool:
     )
 
 
-def require_member(request: web.BaseRequest, key: ClusterKey | None) -> None:
+def require_member(request: RequestHead, key: ClusterKey | None) -> None:
     """Raise 401 unless ``request`` is signed by a member of the cluster."""
     if not is_member(request, key):
         raise HTTPProblem(

@@ -4,7 +4,8 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import aiohttp
 import aiohttp.http
@@ -20,6 +21,39 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def error_response(status: int, error: str, detail: str = "", **headers: str) -> web.Response:
     """Return the JSON body every 4xx/5xx carries: ``{"error": ..., "detail": ...}``."""
     return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+class RequestHead(Protocol):
+    """What access control reads of a request: aiohttp's, or the front's head (front.Head)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def raw_path(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def query(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole answer (status, headers, body), made without aiohttp: the hot routes answer
+    with one on the front (front.py), and aiohttp's handlers turn it into a response."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    #: The Content-Length of a bodiless answer to HEAD (the value's length), if any.
+    length: int | None = None
+
+    def response(self) -> web.Response:
+        """Return this answer as aiohttp's response."""
+        if self.length is not None:
+            return head_response(self.status, self.headers, self.length)
+        return web.Response(status=self.status, headers=self.headers, body=self.body or None)
 
 
 class HTTPProblem(Exception):
@@ -38,6 +72,13 @@ class HTTPProblem(Exception):
         if self.close:
             response.force_close()
         return response
+
+    def reply(self) -> Reply:
+        """Return the JSON error answer this problem stands for, as a Reply."""
+        body = json.dumps({"error": self.error, "detail": self.detail}).encode()
+        return Reply(
+            self.status, {**self.headers, "Content-Type": "application/json; charset=utf-8"}, body
+        )
 
 
 #: The one place a domain error (errors.StoreError) becomes an HTTP status: the most

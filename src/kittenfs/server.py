@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .config import ConfigError, Limits
+from .front import Answer, Front
 from .httputil import CUT, json_errors
 from .limits import LIMITS, Runner, upload_limit
 from .metrics import Metrics
@@ -108,9 +109,12 @@ async def serve(
     name: str,
     on_listening: Callable[[str], Awaitable[None]] | None = None,
     tls: ssl.SSLContext | None = None,
+    answer: Callable[[web.Application], Answer] | None = None,
 ) -> None:
     """Serve ``app`` (HTTPS with a ``tls`` context) until SIGINT or SIGTERM, then shut down
-    cleanly.
+    cleanly.  With ``answer`` (given the app, once it is set up), the connections meet the
+    front first, which answers the requests ``answer`` takes and hands the others to
+    ``app`` (front.py).
 
     Logs ``<name> listening on <url>`` once bound; ``on_listening`` gets that URL, which
     tells the real port when ``port`` is 0.
@@ -119,15 +123,24 @@ async def serve(
     raise_open_files_limit()
     runner = Runner(app, app[LIMITS])
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=tls)
+    front: Front | None = None
     try:
-        await site.start()
+        if answer is None:
+            site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=tls)
+            await site.start()
+            bound = runner.addresses[0][1]
+        else:
+            assert runner.server is not None
+            front = Front(answer(app), runner.server, app[LIMITS], app[METRICS])
+            listener = await asyncio.get_running_loop().create_server(
+                front, host or None, port, backlog=1024, ssl=tls
+            )
+            bound = listener.sockets[0].getsockname()[1]
     except OSError as exc:
         await runner.cleanup()
         reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
         raise ConfigError(f"--host {host} --port {port}: cannot listen there ({reason})") from None
-    bound = runner.addresses[0]
-    url = f"{'https' if tls else 'http'}://{url_host(host)}:{bound[1]}"
+    url = f"{'https' if tls else 'http'}://{url_host(host)}:{bound}"
     log.info("%s listening on %s", name, url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -147,6 +160,9 @@ async def serve(
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
         log.info("%s stopping", name)
+        if front is not None:
+            listener.close()
+            await front.shutdown()
         await runner.cleanup()
         log.info("%s stopped", name)
 

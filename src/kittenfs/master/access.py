@@ -24,8 +24,6 @@ from enum import Enum
 from pathlib import Path
 from urllib.parse import urlencode
 
-from aiohttp import web
-
 from ..clusterauth import is_member, require_member
 from ..credentials import (
     Credential,
@@ -37,7 +35,7 @@ from ..credentials import (
     secrets_match,
 )
 from ..datadir import MASTER_KEY_FILE, write_durably
-from ..httputil import HTTPProblem
+from ..httputil import HTTPProblem, RequestHead
 from ..signing import HEADER, ClusterKey, KeyLink, LinkKey, derive
 from .index import Index
 
@@ -144,7 +142,7 @@ class Access:
         self.anonymous_role = _ANONYMOUS_ROLES[anonymous or "none"] if self.enabled else Role.ADMIN
 
     async def authorize(
-        self, request: web.Request, need: Need, key: str = "/", listing: bool = False
+        self, request: RequestHead, need: Need, key: str = "/", listing: bool = False
     ) -> Caller:
         """Return the caller of ``request`` if it may do what ``need`` says on ``key``;
         raise 401 or 403 otherwise."""
@@ -169,7 +167,7 @@ class Access:
             f"{caller.describe()} may not {request.method} {request.path} (needs {need.value})",
         )
 
-    async def identify(self, request: web.Request) -> Caller:
+    async def identify(self, request: RequestHead) -> Caller:
         """Return who sent ``request``; raise 401 if it is nobody who may do anything (an
         anonymous caller while anonymous may do nothing, or a bad credential)."""
         caller = await self.caller(request, None)
@@ -202,7 +200,7 @@ class Access:
             return caller.may(Role.ADMIN)
         return need is Need.MEMBER_OR_READER and caller.may(Role.READ) and caller.prefix == "/"
 
-    async def caller(self, request: web.Request, key: str | None) -> Caller:
+    async def caller(self, request: RequestHead, key: str | None) -> Caller:
         """Work out who sent ``request`` (``key``: the key it names, for a signed link).
 
         Raise 401 for a credential that is not valid (unknown, revoked, expired, garbled)
@@ -249,7 +247,7 @@ class Access:
             return None
         return credential
 
-    async def _link(self, request: web.Request, key: str) -> Caller:
+    async def _link(self, request: RequestHead, key: str) -> Caller:
         query = request.query
         try:
             expires = int(query.get("kfs-expires", ""))

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from ..datadir import claim
 from ..limits import Runner
 from ..server import METRICS, new_app, serve, setup_logging, url_host
 from ..tls import client_context, server_context
-from . import admin
+from . import admin, fast_path
 from .handlers import dispatch
 from .index.engine import describe
 from .jobs.converge import DEFAULT_CONCURRENCY
@@ -157,5 +158,13 @@ def run(config: MasterConfig) -> None:
             )
 
     asyncio.run(
-        serve(app, config.host, config.port, "master", listening, server_context(config.tls))
+        serve(
+            app,
+            config.host,
+            config.port,
+            "master",
+            listening,
+            server_context(config.tls),
+            lambda app: functools.partial(fast_path.answer, app[STATE]),
+        )
     )

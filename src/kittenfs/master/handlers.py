@@ -65,7 +65,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if raw.startswith(prefix):
             _allow(method, seed_methods, f"{prefix}<key>")
             key = _key(raw[len(prefix) - 1 :])
-            _remember(request, await access.authorize(request, _key_need(method), key))
+            _remember(request, await access.authorize(request, key_need(method), key))
             return await seed_handler(request, key)
     for prefix, need, route_handler in _ADMIN_PREFIXES:
         if raw == prefix.rstrip("/") or raw.startswith(prefix):
@@ -76,7 +76,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         )
     key = _key(raw)
     _allow(method, KEY_METHODS, "keys")
-    caller = _remember(request, await access.authorize(request, _key_need(method), key))
+    caller = _remember(request, await access.authorize(request, key_need(method), key))
     if method in ("GET", "HEAD"):
         direct = "direct" in request.query or _truthy(request.headers.get("X-Kfs-Direct"))
         return await read_path.read(request, _state(request), key, caller, direct)
@@ -86,6 +86,16 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await delete_value(request, key)
     await _state(request).store.unlink(key)
     return web.Response(status=204)
+
+
+def is_key_path(raw: str) -> bool:
+    """Return True if ``raw`` (a path without its query) names a key, not a reserved route:
+    what ``dispatch`` would route to the key handlers (fast_path.py asks)."""
+    return (
+        raw not in _ROUTES
+        and not raw.startswith("/_")  # the admin prefixes among them
+        and not any(raw.startswith(prefix) for prefix, _, _ in _SEED_PREFIXES)
+    )
 
 
 def _allow(method: str, methods: tuple[str, ...], what: str) -> None:
@@ -99,7 +109,7 @@ def _allow(method: str, methods: tuple[str, ...], what: str) -> None:
         )
 
 
-def _key_need(method: str) -> Need:
+def key_need(method: str) -> Need:
     return Need.READ if method in ("GET", "HEAD") else Need.WRITE
 
 

@@ -27,10 +27,10 @@ from aiohttp import web
 
 from ..errors import NoGoodReplica
 from ..httputil import (
+    Reply,
     ResponseAborted,
     etag,
     etag_matches,
-    head_response,
     parse_range,
     range_asked,
 )
@@ -41,6 +41,7 @@ from ..server import BUDGET
 from ..streaming import SEND_BUFFER, Sender
 from . import replica_io
 from .access import Caller, link_url
+from .reader import Found
 from .state import MasterState
 
 #: Bytes one stream through the master may hold: the replica's read buffer (twice its
@@ -61,34 +62,57 @@ def value_headers(record: IndexRecord) -> dict[str, str]:
     }
 
 
-def not_found() -> web.Response:
-    """The 404 of a missing key: empty body, so Content-Length is 0 as clients expect."""
-    return head_response(404, {"X-Kfs-Error": "not_found"}, 0)
+#: The answer for a missing key: empty body, so Content-Length is 0 as clients expect.
+NOT_FOUND = Reply(404, {"X-Kfs-Error": "not_found"}, length=0)
 
 
 async def read(
     request: web.Request, state: MasterState, key: str, caller: Caller, direct: bool
 ) -> web.StreamResponse:
     """Answer a GET or HEAD of ``key`` (``direct``: stream it through the master)."""
+    answered = await answer_whole(
+        state,
+        request.method,
+        key,
+        caller,
+        request.headers.get("If-None-Match"),
+        range_asked(request.headers) is not None,
+    )
+    if isinstance(answered, Reply):
+        return answered.response()
+    record = answered.record
+    replicas = state.reader.candidates(record, caller.exclude)
+    if direct:
+        return await _proxy(request, state, record, replicas)
+    return _redirect(request, state, record, state.reader.choose(record, caller.exclude), caller)
+
+
+async def answer_whole(
+    state: MasterState,
+    method: str,
+    key: str,
+    caller: Caller,
+    if_none_match: str | None,
+    ranged: bool,
+) -> Reply | Found:
+    """Answer a GET or HEAD of ``key`` whole when it can be: 404, 304, a HEAD (from the
+    record alone), or a small value (the cache, or read through); otherwise return what was
+    found, for the value to be redirected to or streamed.  Both the aiohttp route and the
+    front (fast_path.py) answer with this."""
     reader = state.reader
     found = await reader.find(key, caller.exclude)
     if found is None:
-        return not_found()
+        return NOT_FOUND
     record = found.record
     headers = value_headers(record)
-    if etag_matches(request.headers.get("If-None-Match"), record.md5):
-        return web.Response(status=304, headers=headers)
-    if request.method == "HEAD":
-        return head_response(200, headers, record.size)
-    if reader.whole_value(found, range_asked(request.headers) is not None):
-        value = await reader.value(found, caller.exclude)
-        return web.Response(
-            body=value, headers={**headers, "Content-Type": "application/octet-stream"}
-        )
-    replicas = reader.candidates(record, caller.exclude)
-    if direct:
-        return await _proxy(request, state, record, replicas)
-    return _redirect(request, state, record, reader.choose(record, caller.exclude), caller)
+    if etag_matches(if_none_match, record.md5):
+        return Reply(304, headers)
+    if method == "HEAD":
+        return Reply(200, headers, length=record.size)
+    if not reader.whole_value(found, ranged):
+        return found
+    value = await reader.value(found, caller.exclude)
+    return Reply(200, {**headers, "Content-Type": "application/octet-stream"}, value)
 
 
 def _redirect(

@@ -144,6 +144,27 @@ def test_writes_arriving_during_a_sync_share_the_next_batch(tmp_path: Path) -> N
     assert commits == [1, 30]
 
 
+def test_an_inline_commit_waits_for_writes_on_their_way(tmp_path: Path) -> None:
+    """Writes that reach ``write`` a loop iteration or two after the first (a request whose
+    bytes were already in its socket) join its inline commit, instead of each waiting for
+    an fsync of its own."""
+
+    async def body(db: SyncedDB) -> list[int]:
+        await db.write({b"warm": b"1"})  # measured: commits now run on the loop
+        db.commit_seconds = 0.0
+        commits = count_commits(db)
+
+        async def later(i: int, rounds: int) -> None:
+            for _ in range(rounds):
+                await asyncio.sleep(0)  # reaches write after ``rounds`` loop iterations
+            await db.write({b"l%d" % i: b"1"})
+
+        await asyncio.gather(*(later(i, i % 3) for i in range(12)))
+        return commits
+
+    assert run(tmp_path, body) == [12]
+
+
 def test_sequential_writes_commit_one_by_one(tmp_path: Path) -> None:
     async def body(db: SyncedDB) -> list[int]:
         commits = count_commits(db)

@@ -182,6 +182,13 @@ class FrontConnection(asyncio.Protocol):
         if not self._busy and self._transport is not None:
             self._transport.close()
 
+    def _close(self) -> None:
+        """Close once what is written is sent, and take no further request."""
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = None
+        self._buffer.clear()
+
     def abort(self) -> None:
         """Drop the connection at once (a client that does not read, or shutdown)."""
         if self._transport is not None:
@@ -256,11 +263,11 @@ class FrontConnection(asyncio.Protocol):
             return
         del self._buffer[:size]
         sent = len(reply.body)
+        keep_alive = keep_alive and not self._front.closing
         if transport is not None:
-            keep_alive = keep_alive and not self._front.closing
             transport.write(_encode(reply, head.method, keep_alive))
-            if not keep_alive:
-                transport.close()
+        if not keep_alive:  # nothing after this request is read, let alone answered
+            self._close()
         self._front.metrics.record(
             self._front.metrics.classify(head.path),
             head.method,

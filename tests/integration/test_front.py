@@ -4,7 +4,9 @@ as on many; errors in JSON either way.  The limits on heads and idle connections
 tested against the master in tests/reliability/test_limits.py."""
 
 import json
+import os
 import socket
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -119,6 +121,27 @@ def test_connection_close_is_honoured(shared: Cluster) -> None:
         [(status, headers, _)] = read_answers(conn, 1)
         assert status == 404 and headers["connection"] == "close"
         assert conn.recv(1) == b""
+
+
+def test_nothing_after_a_connection_close_request_is_done(make_cluster: MakeCluster) -> None:
+    """A DELETE pipelined after ``Connection: close`` is never run, even while the answer
+    before it is still being sent (a client slow to read keeps the connection open)."""
+    cluster = make_cluster(master_args=["--cache-value-max", "16MiB", "--cache-bytes", "64MiB"])
+    value = os.urandom(8 * 1024 * 1024)  # cached: answered whole, on the front
+    with httpx.Client(base_url=cluster.url, timeout=30) as http:
+        assert http.put("/front/after-close", content=value).status_code == 201
+        assert http.get("/front/after-close").content == value
+        with connect(cluster.url) as conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # no autotuning
+            conn.sendall(
+                request("GET", "/front/after-close", b"", "Connection: close")
+                + request("DELETE", "/front/after-close")
+            )
+            time.sleep(1.0)  # not reading: most of the answer waits in the master
+            [(status, headers, body)] = read_answers(conn, 1)
+            assert status == 200 and body == value and headers["connection"] == "close"
+            assert conn.recv(1) == b""
+        assert http.get("/front/after-close").content == value  # the DELETE never ran
 
 
 def test_a_garbled_request_gets_aiohttps_json_400(shared: Cluster) -> None:

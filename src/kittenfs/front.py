@@ -31,11 +31,11 @@ from urllib.parse import unquote
 
 import httptools
 from aiohttp import web
-from multidict import CIMultiDict, MultiDict
+from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
 from .config import Limits
 from .httputil import HTTPProblem, Reply
-from .limits import HEADER_LINE_MAX, HEADERS_MAX
+from .limits import HEADER_LINE_MAX, HEADERS_MAX, late_head
 from .metrics import Metrics
 
 log = logging.getLogger("kittenfs.http")
@@ -46,6 +46,8 @@ access_log = logging.getLogger("aiohttp.access")
 HEAD_MAX = HEADER_LINE_MAX * HEADERS_MAX
 #: Bytes of pipelined requests kept while one is answered, before reading pauses.
 PIPELINE_MAX = 256 * 1024
+#: The query of every request the front takes (one with a query goes to aiohttp).
+NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 
 
 @dataclass(slots=True)
@@ -56,7 +58,7 @@ class Head:
     raw_path: str
     headers: CIMultiDict[str]
     remote: str | None
-    query: MultiDict[str] = field(default_factory=MultiDict)
+    query: MultiDictProxy[str] = field(default_factory=lambda: NO_QUERY)
 
     @property
     def path(self) -> str:
@@ -112,6 +114,7 @@ class FrontConnection(asyncio.Protocol):
     def __init__(self, front: Front) -> None:
         self._front = front
         self._transport: asyncio.Transport | None = None
+        self._remote: str | None = None  # the client's address
         self._buffer = bytearray()
         self._parser = httptools.HttpRequestParser(self)
         self._busy = False  # a request is being answered
@@ -131,6 +134,8 @@ class FrontConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._remote = peer[0] if isinstance(peer, tuple) else None
         self._front.connections.add(self)
         self._next()
 
@@ -179,8 +184,8 @@ class FrontConnection(asyncio.Protocol):
 
     def close_when_idle(self) -> None:
         """Close now if no request is being answered, else once it is."""
-        if not self._busy and self._transport is not None:
-            self._transport.close()
+        if not self._busy:
+            self._close()
 
     def _close(self) -> None:
         """Close once what is written is sent, and take no further request."""
@@ -215,7 +220,7 @@ class FrontConnection(asyncio.Protocol):
             elif self._timer_kind != "head":
                 self._arm("head", self._front.limits.header_timeout, self._head_late)
             return
-        head = self._parse(bytes(self._buffer[: end + 4]), transport)
+        head = self._parse(bytes(self._buffer[: end + 4]))
         if head is None:
             self._hand_over()
             return
@@ -223,7 +228,7 @@ class FrontConnection(asyncio.Protocol):
         self._busy = True
         self._task = asyncio.ensure_future(self._answer(head, end + 4, self._keep_alive))
 
-    def _parse(self, raw: bytes, transport: asyncio.Transport) -> Head | None:
+    def _parse(self, raw: bytes) -> Head | None:
         """Return the head of a request this front may take, or None."""
         self._url, self._fields, self._complete = b"", [], False
         try:
@@ -244,9 +249,7 @@ class FrontConnection(asyncio.Protocol):
         if "Expect" in headers or "Upgrade" in headers or b"?" in self._url:
             return None
         method = self._parser.get_method().decode("ascii")
-        peer = transport.get_extra_info("peername")
-        remote = peer[0] if isinstance(peer, tuple) else None
-        return Head(method, self._url.decode("latin-1"), headers, remote)
+        return Head(method, self._url.decode("latin-1"), headers, self._remote)
 
     async def _answer(self, head: Head, size: int, keep_alive: bool) -> None:
         started = time.perf_counter()
@@ -304,14 +307,9 @@ class FrontConnection(asyncio.Protocol):
         self._timer = None
         if self._transport is None or self._busy:
             return
-        problem = HTTPProblem(
-            408,
-            "header_timeout",
-            f"the request head did not arrive within {self._front.limits.header_timeout:g} s "
-            "(--header-timeout)",
-        )
+        problem = late_head(self._front.limits.header_timeout)
         self._transport.write(_encode(problem.reply(), "GET", keep_alive=False))
-        self._transport.close()
+        self._close()
 
     def _arm(self, kind: str, delay: float, callback: Callable[[], None]) -> None:
         self._cancel_timer()

@@ -18,11 +18,6 @@ log = logging.getLogger("kittenfs.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(status: int, error: str, detail: str = "", **headers: str) -> web.Response:
-    """Return the JSON body every 4xx/5xx carries: ``{"error": ..., "detail": ...}``."""
-    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
-
-
 class RequestHead(Protocol):
     """What access control reads of a request: aiohttp's, or the front's head (front.Head)."""
 
@@ -68,13 +63,14 @@ class HTTPProblem(Exception):
 
     def response(self) -> web.Response:
         """Return the JSON error response this problem stands for."""
-        response = error_response(self.status, self.error, self.detail, **self.headers)
+        response = self.reply().response()
         if self.close:
             response.force_close()
         return response
 
     def reply(self) -> Reply:
-        """Return the JSON error answer this problem stands for, as a Reply."""
+        """Return the JSON body every 4xx/5xx carries (``{"error": ..., "detail": ...}``)
+        with this problem's status and headers, as a Reply (for aiohttp or the front)."""
         body = json.dumps({"error": self.error, "detail": self.detail}).encode()
         return Reply(
             self.status, {**self.headers, "Content-Type": "application/json; charset=utf-8"}, body

@@ -11,7 +11,6 @@ flag on ``master`` and ``worker``.
 """
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
@@ -109,6 +108,16 @@ async def read_body(request: web.Request) -> bytes:
     return b"".join([chunk async for chunk in body_chunks(request, 1 << 16)])
 
 
+def late_head(timeout: float) -> HTTPProblem:
+    """The 408 for a head that did not arrive whole within the header timeout (answered by
+    aiohttp's connections here, and by the master's front)."""
+    return HTTPProblem(
+        408,
+        "header_timeout",
+        f"the request head did not arrive within {timeout:g} s (--header-timeout)",
+    )
+
+
 class Runner(web.AppRunner):
     """An AppRunner whose connections enforce ``limits`` (see :class:`_Connection`)."""
 
@@ -179,15 +188,7 @@ class _Connection(RequestHandler):
         self._head_timer = None
         if not self._awaiting_head() or self.transport is None:
             return
-        body = json.dumps(
-            {
-                "error": "header_timeout",
-                "detail": (
-                    f"the request head did not arrive within {self._header_timeout:g} s "
-                    "(--header-timeout)"
-                ),
-            }
-        ).encode()
+        body = late_head(self._header_timeout).reply().body
         self.transport.write(
             b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json"
             b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)

@@ -9,7 +9,7 @@ Store.delete) under the same access rules.
 
 from ..errors import StoreError
 from ..front import Head
-from ..httputil import HTTPProblem, Reply, problem_for
+from ..httputil import HTTPProblem, Reply, problem_for, range_asked
 from ..keys import InvalidKey, key_from_raw_path
 from ..signing import HEADER
 from . import read_path
@@ -41,7 +41,7 @@ async def answer(state: MasterState, head: Head) -> Reply | None:
             key,
             caller,
             head.headers.get("If-None-Match"),
-            head.headers.get("Range") is not None,
+            range_asked(head.headers) is not None,
         )
     except HTTPProblem as problem:
         return problem.reply()

@@ -18,9 +18,10 @@ from ..keys import MAX_KEY_BYTES, InvalidKey, key_from_raw_path
 from ..limits import body_chunks, paced
 from ..server import METRICS
 from ..streaming import one_chunk
-from . import admin, credential_api, gateway_link, read_path, worker_link
+from . import admin, console, credential_api, gateway_link, read_path, worker_link
 from .access import Caller, Need
 from .index import Space
+from .membership import Membership
 from .state import STATE, MasterState
 
 #: Chunk size for reading request bodies.
@@ -77,6 +78,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     key = _key(raw)
     _allow(method, KEY_METHODS, "keys")
     caller = _remember(request, await access.authorize(request, key_need(method), key))
+    if method == "GET" and "replicas" in request.query:
+        return await key_replicas(request, key)
     if method in ("GET", "HEAD"):
         direct = "direct" in request.query or _truthy(request.headers.get("X-Kfs-Direct"))
         return await read_path.read(request, _state(request), key, caller, direct)
@@ -191,10 +194,50 @@ async def cluster(request: web.Request) -> web.Response:
         "cache": {"max_bytes": state.store.cache.max_bytes, **vars(state.store.cache.stats)},
         "jobs": {"running": (running := state.jobs.running()) and running.describe()},
         "repairs": state.repairs.describe(),
+        "history": state.membership.history(),
     }
     if _truthy(request.query.get("keys")):
         body["keys"] = await state.key_health()
     return web.json_response(body)
+
+
+async def key_replicas(request: web.Request, key: str) -> web.Response:
+    """GET /<key>?replicas: the key's record and the state of each replica (the console's
+    key details); 404 if the key has no live or unlinked value."""
+    state = _state(request)
+    found = await state.index.current(key)
+    if found is None:
+        raise HTTPProblem(404, "not_found", f"no value at {key!r}")
+    space, record = found
+    damaged = state.repairs.damage.of(record)
+    workers = state.membership
+    return web.json_response(
+        {
+            "key": record.key,
+            "state": "live" if space is Space.LIVE else "unlinked",
+            "version": record.version,
+            "size": record.size,
+            "md5": record.md5,
+            "created_ms": record.created_ms,
+            "modified_ms": record.modified_ms,
+            "replicas": [
+                {
+                    "worker": index,
+                    "url": workers.url(index) if index in workers.workers else None,
+                    "state": _replica_state(workers, index, index in damaged),
+                }
+                for index in record.replicas
+            ],
+        }
+    )
+
+
+def _replica_state(workers: Membership, index: int, damaged: bool) -> str:
+    if index not in workers.workers:
+        return "removed"
+    if damaged:
+        return "damaged"
+    return "up" if workers.is_up(index) else "down"
 
 
 async def clear(request: web.Request) -> web.Response:
@@ -289,6 +332,7 @@ _ROUTES: dict[str, tuple[tuple[str, ...], Need, Handler]] = {
     "/_gateway/record": (("GET",), Need.MEMBER, gateway_link.record),
     "/_gateway/records": (("GET",), Need.MEMBER, gateway_link.records),
     "/_gateway/signing-key": (("POST",), Need.MEMBER, gateway_link.signing_key),
+    **console.ROUTES,
 }
 
 #: Routes under a prefix, each routed further by its own module (which checks the need).

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,9 @@ from ..records import WorkerInfo
 from .index import Index, Raced
 
 log = logging.getLogger("kittenfs.master")
+
+#: Changes of the workers' states remembered (the console's up/down history), newest last.
+HISTORY = 200
 
 
 @dataclass
@@ -61,6 +65,8 @@ class Membership:
         # New replicas avoid these.
         self.draining = (draining or set()) & set(self.workers)
         self._registering = asyncio.Lock()  # one registration at a time: indices stay unique
+        #: The workers' changes of state this master saw, oldest first (``history``).
+        self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
 
     @classmethod
     async def open(cls, index: Index, replicas: int, down_after: float = 5.0) -> "Membership":
@@ -131,6 +137,7 @@ class Membership:
         fresh = WorkerState(info, time.monotonic())
         self.workers[index] = self._by_id[worker_id] = fresh
         log.info("worker %d registered at %s (id %s)", index, url, worker_id)
+        self._note(index, "registered")
         return info
 
     def heartbeat(self, worker_id: str, stats: dict[str, Any]) -> bool:
@@ -148,6 +155,7 @@ class Membership:
         if not state.was_up:
             state.was_up = True
             log.info("worker %d is up again", state.info.index)
+            self._note(state.info.index, "up")
 
     def suspect(self, index: int, why: str) -> None:
         """Count a worker as down until its next heartbeat: talking to it just failed."""
@@ -156,6 +164,7 @@ class Membership:
             state.last_seen = float("-inf")
             state.was_up = False
             log.warning("worker %d is unreachable (%s); down until its next heartbeat", index, why)
+            self._note(index, "down")
 
     def check_liveness(self) -> None:
         """Log each worker that has just gone down; called about once a second."""
@@ -169,6 +178,7 @@ class Membership:
                     state.info.url,
                     now - state.last_seen,
                 )
+                self._note(state.info.index, "down")
 
     def is_up(self, index: int) -> bool:
         """Return True if worker ``index`` is registered and up."""
@@ -278,6 +288,15 @@ class Membership:
         alive = [index for index in replicas if self.is_up(index)]
         random.shuffle(alive)
         return alive
+
+    def _note(self, index: int, became: str) -> None:
+        self._history.append({"worker": index, "state": became, "at": time.time()})
+
+    def history(self) -> list[dict[str, Any]]:
+        """Return the workers' changes of state this master saw since it started (the last
+        HISTORY): ``{"worker", "state": "registered"|"up"|"down", "at": unix seconds}``,
+        oldest first.  Kept in memory only, as liveness is."""
+        return list(self._history)
 
     def describe(self) -> list[dict[str, Any]]:
         """Return each worker's index, URL, state and last reported stats, for /_cluster."""

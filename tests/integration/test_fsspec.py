@@ -38,11 +38,16 @@ def filesystem(cluster: Cluster, **options: Any) -> KittenFileSystem:
     return fs
 
 
-@pytest.fixture
-def fs(shared: Cluster, monkeypatch: pytest.MonkeyPatch) -> KittenFileSystem:
-    """A filesystem of the module's cluster, made without the runner's KITTENFS_* settings."""
+@pytest.fixture(autouse=True)
+def no_client_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the runner's KITTENFS_* client settings out of the filesystems made here."""
     for name in ("KITTENFS_TOKEN", "KITTENFS_URL", "KITTENFS_CA", "KITTENFS_CONFIG"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fs(shared: Cluster) -> KittenFileSystem:
+    """A filesystem of the module's cluster."""
     return filesystem(shared)
 
 
@@ -228,8 +233,6 @@ def test_credentials_from_options_and_the_environment(
     make_cluster: MakeCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secured = make_cluster(token=ADMIN)
-    for name in ("KITTENFS_TOKEN", "KITTENFS_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
     anonymous = filesystem(secured)
     with pytest.raises(PermissionError, match="401"):
         anonymous.pipe_file("/auth/k", b"v")
@@ -285,3 +288,16 @@ def test_pyarrow_reads_a_dataset_of_many_files(fs: KittenFileSystem) -> None:
     ]
     read = pd.read_parquet(url_of(fs, "/many/"))
     assert len(read) == parts * 25
+
+
+def test_a_tls_cluster_with_its_ca(make_cluster: MakeCluster) -> None:
+    secure = make_cluster(tls=True)
+    assert secure.url.startswith("https://") and secure.ca is not None
+    where = f"kittenfs://{secure.url.removeprefix('https://')}/tls/k"
+    fs, path = fsspec.core.url_to_fs(where, scheme="https", ca=str(secure.ca))
+    value = random_bytes(LARGE)
+    fs.pipe_file(path, value)
+    assert fs.cat_file(path) == value  # from a worker, over TLS too
+    untrusted, _ = fsspec.core.url_to_fs(where, scheme="https", skip_instance_cache=True)
+    with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
+        untrusted.info(path)

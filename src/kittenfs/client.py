@@ -11,12 +11,13 @@ signed link instead); ``ca=`` names the PEM file of the CA that signed the clust
 certificates.
 """
 
+import asyncio
 import contextlib
 import hashlib
 import io
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Self
@@ -97,6 +98,35 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
 def _stream_chunks(handle: IO[bytes]) -> Iterator[bytes]:
     while chunk := handle.read(CHUNK):
         yield chunk
+
+
+def _async_body(value: Value) -> tuple[Any, dict[str, str]]:
+    """Return an httpx body for ``value`` that an AsyncClient can send, and the headers that
+    announce its size: a file (or path) is read a chunk at a time in a thread, so a large
+    value is streamed without holding the event loop."""
+    content, headers = _body(value)
+    if isinstance(content, bytes):
+        return content, headers
+    return _in_thread(content), headers
+
+
+async def _in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield ``chunks``, each read in a thread (they come from a file)."""
+    while chunk := await asyncio.to_thread(next, chunks, b""):
+        yield chunk
+
+
+def _range_header(start: int, stop: int | None) -> str:
+    """Return the ``Range`` of bytes ``start`` to ``stop`` (excluded; None: to the end)."""
+    return f"bytes={start}-" if stop is None else f"bytes={start}-{stop - 1}"
+
+
+def _range_body(response: httpx.Response, start: int, stop: int | None) -> bytes:
+    """Return the bytes asked for from a ranged GET's answer: a 206's body, or the slice of
+    a whole value (a server may ignore ``Range`` and answer 200)."""
+    if response.status_code == 206:
+        return response.content
+    return response.content[start:stop]
 
 
 def _headers(token: str | None) -> dict[str, str]:
@@ -560,10 +590,14 @@ class AsyncClient:
         _raise_for(response, key)
         return response
 
-    async def put(self, key: str, value: bytes, create_only: bool = False) -> str:
-        """Store ``value`` under ``key``; return its MD5."""
-        headers = {"If-None-Match": "*"} if create_only else {}
-        response = await self._request("PUT", key, content=value, headers=headers)
+    async def put(self, key: str, value: Value, create_only: bool = False) -> str:
+        """Store ``value`` (bytes, a binary file object, or a path: streamed, a chunk at a
+        time) under ``key``; return its MD5.  With ``create_only``, raise Conflict if the key
+        exists."""
+        content, headers = _async_body(value)
+        if create_only:
+            headers["If-None-Match"] = "*"
+        response = await self._request("PUT", key, content=content, headers=headers)
         return response.headers["etag"].strip('"')
 
     async def get(self, key: str) -> bytes:
@@ -573,6 +607,43 @@ class AsyncClient:
             return _checked(key, await self._request("GET", key))
         except (ServerError, CorruptValue):
             return _checked(key, await self._request("GET", key, params={"direct": ""}))
+
+    async def get_range(
+        self, key: str, start: int, stop: int | None = None, md5: str | None = None
+    ) -> bytes:
+        """Return bytes ``start`` to ``stop`` (excluded; None: to the end) of ``key``'s value,
+        fewer if it ends first; raise BadRequest (416) if ``start`` is past its end.
+
+        A range cannot be checked against the value's MD5; with ``md5`` (from ``head``),
+        raise ServerError if the value is another version by now, so that the ranges of one
+        read never mix two versions.
+        """
+        headers = {"Range": _range_header(start, stop)}
+        response = await self._request("GET", key, headers=headers)
+        if md5 is not None and response.headers.get("content-md5", md5) != md5:
+            raise ServerError(f"GET {key}: the value changed while it was read")
+        return _range_body(response, start, stop)
+
+    async def stream(self, key: str, direct: bool = False) -> AsyncGenerator[bytes, None]:
+        """Yield the value of ``key`` a chunk at a time; raise KeyNotFound, or CorruptValue at
+        the end if the bytes do not match its MD5.  With ``direct``, the master streams it
+        from a replica that serves it (as ``get`` does for a failed read).  Close the
+        iterator (``contextlib.aclosing``) if it is not read to the end."""
+        params = {"direct": ""} if direct else {}
+        try:
+            async with self.http.stream("GET", key_path(key), params=params) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    _raise_for(response, key)
+                expected = response.headers.get("content-md5")
+                digest = hashlib.md5(usedforsecurity=False)
+                async for chunk in response.aiter_raw(CHUNK):
+                    digest.update(chunk)
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise _failed(f"GET {key}", exc) from exc
+        if expected and digest.hexdigest() != expected:
+            raise CorruptValue(f"GET {key}: the bytes do not match MD5 {expected}")
 
     async def head(self, key: str) -> ValueInfo:
         """Return the size and MD5 of ``key``'s value."""
@@ -595,18 +666,32 @@ class AsyncClient:
         """Hide ``key`` from reads and listing."""
         await self._request("UNLINK", key)
 
+    async def list_page(
+        self,
+        prefix: str = "/",
+        start: str | None = None,
+        page_size: int = 1000,
+        unlinked: bool = False,
+    ) -> tuple[list[str], str]:
+        """Return one page of the keys under ``prefix`` from ``start`` (included) on, and the
+        key the next page starts at ("" after the last): for a caller that skips ahead."""
+        params: dict[str, str | int] = {"unlinked" if unlinked else "list": "", "limit": page_size}
+        if start is not None:
+            params["start"] = start
+        page = (await self._request("GET", prefix, params=params)).json()
+        return page["keys"], page["next"]
+
     async def list(
         self, prefix: str = "/", page_size: int = 1000, unlinked: bool = False
     ) -> AsyncIterator[str]:
         """Yield every key under ``prefix`` in byte order, following pages."""
-        params: dict[str, str | int] = {"unlinked" if unlinked else "list": "", "limit": page_size}
+        start: str | None = None
         while True:
-            page = (await self._request("GET", prefix, params=params)).json()
-            for key in page["keys"]:
+            keys, start = await self.list_page(prefix, start, page_size, unlinked)
+            for key in keys:
                 yield key
-            if not page["next"]:
+            if not start:
                 return
-            params["start"] = page["next"]
 
 
 __all__ = ["AsyncClient", "Client", "KeyValueMapping", "KittenError", "ValueInfo", "ValueReader"]

@@ -88,7 +88,7 @@ class Metrics:
                 status,
                 time.perf_counter() - started,
                 request.content_length or 0,
-                _sent(response),
+                sent_bytes(response),
             )
 
     def record(
@@ -139,7 +139,8 @@ class _Series:
     bytes_out: Counter
 
 
-def _sent(response: web.StreamResponse | None) -> int:
+def sent_bytes(response: web.StreamResponse | None) -> int:
+    """Return the body bytes a response sent (with sendfile(2) too; 0 for none)."""
     if response is None:
         return 0
     return int(response.get(_SENDFILE, 0) or response.body_length or 0)

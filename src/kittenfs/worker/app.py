@@ -9,7 +9,8 @@ from aiohttp import web
 
 from ..config import WorkerConfig, masters
 from ..datadir import claim
-from ..server import new_app, serve, setup_logging, stop_process
+from ..logs import setup_logging
+from ..server import new_app, serve, stop_process
 from ..tls import client_context, server_context
 from .batch_stream import track_streams
 from .blobstore import BlobStore
@@ -52,7 +53,7 @@ def build_app(
 
 def run(config: WorkerConfig) -> None:
     """Run a worker until SIGINT or SIGTERM."""
-    setup_logging(config.verbose)
+    setup_logging(config.verbose, config.log_format)
     claim(config.data)  # before anything in it is touched
     asyncio.run(_main(config))
 

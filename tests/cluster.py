@@ -30,7 +30,7 @@ from kittenfs.placement import blob_relpath
 from kittenfs.signing import HEADER, ClusterKey
 from kittenfs.tls import client_context
 
-LISTENING = re.compile(r"listening on (https?://\S+)")
+LISTENING = re.compile(r"listening on (https?://[^\s\"]+)")
 
 
 def run_reporting(

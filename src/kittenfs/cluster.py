@@ -477,7 +477,7 @@ def _run(config: UpConfig, s3_port: int, index: str) -> int:
         config.port,
         config.workers,
         config.replicas,
-        ("--verbose",) if config.verbose else (),
+        (*(("--verbose",) if config.verbose else ()), "--log-format", config.log_format),
         auth=config.auth,
         tls=config.tls,
         s3_port=s3_port,

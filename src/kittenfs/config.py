@@ -31,6 +31,8 @@ from .signing import BadSecret, ClusterKey
 KiB = 1024
 MiB = 1024**2
 GiB = 1024**3
+#: The log formats a server may write (logs.py).
+FORMATS = ("text", "json")
 #: The prefix of every environment variable of a setting.
 ENV_PREFIX = "KITTENFS_"
 
@@ -397,6 +399,10 @@ class MasterConfig:
     )
     #: Log one line per request.
     verbose: bool = setting(False, "log every request")
+    #: How log lines are written: text, or one JSON object a line (docs/observability.md).
+    log_format: str = setting(
+        "text", "how log lines are written: text, or json (one object a line)", choices=FORMATS
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -509,6 +515,10 @@ class WorkerConfig:
     tls: TLS = TLS()
     #: Log one line per request.
     verbose: bool = setting(False, "log every request")
+    #: How log lines are written: text, or one JSON object a line (docs/observability.md).
+    log_format: str = setting(
+        "text", "how log lines are written: text, or json (one object a line)", choices=FORMATS
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -545,6 +555,10 @@ class GatewayConfig:
     tls: TLS = TLS()
     #: Log one line per request.
     verbose: bool = setting(False, "log every request")
+    #: How log lines are written: text, or one JSON object a line (docs/observability.md).
+    log_format: str = setting(
+        "text", "how log lines are written: text, or json (one object a line)", choices=FORMATS
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -637,6 +651,13 @@ class UpConfig:
     )
     #: Log one line per request.
     verbose: bool = setting(False, "log every request", env=False)
+    #: How the children write their log lines (passed on as their --log-format).
+    log_format: str = setting(
+        "text",
+        "how the children write log lines: text, or json (one object a line)",
+        choices=FORMATS,
+        env=False,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -36,11 +36,11 @@ from multidict import CIMultiDict, MultiDict, MultiDictProxy
 from .config import Limits
 from .httputil import HTTPProblem, Reply
 from .limits import HEADER_LINE_MAX, HEADERS_MAX, late_head
+from .logs import ACCESS, log_request
 from .metrics import Metrics
+from .requestid import HEADER, fresh, request_id
 
 log = logging.getLogger("kittenfs.http")
-#: Lines of requests answered here, when the process logs requests (``--verbose``).
-access_log = logging.getLogger("aiohttp.access")
 
 #: Most bytes of a head kept while it is incomplete (beyond: aiohttp rejects it).
 HEAD_MAX = HEADER_LINE_MAX * HEADERS_MAX
@@ -267,22 +267,17 @@ class FrontConnection(asyncio.Protocol):
         del self._buffer[:size]
         sent = len(reply.body)
         keep_alive = keep_alive and not self._front.closing
+        rid = request_id(head.headers.get(HEADER))
         if transport is not None:
-            transport.write(_encode(reply, head.method, keep_alive))
+            transport.write(_encode(reply, head.method, keep_alive, rid))
         if not keep_alive:  # nothing after this request is read, let alone answered
             self._close()
+        seconds = time.perf_counter() - started
         self._front.metrics.record(
-            self._front.metrics.classify(head.path),
-            head.method,
-            reply.status,
-            time.perf_counter() - started,
-            0,
-            sent,
+            self._front.metrics.classify(head.path), head.method, reply.status, seconds, 0, sent
         )
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                '%s "%s %s" %d %d', head.remote, head.method, head.path, reply.status, sent
-            )
+        if ACCESS.isEnabledFor(logging.INFO):
+            log_request(head.remote, head.method, head.path, reply.status, sent, seconds, rid)
         self._busy = False
         if not self._write_paused:
             self._next()
@@ -308,7 +303,7 @@ class FrontConnection(asyncio.Protocol):
         if self._transport is None or self._busy:
             return
         problem = late_head(self._front.limits.header_timeout)
-        self._transport.write(_encode(problem.reply(), "GET", keep_alive=False))
+        self._transport.write(_encode(problem.reply(), "GET", False, fresh()))
         self._close()
 
     def _arm(self, kind: str, delay: float, callback: Callable[[], None]) -> None:
@@ -328,9 +323,14 @@ _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _BODILESS = (204, 304)
 
 
-def _encode(reply: Reply, method: str, keep_alive: bool) -> bytes:
-    """Return ``reply`` as the bytes of an HTTP/1.1 response to ``method``."""
-    lines = [f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Unknown')}", f"Date: {_date()}"]
+def _encode(reply: Reply, method: str, keep_alive: bool, rid: str) -> bytes:
+    """Return ``reply`` as the bytes of an HTTP/1.1 response to ``method``, whose request
+    has the id ``rid`` (requestid.py)."""
+    lines = [
+        f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Unknown')}",
+        f"Date: {_date()}",
+        f"{HEADER}: {rid}",
+    ]
     lines.extend(f"{name}: {value}" for name, value in reply.headers.items())
     if reply.status not in _BODILESS and "Content-Length" not in reply.headers:
         length = reply.length if reply.length is not None else len(reply.body)

@@ -23,6 +23,7 @@ from aiohttp.web_request import BaseRequest
 
 from .config import Limits
 from .httputil import Handler, HTTPProblem
+from .logs import AccessLogger
 
 #: Longest request line or header line, in bytes (a longer one gets 400).
 HEADER_LINE_MAX = 8190
@@ -129,6 +130,7 @@ class Runner(web.AppRunner):
             max_line_size=HEADER_LINE_MAX,
             max_field_size=HEADER_LINE_MAX,
             max_headers=HEADERS_MAX,
+            access_log_class=AccessLogger,
         )
         self.limits = limits
 

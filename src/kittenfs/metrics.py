@@ -2,18 +2,34 @@
 
 Every request is counted by route, method and status, timed, and its body bytes in and out
 are added up.  Routes are coarse names (``key``, ``blob``, ``admin``, ...), never paths, so
-the number of series stays bounded whatever the keys.  Each process adds gauges of its own
-state (``gauge``), read when Prometheus scrapes.
+the number of series stays bounded whatever the keys.  Each process adds gauges and counters
+of its own state (``gauge``, ``counter``, ``labelled_gauge``), read when Prometheus scrapes,
+so the code that keeps a count keeps a plain int and never imports prometheus_client.
+
+Every process also says what it is (``kittenfs_info{role, version}``) and, from
+prometheus_client's process collector, its start time, memory, CPU and open files
+(``process_*``): a restart shows as a new ``process_start_time_seconds``.
 """
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from . import __version__
 from .httputil import HTTPProblem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,6 +48,10 @@ class Metrics:
     def __init__(self, role: str, classify: Callable[[str], str]) -> None:
         self.classify = classify
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        Info("kittenfs", "what this process is", registry=self.registry).info(
+            {"role": role, "version": __version__}
+        )
         labels = ["route", "method", "status"]
         self.requests = Counter(
             "kittenfs_requests",
@@ -64,6 +84,25 @@ class Metrics:
         """Add a gauge whose value ``read`` gives at every scrape."""
         Gauge(name, help_text, registry=self.registry).set_function(read)
 
+    def counter(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """Add a counter (exposed as ``<name>_total``) whose value ``read`` gives at every
+        scrape: a count that only grows while the process lives."""
+        self.registry.register(_Read(lambda: CounterMetricFamily(name, help_text, value=read())))
+
+    def labelled_gauge(
+        self, name: str, help_text: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """Add a gauge with one series per ``label`` value, as ``read`` gives them at every
+        scrape (a series whose value is gone from ``read`` is gone from the scrape)."""
+
+        def family() -> Metric:
+            gauge = GaugeMetricFamily(name, help_text, labels=[label])
+            for value, number in read().items():
+                gauge.add_metric([value], number)
+            return gauge
+
+        self.registry.register(_Read(family))
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Count and time every request (put it outside the JSON error middleware)."""
@@ -88,7 +127,7 @@ class Metrics:
                 status,
                 time.perf_counter() - started,
                 request.content_length or 0,
-                _sent(response),
+                sent_bytes(response),
             )
 
     def record(
@@ -129,6 +168,16 @@ class Metrics:
 _SENDFILE = "kittenfs.sendfile_bytes"
 
 
+class _Read(Collector):
+    """A metric made anew at every scrape by ``make``."""
+
+    def __init__(self, make: Callable[[], Metric]) -> None:
+        self.make = make
+
+    def collect(self) -> Iterator[Metric]:
+        yield self.make()
+
+
 @dataclass(frozen=True, slots=True)
 class _Series:
     """The series one (route, method, status) of requests counts in."""
@@ -139,7 +188,8 @@ class _Series:
     bytes_out: Counter
 
 
-def _sent(response: web.StreamResponse | None) -> int:
+def sent_bytes(response: web.StreamResponse | None) -> int:
+    """Return the body bytes a response sent (with sendfile(2) too; 0 for none)."""
     if response is None:
         return 0
     return int(response.get(_SENDFILE, 0) or response.body_length or 0)

@@ -19,6 +19,7 @@ from .front import Answer, Front
 from .httputil import CUT, json_errors
 from .limits import LIMITS, Runner, upload_limit
 from .metrics import Metrics
+from .requestid import request_ids, stamp
 from .streaming import ByteBudget
 
 #: The process's budget of bytes for streamed responses (streaming.py).
@@ -27,21 +28,16 @@ BUDGET = web.AppKey("stream_budget", ByteBudget)
 METRICS = web.AppKey("metrics", Metrics)
 
 
-def setup_logging(verbose: bool) -> None:
-    """Log one line per start, stop and error (and per request when ``verbose``) to stderr."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if not verbose:
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
 def new_app(metrics: Metrics, limits: Limits, errors: Middleware = json_errors) -> web.Application:
     """Return an application whose every error response is made by ``errors`` (JSON by
     default; the S3 API's are XML), whose every request is counted in ``metrics`` (served
-    at ``GET /metrics``) and which enforces ``limits``."""
+    at ``GET /metrics``), which enforces ``limits``, and whose every response carries its
+    request's id (requestid.py)."""
     app = web.Application(
-        middlewares=[metrics.middleware, errors, upload_limit(limits)],
+        middlewares=[request_ids, metrics.middleware, errors, upload_limit(limits)],
         client_max_size=16 * 1024 * 1024,
     )
+    app.on_response_prepare.append(stamp)
     app[METRICS] = metrics
     app[LIMITS] = limits
     app[BUDGET] = ByteBudget(limits.stream_buffer)

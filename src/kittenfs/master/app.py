@@ -12,7 +12,8 @@ from aiohttp import web
 from ..config import ConfigError, MasterConfig
 from ..datadir import claim
 from ..limits import Runner
-from ..server import METRICS, new_app, serve, setup_logging, url_host
+from ..logs import setup_logging
+from ..server import METRICS, new_app, serve, url_host
 from ..tls import client_context, server_context
 from . import admin, fast_path
 from .handlers import dispatch
@@ -137,7 +138,7 @@ async def _watch_liveness(state: MasterState) -> None:
 
 def run(config: MasterConfig) -> None:
     """Run a master until SIGINT or SIGTERM."""
-    setup_logging(config.verbose)
+    setup_logging(config.verbose, config.log_format)
     claim(config.data)  # before anything in it is touched
     app = build_app(config)
 

@@ -51,14 +51,20 @@ def master_metrics(current: Callable[[], MasterState | None]) -> Metrics:
         "bytes in the hot-value cache",
         of(lambda s: s.store.cache.stats.bytes),
     )
-    metrics.gauge(
+    metrics.labelled_gauge(
+        "kittenfs_worker_up",
+        "1 for each registered worker that is up, 0 for one that is down",
+        "worker",
+        lambda: worker_states(current()),
+    )
+    metrics.counter(
         "kittenfs_cache_hits",
-        "hot-value cache hits since start",
+        "hot-value cache hits",
         of(lambda s: s.store.cache.stats.hits),
     )
-    metrics.gauge(
+    metrics.counter(
         "kittenfs_cache_misses",
-        "hot-value cache misses since start",
+        "hot-value cache misses",
         of(lambda s: s.store.cache.stats.misses),
     )
     metrics.gauge(
@@ -92,6 +98,14 @@ def master_metrics(current: Callable[[], MasterState | None]) -> Metrics:
         of(lambda s: s.jobs.history[-1].bytes_done if s.jobs.history else 0),
     )
     return metrics
+
+
+def worker_states(state: MasterState | None) -> dict[str, float]:
+    """Return 1.0 (up) or 0.0 (down) for each registered worker, by index."""
+    if state is None:
+        return {}
+    membership = state.membership
+    return {str(index): float(membership.is_up(index)) for index in membership.workers}
 
 
 class _KeyHealth:

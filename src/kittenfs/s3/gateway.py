@@ -35,6 +35,7 @@ from ..config import GatewayConfig
 from ..credentials import Role
 from ..errors import NotFound
 from ..limits import body_chunks
+from ..logs import setup_logging
 from ..master.access import Caller
 from ..master.cache import ValueCache
 from ..master.index import Space
@@ -43,7 +44,7 @@ from ..master.replica_io import HttpTransport, new_session
 from ..master.write_path import Store
 from ..metrics import Metrics
 from ..records import IndexRecord, decode
-from ..server import serve, setup_logging
+from ..server import serve
 from ..tls import client_context, server_context
 from . import sigv4
 from .app import build_s3_app
@@ -282,7 +283,7 @@ async def _relay(request: web.Request, answer: aiohttp.ClientResponse) -> web.St
 
 def run(config: GatewayConfig) -> None:
     """Run an S3 gateway until SIGINT or SIGTERM."""
-    setup_logging(config.verbose)
+    setup_logging(config.verbose, config.log_format)
     asyncio.run(_main(config))
 
 

@@ -9,7 +9,8 @@ from aiohttp import web
 
 from ..config import WorkerConfig, masters
 from ..datadir import claim
-from ..server import new_app, serve, setup_logging, stop_process
+from ..logs import setup_logging
+from ..server import new_app, serve, stop_process
 from ..tls import client_context, server_context
 from .batch_stream import track_streams
 from .blobstore import BlobStore
@@ -19,17 +20,22 @@ from .handlers import DESCRIBE, dispatch, worker_metrics
 from .heartbeat import ADOPT_MARKER, MasterLinks
 from .identity import Identity
 from .recovery import StoreUnusable, open_store
-from .scrub import scrub_forever
+from .scrub import ScrubCounts, scrub_forever
 from .serve import CHECKED, REPORT, STORE, RecentlyChecked, ReportOnce
 
 log = logging.getLogger("kittenfs.worker")
 
 
 def build_app(
-    config: WorkerConfig, store: BlobStore, identity: Identity, link: MasterLinks
+    config: WorkerConfig,
+    store: BlobStore,
+    identity: Identity,
+    link: MasterLinks,
+    scrubbed: ScrubCounts,
 ) -> web.Application:
-    """Return a worker's application over an open blob store and its link to the master."""
-    app = new_app(worker_metrics(store), config.limits)
+    """Return a worker's application over an open blob store and its link to the master
+    (its metrics read what the scrub counts in ``scrubbed``)."""
+    app = new_app(worker_metrics(store, scrubbed), config.limits)
     app[STORE] = store
     app[GUARD] = Guard(config.cluster_key, config.public_reads)
     app[REPORT] = ReportOnce(link.report_corrupt)
@@ -52,7 +58,7 @@ def build_app(
 
 def run(config: WorkerConfig) -> None:
     """Run a worker until SIGINT or SIGTERM."""
-    setup_logging(config.verbose)
+    setup_logging(config.verbose, config.log_format)
     claim(config.data)  # before anything in it is touched
     asyncio.run(_main(config))
 
@@ -95,7 +101,8 @@ async def _main(config: WorkerConfig) -> None:
         config.cluster_key,
         client_context(config.tls.ca),
     )
-    app = build_app(config, store, identity, link)
+    scrubbed = ScrubCounts()
+    app = build_app(config, store, identity, link, scrubbed)
     tasks: list[asyncio.Task[None]] = []
 
     async def listening(url: str) -> None:
@@ -104,7 +111,11 @@ async def _main(config: WorkerConfig) -> None:
             tasks.append(
                 asyncio.create_task(
                     scrub_forever(
-                        store, config.scrub_rate, config.scrub_interval, link.report_corrupt
+                        store,
+                        config.scrub_rate,
+                        config.scrub_interval,
+                        link.report_corrupt,
+                        scrubbed,
                     )
                 )
             )

@@ -9,6 +9,7 @@ import asyncio
 import errno
 import functools
 import logging
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +31,7 @@ from ..streaming import one_chunk
 from .batch_stream import serve_stream
 from .blobstore import BlobExists, BlobStore, CorruptBlob, SizeMismatch
 from .guard import GUARD
+from .scrub import ScrubCounts
 from .serve import STORE, get_blob
 
 log = logging.getLogger("kittenfs.worker")
@@ -52,11 +54,28 @@ def route_of(path: str) -> str:
     return path[1:] if path in ("/health", "/metrics", "/blobs", "/batch") else "other"
 
 
-def worker_metrics(store: BlobStore) -> Metrics:
-    """Return a worker's metrics, with gauges of what its store holds."""
+def worker_metrics(store: BlobStore, scrubbed: ScrubCounts) -> Metrics:
+    """Return a worker's metrics: what its store holds, the disk it is on (statvfs at each
+    scrape: a few microseconds) and what the scrub found."""
     metrics = Metrics("worker", route_of)
     metrics.gauge("kittenfs_blobs", "blobs held", lambda: store.key_count)
     metrics.gauge("kittenfs_blob_bytes", "bytes of values held", lambda: store.bytes_used)
+    metrics.gauge(
+        "kittenfs_disk_size_bytes",
+        "size of the file system of the data directory",
+        lambda: shutil.disk_usage(store.root).total,
+    )
+    metrics.gauge(
+        "kittenfs_disk_free_bytes",
+        "bytes free (to unprivileged users) on the file system of the data directory",
+        lambda: shutil.disk_usage(store.root).free,
+    )
+    metrics.counter(
+        "kittenfs_scrub_checked_blobs", "blobs the scrub read", lambda: scrubbed.checked
+    )
+    metrics.counter(
+        "kittenfs_scrub_corrupt_blobs", "corrupt blobs the scrub found", lambda: scrubbed.corrupt
+    )
     return metrics
 
 

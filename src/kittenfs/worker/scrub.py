@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from .blobstore import BlobStore, CorruptBlob
 
@@ -22,16 +23,31 @@ PAGE = 100
 Report = Callable[[list[dict[str, str]]], Awaitable[None]]
 
 
-async def scrub_forever(store: BlobStore, rate: float, interval: float, report: Report) -> None:
-    """Check every blob at ``rate`` bytes a second, pass after pass, reporting corrupt ones."""
+@dataclass
+class ScrubCounts:
+    """What the scrub has done since the worker started (its metrics read them)."""
+
+    checked: int = 0
+    corrupt: int = 0
+
+
+async def scrub_forever(
+    store: BlobStore, rate: float, interval: float, report: Report, counts: ScrubCounts
+) -> None:
+    """Check every blob at ``rate`` bytes a second, pass after pass, reporting corrupt ones
+    and counting both in ``counts``."""
     while True:
-        checked, corrupt = await scrub_once(store, rate, report)
+        checked, corrupt = await scrub_once(store, rate, report, counts)
         log.info("scrub pass done: %d blobs checked, %d corrupt", checked, corrupt)
         await asyncio.sleep(interval)
 
 
-async def scrub_once(store: BlobStore, rate: float, report: Report) -> tuple[int, int]:
-    """Run one pass; return (blobs checked, corrupt blobs found)."""
+async def scrub_once(
+    store: BlobStore, rate: float, report: Report, counts: ScrubCounts | None = None
+) -> tuple[int, int]:
+    """Run one pass; return (blobs checked, corrupt blobs found), also added to ``counts``
+    blob by blob."""
+    counts = counts or ScrubCounts()
     checked = corrupt = 0
     start = ""
     while True:
@@ -42,9 +58,11 @@ async def scrub_once(store: BlobStore, rate: float, report: Report) -> tuple[int
                 await asyncio.to_thread(store.check, blob)
             except CorruptBlob as exc:
                 corrupt += 1
+                counts.corrupt += 1
                 log.error("scrub: blob %s (key %r) is corrupt: %s", blob, meta.key, exc)
                 await _report(report, [{"blob": blob, "key": meta.key, "version": meta.version}])
             checked += 1
+            counts.checked += 1
             await asyncio.sleep(max(meta.size, 4096) / rate)
         if len(page) <= PAGE:
             return checked, corrupt

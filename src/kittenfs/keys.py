@@ -10,7 +10,11 @@ from urllib.parse import quote, unquote_to_bytes
 #: Longest key accepted, in bytes of its UTF-8 encoding.
 MAX_KEY_BYTES = 1024
 #: Paths the master answers itself, matched on the raw (still encoded) path.
-RESERVED_PATHS = frozenset({"/health", "/_cluster", "/gets", "/clear", "/metrics"})
+RESERVED_PATHS = frozenset(
+    {"/health", "/_cluster", "/gets", "/clear", "/metrics"}
+    # The web console (master/console.py).
+    | {"/ui", "/ui/", "/ui/console.js", "/ui/console.css"}
+)
 #: Path prefixes the master answers itself: admin routes and the seed's routes.
 RESERVED_PREFIXES = ("/_", "/put/", "/get/", "/delete/")
 

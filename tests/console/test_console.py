@@ -253,6 +253,27 @@ def test_folders_page_through_many_keys(console: Console, cluster: Cluster) -> N
     console.until(lambda: console.find('tr[data-key="/many/000"]'), "the first page again")
 
 
+def test_keys_named_like_routes_are_acted_on_as_keys(console: Console, cluster: Cluster) -> None:
+    from kittenfs.keys import key_path
+
+    for key in ("/x", "/delete/x", "/ui"):
+        answer = httpx.put(
+            f"{cluster.url}{key_path(key)}", content=key.encode(), headers=cluster.headers
+        )
+        assert answer.status_code in (201, 204)
+    console.go("keys")
+    console.until(lambda: console.find("#crumbs button"), "the folders path")
+    console.find("#crumbs button").click()
+    console.until(lambda: console.find('tr[data-key="/ui"] .md5').text, "/ui listed with its MD5")
+    console.find('tr[data-key="/delete/"] button').click()  # the seed route's name: a folder
+    console.until(lambda: console.find('tr[data-key="/delete/x"] .md5').text, "/delete/x")
+    console.find('tr[data-key="/delete/x"] button[aria-label^="Delete"]').click()
+    console.accept()
+    console.until(lambda: not console.all('tr[data-key="/delete/x"]'), "/delete/x gone")
+    kept = httpx.get(f"{cluster.url}/x", headers=cluster.headers, timeout=10)
+    assert kept.content == b"/x"  # not the key the seed route /delete/x would have deleted
+
+
 def test_a_repair_started_after_its_dry_run_and_watched(console: Console, cluster: Cluster) -> None:
     put(cluster, "/damaged/value", os.urandom(1024 * 1024))
     cluster.blob_file(0, "/damaged/value").unlink()  # one copy lost; repair makes it again

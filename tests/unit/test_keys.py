@@ -2,7 +2,15 @@
 
 import pytest
 
-from kittenfs.keys import MAX_KEY_BYTES, InvalidKey, decode_key, encode_key, key_from_raw_path
+from kittenfs.keys import (
+    MAX_KEY_BYTES,
+    InvalidKey,
+    decode_key,
+    encode_key,
+    is_reserved,
+    key_from_raw_path,
+    key_path,
+)
 
 
 @pytest.mark.parametrize(
@@ -119,3 +127,30 @@ def test_encode_key_orders_by_utf8_bytes() -> None:
     # UTF-8 byte order equals code point order, including astral characters after U+FFFF
     # (unlike UTF-16 order).
     assert by_bytes == ["/a", "/z", "/é", "/猫", "/\uffff", "/🐱"]
+
+
+def test_every_route_of_the_master_is_reserved() -> None:
+    """A key named like a route is escaped by the clients (key_path): every exact route of
+    the master must be known as reserved, or its key would reach the route instead."""
+    from kittenfs.master import handlers
+
+    for route in handlers._ROUTES:
+        assert is_reserved(route), route
+        assert key_path(route) != route
+
+
+def test_the_console_escapes_the_same_routes() -> None:
+    """The web console names keys in URLs as key_path does, from its own copy of the
+    reserved paths (master/ui/console.js): the copy must be the same."""
+    import json
+    import re
+    from importlib import resources
+
+    from kittenfs.keys import RESERVED_PATHS, RESERVED_PREFIXES
+
+    script = resources.files("kittenfs.master").joinpath("ui", "console.js").read_text()
+    paths = re.search(r"const RESERVED = new Set\((\[.*?\])\);", script)
+    prefixes = re.search(r"const RESERVED_PREFIXES = (\[.*?\]);", script)
+    assert paths and prefixes
+    assert set(json.loads(paths.group(1))) == RESERVED_PATHS
+    assert tuple(json.loads(prefixes.group(1))) == RESERVED_PREFIXES

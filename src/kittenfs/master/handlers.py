@@ -79,6 +79,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     _allow(method, KEY_METHODS, "keys")
     caller = _remember(request, await access.authorize(request, key_need(method), key))
     if method == "GET" and "replicas" in request.query:
+        if caller.link is not None:  # a link's signature covers the value, not the query
+            raise HTTPProblem(403, "forbidden", "a link reads the value only, not its replicas")
         return await key_replicas(request, key)
     if method in ("GET", "HEAD"):
         direct = "direct" in request.query or _truthy(request.headers.get("X-Kfs-Direct"))

@@ -104,6 +104,7 @@ class Membership:
             if state is None or state.info.id != info.id:
                 state = WorkerState(info, now)  # counted up until its beats say otherwise
                 log.info("worker %d (id %s), registered elsewhere, taken in", info.index, info.id)
+                self._note(info.index, "registered")
             state.info = info
             self.workers[info.index] = state
         self._by_id = {state.info.id: state for state in self.workers.values()}
@@ -276,6 +277,7 @@ class Membership:
             del self._by_id[state.info.id]
             self.draining.discard(index)
         log.info("worker %d (%s) removed", index, state.info.url)
+        self._note(index, "removed")
 
     def _require(self, index: int) -> WorkerState:
         state = self.workers.get(index)
@@ -294,7 +296,8 @@ class Membership:
 
     def history(self) -> list[dict[str, Any]]:
         """Return the workers' changes of state this master saw since it started (the last
-        HISTORY): ``{"worker", "state": "registered"|"up"|"down", "at": unix seconds}``,
+        HISTORY): ``{"worker", "state": "registered"|"up"|"down"|"removed", "at": unix
+        seconds}``,
         oldest first.  Kept in memory only, as liveness is."""
         return list(self._history)
 

@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 from ..keys import RESERVED_PREFIXES
 from ..metrics import Metrics
+from .console import ASSETS as CONSOLE_ASSETS
 from .state import MasterState
 
 #: Seconds a count of under-replicated and misplaced keys is reused: it reads the whole index.
@@ -17,6 +18,8 @@ def route_of(path: str) -> str:
         return path[1:]
     if path in ("/_cluster", "/gets"):
         return "cluster"
+    if path in CONSOLE_ASSETS:
+        return "ui"
     if path in ("/_workers/register", "/_workers/heartbeat"):
         return "worker_link"
     if path.startswith(("/_jobs", "/_workers/")):

@@ -51,8 +51,27 @@ async function call(method, path, { json, headers } = {}) {
 
 const getJSON = async (path) => (await call("GET", path)).json();
 
-/** A key as a URL path: each segment percent-encoded. */
-const keyPath = (key) => key.split("/").map(encodeURIComponent).join("/");
+/** Paths the master answers itself (keys.RESERVED_PATHS and RESERVED_PREFIXES: a test
+ * holds the two lists equal). */
+const RESERVED = new Set(["/health", "/_cluster", "/gets", "/clear", "/metrics", "/ui", "/ui/", "/ui/console.js", "/ui/console.css"]);
+const RESERVED_PREFIXES = ["/_", "/put/", "/get/", "/delete/"];
+
+/** A key as a URL path, as the Python client makes it (keys.key_path): each segment
+ * percent-encoded, and a leading "//" or a route's name escaped, so that the path names
+ * the key and not a route or another host. */
+function keyPath(key) {
+  let path = key.split("/").map(encodeURIComponent).join("/");
+  if (path.startsWith("//")) path = `/%2F${path.slice(2)}`;
+  if (RESERVED.has(path) || RESERVED_PREFIXES.some((prefix) => path.startsWith(prefix))) {
+    const first = path.charCodeAt(1).toString(16).toUpperCase().padStart(2, "0");
+    path = `/%${first}${path.slice(2)}`;
+  }
+  return path;
+}
+
+/** Whether a browser can name ``key`` in a URL: every URL parser rewrites "." and ".."
+ * segments, even percent-encoded, so such keys are shown but not acted on here. */
+const addressable = (key) => !key.split("/").some((s) => s === "." || s === "..");
 
 // --- small helpers ------------------------------------------------------------------------
 
@@ -171,7 +190,7 @@ function poll(every, load) {
 }
 
 const LOADERS = {
-  cluster: () => { countKeys(); poll(3000, () => loadCluster(false)); },
+  cluster: () => { countKeys(); poll(3000, loadCluster); },
   live: () => { samples.length = 0; last = null; poll(2000, sampleMetrics); },
   jobs: () => poll(1000, loadJobs),
   keys: () => { stopPolling(); guarded(() => openFolder(folder, ""))(); },
@@ -197,7 +216,7 @@ let keyCounts = null;
 async function countKeys() {
   try {
     keyCounts = { ...(await getJSON("/_cluster?keys=1")).keys, at: Date.now() / 1000 };
-    await loadCluster(false);
+    await loadCluster();
   } catch (error) { problem(error); }
 }
 
@@ -318,7 +337,8 @@ function quantile(q, before, after) {
 async function sampleMetrics() {
   const text = await (await call("GET", "/metrics")).text();
   const now = { at: performance.now() / 1000, ...parseMetrics(text) };
-  if (last) {
+  const reset = last && ["requests", "errors", "in", "out"].some((name) => now[name] < last[name]);
+  if (last && !reset) {  // counters that fell: the master restarted; start again from here
     const dt = now.at - last.at;
     samples.push({
       rate: (now.requests - last.requests) / dt,
@@ -423,38 +443,31 @@ let folder = "/";
 let starts = [];
 let nextStart = "";
 
-/** One page of ``prefix``'s folders and keys from ``start``: each folder once (its keys are
- * skipped with one jump: "0" is the byte after "/"), at most PAGE rows. */
+/** One page of ``prefix``'s folders and keys from ``start``, at most PAGE rows, each folder
+ * once however many keys it holds: the keys of the folder last listed are passed over, and
+ * a batch that ends inside it jumps past the rest (the listing restarts at the folder's
+ * name with its "/" made "0", the next byte). */
 async function listPage(prefix, start) {
   const rows = [];
   let from = start || prefix;
-  while (rows.length < PAGE) {
-    const page = await getJSON(`${keyPath(prefix)}?list&limit=${LIST_BATCH}&start=${encodeURIComponent(from)}`);
-    let jumped = false;
-    for (let i = 0; i < page.keys.length; i += 1) {
-      const key = page.keys[i];
+  for (;;) {
+    const batch = await getJSON(`${keyPath(prefix)}?list&limit=${LIST_BATCH}&start=${encodeURIComponent(from)}`);
+    for (const key of batch.keys) {
       const rest = key.slice(prefix.length);
       const slash = rest.indexOf("/");
+      const sub = slash >= 0 ? prefix + rest.slice(0, slash + 1) : null;
+      if (sub && rows.length && rows[rows.length - 1].key === sub) continue;
       if (rows.length === PAGE) return { rows, next: key };
-      if (slash >= 0) {
-        const sub = prefix + rest.slice(0, slash + 1);
-        rows.push({ folder: true, name: rest.slice(0, slash + 1), key: sub });
-        from = `${sub.slice(0, -1)}0`;
-        jumped = true;
-        break;
-      }
-      rows.push({ folder: false, name: rest, key });
+      rows.push(sub ? { folder: true, name: rest.slice(0, slash + 1), key: sub } : { folder: false, name: rest, key });
     }
-    if (!jumped) {
-      if (!page.next) return { rows, next: "" };
-      from = page.next;
-    }
+    if (!batch.next) return { rows, next: "" };
+    const tail = rows[rows.length - 1];
+    from = tail && tail.folder && batch.next.startsWith(tail.key) ? `${tail.key.slice(0, -1)}0` : batch.next;
   }
-  return { rows, next: from };
 }
 
 async function openFolder(prefix, start, back = false) {
-  if (prefix !== folder) starts = [];
+  if (prefix !== folder || (!start && !back)) starts = [];  // a folder opened from its top
   folder = prefix;
   const { rows, next } = await listPage(prefix, start);
   nextStart = next;
@@ -466,7 +479,7 @@ async function openFolder(prefix, start, back = false) {
   body.replaceChildren(...rows.map(keyRow));
   if (!rows.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 4 }, "Nothing here yet: upload files above.")));
   say(`${folder}: ${rows.length} entries${next ? ", more on the next page" : ""}.`);
-  await Promise.all(rows.filter((r) => !r.folder).map(fillSizes));
+  await Promise.all(rows.filter((r) => !r.folder && addressable(r.key)).map(fillHead));
   $("key-table").dataset.loaded = folder;
 }
 
@@ -483,6 +496,11 @@ function drawCrumbs() {
 }
 
 function keyRow(row) {
+  if (!addressable(row.key)) {
+    return el("tr", { "data-key": row.key },
+      el("td", {}, row.name), el("td", {}, row.folder ? "folder" : ""), el("td", {}),
+      el("td", {}, "a \".\" or \"..\" segment: use the client or the CLI"));
+  }
   if (row.folder) {
     return el("tr", { "data-key": row.key },
       el("td", {}, el("button", { type: "button", onclick: guarded(() => openFolder(row.key, "")) }, `📁 ${row.name}`)),
@@ -497,7 +515,7 @@ function keyRow(row) {
 }
 
 /** Fill in a key's size and MD5 from a HEAD (answered by the master, never redirected). */
-async function fillSizes(row) {
+async function fillHead(row) {
   const tr = [...$("key-table").tBodies[0].rows].find((r) => r.dataset.key === row.key);
   try {
     const head = await call("HEAD", keyPath(row.key));

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+import httpx
 from fsspec.asyn import AsyncFileSystem, _run_coros_in_chunks, sync
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.spec import AbstractBufferedFile
@@ -125,7 +126,11 @@ class KittenFileSystem(AsyncFileSystem):  # type: ignore[misc]
         )
         self.url = url or _master_url(host, scheme, configured.url)
         self.page_size = page_size
-        self.client = AsyncClient(self.url, token=configured.token, ca=configured.ca)
+        # A token from the environment or the config file goes only to the masters they
+        # name: a kittenfs:// URL found in data must not carry it to any host.
+        configured_master = not host or _configured(host, configured.url) is not None
+        sent = configured.token if token or url or configured_master else ""  # "": none
+        self.client = AsyncClient(self.url, token=sent, ca=configured.ca)
         weakref.finalize(self, _close, self._loop, self.client)
 
     @classmethod
@@ -135,14 +140,16 @@ class KittenFileSystem(AsyncFileSystem):  # type: ignore[misc]
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
         path = str(path)
-        if path.startswith(f"{PROTOCOL}://"):
-            path = urlsplit(path).path
+        if path.startswith(f"{PROTOCOL}://"):  # the key is all after the host, "#" and "?" too
+            path = path[len(PROTOCOL) + 3 :].partition("/")[2]
         return "/" + path.strip("/")
 
     @staticmethod
     def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
         """Return the storage options a URL gives: the master's ``host`` (host:port)."""
-        netloc = urlsplit(path).netloc if path.startswith(f"{PROTOCOL}://") else ""
+        netloc = (
+            path[len(PROTOCOL) + 3 :].partition("/")[0] if path.startswith(f"{PROTOCOL}://") else ""
+        )
         return {"host": netloc} if netloc else {}
 
     def unstrip_protocol(self, name: str) -> str:
@@ -181,21 +188,24 @@ class KittenFileSystem(AsyncFileSystem):  # type: ignore[misc]
         while True:
             with os_errors(path):
                 keys, start = await self.client.list_page(prefix, start, self.page_size)
-            names: list[str] = []
+            entries: list[tuple[str, bool]] = []  # (name, is a directory)
             for key in keys:
                 inner = key[len(prefix) :].split("/", 1)
                 name = prefix + inner[0]
-                if len(inner) == 1 or name != last:
-                    names.append(name)
-                    last = name if len(inner) == 2 else ""
-            files = {key: _file(key, 0, "") for key in names if key in keys}
-            if detail:
-                files = {info["name"]: info for info in await self._heads(list(files))}
-            for name in names:
-                if name not in keys:
+                if len(inner) == 1:
+                    entries.append((name, False))
+                elif name != last:
+                    entries.append((name, True))
+                last = name if len(inner) == 2 else last
+            files = [name for name, directory in entries if not directory]
+            heads = {info["name"]: info for info in await self._heads(files)} if detail else {}
+            for name, directory in entries:
+                if directory:
                     yield _directory(name)
-                elif name in files:
-                    yield files[name]
+                elif not detail:
+                    yield _file(name, 0, "")
+                elif name in heads:  # (not a key deleted since the listing)
+                    yield heads[name]
             if not start:
                 return
             if last and start.startswith(_prefix(last)):
@@ -415,9 +425,14 @@ def _master_url(host: str | None, scheme: str | None, configured: str) -> str:
     if not host:
         return configured
     if scheme is None:
-        same = [u for u in master_urls(configured) if u.netloc.decode() == host]
-        scheme = same[0].scheme if same else "http"
+        same = _configured(host, configured)
+        scheme = same.scheme if same else "http"
     return f"{scheme}://{host}"
+
+
+def _configured(host: str, configured: str) -> httpx.URL | None:
+    """Return the configured master URL that names ``host`` (host:port), if one does."""
+    return next((u for u in master_urls(configured) if u.netloc.decode() == host), None)
 
 
 class KittenFile(AbstractBufferedFile):  # type: ignore[misc]

@@ -240,6 +240,9 @@ def test_credentials_from_options_and_the_environment(
         anonymous.cat_file("/auth/k")
     filesystem(secured, token=ADMIN).pipe_file("/auth/k", random_bytes(LARGE))
     monkeypatch.setenv("KITTENFS_TOKEN", ADMIN)
+    with pytest.raises(PermissionError):  # the token goes only to the master it is set for
+        filesystem(secured).cat_file("/auth/k")
+    monkeypatch.setenv("KITTENFS_URL", secured.url)
     assert len(filesystem(secured).cat_file("/auth/k")) == LARGE  # through a worker
     monkeypatch.setenv("KITTENFS_TOKEN", "kfs.garbage")
     with pytest.raises(PermissionError):
@@ -301,3 +304,38 @@ def test_a_tls_cluster_with_its_ca(make_cluster: MakeCluster) -> None:
     untrusted, _ = fsspec.core.url_to_fs(where, scheme="https", skip_instance_cache=True)
     with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
         untrusted.info(path)
+
+
+def test_dask_and_hugging_face_datasets_read_kittenfs_paths(
+    fs: KittenFileSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hugging Face's libraries: their hub on a loopback port nothing listens on (traffic
+    # stays here; their offline mode would refuse kittenfs:// URLs too), their caches in
+    # this test's folder.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import dask.dataframe as dd
+    import datasets
+
+    parts = 12
+    fs.pipe(
+        {
+            f"/ecosystem/f{i:02}.parquet": parquet_bytes(pa.Table.from_pandas(frame(i)))
+            for i in range(parts)
+        }
+    )
+    pattern = url_of(fs, "/ecosystem/*.parquet")
+    lazy = dd.read_parquet(pattern)
+    assert lazy.npartitions == parts
+    assert sorted(lazy["n"].compute().tolist()) == list(range(parts * 25))
+    # datasets names the files it found "kittenfs://" + path, without the master: it is
+    # given in storage_options (``host``; or $KITTENFS_URL), as s3fs's credentials are.
+    loaded = datasets.load_dataset(
+        "parquet",
+        data_files=pattern,
+        split="train",
+        cache_dir=str(tmp_path / "datasets"),
+        storage_options={"host": fs.url.split("://", 1)[1]},
+    )
+    assert loaded.num_rows == parts * 25
+    assert sorted(loaded["n"]) == list(range(parts * 25))

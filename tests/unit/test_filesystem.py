@@ -70,3 +70,28 @@ def test_the_token_comes_from_options_then_environment_then_config_file(
     monkeypatch.setenv("KITTENFS_TOKEN", "from-env")
     assert sent(made()) == "Bearer from-env"
     assert sent(made(token="given")) == "Bearer given"
+
+
+def test_a_token_from_the_settings_goes_only_to_the_masters_they_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def sent(fs: KittenFileSystem) -> str | None:
+        header: str | None = fs.client.http.headers.get("authorization")
+        return header
+
+    monkeypatch.setenv("KITTENFS_URL", "https://m:4000")
+    monkeypatch.setenv("KITTENFS_TOKEN", "secret")
+    assert sent(made()) == "Bearer secret"  # kittenfs:///key: the configured master
+    assert sent(made(host="m:4000")) == "Bearer secret"
+    assert sent(made(host="elsewhere:80")) is None  # a URL from data: no credential
+    assert sent(made(host="elsewhere:80", token="given")) == "Bearer given"
+    assert sent(made(url="http://chosen:1")) == "Bearer secret"  # a master the caller named
+
+
+@pytest.mark.parametrize(
+    ("given", "key"),
+    [("kittenfs://h:3000/a#1.parquet", "/a#1.parquet"), ("kittenfs://h:3000/q?x=1", "/q?x=1")],
+)
+def test_a_key_keeps_its_hash_and_question_mark(given: str, key: str) -> None:
+    assert KittenFileSystem._strip_protocol(given) == key
+    assert KittenFileSystem._get_kwargs_from_urls(given) == {"host": "h:3000"}

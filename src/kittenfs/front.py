@@ -277,7 +277,7 @@ class FrontConnection(asyncio.Protocol):
             self._front.metrics.classify(head.path), head.method, reply.status, seconds, 0, sent
         )
         if ACCESS.isEnabledFor(logging.INFO):
-            log_request(head.remote, head.method, head.path, reply.status, sent, seconds, rid)
+            log_request(head.remote, head.method, head.raw_path, reply.status, sent, seconds, rid)
         self._busy = False
         if not self._write_paused:
             self._next()

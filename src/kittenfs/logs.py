@@ -65,7 +65,9 @@ def log_request(
     seconds: float,
     request_id: str,
 ) -> None:
-    """Write a request's access line (callers on a hot path check ACCESS first)."""
+    """Write a request's access line (callers on a hot path check ACCESS first).  ``path``
+    is the raw one, as the request line had it (percent-encoded, with its query): a decoded
+    path could hold a line break and forge a second line of a text log."""
     ACCESS.info(
         '%s "%s %s" %d %d %.2fms %s',
         remote or "-",
@@ -94,7 +96,7 @@ class AccessLogger(AbstractAccessLogger):
         log_request(
             request.remote,
             request.method,
-            request.path,
+            request.raw_path,
             response.status,
             sent_bytes(response),
             time,

@@ -7,7 +7,8 @@ characters of ``[A-Za-z0-9._:+/=-]``); anything else (too long, control characte
 quotes) is replaced by a fresh id, never echoed.  A fresh id is this process's random prefix
 and a counter (``3f9c2a7d41b8-1a``): unique across processes and restarts without a uuid4
 per request (about 2 µs: an urandom call and a UUID object) where the front's hot path
-spends about 20 µs on a whole request; this costs about 0.3 µs.
+spends about 20 µs on a whole request; this costs about 0.2 µs (timeit), and the header
+line about 0.03 µs more.
 """
 
 import itertools

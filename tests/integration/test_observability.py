@@ -201,6 +201,9 @@ def test_json_logs_and_request_ids(make_cluster: MakeCluster) -> None:
         assert missing.status_code == 404
         listed = http.get("/obs?list", headers={HEADER: "listing-7"})  # aiohttp's
         assert listed.status_code == 200
+        # A line break in the path stays encoded in the line: no forged second line.
+        broken = http.get("/obs/a%0Afake", headers={HEADER: "broken-1"})
+        assert broken.status_code == 404
     assert got.headers[HEADER] == "client-id.42:x"
     assert listed.headers[HEADER] == "listing-7"
     ids = [r.headers[HEADER] for r in (put, missing)]
@@ -209,7 +212,8 @@ def test_json_logs_and_request_ids(make_cluster: MakeCluster) -> None:
         ("PUT", "/obs/small", 201, put.headers[HEADER]),
         ("GET", "/obs/small", 200, "client-id.42:x"),
         ("GET", "/obs/missing", 404, missing.headers[HEADER]),
-        ("GET", "/obs", 200, "listing-7"),
+        ("GET", "/obs?list", 200, "listing-7"),  # the raw path, query included
+        ("GET", "/obs/a%0Afake", 404, "broken-1"),
     ]
     for method, path, status, request_id in answered:
         wait_until(partial(access_line, master_log, request_id), f"the line of {request_id}")

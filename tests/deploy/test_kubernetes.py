@@ -83,7 +83,7 @@ def test_ports_probes_and_services_agree(role: str) -> None:
     env = pod_env(role, f"kittenfs-{role}-0", NAMESPACE)
     (port,) = spec["ports"]
     assert str(port["containerPort"]) == env["KITTENFS_PORT"]
-    for probe in ("readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert spec[probe]["httpGet"] == {"path": "/health", "port": port["name"]}
     service = find("Service", f"kittenfs-{role}")
     labels = find("StatefulSet", f"kittenfs-{role}")["spec"]["template"]["metadata"]["labels"]

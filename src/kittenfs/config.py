@@ -381,6 +381,14 @@ class MasterConfig:
     s3_port: int | None = setting(
         None, "serve the S3 API on this port too (0: a free one)", check=_PORT, shown="none"
     )
+    #: An upload in parts (master/uploads.py) not touched for this many seconds (its start,
+    #: or its last part) is deleted with its parts.
+    upload_abandoned_after: float = setting(
+        86400.0,
+        "seconds after which an upload in parts (/_uploads) left untouched is deleted",
+        metavar="SECONDS",
+        check=POSITIVE,
+    )
     #: An S3 multipart upload not completed this many seconds after it started is aborted
     #: and its parts deleted.
     s3_abandoned_after: float = setting(

@@ -15,7 +15,7 @@ from ..limits import Runner
 from ..logs import setup_logging
 from ..server import METRICS, new_app, serve, url_host
 from ..tls import client_context, server_context
-from . import admin, fast_path
+from . import admin, fast_path, uploads
 from .handlers import dispatch
 from .index.engine import describe
 from .jobs.converge import DEFAULT_CONCURRENCY
@@ -89,6 +89,7 @@ def _lifecycle(config: MasterConfig):  # type: ignore[no-untyped-def]
             asyncio.create_task(state.repairs.run_forever()),
             asyncio.create_task(_watch_liveness(state)),
             asyncio.create_task(state.duties.run_forever(lambda: state.public_url)),
+            asyncio.create_task(uploads.clean_forever(state)),
         ]
         yield
         for task in tasks:

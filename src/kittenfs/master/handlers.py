@@ -18,7 +18,7 @@ from ..keys import MAX_KEY_BYTES, InvalidKey, key_from_raw_path
 from ..limits import body_chunks, paced
 from ..server import METRICS
 from ..streaming import one_chunk
-from . import admin, console, credential_api, gateway_link, read_path, worker_link
+from . import admin, console, credential_api, gateway_link, read_path, uploads, worker_link
 from .access import Caller, Need
 from .index import Space
 from .membership import Membership
@@ -342,6 +342,7 @@ _ADMIN_PREFIXES = (
     ("/_jobs/", Need.ADMIN, admin.dispatch_jobs),
     ("/_workers/", Need.ADMIN, admin.dispatch_workers),
     ("/_keys/", Need.ADMIN, credential_api.dispatch),
+    ("/_uploads/", Need.WRITE, uploads.dispatch),
 )
 
 _SEED_PREFIXES = (

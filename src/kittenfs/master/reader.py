@@ -144,6 +144,16 @@ class Reader:
         damaged = self.damage.of(record)
         return random.choice([i for i in candidates if i not in damaged] or candidates)
 
+    async def span(self, found: Found, first: int, last: int) -> AsyncGenerator[bytes, None]:
+        """Yield bytes ``first`` .. ``last`` of a value ``find`` gave: its cached bytes, or
+        from its replicas in turn (``stream``)."""
+        if found.value is not None:
+            yield found.value[first : last + 1]
+            return
+        record = found.record
+        async for chunk in self.stream(record, first, last, self.candidates(record)):
+            yield chunk
+
     async def stream(
         self, record: IndexRecord, first: int, last: int, replicas: list[int]
     ) -> AsyncGenerator[bytes, None]:

@@ -52,26 +52,13 @@ def manifest_bytes(parts: list[Part], upload: str) -> bytes:
     return json.dumps({"kittenfs-multipart": 1, "upload": upload, "parts": listed}).encode()
 
 
-async def _value_span(
-    reader: Reader, found: Found, first: int, last: int
-) -> AsyncGenerator[bytes, None]:
-    """Yield bytes ``first`` .. ``last`` of one stored value: its cached bytes, or from its
-    replicas in turn."""
-    if found.value is not None:
-        yield found.value[first : last + 1]
-        return
-    record = found.record
-    async for chunk in reader.stream(record, first, last, reader.candidates(record)):
-        yield chunk
-
-
 async def _whole(reader: Reader, found: Found) -> bytes:
     size = found.record.size
     if size == 0:
         return b""
     if found.value is not None or reader.whole_value(found, False):
         return await reader.value(found)
-    return b"".join([chunk async for chunk in _value_span(reader, found, 0, size - 1)])
+    return b"".join([chunk async for chunk in reader.span(found, 0, size - 1)])
 
 
 async def parts_of(reader: Reader, found: Found) -> list[Part]:
@@ -94,7 +81,7 @@ async def object_chunks(
     if last < first:
         return
     if not describe(found.record).manifest:
-        async for chunk in _value_span(reader, found, first, last):
+        async for chunk in reader.span(found, first, last):
             yield chunk
         return
     offset = 0
@@ -107,5 +94,5 @@ async def object_chunks(
         if stored is None or stored.record.md5 != part.md5:
             raise NoGoodReplica(f"part {part.key!r} of the object is gone or changed", "no_part")
         span_first, span_last = max(first, start) - start, min(last, end) - start
-        async for chunk in _value_span(reader, stored, span_first, span_last):
+        async for chunk in reader.span(stored, span_first, span_last):
             yield chunk

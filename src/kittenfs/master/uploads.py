@@ -1,0 +1,272 @@
+"""Uploads in parts: a value sent as numbered parts, each a request of its own, and stored as
+one ordinary value when the upload completes (the web console sends large files so; any
+client may).  A part that fails is sent again alone, and an upload cut off is resumed from
+the parts the master has (``GET``), so a large file survives a dropped connection.
+
+An upload is kept in ordinary keys, so its bytes are replicated and fsynced like any value:
+``/_uploads/<id>`` (empty; its record's ``meta`` names the key it makes and who started it)
+and ``/_uploads/<id>/<part, 5 digits>``.  Completing streams the parts in order into one
+PUT of the key (the bytes are copied once more, inside the cluster: what it costs to end
+with an ordinary value that every read path, job and tool knows), then deletes the upload.
+Uploads left untouched for ``--upload-abandoned-after`` seconds (a day by default), and
+parts whose upload is gone, are deleted by ``clean_forever``.
+
+Each step needs write access to the key the upload makes, and the caller who started it
+(its credential; anyone when auth is off): docs/api.md, "Uploads in parts".
+"""
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..errors import NoGoodReplica, NotFound
+from ..httputil import HTTPProblem, etag, json_object
+from ..keys import InvalidKey, check_key
+from ..limits import body_chunks
+from ..records import IndexRecord
+from .access import Caller, Need
+from .index import Space
+from .state import MasterState
+
+log = logging.getLogger("kittenfs.master")
+
+UPLOADS = "/_uploads/"
+#: The ``meta`` entries of an upload's record: the key it makes, and who started it.
+TARGET, OWNER = "x-kfs-upload-key", "x-kfs-upload-by"
+#: Parts an upload may have, numbered from 1.
+MAX_PARTS = 10_000
+#: Seconds a part whose upload is gone is kept (its upload may be completing right now).
+ORPHAN_AFTER = 60.0
+READ_CHUNK = 256 * 1024
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+
+#: Uploads being completed or aborted here: one ending at a time per upload.
+_ENDING: set[str] = set()
+
+
+def upload_key(upload: str) -> str:
+    return f"{UPLOADS}{upload}"
+
+
+def part_key(upload: str, number: int) -> str:
+    return f"{UPLOADS}{upload}/{number:05d}"
+
+
+async def dispatch(
+    request: web.Request, state: MasterState, rest: str, need: Need
+) -> web.StreamResponse:
+    """Route ``/_uploads`` and ``/_uploads/<id>[/<part>]`` (each step checks its caller)."""
+    method, path = request.method, rest.split("/") if rest else []
+    if not path:
+        _allow(method, ("POST",))
+        return await start(request, state)
+    if not UPLOAD_ID.fullmatch(path[0]):
+        raise HTTPProblem(404, "no_such_upload", f"{path[0]!r} is not an upload id")
+    if len(path) == 1:
+        _allow(method, ("GET", "POST", "DELETE"))
+        action = {"GET": describe, "POST": complete, "DELETE": abort}[method]
+        return await action(request, state, path[0])
+    if len(path) == 2:
+        _allow(method, ("PUT",))
+        return await put_part(request, state, path[0], _part_number(path[1]))
+    raise HTTPProblem(404, "no_such_route", "routes: /_uploads, /_uploads/<id>[/<part>]")
+
+
+def _allow(method: str, methods: tuple[str, ...]) -> None:
+    if method not in methods:
+        raise HTTPProblem(
+            405, "method_not_allowed", f"accepts {', '.join(methods)}", Allow=", ".join(methods)
+        )
+
+
+def _part_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PARTS:
+        raise HTTPProblem(400, "bad_part", f"a part is numbered 1 to {MAX_PARTS}, not {text!r}")
+    return int(text)
+
+
+async def _writer(request: web.Request, state: MasterState, key: str) -> Caller:
+    """The caller, if it may write ``key`` (a signed link may not start or join an upload)."""
+    caller = await state.access.authorize(request, Need.WRITE, key)
+    if caller.link is not None:
+        raise HTTPProblem(403, "forbidden", "a link cannot upload in parts")
+    return caller
+
+
+async def _owned(request: web.Request, state: MasterState, upload: str) -> tuple[str, IndexRecord]:
+    """Return the key ``upload`` makes and its record, if the caller started it."""
+    record = await state.index.get(Space.LIVE, upload_key(upload))
+    if record is None:
+        raise HTTPProblem(404, "no_such_upload", f"no upload {upload} (completed, or gone)")
+    key = record.meta_value(TARGET) or ""
+    caller = await _writer(request, state, key)
+    if caller.credential != record.meta_value(OWNER):
+        raise HTTPProblem(403, "not_your_upload", f"upload {upload} was started by another")
+    return key, record
+
+
+async def start(request: web.Request, state: MasterState) -> web.Response:
+    """POST /_uploads {"key"}: a new upload of ``key``; 201 {"upload", "key"}."""
+    key = json_object(await request.read()).get("key")
+    if not isinstance(key, str):
+        raise HTTPProblem(400, "bad_option", "key must be a string")
+    try:
+        check_key(key)
+    except InvalidKey as exc:
+        raise HTTPProblem(400, "bad_key", str(exc)) from None
+    caller = await _writer(request, state, key)
+    upload = secrets.token_hex(16)
+    await state.store.put(
+        upload_key(upload), _nothing(), 0, meta=((TARGET, key), (OWNER, caller.credential))
+    )
+    return web.json_response({"upload": upload, "key": key}, status=201)
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+async def put_part(
+    request: web.Request, state: MasterState, upload: str, number: int
+) -> web.Response:
+    """PUT /_uploads/<id>/<n>: store part ``n`` (again, if it was sent before)."""
+    await _owned(request, state, upload)
+    result = await state.store.put(
+        part_key(upload, number), body_chunks(request, READ_CHUNK), request.content_length
+    )
+    record = result.record
+    return web.json_response(
+        {"part": number, "size": record.size, "md5": record.md5},
+        status=201,
+        headers={"ETag": etag(record.md5)},
+    )
+
+
+async def _parts(state: MasterState, upload: str) -> list[IndexRecord]:
+    return [r async for r in state.index.records(Space.LIVE, f"{upload_key(upload)}/")]
+
+
+async def describe(request: web.Request, state: MasterState, upload: str) -> web.Response:
+    """GET /_uploads/<id>: the key and the parts stored so far (to resume an upload)."""
+    key, _ = await _owned(request, state, upload)
+    parts = [
+        {"part": int(r.key.rsplit("/", 1)[1]), "size": r.size, "md5": r.md5}
+        for r in await _parts(state, upload)
+    ]
+    return web.json_response({"upload": upload, "key": key, "parts": parts})
+
+
+async def complete(request: web.Request, state: MasterState, upload: str) -> web.Response:
+    """POST /_uploads/<id> {"parts": n}: store parts 1 .. n, in order, as the key's value
+    (201 new, 204 replaced), then delete the upload.  400 missing_part if one of them is
+    not stored, or others are."""
+    key, _ = await _owned(request, state, upload)
+    count = json_object(await request.read()).get("parts")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PARTS:
+        raise HTTPProblem(400, "bad_option", f"parts must be the number of parts, 1 to {MAX_PARTS}")
+    if upload in _ENDING:
+        raise HTTPProblem(409, "upload_ending", f"upload {upload} is completing or aborting")
+    _ENDING.add(upload)
+    try:
+        parts = await _parts(state, upload)
+        numbers = [int(r.key.rsplit("/", 1)[1]) for r in parts]
+        if numbers != list(range(1, count + 1)):
+            missing = sorted(set(range(1, count + 1)) - set(numbers))
+            raise HTTPProblem(
+                400,
+                "missing_part",
+                f"parts 1 to {count} asked, stored: {numbers[:20]}"
+                + (f"; missing {missing[:20]}" if missing else ""),
+            )
+        result = await state.store.put(
+            key, _joined(state, parts), sum(r.size for r in parts), meta=()
+        )
+        await _delete_upload(state, upload, parts)
+    finally:
+        _ENDING.discard(upload)
+    record = result.record
+    return web.json_response(
+        {"key": key, "size": record.size, "md5": record.md5},
+        status=201 if result.created else 200,
+        headers={"ETag": etag(record.md5)},
+    )
+
+
+async def _joined(state: MasterState, parts: list[IndexRecord]) -> AsyncIterator[bytes]:
+    """The parts' bytes in order, each read as it was stored (its MD5 then)."""
+    for record in parts:
+        found = await state.reader.find(record.key)
+        if found is None or found.record.md5 != record.md5:
+            raise NoGoodReplica(f"part {record.key!r} changed or is gone", "no_part")
+        if record.size:
+            async for chunk in state.reader.span(found, 0, record.size - 1):
+                yield chunk
+
+
+async def abort(request: web.Request, state: MasterState, upload: str) -> web.Response:
+    """DELETE /_uploads/<id>: delete the upload and its parts; 204."""
+    await _owned(request, state, upload)
+    if upload in _ENDING:
+        raise HTTPProblem(409, "upload_ending", f"upload {upload} is completing or aborting")
+    _ENDING.add(upload)
+    try:
+        await _delete_upload(state, upload, await _parts(state, upload))
+    finally:
+        _ENDING.discard(upload)
+    return web.Response(status=204)
+
+
+async def _delete_upload(state: MasterState, upload: str, parts: list[IndexRecord]) -> None:
+    """Delete the upload's record first (no part is added after), then its parts."""
+    for key in (upload_key(upload), *(r.key for r in parts)):
+        with contextlib.suppress(NotFound):
+            await state.store.delete(key)
+
+
+async def clean_once(state: MasterState, abandoned_after: float) -> int:
+    """Delete uploads not touched for ``abandoned_after`` seconds (their last part, or their
+    start), and parts whose upload is gone; return how many uploads were deleted."""
+    now_ms = time.time() * 1000
+    uploads: dict[str, IndexRecord] = {}
+    parts: dict[str, list[IndexRecord]] = {}
+    async for record in state.index.records(Space.LIVE, UPLOADS):
+        name = record.key[len(UPLOADS) :]
+        upload, _, part = name.partition("/")
+        if part:
+            parts.setdefault(upload, []).append(record)
+        else:
+            uploads[upload] = record
+    deleted = 0
+    for upload, record in uploads.items():
+        touched = max([record.modified_ms, *(p.modified_ms for p in parts.get(upload, []))])
+        if now_ms - touched > abandoned_after * 1000 and upload not in _ENDING:
+            log.info("deleting the upload %s of %r: abandoned", upload, record.meta_value(TARGET))
+            await _delete_upload(state, upload, parts.get(upload, []))
+            deleted += 1
+    for upload, orphans in parts.items():
+        if upload not in uploads and upload not in _ENDING:
+            grace = min(ORPHAN_AFTER, abandoned_after) * 1000
+            old = [p for p in orphans if now_ms - p.modified_ms > grace]
+            for record in old:
+                with contextlib.suppress(NotFound):
+                    await state.store.delete(record.key)
+    return deleted
+
+
+async def clean_forever(state: MasterState) -> None:
+    """Run ``clean_once`` every tenth of ``--upload-abandoned-after`` (at least every 10
+    minutes) until cancelled."""
+    abandoned_after = state.config.upload_abandoned_after
+    while True:
+        await asyncio.sleep(min(600.0, max(0.5, abandoned_after / 10)))
+        try:
+            await clean_once(state, abandoned_after)
+        except Exception:
+            log.exception("cleaning abandoned uploads failed; trying again later")

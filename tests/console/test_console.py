@@ -229,6 +229,20 @@ def test_upload_browse_details_share_download_and_delete(
         lambda: downloaded.exists() and downloaded.read_bytes() == value, "downloaded whole"
     )
 
+    # A file larger than a part (8 MiB) goes in parts, and is stored as one value.
+    large = os.urandom(20 * 1024 * 1024 + 11)
+    film = tmp_path / "film.mkv"
+    film.write_bytes(large)
+    console.find("#upload").send_keys(str(film))
+    done = console.until(
+        lambda: console.find('li[data-upload="/photos/film.mkv"][data-done="yes"]'),
+        "uploaded in parts",
+    )
+    assert "in 3 parts" in done.text
+    stored = httpx.get(f"{cluster.url}/photos/film.mkv?direct", headers=cluster.headers, timeout=60)
+    assert stored.content == large
+    assert not httpx.get(f"{cluster.url}/%5Fuploads/?list", headers=cluster.headers).json()["keys"]
+
     console.find('tr[data-key="/photos/holiday.bin"] button[aria-label^="Delete"]').click()
     console.accept()
     console.until(lambda: not console.all('tr[data-key="/photos/holiday.bin"]'), "the row gone")

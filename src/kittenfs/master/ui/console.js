@@ -11,6 +11,9 @@ const PAGE = 50;
 const LIST_BATCH = 200;
 /** Samples the live charts keep (two minutes at one every two seconds). */
 const SAMPLES = 60;
+/** Bytes of each part of a large upload, and how often a part is sent before giving up. */
+const PART = 8 * 1024 * 1024;
+const PART_TRIES = 3;
 
 let token = sessionStorage.getItem(TOKEN) || "";
 let poller = null;
@@ -575,7 +578,9 @@ async function remove(key) {
   await openFolder(folder, starts.length ? starts[starts.length - 1] : "", true);
 }
 
-/** Upload files into the folder shown, each a streamed PUT with its progress. */
+/** Upload files into the folder shown, each with a progress bar: a file up to PART bytes
+ * in one streamed PUT, a larger one in parts of PART bytes (/_uploads: docs/api.md), each
+ * part sent again up to PART_TRIES times, so a dropped connection costs one part. */
 function upload(files) {
   for (const file of files) {
     const key = folder + file.name;
@@ -583,29 +588,66 @@ function upload(files) {
     const note = el("span", {}, "starting");
     const item = el("li", { "data-upload": key }, el("span", {}, file.name), bar, note);
     $("uploads").append(item);
-    const request = new XMLHttpRequest();
-    request.open("PUT", keyPath(key));
-    if (token) request.setRequestHeader("Authorization", `Bearer ${token}`);
-    request.upload.onprogress = (e) => {
-      bar.value = e.loaded;
-      note.textContent = `${bytes(e.loaded)} of ${bytes(file.size)}`;
+    const shown = (done) => {
+      bar.value = done;
+      note.textContent = `${bytes(done)} of ${bytes(file.size)}`;
     };
-    request.onload = () => {
-      if (request.status === 201 || request.status === 204) {
-        bar.value = bar.max;
-        note.textContent = "stored";
-        item.dataset.done = "yes";
-        guarded(() => openFolder(folder, ""))();
-      } else {
-        let detail = request.statusText;
-        try { detail = JSON.parse(request.responseText).detail; } catch (_) { /* not JSON */ }
-        note.textContent = `failed: ${request.status} ${detail}`;
-        item.dataset.done = "failed";
-      }
-    };
-    request.onerror = () => { note.textContent = "failed: the connection was lost"; item.dataset.done = "failed"; };
-    request.send(file);
+    const send = file.size > PART ? inParts(key, file, shown) : sent("PUT", keyPath(key), file, shown);
+    send.then((how) => {
+      bar.value = bar.max;
+      note.textContent = how;
+      item.dataset.done = "yes";
+      guarded(() => openFolder(folder, ""))();
+    }, (error) => {
+      note.textContent = `failed: ${error.message}`;
+      item.dataset.done = "failed";
+    });
   }
+}
+
+/** Send ``body`` with XMLHttpRequest (fetch reports no upload progress): resolve with a
+ * note once stored, reject with the server's reason. */
+function sent(method, path, body, shown) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open(method, path);
+    if (token) request.setRequestHeader("Authorization", `Bearer ${token}`);
+    request.upload.onprogress = (e) => shown(e.loaded);
+    request.onload = () => {
+      if (request.status >= 200 && request.status < 300) return resolve("stored");
+      let detail = request.statusText;
+      try { detail = JSON.parse(request.responseText).detail; } catch (_) { /* not JSON */ }
+      const error = new Error(`${request.status} ${detail}`);
+      error.status = request.status;
+      return reject(error);
+    };
+    request.onerror = () => reject(new Error("the connection was lost"));
+    request.send(body);
+  });
+}
+
+async function inParts(key, file, shown) {
+  const { upload: id } = await (await call("POST", "/_uploads", { json: { key } })).json();
+  const count = Math.ceil(file.size / PART);
+  try {
+    for (let n = 1; n <= count; n += 1) {
+      const first = (n - 1) * PART;
+      const piece = file.slice(first, Math.min(file.size, first + PART));
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          await sent("PUT", `/_uploads/${id}/${n}`, piece, (loaded) => shown(first + loaded));
+          break;
+        } catch (error) {
+          if (attempt >= PART_TRIES || (error.status && error.status < 500)) throw error;
+        }
+      }
+    }
+    await call("POST", `/_uploads/${id}`, { json: { parts: count } });
+  } catch (error) {
+    await call("DELETE", `/_uploads/${id}`).catch(() => {});
+    throw error;
+  }
+  return `stored, in ${count} parts`;
 }
 
 // --- credentials --------------------------------------------------------------------------

@@ -209,6 +209,7 @@ function show() {
     else link.removeAttribute("aria-current");
   }
   problem(null);
+  say("");
   LOADERS[name]();
 }
 
@@ -506,7 +507,7 @@ function keyRow(row) {
   }
   if (row.folder) {
     return el("tr", { "data-key": row.key },
-      el("td", {}, el("button", { type: "button", onclick: guarded(() => openFolder(row.key, "")) }, `📁 ${row.name}`)),
+      el("td", {}, el("button", { type: "button", onclick: guarded(() => openFolder(row.key, "")) }, row.name)),
       el("td", {}, "folder"), el("td", {}), el("td", {}));
   }
   return el("tr", { "data-key": row.key },

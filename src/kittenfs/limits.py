@@ -32,6 +32,9 @@ HEADERS_MAX = 128
 #: Only these methods count as uploads; paths under ``/_`` (registration, heartbeats,
 #: admin) never do, so a flood of values cannot starve a worker's heartbeat.
 UPLOAD_METHODS = frozenset({"PUT", "POST"})
+#: Reserved routes whose bodies are uploads all the same (the others are the cluster's own
+#: small messages and admin calls): the parts of an upload in parts (master/uploads.py).
+COUNTED_ROUTES = ("/_uploads",)
 
 T = TypeVar("T")
 
@@ -53,7 +56,9 @@ def upload_limit(limits: Limits) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal total
-        if request.method not in UPLOAD_METHODS or request.path.startswith("/_"):
+        if request.method not in UPLOAD_METHODS or (
+            request.path.startswith("/_") and not request.path.startswith(COUNTED_ROUTES)
+        ):
             return await handler(request)
         client = request.remote or "?"
         if total >= limits.uploads:

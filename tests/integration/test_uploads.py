@@ -55,9 +55,15 @@ def test_parts_in_any_order_become_one_value(make_cluster: MakeCluster) -> None:
     }
     read = httpx.get(f"{cluster.url}/big/file.bin?direct", timeout=30)
     assert read.content == whole
-    assert httpx.get(f"{cluster.url}/_uploads/{upload}").status_code == 404
+    # Sent again (its answer lost, say), the complete answers as it did; the parts are gone.
+    again = httpx.post(f"{cluster.url}/_uploads/{upload}", json={"parts": 3}, timeout=60)
+    assert (again.status_code, again.json()) == (201, done.json())
+    after = httpx.get(f"{cluster.url}/_uploads/{upload}").json()
+    assert after["parts"] == [] and after["completed"]["md5"] == hashlib.md5(whole).hexdigest()
     leftovers = httpx.get(f"{cluster.url}{key_path('/_uploads/')}?list").json()["keys"]
-    assert leftovers == []  # the upload's record and parts are deleted with it
+    assert leftovers == [f"/_uploads/{upload}"]  # the completed mark, until the sweep
+    late = part(cluster, upload, 4, b"late")
+    assert late.status_code == 409 and late.json()["error"] == "upload_ending"
 
 
 def test_a_missing_part_or_a_wrong_count_is_refused(make_cluster: MakeCluster) -> None:
@@ -95,6 +101,8 @@ def test_only_its_starter_with_write_access_takes_part(make_cluster: MakeCluster
         credential("read", "/"),
     )
     assert httpx.post(f"{cluster.url}/_uploads", json={"key": "/team/x"}).status_code == 401
+    huge = httpx.post(f"{cluster.url}/_uploads", content=b"{" + b" " * 70_000 + b"}", headers=alice)
+    assert huge.status_code == 413  # a JSON body of a step is small
     refused = httpx.post(f"{cluster.url}/_uploads", json={"key": "/team/x"}, headers=reader)
     assert refused.status_code == 403
     outside = httpx.post(f"{cluster.url}/_uploads", json={"key": "/other/x"}, headers=alice)

@@ -7,7 +7,9 @@ An upload is kept in ordinary keys, so its bytes are replicated and fsynced like
 ``/_uploads/<id>`` (empty; its record's ``meta`` names the key it makes and who started it)
 and ``/_uploads/<id>/<part, 5 digits>``.  Completing streams the parts in order into one
 PUT of the key (the bytes are copied once more, inside the cluster: what it costs to end
-with an ordinary value that every read path, job and tool knows), then deletes the upload.
+with an ordinary value that every read path, job and tool knows), marks the upload
+completed (so a complete sent again, its answer lost, gets the same answer), and deletes
+the parts, as best it can: what is left the sweep deletes.
 Uploads left untouched for ``--upload-abandoned-after`` seconds (a day by default), and
 parts whose upload is gone, are deleted by ``clean_forever``.
 
@@ -17,18 +19,20 @@ Each step needs write access to the key the upload makes, and the caller who sta
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import secrets
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
-from ..errors import NoGoodReplica, NotFound
+from ..errors import NoGoodReplica, NotFound, StoreError
 from ..httputil import HTTPProblem, etag, json_object
 from ..keys import InvalidKey, check_key
-from ..limits import body_chunks
+from ..limits import body_chunks, paced
 from ..records import IndexRecord
 from .access import Caller, Need
 from .index import Space
@@ -37,8 +41,11 @@ from .state import MasterState
 log = logging.getLogger("kittenfs.master")
 
 UPLOADS = "/_uploads/"
-#: The ``meta`` entries of an upload's record: the key it makes, and who started it.
-TARGET, OWNER = "x-kfs-upload-key", "x-kfs-upload-by"
+#: The ``meta`` entries of an upload's record: the key it makes, who started it, and once
+#: completed, what it stored (JSON: size, md5, created).
+TARGET, OWNER, DONE = "x-kfs-upload-key", "x-kfs-upload-by", "x-kfs-upload-done"
+#: Bytes of a JSON body a step of an upload reads at most.
+JSON_MAX = 64 * 1024
 #: Parts an upload may have, numbered from 1.
 MAX_PARTS = 10_000
 #: Seconds a part whose upload is gone is kept (its upload may be completing right now).
@@ -74,7 +81,7 @@ async def dispatch(
         return await action(request, state, path[0])
     if len(path) == 2:
         _allow(method, ("PUT",))
-        return await put_part(request, state, path[0], _part_number(path[1]))
+        return await put_part(request, state, path[0], _asked_part(path[1]))
     raise HTTPProblem(404, "no_such_route", "routes: /_uploads, /_uploads/<id>[/<part>]")
 
 
@@ -85,10 +92,28 @@ def _allow(method: str, methods: tuple[str, ...]) -> None:
         )
 
 
-def _part_number(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PARTS:
+def _part_number(text: str) -> int | None:
+    """The part ``text`` names: 1 to MAX_PARTS in ASCII digits, else None."""
+    return int(text) if text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_PARTS else None
+
+
+def _asked_part(text: str) -> int:
+    number = _part_number(text)
+    if number is None:
         raise HTTPProblem(400, "bad_part", f"a part is numbered 1 to {MAX_PARTS}, not {text!r}")
-    return int(text)
+    return number
+
+
+async def _json(request: web.Request, state: MasterState) -> dict[str, object]:
+    """The step's JSON body, read once its caller is known (a stranger's body is not read),
+    at most JSON_MAX bytes and within the body timeout."""
+    await state.access.identify(request)
+    if (request.content_length or 0) > JSON_MAX:
+        raise HTTPProblem(413, "body_too_large", f"a JSON body of at most {JSON_MAX} bytes")
+    body = await paced(request, request.content.read(JSON_MAX + 1))
+    if len(body) > JSON_MAX:
+        raise HTTPProblem(413, "body_too_large", f"a JSON body of at most {JSON_MAX} bytes")
+    return json_object(body)
 
 
 async def _writer(request: web.Request, state: MasterState, key: str) -> Caller:
@@ -113,7 +138,7 @@ async def _owned(request: web.Request, state: MasterState, upload: str) -> tuple
 
 async def start(request: web.Request, state: MasterState) -> web.Response:
     """POST /_uploads {"key"}: a new upload of ``key``; 201 {"upload", "key"}."""
-    key = json_object(await request.read()).get("key")
+    key = (await _json(request, state)).get("key")
     if not isinstance(key, str):
         raise HTTPProblem(400, "bad_option", "key must be a string")
     try:
@@ -137,7 +162,9 @@ async def put_part(
     request: web.Request, state: MasterState, upload: str, number: int
 ) -> web.Response:
     """PUT /_uploads/<id>/<n>: store part ``n`` (again, if it was sent before)."""
-    await _owned(request, state, upload)
+    _, record = await _owned(request, state, upload)
+    if upload in _ENDING or record.meta_value(DONE):
+        raise HTTPProblem(409, "upload_ending", f"upload {upload} is completing or completed")
     result = await state.store.put(
         part_key(upload, number), body_chunks(request, READ_CHUNK), request.content_length
     )
@@ -149,54 +176,92 @@ async def put_part(
     )
 
 
-async def _parts(state: MasterState, upload: str) -> list[IndexRecord]:
-    return [r async for r in state.index.records(Space.LIVE, f"{upload_key(upload)}/")]
+async def _parts(state: MasterState, upload: str) -> list[tuple[int, IndexRecord]]:
+    """The upload's parts stored, by number (a key under it that names no part is not one)."""
+    parts = []
+    async for record in state.index.records(Space.LIVE, f"{upload_key(upload)}/"):
+        number = _part_number(record.key.rsplit("/", 1)[1])
+        if number is not None:
+            parts.append((number, record))
+    return parts
 
 
 async def describe(request: web.Request, state: MasterState, upload: str) -> web.Response:
     """GET /_uploads/<id>: the key and the parts stored so far (to resume an upload)."""
-    key, _ = await _owned(request, state, upload)
+    key, record = await _owned(request, state, upload)
     parts = [
-        {"part": int(r.key.rsplit("/", 1)[1]), "size": r.size, "md5": r.md5}
-        for r in await _parts(state, upload)
+        {"part": number, "size": r.size, "md5": r.md5} for number, r in await _parts(state, upload)
     ]
-    return web.json_response({"upload": upload, "key": key, "parts": parts})
+    done = record.meta_value(DONE)
+    return web.json_response(
+        {
+            "upload": upload,
+            "key": key,
+            "parts": parts,
+            "completed": json.loads(done) if done else None,
+        }
+    )
 
 
 async def complete(request: web.Request, state: MasterState, upload: str) -> web.Response:
     """POST /_uploads/<id> {"parts": n}: store parts 1 .. n, in order, as the key's value
-    (201 new, 204 replaced), then delete the upload.  400 missing_part if one of them is
-    not stored, or others are."""
-    key, _ = await _owned(request, state, upload)
-    count = json_object(await request.read()).get("parts")
+    (201 new, 200 replaced), mark the upload completed, then delete its parts.  400
+    missing_part unless exactly parts 1 .. n are stored.  Sent again once completed, it
+    answers as the first time did (its answer may have been lost on the way)."""
+    key, record = await _owned(request, state, upload)
+    count = (await _json(request, state)).get("parts")
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PARTS:
         raise HTTPProblem(400, "bad_option", f"parts must be the number of parts, 1 to {MAX_PARTS}")
+    if (done := record.meta_value(DONE)) is not None:
+        return _completed(key, json.loads(done))
     if upload in _ENDING:
         raise HTTPProblem(409, "upload_ending", f"upload {upload} is completing or aborting")
     _ENDING.add(upload)
     try:
         parts = await _parts(state, upload)
-        numbers = [int(r.key.rsplit("/", 1)[1]) for r in parts]
+        numbers = [number for number, _ in parts]
         if numbers != list(range(1, count + 1)):
             missing = sorted(set(range(1, count + 1)) - set(numbers))
             raise HTTPProblem(
                 400,
                 "missing_part",
                 f"parts 1 to {count} asked, stored: {numbers[:20]}"
-                + (f"; missing {missing[:20]}" if missing else ""),
+                + (f"; missing {missing[:20]}" if missing else "; abort, or send them all"),
             )
-        result = await state.store.put(
-            key, _joined(state, parts), sum(r.size for r in parts), meta=()
-        )
-        await _delete_upload(state, upload, parts)
+        records = [r for _, r in parts]
+        result = await state.store.put(key, _joined(state, records), sum(r.size for r in records))
+        stored = {"size": result.record.size, "md5": result.record.md5, "created": result.created}
+        await _finish(state, upload, record, stored, records)
     finally:
         _ENDING.discard(upload)
-    record = result.record
+    return _completed(key, stored)
+
+
+def _completed(key: str, stored: dict[str, Any]) -> web.Response:
     return web.json_response(
-        {"key": key, "size": record.size, "md5": record.md5},
-        status=201 if result.created else 200,
-        headers={"ETag": etag(record.md5)},
+        {"key": key, "size": stored["size"], "md5": stored["md5"]},
+        status=201 if stored["created"] else 200,
+        headers={"ETag": etag(stored["md5"])},
     )
+
+
+async def _finish(
+    state: MasterState,
+    upload: str,
+    record: IndexRecord,
+    stored: dict[str, Any],
+    parts: list[IndexRecord],
+) -> None:
+    """After the value is stored: mark the upload completed, and delete its parts.  Best
+    effort: the value is stored whatever fails here, and the sweep deletes what is left."""
+    meta = (*record.meta, (DONE, json.dumps(stored)))
+    try:
+        await state.store.put(upload_key(upload), _nothing(), 0, meta=meta)
+        for part in parts:
+            with contextlib.suppress(NotFound):
+                await state.store.delete(part.key)
+    except StoreError as exc:
+        log.warning("upload %s completed; its parts are left to the sweep: %s", upload, exc)
 
 
 async def _joined(state: MasterState, parts: list[IndexRecord]) -> AsyncIterator[bytes]:
@@ -217,7 +282,7 @@ async def abort(request: web.Request, state: MasterState, upload: str) -> web.Re
         raise HTTPProblem(409, "upload_ending", f"upload {upload} is completing or aborting")
     _ENDING.add(upload)
     try:
-        await _delete_upload(state, upload, await _parts(state, upload))
+        await _delete_upload(state, upload, [r for _, r in await _parts(state, upload)])
     finally:
         _ENDING.discard(upload)
     return web.Response(status=204)
@@ -231,33 +296,56 @@ async def _delete_upload(state: MasterState, upload: str, parts: list[IndexRecor
 
 
 async def clean_once(state: MasterState, abandoned_after: float) -> int:
-    """Delete uploads not touched for ``abandoned_after`` seconds (their last part, or their
-    start), and parts whose upload is gone; return how many uploads were deleted."""
+    """Delete uploads untouched for ``abandoned_after`` seconds (since their start, their
+    last part, or their completion) with their parts, and parts whose upload is gone; return
+    how many uploads were deleted.  One upload's records in memory at a time: the listing
+    is in key order, an upload's record just before its parts."""
     now_ms = time.time() * 1000
-    uploads: dict[str, IndexRecord] = {}
-    parts: dict[str, list[IndexRecord]] = {}
-    async for record in state.index.records(Space.LIVE, UPLOADS):
-        name = record.key[len(UPLOADS) :]
-        upload, _, part = name.partition("/")
-        if part:
-            parts.setdefault(upload, []).append(record)
-        else:
-            uploads[upload] = record
     deleted = 0
-    for upload, record in uploads.items():
-        touched = max([record.modified_ms, *(p.modified_ms for p in parts.get(upload, []))])
-        if now_ms - touched > abandoned_after * 1000 and upload not in _ENDING:
-            log.info("deleting the upload %s of %r: abandoned", upload, record.meta_value(TARGET))
-            await _delete_upload(state, upload, parts.get(upload, []))
-            deleted += 1
-    for upload, orphans in parts.items():
-        if upload not in uploads and upload not in _ENDING:
-            grace = min(ORPHAN_AFTER, abandoned_after) * 1000
-            old = [p for p in orphans if now_ms - p.modified_ms > grace]
-            for record in old:
-                with contextlib.suppress(NotFound):
-                    await state.store.delete(record.key)
+    group: list[IndexRecord] = []
+
+    async def settle() -> None:
+        nonlocal deleted
+        if group:
+            deleted += await _settle(state, group, now_ms, abandoned_after)
+        group.clear()
+
+    async for record in state.index.records(Space.LIVE, UPLOADS):
+        upload = record.key[len(UPLOADS) :].partition("/")[0]
+        if group and group[0].key[len(UPLOADS) :].partition("/")[0] != upload:
+            await settle()
+        group.append(record)
+    await settle()
     return deleted
+
+
+async def _settle(
+    state: MasterState, group: list[IndexRecord], now_ms: float, abandoned_after: float
+) -> int:
+    """Delete one upload's records if it is abandoned, or its parts if it is gone; return 1
+    if an upload was deleted."""
+    upload = group[0].key[len(UPLOADS) :].partition("/")[0]
+    if upload in _ENDING:
+        return 0
+    head = group[0] if group[0].key == upload_key(upload) else None
+    parts = group[1:] if head else group
+    touched = max(r.modified_ms for r in group)
+    if head is None:  # orphans: kept a little, their upload may be completing elsewhere
+        grace = min(ORPHAN_AFTER, abandoned_after) * 1000
+        gone = [r for r in parts if now_ms - r.modified_ms > grace]
+    elif now_ms - touched > abandoned_after * 1000:
+        log.info("deleting the upload %s of %r: left untouched", upload, head.meta_value(TARGET))
+        gone = group
+    else:
+        return 0
+    _ENDING.add(upload)
+    try:
+        for record in gone:
+            with contextlib.suppress(NotFound):
+                await state.store.delete(record.key)
+    finally:
+        _ENDING.discard(upload)
+    return 1 if head is not None else 0
 
 
 async def clean_forever(state: MasterState) -> None:
@@ -266,6 +354,8 @@ async def clean_forever(state: MasterState) -> None:
     abandoned_after = state.config.upload_abandoned_after
     while True:
         await asyncio.sleep(min(600.0, max(0.5, abandoned_after / 10)))
+        if not state.duties.held:  # one sweeper for the masters sharing an index
+            continue
         try:
             await clean_once(state, abandoned_after)
         except Exception:

@@ -11,9 +11,10 @@ const PAGE = 50;
 const LIST_BATCH = 200;
 /** Samples the live charts keep (two minutes at one every two seconds). */
 const SAMPLES = 60;
-/** Bytes of each part of a large upload, and how often a part is sent before giving up. */
+/** Bytes of each part of a large upload. */
 const PART = 8 * 1024 * 1024;
-const PART_TRIES = 3;
+/** How often an upload's request is sent before giving up. */
+const TRIES = 4;
 
 let token = sessionStorage.getItem(TOKEN) || "";
 let poller = null;
@@ -580,8 +581,10 @@ async function remove(key) {
 }
 
 /** Upload files into the folder shown, each with a progress bar: a file up to PART bytes
- * in one streamed PUT, a larger one in parts of PART bytes (/_uploads: docs/api.md), each
- * part sent again up to PART_TRIES times, so a dropped connection costs one part. */
+ * in one streamed PUT, a larger one in parts of PART bytes (/_uploads: docs/api.md). Each
+ * request is sent up to TRIES times while the failure may pass (a lost connection, 408,
+ * 429 or a 5xx), waiting as Retry-After says or longer each time, so a dropped connection
+ * costs one part. */
 function upload(files) {
   for (const file of files) {
     const key = folder + file.name;
@@ -593,7 +596,7 @@ function upload(files) {
       bar.value = done;
       note.textContent = `${bytes(done)} of ${bytes(file.size)}`;
     };
-    const send = file.size > PART ? inParts(key, file, shown) : sent("PUT", keyPath(key), file, shown);
+    const send = file.size > PART ? inParts(key, file, shown) : retried(() => sent("PUT", keyPath(key), file, shown));
     send.then((how) => {
       bar.value = bar.max;
       note.textContent = how;
@@ -607,7 +610,7 @@ function upload(files) {
 }
 
 /** Send ``body`` with XMLHttpRequest (fetch reports no upload progress): resolve with a
- * note once stored, reject with the server's reason. */
+ * note once stored; reject with the server's reason, its status and its Retry-After. */
 function sent(method, path, body, shown) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
@@ -616,15 +619,32 @@ function sent(method, path, body, shown) {
     request.upload.onprogress = (e) => shown(e.loaded);
     request.onload = () => {
       if (request.status >= 200 && request.status < 300) return resolve("stored");
+      if (request.status === 401 && token) logOut("The credential was refused: log in again.");
       let detail = request.statusText;
       try { detail = JSON.parse(request.responseText).detail; } catch (_) { /* not JSON */ }
-      const error = new Error(`${request.status} ${detail}`);
-      error.status = request.status;
-      return reject(error);
+      return reject(Object.assign(new Error(`${request.status} ${detail}`), {
+        status: request.status, retryAfter: Number(request.getResponseHeader("Retry-After")) || 0,
+      }));
     };
-    request.onerror = () => reject(new Error("the connection was lost"));
+    request.onerror = () => reject(Object.assign(new Error("the connection was lost"), { status: 0 }));
     request.send(body);
   });
+}
+
+/** Whether a failed request may succeed if sent again. */
+const passing = (error) => !error.status || error.status === 408 || error.status === 429 || error.status >= 500;
+
+/** ``attempt()``, again while it fails in a way that may pass, TRIES times at most. */
+async function retried(attempt) {
+  for (let tries = 1; ; tries += 1) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (tries >= TRIES || !passing(error)) throw error;
+      const wait = Math.max(error.retryAfter || 0, 2 ** (tries - 1));
+      await new Promise((resume) => setTimeout(resume, wait * 1000));
+    }
+  }
 }
 
 async function inParts(key, file, shown) {
@@ -634,20 +654,16 @@ async function inParts(key, file, shown) {
     for (let n = 1; n <= count; n += 1) {
       const first = (n - 1) * PART;
       const piece = file.slice(first, Math.min(file.size, first + PART));
-      for (let attempt = 1; ; attempt += 1) {
-        try {
-          await sent("PUT", `/_uploads/${id}/${n}`, piece, (loaded) => shown(first + loaded));
-          break;
-        } catch (error) {
-          if (attempt >= PART_TRIES || (error.status && error.status < 500)) throw error;
-        }
-      }
+      await retried(() => sent("PUT", `/_uploads/${id}/${n}`, piece, (loaded) => shown(first + loaded)));
     }
-    await call("POST", `/_uploads/${id}`, { json: { parts: count } });
   } catch (error) {
-    await call("DELETE", `/_uploads/${id}`).catch(() => {});
+    await call("DELETE", `/_uploads/${id}`).catch(() => {});  // the parts are of no use
     throw error;
   }
+  // Completing copies the parts into the value, inside the cluster: a large file takes a
+  // while. Never aborted from here on: sent again, a complete that did its work answers
+  // as it did the first time.
+  await retried(() => sent("POST", `/_uploads/${id}`, JSON.stringify({ parts: count }), () => {}));
   return `stored, in ${count} parts`;
 }
 

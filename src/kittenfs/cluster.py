@@ -500,6 +500,7 @@ def _run(config: UpConfig, s3_port: int, index: str) -> int:
             flush=True,
         )
         print(f"  S3 API at {cluster.s3_url} (docs/s3.md)", flush=True)
+        print(f"  web console at {cluster.master_urls[0]}/ui (docs/console.md)", flush=True)
         _print_tour(cluster)
         return _supervise(cluster)
     except KeyboardInterrupt:

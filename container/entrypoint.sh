@@ -67,7 +67,7 @@ case $host in
     \[*) ;;
     *:*) host="[$host]" ;;
 esac
-echo "$scheme://$host:$KITTENFS_PORT/health" >/tmp/kittenfs-health-url
+echo "$scheme://$host:$KITTENFS_PORT/health" >"${TMPDIR:-/tmp}/kittenfs-health-url"
 
 # kittenfs reads every other setting from its KITTENFS_* variables (docs/configuration.md).
 exec kittenfs "$role" "$@"

@@ -2,13 +2,14 @@
 """The image's HEALTHCHECK: exit 0 if the kittenfs of this container answers GET /health
 with 200, else 1. The entrypoint writes the URL (it knows the worker's slot and port)."""
 
+import os
 import ssl
 import sys
 import urllib.request
 from pathlib import Path
 
-#: Written by kittenfs-entrypoint before it starts kittenfs.
-URL_FILE = Path("/tmp/kittenfs-health-url")
+#: Written by kittenfs-entrypoint before it starts kittenfs (in $TMPDIR, /tmp by default).
+URL_FILE = Path(os.environ.get("TMPDIR") or "/tmp") / "kittenfs-health-url"
 
 
 def main() -> int:

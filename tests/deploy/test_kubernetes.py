@@ -168,6 +168,7 @@ class Pods:
         env |= {
             "KITTENFS_HOST": "127.0.0.1",  # the image listens on 0.0.0.0; tests on loopback
             "KITTENFS_DATA": str(self.root / pod),  # the pod's volume (the image's /data)
+            "TMPDIR": str(self.root),  # the pod's /tmp, where the entrypoint writes a file
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         }
         return self.started.start(pod, env, *container(role)["args"], command=(str(ENTRYPOINT),))

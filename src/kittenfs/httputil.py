@@ -12,6 +12,7 @@ import aiohttp.http
 from aiohttp import web
 
 from . import errors
+from .keys import InvalidKey, check_key
 
 log = logging.getLogger("kittenfs.http")
 
@@ -239,6 +240,19 @@ def finite_number(value: object) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def json_key(body: Mapping[str, Any]) -> str:
+    """Return the key a JSON request body names in ``key``; 400 bad_option if it is not a
+    string, bad_key if it is no valid key."""
+    key = body.get("key")
+    if not isinstance(key, str):
+        raise HTTPProblem(400, "bad_option", "key must be a string")
+    try:
+        check_key(key)
+    except InvalidKey as exc:
+        raise HTTPProblem(400, "bad_key", str(exc)) from None
+    return key
 
 
 def json_object(raw: bytes) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from ..credentials import (
     secret_of,
     token_of,
 )
-from ..httputil import HTTPProblem, finite_number, json_object
+from ..httputil import HTTPProblem, finite_number, json_key, json_object
 from ..keys import InvalidKey, check_key, key_path
 from .access import Need, link_url
 from .state import STATE, MasterState
@@ -85,13 +85,7 @@ async def sign(request: web.Request) -> web.Response:
     state = request.app[STATE]
     await state.access.identify(request)  # who asks, before the body is read
     body = json_object(await request.read())
-    key, method = body.get("key"), body.get("method", "GET")
-    if not isinstance(key, str):
-        raise HTTPProblem(400, "bad_option", "key must be a string")
-    try:
-        check_key(key)
-    except InvalidKey as exc:
-        raise HTTPProblem(400, "bad_key", str(exc)) from None
+    key, method = json_key(body), body.get("method", "GET")
     if method not in ("GET", "PUT"):
         raise HTTPProblem(400, "bad_option", "method must be GET or PUT")
     seconds = _seconds(body.get("expires_s", 3600), MAX_LINK_SECONDS)

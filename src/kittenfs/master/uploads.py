@@ -30,10 +30,10 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import NoGoodReplica, NotFound, StoreError
-from ..httputil import HTTPProblem, etag, json_object
-from ..keys import InvalidKey, check_key
+from ..httputil import HTTPProblem, etag, json_key, json_object
 from ..limits import body_chunks, paced
 from ..records import IndexRecord
+from ..streaming import one_chunk
 from .access import Caller, Need
 from .index import Space
 from .state import MasterState
@@ -104,10 +104,9 @@ def _asked_part(text: str) -> int:
     return number
 
 
-async def _json(request: web.Request, state: MasterState) -> dict[str, object]:
-    """The step's JSON body, read once its caller is known (a stranger's body is not read),
+async def _json(request: web.Request) -> dict[str, Any]:
+    """The step's JSON body (read once its caller is known: a stranger's body is not read),
     at most JSON_MAX bytes and within the body timeout."""
-    await state.access.identify(request)
     if (request.content_length or 0) > JSON_MAX:
         raise HTTPProblem(413, "body_too_large", f"a JSON body of at most {JSON_MAX} bytes")
     body = await paced(request, request.read())  # whole (a read may give part of it)
@@ -138,24 +137,14 @@ async def _owned(request: web.Request, state: MasterState, upload: str) -> tuple
 
 async def start(request: web.Request, state: MasterState) -> web.Response:
     """POST /_uploads {"key"}: a new upload of ``key``; 201 {"upload", "key"}."""
-    key = (await _json(request, state)).get("key")
-    if not isinstance(key, str):
-        raise HTTPProblem(400, "bad_option", "key must be a string")
-    try:
-        check_key(key)
-    except InvalidKey as exc:
-        raise HTTPProblem(400, "bad_key", str(exc)) from None
+    await state.access.identify(request)  # who asks, before the body is read
+    key = json_key(await _json(request))
     caller = await _writer(request, state, key)
     upload = secrets.token_hex(16)
     await state.store.put(
-        upload_key(upload), _nothing(), 0, meta=((TARGET, key), (OWNER, caller.credential))
+        upload_key(upload), one_chunk(b""), 0, meta=((TARGET, key), (OWNER, caller.credential))
     )
     return web.json_response({"upload": upload, "key": key}, status=201)
-
-
-async def _nothing() -> AsyncIterator[bytes]:
-    return
-    yield b""
 
 
 async def put_part(
@@ -209,7 +198,7 @@ async def complete(request: web.Request, state: MasterState, upload: str) -> web
     missing_part unless exactly parts 1 .. n are stored.  Sent again once completed, it
     answers as the first time did (its answer may have been lost on the way)."""
     key, record = await _owned(request, state, upload)
-    count = (await _json(request, state)).get("parts")
+    count = (await _json(request)).get("parts")
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PARTS:
         raise HTTPProblem(400, "bad_option", f"parts must be the number of parts, 1 to {MAX_PARTS}")
     if (done := record.meta_value(DONE)) is not None:
@@ -256,7 +245,7 @@ async def _finish(
     effort: the value is stored whatever fails here, and the sweep deletes what is left."""
     meta = (*record.meta, (DONE, json.dumps(stored)))
     try:
-        await state.store.put(upload_key(upload), _nothing(), 0, meta=meta)
+        await state.store.put(upload_key(upload), one_chunk(b""), 0, meta=meta)
         for part in parts:
             with contextlib.suppress(NotFound):
                 await state.store.delete(part.key)

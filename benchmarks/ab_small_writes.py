@@ -11,13 +11,12 @@ Run: python benchmarks/ab_small_writes.py --a /tmp/before [--b .] [--rounds 2] [
 """
 
 import argparse
-import json
 import os
 import statistics
 from pathlib import Path
 from typing import Any
 
-from auth_cost import MiB, measure_phase
+from auth_cost import MiB, measure_phase, report
 
 from kittenfs.cluster import local_cluster
 
@@ -67,10 +66,7 @@ def main() -> None:
         }
         row["ratio_b_a"] = round(row["b"]["rate"][-1] / row["a"]["rate"][-1], 3)
         summary[name] = row
-    text = json.dumps({"a": str(args.a), "b": str(args.b), "summary": summary}, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    report({"a": str(args.a), "b": str(args.b), "summary": summary}, args.json)
 
 
 if __name__ == "__main__":

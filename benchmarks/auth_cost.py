@@ -11,6 +11,7 @@ docs/performance.md.  Run: python benchmarks/auth_cost.py [--rounds 3] [--json F
 import argparse
 import json
 import statistics
+from pathlib import Path
 from typing import Any
 
 from kittenfs.bench.load import Phase, run_phase
@@ -73,11 +74,15 @@ def main() -> None:
         }
         row["ratio_on_off"] = round(row["on"]["rate"] / row["off"]["rate"], 3)
         summary[name] = row
-    text = json.dumps({"summary": summary, "rounds": rounds}, indent=1)
+    report({"summary": summary, "rounds": rounds}, args.json)
+
+
+def report(result: Any, path: str | None) -> None:
+    """Print ``result`` as JSON, and write it to ``path`` too if one is given."""
+    text = json.dumps(result, indent=1)
     print(text)
-    if args.json:
-        with open(args.json, "w") as out:
-            out.write(text + "\n")
+    if path:
+        Path(path).write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ deletion.  Run: python benchmarks/delete_cost.py [--keys 40000] [--json FILE]
 """
 
 import argparse
-import json
+
+from auth_cost import report
 
 from kittenfs.bench.load import Phase, run_phase
 from kittenfs.bench.procstat import cpu_seconds
@@ -39,11 +40,7 @@ def main() -> None:
         "servers_cpu_us_per_delete": round(sum(spent.values()), 1),
         "load_generator_cpu_us_per_delete": round(result.client_cpu / done * 1e6, 1),
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as out:
-            out.write(text + "\n")
+    report(summary, args.json)
 
 
 if __name__ == "__main__":

@@ -146,3 +146,17 @@ def test_the_routes_answer_json_errors(make_cluster: MakeCluster, method: str) -
     cluster = make_cluster(workers=1, replicas=1)
     answer = httpx.request(method, f"{cluster.url}/_uploads")
     assert answer.status_code == 405 and answer.json()["error"] == "method_not_allowed"
+
+
+def test_a_start_with_a_bad_body_is_refused_and_stores_nothing(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(workers=1, replicas=1)
+    for body, error in (
+        (b"not json", "bad_json"),
+        (b"[1]", "bad_json"),
+        (b'{"key": 5}', "bad_option"),
+        (b'{"key": "no-slash"}', "bad_key"),
+        (b"{}", "bad_option"),
+    ):
+        answer = httpx.post(f"{cluster.url}/_uploads", content=body)
+        assert (answer.status_code, answer.json()["error"]) == (400, error), body
+    assert httpx.get(f"{cluster.url}{key_path('/_uploads/')}?list").json()["keys"] == []

@@ -8,11 +8,12 @@ from kittenfs.throttle import Throttle
 
 
 def elapsed(throttle: Throttle, items: int, nbytes: int) -> float:
+    """Seconds from the throttle's start (its rates count from there) to the last item."""
+
     async def run() -> float:
-        started = time.monotonic()
         for _ in range(items):
             await throttle.take(1, nbytes)
-        return time.monotonic() - started
+        return time.monotonic() - throttle.started
 
     return asyncio.run(run())
 
